@@ -1,0 +1,89 @@
+//! The one place where failures become HTTP statuses and plain-text bodies, as OSCAR answers.
+
+use crate::app::DeployError;
+use crate::invoke::InvokeError;
+use crate::modules::ModuleError;
+use crate::registry::RegistryError;
+use crate::supervisor::BodyError;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+/// Every error a handler can return.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Deploy-time failures.
+    #[error(transparent)]
+    Deploy(#[from] DeployError),
+    /// Invocation failures that are not the module's own.
+    #[error(transparent)]
+    Invoke(#[from] InvokeError),
+    /// A body FaaS Supervisor's rules cannot turn into an input file.
+    #[error(transparent)]
+    Body(#[from] BodyError),
+    /// A request that is malformed for another reason.
+    #[error("{0}")]
+    BadRequest(String),
+    /// A route parameter names nothing.
+    #[error("{0}")]
+    NotFound(String),
+}
+
+impl From<ModuleError> for ApiError {
+    fn from(e: ModuleError) -> Self {
+        Self::Deploy(e.into())
+    }
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(e: RegistryError) -> Self {
+        Self::Deploy(e.into())
+    }
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::Deploy(e) => match e {
+                DeployError::Definition(_) | DeployError::UnknownModule(_) => {
+                    StatusCode::BAD_REQUEST
+                }
+                DeployError::Registry(RegistryError::Exists(_)) => StatusCode::CONFLICT,
+                DeployError::Registry(RegistryError::NotFound(_)) => StatusCode::NOT_FOUND,
+                DeployError::Registry(RegistryError::Io(_)) => StatusCode::INTERNAL_SERVER_ERROR,
+                DeployError::Module(ModuleError::Compile(_)) => StatusCode::BAD_REQUEST,
+                DeployError::Module(ModuleError::NotFound(_)) => StatusCode::NOT_FOUND,
+                DeployError::Module(_) | DeployError::Internal(_) => {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }
+                DeployError::ModuleInUse { .. } => StatusCode::CONFLICT,
+            },
+            Self::Invoke(e) => match e {
+                InvokeError::Overloaded | InvokeError::Unavailable(_) => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+                InvokeError::Outputs(crate::invoke::outputs::OutputError::Io(_))
+                | InvokeError::Host(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                // Too many or too large outputs: the module's doing, reported as its failure.
+                InvokeError::Outputs(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+            Self::Body(_) | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        }
+        let mut response = (status, format!("{self}\n")).into_response();
+        if matches!(self, Self::Invoke(InvokeError::Overloaded)) {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}

@@ -1,0 +1,71 @@
+//! /system/modules: upload, list, download and delete content-addressed modules.
+
+use super::{ApiError, AppState};
+use crate::modules::Digest;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/system/modules", get(list).post(upload))
+        .route("/system/modules/{digest}", get(download).delete(delete))
+}
+
+fn parse_digest(text: &str) -> Result<Digest, ApiError> {
+    Digest::parse(text).map_err(ApiError::NotFound)
+}
+
+async fn upload(State(app): State<AppState>, body: Bytes) -> Result<impl IntoResponse, ApiError> {
+    let stored = app.put_module(body).await?;
+    let status = if stored.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    if stored.created {
+        tracing::info!(module = %stored.digest, size = stored.size, "module stored");
+    }
+    Ok((
+        status,
+        Json(json!({"digest": stored.digest.to_string(), "size": stored.size})),
+    ))
+}
+
+async fn list(State(app): State<AppState>) -> Result<Json<Vec<Value>>, ApiError> {
+    let modules = app.modules.list()?;
+    Ok(Json(
+        modules
+            .into_iter()
+            .map(|m| {
+                let services = Digest::parse(&m.digest)
+                    .map(|d| app.registry.users_of(&d))
+                    .unwrap_or_default();
+                json!({"digest": m.digest, "size": m.size, "services": services})
+            })
+            .collect(),
+    ))
+}
+
+async fn download(
+    State(app): State<AppState>,
+    Path(digest): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let digest = parse_digest(&digest)?;
+    let bytes = app.modules.read(&digest)?;
+    Ok(([(header::CONTENT_TYPE, "application/wasm")], bytes))
+}
+
+async fn delete(
+    State(app): State<AppState>,
+    Path(digest): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let digest = parse_digest(&digest)?;
+    app.delete_module(digest).await?;
+    tracing::info!(module = %digest, "module deleted");
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,72 @@
+//! POST /run/{name}: a synchronous invocation under FaaS Supervisor's rules.
+//!
+//! Status codes: 200 with the supervisor's body when the module succeeds; 500 when it exits
+//! non-zero or traps, 504 when it runs past its timeout (body: the error line, then the module's
+//! output; header `x-oscar-wasm-outcome`); 400 for a body the rules refuse; 404 for an unknown
+//! service; 503 when the server is saturated.
+
+use super::{ApiError, AppState};
+use crate::invoke::Exit;
+use crate::registry::RegistryError;
+use crate::supervisor::{self, LogLevel};
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use bytes::Bytes;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/run/{name}", post(run))
+}
+
+/// Header naming how the module ended: `success`, `exit:<code>`, `trap`, `timeout`.
+pub const OUTCOME_HEADER: &str = "x-oscar-wasm-outcome";
+
+async fn run(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let deployed = app
+        .registry
+        .get(&name)
+        .ok_or(RegistryError::NotFound(name))?;
+    let input = supervisor::decode_body(&body)?;
+    let level = deployed.service.spec.log_level;
+    let completed = app.invoker.invoke(deployed, input).await?;
+
+    let (status, outcome) = match &completed.exit {
+        Exit::Success => (StatusCode::OK, "success".to_string()),
+        Exit::Status(code) => (StatusCode::INTERNAL_SERVER_ERROR, format!("exit:{code}")),
+        Exit::Trap(_) => (StatusCode::INTERNAL_SERVER_ERROR, "trap".into()),
+        Exit::Timeout => (StatusCode::GATEWAY_TIMEOUT, "timeout".into()),
+        Exit::Cancelled => (StatusCode::INTERNAL_SERVER_ERROR, "cancelled".into()),
+    };
+    let body = if status.is_success() {
+        supervisor::sync_response(completed.files, &completed.log, level, &completed.output)
+            .map_err(|e| {
+                ApiError::Invoke(crate::invoke::InvokeError::Host(format!(
+                    "packing outputs: {e}"
+                )))
+            })?
+            .into_body()
+    } else {
+        // A failure always says why, whatever the service's log level.
+        supervisor::render_logs(
+            &completed.log,
+            level.min(LogLevel::Error),
+            &completed.output,
+        )
+    };
+    let mut response = (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body,
+    )
+        .into_response();
+    if let Ok(value) = HeaderValue::from_str(&outcome) {
+        response.headers_mut().insert(OUTCOME_HEADER, value);
+    }
+    Ok(response)
+}

@@ -1,0 +1,78 @@
+//! /system/services: OSCAR's service CRUD, and PUT /system/services/{name}/module.
+
+use super::{ApiError, AppState};
+use crate::registry::RegistryError;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/system/services", get(list).post(create).put(update))
+        .route("/system/services/{name}", get(get_one).delete(delete))
+        .route("/system/services/{name}/module", put(attach_module))
+}
+
+/// Parses a JSON body ourselves, so that malformed JSON gets our plain-text 400.
+fn parse_json(body: &Bytes) -> Result<Value, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("the body is not valid JSON: {e}")))
+}
+
+async fn list(State(app): State<AppState>) -> Json<Vec<Value>> {
+    Json(
+        app.registry
+            .list()
+            .iter()
+            .map(|d| d.service.to_json())
+            .collect(),
+    )
+}
+
+async fn get_one(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let deployed = app
+        .registry
+        .get(&name)
+        .ok_or(RegistryError::NotFound(name))?;
+    Ok(Json(deployed.service.to_json()))
+}
+
+async fn create(State(app): State<AppState>, body: Bytes) -> Result<impl IntoResponse, ApiError> {
+    let deployed = app.create_service(parse_json(&body)?).await?;
+    tracing::info!(service = %deployed.service.spec.name, module = %deployed.service.spec.module, "service created");
+    Ok((StatusCode::CREATED, Json(deployed.service.to_json())))
+}
+
+async fn update(State(app): State<AppState>, body: Bytes) -> Result<impl IntoResponse, ApiError> {
+    let deployed = app.update_service(parse_json(&body)?).await?;
+    tracing::info!(service = %deployed.service.spec.name, module = %deployed.service.spec.module, "service updated");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn delete(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    app.delete_service(&name).await?;
+    tracing::info!(service = %name, "service deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn attach_module(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let stored = app.attach_module(&name, body).await?;
+    tracing::info!(service = %name, module = %stored.digest, "module attached");
+    Ok(Json(
+        json!({"digest": stored.digest.to_string(), "size": stored.size, "service": name}),
+    ))
+}

@@ -1,0 +1,300 @@
+//! The shared handle behind every request: the service registry, the module store and the
+//! invoker, and the operations that must keep them consistent with each other (a service never
+//! names a module that is not stored; a module in use is never deleted).
+
+use crate::config::ServeArgs;
+use crate::invoke::{Invoker, InvokerSettings, OutputLimits, scratch::ScratchRoot};
+use crate::modules::{Digest, ModuleError, ModuleStore, Stored};
+use crate::registry::{Deployed, Registry, RegistryError};
+use crate::service::{DefinitionError, Service};
+use crate::wasm::{EngineSettings, WasmEngine};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Failures of deploy-time operations.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    /// The definition is invalid.
+    #[error(transparent)]
+    Definition(#[from] DefinitionError),
+    /// Name taken or not found, or the registry's disk failed.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The module store failed or refused the upload.
+    #[error(transparent)]
+    Module(#[from] ModuleError),
+    /// The definition names a module that was never uploaded.
+    #[error("module {0} is not stored: upload it first with POST /system/modules")]
+    UnknownModule(Digest),
+    /// The module is used by services.
+    #[error("module {digest} is used by service(s) {}", services.join(", "))]
+    ModuleInUse {
+        /// The module.
+        digest: Digest,
+        /// Who uses it.
+        services: Vec<String>,
+    },
+    /// Internal failure (a panicked blocking task).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Failures of start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Another server holds the data folder.
+    #[error("another oscar-wasm server is using the data folder {0}")]
+    DataDirLocked(PathBuf),
+    /// A setting is unusable.
+    #[error("{0}")]
+    Config(String),
+    /// The wasm engine could not be built.
+    #[error("could not start the WebAssembly engine: {0}")]
+    Engine(String),
+    /// The file system failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+fn io_context(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartError {
+    let context = context.into();
+    move |source| StartError::Io { context, source }
+}
+
+/// Everything a request handler needs; cheap to share behind an `Arc`.
+pub struct App {
+    /// Service definitions and their runnable modules.
+    pub registry: Registry,
+    /// Uploaded modules.
+    pub modules: ModuleStore,
+    /// Runs invocations.
+    pub invoker: Invoker,
+    /// Serialises changes that touch both the registry and the module store.
+    deploy_lock: tokio::sync::Mutex<()>,
+    max_memory: u64,
+    _data_lock: std::fs::File,
+}
+
+impl App {
+    /// Opens the data folder (creating it), loads services and their modules, and prepares the
+    /// scratch root. Services whose module cannot be loaded stay registered and answer 503.
+    pub fn open(args: &ServeArgs) -> Result<Arc<Self>, StartError> {
+        let data_dir = &args.data_dir;
+        std::fs::create_dir_all(data_dir)
+            .map_err(io_context(format!("creating {}", data_dir.display())))?;
+        let data_dir = data_dir
+            .canonicalize()
+            .map_err(io_context(format!("resolving {}", data_dir.display())))?;
+        let data_lock = lock_data_dir(&data_dir)?;
+        let default_timeout = args.default_timeout().map_err(StartError::Config)?;
+        if args.default_memory > args.max_memory {
+            return Err(StartError::Config(
+                "--default-memory is above --max-memory".into(),
+            ));
+        }
+
+        let engine = WasmEngine::new(&EngineSettings {
+            max_instances: u32::try_from(args.max_concurrency).unwrap_or(u32::MAX),
+            max_memory: args.max_memory,
+        })
+        .map_err(|e| StartError::Engine(format!("{e:#}")))?;
+        let modules = ModuleStore::open(&data_dir, engine.clone())
+            .map_err(io_context("opening the module store"))?;
+        let (registry, stored) =
+            Registry::open(&data_dir).map_err(io_context("opening the service registry"))?;
+        for service in stored {
+            let runnable = match modules.runnable(&service.spec.module) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    tracing::error!(service = %service.spec.name, error = %e, "service module unavailable");
+                    None
+                }
+            };
+            registry.restore(Deployed { service, runnable });
+        }
+
+        let scratch_path = args.scratch_root(&data_dir);
+        let scratch = ScratchRoot::prepare(scratch_path.clone()).map_err(io_context(format!(
+            "preparing scratch folder {}",
+            scratch_path.display()
+        )))?;
+        let invoker = Invoker::new(
+            engine,
+            scratch,
+            InvokerSettings {
+                max_concurrency: args.max_concurrency,
+                max_queue: args.max_queue,
+                default_timeout,
+                default_memory: args.default_memory,
+                output_limits: OutputLimits {
+                    max_files: args.max_output_files,
+                    max_bytes: args.max_output,
+                },
+                max_log_bytes: usize::try_from(args.max_log).unwrap_or(usize::MAX),
+            },
+        );
+        Ok(Arc::new(Self {
+            registry,
+            modules,
+            invoker,
+            deploy_lock: tokio::sync::Mutex::new(()),
+            max_memory: args.max_memory,
+            _data_lock: data_lock,
+        }))
+    }
+
+    fn validate(&self, value: Value) -> Result<Service, DeployError> {
+        let service = Service::from_definition(value)?;
+        if let Some(memory) = service.spec.memory_limit
+            && memory > self.max_memory
+        {
+            return Err(DefinitionError::InvalidField {
+                field: "memory",
+                reason: format!(
+                    "{memory} bytes is above this server's limit of {} bytes",
+                    self.max_memory
+                ),
+            }
+            .into());
+        }
+        Ok(service)
+    }
+
+    async fn deploy(self: &Arc<Self>, service: Service) -> Result<Deployed, DeployError> {
+        let digest = service.spec.module;
+        let runnable = self
+            .blocking(move |app| app.modules.runnable(&digest))
+            .await;
+        match runnable {
+            Ok(runnable) => Ok(Deployed {
+                service,
+                runnable: Some(runnable),
+            }),
+            Err(DeployError::Module(ModuleError::NotFound(d))) => {
+                Err(DeployError::UnknownModule(d))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// POST /system/services.
+    pub async fn create_service(
+        self: &Arc<Self>,
+        definition: Value,
+    ) -> Result<Arc<Deployed>, DeployError> {
+        let service = self.validate(definition)?;
+        let _guard = self.deploy_lock.lock().await;
+        let deployed = self.deploy(service).await?;
+        Ok(self.registry.create(deployed)?)
+    }
+
+    /// PUT /system/services: replaces the definition; keeps the token when the new one has none.
+    pub async fn update_service(
+        self: &Arc<Self>,
+        mut definition: Value,
+    ) -> Result<Arc<Deployed>, DeployError> {
+        let _guard = self.deploy_lock.lock().await;
+        if let Value::Object(map) = &mut definition
+            && let Some(Value::String(name)) = map.get("name")
+            && let Some(existing) = self.registry.get(name)
+            && matches!(map.get("token"), None | Some(Value::Null))
+        {
+            map.insert(
+                "token".into(),
+                Value::String(existing.service.spec.token.clone()),
+            );
+        }
+        let service = self.validate(definition)?;
+        if self.registry.get(&service.spec.name).is_none() {
+            return Err(RegistryError::NotFound(service.spec.name).into());
+        }
+        let deployed = self.deploy(service).await?;
+        Ok(self.registry.replace(deployed)?)
+    }
+
+    /// DELETE /system/services/{name}.
+    pub async fn delete_service(&self, name: &str) -> Result<(), DeployError> {
+        let _guard = self.deploy_lock.lock().await;
+        self.registry.remove(name)?;
+        Ok(())
+    }
+
+    /// POST /system/modules: validates, compiles and stores a module.
+    pub async fn put_module(self: &Arc<Self>, wasm: bytes::Bytes) -> Result<Stored, DeployError> {
+        self.blocking(move |app| app.modules.put(&wasm)).await
+    }
+
+    /// PUT /system/services/{name}/module: stores a module and points the service at it.
+    pub async fn attach_module(
+        self: &Arc<Self>,
+        name: &str,
+        wasm: bytes::Bytes,
+    ) -> Result<Stored, DeployError> {
+        if self.registry.get(name).is_none() {
+            return Err(RegistryError::NotFound(name.to_string()).into());
+        }
+        let stored = self.put_module(wasm).await?;
+        let _guard = self.deploy_lock.lock().await;
+        let existing = self
+            .registry
+            .get(name)
+            .ok_or_else(|| RegistryError::NotFound(name.to_string()))?;
+        let mut definition = existing.service.definition.clone();
+        definition.insert("module".into(), Value::String(stored.digest.to_string()));
+        let service = self.validate(Value::Object(definition))?;
+        let deployed = self.deploy(service).await?;
+        self.registry.replace(deployed)?;
+        Ok(stored)
+    }
+
+    /// DELETE /system/modules/{digest}: refused while a service uses it.
+    pub async fn delete_module(self: &Arc<Self>, digest: Digest) -> Result<(), DeployError> {
+        let _guard = self.deploy_lock.lock().await;
+        let services = self.registry.users_of(&digest);
+        if !services.is_empty() {
+            return Err(DeployError::ModuleInUse { digest, services });
+        }
+        self.blocking(move |app| app.modules.delete(&digest)).await
+    }
+
+    /// Runs store work (compiling, disk I/O) off the async reactor.
+    async fn blocking<T, E>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&App) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, DeployError>
+    where
+        T: Send + 'static,
+        E: Into<DeployError> + Send + 'static,
+    {
+        let app = self.clone();
+        tokio::task::spawn_blocking(move || f(&app).map_err(Into::into))
+            .await
+            .map_err(|e| DeployError::Internal(e.to_string()))?
+    }
+}
+
+/// One server per data folder: a second one would race on every file.
+fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, StartError> {
+    let path = data_dir.join("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io_context(format!("opening {}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(StartError::DataDirLocked(data_dir.to_path_buf()))
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(io_context(format!("locking {}", path.display()))(e))
+        }
+    }
+}

@@ -1,0 +1,272 @@
+//! One invocation, from decoded input bytes to output files: a bounded admission gate, a fresh
+//! scratch folder, the guest run on a thread allowed to block, the outputs read back, and the
+//! scratch removed whatever happened.
+//!
+//! The per-invocation path is short on purpose (see performance notes in the README):
+//! scratch folders, input write, WASI context, instantiate from an `InstancePre`, run, collect.
+
+pub mod outputs;
+pub mod sandbox;
+pub mod scratch;
+
+use crate::registry::Deployed;
+use crate::supervisor::{LogLevel, LogLine, OutputFile};
+use crate::wasm::WasmEngine;
+pub use outputs::OutputLimits;
+pub use sandbox::Exit;
+use scratch::ScratchRoot;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+
+/// Server-wide invocation settings.
+#[derive(Debug, Clone)]
+pub struct InvokerSettings {
+    /// Guests running at once.
+    pub max_concurrency: usize,
+    /// Invocations waiting for a slot; beyond this, new ones are refused at once.
+    pub max_queue: usize,
+    /// Timeout of services whose definition has none.
+    pub default_timeout: Duration,
+    /// Memory limit of services whose definition has none.
+    pub default_memory: u64,
+    /// Caps on output files.
+    pub output_limits: OutputLimits,
+    /// Bytes of stdout/stderr kept per invocation.
+    pub max_log_bytes: usize,
+}
+
+/// Why an invocation could not produce a result (as opposed to a module that failed).
+#[derive(Debug, thiserror::Error)]
+pub enum InvokeError {
+    /// Every slot busy and the queue full.
+    #[error("the server is at its concurrency limit and its queue is full; retry later")]
+    Overloaded,
+    /// The service's module could not be loaded.
+    #[error("the service's module is unavailable: {0}")]
+    Unavailable(String),
+    /// The output folder broke a limit or could not be read.
+    #[error(transparent)]
+    Outputs(#[from] outputs::OutputError),
+    /// The host failed (scratch folder, preopen, a panicked worker).
+    #[error("invocation failed on the host: {0}")]
+    Host(String),
+}
+
+/// A finished invocation.
+#[derive(Debug)]
+pub struct Completed {
+    /// How the guest ended.
+    pub exit: Exit,
+    /// Regular files found in the output folder.
+    pub files: Vec<OutputFile>,
+    /// The guest's stdout and stderr, merged.
+    pub output: Vec<u8>,
+    /// The runtime's log lines for this invocation.
+    pub log: Vec<LogLine>,
+    /// Wall time of the run itself.
+    pub elapsed: Duration,
+}
+
+/// Runs invocations within the server's concurrency limit.
+pub struct Invoker {
+    engine: Arc<WasmEngine>,
+    scratch: ScratchRoot,
+    permits: Arc<Semaphore>,
+    waiting: AtomicUsize,
+    settings: InvokerSettings,
+}
+
+impl Invoker {
+    /// An invoker whose scratch folders live under `scratch`.
+    pub fn new(engine: Arc<WasmEngine>, scratch: ScratchRoot, settings: InvokerSettings) -> Self {
+        Self {
+            engine,
+            scratch,
+            permits: Arc::new(Semaphore::new(settings.max_concurrency.max(1))),
+            waiting: AtomicUsize::new(0),
+            settings,
+        }
+    }
+
+    /// The scratch root in use.
+    pub fn scratch_root(&self) -> &std::path::Path {
+        self.scratch.path()
+    }
+
+    /// Runs `deployed` on `input` (already decoded by the supervisor rules).
+    ///
+    /// Dropping the returned future (a client that disconnected) stops the guest at the next
+    /// epoch tick; its scratch folder is removed either way.
+    pub async fn invoke(
+        &self,
+        deployed: Arc<Deployed>,
+        input: Vec<u8>,
+    ) -> Result<Completed, InvokeError> {
+        let runnable = deployed.runnable.clone().ok_or_else(|| {
+            InvokeError::Unavailable(format!(
+                "module {} could not be loaded at start-up; upload it again",
+                deployed.service.spec.module
+            ))
+        })?;
+        let permit = match self.permits.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.settings.max_queue {
+                    self.waiting.fetch_sub(1, Ordering::AcqRel);
+                    return Err(InvokeError::Overloaded);
+                }
+                let _queued = Decrement(&self.waiting);
+                self.permits
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|e| InvokeError::Host(e.to_string()))?
+            }
+        };
+
+        let cancel = Arc::new(AtomicBool::new(false));
+        let mut cancel_on_drop = CancelOnDrop {
+            flag: cancel.clone(),
+            armed: true,
+        };
+        let engine = self.engine.clone();
+        let scratch_root = self.scratch.clone();
+        let settings = self.settings.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            run_blocking(
+                &engine,
+                &scratch_root,
+                &settings,
+                &deployed,
+                &runnable,
+                input,
+                cancel,
+            )
+        });
+        let result = task
+            .await
+            .map_err(|e| InvokeError::Host(format!("worker failed: {e}")));
+        cancel_on_drop.armed = false;
+        result?
+    }
+}
+
+fn run_blocking(
+    engine: &WasmEngine,
+    scratch_root: &ScratchRoot,
+    settings: &InvokerSettings,
+    deployed: &Deployed,
+    runnable: &crate::wasm::Runnable,
+    input: Vec<u8>,
+    cancel: Arc<AtomicBool>,
+) -> Result<Completed, InvokeError> {
+    let spec = &deployed.service.spec;
+    let mut log = Vec::with_capacity(6);
+    let host = |e: std::io::Error| InvokeError::Host(e.to_string());
+    let scratch = scratch_root.create().map_err(host)?;
+    let input_file = format!("event-file-{}", uuid::Uuid::new_v4());
+    std::fs::write(scratch.input.join(&input_file), &input).map_err(host)?;
+    log.push(LogLine::now(
+        LogLevel::Info,
+        format!(
+            "Running service {} ({}, {})",
+            spec.name,
+            spec.module,
+            runnable.abi()
+        ),
+    ));
+    log.push(LogLine::now(
+        LogLevel::Debug,
+        format!(
+            "Input file {}/{input_file} ({} bytes)",
+            sandbox::GUEST_INPUT_DIR,
+            input.len()
+        ),
+    ));
+
+    let timeout = spec.timeout.unwrap_or(settings.default_timeout);
+    let started = Instant::now();
+    let run = sandbox::run(sandbox::GuestRun {
+        engine: engine.engine(),
+        runnable,
+        program: &spec.name,
+        env: &spec.env,
+        input_dir: &scratch.input,
+        input_file: &input_file,
+        output_dir: &scratch.output,
+        memory_limit: spec.memory_limit.unwrap_or(settings.default_memory),
+        deadline: started + timeout,
+        cancel,
+        output_capacity: settings.max_log_bytes,
+    })
+    .map_err(|e| InvokeError::Host(format!("{e:#}")))?;
+    let elapsed = started.elapsed();
+    let ms = elapsed.as_secs_f64() * 1000.0;
+    log.push(match &run.exit {
+        Exit::Success => LogLine::now(
+            LogLevel::Info,
+            format!("Module finished successfully in {ms:.3} ms"),
+        ),
+        Exit::Status(code) => LogLine::now(
+            LogLevel::Error,
+            format!("Module exited with status {code} after {ms:.3} ms"),
+        ),
+        Exit::Trap(reason) => LogLine::now(
+            LogLevel::Error,
+            format!("Module trapped after {ms:.3} ms: {reason}"),
+        ),
+        Exit::Timeout => LogLine::now(
+            LogLevel::Error,
+            format!(
+                "Module stopped: timeout of {:.3} s reached",
+                timeout.as_secs_f64()
+            ),
+        ),
+        Exit::Cancelled => LogLine::now(LogLevel::Warning, "Module stopped: the client went away"),
+    });
+
+    let collected = outputs::collect(&scratch.output, settings.output_limits)?;
+    for skipped in &collected.skipped {
+        log.push(LogLine::now(
+            LogLevel::Warning,
+            format!("Ignoring output entry {skipped:?}: not a regular file or folder"),
+        ));
+    }
+    log.push(LogLine::now(
+        LogLevel::Info,
+        format!("Found {} output file(s)", collected.files.len()),
+    ));
+    Ok(Completed {
+        exit: run.exit,
+        files: collected.files,
+        output: run.output,
+        log,
+        elapsed,
+    })
+}
+
+/// Decrements a counter when dropped (a queued invocation leaving the queue, however it ends).
+struct Decrement<'a>(&'a AtomicUsize);
+
+impl Drop for Decrement<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Sets the cancel flag if the invocation's future is dropped before the guest finished.
+struct CancelOnDrop {
+    flag: Arc<AtomicBool>,
+    armed: bool,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if self.armed {
+            self.flag.store(true, Ordering::Relaxed);
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! Runs one guest to completion on the current (blocking-allowed) thread.
+//!
+//! The guest sees exactly two preopened folders, its input folder read-only at
+//! [`GUEST_INPUT_DIR`] and its output folder read-write at [`GUEST_OUTPUT_DIR`]; the service's
+//! environment plus INPUT_FILE_PATH, TMP_INPUT_DIR and TMP_OUTPUT_DIR; no network; stdout and
+//! stderr merged into one captured stream, as FaaS Supervisor merges them.
+
+use crate::wasm::{P1State, P2State, Runnable};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+use wasmtime::component::ResourceTable;
+use wasmtime::{Engine, Store, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
+
+/// Where the guest sees its input folder.
+pub const GUEST_INPUT_DIR: &str = "/tmp/input";
+/// Where the guest sees its output folder.
+pub const GUEST_OUTPUT_DIR: &str = "/tmp/output";
+
+/// Everything one run needs.
+pub struct GuestRun<'a> {
+    /// The engine the module was compiled with.
+    pub engine: &'a Engine,
+    /// The pre-linked module.
+    pub runnable: &'a Runnable,
+    /// argv[0]: the service name.
+    pub program: &'a str,
+    /// The service's environment variables.
+    pub env: &'a [(String, String)],
+    /// Host folder holding the input file.
+    pub input_dir: &'a Path,
+    /// Name of the input file inside it.
+    pub input_file: &'a str,
+    /// Host output folder.
+    pub output_dir: &'a Path,
+    /// Linear-memory limit in bytes.
+    pub memory_limit: u64,
+    /// When the run is stopped.
+    pub deadline: Instant,
+    /// Set when the caller went away: the run is stopped at the next epoch tick.
+    pub cancel: Arc<AtomicBool>,
+    /// Bytes of stdout and stderr kept; a guest writing more gets a write error.
+    pub output_capacity: usize,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exit {
+    /// Returned from main, or exited with status 0.
+    Success,
+    /// Exited with a non-zero status.
+    Status(i32),
+    /// Trapped (panic, unreachable, out of bounds, stack overflow, out of memory, ...).
+    Trap(String),
+    /// Ran past its deadline.
+    Timeout,
+    /// Stopped because the caller went away.
+    Cancelled,
+}
+
+/// Raised from the epoch callback to stop a guest.
+#[derive(Debug, thiserror::Error)]
+enum Interrupted {
+    #[error("deadline reached")]
+    Timeout,
+    #[error("invocation cancelled")]
+    Cancelled,
+}
+
+/// How the guest ended and what it printed.
+pub struct RunOutput {
+    /// The end.
+    pub exit: Exit,
+    /// stdout and stderr, merged.
+    pub output: Vec<u8>,
+}
+
+/// Runs the guest. Errors are the host's (a preopen that could not be opened), never the guest's.
+pub fn run(r: GuestRun<'_>) -> wasmtime::Result<RunOutput> {
+    let mut builder = WasiCtxBuilder::new();
+    // Guests run on threads that may block, so file operations need no trip through a pool;
+    // this must precede the preopens, which capture it.
+    builder.allow_blocking_current_thread(true);
+    builder
+        .args(&[r.program])
+        .envs(r.env)
+        .env(
+            "INPUT_FILE_PATH",
+            format!("{GUEST_INPUT_DIR}/{}", r.input_file),
+        )
+        .env("TMP_INPUT_DIR", GUEST_INPUT_DIR)
+        .env("TMP_OUTPUT_DIR", GUEST_OUTPUT_DIR)
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false);
+    builder.preopened_dir(r.input_dir, GUEST_INPUT_DIR, FsPerms::ReadOnly)?;
+    builder.preopened_dir(r.output_dir, GUEST_OUTPUT_DIR, FsPerms::ReadWrite)?;
+    let pipe = MemoryOutputPipe::new(r.output_capacity);
+    builder.stdout(pipe.clone()).stderr(pipe.clone());
+
+    let limits = StoreLimitsBuilder::new()
+        .memory_size(usize::try_from(r.memory_limit).unwrap_or(usize::MAX))
+        .build();
+    let deadline = r.deadline;
+    let cancel = r.cancel.clone();
+    // Checked at every epoch tick: cheap, and it stops loops that never call the host.
+    let check = move || {
+        if cancel.load(Ordering::Relaxed) {
+            Err(wasmtime::Error::new(Interrupted::Cancelled))
+        } else if Instant::now() >= deadline {
+            Err(wasmtime::Error::new(Interrupted::Timeout))
+        } else {
+            Ok(UpdateDeadline::Continue(1))
+        }
+    };
+
+    let exit = match r.runnable {
+        Runnable::Core(pre) => {
+            let mut store = Store::new(
+                r.engine,
+                P1State {
+                    wasi: builder.build_p1(),
+                    limits,
+                },
+            );
+            store.limiter(|s| &mut s.limits);
+            store.set_epoch_deadline(1);
+            store.epoch_deadline_callback(move |_| check());
+            let result = pre.instantiate(&mut store).and_then(|instance| {
+                let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+                start.call(&mut store, ())
+            });
+            match result {
+                Ok(()) => Exit::Success,
+                Err(e) => classify(e),
+            }
+        }
+        Runnable::Component(pre) => {
+            let state = P2State {
+                ctx: builder.build(),
+                table: ResourceTable::new(),
+                limits,
+            };
+            let mut store = Store::new(r.engine, state);
+            store.limiter(|s| &mut s.limits);
+            store.set_epoch_deadline(1);
+            store.epoch_deadline_callback(move |_| check());
+            let result = pre
+                .instantiate(&mut store)
+                .and_then(|command| command.wasi_cli_run().call_run(&mut store));
+            match result {
+                Ok(Ok(())) => Exit::Success,
+                Ok(Err(())) => Exit::Status(1),
+                Err(e) => classify(e),
+            }
+        }
+    };
+    Ok(RunOutput {
+        exit,
+        output: pipe.contents().to_vec(),
+    })
+}
+
+fn classify(error: wasmtime::Error) -> Exit {
+    if let Some(I32Exit(code)) = error.downcast_ref::<I32Exit>() {
+        return if *code == 0 {
+            Exit::Success
+        } else {
+            Exit::Status(*code)
+        };
+    }
+    match error.downcast_ref::<Interrupted>() {
+        Some(Interrupted::Timeout) => Exit::Timeout,
+        Some(Interrupted::Cancelled) => Exit::Cancelled,
+        None => Exit::Trap(describe_trap(&error)),
+    }
+}
+
+/// The trap's reason, then the guest's stack (function names when the module has them).
+fn describe_trap(error: &wasmtime::Error) -> String {
+    let reason = match error.downcast_ref::<wasmtime::Trap>() {
+        Some(trap) => format!(
+            "wasm trap: {}",
+            trap.to_string().trim_start_matches("wasm trap: ")
+        ),
+        None => format!("{error:#}"),
+    };
+    match error.downcast_ref::<wasmtime::WasmBacktrace>() {
+        Some(backtrace) => format!("{reason}\n{backtrace}"),
+        None => reason,
+    }
+}

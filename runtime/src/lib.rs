@@ -1,0 +1,23 @@
+//! oscar-wasm: OSCAR's serverless file-processing contract, with each service run as a
+//! WebAssembly module under wasmtime instead of a container.
+//!
+//! Where a request goes, by module:
+//! - [`api`]: the HTTP edge (axum routers, one error type turned into responses);
+//! - [`app`]: the shared handle tying the stores together (deploy, look up, invoke);
+//! - [`registry`] and [`service`]: service definitions, validated and persisted;
+//! - [`modules`]: the content-addressed module store and its compiled-artifact cache;
+//! - [`supervisor`]: FaaS Supervisor's rules, body to input file and output files to response;
+//! - [`invoke`]: one invocation: scratch folders, the sandbox run, output collection;
+//! - [`wasm`]: the wasmtime engine, linkers and pre-instantiated modules.
+
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod fsutil;
+pub mod invoke;
+pub mod modules;
+pub mod registry;
+pub mod server;
+pub mod service;
+pub mod supervisor;
+pub mod wasm;

@@ -1,0 +1,60 @@
+//! The `oscar-wasm` command: `serve` runs the server.
+
+use clap::{Parser, Subcommand};
+use oscar_wasm::config::ServeArgs;
+use std::process::ExitCode;
+
+/// OSCAR-compatible serverless file processing with WebAssembly modules.
+#[derive(Parser)]
+#[command(name = "oscar-wasm", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (embedded defaults: 127.0.0.1:8080, data in ./oscar-data).
+    Serve(ServeArgs),
+}
+
+fn main() -> ExitCode {
+    // A guest trap is an ordinary outcome here, not a host bug: capturing the host's stack
+    // for each one (as RUST_BACKTRACE=1 would make wasmtime do) costs ~100 ms. Panics of the
+    // server itself still honour RUST_BACKTRACE. Set before any thread exists.
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        // SAFETY: single-threaded at this point.
+        unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
+    }
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("OSCAR_WASM_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    match cli.command {
+        Command::Serve(args) => {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("oscar-wasm: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(oscar_wasm::server::serve(args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e}");
+                    eprintln!("oscar-wasm: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

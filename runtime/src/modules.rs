@@ -1,0 +1,349 @@
+//! The content-addressed module store and its compiled-artifact cache.
+//!
+//! On disk, under the data folder:
+//! - `modules/<hex>.wasm`: the module as uploaded, named by its SHA-256;
+//! - `compiled/<engine key>/<hex>.cwasm`: wasmtime's compiled artifact. The engine key changes
+//!   with the wasmtime version and configuration, so another build recompiles from the `.wasm`
+//!   instead of loading a stale artifact.
+//!
+//! In memory, each module in use is kept as a pre-linked [`Runnable`], shared by every service
+//! that names it. Replacing a service's module swaps an `Arc`, so running invocations keep theirs.
+
+use crate::fsutil;
+use crate::wasm::{CompileError, Runnable, WasmEngine};
+use sha2::Digest as _;
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+/// A module's identity: the SHA-256 of its bytes, written `sha256:<hex>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Digest([u8; 32]);
+
+impl Digest {
+    /// The digest of `bytes`.
+    pub fn of(bytes: &[u8]) -> Self {
+        Self(sha2::Sha256::digest(bytes).into())
+    }
+
+    /// Parses `sha256:<64 hex digits>` (or the bare hex).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let hex_part = text.strip_prefix("sha256:").unwrap_or(text);
+        let mut bytes = [0u8; 32];
+        if hex_part.len() != 64 || hex::decode_to_slice(hex_part, &mut bytes).is_err() {
+            return Err(format!(
+                "{text:?} is not a module digest \"sha256:<64 hex digits>\""
+            ));
+        }
+        if hex_part.bytes().any(|b| b.is_ascii_uppercase()) {
+            return Err(format!("{text:?}: write the digest in lower-case hex"));
+        }
+        Ok(Self(bytes))
+    }
+
+    /// The lower-case hex, used in file names.
+    pub fn hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sha256:{}", self.hex())
+    }
+}
+
+/// Failures of the module store.
+#[derive(Debug, thiserror::Error)]
+pub enum ModuleError {
+    /// The upload is not a module this runtime can run.
+    #[error(transparent)]
+    Compile(#[from] CompileError),
+    /// No module with that digest is stored.
+    #[error("no module {0} is stored")]
+    NotFound(Digest),
+    /// The stored module could not be loaded (corrupted data folder).
+    #[error("module {digest} could not be loaded: {reason}")]
+    Unloadable { digest: Digest, reason: String },
+    /// The file system failed.
+    #[error("module store I/O error: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// A stored module, as listed.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ModuleInfo {
+    /// `sha256:<hex>`.
+    pub digest: String,
+    /// Size of the uploaded bytes.
+    pub size: u64,
+}
+
+/// The result of storing an upload.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    /// The module's digest.
+    pub digest: Digest,
+    /// Its size in bytes.
+    pub size: u64,
+    /// False when the same bytes were already stored.
+    pub created: bool,
+}
+
+/// Uploaded modules on disk and the runnable form of those in use.
+pub struct ModuleStore {
+    engine: Arc<WasmEngine>,
+    wasm_dir: PathBuf,
+    artifact_dir: PathBuf,
+    loaded: RwLock<HashMap<Digest, Arc<Runnable>>>,
+    /// Serialises writers so that two uploads of one module compile it once.
+    write_lock: Mutex<()>,
+}
+
+impl ModuleStore {
+    /// Opens (creating) the store under `data_dir`.
+    pub fn open(data_dir: &Path, engine: Arc<WasmEngine>) -> io::Result<Self> {
+        let wasm_dir = data_dir.join("modules");
+        let artifact_dir = data_dir.join("compiled").join(engine.artifact_key());
+        std::fs::create_dir_all(&wasm_dir)?;
+        std::fs::create_dir_all(&artifact_dir)?;
+        fsutil::remove_stale_temporaries(&wasm_dir)?;
+        fsutil::remove_stale_temporaries(&artifact_dir)?;
+        Ok(Self {
+            engine,
+            wasm_dir,
+            artifact_dir,
+            loaded: RwLock::default(),
+            write_lock: Mutex::new(()),
+        })
+    }
+
+    fn wasm_path(&self, digest: &Digest) -> PathBuf {
+        self.wasm_path_hex(&digest.hex())
+    }
+
+    fn wasm_path_hex(&self, hex: &str) -> PathBuf {
+        self.wasm_dir.join(format!("{hex}.wasm"))
+    }
+
+    fn artifact_path(&self, digest: &Digest) -> PathBuf {
+        self.artifact_dir.join(format!("{}.cwasm", digest.hex()))
+    }
+
+    /// Validates, compiles and stores an upload. CPU-heavy: call it off the async reactor.
+    pub fn put(&self, wasm: &[u8]) -> Result<Stored, ModuleError> {
+        let digest = Digest::of(wasm);
+        let size = wasm.len() as u64;
+        let _guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        if self.wasm_path(&digest).exists() {
+            // Make sure it is runnable (and its artifact current) before saying it is stored.
+            self.runnable(&digest)?;
+            return Ok(Stored {
+                digest,
+                size,
+                created: false,
+            });
+        }
+        let started = std::time::Instant::now();
+        let (runnable, artifact) = self.engine.compile(wasm)?;
+        tracing::info!(%digest, size, compile_ms = started.elapsed().as_millis() as u64, "module compiled");
+        // The artifact first: a crash between the two writes leaves an orphan artifact, never
+        // a module without one.
+        fsutil::atomic_write(&self.artifact_path(&digest), &artifact)?;
+        fsutil::atomic_write(&self.wasm_path(&digest), wasm)?;
+        self.write_loaded().insert(digest, Arc::new(runnable));
+        Ok(Stored {
+            digest,
+            size,
+            created: true,
+        })
+    }
+
+    /// The runnable form of a stored module: from memory, else from its compiled artifact,
+    /// else compiled again from the stored bytes (and the artifact rewritten).
+    pub fn runnable(&self, digest: &Digest) -> Result<Arc<Runnable>, ModuleError> {
+        if let Some(r) = self
+            .loaded
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(digest)
+        {
+            return Ok(r.clone());
+        }
+        let wasm_path = self.wasm_path(digest);
+        if !wasm_path.exists() {
+            return Err(ModuleError::NotFound(*digest));
+        }
+        let artifact_path = self.artifact_path(digest);
+        let runnable = match self.engine.load_artifact(&artifact_path) {
+            Ok(r) => {
+                tracing::debug!(%digest, "module loaded from its compiled artifact");
+                r
+            }
+            Err(e) => {
+                if artifact_path.exists() {
+                    tracing::warn!(%digest, error = %e, "compiled artifact unusable; recompiling");
+                } else {
+                    tracing::info!(%digest, "no compiled artifact for this engine; compiling");
+                }
+                let wasm = std::fs::read(&wasm_path)?;
+                if Digest::of(&wasm) != *digest {
+                    return Err(ModuleError::Unloadable {
+                        digest: *digest,
+                        reason: "stored bytes do not match their digest".into(),
+                    });
+                }
+                let (runnable, artifact) =
+                    self.engine
+                        .compile(&wasm)
+                        .map_err(|e| ModuleError::Unloadable {
+                            digest: *digest,
+                            reason: e.to_string(),
+                        })?;
+                fsutil::atomic_write(&artifact_path, &artifact)?;
+                runnable
+            }
+        };
+        let runnable = Arc::new(runnable);
+        self.write_loaded().insert(*digest, runnable.clone());
+        Ok(runnable)
+    }
+
+    /// Whether a module is stored.
+    pub fn contains(&self, digest: &Digest) -> bool {
+        self.wasm_path(digest).exists()
+    }
+
+    /// The module's bytes as uploaded.
+    pub fn read(&self, digest: &Digest) -> Result<Vec<u8>, ModuleError> {
+        match std::fs::read(self.wasm_path(digest)) {
+            Ok(bytes) => Ok(bytes),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(ModuleError::NotFound(*digest)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Every stored module, ordered by digest.
+    pub fn list(&self) -> Result<Vec<ModuleInfo>, ModuleError> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&self.wasm_dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some(hex) = name.to_str().and_then(|n| n.strip_suffix(".wasm")) else {
+                continue;
+            };
+            let Ok(digest) = Digest::parse(hex) else {
+                continue;
+            };
+            out.push(ModuleInfo {
+                digest: digest.to_string(),
+                size: entry.metadata()?.len(),
+            });
+        }
+        out.sort_by(|a, b| a.digest.cmp(&b.digest));
+        Ok(out)
+    }
+
+    /// Removes a module and its artifact. The caller checks that no service uses it.
+    pub fn delete(&self, digest: &Digest) -> Result<(), ModuleError> {
+        let _guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let path = self.wasm_path_hex(&digest.hex());
+        if !path.exists() {
+            return Err(ModuleError::NotFound(*digest));
+        }
+        fsutil::remove_durably(&path)?;
+        fsutil::remove_durably(&self.artifact_path(digest))?;
+        self.write_loaded().remove(digest);
+        Ok(())
+    }
+
+    fn write_loaded(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Digest, Arc<Runnable>>> {
+        self.loaded.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wasm::EngineSettings;
+
+    fn store(dir: &Path) -> ModuleStore {
+        let engine = WasmEngine::new(&EngineSettings {
+            max_instances: 4,
+            max_memory: 64 << 20,
+        })
+        .unwrap();
+        ModuleStore::open(dir, engine).unwrap()
+    }
+
+    const MODULE: &str = "(module (func (export \"_start\")))";
+
+    #[test]
+    fn digests_parse_and_print() {
+        let d = Digest::of(b"abc");
+        assert_eq!(
+            d.to_string(),
+            "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(Digest::parse(&d.to_string()), Ok(d));
+        assert_eq!(Digest::parse(&d.hex()), Ok(d));
+        assert!(Digest::parse("sha256:abc").is_err());
+        assert!(Digest::parse("sha256:../../../etc/passwd").is_err());
+    }
+
+    #[test]
+    fn put_is_idempotent_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let wasm = wat::parse_str(MODULE).unwrap();
+        let s = store(dir.path());
+        let first = s.put(&wasm).unwrap();
+        assert!(first.created);
+        assert!(!s.put(&wasm).unwrap().created);
+        drop(s);
+        let s = store(dir.path());
+        assert!(s.runnable(&first.digest).is_ok());
+        assert_eq!(s.read(&first.digest).unwrap(), wasm);
+        assert_eq!(s.list().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_corrupt_artifact_is_recompiled() {
+        let dir = tempfile::tempdir().unwrap();
+        let wasm = wat::parse_str(MODULE).unwrap();
+        let s = store(dir.path());
+        let digest = s.put(&wasm).unwrap().digest;
+        let artifact = s.artifact_path(&digest);
+        drop(s);
+        std::fs::write(&artifact, b"stale").unwrap();
+        let s = store(dir.path());
+        assert!(s.runnable(&digest).is_ok());
+        assert_ne!(std::fs::read(&artifact).unwrap(), b"stale");
+    }
+
+    #[test]
+    fn an_artifact_of_another_engine_key_is_not_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let wasm = wat::parse_str(MODULE).unwrap();
+        let s = store(dir.path());
+        let digest = s.put(&wasm).unwrap().digest;
+        drop(s);
+        // Only the current engine key's folder is consulted: removing it forces a recompile.
+        let compiled = dir.path().join("compiled");
+        std::fs::remove_dir_all(&compiled).unwrap();
+        let s = store(dir.path());
+        assert!(s.runnable(&digest).is_ok());
+        assert!(s.artifact_path(&digest).exists());
+    }
+
+    #[test]
+    fn delete_removes_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let digest = s.put(&wat::parse_str(MODULE).unwrap()).unwrap().digest;
+        s.delete(&digest).unwrap();
+        assert!(!s.contains(&digest));
+        assert!(matches!(s.delete(&digest), Err(ModuleError::NotFound(_))));
+    }
+}

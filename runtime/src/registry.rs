@@ -1,0 +1,215 @@
+//! The service registry: validated definitions, persisted one file per service
+//! (`services/<name>.json`, written atomically), and the runnable module each one runs.
+
+use crate::fsutil;
+use crate::modules::Digest;
+use crate::service::{DefinitionError, Service};
+use crate::wasm::Runnable;
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+/// A service ready to invoke: its definition and its pre-linked module.
+pub struct Deployed {
+    /// The validated definition.
+    pub service: Service,
+    /// The module it runs; `None` when the stored module could not be loaded at start-up.
+    pub runnable: Option<Arc<Runnable>>,
+}
+
+/// Failures of the registry.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// POST of a name that exists.
+    #[error("service {0:?} already exists")]
+    Exists(String),
+    /// Update or delete of a name that does not exist.
+    #[error("service {0:?} not found")]
+    NotFound(String),
+    /// The file system failed.
+    #[error("service registry I/O error: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Every service, by name.
+pub struct Registry {
+    dir: PathBuf,
+    services: RwLock<BTreeMap<String, Arc<Deployed>>>,
+}
+
+impl Registry {
+    /// Opens (creating) the registry under `data_dir` and reads every stored definition.
+    /// Definitions that no longer validate are reported and skipped, never deleted.
+    pub fn open(data_dir: &Path) -> io::Result<(Self, Vec<Service>)> {
+        let dir = data_dir.join("services");
+        std::fs::create_dir_all(&dir)?;
+        fsutil::remove_stale_temporaries(&dir)?;
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(&dir)? {
+            let path = entry?.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("json") {
+                continue;
+            }
+            let parsed = std::fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|bytes| serde_json::from_slice(&bytes).map_err(|e| e.to_string()))
+                .and_then(|value| {
+                    Service::from_definition(value).map_err(|e: DefinitionError| e.to_string())
+                });
+            match parsed {
+                Ok(service) => found.push(service),
+                Err(reason) => {
+                    tracing::error!(path = %path.display(), %reason, "skipping unreadable service definition")
+                }
+            }
+        }
+        Ok((
+            Self {
+                dir,
+                services: RwLock::default(),
+            },
+            found,
+        ))
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        // Names are validated DNS labels, so they are safe as file names.
+        self.dir.join(format!("{name}.json"))
+    }
+
+    fn persist(&self, service: &Service) -> io::Result<()> {
+        let bytes = serde_json::to_vec_pretty(&service.to_json()).map_err(io::Error::other)?;
+        fsutil::atomic_write(&self.path(&service.spec.name), &bytes)
+    }
+
+    /// Adds a service loaded at start-up, without writing it again.
+    pub fn restore(&self, deployed: Deployed) {
+        let name = deployed.service.spec.name.clone();
+        self.write().insert(name, Arc::new(deployed));
+    }
+
+    /// Creates a service; fails if the name is taken.
+    pub fn create(&self, deployed: Deployed) -> Result<Arc<Deployed>, RegistryError> {
+        let mut services = self.write();
+        let name = deployed.service.spec.name.clone();
+        if services.contains_key(&name) {
+            return Err(RegistryError::Exists(name));
+        }
+        self.persist(&deployed.service)?;
+        let deployed = Arc::new(deployed);
+        services.insert(name, deployed.clone());
+        Ok(deployed)
+    }
+
+    /// Replaces an existing service. Invocations already running keep the old one.
+    pub fn replace(&self, deployed: Deployed) -> Result<Arc<Deployed>, RegistryError> {
+        let mut services = self.write();
+        let name = deployed.service.spec.name.clone();
+        if !services.contains_key(&name) {
+            return Err(RegistryError::NotFound(name));
+        }
+        self.persist(&deployed.service)?;
+        let deployed = Arc::new(deployed);
+        services.insert(name, deployed.clone());
+        Ok(deployed)
+    }
+
+    /// Removes a service.
+    pub fn remove(&self, name: &str) -> Result<Arc<Deployed>, RegistryError> {
+        let mut services = self.write();
+        let Some(deployed) = services.get(name).cloned() else {
+            return Err(RegistryError::NotFound(name.to_string()));
+        };
+        fsutil::remove_durably(&self.path(name))?;
+        services.remove(name);
+        Ok(deployed)
+    }
+
+    /// One service.
+    pub fn get(&self, name: &str) -> Option<Arc<Deployed>> {
+        self.read().get(name).cloned()
+    }
+
+    /// Every service, by name.
+    pub fn list(&self) -> Vec<Arc<Deployed>> {
+        self.read().values().cloned().collect()
+    }
+
+    /// Names of the services that run `digest`.
+    pub fn users_of(&self, digest: &Digest) -> Vec<String> {
+        self.read()
+            .values()
+            .filter(|d| d.service.spec.module == *digest)
+            .map(|d| d.service.spec.name.clone())
+            .collect()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<Deployed>>> {
+        self.services.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<Deployed>>> {
+        self.services.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn service(name: &str) -> Service {
+        Service::from_definition(
+            json!({"name": name, "module": Digest::of(b"m").to_string(), "extra": [1]}),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn create_replace_remove_persist() {
+        let dir = tempfile::tempdir().unwrap();
+        let (reg, found) = Registry::open(dir.path()).unwrap();
+        assert!(found.is_empty());
+        reg.create(Deployed {
+            service: service("a"),
+            runnable: None,
+        })
+        .unwrap();
+        assert!(matches!(
+            reg.create(Deployed {
+                service: service("a"),
+                runnable: None
+            }),
+            Err(RegistryError::Exists(_))
+        ));
+        assert!(matches!(
+            reg.replace(Deployed {
+                service: service("b"),
+                runnable: None
+            }),
+            Err(RegistryError::NotFound(_))
+        ));
+        reg.create(Deployed {
+            service: service("b"),
+            runnable: None,
+        })
+        .unwrap();
+        reg.remove("b").unwrap();
+        assert_eq!(reg.users_of(&Digest::of(b"m")), vec!["a".to_string()]);
+
+        let (_, found) = Registry::open(dir.path()).unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].definition["extra"], json!([1]));
+    }
+
+    #[test]
+    fn unreadable_definitions_are_skipped_not_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("services")).unwrap();
+        std::fs::write(dir.path().join("services/bad.json"), b"{not json").unwrap();
+        let (_, found) = Registry::open(dir.path()).unwrap();
+        assert!(found.is_empty());
+        assert!(dir.path().join("services/bad.json").exists());
+    }
+}

@@ -1,0 +1,399 @@
+//! A service definition: OSCAR's JSON kept as given (unknown fields included), plus the typed
+//! view of the fields the runtime acts on, parsed once when the service is deployed.
+
+use crate::modules::Digest;
+use crate::supervisor::LogLevel;
+use serde_json::{Map, Value};
+use std::time::Duration;
+
+/// Why a definition is refused; each names the field at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum DefinitionError {
+    /// The body is not a JSON object.
+    #[error("the service definition must be a JSON object")]
+    NotAnObject,
+    /// `name` missing or not a string.
+    #[error("the service definition needs a \"name\"")]
+    MissingName,
+    /// `name` is not a DNS-1123 label of 1 to 39 characters.
+    #[error(
+        "invalid service name {0:?}: use 1 to 39 lower-case letters, digits or '-', starting and ending with a letter or digit"
+    )]
+    InvalidName(String),
+    /// A field has a value of the wrong type or form.
+    #[error("invalid \"{field}\": {reason}")]
+    InvalidField { field: &'static str, reason: String },
+    /// Neither a module nor an image: nothing to run.
+    #[error(
+        "the service needs a \"module\" (a sha256 digest of an uploaded module) or an \"image\""
+    )]
+    NothingToRun,
+    /// An image service while no Kubernetes cluster is configured.
+    #[error(
+        "\"image\" services run as Kubernetes Jobs and this server has no Kubernetes cluster configured; give the service a \"module\" instead"
+    )]
+    ImageUnsupported,
+}
+
+/// The fields of a definition that the runtime acts on.
+#[derive(Debug, Clone)]
+pub struct ServiceSpec {
+    /// The service's name (a DNS-1123 label).
+    pub name: String,
+    /// The WebAssembly module to run.
+    pub module: Digest,
+    /// The runtime log level for the no-output-file response.
+    pub log_level: LogLevel,
+    /// Environment variables and secrets, in definition order, ready for the WASI context.
+    pub env: Vec<(String, String)>,
+    /// The linear-memory limit in bytes, from `memory`.
+    pub memory_limit: Option<u64>,
+    /// The wall-clock limit of one invocation, from `timeout` (seconds).
+    pub timeout: Option<Duration>,
+    /// The token that grants /run and /job on this service.
+    pub token: String,
+}
+
+/// A validated service: its definition as the user gave it (plus a generated token) and the
+/// typed view of it.
+#[derive(Debug, Clone)]
+pub struct Service {
+    /// The definition as stored and returned, unknown fields included.
+    pub definition: Map<String, Value>,
+    /// What the runtime needs from it, parsed once.
+    pub spec: ServiceSpec,
+}
+
+impl Service {
+    /// Validates a definition; generates a `token` when it has none.
+    pub fn from_definition(value: Value) -> Result<Self, DefinitionError> {
+        let Value::Object(mut definition) = value else {
+            return Err(DefinitionError::NotAnObject);
+        };
+        let name = match definition.get("name") {
+            Some(Value::String(name)) => name.clone(),
+            _ => return Err(DefinitionError::MissingName),
+        };
+        validate_name(&name)?;
+
+        let token = match definition.get("token") {
+            Some(Value::String(t)) if !t.is_empty() => t.clone(),
+            None | Some(Value::Null) => generate_token(),
+            Some(Value::String(_)) => generate_token(),
+            Some(_) => return Err(invalid("token", "must be a string")),
+        };
+        definition.insert("token".into(), Value::String(token.clone()));
+
+        let module = match definition.get("module") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => {
+                Some(Digest::parse(s).map_err(|reason| invalid("module", reason))?)
+            }
+            Some(_) => {
+                return Err(invalid(
+                    "module",
+                    "must be a string \"sha256:<64 hex digits>\"",
+                ));
+            }
+        };
+        let has_image = matches!(definition.get("image"), Some(Value::String(s)) if !s.is_empty());
+        let module = match (module, has_image) {
+            (Some(m), _) => m,
+            (None, true) => return Err(DefinitionError::ImageUnsupported),
+            (None, false) => return Err(DefinitionError::NothingToRun),
+        };
+
+        let log_level = match definition.get("log_level") {
+            None | Some(Value::Null) => LogLevel::Info,
+            Some(Value::String(s)) => LogLevel::parse(s).ok_or_else(|| {
+                invalid(
+                    "log_level",
+                    format!("{s:?} is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL"),
+                )
+            })?,
+            Some(_) => return Err(invalid("log_level", "must be a string")),
+        };
+
+        let memory_limit = match definition.get("memory") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s.is_empty() => None,
+            Some(Value::String(s)) => Some(parse_quantity(s).map_err(|r| invalid("memory", r))?),
+            Some(Value::Number(n)) => {
+                Some(parse_quantity(&n.to_string()).map_err(|r| invalid("memory", r))?)
+            }
+            Some(_) => return Err(invalid("memory", "must be a quantity such as \"256Mi\"")),
+        };
+
+        let timeout = match definition.get("timeout") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(parse_timeout(v).map_err(|r| invalid("timeout", r))?),
+        };
+
+        let env = parse_environment(definition.get("environment"))?;
+
+        Ok(Self {
+            spec: ServiceSpec {
+                name,
+                module,
+                log_level,
+                env,
+                memory_limit,
+                timeout,
+                token,
+            },
+            definition,
+        })
+    }
+
+    /// The definition as a JSON value, for responses and persistence.
+    pub fn to_json(&self) -> Value {
+        Value::Object(self.definition.clone())
+    }
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> DefinitionError {
+    DefinitionError::InvalidField {
+        field,
+        reason: reason.into(),
+    }
+}
+
+/// OSCAR's rule for names: a DNS-1123 label, at most 39 characters.
+pub fn validate_name(name: &str) -> Result<(), DefinitionError> {
+    let bytes = name.as_bytes();
+    let ok = !bytes.is_empty()
+        && bytes.len() <= 39
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes[0] != b'-'
+        && bytes[bytes.len() - 1] != b'-';
+    if ok {
+        Ok(())
+    } else {
+        Err(DefinitionError::InvalidName(name.to_string()))
+    }
+}
+
+/// A random token, 32 bytes as hex, as OSCAR generates one.
+fn generate_token() -> String {
+    hex::encode(rand::random::<[u8; 32]>())
+}
+
+/// Kubernetes quantities as OSCAR uses them: "256Mi", "1Gi", "500M", "1e9", plain bytes.
+pub fn parse_quantity(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| c.is_ascii_alphabetic() && c != 'e' && c != 'E')
+        .unwrap_or(text.len());
+    let (number, suffix) = text.split_at(split);
+    let multiplier: f64 = match suffix {
+        "" => 1.0,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "Ki" => 1024.0,
+        "Mi" => 1024.0 * 1024.0,
+        "Gi" => 1024.0 * 1024.0 * 1024.0,
+        "Ti" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {text:?} (use Ki, Mi, Gi, k, M, G)"
+            ));
+        }
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a quantity such as \"256Mi\""))?;
+    let bytes = value * multiplier;
+    if !bytes.is_finite() || bytes <= 0.0 {
+        return Err(format!("{text:?} must be a positive quantity"));
+    }
+    if bytes > u64::MAX as f64 {
+        return Err(format!("{text:?} is too large"));
+    }
+    Ok(bytes.ceil() as u64)
+}
+
+fn parse_timeout(value: &Value) -> Result<Duration, String> {
+    let secs = match value {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    }
+    .ok_or("must be a number of seconds")?;
+    if !secs.is_finite() || secs <= 0.0 {
+        return Err("must be a positive number of seconds".into());
+    }
+    Duration::try_from_secs_f64(secs).map_err(|e| e.to_string())
+}
+
+/// `environment.variables` then `environment.secrets`, as `(name, value)` pairs.
+fn parse_environment(value: Option<&Value>) -> Result<Vec<(String, String)>, DefinitionError> {
+    let mut env = Vec::new();
+    let Some(value) = value else { return Ok(env) };
+    let environment = match value {
+        Value::Null => return Ok(env),
+        Value::Object(map) => map,
+        _ => {
+            return Err(invalid(
+                "environment",
+                "must be an object with \"variables\" and \"secrets\"",
+            ));
+        }
+    };
+    for (field, key) in [
+        ("environment.variables", "variables"),
+        ("environment.secrets", "secrets"),
+    ] {
+        match environment.get(key) {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(vars)) => {
+                for (name, value) in vars {
+                    if name.is_empty() || name.contains('=') || name.contains('\0') {
+                        return Err(invalid(
+                            field,
+                            format!("{name:?} is not a valid variable name"),
+                        ));
+                    }
+                    let value = match value {
+                        Value::String(s) => s.clone(),
+                        Value::Number(n) => n.to_string(),
+                        Value::Bool(b) => b.to_string(),
+                        _ => {
+                            return Err(invalid(
+                                field,
+                                format!("the value of {name:?} must be a string"),
+                            ));
+                        }
+                    };
+                    if value.contains('\0') {
+                        return Err(invalid(
+                            field,
+                            format!("the value of {name:?} contains a NUL byte"),
+                        ));
+                    }
+                    env.push((name.clone(), value));
+                }
+            }
+            Some(_) => return Err(invalid(field, "must be an object of name: value")),
+        }
+    }
+    Ok(env)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const DIGEST: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+
+    #[test]
+    fn names_follow_dns_1123_and_39_chars() {
+        for good in ["a", "upper-case", "x1", &"a".repeat(39)] {
+            assert!(validate_name(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "-a",
+            "a-",
+            "Upper",
+            "a_b",
+            "a.b",
+            &"a".repeat(40),
+            "../x",
+        ] {
+            assert!(validate_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_kept_and_token_generated() {
+        let s = Service::from_definition(
+            json!({"name": "x", "module": DIGEST, "vo": "v", "cpu": "0.5"}),
+        )
+        .unwrap();
+        assert_eq!(s.definition["vo"], "v");
+        assert_eq!(s.definition["cpu"], "0.5");
+        assert_eq!(s.spec.token.len(), 64);
+        assert_eq!(s.definition["token"], s.spec.token.as_str());
+        let kept = Service::from_definition(json!({"name": "x", "module": DIGEST, "token": "abc"}))
+            .unwrap();
+        assert_eq!(kept.spec.token, "abc");
+    }
+
+    #[test]
+    fn fields_are_parsed() {
+        let s = Service::from_definition(json!({
+            "name": "x", "module": DIGEST, "memory": "256Mi", "timeout": 5, "log_level": "critical",
+            "environment": {"variables": {"A": "1", "B": 2}, "secrets": {"S": "s"}}
+        }))
+        .unwrap();
+        assert_eq!(s.spec.memory_limit, Some(256 * 1024 * 1024));
+        assert_eq!(s.spec.timeout, Some(Duration::from_secs(5)));
+        assert_eq!(s.spec.log_level, LogLevel::Critical);
+        assert_eq!(
+            s.spec.env,
+            vec![
+                ("A".into(), "1".into()),
+                ("B".into(), "2".into()),
+                ("S".into(), "s".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_fields_name_the_field() {
+        let cases = [
+            (
+                json!({"name": "x", "module": DIGEST, "memory": "lots"}),
+                "memory",
+            ),
+            (
+                json!({"name": "x", "module": DIGEST, "memory": "-1Gi"}),
+                "memory",
+            ),
+            (
+                json!({"name": "x", "module": DIGEST, "timeout": -1}),
+                "timeout",
+            ),
+            (
+                json!({"name": "x", "module": DIGEST, "log_level": "LOUD"}),
+                "log_level",
+            ),
+            (json!({"name": "x", "module": "md5:00"}), "module"),
+            (
+                json!({"name": "x", "module": DIGEST, "environment": {"variables": {"A": [1]}}}),
+                "environment.variables",
+            ),
+        ];
+        for (def, field) in cases {
+            let err = Service::from_definition(def).unwrap_err().to_string();
+            assert!(err.contains(field), "{err} should name {field}");
+        }
+        assert!(matches!(
+            Service::from_definition(json!({"name": "x"})),
+            Err(DefinitionError::NothingToRun)
+        ));
+        assert!(matches!(
+            Service::from_definition(json!({"name": "x", "image": "alpine"})),
+            Err(DefinitionError::ImageUnsupported)
+        ));
+        assert!(matches!(
+            Service::from_definition(json!([1])),
+            Err(DefinitionError::NotAnObject)
+        ));
+    }
+
+    #[test]
+    fn quantities() {
+        assert_eq!(parse_quantity("1Gi"), Ok(1 << 30));
+        assert_eq!(parse_quantity("500M"), Ok(500_000_000));
+        assert_eq!(parse_quantity("1e6"), Ok(1_000_000));
+        assert_eq!(parse_quantity("0.5Gi"), Ok(1 << 29));
+        assert!(parse_quantity("12Xi").is_err());
+        assert!(parse_quantity("0").is_err());
+    }
+}

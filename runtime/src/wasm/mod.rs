@@ -1,0 +1,306 @@
+//! The wasmtime side: one engine for the whole server, the WASI linkers built once at start-up,
+//! and compiled modules pre-linked into a [`Runnable`] so that an invocation only instantiates.
+//!
+//! Two kinds of guest are run natively: WASI preview 1 core modules (what most toolchains emit)
+//! through `wasmtime_wasi::p1`, and preview 2 command components through `wasmtime_wasi::p2`.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use wasmtime::component::{self, ResourceTable};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, Module, PoolingAllocationConfig, StoreLimits,
+};
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::bindings::sync::CommandPre;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// How often the epoch advances; deadlines and cancellation are checked at this granularity.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Store data of a preview 1 guest.
+pub struct P1State {
+    /// The guest's WASI context (preopens, env, captured stdio).
+    pub wasi: WasiP1Ctx,
+    /// Memory and instance limits.
+    pub limits: StoreLimits,
+}
+
+/// Store data of a preview 2 command component.
+pub struct P2State {
+    /// The guest's WASI context.
+    pub ctx: WasiCtx,
+    /// Resources handed to the component.
+    pub table: ResourceTable,
+    /// Memory and instance limits.
+    pub limits: StoreLimits,
+}
+
+impl WasiView for P2State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.ctx,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// A compiled module, linked against WASI and ready to instantiate.
+pub enum Runnable {
+    /// A WASI preview 1 core module exporting `_start`.
+    Core(wasmtime::InstancePre<P1State>),
+    /// A WASI preview 2 command component exporting `wasi:cli/run`.
+    Component(CommandPre<P2State>),
+}
+
+impl Runnable {
+    /// A short name of the guest's ABI, for logs.
+    pub fn abi(&self) -> &'static str {
+        match self {
+            Self::Core(_) => "WASI preview 1 module",
+            Self::Component(_) => "WASI preview 2 component",
+        }
+    }
+}
+
+/// Why an upload cannot become a runnable module; each is the user's to fix (HTTP 400).
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    /// The bytes do not start with the WebAssembly magic number.
+    #[error("the body is not a WebAssembly module (it does not start with \"\\0asm\")")]
+    NotWasm,
+    /// Malformed or invalid WebAssembly.
+    #[error("invalid WebAssembly: {0}")]
+    Invalid(String),
+    /// Imports that the runtime does not provide.
+    #[error("the module imports what this runtime does not provide: {0}")]
+    UnsatisfiedImports(String),
+    /// Not a WASI command (no `_start` or `wasi:cli/run`).
+    #[error("the module is not a WASI command: {0}")]
+    NotCommand(String),
+}
+
+/// Engine-wide settings chosen by the server's configuration.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// Guests that may run at once: sizes the pooling allocator.
+    pub max_instances: u32,
+    /// The largest linear memory any guest may have, in bytes.
+    pub max_memory: u64,
+}
+
+/// The wasmtime engine, its WASI linkers, and the key of its compiled artifacts.
+pub struct WasmEngine {
+    engine: Engine,
+    p1_linker: wasmtime::Linker<P1State>,
+    p2_linker: component::Linker<P2State>,
+    artifact_key: String,
+}
+
+impl WasmEngine {
+    /// Builds the engine (pooling allocator, epoch interruption) and links WASI once; starts
+    /// the thread that ticks the epoch.
+    pub fn new(settings: &EngineSettings) -> wasmtime::Result<Arc<Self>> {
+        let mut pool = PoolingAllocationConfig::default();
+        let n = settings.max_instances.max(1);
+        // A component built with the preview 1 adapter holds a few core instances and two
+        // memories; size the pool for that so components never exhaust it before modules do.
+        pool.total_component_instances(n)
+            .total_core_instances(n * 4)
+            .total_memories(n * 2)
+            .total_tables(n * 4)
+            .max_memories_per_module(1)
+            .max_memory_size(usize::try_from(settings.max_memory).unwrap_or(usize::MAX));
+        let mut config = Config::new();
+        config
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+            .epoch_interruption(true)
+            .memory_init_cow(true);
+        let engine = Engine::new(&config)?;
+
+        let mut p1_linker = wasmtime::Linker::new(&engine);
+        wasmtime_wasi::p1::add_to_linker_sync(&mut p1_linker, |s: &mut P1State| &mut s.wasi)?;
+        let mut p2_linker = component::Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut p2_linker)?;
+
+        let artifact_key = artifact_key(&engine);
+        let ticker = engine.weak();
+        std::thread::Builder::new()
+            .name("epoch-ticker".into())
+            .spawn(move || {
+                while let Some(engine) = ticker.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })
+            .map_err(wasmtime::Error::new)?;
+        Ok(Arc::new(Self {
+            engine,
+            p1_linker,
+            p2_linker,
+            artifact_key,
+        }))
+    }
+
+    /// The engine, for stores.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Names compiled artifacts: differs whenever the wasmtime version or any setting that
+    /// affects compiled code differs, so a stale artifact is never even looked at.
+    pub fn artifact_key(&self) -> &str {
+        &self.artifact_key
+    }
+
+    /// Compiles and links an uploaded module; returns it with its serialised artifact.
+    pub fn compile(&self, wasm: &[u8]) -> Result<(Runnable, Vec<u8>), CompileError> {
+        if wasm.len() < 8 || &wasm[..4] != b"\0asm" {
+            return Err(CompileError::NotWasm);
+        }
+        // Bytes 4..8: version 1 for core modules, 0x0d layer 1 for components.
+        let is_component = wasm[4..8] == [0x0d, 0x00, 0x01, 0x00];
+        let invalid = |e: wasmtime::Error| CompileError::Invalid(format!("{e:#}"));
+        if is_component {
+            let component =
+                component::Component::from_binary(&self.engine, wasm).map_err(invalid)?;
+            let artifact = component.serialize().map_err(invalid)?;
+            Ok((self.link_component(&component)?, artifact))
+        } else {
+            let module = Module::from_binary(&self.engine, wasm).map_err(invalid)?;
+            let artifact = module.serialize().map_err(invalid)?;
+            Ok((self.link_module(&module)?, artifact))
+        }
+    }
+
+    /// Loads an artifact written by [`WasmEngine::compile`] with this engine.
+    ///
+    /// Fails, rather than misbehaving, on an artifact from another engine configuration.
+    pub fn load_artifact(&self, path: &Path) -> wasmtime::Result<Runnable> {
+        let kind = Engine::detect_precompiled_file(path)?.ok_or_else(|| {
+            wasmtime::format_err!("{} is not a compiled artifact", path.display())
+        })?;
+        let not_linkable = |e: CompileError| wasmtime::format_err!("{e}");
+        // SAFETY: artifacts are written only by this process's `compile`, atomically, into the
+        // data folder, and wasmtime checks their engine compatibility header before use.
+        match kind {
+            wasmtime::Precompiled::Module => {
+                let module = unsafe { Module::deserialize_file(&self.engine, path)? };
+                self.link_module(&module).map_err(not_linkable)
+            }
+            wasmtime::Precompiled::Component => {
+                let component =
+                    unsafe { component::Component::deserialize_file(&self.engine, path)? };
+                self.link_component(&component).map_err(not_linkable)
+            }
+        }
+    }
+
+    fn link_module(&self, module: &Module) -> Result<Runnable, CompileError> {
+        match module.get_export("_start") {
+            Some(wasmtime::ExternType::Func(_)) => {}
+            _ => {
+                return Err(CompileError::NotCommand(
+                    "it exports no `_start` function; build a program with a main function (a WASI command), not a library".into(),
+                ));
+            }
+        }
+        let foreign: Vec<String> = module
+            .imports()
+            .filter(|i| i.module() != "wasi_snapshot_preview1")
+            .map(|i| format!("{}::{}", i.module(), i.name()))
+            .collect();
+        if !foreign.is_empty() {
+            return Err(CompileError::UnsatisfiedImports(format!(
+                "{} (only `wasi_snapshot_preview1` functions are available)",
+                foreign.join(", ")
+            )));
+        }
+        self.p1_linker
+            .instantiate_pre(module)
+            .map(Runnable::Core)
+            .map_err(|e| CompileError::UnsatisfiedImports(format!("{e:#}")))
+    }
+
+    fn link_component(&self, component: &component::Component) -> Result<Runnable, CompileError> {
+        let pre = self
+            .p2_linker
+            .instantiate_pre(component)
+            .map_err(|e| CompileError::UnsatisfiedImports(format!("{e:#}")))?;
+        CommandPre::new(pre).map(Runnable::Component).map_err(|e| {
+            CompileError::NotCommand(format!("it does not export `wasi:cli/run`: {e:#}"))
+        })
+    }
+}
+
+/// A stable digest of everything wasmtime says makes compiled code compatible (target, compiler
+/// flags, tunables, features and its own version). SHA-256 rather than `DefaultHasher`, whose
+/// output may change between Rust releases and would needlessly recompile everything.
+fn artifact_key(engine: &Engine) -> String {
+    use sha2::Digest as _;
+    use std::hash::{Hash, Hasher};
+    struct Sha(sha2::Sha256);
+    impl Hasher for Sha {
+        fn finish(&self) -> u64 {
+            0
+        }
+        fn write(&mut self, bytes: &[u8]) {
+            self.0.update(bytes);
+        }
+    }
+    let mut hasher = Sha(sha2::Sha256::new());
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    let digest = hasher.0.finalize();
+    format!("wasmtime-{}", hex::encode(&digest[..12]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn engine() -> Arc<WasmEngine> {
+        WasmEngine::new(&EngineSettings {
+            max_instances: 4,
+            max_memory: 64 << 20,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn refuses_non_wasm_invalid_and_non_commands() {
+        let e = engine();
+        assert!(matches!(
+            e.compile(b"hello world"),
+            Err(CompileError::NotWasm)
+        ));
+        assert!(matches!(
+            e.compile(b"\0asm\x01\0\0\0\x05garbage"),
+            Err(CompileError::Invalid(_))
+        ));
+        let library = wat::parse_str("(module (func (export \"f\")))").unwrap();
+        assert!(matches!(
+            e.compile(&library),
+            Err(CompileError::NotCommand(_))
+        ));
+        let foreign =
+            wat::parse_str(r#"(module (import "env" "f" (func)) (func (export "_start")))"#)
+                .unwrap();
+        let err = e.compile(&foreign).err().unwrap().to_string();
+        assert!(err.contains("env::f"), "{err}");
+    }
+
+    #[test]
+    fn artifacts_round_trip_and_key_names_the_version() {
+        let e = engine();
+        let wasm = wat::parse_str("(module (func (export \"_start\")))").unwrap();
+        let (_, artifact) = e.compile(&wasm).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.cwasm");
+        std::fs::write(&path, &artifact).unwrap();
+        assert!(matches!(e.load_artifact(&path).unwrap(), Runnable::Core(_)));
+        std::fs::write(&path, b"not an artifact").unwrap();
+        assert!(e.load_artifact(&path).is_err());
+        assert!(e.artifact_key().starts_with("wasmtime-"));
+    }
+}

@@ -1,0 +1,200 @@
+//! Shared harness of the end-to-end tests: start the real `oscar-wasm` binary on a free port,
+//! talk HTTP to it, kill it.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+/// A running server.
+pub struct Server {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// Every line the server logged so far.
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    /// Starts `oscar-wasm serve` on a free loopback port with `data_dir`, scratch folders under
+    /// `data_dir/../scratch`, and `extra` flags; waits until it accepts connections.
+    pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        let scratch = data_dir.parent().unwrap().join("scratch");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_oscar-wasm"))
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .arg("--scratch-dir")
+            .arg(&scratch)
+            .args(extra)
+            .env("OSCAR_WASM_LOG", "info,oscar_wasm=debug")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start oscar-wasm");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    let addr: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
+                    let _ = tx.send(addr);
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(addr) => addr,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "server did not start; log:\n{}",
+                    log.lock().unwrap().join("\n")
+                );
+            }
+        };
+        Server {
+            child,
+            base: format!("http://{addr}"),
+            log,
+        }
+    }
+
+    /// The URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The log so far, as one string.
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A data folder (and scratch folder beside it) for one test.
+pub struct TestDir {
+    tmp: tempfile::TempDir,
+}
+
+impl TestDir {
+    pub fn new() -> Self {
+        Self {
+            tmp: tempfile::tempdir().unwrap(),
+        }
+    }
+    pub fn data(&self) -> PathBuf {
+        self.tmp.path().join("data")
+    }
+    pub fn scratch(&self) -> PathBuf {
+        self.tmp.path().join("scratch")
+    }
+}
+
+/// An HTTP client that never goes through a proxy.
+pub fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap()
+}
+
+/// An example module built by scripts/build-guests.sh.
+pub fn guest(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/wasm/dist")
+        .join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; build the example modules first: scripts/build-guests.sh",
+            path.display()
+        )
+    })
+}
+
+/// Uploads a module; returns its digest.
+pub fn upload(server: &Server, wasm: &[u8]) -> String {
+    let response = client()
+        .post(server.url("/system/modules"))
+        .header("content-type", "application/wasm")
+        .body(wasm.to_vec())
+        .send()
+        .unwrap();
+    assert!(
+        response.status().is_success(),
+        "upload failed: {}",
+        response.text().unwrap()
+    );
+    let body: serde_json::Value = response.json().unwrap();
+    body["digest"].as_str().unwrap().to_string()
+}
+
+/// Uploads `wasm` and creates a service from `definition` with that module.
+pub fn deploy(
+    server: &Server,
+    wasm: &[u8],
+    mut definition: serde_json::Value,
+) -> serde_json::Value {
+    let digest = upload(server, wasm);
+    definition["module"] = serde_json::Value::String(digest);
+    let response = client()
+        .post(server.url("/system/services"))
+        .json(&definition)
+        .send()
+        .unwrap();
+    let status = response.status();
+    let text = response.text().unwrap();
+    assert_eq!(status, 201, "create failed: {text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+/// POST /run/{name} with `body`; returns (status, outcome header, body).
+pub fn run(
+    server: &Server,
+    name: &str,
+    body: impl Into<reqwest::blocking::Body>,
+) -> (u16, String, Vec<u8>) {
+    let response = client()
+        .post(server.url(&format!("/run/{name}")))
+        .body(body)
+        .send()
+        .unwrap();
+    let status = response.status().as_u16();
+    let outcome = response
+        .headers()
+        .get("x-oscar-wasm-outcome")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (status, outcome, response.bytes().unwrap().to_vec())
+}
+
+/// Base64 of `bytes`.
+pub fn b64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Bytes of base64 `text`.
+pub fn unb64(text: &[u8]) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .unwrap_or_else(|e| panic!("not base64 ({e}): {}", String::from_utf8_lossy(text)))
+}
