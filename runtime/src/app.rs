@@ -2,6 +2,7 @@
 //! invoker, and the operations that must keep them consistent with each other (a service never
 //! names a module that is not stored; a module in use is never deleted).
 
+use crate::auth::AdminCredentials;
 use crate::config::ServeArgs;
 use crate::invoke::{Invoker, InvokerSettings, OutputLimits, scratch::ScratchRoot};
 use crate::modules::{Digest, ModuleError, ModuleStore, Stored};
@@ -75,9 +76,13 @@ pub struct App {
     pub modules: ModuleStore,
     /// Runs invocations.
     pub invoker: Invoker,
+    /// The administrator's credentials.
+    pub admin: AdminCredentials,
     /// Serialises changes that touch both the registry and the module store.
     deploy_lock: tokio::sync::Mutex<()>,
     max_memory: u64,
+    max_timeout: std::time::Duration,
+    service_concurrency: usize,
     _data_lock: std::fs::File,
 }
 
@@ -93,6 +98,12 @@ impl App {
             .map_err(io_context(format!("resolving {}", data_dir.display())))?;
         let data_lock = lock_data_dir(&data_dir)?;
         let default_timeout = args.default_timeout().map_err(StartError::Config)?;
+        let max_timeout = std::time::Duration::try_from_secs_f64(args.max_timeout)
+            .map_err(|e| StartError::Config(format!("--max-timeout: {e}")))?;
+        let service_concurrency = args
+            .max_service_concurrency
+            .unwrap_or(args.max_concurrency)
+            .max(1);
         if args.default_memory > args.max_memory {
             return Err(StartError::Config(
                 "--default-memory is above --max-memory".into(),
@@ -116,7 +127,7 @@ impl App {
                     None
                 }
             };
-            registry.restore(Deployed { service, runnable });
+            registry.restore(Deployed::new(service, runnable, service_concurrency));
         }
 
         let scratch_path = args.scratch_root(&data_dir);
@@ -143,8 +154,11 @@ impl App {
             registry,
             modules,
             invoker,
+            admin: AdminCredentials::new(&args.user, args.password.as_deref()),
             deploy_lock: tokio::sync::Mutex::new(()),
             max_memory: args.max_memory,
+            max_timeout,
+            service_concurrency,
             _data_lock: data_lock,
         }))
     }
@@ -163,6 +177,19 @@ impl App {
             }
             .into());
         }
+        if let Some(timeout) = service.spec.timeout
+            && timeout > self.max_timeout
+        {
+            return Err(DefinitionError::InvalidField {
+                field: "timeout",
+                reason: format!(
+                    "{} s is above this server's limit of {} s",
+                    timeout.as_secs_f64(),
+                    self.max_timeout.as_secs_f64()
+                ),
+            }
+            .into());
+        }
         Ok(service)
     }
 
@@ -172,10 +199,11 @@ impl App {
             .blocking(move |app| app.modules.runnable(&digest))
             .await;
         match runnable {
-            Ok(runnable) => Ok(Deployed {
+            Ok(runnable) => Ok(Deployed::new(
                 service,
-                runnable: Some(runnable),
-            }),
+                Some(runnable),
+                self.service_concurrency,
+            )),
             Err(DeployError::Module(ModuleError::NotFound(d))) => {
                 Err(DeployError::UnknownModule(d))
             }

@@ -43,9 +43,29 @@ pub struct ServeArgs {
     /// Most output files an invocation may return.
     #[arg(long, env = "OSCAR_WASM_MAX_OUTPUT_FILES", default_value_t = 10_000)]
     pub max_output_files: usize,
-    /// Bytes of a module's stdout and stderr kept per invocation.
+    /// Bytes of a module's stdout and stderr kept per invocation; the rest is dropped.
     #[arg(long, env = "OSCAR_WASM_MAX_LOG", default_value = "1Mi", value_parser = quantity)]
     pub max_log: u64,
+    /// The longest timeout, in seconds, a service may ask for.
+    #[arg(long, env = "OSCAR_WASM_MAX_TIMEOUT", default_value_t = 3600.0)]
+    pub max_timeout: f64,
+    /// Invocations of one service running at once (a definition's `max_concurrency` may lower it).
+    #[arg(long, env = "OSCAR_WASM_MAX_SERVICE_CONCURRENCY")]
+    pub max_service_concurrency: Option<usize>,
+    /// The administrator's user name (HTTP basic auth on /system).
+    #[arg(long, env = "OSCAR_WASM_USER", default_value = "oscar")]
+    pub user: String,
+    /// The administrator's password. Without one, /system is open, which is allowed only on a
+    /// loopback address unless --insecure is given.
+    #[arg(long, env = "OSCAR_WASM_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+    /// A TOML file of these settings (keys named like the flags); flags and environment
+    /// variables take precedence over it.
+    #[arg(long, env = "OSCAR_WASM_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Serve without a password on a non-loopback address.
+    #[arg(long, env = "OSCAR_WASM_INSECURE")]
+    pub insecure: bool,
 }
 
 fn quantity(text: &str) -> Result<u64, String> {
@@ -53,6 +73,25 @@ fn quantity(text: &str) -> Result<u64, String> {
 }
 
 impl ServeArgs {
+    /// Refuses settings that would expose the server or make no sense.
+    pub fn check(&self) -> Result<(), String> {
+        let open = self.password.as_deref().is_none_or(str::is_empty);
+        if open && !self.listen.ip().is_loopback() && !self.insecure {
+            return Err(format!(
+                "refusing to listen on {} without a password: set --password (OSCAR_WASM_PASSWORD), \
+                 or --insecure to serve /system to anyone who can reach it",
+                self.listen
+            ));
+        }
+        if !(self.max_timeout.is_finite() && self.max_timeout > 0.0) {
+            return Err("--max-timeout must be a positive number of seconds".into());
+        }
+        if self.default_timeout > self.max_timeout {
+            return Err("--default-timeout is above --max-timeout".into());
+        }
+        Ok(())
+    }
+
     /// The default timeout as a duration.
     pub fn default_timeout(&self) -> Result<Duration, String> {
         Duration::try_from_secs_f64(self.default_timeout)
@@ -94,4 +133,44 @@ fn is_writable_dir(path: &std::path::Path) -> bool {
         Ok(()) => std::fs::remove_dir(&probe).is_ok(),
         Err(_) => false,
     }
+}
+
+/// Applies a TOML config file of `serve` settings (`password = "..."`, `listen = "..."`,
+/// `max_concurrency = 8`, ...), keys named like the flags with `_` or `-`.
+///
+/// Each key becomes the flag's environment variable when that is not already set, so the
+/// precedence is: flag, then environment, then config file, then the built-in default.
+/// Call before any thread starts.
+pub fn apply_config_file(path: &std::path::Path) -> Result<(), String> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let command = <ServeArgs as clap::Args>::augment_args(clap::Command::new("serve"));
+    for (key, value) in table {
+        let id = key.replace('-', "_");
+        let env = command
+            .get_arguments()
+            .find(|a| a.get_id().as_str() == id)
+            .and_then(|a| a.get_env())
+            .ok_or_else(|| format!("{}: unknown setting {key:?}", path.display()))?;
+        let value = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            other => {
+                return Err(format!(
+                    "{}: {key:?} must be a string, number or boolean, not {other}",
+                    path.display()
+                ));
+            }
+        };
+        if std::env::var_os(env).is_none() {
+            // SAFETY: called from main before the runtime or any other thread exists.
+            unsafe { std::env::set_var(env, value) };
+        }
+    }
+    Ok(())
 }

@@ -4,6 +4,7 @@
 //! Where a request goes, by module:
 //! - [`api`]: the HTTP edge (axum routers, one error type turned into responses);
 //! - [`app`]: the shared handle tying the stores together (deploy, look up, invoke);
+//! - [`auth`]: who may administer and who may invoke;
 //! - [`registry`] and [`service`]: service definitions, validated and persisted;
 //! - [`modules`]: the content-addressed module store and its compiled-artifact cache;
 //! - [`supervisor`]: FaaS Supervisor's rules, body to input file and output files to response;
@@ -12,6 +13,7 @@
 
 pub mod api;
 pub mod app;
+pub mod auth;
 pub mod config;
 pub mod fsutil;
 pub mod invoke;

@@ -26,6 +26,13 @@ fn main() -> ExitCode {
         // SAFETY: single-threaded at this point.
         unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
     }
+    // The config file feeds defaults through the environment, so it is read before parsing.
+    if let Some(path) = config_file_arg()
+        && let Err(e) = oscar_wasm::config::apply_config_file(&path)
+    {
+        eprintln!("oscar-wasm: {e}");
+        return ExitCode::from(2);
+    }
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -37,6 +44,10 @@ fn main() -> ExitCode {
         .init();
     match cli.command {
         Command::Serve(args) => {
+            if let Err(e) = args.check() {
+                eprintln!("oscar-wasm: {e}");
+                return ExitCode::from(2);
+            }
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -57,4 +68,18 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `--config FILE` / `--config=FILE` on the command line, else OSCAR_WASM_CONFIG.
+fn config_file_arg() -> Option<std::path::PathBuf> {
+    let mut args = std::env::args_os().skip(1);
+    while let Some(arg) = args.next() {
+        if arg == "--config" {
+            return args.next().map(Into::into);
+        }
+        if let Some(path) = arg.to_str().and_then(|a| a.strip_prefix("--config=")) {
+            return Some(path.into());
+        }
+    }
+    std::env::var_os("OSCAR_WASM_CONFIG").map(Into::into)
 }

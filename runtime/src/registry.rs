@@ -16,6 +16,26 @@ pub struct Deployed {
     pub service: Service,
     /// The module it runs; `None` when the stored module could not be loaded at start-up.
     pub runnable: Option<Arc<Runnable>>,
+    /// Its concurrency slots.
+    pub slots: Arc<tokio::sync::Semaphore>,
+}
+
+impl Deployed {
+    /// A deployed service whose invocations run at most `max_concurrency` at once (lowered
+    /// further by the definition's own `max_concurrency`).
+    pub fn new(service: Service, runnable: Option<Arc<Runnable>>, max_concurrency: usize) -> Self {
+        let slots = service
+            .spec
+            .max_concurrency
+            .unwrap_or(usize::MAX)
+            .min(max_concurrency)
+            .max(1);
+        Self {
+            service,
+            runnable,
+            slots: Arc::new(tokio::sync::Semaphore::new(slots)),
+        }
+    }
 }
 
 /// Failures of the registry.
@@ -171,30 +191,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (reg, found) = Registry::open(dir.path()).unwrap();
         assert!(found.is_empty());
-        reg.create(Deployed {
-            service: service("a"),
-            runnable: None,
-        })
-        .unwrap();
+        reg.create(Deployed::new(service("a"), None, 4)).unwrap();
         assert!(matches!(
-            reg.create(Deployed {
-                service: service("a"),
-                runnable: None
-            }),
+            reg.create(Deployed::new(service("a"), None, 4)),
             Err(RegistryError::Exists(_))
         ));
         assert!(matches!(
-            reg.replace(Deployed {
-                service: service("b"),
-                runnable: None
-            }),
+            reg.replace(Deployed::new(service("b"), None, 4)),
             Err(RegistryError::NotFound(_))
         ));
-        reg.create(Deployed {
-            service: service("b"),
-            runnable: None,
-        })
-        .unwrap();
+        reg.create(Deployed::new(service("b"), None, 4)).unwrap();
         reg.remove("b").unwrap();
         assert_eq!(reg.users_of(&Digest::of(b"m")), vec!["a".to_string()]);
 

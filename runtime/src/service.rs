@@ -52,6 +52,8 @@ pub struct ServiceSpec {
     pub timeout: Option<Duration>,
     /// The token that grants /run and /job on this service.
     pub token: String,
+    /// Invocations of this service running at once (an oscar-wasm extension field).
+    pub max_concurrency: Option<usize>,
 }
 
 /// A validated service: its definition as the user gave it (plus a generated token) and the
@@ -131,6 +133,14 @@ impl Service {
 
         let env = parse_environment(definition.get("environment"))?;
 
+        let max_concurrency = match definition.get("max_concurrency") {
+            None | Some(Value::Null) => None,
+            Some(v) => match v.as_u64() {
+                Some(n) if n > 0 => Some(usize::try_from(n).unwrap_or(usize::MAX)),
+                _ => return Err(invalid("max_concurrency", "must be a positive integer")),
+            },
+        };
+
         Ok(Self {
             spec: ServiceSpec {
                 name,
@@ -140,6 +150,7 @@ impl Service {
                 memory_limit,
                 timeout,
                 token,
+                max_concurrency,
             },
             definition,
         })

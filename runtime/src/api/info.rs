@@ -1,4 +1,4 @@
-//! GET /health and GET /system/info (OSCAR's shape, plus the backends this server offers).
+//! GET /system/info: OSCAR's shape, plus the backends this server offers.
 
 use super::AppState;
 use axum::extract::State;
@@ -7,13 +7,7 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/health", get(health))
-        .route("/system/info", get(info))
-}
-
-async fn health() -> &'static str {
-    "Ok"
+    Router::new().route("/system/info", get(info))
 }
 
 async fn info(State(app): State<AppState>) -> Json<Value> {

@@ -1,6 +1,7 @@
 //! The HTTP edge: OSCAR's routes plus the module routes, composed into one router. Handlers
 //! parse, call [`App`], and shape the answer; status codes are decided in [`error`].
 
+mod auth;
 pub mod error;
 mod info;
 mod modules;
@@ -10,6 +11,7 @@ mod services;
 use crate::app::App;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
 use std::sync::Arc;
 
 pub use error::ApiError;
@@ -20,10 +22,18 @@ pub type AppState = Arc<App>;
 /// The whole API.
 pub fn router(app: AppState, max_body: u64) -> Router {
     let limit = usize::try_from(max_body).unwrap_or(usize::MAX);
-    Router::new()
+    // /system/* is the administrator's; /run checks the service's token itself; /health is open.
+    let system = Router::new()
         .merge(info::routes())
         .merge(services::routes())
         .merge(modules::routes())
+        .route_layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            auth::require_admin,
+        ));
+    Router::new()
+        .route("/health", get(|| async { "Ok" }))
+        .merge(system)
         .merge(run::routes())
         .layer(DefaultBodyLimit::max(limit))
         .with_state(app)

@@ -11,7 +11,7 @@ use crate::registry::RegistryError;
 use crate::supervisor::{self, LogLevel};
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use bytes::Bytes;
@@ -26,8 +26,12 @@ pub const OUTCOME_HEADER: &str = "x-oscar-wasm-outcome";
 async fn run(
     State(app): State<AppState>,
     Path(name): Path<String>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    if let Err(refusal) = super::auth::authorize_invocation(&app, &name, &headers) {
+        return Ok(super::auth::refusal(refusal));
+    }
     let deployed = app
         .registry
         .get(&name)
@@ -42,6 +46,7 @@ async fn run(
         Exit::Trap(_) => (StatusCode::INTERNAL_SERVER_ERROR, "trap".into()),
         Exit::Timeout => (StatusCode::GATEWAY_TIMEOUT, "timeout".into()),
         Exit::Cancelled => (StatusCode::INTERNAL_SERVER_ERROR, "cancelled".into()),
+        Exit::Limit(_) => (StatusCode::INTERNAL_SERVER_ERROR, "limit".into()),
     };
     let body = if status.is_success() {
         supervisor::sync_response(completed.files, &completed.log, level, &completed.output)

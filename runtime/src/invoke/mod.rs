@@ -5,6 +5,7 @@
 //! The per-invocation path is short on purpose (see performance notes in the README):
 //! scratch folders, input write, WASI context, instantiate from an `InstancePre`, run, collect.
 
+pub mod capture;
 pub mod outputs;
 pub mod sandbox;
 pub mod scratch;
@@ -18,7 +19,7 @@ use scratch::ScratchRoot;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Server-wide invocation settings.
 #[derive(Debug, Clone)]
@@ -110,21 +111,10 @@ impl Invoker {
                 deployed.service.spec.module
             ))
         })?;
-        let permit = match self.permits.clone().try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(_) => {
-                if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.settings.max_queue {
-                    self.waiting.fetch_sub(1, Ordering::AcqRel);
-                    return Err(InvokeError::Overloaded);
-                }
-                let _queued = Decrement(&self.waiting);
-                self.permits
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .map_err(|e| InvokeError::Host(e.to_string()))?
-            }
-        };
+        // The service's slot first, then the server's: a busy service queues without holding
+        // a server-wide slot that another service could use.
+        let service_permit = self.admit(&deployed.slots).await?;
+        let permit = self.admit(&self.permits).await?;
 
         let cancel = Arc::new(AtomicBool::new(false));
         let mut cancel_on_drop = CancelOnDrop {
@@ -135,7 +125,7 @@ impl Invoker {
         let scratch_root = self.scratch.clone();
         let settings = self.settings.clone();
         let task = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
+            let _permits = (permit, service_permit);
             run_blocking(
                 &engine,
                 &scratch_root,
@@ -151,6 +141,26 @@ impl Invoker {
             .map_err(|e| InvokeError::Host(format!("worker failed: {e}")));
         cancel_on_drop.armed = false;
         result?
+    }
+}
+
+impl Invoker {
+    /// A permit of `slots` at once if one is free; else a place in the bounded queue; else
+    /// `Overloaded` at once.
+    async fn admit(&self, slots: &Arc<Semaphore>) -> Result<OwnedSemaphorePermit, InvokeError> {
+        if let Ok(permit) = slots.clone().try_acquire_owned() {
+            return Ok(permit);
+        }
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.settings.max_queue {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            return Err(InvokeError::Overloaded);
+        }
+        let _queued = Decrement(&self.waiting);
+        slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| InvokeError::Host(e.to_string()))
     }
 }
 
@@ -201,6 +211,7 @@ fn run_blocking(
         deadline: started + timeout,
         cancel,
         output_capacity: settings.max_log_bytes,
+        output_limits: settings.output_limits,
     })
     .map_err(|e| InvokeError::Host(format!("{e:#}")))?;
     let elapsed = started.elapsed();
@@ -226,9 +237,54 @@ fn run_blocking(
             ),
         ),
         Exit::Cancelled => LogLine::now(LogLevel::Warning, "Module stopped: the client went away"),
+        Exit::Limit(reason) => LogLine::now(LogLevel::Error, format!("Module stopped: {reason}")),
     });
+    match &run.exit {
+        Exit::Success => tracing::debug!(service = %spec.name, ms, "invocation succeeded"),
+        Exit::Cancelled => {
+            tracing::warn!(service = %spec.name, ms, "invocation stopped: the client went away")
+        }
+        other => tracing::warn!(service = %spec.name, ms, outcome = ?other, "invocation failed"),
+    }
+    if run.output_dropped > 0 {
+        log.push(LogLine::now(
+            LogLevel::Warning,
+            format!(
+                "Module output truncated: {} bytes past the {}-byte limit were dropped",
+                run.output_dropped, settings.max_log_bytes
+            ),
+        ));
+    }
+    let mut exit = run.exit;
+    if matches!(exit, Exit::Limit(_)) {
+        // What it wrote past the limit is not returned.
+        return Ok(Completed {
+            exit,
+            files: Vec::new(),
+            output: run.output,
+            log,
+            elapsed,
+        });
+    }
 
-    let collected = outputs::collect(&scratch.output, settings.output_limits)?;
+    let collected = match outputs::collect(&scratch.output, settings.output_limits) {
+        Ok(collected) => collected,
+        Err(e @ (outputs::OutputError::TooManyFiles(_) | outputs::OutputError::TooLarge(_))) => {
+            log.push(LogLine::now(
+                LogLevel::Error,
+                format!("Outputs refused: {e}"),
+            ));
+            exit = Exit::Limit(e.to_string());
+            return Ok(Completed {
+                exit,
+                files: Vec::new(),
+                output: run.output,
+                log,
+                elapsed,
+            });
+        }
+        Err(e) => return Err(e.into()),
+    };
     for skipped in &collected.skipped {
         log.push(LogLine::now(
             LogLevel::Warning,
@@ -240,7 +296,7 @@ fn run_blocking(
         format!("Found {} output file(s)", collected.files.len()),
     ));
     Ok(Completed {
-        exit: run.exit,
+        exit,
         files: collected.files,
         output: run.output,
         log,

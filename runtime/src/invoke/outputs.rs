@@ -91,6 +91,36 @@ fn walk(
     Ok(())
 }
 
+/// Measures the output folder while the guest runs; `Err` once it holds more than allowed.
+/// Symlinks are counted as entries, never followed.
+pub fn check_usage(dir: &Path, limits: OutputLimits) -> Result<(), OutputError> {
+    fn walk(
+        dir: &Path,
+        limits: OutputLimits,
+        files: &mut usize,
+        bytes: &mut u64,
+    ) -> Result<(), OutputError> {
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            let meta = entry.metadata()?;
+            if meta.is_dir() {
+                walk(&entry.path(), limits, files, bytes)?;
+                continue;
+            }
+            *files += 1;
+            *bytes += meta.len();
+            if *files > limits.max_files {
+                return Err(OutputError::TooManyFiles(limits.max_files));
+            }
+            if *bytes > limits.max_bytes {
+                return Err(OutputError::TooLarge(limits.max_bytes));
+            }
+        }
+        Ok(())
+    }
+    walk(dir, limits, &mut 0, &mut 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

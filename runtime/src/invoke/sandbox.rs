@@ -5,14 +5,15 @@
 //! environment plus INPUT_FILE_PATH, TMP_INPUT_DIR and TMP_OUTPUT_DIR; no network; stdout and
 //! stderr merged into one captured stream, as FaaS Supervisor merges them.
 
-use crate::wasm::{P1State, P2State, Runnable};
+use super::capture::CappedPipe;
+use super::outputs::{self, OutputLimits};
+use crate::wasm::{GuestClock, Interrupt, Interrupted, P1State, P2State, Runnable};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 use wasmtime::component::ResourceTable;
 use wasmtime::{Engine, Store, StoreLimitsBuilder, UpdateDeadline};
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
 /// Where the guest sees its input folder.
@@ -42,8 +43,10 @@ pub struct GuestRun<'a> {
     pub deadline: Instant,
     /// Set when the caller went away: the run is stopped at the next epoch tick.
     pub cancel: Arc<AtomicBool>,
-    /// Bytes of stdout and stderr kept; a guest writing more gets a write error.
+    /// Bytes of stdout and stderr kept; the rest is dropped.
     pub output_capacity: usize,
+    /// Caps on the output folder, checked while the guest runs.
+    pub output_limits: OutputLimits,
 }
 
 /// How a run ended.
@@ -59,23 +62,18 @@ pub enum Exit {
     Timeout,
     /// Stopped because the caller went away.
     Cancelled,
-}
-
-/// Raised from the epoch callback to stop a guest.
-#[derive(Debug, thiserror::Error)]
-enum Interrupted {
-    #[error("deadline reached")]
-    Timeout,
-    #[error("invocation cancelled")]
-    Cancelled,
+    /// Stopped for writing more output than allowed.
+    Limit(String),
 }
 
 /// How the guest ended and what it printed.
 pub struct RunOutput {
     /// The end.
     pub exit: Exit,
-    /// stdout and stderr, merged.
+    /// stdout and stderr, merged (up to the cap).
     pub output: Vec<u8>,
+    /// Bytes of stdout and stderr dropped past the cap.
+    pub output_dropped: u64,
 }
 
 /// Runs the guest. Errors are the host's (a preopen that could not be opened), never the guest's.
@@ -98,34 +96,46 @@ pub fn run(r: GuestRun<'_>) -> wasmtime::Result<RunOutput> {
         .allow_ip_name_lookup(false);
     builder.preopened_dir(r.input_dir, GUEST_INPUT_DIR, FsPerms::ReadOnly)?;
     builder.preopened_dir(r.output_dir, GUEST_OUTPUT_DIR, FsPerms::ReadWrite)?;
-    let pipe = MemoryOutputPipe::new(r.output_capacity);
+    let pipe = CappedPipe::new(r.output_capacity);
     builder.stdout(pipe.clone()).stderr(pipe.clone());
+    let clock = GuestClock {
+        origin: Instant::now(),
+    };
+    builder.monotonic_clock(clock);
 
     let limits = StoreLimitsBuilder::new()
         .memory_size(usize::try_from(r.memory_limit).unwrap_or(usize::MAX))
         .build();
-    let deadline = r.deadline;
-    let cancel = r.cancel.clone();
-    // Checked at every epoch tick: cheap, and it stops loops that never call the host.
-    let check = move || {
-        if cancel.load(Ordering::Relaxed) {
-            Err(wasmtime::Error::new(Interrupted::Cancelled))
-        } else if Instant::now() >= deadline {
-            Err(wasmtime::Error::new(Interrupted::Timeout))
-        } else {
-            Ok(UpdateDeadline::Continue(1))
+    let interrupt = Interrupt {
+        deadline: r.deadline,
+        cancel: r.cancel.clone(),
+    };
+    let watch = interrupt.clone();
+    let output_dir = r.output_dir.to_path_buf();
+    let output_limits = r.output_limits;
+    let mut ticks = 0u32;
+    // Runs at every epoch tick: cheap, and it stops loops that never call the host. Every
+    // fifth tick it also measures the output folder, so a module filling the disk is stopped
+    // within ~50 ms instead of at the end.
+    let mut check = move || -> wasmtime::Result<UpdateDeadline> {
+        watch.check().map_err(wasmtime::Error::new)?;
+        ticks = ticks.wrapping_add(1);
+        if ticks.is_multiple_of(5) {
+            outputs::check_usage(&output_dir, output_limits)
+                .map_err(|e| wasmtime::Error::new(Interrupted::Limit(e.to_string())))?;
         }
+        Ok(UpdateDeadline::Continue(1))
     };
 
     let exit = match r.runnable {
         Runnable::Core(pre) => {
-            let mut store = Store::new(
-                r.engine,
-                P1State {
-                    wasi: builder.build_p1(),
-                    limits,
-                },
-            );
+            let state = P1State {
+                wasi: builder.build_p1(),
+                limits,
+                interrupt,
+                clock,
+            };
+            let mut store = Store::new(r.engine, state);
             store.limiter(|s| &mut s.limits);
             store.set_epoch_deadline(1);
             store.epoch_deadline_callback(move |_| check());
@@ -158,9 +168,11 @@ pub fn run(r: GuestRun<'_>) -> wasmtime::Result<RunOutput> {
             }
         }
     };
+    let (output, output_dropped) = pipe.contents();
     Ok(RunOutput {
         exit,
-        output: pipe.contents().to_vec(),
+        output,
+        output_dropped,
     })
 }
 
@@ -175,6 +187,7 @@ fn classify(error: wasmtime::Error) -> Exit {
     match error.downcast_ref::<Interrupted>() {
         Some(Interrupted::Timeout) => Exit::Timeout,
         Some(Interrupted::Cancelled) => Exit::Cancelled,
+        Some(Interrupted::Limit(reason)) => Exit::Limit(reason.clone()),
         None => Exit::Trap(describe_trap(&error)),
     }
 }

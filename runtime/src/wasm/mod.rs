@@ -4,9 +4,12 @@
 //! Two kinds of guest are run natively: WASI preview 1 core modules (what most toolchains emit)
 //! through `wasmtime_wasi::p1`, and preview 2 command components through `wasmtime_wasi::p2`.
 
+mod poll;
+
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 use wasmtime::component::{self, ResourceTable};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, Module, PoolingAllocationConfig, StoreLimits,
@@ -18,12 +21,69 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 /// How often the epoch advances; deadlines and cancellation are checked at this granularity.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
+/// When a guest must stop: its deadline, or its caller going away.
+#[derive(Debug, Clone)]
+pub struct Interrupt {
+    /// The invocation's deadline.
+    pub deadline: Instant,
+    /// Set when the caller went away.
+    pub cancel: Arc<AtomicBool>,
+}
+
+/// Why a guest was stopped by the host; raised as the error of the guest's call.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Interrupted {
+    /// Its deadline passed.
+    #[error("deadline reached")]
+    Timeout,
+    /// Its caller went away.
+    #[error("invocation cancelled")]
+    Cancelled,
+    /// It broke a limit on what it may write.
+    #[error("{0}")]
+    Limit(String),
+}
+
+impl Interrupt {
+    /// `Err` once the guest must stop.
+    pub fn check(&self) -> Result<(), Interrupted> {
+        if self.cancel.load(Ordering::Relaxed) {
+            Err(Interrupted::Cancelled)
+        } else if Instant::now() >= self.deadline {
+            Err(Interrupted::Timeout)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// The monotonic clock the guest sees, with a known origin so that host code (the
+/// interruptible `poll_oneoff`) can convert the guest's absolute times.
+#[derive(Debug, Clone, Copy)]
+pub struct GuestClock {
+    /// The instant the guest's clock reads zero.
+    pub origin: Instant,
+}
+
+impl wasmtime_wasi::HostMonotonicClock for GuestClock {
+    fn resolution(&self) -> u64 {
+        1
+    }
+    fn now(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+}
+
 /// Store data of a preview 1 guest.
 pub struct P1State {
     /// The guest's WASI context (preopens, env, captured stdio).
     pub wasi: WasiP1Ctx,
     /// Memory and instance limits.
     pub limits: StoreLimits,
+    /// When to stop it, checked while it sleeps too.
+    pub interrupt: Interrupt,
+    /// Its monotonic clock.
+    pub clock: GuestClock,
 }
 
 /// Store data of a preview 2 command component.
@@ -120,6 +180,7 @@ impl WasmEngine {
 
         let mut p1_linker = wasmtime::Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_sync(&mut p1_linker, |s: &mut P1State| &mut s.wasi)?;
+        poll::shadow_poll_oneoff(&mut p1_linker)?;
         let mut p2_linker = component::Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut p2_linker)?;
 

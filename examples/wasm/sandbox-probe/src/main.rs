@@ -5,7 +5,10 @@
 //! - `env`: print the environment; `print TEXT`, `stderr TEXT`: print;
 //! - `sleep MS`; `exit CODE`; `panic`; `output NAME TEXT`: write an output file.
 //!
-//! - `remove PATH`: remove a file.
+//! - `remove PATH`: remove a file; `symlink TARGET NAME`: make a symbolic link NAME in the
+//!   output folder;
+//! - `fill PATH MIB`: write MIB mebibytes to a file (0: without end); `files N`: create N
+//!   output files; `spam N`: print N bytes.
 //!
 //! Paths may use `$IN` and `$OUT` for the input and output folders, `$INPUT` for the input file.
 
@@ -49,6 +52,38 @@ fn main() {
                     Ok(()) => println!("remove {arg}: ok"),
                     Err(e) => println!("remove {arg}: denied ({e})"),
                 },
+                "symlink" => {
+                    let (target, link) = arg.split_once(' ').unwrap_or((arg, ""));
+                    match symlink_in_output(target, link) {
+                        Ok(()) => println!("symlink {link}: ok"),
+                        Err(e) => println!("symlink {link}: denied ({e})"),
+                    }
+                }
+                "fill" => {
+                    let (path, mib) = arg.split_once(' ').unwrap_or((arg, "0"));
+                    let mib: u64 = mib.parse().unwrap_or(0);
+                    let mut file = std::fs::File::create(path)?;
+                    let chunk = vec![b'x'; 1 << 20];
+                    let mut written = 0;
+                    while mib == 0 || written < mib {
+                        file.write_all(&chunk)?;
+                        written += 1;
+                    }
+                    println!("fill {path}: ok {written} MiB");
+                }
+                "files" => {
+                    let n: usize = arg.parse().unwrap_or(0);
+                    for i in 0..n {
+                        oscar_guest::write_output(&format!("many/{i:06}.txt"), "x")?;
+                    }
+                }
+                "spam" => {
+                    let n: usize = arg.parse().unwrap_or(0);
+                    let mut out = std::io::stdout().lock();
+                    for _ in 0..n / 64 {
+                        out.write_all(&[b'y'; 64])?;
+                    }
+                }
                 "env" => {
                     let mut vars: Vec<String> = std::env::vars().map(|(k, v)| format!("{k}={v}")).collect();
                     vars.sort();
@@ -70,4 +105,22 @@ fn main() {
         }
         Ok(())
     })
+}
+
+/// `path_symlink` relative to the output folder (the second preopen, fd 4); std's wrapper for
+/// it is not stable yet.
+#[cfg(target_os = "wasi")]
+fn symlink_in_output(target: &str, link: &str) -> std::io::Result<()> {
+    #[link(wasm_import_module = "wasi_snapshot_preview1")]
+    unsafe extern "C" {
+        fn path_symlink(old: *const u8, old_len: usize, fd: u32, new: *const u8, new_len: usize) -> u16;
+    }
+    // SAFETY: both pointers and lengths come from live &str values.
+    let errno = unsafe { path_symlink(target.as_ptr(), target.len(), 4, link.as_ptr(), link.len()) };
+    if errno == 0 { Ok(()) } else { Err(std::io::Error::other(format!("errno {errno}"))) }
+}
+
+#[cfg(not(target_os = "wasi"))]
+fn symlink_in_output(_: &str, _: &str) -> std::io::Result<()> {
+    Err(std::io::Error::other("only under WASI"))
 }

@@ -1,0 +1,164 @@
+//! An interruptible `poll_oneoff` for preview 1 guests.
+//!
+//! wasmtime-wasi's own `poll_oneoff` blocks the thread for the whole sleep, out of reach of the
+//! epoch deadline: a module sleeping for an hour would hold its thread (and a concurrency slot)
+//! for an hour, past its timeout and after its caller left. This replacement sleeps in short
+//! slices and stops the guest as soon as its deadline passes or its caller goes away.
+//!
+//! In this sandbox every file descriptor is a regular file or an in-memory pipe, which are
+//! always ready; so a poll with any fd subscription returns at once with those events, and a
+//! poll of clocks alone is a sleep.
+
+use super::P1State;
+use std::time::{Duration, Instant, SystemTime};
+use wasmtime::{Caller, Linker};
+
+const ERRNO_SUCCESS: i32 = 0;
+const ERRNO_FAULT: i32 = 21;
+const ERRNO_INVAL: i32 = 28;
+const ERRNO_NOTSUP: i32 = 58;
+const CLOCK_REALTIME: u32 = 0;
+const CLOCK_MONOTONIC: u32 = 1;
+const SUBSCRIPTION_CLOCK_ABSTIME: u16 = 1;
+const EVENTTYPE_CLOCK: u8 = 0;
+const SUBSCRIPTION_SIZE: usize = 48;
+const EVENT_SIZE: usize = 32;
+/// Longest uninterrupted sleep: the granularity of deadline and cancellation checks.
+const SLICE: Duration = Duration::from_millis(10);
+
+/// Replaces `wasi_snapshot_preview1::poll_oneoff` in `linker`.
+pub fn shadow_poll_oneoff(linker: &mut Linker<P1State>) -> wasmtime::Result<()> {
+    linker.allow_shadowing(true);
+    linker.func_wrap("wasi_snapshot_preview1", "poll_oneoff", poll_oneoff)?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+struct Event {
+    userdata: u64,
+    error: u16,
+    kind: u8,
+}
+
+fn poll_oneoff(
+    mut caller: Caller<'_, P1State>,
+    subs_ptr: i32,
+    events_ptr: i32,
+    nsubs: i32,
+    nevents_ptr: i32,
+) -> wasmtime::Result<i32> {
+    let Some(memory) = caller.get_export("memory").and_then(|e| e.into_memory()) else {
+        return Ok(ERRNO_INVAL);
+    };
+    let Ok(n) = usize::try_from(nsubs) else {
+        return Ok(ERRNO_INVAL);
+    };
+    if n == 0 {
+        return Ok(ERRNO_INVAL);
+    }
+    let mut raw = vec![0u8; n * SUBSCRIPTION_SIZE];
+    if memory
+        .read(&caller, subs_ptr as u32 as usize, &mut raw)
+        .is_err()
+    {
+        return Ok(ERRNO_FAULT);
+    }
+
+    let state = caller.data();
+    let started = Instant::now();
+    let mut ready = Vec::new();
+    // (userdata, how long to wait) of each clock subscription.
+    let mut clocks = Vec::new();
+    for sub in raw.chunks_exact(SUBSCRIPTION_SIZE) {
+        let userdata = u64::from_le_bytes(sub[0..8].try_into()?);
+        let tag = sub[8];
+        if tag != EVENTTYPE_CLOCK {
+            // fd_read / fd_write on a file or pipe: ready now.
+            ready.push(Event {
+                userdata,
+                error: if tag <= 2 { 0 } else { ERRNO_INVAL as u16 },
+                kind: tag,
+            });
+            continue;
+        }
+        let id = u32::from_le_bytes(sub[16..20].try_into()?);
+        let timeout = Duration::from_nanos(u64::from_le_bytes(sub[24..32].try_into()?));
+        let flags = u16::from_le_bytes(sub[40..42].try_into()?);
+        let wait = if flags & SUBSCRIPTION_CLOCK_ABSTIME == 0 {
+            match id {
+                CLOCK_REALTIME | CLOCK_MONOTONIC => Some(timeout),
+                _ => None,
+            }
+        } else {
+            match id {
+                CLOCK_REALTIME => {
+                    let now = SystemTime::now()
+                        .duration_since(SystemTime::UNIX_EPOCH)
+                        .unwrap_or_default();
+                    Some(timeout.saturating_sub(now))
+                }
+                CLOCK_MONOTONIC => Some(timeout.saturating_sub(state.clock.origin.elapsed())),
+                _ => None,
+            }
+        };
+        match wait {
+            Some(wait) => clocks.push((userdata, wait)),
+            None => ready.push(Event {
+                userdata,
+                error: ERRNO_NOTSUP as u16,
+                kind: EVENTTYPE_CLOCK,
+            }),
+        }
+    }
+
+    if ready.is_empty() {
+        let target = clocks
+            .iter()
+            .map(|(_, wait)| *wait)
+            .min()
+            .unwrap_or_default();
+        let interrupt = state.interrupt.clone();
+        loop {
+            // Raised as the guest's error: the caller reads it as a timeout or cancellation.
+            interrupt.check().map_err(wasmtime::Error::new)?;
+            let elapsed = started.elapsed();
+            if elapsed >= target {
+                break;
+            }
+            std::thread::sleep((target - elapsed).min(SLICE));
+        }
+        let elapsed = started.elapsed();
+        ready.extend(
+            clocks
+                .iter()
+                .filter(|(_, wait)| *wait <= elapsed)
+                .map(|(userdata, _)| Event {
+                    userdata: *userdata,
+                    error: 0,
+                    kind: EVENTTYPE_CLOCK,
+                }),
+        );
+    }
+
+    let mut out = vec![0u8; ready.len() * EVENT_SIZE];
+    for (event, slot) in ready.iter().zip(out.chunks_exact_mut(EVENT_SIZE)) {
+        slot[0..8].copy_from_slice(&event.userdata.to_le_bytes());
+        slot[8..10].copy_from_slice(&event.error.to_le_bytes());
+        slot[10] = event.kind;
+    }
+    let count = u32::try_from(ready.len()).unwrap_or(u32::MAX);
+    if memory
+        .write(&mut caller, events_ptr as u32 as usize, &out)
+        .is_err()
+        || memory
+            .write(
+                &mut caller,
+                nevents_ptr as u32 as usize,
+                &count.to_le_bytes(),
+            )
+            .is_err()
+    {
+        return Ok(ERRNO_FAULT);
+    }
+    Ok(ERRNO_SUCCESS)
+}
