@@ -20,3 +20,7 @@ fmt:
 lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
+
+# The benchmark: writes BENCHMARKS.md (add --with-wasmtime to compare with `wasmtime serve`).
+bench *ARGS:
+    ./scripts/bench.sh {{ARGS}}
