@@ -5,6 +5,9 @@
 use crate::auth::AdminCredentials;
 use crate::config::ServeArgs;
 use crate::invoke::{Invoker, InvokerSettings, OutputLimits, scratch::ScratchRoot};
+use crate::jobs::Jobs;
+use crate::jobs::store::Retention;
+use crate::metrics::Metrics;
 use crate::modules::{Digest, ModuleError, ModuleStore, Stored};
 use crate::registry::{Deployed, Registry, RegistryError};
 use crate::service::{DefinitionError, Service};
@@ -78,6 +81,10 @@ pub struct App {
     pub invoker: Invoker,
     /// The administrator's credentials.
     pub admin: AdminCredentials,
+    /// Asynchronous jobs and kept logs.
+    pub jobs: Jobs,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
     /// Serialises changes that touch both the registry and the module store.
     deploy_lock: tokio::sync::Mutex<()>,
     max_memory: u64,
@@ -115,7 +122,8 @@ impl App {
             max_memory: args.max_memory,
         })
         .map_err(|e| StartError::Engine(format!("{e:#}")))?;
-        let modules = ModuleStore::open(&data_dir, engine.clone())
+        let metrics = Arc::new(Metrics::new());
+        let modules = ModuleStore::open(&data_dir, engine.clone(), metrics.clone())
             .map_err(io_context("opening the module store"))?;
         let (registry, stored) =
             Registry::open(&data_dir).map_err(io_context("opening the service registry"))?;
@@ -149,12 +157,26 @@ impl App {
                 },
                 max_log_bytes: usize::try_from(args.max_log).unwrap_or(usize::MAX),
             },
+            metrics.clone(),
         );
+        let jobs = Jobs::open(
+            &data_dir,
+            Retention {
+                max_jobs: args.max_jobs,
+                max_bytes: args.max_job_bytes,
+                max_failed_runs: args.max_failed_runs,
+            },
+            args.job_workers,
+            metrics.clone(),
+        )
+        .map_err(io_context("opening the job store"))?;
         Ok(Arc::new(Self {
             registry,
             modules,
             invoker,
             admin: AdminCredentials::new(&args.user, args.password.as_deref()),
+            jobs,
+            metrics,
             deploy_lock: tokio::sync::Mutex::new(()),
             max_memory: args.max_memory,
             max_timeout,
@@ -246,11 +268,16 @@ impl App {
         Ok(self.registry.replace(deployed)?)
     }
 
-    /// DELETE /system/services/{name}.
-    pub async fn delete_service(&self, name: &str) -> Result<(), DeployError> {
+    /// DELETE /system/services/{name}: the service, then its jobs (running ones stopped).
+    pub async fn delete_service(self: &Arc<Self>, name: &str) -> Result<(), DeployError> {
         let _guard = self.deploy_lock.lock().await;
         self.registry.remove(name)?;
-        Ok(())
+        let name = name.to_string();
+        self.blocking(move |app| {
+            app.jobs.delete_service(&name);
+            Ok::<_, DeployError>(())
+        })
+        .await
     }
 
     /// POST /system/modules: validates, compiles and stores a module.

@@ -52,6 +52,18 @@ pub struct ServeArgs {
     /// Invocations of one service running at once (a definition's `max_concurrency` may lower it).
     #[arg(long, env = "OSCAR_WASM_MAX_SERVICE_CONCURRENCY")]
     pub max_service_concurrency: Option<usize>,
+    /// Workers running asynchronous jobs.
+    #[arg(long, env = "OSCAR_WASM_JOB_WORKERS", default_value_t = 2)]
+    pub job_workers: usize,
+    /// Jobs kept per service; the oldest finished ones are removed beyond it.
+    #[arg(long, env = "OSCAR_WASM_MAX_JOBS", default_value_t = 1000)]
+    pub max_jobs: usize,
+    /// Bytes of jobs (inputs, outputs, logs) kept per service; the oldest finished go first.
+    #[arg(long, env = "OSCAR_WASM_MAX_JOB_BYTES", default_value = "1Gi", value_parser = quantity)]
+    pub max_job_bytes: u64,
+    /// Failed synchronous invocations whose logs are kept per service.
+    #[arg(long, env = "OSCAR_WASM_MAX_FAILED_RUNS", default_value_t = 20)]
+    pub max_failed_runs: usize,
     /// The administrator's user name (HTTP basic auth on /system).
     #[arg(long, env = "OSCAR_WASM_USER", default_value = "oscar")]
     pub user: String,

@@ -9,6 +9,8 @@
 //! - [`modules`]: the content-addressed module store and its compiled-artifact cache;
 //! - [`supervisor`]: FaaS Supervisor's rules, body to input file and output files to response;
 //! - [`invoke`]: one invocation: scratch folders, the sandbox run, output collection;
+//! - [`jobs`]: asynchronous jobs: the persisted queue, workers, logs and outputs;
+//! - [`metrics`]: Prometheus metrics;
 //! - [`wasm`]: the wasmtime engine, linkers and pre-instantiated modules.
 
 pub mod api;
@@ -17,6 +19,8 @@ pub mod auth;
 pub mod config;
 pub mod fsutil;
 pub mod invoke;
+pub mod jobs;
+pub mod metrics;
 pub mod modules;
 pub mod registry;
 pub mod server;

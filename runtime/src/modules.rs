@@ -10,6 +10,7 @@
 //! that names it. Replacing a service's module swaps an `Arc`, so running invocations keep theirs.
 
 use crate::fsutil;
+use crate::metrics::Metrics;
 use crate::wasm::{CompileError, Runnable, WasmEngine};
 use sha2::Digest as _;
 use std::collections::HashMap;
@@ -95,6 +96,7 @@ pub struct Stored {
 /// Uploaded modules on disk and the runnable form of those in use.
 pub struct ModuleStore {
     engine: Arc<WasmEngine>,
+    metrics: Arc<Metrics>,
     wasm_dir: PathBuf,
     artifact_dir: PathBuf,
     loaded: RwLock<HashMap<Digest, Arc<Runnable>>>,
@@ -104,7 +106,11 @@ pub struct ModuleStore {
 
 impl ModuleStore {
     /// Opens (creating) the store under `data_dir`.
-    pub fn open(data_dir: &Path, engine: Arc<WasmEngine>) -> io::Result<Self> {
+    pub fn open(
+        data_dir: &Path,
+        engine: Arc<WasmEngine>,
+        metrics: Arc<Metrics>,
+    ) -> io::Result<Self> {
         let wasm_dir = data_dir.join("modules");
         let artifact_dir = data_dir.join("compiled").join(engine.artifact_key());
         std::fs::create_dir_all(&wasm_dir)?;
@@ -113,6 +119,7 @@ impl ModuleStore {
         fsutil::remove_stale_temporaries(&artifact_dir)?;
         Ok(Self {
             engine,
+            metrics,
             wasm_dir,
             artifact_dir,
             loaded: RwLock::default(),
@@ -148,6 +155,9 @@ impl ModuleStore {
         }
         let started = std::time::Instant::now();
         let (runnable, artifact) = self.engine.compile(wasm)?;
+        self.metrics
+            .compile_seconds
+            .observe(started.elapsed().as_secs_f64());
         tracing::info!(%digest, size, compile_ms = started.elapsed().as_millis() as u64, "module compiled");
         // The artifact first: a crash between the two writes leaves an orphan artifact, never
         // a module without one.
@@ -170,6 +180,10 @@ impl ModuleStore {
             .unwrap_or_else(|e| e.into_inner())
             .get(digest)
         {
+            self.metrics
+                .module_cache
+                .with_label_values(&["memory"])
+                .inc();
             return Ok(r.clone());
         }
         let wasm_path = self.wasm_path(digest);
@@ -179,6 +193,10 @@ impl ModuleStore {
         let artifact_path = self.artifact_path(digest);
         let runnable = match self.engine.load_artifact(&artifact_path) {
             Ok(r) => {
+                self.metrics
+                    .module_cache
+                    .with_label_values(&["artifact"])
+                    .inc();
                 tracing::debug!(%digest, "module loaded from its compiled artifact");
                 r
             }
@@ -188,6 +206,10 @@ impl ModuleStore {
                 } else {
                     tracing::info!(%digest, "no compiled artifact for this engine; compiling");
                 }
+                self.metrics
+                    .module_cache
+                    .with_label_values(&["compiled"])
+                    .inc();
                 let wasm = std::fs::read(&wasm_path)?;
                 if Digest::of(&wasm) != *digest {
                     return Err(ModuleError::Unloadable {
@@ -275,7 +297,7 @@ mod tests {
             max_memory: 64 << 20,
         })
         .unwrap();
-        ModuleStore::open(dir, engine).unwrap()
+        ModuleStore::open(dir, engine, Arc::default()).unwrap()
     }
 
     const MODULE: &str = "(module (func (export \"_start\")))";

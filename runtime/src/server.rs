@@ -7,6 +7,7 @@ use crate::config::ServeArgs;
 /// Runs the server until a shutdown signal.
 pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
     let app = App::open(&args)?;
+    crate::jobs::start_workers(&app);
     let router = api::router(app.clone(), args.max_body);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

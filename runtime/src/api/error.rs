@@ -26,6 +26,9 @@ pub enum ApiError {
     /// A route parameter names nothing.
     #[error("{0}")]
     NotFound(String),
+    /// A failure of the server itself.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl From<ModuleError> for ApiError {
@@ -68,6 +71,7 @@ impl ApiError {
             },
             Self::Body(_) | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }

@@ -4,6 +4,7 @@
 mod auth;
 pub mod error;
 mod info;
+mod jobs;
 mod modules;
 mod run;
 mod services;
@@ -27,6 +28,8 @@ pub fn router(app: AppState, max_body: u64) -> Router {
         .merge(info::routes())
         .merge(services::routes())
         .merge(modules::routes())
+        .merge(jobs::system_routes())
+        .route("/metrics", get(metrics))
         .route_layer(axum::middleware::from_fn_with_state(
             app.clone(),
             auth::require_admin,
@@ -35,6 +38,20 @@ pub fn router(app: AppState, max_body: u64) -> Router {
         .route("/health", get(|| async { "Ok" }))
         .merge(system)
         .merge(run::routes())
+        .merge(jobs::invoke_routes())
         .layer(DefaultBodyLimit::max(limit))
         .with_state(app)
+}
+
+/// GET /metrics: Prometheus text format (the administrator's, like /system).
+async fn metrics(
+    axum::extract::State(app): axum::extract::State<AppState>,
+) -> impl axum::response::IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        app.metrics.render(),
+    )
 }

@@ -6,7 +6,7 @@
 //! service; 503 when the server is saturated.
 
 use super::{ApiError, AppState};
-use crate::invoke::Exit;
+use crate::invoke::{Exit, Request};
 use crate::registry::RegistryError;
 use crate::supervisor::{self, LogLevel};
 use axum::Router;
@@ -35,10 +35,14 @@ async fn run(
     let deployed = app
         .registry
         .get(&name)
-        .ok_or(RegistryError::NotFound(name))?;
+        .ok_or_else(|| RegistryError::NotFound(name.clone()))?;
+    let service = name;
     let input = supervisor::decode_body(&body)?;
     let level = deployed.service.spec.log_level;
-    let completed = app.invoker.invoke(deployed, input).await?;
+    let started = crate::jobs::record::now_ms();
+    let request = Request::sync();
+    let request_id = request.id.clone();
+    let completed = app.invoker.invoke(deployed, input, request).await?;
 
     let (status, outcome) = match &completed.exit {
         Exit::Success => (StatusCode::OK, "success".to_string()),
@@ -57,6 +61,14 @@ async fn run(
             })?
             .into_body()
     } else {
+        // Kept for GET /system/logs, so that a failed call can be debugged later.
+        let (app2, name) = (app.clone(), service.clone());
+        let (log, output) = (completed.log.clone(), completed.output.clone());
+        let label = completed.exit.label();
+        tokio::task::spawn_blocking(move || {
+            app2.jobs
+                .record_failed_run(&name, &log, &output, label, started)
+        });
         // A failure always says why, whatever the service's log level.
         supervisor::render_logs(
             &completed.log,
@@ -72,6 +84,9 @@ async fn run(
         .into_response();
     if let Ok(value) = HeaderValue::from_str(&outcome) {
         response.headers_mut().insert(OUTCOME_HEADER, value);
+    }
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-request-id", value);
     }
     Ok(response)
 }

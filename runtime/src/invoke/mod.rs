@@ -10,6 +10,7 @@ pub mod outputs;
 pub mod sandbox;
 pub mod scratch;
 
+use crate::metrics::Metrics;
 use crate::registry::Deployed;
 use crate::supervisor::{LogLevel, LogLine, OutputFile};
 use crate::wasm::WasmEngine;
@@ -36,6 +37,44 @@ pub struct InvokerSettings {
     pub output_limits: OutputLimits,
     /// Bytes of stdout/stderr kept per invocation.
     pub max_log_bytes: usize,
+}
+
+/// What kind of invocation this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// POST /run: a client waits, so the queue is bounded.
+    Sync,
+    /// A job from the persisted queue.
+    Job,
+}
+
+impl Kind {
+    /// The metrics label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Sync => "sync",
+            Self::Job => "job",
+        }
+    }
+}
+
+/// Who asked, for logs and metrics.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// Sync call or job.
+    pub kind: Kind,
+    /// The id that ties log lines to this invocation (the job name for jobs).
+    pub id: String,
+}
+
+impl Request {
+    /// A synchronous call with a fresh request id.
+    pub fn sync() -> Self {
+        Self {
+            kind: Kind::Sync,
+            id: uuid::Uuid::new_v4().simple().to_string(),
+        }
+    }
 }
 
 /// Why an invocation could not produce a result (as opposed to a module that failed).
@@ -70,30 +109,46 @@ pub struct Completed {
     pub elapsed: Duration,
 }
 
-/// Runs invocations within the server's concurrency limit.
-pub struct Invoker {
+/// What every invocation's blocking task needs.
+struct Shared {
     engine: Arc<WasmEngine>,
     scratch: ScratchRoot,
+    settings: InvokerSettings,
+}
+
+/// Runs invocations within the server's concurrency limit.
+pub struct Invoker {
+    shared: Arc<Shared>,
+    metrics: Arc<Metrics>,
     permits: Arc<Semaphore>,
     waiting: AtomicUsize,
-    settings: InvokerSettings,
+    max_queue: usize,
 }
 
 impl Invoker {
     /// An invoker whose scratch folders live under `scratch`.
-    pub fn new(engine: Arc<WasmEngine>, scratch: ScratchRoot, settings: InvokerSettings) -> Self {
+    pub fn new(
+        engine: Arc<WasmEngine>,
+        scratch: ScratchRoot,
+        settings: InvokerSettings,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
-            engine,
-            scratch,
             permits: Arc::new(Semaphore::new(settings.max_concurrency.max(1))),
+            max_queue: settings.max_queue,
+            shared: Arc::new(Shared {
+                engine,
+                scratch,
+                settings,
+            }),
+            metrics,
             waiting: AtomicUsize::new(0),
-            settings,
         }
     }
 
     /// The scratch root in use.
     pub fn scratch_root(&self) -> &std::path::Path {
-        self.scratch.path()
+        self.shared.scratch.path()
     }
 
     /// Runs `deployed` on `input` (already decoded by the supervisor rules).
@@ -104,6 +159,25 @@ impl Invoker {
         &self,
         deployed: Arc<Deployed>,
         input: Vec<u8>,
+        request: Request,
+    ) -> Result<Completed, InvokeError> {
+        let service = deployed.service.spec.name.clone();
+        let result = self.invoke_inner(deployed, input, &request).await;
+        let (outcome, seconds) = match &result {
+            Ok(done) => (done.exit.label(), done.elapsed.as_secs_f64()),
+            Err(InvokeError::Overloaded) => ("overloaded", 0.0),
+            Err(_) => ("error", 0.0),
+        };
+        self.metrics
+            .invoked(&service, request.kind.label(), outcome, seconds);
+        result
+    }
+
+    async fn invoke_inner(
+        &self,
+        deployed: Arc<Deployed>,
+        input: Vec<u8>,
+        request: &Request,
     ) -> Result<Completed, InvokeError> {
         let runnable = deployed.runnable.clone().ok_or_else(|| {
             InvokeError::Unavailable(format!(
@@ -113,28 +187,24 @@ impl Invoker {
         })?;
         // The service's slot first, then the server's: a busy service queues without holding
         // a server-wide slot that another service could use.
-        let service_permit = self.admit(&deployed.slots).await?;
-        let permit = self.admit(&self.permits).await?;
+        let bounded = request.kind == Kind::Sync;
+        let service_permit = self.admit(&deployed.slots, bounded).await?;
+        let permit = self.admit(&self.permits, bounded).await?;
 
         let cancel = Arc::new(AtomicBool::new(false));
         let mut cancel_on_drop = CancelOnDrop {
             flag: cancel.clone(),
             armed: true,
         };
-        let engine = self.engine.clone();
-        let scratch_root = self.scratch.clone();
-        let settings = self.settings.clone();
+        let shared = self.shared.clone();
+        let running = self.metrics.running.clone();
+        let id = request.id.clone();
         let task = tokio::task::spawn_blocking(move || {
             let _permits = (permit, service_permit);
-            run_blocking(
-                &engine,
-                &scratch_root,
-                &settings,
-                &deployed,
-                &runnable,
-                input,
-                cancel,
-            )
+            running.inc();
+            let result = run_blocking(&shared, &deployed, &runnable, input, cancel, &id);
+            running.dec();
+            result
         });
         let result = task
             .await
@@ -145,17 +215,30 @@ impl Invoker {
 }
 
 impl Invoker {
-    /// A permit of `slots` at once if one is free; else a place in the bounded queue; else
+    /// A permit of `slots` at once if one is free; else a place in the queue (bounded for
+    /// synchronous calls, whose clients wait; jobs are already queued on disk); else
     /// `Overloaded` at once.
-    async fn admit(&self, slots: &Arc<Semaphore>) -> Result<OwnedSemaphorePermit, InvokeError> {
+    async fn admit(
+        &self,
+        slots: &Arc<Semaphore>,
+        bounded: bool,
+    ) -> Result<OwnedSemaphorePermit, InvokeError> {
         if let Ok(permit) = slots.clone().try_acquire_owned() {
             return Ok(permit);
         }
-        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.settings.max_queue {
+        if !bounded {
+            return slots
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|e| InvokeError::Host(e.to_string()));
+        }
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.max_queue {
             self.waiting.fetch_sub(1, Ordering::AcqRel);
             return Err(InvokeError::Overloaded);
         }
-        let _queued = Decrement(&self.waiting);
+        self.metrics.waiting.inc();
+        let _queued = Decrement(&self.waiting, &self.metrics.waiting);
         slots
             .clone()
             .acquire_owned()
@@ -165,14 +248,18 @@ impl Invoker {
 }
 
 fn run_blocking(
-    engine: &WasmEngine,
-    scratch_root: &ScratchRoot,
-    settings: &InvokerSettings,
+    shared: &Shared,
     deployed: &Deployed,
     runnable: &crate::wasm::Runnable,
     input: Vec<u8>,
     cancel: Arc<AtomicBool>,
+    request_id: &str,
 ) -> Result<Completed, InvokeError> {
+    let Shared {
+        engine,
+        scratch: scratch_root,
+        settings,
+    } = shared;
     let spec = &deployed.service.spec;
     let mut log = Vec::with_capacity(6);
     let host = |e: std::io::Error| InvokeError::Host(e.to_string());
@@ -182,7 +269,7 @@ fn run_blocking(
     log.push(LogLine::now(
         LogLevel::Info,
         format!(
-            "Running service {} ({}, {})",
+            "Running service {} ({}, {}), request {request_id}",
             spec.name,
             spec.module,
             runnable.abi()
@@ -304,12 +391,14 @@ fn run_blocking(
     })
 }
 
-/// Decrements a counter when dropped (a queued invocation leaving the queue, however it ends).
-struct Decrement<'a>(&'a AtomicUsize);
+/// Decrements the queue count and gauge when dropped (a queued invocation leaving the queue,
+/// however it ends).
+struct Decrement<'a>(&'a AtomicUsize, &'a prometheus::IntGauge);
 
 impl Drop for Decrement<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
+        self.1.dec();
     }
 }
 

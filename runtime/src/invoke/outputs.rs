@@ -78,7 +78,10 @@ fn walk(
             let remaining = limits.max_bytes - *total;
             let mut bytes = Vec::new();
             // Read one byte past the budget to detect an overflow without reading it all.
-            entry.open()?.take(remaining + 1).read_to_end(&mut bytes)?;
+            entry
+                .open()?
+                .take(remaining.saturating_add(1))
+                .read_to_end(&mut bytes)?;
             if bytes.len() as u64 > remaining {
                 return Err(OutputError::TooLarge(limits.max_bytes));
             }

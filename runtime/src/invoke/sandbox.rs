@@ -176,6 +176,21 @@ pub fn run(r: GuestRun<'_>) -> wasmtime::Result<RunOutput> {
     })
 }
 
+impl Exit {
+    /// A short name for headers and metrics: `success`, `exit`, `trap`, `timeout`,
+    /// `cancelled`, `limit`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Status(_) => "exit",
+            Self::Trap(_) => "trap",
+            Self::Timeout => "timeout",
+            Self::Cancelled => "cancelled",
+            Self::Limit(_) => "limit",
+        }
+    }
+}
+
 fn classify(error: wasmtime::Error) -> Exit {
     if let Some(I32Exit(code)) = error.downcast_ref::<I32Exit>() {
         return if *code == 0 {

@@ -1,0 +1,278 @@
+//! POST /job/{name} (asynchronous invocation), OSCAR's /system/logs routes, and the job output
+//! routes /system/outputs/{service}/{job}.
+
+use super::{ApiError, AppState};
+use crate::jobs::Jobs;
+use crate::jobs::record::{Origin, rfc3339};
+use crate::registry::RegistryError;
+use crate::supervisor;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+/// Header carrying the name of a job created by POST /job.
+pub const JOB_HEADER: &str = "x-oscar-wasm-job";
+
+/// POST /job/{name}: open to the service's token (checked in the handler).
+pub fn invoke_routes() -> Router<AppState> {
+    Router::new().route("/job/{name}", post(submit))
+}
+
+/// The administrator's routes.
+pub fn system_routes() -> Router<AppState> {
+    Router::new()
+        .route("/system/logs/{service}", get(list).delete(delete_all))
+        .route("/system/logs/{service}/{job}", get(log).delete(delete_one))
+        .route("/system/outputs/{service}/{job}", get(outputs))
+        .route("/system/outputs/{service}/{job}/{*path}", get(output_file))
+}
+
+async fn submit(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    if let Err(refusal) = super::auth::authorize_invocation(&app, &name, &headers) {
+        return Ok(super::auth::refusal(refusal));
+    }
+    if app.registry.get(&name).is_none() {
+        return Err(RegistryError::NotFound(name).into());
+    }
+    let input = supervisor::decode_body(&body)?;
+    let app2 = app.clone();
+    let service = name.clone();
+    let record = tokio::task::spawn_blocking(move || app2.jobs.submit(&service, &input))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| ApiError::Internal(format!("the job could not be stored: {e}")))?;
+    tracing::info!(service = %name, job = %record.name, "job accepted");
+    let mut response = (
+        StatusCode::CREATED,
+        axum::Json(json!({"job_name": record.name, "service": name})),
+    )
+        .into_response();
+    if let Ok(value) = HeaderValue::from_str(&record.name) {
+        response.headers_mut().insert(JOB_HEADER, value);
+    }
+    Ok(response)
+}
+
+#[derive(Deserialize)]
+struct Page {
+    page: Option<String>,
+    limit: Option<usize>,
+}
+
+/// OSCAR's JobsResponse: `{"jobs": {NAME: {status, creation_time, start_time, finish_time}},
+/// "next_page", "remaining_jobs"}`, oldest first, paged by `?page=` and `?limit=`.
+async fn list(
+    State(app): State<AppState>,
+    Path(service): Path<String>,
+    Query(page): Query<Page>,
+) -> Result<axum::Json<Value>, ApiError> {
+    if app.registry.get(&service).is_none() {
+        return Err(RegistryError::NotFound(service).into());
+    }
+    let records = app.jobs.store.list(&service);
+    let offset: usize = match page.page.as_deref() {
+        None | Some("") => 0,
+        Some(token) => token
+            .parse()
+            .map_err(|_| ApiError::BadRequest(format!("invalid page token {token:?}")))?,
+    };
+    let limit = page.limit.unwrap_or(100).clamp(1, 1000);
+    let mut jobs = Map::new();
+    for record in records.iter().skip(offset).take(limit) {
+        let time = |ms: Option<u64>| ms.map(rfc3339).map_or(Value::Null, Value::String);
+        let mut entry = json!({
+            "status": record.status,
+            "creation_time": rfc3339(record.created_ms),
+            "start_time": time(record.started_ms),
+            "finish_time": time(record.finished_ms),
+        });
+        if record.origin == Origin::Run {
+            entry["kind"] = json!("run");
+        }
+        if let Some(outcome) = &record.outcome {
+            entry["outcome"] = json!(outcome);
+        }
+        jobs.insert(record.name.clone(), entry);
+    }
+    let mut body = json!({"jobs": jobs});
+    let shown = (offset + limit).min(records.len());
+    if shown < records.len() {
+        body["next_page"] = json!(shown.to_string());
+        body["remaining_jobs"] = json!(records.len() - shown);
+    }
+    Ok(axum::Json(body))
+}
+
+#[derive(Deserialize)]
+struct LogQuery {
+    timestamps: Option<bool>,
+}
+
+fn check_job(service: &str, job: &str) -> Result<(), ApiError> {
+    if Jobs::valid_name(service, job) {
+        Ok(())
+    } else {
+        Err(ApiError::NotFound(format!("job {job:?} not found")))
+    }
+}
+
+async fn log(
+    State(app): State<AppState>,
+    Path((service, job)): Path<(String, String)>,
+    Query(query): Query<LogQuery>,
+) -> Result<Response, ApiError> {
+    check_job(&service, &job)?;
+    let app2 = app.clone();
+    let (s, j) = (service.clone(), job.clone());
+    let text = tokio::task::spawn_blocking(move || {
+        app2.jobs
+            .store
+            .read_log(&s, &j, query.timestamps.unwrap_or(false))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?
+    .ok_or_else(|| ApiError::NotFound(format!("job {job:?} of service {service:?} not found")))?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
+}
+
+async fn delete_one(
+    State(app): State<AppState>,
+    Path((service, job)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    check_job(&service, &job)?;
+    let app2 = app.clone();
+    let (s, j) = (service.clone(), job.clone());
+    let removed = tokio::task::spawn_blocking(move || app2.jobs.delete(&s, &j))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    if removed {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound(format!(
+            "job {job:?} of service {service:?} not found"
+        )))
+    }
+}
+
+#[derive(Deserialize)]
+struct AllQuery {
+    all: Option<bool>,
+}
+
+async fn delete_all(
+    State(app): State<AppState>,
+    Path(service): Path<String>,
+    Query(query): Query<AllQuery>,
+) -> Result<StatusCode, ApiError> {
+    if app.registry.get(&service).is_none() {
+        return Err(RegistryError::NotFound(service).into());
+    }
+    let app2 = app.clone();
+    let removed = tokio::task::spawn_blocking(move || {
+        app2.jobs.delete_all(&service, query.all.unwrap_or(false))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    tracing::info!(removed, "jobs deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct OutputsQuery {
+    format: Option<String>,
+}
+
+/// The job's output files: a JSON list `[{"path", "size"}]`, or with `?format=zip` one zip.
+async fn outputs(
+    State(app): State<AppState>,
+    Path((service, job)): Path<(String, String)>,
+    Query(query): Query<OutputsQuery>,
+) -> Result<Response, ApiError> {
+    check_job(&service, &job)?;
+    if app.jobs.store.get(&service, &job).is_none() {
+        return Err(ApiError::NotFound(format!(
+            "job {job:?} of service {service:?} not found"
+        )));
+    }
+    let dir = app.jobs.store.outputs_dir(&service, &job);
+    let zip = query.format.as_deref() == Some("zip");
+    tokio::task::spawn_blocking(move || {
+        let limits = crate::invoke::OutputLimits {
+            max_files: usize::MAX,
+            max_bytes: u64::MAX,
+        };
+        let files = if dir.exists() {
+            crate::invoke::outputs::collect(&dir, limits)
+                .map_err(|e| ApiError::Internal(e.to_string()))?
+                .files
+        } else {
+            Vec::new()
+        };
+        if zip {
+            let mut files = files;
+            files.sort_by(|a, b| a.path.cmp(&b.path));
+            let bytes =
+                supervisor::zip_stored(&files).map_err(|e| ApiError::Internal(e.to_string()))?;
+            let disposition = format!("attachment; filename=\"{job}.zip\"");
+            return Ok((
+                [
+                    (header::CONTENT_TYPE, "application/zip".to_string()),
+                    (header::CONTENT_DISPOSITION, disposition),
+                ],
+                bytes,
+            )
+                .into_response());
+        }
+        let mut list: Vec<Value> = files
+            .iter()
+            .map(|f| json!({"path": f.path, "size": f.bytes.len()}))
+            .collect();
+        list.sort_by(|a, b| a["path"].as_str().cmp(&b["path"].as_str()));
+        Ok(axum::Json(Value::Array(list)).into_response())
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?
+}
+
+/// One output file, read through cap-std so that no path leaves the job's output folder.
+async fn output_file(
+    State(app): State<AppState>,
+    Path((service, job, path)): Path<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    check_job(&service, &job)?;
+    let not_found = || ApiError::NotFound(format!("no output file {path:?} in job {job:?}"));
+    if app.jobs.store.get(&service, &job).is_none() {
+        return Err(not_found());
+    }
+    let relative = std::path::Path::new(&path);
+    if !relative
+        .components()
+        .all(|c| matches!(c, std::path::Component::Normal(_)))
+    {
+        return Err(not_found());
+    }
+    let dir = app.jobs.store.outputs_dir(&service, &job);
+    let relative = relative.to_path_buf();
+    let bytes = tokio::task::spawn_blocking(move || {
+        let root = cap_std::fs::Dir::open_ambient_dir(&dir, cap_std::ambient_authority()).ok()?;
+        let meta = root.symlink_metadata(&relative).ok()?;
+        if !meta.is_file() {
+            return None;
+        }
+        root.read(&relative).ok()
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?
+    .ok_or_else(not_found)?;
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
+}

@@ -1,0 +1,179 @@
+//! Asynchronous jobs (POST /job): accepted onto a persisted queue, run by a bounded pool of
+//! workers, their logs and output files kept for GET /system/logs and /system/outputs.
+//!
+//! Durability: a job is on disk (input and record, fsynced) before POST /job answers 201, so a
+//! crash (`kill -9` included) loses no accepted job. At start-up, jobs still Pending are queued
+//! again, and jobs that were Running are set back to Pending with a log line and run again
+//! (modules are expected to be re-runnable, as Kubernetes re-runs a Job's pod after a node
+//! failure).
+//!
+//! Failed synchronous invocations are kept here too (origin `run`, a bounded number per
+//! service), so that their logs can be read through the same API.
+
+pub mod record;
+pub mod store;
+mod worker;
+
+use crate::metrics::Metrics;
+use crate::supervisor::LogLine;
+use record::{JobRecord, Origin, Status, to_ms};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use store::{JobStore, Retention};
+use tokio::sync::{Notify, mpsc};
+
+pub use worker::start_workers;
+
+type Key = (String, String);
+
+/// The job queue, its workers' shared state, and the job store.
+pub struct Jobs {
+    /// Records, logs and outputs on disk.
+    pub store: JobStore,
+    sender: mpsc::UnboundedSender<Key>,
+    receiver: tokio::sync::Mutex<mpsc::UnboundedReceiver<Key>>,
+    /// Cancellation handles of running jobs.
+    running: Mutex<HashMap<Key, Arc<Notify>>>,
+    workers: usize,
+    metrics: Arc<Metrics>,
+}
+
+impl Jobs {
+    /// Opens the store and queues every job that has yet to run.
+    pub fn open(
+        data_dir: &Path,
+        retention: Retention,
+        workers: usize,
+        metrics: Arc<Metrics>,
+    ) -> std::io::Result<Self> {
+        let (store, pending) = JobStore::open(data_dir, retention)?;
+        let (sender, receiver) = mpsc::unbounded_channel();
+        for record in pending {
+            // The receiver is alive: sending cannot fail.
+            let _ = sender.send((record.service, record.name));
+        }
+        let jobs = Self {
+            store,
+            sender,
+            receiver: tokio::sync::Mutex::new(receiver),
+            running: Mutex::default(),
+            workers: workers.max(1),
+            metrics,
+        };
+        jobs.refresh_gauge();
+        Ok(jobs)
+    }
+
+    fn refresh_gauge(&self) {
+        self.metrics
+            .jobs_pending
+            .set(self.store.pending_count() as i64);
+    }
+
+    /// Accepts a job; it is durable when this returns. Blocking I/O: call off the reactor.
+    pub fn submit(&self, service: &str, input: &[u8]) -> std::io::Result<JobRecord> {
+        let record = self.store.create(service, Origin::Job, Some(input))?;
+        self.store.append_log(
+            service,
+            &record.name,
+            &[(record.created_ms, "Job accepted".into())],
+        )?;
+        let _ = self
+            .sender
+            .send((record.service.clone(), record.name.clone()));
+        self.refresh_gauge();
+        Ok(record)
+    }
+
+    /// Keeps the log of a failed synchronous invocation. Blocking I/O.
+    pub fn record_failed_run(
+        &self,
+        service: &str,
+        log: &[LogLine],
+        output: &[u8],
+        outcome: &str,
+        started: u64,
+    ) {
+        let result = (|| {
+            let mut record = self.store.create(service, Origin::Run, None)?;
+            let mut lines: Vec<(u64, String)> =
+                log.iter().map(|l| (to_ms(l.time), l.format())).collect();
+            let finished = record::now_ms();
+            if !output.is_empty() {
+                lines.push((
+                    finished,
+                    String::from_utf8_lossy(output)
+                        .trim_end_matches('\n')
+                        .to_string(),
+                ));
+            }
+            self.store.append_log(service, &record.name, &lines)?;
+            record.status = Status::Failed;
+            record.started_ms = Some(started);
+            record.finished_ms = Some(finished);
+            record.attempts = 1;
+            record.outcome = Some(outcome.to_string());
+            record.bytes = self.store.measure(service, &record.name);
+            self.store.update(&record)?;
+            self.store.enforce_retention(service);
+            Ok::<_, std::io::Error>(())
+        })();
+        if let Err(e) = result {
+            tracing::warn!(service, error = %e, "could not keep the log of a failed invocation");
+        }
+    }
+
+    /// Deletes one job, stopping it if it runs; `false` if there was none.
+    pub fn delete(&self, service: &str, job: &str) -> bool {
+        self.cancel(service, job);
+        let removed = self.store.remove(service, job).is_some();
+        self.refresh_gauge();
+        removed
+    }
+
+    /// Deletes a service's finished jobs, or all of them (stopping those that run).
+    pub fn delete_all(&self, service: &str, all: bool) -> usize {
+        let doomed: Vec<String> = self
+            .store
+            .list(service)
+            .into_iter()
+            .filter(|r| all || r.status.is_finished())
+            .map(|r| r.name)
+            .collect();
+        doomed
+            .iter()
+            .filter(|job| self.delete(service, job))
+            .count()
+    }
+
+    /// Deletes every job of a service that is being deleted.
+    pub fn delete_service(&self, service: &str) {
+        for record in self.store.list(service) {
+            self.cancel(service, &record.name);
+        }
+        self.store.remove_service(service);
+        self.refresh_gauge();
+    }
+
+    fn cancel(&self, service: &str, job: &str) {
+        let key = (service.to_string(), job.to_string());
+        if let Some(notify) = self
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            notify.notify_one();
+        }
+    }
+
+    /// Validates a job name from a URL: `<service>-<uuid>`, nothing that could leave a folder.
+    pub fn valid_name(service: &str, job: &str) -> bool {
+        job.strip_prefix(service)
+            .and_then(|rest| rest.strip_prefix('-'))
+            .is_some_and(|id| {
+                !id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
+            })
+    }
+}
