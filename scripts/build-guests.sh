@@ -2,7 +2,9 @@
 # Builds every example module in examples/wasm/ to wasm32-wasip1 and copies the .wasm files to
 # examples/wasm/dist/. Uses an installed rustup wasm32-wasip1 target when there is one;
 # otherwise Debian's rustc-web (which knows wasm32-wasip1) with std built from source and
-# wasi-libc, installing those packages when they are missing.
+# wasi-libc, installing those packages when they are missing. C examples (a folder with .c files
+# and no Cargo.toml) are built with clang's wasm32-wasi target and wasi-libc (`CC_WASM`,
+# default clang-16, installed from Debian's packages when missing).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root/examples/wasm"
@@ -38,4 +40,27 @@ for manifest in */Cargo.toml; do
   name=$(dirname "$manifest")
   cp "$CARGO_TARGET_DIR/$target/release/$name.wasm" "dist/$name.wasm"
 done
+
+cc="${CC_WASM:-clang-16}"
+c_examples=()
+for dir in */; do
+  dir=${dir%/}
+  [ -f "$dir/Cargo.toml" ] || ! compgen -G "$dir/*.c" >/dev/null || c_examples+=("$dir")
+done
+if ((${#c_examples[@]})); then
+  need=()
+  command -v "$cc" >/dev/null || need+=(clang-16)
+  [ -f /usr/lib/wasm32-wasi/libc.a ] || need+=(wasi-libc)
+  compgen -G "/usr/lib/llvm-16/lib/clang/16/lib/wasi/libclang_rt.builtins-wasm32.a" >/dev/null \
+    || need+=(libclang-rt-16-dev-wasm32)
+  if ((${#need[@]})) && [ "$cc" = clang-16 ]; then
+    echo "build-guests: installing ${need[*]} (Debian packages)"
+    sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+  fi
+  for dir in "${c_examples[@]}"; do
+    "$cc" --target=wasm32-wasi -O2 -Wall -Werror -Wl,--strip-all -o "dist/$dir.wasm" "$dir"/*.c
+  done
+fi
 ls -l dist/*.wasm

@@ -114,6 +114,30 @@ impl Input {
         &self.path
     }
 
+    /// Its file name: `event-file-<uuid>` for an HTTP invocation, the object's name for one
+    /// triggered by a bucket.
+    pub fn file_name(&self) -> &str {
+        self.path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("input")
+    }
+
+    /// Its file name without the extension, to name outputs after the input
+    /// (`photo.jpg` -> `photo`).
+    ///
+    /// ```no_run
+    /// let input = oscar_guest::Input::current().unwrap();
+    /// let name = format!("{}-gray.png", input.stem());
+    /// ```
+    pub fn stem(&self) -> &str {
+        self.path
+            .file_stem()
+            .and_then(|n| n.to_str())
+            .filter(|s| !s.is_empty())
+            .unwrap_or("input")
+    }
+
     /// Its bytes.
     pub fn read(&self) -> Result<Vec<u8>> {
         std::fs::read(&self.path)
@@ -126,10 +150,15 @@ impl Input {
     }
 }
 
-/// Writes one output file; `name` is relative to the output folder and may contain folders.
+/// The path of output file `name` (relative to the output folder, folders allowed, no `..`),
+/// with its folders created: for code that writes a file itself, such as a streaming encoder.
 ///
-/// Returns the path written.
-pub fn write_output(name: &str, bytes: impl AsRef<[u8]>) -> Result<PathBuf> {
+/// ```no_run
+/// use std::io::Write;
+/// let mut file = std::fs::File::create(oscar_guest::output_path("report/summary.txt").unwrap()).unwrap();
+/// writeln!(file, "done").unwrap();
+/// ```
+pub fn output_path(name: &str) -> Result<PathBuf> {
     let relative = Path::new(name);
     if name.is_empty()
         || !relative
@@ -142,14 +171,39 @@ pub fn write_output(name: &str, bytes: impl AsRef<[u8]>) -> Result<PathBuf> {
     }
     let path = output_dir()?.join(relative);
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
+        std::fs::create_dir_all(parent)
+            .map_err(|e| Error(format!("creating {}: {e}", parent.display())))?;
     }
+    Ok(path)
+}
+
+/// Writes one output file; `name` is relative to the output folder and may contain folders.
+///
+/// Returns the path written.
+///
+/// ```no_run
+/// oscar_guest::write_output("lines/0001.txt", "first line\n").unwrap();
+/// ```
+pub fn write_output(name: &str, bytes: impl AsRef<[u8]>) -> Result<PathBuf> {
+    let path = output_path(name)?;
     std::fs::write(&path, bytes).map_err(|e| Error(format!("writing {}: {e}", path.display())))?;
     Ok(path)
 }
 
 /// Runs a module written as one function of its input: an `Err` is printed to stderr and the
-/// module exits with status 1, which the server reports as a failed invocation.
+/// module exits with status 1, which the server reports as a failed invocation (500 on
+/// `/run`, a `Failed` job), with that message in its log.
+///
+/// ```no_run
+/// oscar_guest::run(|input| {
+///     let text = input.read_to_string()?;
+///     if text.is_empty() {
+///         return Err(oscar_guest::Error::msg("the input is empty").into());
+///     }
+///     oscar_guest::write_output("lines.txt", format!("{}\n", text.lines().count()))?;
+///     Ok(())
+/// })
+/// ```
 pub fn run<F>(f: F)
 where
     F: FnOnce(Input) -> std::result::Result<(), Box<dyn std::error::Error>>,
@@ -170,6 +224,19 @@ mod tests {
         for bad in ["", "/etc/passwd", "../x", "a/../../x"] {
             assert!(write_output(bad, b"").is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn input_names() {
+        let input = Input {
+            path: PathBuf::from("/tmp/input/photo.v2.jpg"),
+        };
+        assert_eq!(input.file_name(), "photo.v2.jpg");
+        assert_eq!(input.stem(), "photo.v2");
+        let http = Input {
+            path: PathBuf::from("/tmp/input/event-file-0a1b"),
+        };
+        assert_eq!(http.stem(), "event-file-0a1b");
     }
 
     #[test]

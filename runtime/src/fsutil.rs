@@ -8,6 +8,16 @@ use std::path::Path;
 /// Writes `bytes` to `path` atomically: temporary file in the same folder, fsync, rename,
 /// then fsync of the folder so that the rename itself survives a power cut or `kill -9`.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_atomically(path, bytes, 0o666)
+}
+
+/// [`atomic_write`] for a file that holds secrets: readable and writable by its owner only,
+/// from the moment it exists.
+pub fn atomic_write_owner_only(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_atomically(path, bytes, 0o600)
+}
+
+fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     let dir = path
         .parent()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no parent"))?;
@@ -20,7 +30,13 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> io::Result<()> {
         uuid::Uuid::new_v4().simple()
     ));
     let result = (|| {
-        let mut file = File::create(&tmp)?;
+        let mut options = fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
+        #[cfg(not(unix))]
+        let _ = mode;
+        let mut file = options.open(&tmp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
         drop(file);

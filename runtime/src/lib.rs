@@ -11,11 +11,13 @@
 //! - [`invoke`]: one invocation: scratch folders, the sandbox run, output collection;
 //! - [`jobs`]: asynchronous jobs: the persisted queue, workers, logs and outputs;
 //! - [`metrics`]: Prometheus metrics;
-//! - [`wasm`]: the wasmtime engine, linkers and pre-instantiated modules.
+//! - [`wasm`]: the wasmtime engine, linkers and pre-instantiated modules;
+//! - [`cli`]: the client commands of the binary (service, run, job, jobs, logs, ...).
 
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod fsutil;
 pub mod invoke;

@@ -1,6 +1,8 @@
-//! The `oscar-wasm` command: `serve` runs the server.
+//! The `oscar-wasm` command: `serve` runs the server; the other commands drive one (see
+//! [`oscar_wasm::cli`]).
 
 use clap::{Parser, Subcommand};
+use oscar_wasm::cli;
 use oscar_wasm::config::ServeArgs;
 use std::process::ExitCode;
 
@@ -16,6 +18,20 @@ struct Cli {
 enum Command {
     /// Run the server (embedded defaults: 127.0.0.1:8080, data in ./oscar-data).
     Serve(ServeArgs),
+    /// Create, update, list, show and delete services.
+    Service(cli::ServiceArgs),
+    /// Invoke a service synchronously: the input file in, its result out.
+    Run(cli::RunArgs),
+    /// Invoke a service asynchronously; prints the job's name (or, with --wait, its log).
+    Job(cli::JobArgs),
+    /// List a service's jobs.
+    Jobs(cli::JobsArgs),
+    /// Print a job's log (default: the service's newest job).
+    Logs(cli::LogsArgs),
+    /// List or download a job's output files.
+    Outputs(cli::OutputsArgs),
+    /// Manage the named clusters of the clusters file.
+    Cluster(cli::ClusterArgs),
 }
 
 fn main() -> ExitCode {
@@ -27,13 +43,35 @@ fn main() -> ExitCode {
         unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
     }
     // The config file feeds defaults through the environment, so it is read before parsing.
-    if let Some(path) = config_file_arg()
+    // It configures the server only.
+    if std::env::args_os().nth(1).is_some_and(|a| a == "serve")
+        && let Some(path) = config_file_arg()
         && let Err(e) = oscar_wasm::config::apply_config_file(&path)
     {
         eprintln!("oscar-wasm: {e}");
         return ExitCode::from(2);
     }
-    let cli = Cli::parse();
+    let parsed = Cli::parse();
+    let client_result = match parsed.command {
+        Command::Serve(args) => return serve(args),
+        Command::Service(args) => cli::commands::service(args),
+        Command::Run(args) => cli::commands::run(args),
+        Command::Job(args) => cli::commands::job(args),
+        Command::Jobs(args) => cli::commands::jobs(args),
+        Command::Logs(args) => cli::commands::logs(args),
+        Command::Outputs(args) => cli::commands::outputs(args),
+        Command::Cluster(args) => cli::commands::cluster(args),
+    };
+    match client_result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("oscar-wasm: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("OSCAR_WASM_LOG")
@@ -42,30 +80,26 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    match cli.command {
-        Command::Serve(args) => {
-            if let Err(e) = args.check() {
-                eprintln!("oscar-wasm: {e}");
-                return ExitCode::from(2);
-            }
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("oscar-wasm: cannot start the async runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            match runtime.block_on(oscar_wasm::server::serve(args)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    tracing::error!("{e}");
-                    eprintln!("oscar-wasm: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+    if let Err(e) = args.check() {
+        eprintln!("oscar-wasm: {e}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("oscar-wasm: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(oscar_wasm::server::serve(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("oscar-wasm: {e}");
+            ExitCode::FAILURE
         }
     }
 }

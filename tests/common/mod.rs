@@ -198,3 +198,72 @@ pub fn unb64(text: &[u8]) -> Vec<u8> {
         .decode(text)
         .unwrap_or_else(|e| panic!("not base64 ({e}): {}", String::from_utf8_lossy(text)))
 }
+
+/// The repository's root folder.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// What a client command did.
+#[derive(Debug)]
+pub struct CliRun {
+    /// Its exit code.
+    pub code: i32,
+    /// Its standard output.
+    pub stdout: Vec<u8>,
+    /// Its standard error.
+    pub stderr: String,
+}
+
+impl CliRun {
+    /// Standard output as text.
+    pub fn out(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    /// Asserts success and returns standard output as text.
+    pub fn ok(&self) -> String {
+        assert_eq!(self.code, 0, "command failed: {self:?}");
+        self.out()
+    }
+}
+
+/// Runs `oscar-wasm ARGS` as a client in the repository's root, against `endpoint`, with a
+/// private HOME and clusters file under `home` and none of the caller's OSCAR_WASM_* settings.
+pub fn oscar_cli(endpoint: Option<&str>, home: &Path, args: &[&str], stdin: &[u8]) -> CliRun {
+    use std::io::Write;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_oscar-wasm"));
+    command
+        .args(args)
+        .current_dir(repo_root())
+        .env("HOME", home)
+        .env("OSCAR_WASM_CLUSTERS", home.join("clusters.yaml"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("OSCAR_WASM_") {
+            command.env_remove(key);
+        }
+    }
+    command.env("OSCAR_WASM_CLUSTERS", home.join("clusters.yaml"));
+    if let Some(endpoint) = endpoint {
+        command.env("OSCAR_WASM_ENDPOINT", endpoint);
+    }
+    let mut child = command.spawn().expect("start oscar-wasm");
+    let mut pipe = child.stdin.take().unwrap();
+    let input = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = pipe.write_all(&input);
+    });
+    let output = child.wait_with_output().unwrap();
+    let _ = writer.join();
+    CliRun {
+        code: output.status.code().unwrap_or(-1),
+        stdout: output.stdout,
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}

@@ -22,6 +22,10 @@ pub fn routes() -> Router<AppState> {
 
 /// Header naming how the module ended: `success`, `exit:<code>`, `trap`, `timeout`.
 pub const OUTCOME_HEADER: &str = "x-oscar-wasm-outcome";
+/// Header saying what a successful answer's body holds: `file`, `zip` or `logs`.
+pub const OUTPUT_KIND_HEADER: &str = "x-oscar-wasm-output";
+/// Header naming the one output file of a `file` answer, relative to the output folder.
+pub const OUTPUT_NAME_HEADER: &str = "x-oscar-wasm-output-name";
 
 async fn run(
     State(app): State<AppState>,
@@ -52,14 +56,27 @@ async fn run(
         Exit::Cancelled => (StatusCode::INTERNAL_SERVER_ERROR, "cancelled".into()),
         Exit::Limit(_) => (StatusCode::INTERNAL_SERVER_ERROR, "limit".into()),
     };
+    // What the body holds, for clients that turn it back into files (OSCAR's own clients
+    // ignore these headers): `file` (with its name), `zip` or `logs`.
+    let mut output_kind = None;
+    let mut output_name = None;
     let body = if status.is_success() {
-        supervisor::sync_response(completed.files, &completed.log, level, &completed.output)
-            .map_err(|e| {
-                ApiError::Invoke(crate::invoke::InvokeError::Host(format!(
-                    "packing outputs: {e}"
-                )))
-            })?
-            .into_body()
+        if let [only] = completed.files.as_slice() {
+            output_name = Some(only.path.clone());
+        }
+        let response =
+            supervisor::sync_response(completed.files, &completed.log, level, &completed.output)
+                .map_err(|e| {
+                    ApiError::Invoke(crate::invoke::InvokeError::Host(format!(
+                        "packing outputs: {e}"
+                    )))
+                })?;
+        output_kind = Some(match &response {
+            supervisor::SyncResponse::File(_) => "file",
+            supervisor::SyncResponse::Zip(_) => "zip",
+            supervisor::SyncResponse::Logs(_) => "logs",
+        });
+        response.into_body()
     } else {
         // Kept for GET /system/logs, so that a failed call can be debugged later.
         let (app2, name) = (app.clone(), service.clone());
@@ -84,6 +101,15 @@ async fn run(
         .into_response();
     if let Ok(value) = HeaderValue::from_str(&outcome) {
         response.headers_mut().insert(OUTCOME_HEADER, value);
+    }
+    if let Some(kind) = output_kind {
+        response
+            .headers_mut()
+            .insert(OUTPUT_KIND_HEADER, HeaderValue::from_static(kind));
+    }
+    // Names that are not valid header text (non-ASCII) are left out; the kind still says "file".
+    if let Some(Ok(value)) = output_name.as_deref().map(HeaderValue::from_str) {
+        response.headers_mut().insert(OUTPUT_NAME_HEADER, value);
     }
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", value);

@@ -21,7 +21,10 @@ fn main() {
         let out_dir = std::env::var("TMP_OUTPUT_DIR").unwrap_or_default();
         let input_file = std::env::var("INPUT_FILE_PATH").unwrap_or_default();
         for line in script.lines() {
-            let line = line.replace("$INPUT", &input_file).replace("$IN", &in_dir).replace("$OUT", &out_dir);
+            let line = line
+                .replace("$INPUT", &input_file)
+                .replace("$IN", &in_dir)
+                .replace("$OUT", &out_dir);
             let (cmd, arg) = line.split_once(' ').unwrap_or((line.as_str(), ""));
             match cmd {
                 "read" => match std::fs::read(arg) {
@@ -30,8 +33,10 @@ fn main() {
                 },
                 "list" => match std::fs::read_dir(arg) {
                     Ok(entries) => {
-                        let mut names: Vec<String> =
-                            entries.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+                        let mut names: Vec<String> = entries
+                            .filter_map(|e| e.ok())
+                            .map(|e| e.file_name().to_string_lossy().into_owned())
+                            .collect();
                         names.sort();
                         println!("list {arg}: ok [{}]", names.join(","));
                     }
@@ -85,7 +90,8 @@ fn main() {
                     }
                 }
                 "env" => {
-                    let mut vars: Vec<String> = std::env::vars().map(|(k, v)| format!("{k}={v}")).collect();
+                    let mut vars: Vec<String> =
+                        std::env::vars().map(|(k, v)| format!("{k}={v}")).collect();
                     vars.sort();
                     for v in vars {
                         println!("env {v}");
@@ -93,7 +99,9 @@ fn main() {
                 }
                 "print" => println!("{arg}"),
                 "stderr" => eprintln!("{arg}"),
-                "sleep" => std::thread::sleep(std::time::Duration::from_millis(arg.parse().unwrap_or(0))),
+                "sleep" => {
+                    std::thread::sleep(std::time::Duration::from_millis(arg.parse().unwrap_or(0)))
+                }
                 "exit" => {
                     let _ = std::io::stdout().flush();
                     std::process::exit(arg.parse().unwrap_or(1));
@@ -113,11 +121,22 @@ fn main() {
 fn symlink_in_output(target: &str, link: &str) -> std::io::Result<()> {
     #[link(wasm_import_module = "wasi_snapshot_preview1")]
     unsafe extern "C" {
-        fn path_symlink(old: *const u8, old_len: usize, fd: u32, new: *const u8, new_len: usize) -> u16;
+        fn path_symlink(
+            old: *const u8,
+            old_len: usize,
+            fd: u32,
+            new: *const u8,
+            new_len: usize,
+        ) -> u16;
     }
     // SAFETY: both pointers and lengths come from live &str values.
-    let errno = unsafe { path_symlink(target.as_ptr(), target.len(), 4, link.as_ptr(), link.len()) };
-    if errno == 0 { Ok(()) } else { Err(std::io::Error::other(format!("errno {errno}"))) }
+    let errno =
+        unsafe { path_symlink(target.as_ptr(), target.len(), 4, link.as_ptr(), link.len()) };
+    if errno == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!("errno {errno}")))
+    }
 }
 
 #[cfg(not(target_os = "wasi"))]

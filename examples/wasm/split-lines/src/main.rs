@@ -8,10 +8,16 @@ fn main() {
         let prefix = oscar_guest::var("PREFIX").unwrap_or_default();
         let mut count = 0;
         for (i, line) in text.lines().enumerate() {
-            oscar_guest::write_output(&format!("lines/{:04}.txt", i + 1), format!("{prefix}{line}\n"))?;
+            oscar_guest::write_output(
+                &format!("lines/{:04}.txt", i + 1),
+                format!("{prefix}{line}\n"),
+            )?;
             count += 1;
         }
-        oscar_guest::write_output("summary.json", format!("{{\"lines\": {count}, \"bytes\": {}}}\n", text.len()))?;
+        oscar_guest::write_output(
+            "summary.json",
+            format!("{{\"lines\": {count}, \"bytes\": {}}}\n", text.len()),
+        )?;
         Ok(())
     })
 }
