@@ -7,6 +7,16 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 "$root/scripts/build-guests.sh"
+
+# A real S3 peer for the storage tests: moto's server mode (S3 and SNS), with boto3 to drive it,
+# in a virtualenv beside the build folder.
+venv="${CARGO_TARGET_DIR:-$root/target}/test-venv"
+if ! "$venv/bin/python" -c 'import moto.server, boto3' 2>/dev/null; then
+  echo "test: installing moto[server] 5.2.5 and boto3 into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q "moto[server]==5.2.5" boto3
+fi
+export OSCAR_TEST_PYTHON="$venv/bin/python"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked

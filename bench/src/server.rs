@@ -20,7 +20,14 @@ impl Process {
     /// Starts `oscar-wasm serve` on a free loopback port; returns once it logged its address.
     pub fn oscar(bin: &Path, data_dir: &Path, extra: &[&str]) -> Process {
         let mut child = Command::new(bin)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args([
+                "serve",
+                "--s3-listen",
+                "127.0.0.1:0",
+                "--listen",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
             .arg(data_dir)
             .args(extra)
             .env("OSCAR_WASM_LOG", "warn,oscar_wasm::server=info")

@@ -85,6 +85,10 @@ pub struct App {
     pub jobs: Jobs,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
+    /// Storage providers' defaults and the staging folder for downloads.
+    pub storage: crate::storage::Storage,
+    /// The data folder (canonical).
+    pub data_dir: PathBuf,
     /// Serialises changes that touch both the registry and the module store.
     deploy_lock: tokio::sync::Mutex<()>,
     max_memory: u64,
@@ -97,6 +101,14 @@ impl App {
     /// Opens the data folder (creating it), loads services and their modules, and prepares the
     /// scratch root. Services whose module cannot be loaded stay registered and answer 503.
     pub fn open(args: &ServeArgs) -> Result<Arc<Self>, StartError> {
+        Self::open_with(args, None)
+    }
+
+    /// [`App::open`], with the embedded store's bound address when it runs.
+    pub fn open_with(
+        args: &ServeArgs,
+        embedded_store: Option<std::net::SocketAddr>,
+    ) -> Result<Arc<Self>, StartError> {
         let data_dir = &args.data_dir;
         std::fs::create_dir_all(data_dir)
             .map_err(io_context(format!("creating {}", data_dir.display())))?;
@@ -170,7 +182,15 @@ impl App {
             metrics.clone(),
         )
         .map_err(io_context("opening the job store"))?;
+        let storage = crate::storage::Storage {
+            default_provider: args.default_provider(embedded_store),
+            staging: invoker.scratch_root().join(".staging"),
+            embedded_buckets: embedded_store.map(|_| data_dir.join("buckets")),
+        };
+        storage.clean_staging();
         Ok(Arc::new(Self {
+            data_dir: data_dir.clone(),
+            storage,
             registry,
             modules,
             invoker,
@@ -216,6 +236,9 @@ impl App {
     }
 
     async fn deploy(self: &Arc<Self>, service: Service) -> Result<Deployed, DeployError> {
+        self.storage
+            .ensure_buckets(&service.spec.storage)
+            .map_err(|e| DeployError::Internal(format!("creating the service's buckets: {e}")))?;
         let digest = service.spec.module;
         let runnable = self
             .blocking(move |app| app.modules.runnable(&digest))
@@ -260,6 +283,13 @@ impl App {
                 Value::String(existing.service.spec.token.clone()),
             );
         }
+        // A definition read back with GET shows credentials as "hidden": keep the stored ones.
+        if let Value::Object(map) = &mut definition
+            && let Some(Value::String(name)) = map.get("name")
+            && let Some(existing) = self.registry.get(name)
+        {
+            crate::storage::spec::restore_hidden(map, &existing.service.definition);
+        }
         let service = self.validate(definition)?;
         if self.registry.get(&service.spec.name).is_none() {
             return Err(RegistryError::NotFound(service.spec.name).into());
@@ -275,6 +305,7 @@ impl App {
         let name = name.to_string();
         self.blocking(move |app| {
             app.jobs.delete_service(&name);
+            crate::storage::poller::forget(&app.data_dir, &name);
             Ok::<_, DeployError>(())
         })
         .await
@@ -350,6 +381,40 @@ fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, StartError> {
         }
         Err(std::fs::TryLockError::Error(e)) => {
             Err(io_context(format!("locking {}", path.display()))(e))
+        }
+    }
+}
+
+impl App {
+    /// An object was created in the embedded store: each service whose `minio.default` input
+    /// folder holds it gets one job, on disk before this returns (so before the uploader is
+    /// told its upload succeeded).
+    pub async fn object_created(self: &Arc<Self>, bucket: String, key: String) {
+        let targets: Vec<String> = self
+            .registry
+            .list()
+            .iter()
+            .filter(|d| {
+                d.service.spec.storage.inputs.iter().any(|input| {
+                    input.provider == crate::storage::spec::DEFAULT_PROVIDER
+                        && input.holds(&bucket, &key)
+                })
+            })
+            .map(|d| d.service.spec.name.clone())
+            .collect();
+        for service in targets {
+            let event = crate::storage::minio_event(&bucket, &key);
+            let app = self.clone();
+            let name = service.clone();
+            match tokio::task::spawn_blocking(move || app.jobs.submit_event(&name, event)).await {
+                Ok(Ok(record)) => {
+                    tracing::info!(service = %service, job = %record.name, bucket = %bucket, key = %key, "object created: job accepted");
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(service = %service, bucket = %bucket, key = %key, error = %e, "object created: the job could not be stored");
+                }
+                Err(e) => tracing::error!(error = %e, "object created: job submission panicked"),
+            }
         }
     }
 }

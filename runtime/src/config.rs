@@ -78,6 +78,22 @@ pub struct ServeArgs {
     /// Serve without a password on a non-loopback address.
     #[arg(long, env = "OSCAR_WASM_INSECURE")]
     pub insecure: bool,
+    /// Address and port of the embedded S3-compatible store (`minio.default`; port 0 picks a
+    /// free one). Not started when --storage-endpoint names an external store.
+    #[arg(long, env = "OSCAR_WASM_S3_LISTEN", default_value = "127.0.0.1:9000")]
+    pub s3_listen: SocketAddr,
+    /// An external MinIO or S3 endpoint to use as `minio.default` instead of the embedded store.
+    #[arg(long, env = "OSCAR_WASM_STORAGE_ENDPOINT")]
+    pub storage_endpoint: Option<String>,
+    /// The external store's access key.
+    #[arg(long, env = "OSCAR_WASM_STORAGE_ACCESS_KEY")]
+    pub storage_access_key: Option<String>,
+    /// The external store's secret key.
+    #[arg(long, env = "OSCAR_WASM_STORAGE_SECRET_KEY", hide_env_values = true)]
+    pub storage_secret_key: Option<String>,
+    /// The external store's region.
+    #[arg(long, env = "OSCAR_WASM_STORAGE_REGION", default_value = "us-east-1")]
+    pub storage_region: String,
 }
 
 fn quantity(text: &str) -> Result<u64, String> {
@@ -101,7 +117,53 @@ impl ServeArgs {
         if self.default_timeout > self.max_timeout {
             return Err("--default-timeout is above --max-timeout".into());
         }
+        if self.storage_endpoint.is_some()
+            && (self.storage_access_key.is_none() || self.storage_secret_key.is_none())
+        {
+            return Err(
+                "--storage-endpoint needs --storage-access-key and --storage-secret-key".into(),
+            );
+        }
         Ok(())
+    }
+
+    /// The embedded store's credentials: the administrator's (an open server, without a
+    /// password, uses the user name as the secret key too).
+    pub fn embedded_store_keys(&self) -> (String, String) {
+        let secret = self
+            .password
+            .clone()
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| self.user.clone());
+        (self.user.clone(), secret)
+    }
+
+    /// `minio.default`: the external store the flags name, else the embedded one at `embedded`
+    /// (the bound address; `--s3-listen` when not yet bound).
+    pub fn default_provider(&self, embedded: Option<SocketAddr>) -> crate::storage::spec::Provider {
+        if let Some(endpoint) = &self.storage_endpoint {
+            return crate::storage::spec::Provider {
+                reference: crate::storage::spec::DEFAULT_PROVIDER.into(),
+                endpoint: Some(endpoint.clone()),
+                region: self.storage_region.clone(),
+                access_key: self.storage_access_key.clone().unwrap_or_default(),
+                secret_key: self.storage_secret_key.clone().unwrap_or_default(),
+                verify: true,
+            };
+        }
+        let mut addr = embedded.unwrap_or(self.s3_listen);
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        let (access_key, secret_key) = self.embedded_store_keys();
+        crate::storage::spec::Provider {
+            reference: crate::storage::spec::DEFAULT_PROVIDER.into(),
+            endpoint: Some(format!("http://{addr}")),
+            region: "us-east-1".into(),
+            access_key,
+            secret_key,
+            verify: true,
+        }
     }
 
     /// The default timeout as a duration.

@@ -10,6 +10,8 @@
 //! - [`supervisor`]: FaaS Supervisor's rules, body to input file and output files to response;
 //! - [`invoke`]: one invocation: scratch folders, the sandbox run, output collection;
 //! - [`jobs`]: asynchronous jobs: the persisted queue, workers, logs and outputs;
+//! - [`storage`]: storage providers, bucket events, object downloads and uploads, and the
+//!   embedded S3-compatible store;
 //! - [`metrics`]: Prometheus metrics;
 //! - [`wasm`]: the wasmtime engine, linkers and pre-instantiated modules;
 //! - [`cli`]: the client commands of the binary (service, run, job, jobs, logs, ...).
@@ -27,5 +29,6 @@ pub mod modules;
 pub mod registry;
 pub mod server;
 pub mod service;
+pub mod storage;
 pub mod supervisor;
 pub mod wasm;

@@ -17,7 +17,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server (embedded defaults: 127.0.0.1:8080, data in ./oscar-data).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Create, update, list, show and delete services.
     Service(cli::ServiceArgs),
     /// Invoke a service synchronously: the input file in, its result out.
@@ -53,7 +53,7 @@ fn main() -> ExitCode {
     }
     let parsed = Cli::parse();
     let client_result = match parsed.command {
-        Command::Serve(args) => return serve(args),
+        Command::Serve(args) => return serve(*args),
         Command::Service(args) => cli::commands::service(args),
         Command::Run(args) => cli::commands::run(args),
         Command::Job(args) => cli::commands::job(args),

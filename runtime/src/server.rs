@@ -6,8 +6,51 @@ use crate::config::ServeArgs;
 
 /// Runs the server until a shutdown signal.
 pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
-    let app = App::open(&args)?;
+    // The embedded store's port is bound first: services' minio.default needs its address.
+    let s3_listener = if args.storage_endpoint.is_none() {
+        let listener = tokio::net::TcpListener::bind(args.s3_listen)
+            .await
+            .map_err(|source| StartError::Io {
+                context: format!(
+                    "binding the embedded S3 store to {} (--s3-listen picks another address)",
+                    args.s3_listen
+                ),
+                source,
+            })?;
+        Some(listener)
+    } else {
+        None
+    };
+    let s3_addr = s3_listener.as_ref().and_then(|l| l.local_addr().ok());
+    let app = App::open_with(&args, s3_addr)?;
+    if let Some(listener) = s3_listener {
+        let data_dir = app.data_dir.clone();
+        let (access_key, secret_key) = args.embedded_store_keys();
+        let s3 =
+            crate::storage::embedded::service(&data_dir.join("buckets"), &access_key, &secret_key)
+                .map_err(|source| StartError::Io {
+                    context: "opening the embedded S3 store".into(),
+                    source,
+                })?;
+        let hook_app = app.clone();
+        let hook: crate::storage::embedded::CreatedHook =
+            std::sync::Arc::new(move |bucket, key| {
+                let app = hook_app.clone();
+                Box::pin(async move { app.object_created(bucket, key).await })
+            });
+        if let Some(addr) = s3_addr {
+            tracing::info!(
+                "embedded S3 store (minio.default) serving on {}",
+                crate::storage::embedded::describe(addr)
+            );
+        }
+        tokio::spawn(crate::storage::embedded::serve(listener, s3, hook));
+    }
     crate::jobs::start_workers(&app);
+    tokio::spawn(crate::storage::poller::run(
+        app.clone(),
+        app.data_dir.clone(),
+    ));
     let router = api::router(app.clone(), args.max_body);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

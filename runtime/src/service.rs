@@ -28,6 +28,9 @@ pub enum DefinitionError {
         "the service needs a \"module\" (a sha256 digest of an uploaded module) or an \"image\""
     )]
     NothingToRun,
+    /// A storage field (`storage_providers`, `input`, `output`) is wrong.
+    #[error(transparent)]
+    Storage(#[from] crate::storage::spec::StorageError),
     /// An image service while no Kubernetes cluster is configured.
     #[error(
         "\"image\" services run as Kubernetes Jobs and this server has no Kubernetes cluster configured; give the service a \"module\" instead"
@@ -54,6 +57,11 @@ pub struct ServiceSpec {
     pub token: String,
     /// Invocations of this service running at once (an oscar-wasm extension field).
     pub max_concurrency: Option<usize>,
+    /// Where input objects come from and output files go.
+    pub storage: crate::storage::spec::StorageSpec,
+    /// How often the input folders are listed for new objects (`poll_interval`, seconds; an
+    /// oscar-wasm field for stores that send no notifications).
+    pub poll_interval: Option<Duration>,
 }
 
 /// A validated service: its definition as the user gave it (plus a generated token) and the
@@ -141,8 +149,30 @@ impl Service {
             },
         };
 
+        let storage = crate::storage::spec::parse(&name, &definition)?;
+        let poll_interval = match definition.get("poll_interval") {
+            None | Some(Value::Null) => None,
+            Some(v) => match v.as_f64() {
+                Some(s) if (1.0..=86_400.0).contains(&s) => Some(Duration::from_secs_f64(s)),
+                _ => {
+                    return Err(invalid(
+                        "poll_interval",
+                        "must be a number of seconds from 1 to 86400",
+                    ));
+                }
+            },
+        };
+        if poll_interval.is_some() && storage.inputs.is_empty() {
+            return Err(invalid(
+                "poll_interval",
+                "needs an \"input\" entry whose folder to poll",
+            ));
+        }
+
         Ok(Self {
             spec: ServiceSpec {
+                storage,
+                poll_interval,
                 name,
                 module,
                 log_level,
@@ -156,9 +186,14 @@ impl Service {
         })
     }
 
-    /// The definition as a JSON value, for responses and persistence.
+    /// The definition as a JSON value, for persistence.
     pub fn to_json(&self) -> Value {
         Value::Object(self.definition.clone())
+    }
+
+    /// The definition as responses show it: storage credentials replaced by `"hidden"`.
+    pub fn to_public_json(&self) -> Value {
+        Value::Object(crate::storage::spec::redact(&self.definition))
     }
 }
 

@@ -16,6 +16,8 @@ pub struct Server {
     pub base: String,
     /// Every line the server logged so far.
     pub log: Arc<Mutex<Vec<String>>>,
+    /// `http://127.0.0.1:PORT` of the embedded S3 store, when it runs.
+    pub s3: Option<String>,
 }
 
 impl Server {
@@ -23,8 +25,18 @@ impl Server {
     /// `data_dir/../scratch`, and `extra` flags; waits until it accepts connections.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
         let scratch = data_dir.parent().unwrap().join("scratch");
+        // The embedded S3 store on a free port too, unless the test places it.
+        let s3_listen: &[&str] = if extra
+            .iter()
+            .any(|a| *a == "--s3-listen" || *a == "--storage-endpoint")
+        {
+            &[]
+        } else {
+            &["--s3-listen", "127.0.0.1:0"]
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_oscar-wasm"))
             .arg("serve")
+            .args(s3_listen)
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .arg("--scratch-dir")
@@ -38,12 +50,18 @@ impl Server {
         let stderr = child.stderr.take().unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = mpsc::channel();
+        let s3 = Arc::new(Mutex::new(None));
+        let s3_sink = s3.clone();
         let sink = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(rest) = line.split("listening on http://").nth(1) {
                     let addr: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
                     let _ = tx.send(addr);
+                }
+                if let Some(rest) = line.split("(minio.default) serving on http://").nth(1) {
+                    let addr: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
+                    *s3_sink.lock().unwrap() = Some(format!("http://{addr}"));
                 }
                 sink.lock().unwrap().push(line);
             }
@@ -58,10 +76,12 @@ impl Server {
                 );
             }
         };
+        let s3 = s3.lock().unwrap().clone();
         Server {
             child,
             base: format!("http://{addr}"),
             log,
+            s3,
         }
     }
 

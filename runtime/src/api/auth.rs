@@ -76,7 +76,15 @@ pub fn authorize_invocation(
     let services = app.registry.list();
     let tokens = services.iter().map(|d| d.service.spec.token.as_str());
     let token = deployed.as_ref().map(|d| d.service.spec.token.as_str());
-    match auth::invoke(&app.admin, &presented(headers), token, tokens) {
+    let mut presented = presented(headers);
+    // Webhooks that can only carry credentials in their URL (SNS's http subscriptions:
+    // `http://token:TOKEN@host/job/NAME`) present the service's token as a basic password.
+    if let Presented::Basic { password, .. } = &presented
+        && token.is_some_and(|t| auth::secrets_equal(password, t.as_bytes()))
+    {
+        presented = Presented::Bearer(password.clone());
+    }
+    match auth::invoke(&app.admin, &presented, token, tokens) {
         Decision::Allow => Ok(()),
         // A token of another service asking for one that does not exist: say it does not.
         Decision::Forbidden if deployed.is_none() => Ok(()),

@@ -26,6 +26,9 @@ pub enum ApiError {
     /// A route parameter names nothing.
     #[error("{0}")]
     NotFound(String),
+    /// A storage provider failed (download or upload): the gateway's fault, 502 as in OSCAR.
+    #[error("storage: {0}")]
+    Storage(String),
     /// A failure of the server itself.
     #[error("internal error: {0}")]
     Internal(String),
@@ -71,6 +74,7 @@ impl ApiError {
             },
             Self::Body(_) | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Storage(_) => StatusCode::BAD_GATEWAY,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

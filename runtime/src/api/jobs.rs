@@ -41,8 +41,26 @@ async fn submit(
     if let Err(refusal) = super::auth::authorize_invocation(&app, &name, &headers) {
         return Ok(super::auth::refusal(refusal));
     }
-    if app.registry.get(&name).is_none() {
+    let Some(deployed) = app.registry.get(&name) else {
         return Err(RegistryError::NotFound(name).into());
+    };
+    match super::trigger::storage_trigger(&app, &deployed, &body)? {
+        super::trigger::Body::Ignored(message) => {
+            tracing::info!(service = %name, "{message}");
+            return Ok((StatusCode::OK, message).into_response());
+        }
+        super::trigger::Body::Event(event) => {
+            let app2 = app.clone();
+            let service = name.clone();
+            let record =
+                tokio::task::spawn_blocking(move || app2.jobs.submit_event(&service, event))
+                    .await
+                    .map_err(|e| ApiError::Internal(e.to_string()))?
+                    .map_err(|e| ApiError::Internal(format!("the job could not be stored: {e}")))?;
+            tracing::info!(service = %name, job = %record.name, "storage job accepted");
+            return Ok(job_created(&record.name, &name));
+        }
+        super::trigger::Body::Plain => {}
     }
     let input = supervisor::decode_body(&body)?;
     let app2 = app.clone();
@@ -52,15 +70,20 @@ async fn submit(
         .map_err(|e| ApiError::Internal(e.to_string()))?
         .map_err(|e| ApiError::Internal(format!("the job could not be stored: {e}")))?;
     tracing::info!(service = %name, job = %record.name, "job accepted");
+    Ok(job_created(&record.name, &name))
+}
+
+/// 201 with the job's name in the body and in [`JOB_HEADER`].
+fn job_created(job: &str, service: &str) -> Response {
     let mut response = (
         StatusCode::CREATED,
-        axum::Json(json!({"job_name": record.name, "service": name})),
+        axum::Json(json!({"job_name": job, "service": service})),
     )
         .into_response();
-    if let Ok(value) = HeaderValue::from_str(&record.name) {
+    if let Ok(value) = HeaderValue::from_str(job) {
         response.headers_mut().insert(JOB_HEADER, value);
     }
-    Ok(response)
+    response
 }
 
 #[derive(Deserialize)]

@@ -8,6 +8,7 @@ mod jobs;
 mod modules;
 mod run;
 mod services;
+mod trigger;
 
 use crate::app::App;
 use axum::Router;

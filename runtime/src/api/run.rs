@@ -6,7 +6,7 @@
 //! service; 503 when the server is saturated.
 
 use super::{ApiError, AppState};
-use crate::invoke::{Exit, Request};
+use crate::invoke::{Exit, Input, Request};
 use crate::registry::RegistryError;
 use crate::supervisor::{self, LogLevel};
 use axum::Router;
@@ -41,12 +41,39 @@ async fn run(
         .get(&name)
         .ok_or_else(|| RegistryError::NotFound(name.clone()))?;
     let service = name;
-    let input = supervisor::decode_body(&body)?;
+    let input: Input = match super::trigger::storage_trigger(&app, &deployed, &body)? {
+        super::trigger::Body::Ignored(message) => {
+            return Ok((StatusCode::OK, message).into_response());
+        }
+        super::trigger::Body::Event(event) => {
+            let spec = &deployed.service.spec.storage;
+            let provider = app
+                .storage
+                .source_for(spec, &event)
+                .map_err(ApiError::BadRequest)?
+                .clone();
+            let (input, _) = app
+                .storage
+                .stage(&provider, &event)
+                .await
+                .map_err(|e| ApiError::Storage(e.to_string()))?;
+            input
+        }
+        super::trigger::Body::Plain => Input::Body(supervisor::decode_body(&body)?),
+    };
     let level = deployed.service.spec.log_level;
+    let storage = deployed.service.spec.storage.clone();
     let started = crate::jobs::record::now_ms();
     let request = Request::sync();
     let request_id = request.id.clone();
     let completed = app.invoker.invoke(deployed, input, request).await?;
+    // Outputs go to the service's output buckets before the answer, as in OSCAR.
+    if completed.exit == Exit::Success && !storage.outputs.is_empty() {
+        app.storage
+            .upload_outputs(&storage, &completed.files)
+            .await
+            .map_err(|e| ApiError::Storage(format!("output upload failed: {e}")))?;
+    }
 
     let (status, outcome) = match &completed.exit {
         Exit::Success => (StatusCode::OK, "success".to_string()),

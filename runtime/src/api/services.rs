@@ -28,7 +28,7 @@ async fn list(State(app): State<AppState>) -> Json<Vec<Value>> {
         app.registry
             .list()
             .iter()
-            .map(|d| d.service.to_json())
+            .map(|d| d.service.to_public_json())
             .collect(),
     )
 }
@@ -41,13 +41,13 @@ async fn get_one(
         .registry
         .get(&name)
         .ok_or(RegistryError::NotFound(name))?;
-    Ok(Json(deployed.service.to_json()))
+    Ok(Json(deployed.service.to_public_json()))
 }
 
 async fn create(State(app): State<AppState>, body: Bytes) -> Result<impl IntoResponse, ApiError> {
     let deployed = app.create_service(parse_json(&body)?).await?;
     tracing::info!(service = %deployed.service.spec.name, module = %deployed.service.spec.module, "service created");
-    Ok((StatusCode::CREATED, Json(deployed.service.to_json())))
+    Ok((StatusCode::CREATED, Json(deployed.service.to_public_json())))
 }
 
 async fn update(State(app): State<AppState>, body: Bytes) -> Result<impl IntoResponse, ApiError> {

@@ -39,6 +39,30 @@ pub struct InvokerSettings {
     pub max_log_bytes: usize,
 }
 
+/// An invocation's input file.
+#[derive(Debug)]
+pub enum Input {
+    /// Bytes decoded from a request body: written as `event-file-<uuid>`, as FaaS Supervisor
+    /// names it.
+    Body(Vec<u8>),
+    /// A downloaded object waiting in a staging file: moved into the input folder as `name`
+    /// (the key's last segment), with the storage variables in `env`.
+    Object {
+        /// The staging file (removed whatever happens).
+        staged: std::path::PathBuf,
+        /// The input file's name.
+        name: String,
+        /// STORAGE_OBJECT_KEY, EVENT_TIME, EVENT.
+        env: Vec<(String, String)>,
+    },
+}
+
+impl From<Vec<u8>> for Input {
+    fn from(bytes: Vec<u8>) -> Self {
+        Self::Body(bytes)
+    }
+}
+
 /// What kind of invocation this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -158,9 +182,10 @@ impl Invoker {
     pub async fn invoke(
         &self,
         deployed: Arc<Deployed>,
-        input: Vec<u8>,
+        input: impl Into<Input>,
         request: Request,
     ) -> Result<Completed, InvokeError> {
+        let input = input.into();
         let service = deployed.service.spec.name.clone();
         let result = self.invoke_inner(deployed, input, &request).await;
         let (outcome, seconds) = match &result {
@@ -176,9 +201,14 @@ impl Invoker {
     async fn invoke_inner(
         &self,
         deployed: Arc<Deployed>,
-        input: Vec<u8>,
+        input: Input,
         request: &Request,
     ) -> Result<Completed, InvokeError> {
+        // A staged download is removed however the invocation ends (refused, failed, dropped).
+        let _staged = match &input {
+            Input::Object { staged, .. } => Some(RemoveOnDrop(staged.clone())),
+            Input::Body(_) => None,
+        };
         let runnable = deployed.runnable.clone().ok_or_else(|| {
             InvokeError::Unavailable(format!(
                 "module {} could not be loaded at start-up; upload it again",
@@ -251,7 +281,7 @@ fn run_blocking(
     shared: &Shared,
     deployed: &Deployed,
     runnable: &crate::wasm::Runnable,
-    input: Vec<u8>,
+    input: Input,
     cancel: Arc<AtomicBool>,
     request_id: &str,
 ) -> Result<Completed, InvokeError> {
@@ -264,8 +294,27 @@ fn run_blocking(
     let mut log = Vec::with_capacity(6);
     let host = |e: std::io::Error| InvokeError::Host(e.to_string());
     let scratch = scratch_root.create().map_err(host)?;
-    let input_file = format!("event-file-{}", uuid::Uuid::new_v4());
-    std::fs::write(scratch.input.join(&input_file), &input).map_err(host)?;
+    let (input_file, input_len, extra_env) = match input {
+        Input::Body(bytes) => {
+            let name = format!("event-file-{}", uuid::Uuid::new_v4());
+            std::fs::write(scratch.input.join(&name), &bytes).map_err(host)?;
+            (name, bytes.len() as u64, Vec::new())
+        }
+        Input::Object { staged, name, env } => {
+            let target = scratch.input.join(&name);
+            // Staging sits beside the scratch folders, so this is a rename; a copy otherwise.
+            if std::fs::rename(&staged, &target).is_err() {
+                std::fs::copy(&staged, &target).map_err(host)?;
+            }
+            let len = std::fs::metadata(&target).map_err(host)?.len();
+            (name, len, env)
+        }
+    };
+    let env: std::borrow::Cow<[(String, String)]> = if extra_env.is_empty() {
+        std::borrow::Cow::Borrowed(&spec.env)
+    } else {
+        std::borrow::Cow::Owned(spec.env.iter().cloned().chain(extra_env).collect())
+    };
     log.push(LogLine::now(
         LogLevel::Info,
         format!(
@@ -278,9 +327,8 @@ fn run_blocking(
     log.push(LogLine::now(
         LogLevel::Debug,
         format!(
-            "Input file {}/{input_file} ({} bytes)",
+            "Input file {}/{input_file} ({input_len} bytes)",
             sandbox::GUEST_INPUT_DIR,
-            input.len()
         ),
     ));
 
@@ -290,7 +338,7 @@ fn run_blocking(
         engine: engine.engine(),
         runnable,
         program: &spec.name,
-        env: &spec.env,
+        env: &env,
         input_dir: &scratch.input,
         input_file: &input_file,
         output_dir: &scratch.output,
@@ -399,6 +447,15 @@ impl Drop for Decrement<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
         self.1.dec();
+    }
+}
+
+/// Removes a file when dropped.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
     }
 }
 

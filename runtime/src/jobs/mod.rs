@@ -73,7 +73,26 @@ impl Jobs {
 
     /// Accepts a job; it is durable when this returns. Blocking I/O: call off the reactor.
     pub fn submit(&self, service: &str, input: &[u8]) -> std::io::Result<JobRecord> {
-        let record = self.store.create(service, Origin::Job, Some(input))?;
+        self.accept(service, Some(input), None)
+    }
+
+    /// Accepts a job triggered by a storage event: the object is downloaded when it runs. The
+    /// event is on disk (fsynced) and queued before this returns. Blocking I/O.
+    pub fn submit_event(
+        &self,
+        service: &str,
+        event: crate::storage::event::ObjectEvent,
+    ) -> std::io::Result<JobRecord> {
+        self.accept(service, None, Some(event))
+    }
+
+    fn accept(
+        &self,
+        service: &str,
+        input: Option<&[u8]>,
+        trigger: Option<crate::storage::event::ObjectEvent>,
+    ) -> std::io::Result<JobRecord> {
+        let record = self.store.create(service, Origin::Job, input, trigger)?;
         self.store.append_log(
             service,
             &record.name,
@@ -96,7 +115,7 @@ impl Jobs {
         started: u64,
     ) {
         let result = (|| {
-            let mut record = self.store.create(service, Origin::Run, None)?;
+            let mut record = self.store.create(service, Origin::Run, None, None)?;
             let mut lines: Vec<(u64, String)> =
                 log.iter().map(|l| (to_ms(l.time), l.format())).collect();
             let finished = record::now_ms();

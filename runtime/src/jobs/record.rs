@@ -56,6 +56,10 @@ pub struct JobRecord {
     pub outcome: Option<String>,
     /// Bytes kept on disk for it (input, outputs, log), counted when it finishes.
     pub bytes: u64,
+    /// The storage event that made it, when a bucket triggered it: its input is that object,
+    /// downloaded when the job runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<crate::storage::event::ObjectEvent>,
 }
 
 /// Milliseconds since the Unix epoch, now.

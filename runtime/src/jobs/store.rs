@@ -123,6 +123,7 @@ impl JobStore {
         service: &str,
         origin: Origin,
         input: Option<&[u8]>,
+        trigger: Option<crate::storage::event::ObjectEvent>,
     ) -> io::Result<JobRecord> {
         let name = format!("{service}-{}", uuid::Uuid::new_v4());
         let dir = self.dir(service, &name);
@@ -143,6 +144,7 @@ impl JobStore {
             attempts: 0,
             outcome: None,
             bytes: 0,
+            trigger,
         };
         self.persist(&record)?;
         fsutil::sync_dir(&self.root.join(service))?;
@@ -353,11 +355,11 @@ mod tests {
     fn running_jobs_are_requeued_after_a_crash() {
         let dir = tempfile::tempdir().unwrap();
         let (store, _) = JobStore::open(dir.path(), KEEP).unwrap();
-        let mut running = store.create("svc", Origin::Job, Some(b"in")).unwrap();
+        let mut running = store.create("svc", Origin::Job, Some(b"in"), None).unwrap();
         running.status = Status::Running;
         store.update(&running).unwrap();
-        let queued = store.create("svc", Origin::Job, Some(b"in")).unwrap();
-        let mut done = store.create("svc", Origin::Job, Some(b"in")).unwrap();
+        let queued = store.create("svc", Origin::Job, Some(b"in"), None).unwrap();
+        let mut done = store.create("svc", Origin::Job, Some(b"in"), None).unwrap();
         finish(&store, &mut done);
         drop(store);
         let (store, pending) = JobStore::open(dir.path(), KEEP).unwrap();
@@ -381,7 +383,7 @@ mod tests {
         let (store, _) = JobStore::open(dir.path(), KEEP).unwrap();
         let mut names = Vec::new();
         for _ in 0..5 {
-            let mut r = store.create("svc", Origin::Job, Some(b"x")).unwrap();
+            let mut r = store.create("svc", Origin::Job, Some(b"x"), None).unwrap();
             finish(&store, &mut r);
             names.push(r.name);
             std::thread::sleep(std::time::Duration::from_millis(2));
@@ -396,7 +398,7 @@ mod tests {
     fn logs_keep_lines_and_times() {
         let dir = tempfile::tempdir().unwrap();
         let (store, _) = JobStore::open(dir.path(), KEEP).unwrap();
-        let r = store.create("svc", Origin::Job, None).unwrap();
+        let r = store.create("svc", Origin::Job, None, None).unwrap();
         store
             .append_log("svc", &r.name, &[(1_700_000_000_123, "one\ntwo".into())])
             .unwrap();

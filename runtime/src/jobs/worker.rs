@@ -2,7 +2,7 @@
 
 use super::record::{Status, now_ms, to_ms};
 use crate::app::App;
-use crate::invoke::{Exit, Kind, Request};
+use crate::invoke::{Exit, Input, Kind, Request};
 use crate::supervisor::LogLevel;
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -40,18 +40,6 @@ async fn run_job(app: &Arc<App>, service: &str, job: &str) {
         fail(&mut record, format!("Service {service} no longer exists"));
         return;
     };
-    let input_path = jobs.store.input_path(service, job);
-    let input = match tokio::fs::read(&input_path).await {
-        Ok(input) => input,
-        Err(e) => {
-            fail(
-                &mut record,
-                format!("The job's input could not be read: {e}"),
-            );
-            return;
-        }
-    };
-
     record.status = Status::Running;
     record.started_ms = Some(now_ms());
     record.attempts += 1;
@@ -60,6 +48,53 @@ async fn run_job(app: &Arc<App>, service: &str, job: &str) {
     }
     jobs.refresh_gauge();
 
+    // The input: the object a bucket event names (downloaded now), else the stored body.
+    let input = match &record.trigger {
+        Some(event) => {
+            let spec = &deployed.service.spec.storage;
+            let provider = match app.storage.source_for(spec, event) {
+                Ok(p) => p.clone(),
+                Err(e) => {
+                    fail(&mut record, format!("The job's object cannot be read: {e}"));
+                    jobs.refresh_gauge();
+                    return;
+                }
+            };
+            match app.storage.stage(&provider, event).await {
+                Ok((input, size)) => {
+                    let _ = jobs.store.append_log(
+                        service,
+                        job,
+                        &[(
+                            now_ms(),
+                            format!(
+                                "Downloaded s3://{}/{} from {} ({size} bytes)",
+                                event.bucket, event.key, provider.reference
+                            ),
+                        )],
+                    );
+                    input
+                }
+                Err(e) => {
+                    fail(&mut record, format!("Input download failed: {e}"));
+                    jobs.refresh_gauge();
+                    return;
+                }
+            }
+        }
+        None => match tokio::fs::read(jobs.store.input_path(service, job)).await {
+            Ok(bytes) => Input::Body(bytes),
+            Err(e) => {
+                fail(
+                    &mut record,
+                    format!("The job's input could not be read: {e}"),
+                );
+                jobs.refresh_gauge();
+                return;
+            }
+        },
+    };
+
     let key = (service.to_string(), job.to_string());
     let cancel = Arc::new(Notify::new());
     jobs.running
@@ -67,6 +102,7 @@ async fn run_job(app: &Arc<App>, service: &str, job: &str) {
         .unwrap_or_else(|e| e.into_inner())
         .insert(key.clone(), cancel.clone());
     let record_level = deployed.service.spec.log_level;
+    let storage_spec = deployed.service.spec.storage.clone();
     let request = Request {
         kind: Kind::Job,
         id: job.to_string(),
@@ -81,6 +117,22 @@ async fn run_job(app: &Arc<App>, service: &str, job: &str) {
         .unwrap_or_else(|e| e.into_inner())
         .remove(&key);
     let Some(result) = result else { return };
+
+    // Outputs go to the service's output buckets after a successful run, as in OSCAR.
+    let mut upload_lines: Vec<(u64, String)> = Vec::new();
+    let mut upload_failed = false;
+    if let Ok(done) = &result
+        && done.exit == Exit::Success
+        && !storage_spec.outputs.is_empty()
+    {
+        match app.storage.upload_outputs(&storage_spec, &done.files).await {
+            Ok(lines) => upload_lines.extend(lines.into_iter().map(|l| (now_ms(), l))),
+            Err(e) => {
+                upload_lines.push((now_ms(), format!("Output upload failed: {e}")));
+                upload_failed = true;
+            }
+        }
+    }
 
     let app = app.clone();
     let (service, job) = (service.to_string(), job.to_string());
@@ -122,13 +174,18 @@ async fn run_job(app: &Arc<App>, service: &str, job: &str) {
                         lines.push((finished, format!("Output files could not be kept: {e}")))
                     }
                 }
+                lines.extend(upload_lines);
                 let _ = jobs.store.append_log(&service, &job, &lines);
-                record.status = if done.exit == Exit::Success {
+                record.status = if done.exit == Exit::Success && !upload_failed {
                     Status::Succeeded
                 } else {
                     Status::Failed
                 };
-                record.outcome = Some(done.exit.label().to_string());
+                record.outcome = Some(if upload_failed {
+                    "upload".to_string()
+                } else {
+                    done.exit.label().to_string()
+                });
             }
         }
         record.finished_ms = Some(finished);

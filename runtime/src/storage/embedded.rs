@@ -1,0 +1,129 @@
+//! The embedded S3-compatible store: `minio.default` when no external store is configured, so
+//! that `oscar-wasm serve` alone gives working buckets. s3s speaks S3 (SigV4 checked against
+//! the administrator's credentials), s3s-fs keeps buckets as folders of the data folder.
+//!
+//! Every object created through it (PUT, copy, completed multipart upload) is reported to a
+//! hook before the client gets its answer, so a client that saw success knows the service's
+//! job was accepted: each upload enqueues exactly once.
+
+use futures::future::BoxFuture;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use s3s::service::S3Service;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Called with (bucket, key) for each object created; returns when it has acted on it.
+pub type CreatedHook = Arc<dyn Fn(String, String) -> BoxFuture<'static, ()> + Send + Sync>;
+
+/// Builds the S3 service over `root` (created when missing).
+pub fn service(root: &Path, access_key: &str, secret_key: &str) -> std::io::Result<S3Service> {
+    std::fs::create_dir_all(root)?;
+    let fs = s3s_fs::FileSystem::new(root).map_err(|e| std::io::Error::other(format!("{e:?}")))?;
+    let mut builder = s3s::service::S3ServiceBuilder::new(fs);
+    builder.set_auth(s3s::auth::SimpleAuth::from_single(
+        access_key.to_string(),
+        secret_key.to_string(),
+    ));
+    Ok(builder.build())
+}
+
+/// Serves `s3` on `listener` until the process ends, reporting created objects to `hook`.
+pub async fn serve(listener: tokio::net::TcpListener, s3: S3Service, hook: CreatedHook) {
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    loop {
+        let (socket, _) = match listener.accept().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                tracing::warn!(error = %e, "embedded S3 store: accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let (s3, hook) = (s3.clone(), hook.clone());
+        let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+            let (s3, hook) = (s3.clone(), hook.clone());
+            async move {
+                let created = created_object(request.method(), request.uri());
+                let response = hyper::service::Service::call(&s3, request).await?;
+                if response.status().is_success()
+                    && let Some((bucket, key)) = created
+                {
+                    hook(bucket, key).await;
+                }
+                Ok::<_, s3s::HttpError>(response)
+            }
+        });
+        let connection = builder
+            .serve_connection(TokioIo::new(socket), service)
+            .into_owned();
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+    }
+}
+
+/// The (bucket, key) a request creates, if it creates an object: a PUT of an object (a copy
+/// included) that is not a part or a sub-resource, or the POST that completes a multipart
+/// upload. Path-style addressing (`/bucket/key`), as every client of this store uses.
+pub fn created_object(method: &hyper::Method, uri: &hyper::Uri) -> Option<(String, String)> {
+    let query = uri.query().unwrap_or("");
+    let params: Vec<&str> = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| p.split('=').next().unwrap_or(p))
+        .collect();
+    let creates = match *method {
+        hyper::Method::PUT => params.iter().all(|p| {
+            // Presigned uploads carry X-Amz-* parameters; sub-resources and parts do not create.
+            p.starts_with("X-Amz-") || p.starts_with("x-amz-")
+        }),
+        hyper::Method::POST => params.contains(&"uploadId"),
+        _ => false,
+    };
+    if !creates {
+        return None;
+    }
+    let path = percent_encoding::percent_decode_str(uri.path())
+        .decode_utf8()
+        .ok()?;
+    let (bucket, key) = path.trim_start_matches('/').split_once('/')?;
+    if bucket.is_empty() || key.is_empty() || key.ends_with('/') {
+        return None;
+    }
+    Some((bucket.to_string(), key.to_string()))
+}
+
+/// Where the embedded store is, for logs.
+pub fn describe(addr: SocketAddr) -> String {
+    format!("http://{addr}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn created(method: &str, uri: &str) -> Option<(String, String)> {
+        created_object(&method.parse().unwrap(), &uri.parse().unwrap())
+    }
+
+    #[test]
+    fn recognises_object_creation() {
+        assert_eq!(
+            created("PUT", "/in/photos/a%20b%2B%C3%A9.png"),
+            Some(("in".into(), "photos/a b+é.png".into()))
+        );
+        assert_eq!(
+            created("POST", "/in/big.bin?uploadId=xyz"),
+            Some(("in".into(), "big.bin".into()))
+        );
+        assert!(created("PUT", "/in/big.bin?partNumber=1&uploadId=xyz").is_none());
+        assert!(created("PUT", "/in/a.png?tagging").is_none());
+        assert!(created("PUT", "/in").is_none());
+        assert!(created("PUT", "/in/folder/").is_none());
+        assert!(created("GET", "/in/a.png").is_none());
+        assert!(created("POST", "/in/a.png?uploads").is_none());
+        assert!(created("DELETE", "/in/a.png").is_none());
+    }
+}

@@ -1,0 +1,180 @@
+//! Storage-triggered processing, OSCAR's everyday use: a file dropped into a bucket folder is
+//! processed, and the results land in output folders.
+//!
+//! - [`spec`]: a definition's `storage_providers`, `input` and `output`, validated;
+//! - [`event`]: storage event bodies (MinIO, AWS S3, SNS) posted to /job or /run;
+//! - [`objects`]: streamed downloads and uploads with object_store;
+//! - [`embedded`]: the S3-compatible store `oscar-wasm serve` offers as `minio.default`;
+//! - [`poller`]: the optional poller of input folders on stores that send no notifications.
+//!
+//! This module joins them: which provider an event's object is read from, staging it as the
+//! invocation's input, and uploading output files after a successful invocation.
+
+pub mod embedded;
+pub mod event;
+pub mod objects;
+pub mod poller;
+pub mod spec;
+
+use crate::invoke::Input;
+use crate::supervisor::OutputFile;
+use event::ObjectEvent;
+use objects::ObjectError;
+use spec::{DEFAULT_PROVIDER, Provider, StorageSpec};
+use std::path::PathBuf;
+
+/// The server's storage settings.
+#[derive(Debug, Clone)]
+pub struct Storage {
+    /// `minio.default`: the embedded store, or the external one the flags name.
+    pub default_provider: Provider,
+    /// Where downloaded objects wait before they become an invocation's input (on the same
+    /// file system as the scratch folders, so that moving one in is a rename).
+    pub staging: PathBuf,
+    /// The embedded store's folder of buckets, when it is `minio.default`.
+    pub embedded_buckets: Option<PathBuf>,
+}
+
+impl Storage {
+    /// The provider `reference` of a service.
+    pub fn provider<'a>(&'a self, spec: &'a StorageSpec, reference: &str) -> Option<&'a Provider> {
+        if reference == DEFAULT_PROVIDER {
+            Some(&self.default_provider)
+        } else {
+            spec.providers.get(reference)
+        }
+    }
+
+    /// The provider an event's object is read from: that of the input entry whose bucket and
+    /// folder hold the key; a service without inputs reads from `minio.default`, as FaaS
+    /// Supervisor falls back to it. A key outside every input folder is refused.
+    pub fn source_for<'a>(
+        &'a self,
+        spec: &'a StorageSpec,
+        event: &ObjectEvent,
+    ) -> Result<&'a Provider, String> {
+        if spec.inputs.is_empty() {
+            return Ok(&self.default_provider);
+        }
+        let input = spec.input_for(&event.bucket, &event.key).ok_or_else(|| {
+            format!(
+                "the event's object s3://{}/{} is outside every input folder of the service",
+                event.bucket, event.key
+            )
+        })?;
+        self.provider(spec, &input.provider)
+            .ok_or_else(|| format!("provider {} is not configured", input.provider))
+    }
+
+    /// Downloads the event's object (streamed to a staging file) and makes it the invocation's
+    /// input, named after the key's last segment, with FaaS Supervisor's variables.
+    pub async fn stage(
+        &self,
+        provider: &Provider,
+        event: &ObjectEvent,
+    ) -> Result<(Input, u64), ObjectError> {
+        let staged = self
+            .staging
+            .join(format!("{}-download", uuid::Uuid::new_v4().simple()));
+        if let Err(e) = tokio::fs::create_dir_all(&self.staging).await {
+            return Err(ObjectError {
+                operation: "downloading",
+                provider: provider.reference.clone(),
+                bucket: event.bucket.clone(),
+                key: event.key.clone(),
+                reason: format!("creating {}: {e}", self.staging.display()),
+            });
+        }
+        match objects::download(provider, &event.bucket, &event.key, &staged).await {
+            Ok(size) => Ok((
+                Input::Object {
+                    staged,
+                    name: event.file_name().to_string(),
+                    env: vec![
+                        ("STORAGE_OBJECT_KEY".into(), event.key.clone()),
+                        ("EVENT_TIME".into(), event.time.clone()),
+                        ("EVENT".into(), event.event.clone()),
+                    ],
+                },
+                size,
+            )),
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&staged).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Uploads every output file to every output entry whose filters it passes, at
+    /// `<folder>/<relative name>`; returns a log line per upload, or the first failure.
+    pub async fn upload_outputs(
+        &self,
+        spec: &StorageSpec,
+        files: &[OutputFile],
+    ) -> Result<Vec<String>, ObjectError> {
+        let mut lines = Vec::new();
+        for output in &spec.outputs {
+            let Some(provider) = self.provider(spec, &output.provider) else {
+                continue;
+            };
+            for file in files.iter().filter(|f| output.accepts(&f.path)) {
+                let key = output.key_for(&file.path);
+                objects::upload(provider, &output.bucket, &key, file.bytes.clone()).await?;
+                lines.push(format!(
+                    "Uploaded {} to {} s3://{}/{key} ({} bytes)",
+                    file.path,
+                    provider.reference,
+                    output.bucket,
+                    file.bytes.len()
+                ));
+            }
+        }
+        Ok(lines)
+    }
+
+    /// Creates the embedded store's buckets that a service's `minio.default` paths name, as
+    /// OSCAR creates its MinIO buckets when a service is created. External stores' buckets are
+    /// their owners' to create.
+    pub fn ensure_buckets(&self, spec: &StorageSpec) -> std::io::Result<()> {
+        let Some(root) = &self.embedded_buckets else {
+            return Ok(());
+        };
+        for path in spec.inputs.iter().chain(&spec.outputs) {
+            if path.provider == DEFAULT_PROVIDER {
+                std::fs::create_dir_all(root.join(&path.bucket))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes staged downloads left by a crash.
+    pub fn clean_staging(&self) {
+        let _ = std::fs::remove_dir_all(&self.staging);
+    }
+}
+
+/// A MinIO-shaped event for an object created in the embedded store, as MinIO would post it.
+pub fn minio_event(bucket: &str, key: &str) -> ObjectEvent {
+    let time = crate::jobs::record::rfc3339_ms(crate::jobs::record::now_ms());
+    let quoted: String =
+        percent_encoding::utf8_percent_encode(key, percent_encoding::NON_ALPHANUMERIC).collect();
+    let event = serde_json::json!({
+        "EventName": "s3:ObjectCreated:Put",
+        "Key": format!("{bucket}/{key}"),
+        "Records": [{
+            "eventVersion": "2.0",
+            "eventSource": "minio:s3",
+            "eventTime": time,
+            "eventName": "s3:ObjectCreated:Put",
+            "s3": {"bucket": {"name": bucket}, "object": {"key": quoted}}
+        }]
+    });
+    ObjectEvent {
+        source: "minio:s3".into(),
+        bucket: bucket.to_string(),
+        key: key.to_string(),
+        time,
+        event: event.to_string(),
+        version: None,
+    }
+}

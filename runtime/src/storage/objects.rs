@@ -1,0 +1,134 @@
+//! Reading and writing objects of an S3-compatible provider, with `object_store`: downloads are
+//! streamed to a file (never whole in memory), large uploads are multipart, and transient
+//! errors are retried with exponential backoff by the client itself.
+
+use super::spec::Provider;
+use futures::StreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::path::Path as ObjectPath;
+use object_store::{BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, RetryConfig};
+use std::path::Path;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+
+/// Files above this are uploaded in parts.
+const MULTIPART_THRESHOLD: usize = 16 << 20;
+
+/// A failed storage operation, saying which object and why (credentials never appear).
+#[derive(Debug, thiserror::Error)]
+#[error("{operation} {provider} s3://{bucket}/{key}: {reason}")]
+pub struct ObjectError {
+    /// `downloading` or `uploading`.
+    pub operation: &'static str,
+    /// The provider reference.
+    pub provider: String,
+    /// The bucket.
+    pub bucket: String,
+    /// The key.
+    pub key: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// A client for one bucket of `provider`.
+pub fn bucket(provider: &Provider, bucket: &str) -> Result<impl ObjectStore, String> {
+    let mut builder = AmazonS3Builder::new()
+        .with_bucket_name(bucket)
+        .with_region(&provider.region)
+        .with_access_key_id(&provider.access_key)
+        .with_secret_access_key(&provider.secret_key)
+        .with_retry(RetryConfig {
+            backoff: BackoffConfig {
+                init_backoff: Duration::from_millis(100),
+                max_backoff: Duration::from_secs(5),
+                base: 2.0,
+            },
+            max_retries: 4,
+            retry_timeout: Duration::from_secs(60),
+        })
+        .with_client_options(
+            ClientOptions::new()
+                .with_connect_timeout(Duration::from_secs(5))
+                .with_allow_invalid_certificates(!provider.verify),
+        );
+    if let Some(endpoint) = &provider.endpoint {
+        builder = builder
+            .with_endpoint(endpoint)
+            .with_allow_http(true)
+            // MinIO, moto and the embedded store all take path-style requests.
+            .with_virtual_hosted_style_request(false);
+    }
+    builder.build().map_err(|e| e.to_string())
+}
+
+fn object_path(key: &str) -> Result<ObjectPath, String> {
+    ObjectPath::parse(key).map_err(|e| format!("the key cannot be used: {e}"))
+}
+
+/// Streams `bucket/key` into the file `dest`; returns its size.
+pub async fn download(
+    provider: &Provider,
+    bucket_name: &str,
+    key: &str,
+    dest: &Path,
+) -> Result<u64, ObjectError> {
+    let fail = |reason: String| ObjectError {
+        operation: "downloading",
+        provider: provider.reference.clone(),
+        bucket: bucket_name.to_string(),
+        key: key.to_string(),
+        reason,
+    };
+    let store = bucket(provider, bucket_name).map_err(&fail)?;
+    let path = object_path(key).map_err(&fail)?;
+    let result = store.get(&path).await.map_err(|e| fail(e.to_string()))?;
+    let mut stream = result.into_stream();
+    let mut file = tokio::fs::File::create(dest)
+        .await
+        .map_err(|e| fail(format!("creating the input file: {e}")))?;
+    let mut size = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| fail(e.to_string()))?;
+        size += chunk.len() as u64;
+        file.write_all(&chunk)
+            .await
+            .map_err(|e| fail(format!("writing the input file: {e}")))?;
+    }
+    file.flush()
+        .await
+        .map_err(|e| fail(format!("writing the input file: {e}")))?;
+    Ok(size)
+}
+
+/// Uploads `bytes` to `bucket/key`, in parts when large.
+pub async fn upload(
+    provider: &Provider,
+    bucket_name: &str,
+    key: &str,
+    bytes: Vec<u8>,
+) -> Result<(), ObjectError> {
+    let fail = |reason: String| ObjectError {
+        operation: "uploading",
+        provider: provider.reference.clone(),
+        bucket: bucket_name.to_string(),
+        key: key.to_string(),
+        reason,
+    };
+    let store = bucket(provider, bucket_name).map_err(&fail)?;
+    let path = object_path(key).map_err(&fail)?;
+    if bytes.len() <= MULTIPART_THRESHOLD {
+        store
+            .put(&path, bytes.into())
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        return Ok(());
+    }
+    let upload = store
+        .put_multipart(&path)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    let mut writer = object_store::WriteMultipart::new_with_chunk_size(upload, 8 << 20);
+    writer.write(&bytes);
+    writer.finish().await.map_err(|e| fail(e.to_string()))?;
+    Ok(())
+}

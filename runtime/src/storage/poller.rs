@@ -1,0 +1,162 @@
+//! The optional poller, for external stores that cannot send notifications: a service with
+//! `poll_interval` (seconds, an oscar-wasm field) has its input folders listed that often, and
+//! each new object (or new version of one) enqueues one job.
+//!
+//! Exactly once, across restarts: what has been seen is kept per service in
+//! `DATA_DIR/pollers/<service>.json` (written crash-safely after each round), and an object
+//! whose job already exists (the crash window between enqueueing and saving) is not enqueued
+//! again. The first round only takes note of what is already there, as a bucket notification
+//! would not report objects created before it existed. Inputs on the embedded store are not
+//! polled: its uploads trigger jobs directly.
+
+use super::event::ObjectEvent;
+use crate::app::App;
+use futures::StreamExt;
+use object_store::ObjectStore;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What a service's poller has seen.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Seen {
+    /// `bucket/key` -> version (ETag, else modification time).
+    objects: BTreeMap<String, String>,
+    /// Whether the first round (which only takes note) is done.
+    baseline: bool,
+}
+
+fn state_path(data_dir: &Path, service: &str) -> PathBuf {
+    data_dir.join("pollers").join(format!("{service}.json"))
+}
+
+fn load(path: &Path) -> Seen {
+    std::fs::read(path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default()
+}
+
+fn save(path: &Path, seen: &Seen) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let bytes = serde_json::to_vec(seen).map_err(std::io::Error::other)?;
+    crate::fsutil::atomic_write(path, &bytes)
+}
+
+/// Forgets a deleted service's poller state.
+pub fn forget(data_dir: &Path, service: &str) {
+    let _ = crate::fsutil::remove_durably(&state_path(data_dir, service));
+}
+
+/// Runs the pollers of every service that asks for one, until the process ends.
+pub async fn run(app: Arc<App>, data_dir: PathBuf) {
+    let mut next_due: HashMap<String, Instant> = HashMap::new();
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let now = Instant::now();
+        for deployed in app.registry.list() {
+            let spec = &deployed.service.spec;
+            let Some(interval) = spec.poll_interval else {
+                continue;
+            };
+            let due = next_due.entry(spec.name.clone()).or_insert(now);
+            if *due > now {
+                continue;
+            }
+            *due = now + interval;
+            if let Err(e) = poll_service(&app, &data_dir, &spec.name, &spec.storage).await {
+                tracing::warn!(service = %spec.name, error = %e, "storage poll failed");
+            }
+        }
+    }
+}
+
+async fn poll_service(
+    app: &Arc<App>,
+    data_dir: &Path,
+    service: &str,
+    spec: &super::spec::StorageSpec,
+) -> Result<(), String> {
+    let path = state_path(data_dir, service);
+    let mut seen = {
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || load(&path))
+            .await
+            .map_err(|e| e.to_string())?
+    };
+    let mut changed = false;
+    for input in &spec.inputs {
+        if input.provider == super::spec::DEFAULT_PROVIDER && app.storage.embedded_buckets.is_some()
+        {
+            continue;
+        }
+        let Some(provider) = app.storage.provider(spec, &input.provider) else {
+            continue;
+        };
+        let store = super::objects::bucket(provider, &input.bucket)?;
+        let prefix = (!input.folder.is_empty())
+            .then(|| object_store::path::Path::from(input.folder.as_str()));
+        let mut listing = store.list(prefix.as_ref());
+        while let Some(meta) = listing.next().await {
+            let meta = meta.map_err(|e| {
+                format!(
+                    "listing {} s3://{}/{}: {e}",
+                    provider.reference, input.bucket, input.folder
+                )
+            })?;
+            let key = meta.location.to_string();
+            let version = meta
+                .e_tag
+                .clone()
+                .unwrap_or_else(|| meta.last_modified.to_rfc3339());
+            let id = format!("{}/{key}", input.bucket);
+            if seen.objects.get(&id) == Some(&version) {
+                continue;
+            }
+            changed = true;
+            if seen.baseline && !already_queued(app, service, &input.bucket, &key, &version) {
+                let mut event = super::minio_event(&input.bucket, &key);
+                event.time = meta.last_modified.to_rfc3339();
+                enqueue(app, service, event, &version).await?;
+            }
+            seen.objects.insert(id, version);
+        }
+    }
+    if !seen.baseline || changed {
+        seen.baseline = true;
+        tokio::task::spawn_blocking(move || save(&path, &seen))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("saving the poller's state: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Whether a job for this version of the object exists (enqueued just before a crash).
+fn already_queued(app: &App, service: &str, bucket: &str, key: &str, version: &str) -> bool {
+    app.jobs.store.list(service).iter().any(|record| {
+        record.trigger.as_ref().is_some_and(|t| {
+            t.bucket == bucket && t.key == key && t.version.as_deref() == Some(version)
+        })
+    })
+}
+
+async fn enqueue(
+    app: &Arc<App>,
+    service: &str,
+    mut event: ObjectEvent,
+    version: &str,
+) -> Result<(), String> {
+    event.version = Some(version.to_string());
+    let (app2, name) = (app.clone(), service.to_string());
+    let record = tokio::task::spawn_blocking(move || app2.jobs.submit_event(&name, event))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("storing the job: {e}"))?;
+    tracing::info!(service = %service, job = %record.name, "new object found by polling: job accepted");
+    Ok(())
+}

@@ -1,0 +1,537 @@
+//! A definition's storage fields, OSCAR's way: `storage_providers` (credentials by type and
+//! id), `input` and `output` (lists of `{storage_provider, path, prefix, suffix}`), validated
+//! once at deploy time into a typed view. The JSON itself is kept as given (providers of other
+//! types included), except that responses show credentials as `"hidden"`.
+
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+/// The provider every service can use without defining it: the server's own store.
+pub const DEFAULT_PROVIDER: &str = "minio.default";
+
+/// What responses show instead of a credential.
+pub const HIDDEN: &str = "hidden";
+
+/// A storage field that is wrong, named as the user wrote it (`input[1].path`).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("invalid \"{field}\": {reason}")]
+pub struct StorageError {
+    /// The field.
+    pub field: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+fn err(field: impl Into<String>, reason: impl Into<String>) -> StorageError {
+    StorageError {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+/// An S3-compatible provider (types `minio` and `s3`).
+#[derive(Clone, PartialEq)]
+pub struct Provider {
+    /// `minio.ID` or `s3.ID`.
+    pub reference: String,
+    /// The endpoint URL; `None` for AWS S3 itself.
+    pub endpoint: Option<String>,
+    /// The region (S3 signs with it).
+    pub region: String,
+    /// Access key id.
+    pub access_key: String,
+    /// Secret key.
+    pub secret_key: String,
+    /// Whether to verify TLS certificates.
+    pub verify: bool,
+}
+
+impl std::fmt::Debug for Provider {
+    // Credentials never reach a log line, even through `{:?}`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Provider")
+            .field("reference", &self.reference)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One `input` or `output` entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoragePath {
+    /// `TYPE.ID` (the id defaulted to `default`).
+    pub provider: String,
+    /// The bucket (the path's first segment).
+    pub bucket: String,
+    /// The folder inside the bucket (the rest of the path; may be empty).
+    pub folder: String,
+    /// Output names must start with one of these (when any).
+    pub prefix: Vec<String>,
+    /// Output names must end with one of these (when any).
+    pub suffix: Vec<String>,
+}
+
+impl StoragePath {
+    /// Whether `key` lies in this path's bucket and folder.
+    pub fn holds(&self, bucket: &str, key: &str) -> bool {
+        bucket == self.bucket
+            && (self.folder.is_empty()
+                || key
+                    .strip_prefix(&self.folder)
+                    .is_some_and(|rest| rest.starts_with('/')))
+    }
+
+    /// Whether an output file (its name relative to the output folder) passes the filters.
+    pub fn accepts(&self, name: &str) -> bool {
+        (self.prefix.is_empty() || self.prefix.iter().any(|p| name.starts_with(p.as_str())))
+            && (self.suffix.is_empty() || self.suffix.iter().any(|s| name.ends_with(s.as_str())))
+    }
+
+    /// The key an output file is uploaded to.
+    pub fn key_for(&self, name: &str) -> String {
+        if self.folder.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}/{name}", self.folder)
+        }
+    }
+}
+
+/// A service's storage configuration, validated.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StorageSpec {
+    /// The S3-compatible providers the definition declares, by `TYPE.ID`.
+    pub providers: BTreeMap<String, Provider>,
+    /// Where input objects come from.
+    pub inputs: Vec<StoragePath>,
+    /// Where output files go.
+    pub outputs: Vec<StoragePath>,
+}
+
+impl StorageSpec {
+    /// Whether the service uses storage at all.
+    pub fn is_empty(&self) -> bool {
+        self.inputs.is_empty() && self.outputs.is_empty()
+    }
+
+    /// The input entry whose bucket and folder hold `bucket/key`.
+    pub fn input_for(&self, bucket: &str, key: &str) -> Option<&StoragePath> {
+        self.inputs.iter().find(|p| p.holds(bucket, key))
+    }
+
+    /// Every provider reference the service uses.
+    pub fn used_providers(&self) -> impl Iterator<Item = &str> {
+        self.inputs
+            .iter()
+            .chain(&self.outputs)
+            .map(|p| p.provider.as_str())
+    }
+}
+
+/// Parses and checks the storage fields of definition `service`.
+pub fn parse(service: &str, definition: &Map<String, Value>) -> Result<StorageSpec, StorageError> {
+    let mut spec = StorageSpec::default();
+    let mut declared: Vec<String> = Vec::new();
+    match definition.get("storage_providers") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(types)) => {
+            for (kind, ids) in types {
+                let field = format!("storage_providers.{kind}");
+                let Value::Object(ids) = ids else {
+                    if ids.is_null() {
+                        continue;
+                    }
+                    return Err(err(field, "must map provider ids to their settings"));
+                };
+                for (id, settings) in ids {
+                    let reference = format!("{kind}.{id}");
+                    declared.push(reference.clone());
+                    if reference == DEFAULT_PROVIDER || !matches!(kind.as_str(), "minio" | "s3") {
+                        // minio.default is always the server's own store, as in OSCAR; other
+                        // types are kept as given but cannot be used here.
+                        continue;
+                    }
+                    let field = format!("{field}.{id}");
+                    let provider = parse_provider(&field, &reference, kind == "minio", settings)?;
+                    spec.providers.insert(reference, provider);
+                }
+            }
+        }
+        Some(_) => return Err(err("storage_providers", "must be a mapping of types")),
+    }
+    spec.inputs = parse_paths(service, definition, "input", &declared)?;
+    spec.outputs = parse_paths(service, definition, "output", &declared)?;
+    for (i, input) in spec.inputs.iter().enumerate() {
+        if input.provider != DEFAULT_PROVIDER && !spec.providers.contains_key(&input.provider) {
+            return Err(err(
+                format!("input[{i}].storage_provider"),
+                format!(
+                    "{} is not an S3-compatible provider (minio or s3); only those can trigger a service here",
+                    input.provider
+                ),
+            ));
+        }
+    }
+    for (i, output) in spec.outputs.iter().enumerate() {
+        if output.provider != DEFAULT_PROVIDER && !spec.providers.contains_key(&output.provider) {
+            return Err(err(
+                format!("output[{i}].storage_provider"),
+                format!(
+                    "{} is not an S3-compatible provider (minio or s3); outputs can go only to those here",
+                    output.provider
+                ),
+            ));
+        }
+    }
+    Ok(spec)
+}
+
+fn parse_provider(
+    field: &str,
+    reference: &str,
+    is_minio: bool,
+    settings: &Value,
+) -> Result<Provider, StorageError> {
+    let Value::Object(settings) = settings else {
+        return Err(err(field, "must be a mapping of settings"));
+    };
+    let text = |key: &str| -> Result<Option<String>, StorageError> {
+        match settings.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.trim().to_string())),
+            Some(_) => Err(err(format!("{field}.{key}"), "must be a string")),
+        }
+    };
+    let access_key = text("access_key")?;
+    let secret_key = text("secret_key")?;
+    let (access_key, secret_key) = match (access_key, secret_key) {
+        (Some(a), Some(s)) => (a, s),
+        (None, _) => return Err(err(format!("{field}.access_key"), "is required")),
+        (_, None) => return Err(err(format!("{field}.secret_key"), "is required")),
+    };
+    if access_key == HIDDEN || secret_key == HIDDEN {
+        return Err(err(
+            field,
+            "credentials shown as \"hidden\" must be given in full for a new provider",
+        ));
+    }
+    let endpoint = text("endpoint")?;
+    if is_minio && endpoint.is_none() {
+        return Err(err(
+            format!("{field}.endpoint"),
+            "is required for minio providers",
+        ));
+    }
+    if let Some(e) = &endpoint {
+        let ok = reqwest::Url::parse(e)
+            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host());
+        if !ok {
+            return Err(err(
+                format!("{field}.endpoint"),
+                format!("{e:?} is not an http:// or https:// URL"),
+            ));
+        }
+    }
+    let verify = match settings.get("verify") {
+        None | Some(Value::Null) => true,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(err(format!("{field}.verify"), "must be true or false")),
+    };
+    Ok(Provider {
+        reference: reference.to_string(),
+        endpoint,
+        region: text("region")?.unwrap_or_else(|| "us-east-1".into()),
+        access_key,
+        secret_key,
+        verify,
+    })
+}
+
+fn parse_paths(
+    service: &str,
+    definition: &Map<String, Value>,
+    list: &str,
+    declared: &[String],
+) -> Result<Vec<StoragePath>, StorageError> {
+    let entries = match definition.get(list) {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(entries)) => entries,
+        Some(_) => return Err(err(list, "must be a list of {storage_provider, path}")),
+    };
+    let mut out = Vec::with_capacity(entries.len());
+    for (i, entry) in entries.iter().enumerate() {
+        let field = format!("{list}[{i}]");
+        let Value::Object(entry) = entry else {
+            return Err(err(field, "must be a mapping {storage_provider, path}"));
+        };
+        let provider = match entry.get("storage_provider") {
+            Some(Value::String(p)) if !p.trim().is_empty() => {
+                let p = p.trim();
+                if p.contains('.') {
+                    p.to_string()
+                } else {
+                    format!("{p}.default")
+                }
+            }
+            _ => {
+                return Err(err(
+                    format!("{field}.storage_provider"),
+                    "is required: \"TYPE\" or \"TYPE.ID\"",
+                ));
+            }
+        };
+        if provider != DEFAULT_PROVIDER && !declared.contains(&provider) {
+            return Err(err(
+                format!("{field}.storage_provider"),
+                format!("{provider} is not declared in storage_providers"),
+            ));
+        }
+        let path = match entry.get("path") {
+            Some(Value::String(p)) => p.trim().trim_matches('/').trim().to_string(),
+            _ => return Err(err(format!("{field}.path"), "is required")),
+        };
+        if path.is_empty() {
+            return Err(err(format!("{field}.path"), "must not be empty"));
+        }
+        // As OSCAR: a bare name is a folder in a bucket named after the service.
+        let path = if path.contains('/') {
+            path
+        } else {
+            format!("{service}/{path}")
+        };
+        let (bucket, folder) = path.split_once('/').unwrap_or((path.as_str(), ""));
+        check_bucket(bucket).map_err(|reason| err(format!("{field}.path"), reason))?;
+        if folder
+            .split('/')
+            .any(|s| s.is_empty() || s == "." || s == "..")
+        {
+            return Err(err(
+                format!("{field}.path"),
+                format!("{path:?} has an empty, '.' or '..' segment"),
+            ));
+        }
+        let strings = |key: &str| -> Result<Vec<String>, StorageError> {
+            match entry.get(key) {
+                None | Some(Value::Null) => Ok(Vec::new()),
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .map(|v| {
+                        v.as_str().map(str::to_string).ok_or_else(|| {
+                            err(format!("{field}.{key}"), "must be a list of strings")
+                        })
+                    })
+                    .collect(),
+                Some(_) => Err(err(format!("{field}.{key}"), "must be a list of strings")),
+            }
+        };
+        out.push(StoragePath {
+            provider,
+            bucket: bucket.to_string(),
+            folder: folder.to_string(),
+            prefix: strings("prefix")?,
+            suffix: strings("suffix")?,
+        });
+    }
+    Ok(out)
+}
+
+/// S3's bucket naming rules.
+fn check_bucket(bucket: &str) -> Result<(), String> {
+    let ok = (3..=63).contains(&bucket.len())
+        && bucket
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && bucket.as_bytes()[0].is_ascii_alphanumeric()
+        && bucket.as_bytes()[bucket.len() - 1].is_ascii_alphanumeric()
+        && !bucket.contains("..");
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "bucket {bucket:?} (the path's first segment) must be 3 to 63 lower-case letters, digits, '-' or '.'"
+        ))
+    }
+}
+
+/// The definition as responses show it: every provider's credentials replaced by `"hidden"`.
+pub fn redact(definition: &Map<String, Value>) -> Map<String, Value> {
+    let mut shown = definition.clone();
+    if let Some(Value::Object(types)) = shown.get_mut("storage_providers") {
+        for ids in types.values_mut() {
+            if let Value::Object(ids) = ids {
+                for settings in ids.values_mut() {
+                    if let Value::Object(settings) = settings {
+                        for (key, value) in settings.iter_mut() {
+                            if is_secret_key(key) && !value.is_null() {
+                                *value = Value::String(HIDDEN.into());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    shown
+}
+
+fn is_secret_key(key: &str) -> bool {
+    matches!(
+        key,
+        "access_key" | "secret_key" | "password" | "token" | "session_token"
+    )
+}
+
+/// Puts back the stored credentials where an update says `"hidden"` (a definition read with
+/// GET, changed and sent back with PUT).
+pub fn restore_hidden(new: &mut Map<String, Value>, stored: &Map<String, Value>) {
+    let Some(Value::Object(new_types)) = new.get_mut("storage_providers") else {
+        return;
+    };
+    let Some(Value::Object(old_types)) = stored.get("storage_providers") else {
+        return;
+    };
+    for (kind, ids) in new_types.iter_mut() {
+        let (Value::Object(ids), Some(Value::Object(old_ids))) = (ids, old_types.get(kind)) else {
+            continue;
+        };
+        for (id, settings) in ids.iter_mut() {
+            let (Value::Object(settings), Some(Value::Object(old))) = (settings, old_ids.get(id))
+            else {
+                continue;
+            };
+            for (key, value) in settings.iter_mut() {
+                if value.as_str() == Some(HIDDEN)
+                    && let Some(previous) = old.get(key)
+                {
+                    *value = previous.clone();
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse_json(value: Value) -> Result<StorageSpec, StorageError> {
+        parse("svc", value.as_object().unwrap())
+    }
+
+    #[test]
+    fn oscar_paths_and_providers() {
+        let spec = parse_json(json!({
+            "storage_providers": {
+                "s3": {"aws": {"access_key": "AK", "secret_key": "SK", "region": "eu-west-1"}},
+                "minio": {"default": {"endpoint": "http://ignored", "access_key": "x", "secret_key": "y"}},
+                "onedata": {"od": {"oneprovider_host": "h", "token": "t", "space": "s"}}
+            },
+            "input": [{"storage_provider": "minio", "path": "/in-bucket/images/ "}],
+            "output": [
+                {"storage_provider": "s3.aws", "path": "results", "suffix": [".png"], "prefix": ["gray"]},
+                {"storage_provider": "onedata.od", "path": "space/y"}
+            ]
+        }));
+        // onedata output: kept in the JSON, refused as a target here.
+        let e = spec.unwrap_err();
+        assert_eq!(e.field, "output[1].storage_provider");
+
+        let spec = parse_json(json!({
+            "storage_providers": {"s3": {"aws": {"access_key": "AK", "secret_key": "SK"}}},
+            "input": [{"storage_provider": "minio", "path": "/in-bucket/images/ "}],
+            "output": [{"storage_provider": "s3.aws", "path": "results", "suffix": [".png"], "prefix": ["gray"]}]
+        }))
+        .unwrap();
+        let input = &spec.inputs[0];
+        assert_eq!(input.provider, "minio.default");
+        assert_eq!(
+            (input.bucket.as_str(), input.folder.as_str()),
+            ("in-bucket", "images")
+        );
+        assert!(input.holds("in-bucket", "images/a b.png"));
+        assert!(!input.holds("in-bucket", "imagesX/a.png"));
+        assert!(!input.holds("other", "images/a.png"));
+        let output = &spec.outputs[0];
+        // A bare name is a folder in the service's bucket.
+        assert_eq!(
+            (output.bucket.as_str(), output.folder.as_str()),
+            ("svc", "results")
+        );
+        assert!(output.accepts("gray-1.png"));
+        assert!(!output.accepts("gray-1.jpg"));
+        assert!(!output.accepts("color.png"));
+        assert_eq!(output.key_for("gray-1.png"), "results/gray-1.png");
+        assert_eq!(spec.providers["s3.aws"].region, "us-east-1");
+        assert!(!format!("{:?}", spec.providers["s3.aws"]).contains("SK"));
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        for (value, field) in [
+            (
+                json!({"input": [{"storage_provider": "minio", "path": " / "}]}),
+                "input[0].path",
+            ),
+            (
+                json!({"input": [{"storage_provider": "minio.nope", "path": "b/f"}]}),
+                "input[0].storage_provider",
+            ),
+            (
+                json!({"input": [{"path": "b/f"}]}),
+                "input[0].storage_provider",
+            ),
+            (
+                json!({"input": [{"storage_provider": "minio", "path": "B_d/f"}]}),
+                "input[0].path",
+            ),
+            (
+                json!({"input": [{"storage_provider": "minio", "path": "bucket/../x"}]}),
+                "input[0].path",
+            ),
+            (
+                json!({"output": [{"storage_provider": "minio", "path": "bkt/x", "suffix": "png"}]}),
+                "output[0].suffix",
+            ),
+            (json!({"input": "bkt"}), "input"),
+            (
+                json!({"storage_providers": {"minio": {"m": {"endpoint": "http://h", "access_key": "a"}}}}),
+                "storage_providers.minio.m.secret_key",
+            ),
+            (
+                json!({"storage_providers": {"minio": {"m": {"access_key": "a", "secret_key": "s"}}}}),
+                "storage_providers.minio.m.endpoint",
+            ),
+            (
+                json!({"storage_providers": {"s3": {"m": {"secret_key": "s"}}}}),
+                "storage_providers.s3.m.access_key",
+            ),
+            (
+                json!({"storage_providers": {"minio": {"m": {"endpoint": "ftp://h", "access_key": "a", "secret_key": "s"}}}}),
+                "storage_providers.minio.m.endpoint",
+            ),
+        ] {
+            let e = parse_json(value.clone()).unwrap_err();
+            assert_eq!(e.field, field, "{value}: {e}");
+        }
+    }
+
+    #[test]
+    fn credentials_are_hidden_and_restored() {
+        let stored = json!({"name": "s", "storage_providers": {"minio": {"m": {
+            "endpoint": "http://h", "access_key": "AK", "secret_key": "SK"}}}});
+        let stored = stored.as_object().unwrap();
+        let shown = redact(stored);
+        let text = serde_json::to_string(&shown).unwrap();
+        assert!(!text.contains("AK") && !text.contains("SK"), "{text}");
+        assert_eq!(
+            shown["storage_providers"]["minio"]["m"]["endpoint"],
+            "http://h"
+        );
+        let mut sent_back = shown.clone();
+        restore_hidden(&mut sent_back, stored);
+        assert_eq!(&sent_back, stored);
+    }
+}
