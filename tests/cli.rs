@@ -455,24 +455,20 @@ fn clusters_file_and_credentials() {
     assert_eq!(bad.code, 4, "{bad:?}");
 }
 
-/// The README's walkthrough, run as written: the block after the marker, one command a line,
-/// in a shell in the repository's root, with the server this test started.
-#[test]
-fn readme_walkthrough_runs() {
-    let s = Setup::new(&[]);
+/// Runs the README's ```sh block after `marker` as written, one command a line, in a scratch
+/// folder where `examples` is linked in (where a user stands in a clone), with the server of
+/// `s`; returns the folder.
+fn run_readme_block(s: &Setup, marker: &str) -> tempfile::TempDir {
     let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
-    let marker = "<!-- walkthrough: run by tests/cli.rs -->";
     let after = readme
         .split(marker)
         .nth(1)
-        .expect("README has the walkthrough marker");
+        .unwrap_or_else(|| panic!("README has the marker {marker}"));
     let block = after
         .split("```sh\n")
         .nth(1)
         .and_then(|b| b.split("```").next())
         .expect("a ```sh block follows the marker");
-    // Run where a user stands in a clone, but write into a scratch folder: `examples` is
-    // linked in, and the walkthrough's own files land beside it.
     let work = tempfile::tempdir().unwrap();
     std::os::unix::fs::symlink(repo_root().join("examples"), work.path().join("examples")).unwrap();
     let script = format!(
@@ -493,15 +489,120 @@ fn readme_walkthrough_runs() {
         .unwrap();
     assert!(
         output.status.success(),
-        "walkthrough failed:\n{}\n{}",
+        "README block after {marker} failed:\n{}\n{}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    // It ends with a gray image in the file it names.
+    work
+}
+
+/// The README's walkthrough, run as written: it ends with a gray image.
+#[test]
+fn readme_walkthrough_runs() {
+    let s = Setup::new(&[]);
+    let work = run_readme_block(&s, "<!-- walkthrough: run by tests/cli.rs -->");
     let gray = image::open(work.path().join("gray.png")).expect("the walkthrough wrote gray.png");
     assert_eq!((gray.width(), gray.height()), (320, 200));
     assert!(matches!(
         gray.color(),
         image::ColorType::L8 | image::ColorType::L16
     ));
+    assert!(
+        work.path()
+            .join("gray-job")
+            .read_dir()
+            .unwrap()
+            .next()
+            .is_some()
+    );
+}
+
+/// The README's storage walkthrough, run as written: a file dropped into the embedded store's
+/// input folder comes back as its checksum from the output folder.
+#[test]
+fn readme_storage_walkthrough_runs() {
+    let s = Setup::new(&[]);
+    let work = run_readme_block(&s, "<!-- storage walkthrough: run by tests/cli.rs -->");
+    let sample = std::fs::read(repo_root().join("examples/images/sample.jpg")).unwrap();
+    let digest: String =
+        sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(&sample))
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+    assert_eq!(
+        std::fs::read_to_string(work.path().join("sample.jpg.sha256")).unwrap(),
+        format!("{digest}  sample.jpg\n")
+    );
+}
+
+#[test]
+fn storage_files_through_the_cli() {
+    let s = Setup::new(&[]);
+    let def = s.home.path().join("store.yaml");
+    std::fs::write(
+        &def,
+        format!(
+            "name: store\nmodule: {}\ninput:\n- storage_provider: minio\n  path: box/in\n",
+            repo_root().join(dist("uppercase")).display()
+        ),
+    )
+    .unwrap();
+    s.cli(&["service", "apply", def.to_str().unwrap()]).ok();
+    let local = s.home.path().join("a b.txt");
+    std::fs::write(&local, "lower").unwrap();
+    s.cli(&[
+        "service",
+        "put-file",
+        "store",
+        "minio",
+        local.to_str().unwrap(),
+        "box/in/a b.txt",
+    ])
+    .ok();
+    let listed = s
+        .cli(&["service", "list-files", "store", "minio.default", "box/in"])
+        .ok();
+    assert!(
+        listed.lines().any(|l| l.starts_with("in/a b.txt")),
+        "{listed}"
+    );
+    let json: Vec<Value> = serde_json::from_slice(
+        &s.cli(&["service", "list-files", "store", "minio", "box", "--json"])
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(json[0]["key"], "in/a b.txt");
+    assert_eq!(json[0]["size"], 5);
+    let back = s.home.path().join("back.txt");
+    s.cli(&[
+        "service",
+        "get-file",
+        "store",
+        "minio",
+        "box/in/a b.txt",
+        back.to_str().unwrap(),
+    ])
+    .ok();
+    assert_eq!(std::fs::read_to_string(&back).unwrap(), "lower");
+    // The put triggered the service; --wait returns once its job has finished.
+    let table = s.cli(&["jobs", "store", "--wait"]).ok();
+    assert!(table.contains("Succeeded"), "{table}");
+    // Providers whose credentials the server keeps to itself are refused with a reason.
+    let other = s.cli(&["service", "list-files", "store", "minio.lab", "box"]);
+    assert_eq!(other.code, 2, "{other:?}");
+    assert!(other.stderr.contains("credentials"), "{other:?}");
+    // A missing object is the store's answer, not a crash.
+    let missing = s.cli(&[
+        "service",
+        "get-file",
+        "store",
+        "minio",
+        "box/in/nope.txt",
+        back.to_str().unwrap(),
+    ]);
+    assert_eq!(missing.code, 5, "{missing:?}");
+    assert!(
+        missing.stderr.contains("s3://box/in/nope.txt"),
+        "{missing:?}"
+    );
 }

@@ -332,10 +332,12 @@ fn bad_credentials_and_unreachable_stores_fail_jobs_clearly() {
         json!({"name": "upper",
                "storage_providers": {"minio": {
                    "wrongkeys": {"endpoint": endpoint, "access_key": "oscar", "secret_key": "badsecret-xyz"},
-                   "down": {"endpoint": format!("http://127.0.0.1:{port}"), "access_key": "a", "secret_key": "b"}}},
+                   "down": {"endpoint": format!("http://127.0.0.1:{port}"), "access_key": "a", "secret_key": "b"},
+                   "same": {"endpoint": endpoint, "access_key": "oscar", "secret_key": "oscar"}}},
                "input": [
                    {"storage_provider": "minio.wrongkeys", "path": "wkb/in"},
-                   {"storage_provider": "minio.down", "path": "dnb/in"}]}),
+                   {"storage_provider": "minio.down", "path": "dnb/in"},
+                   {"storage_provider": "minio.same", "path": "nobucket/in"}]}),
     );
     // Credentials never come back in clear text; the definition round-trips with them hidden.
     let got: Value = client()
@@ -357,7 +359,7 @@ fn bad_credentials_and_unreachable_stores_fail_jobs_clearly() {
         .unwrap();
     assert_eq!(r.status(), 204);
 
-    for bucket in ["wkb", "dnb"] {
+    for bucket in ["wkb", "dnb", "nobucket"] {
         let r = client()
             .post(server.url("/job/upper"))
             .body(minio_event(bucket, "in/a.txt").to_string())
@@ -365,7 +367,7 @@ fn bad_credentials_and_unreachable_stores_fail_jobs_clearly() {
             .unwrap();
         assert_eq!(r.status(), 201);
     }
-    let jobs = wait_jobs(&server, "upper", 2);
+    let jobs = wait_jobs(&server, "upper", 3);
     for (job, record) in &jobs {
         assert_eq!(record["status"], "Failed");
         let log = log_of(&server, "upper", job);
@@ -383,6 +385,12 @@ fn bad_credentials_and_unreachable_stores_fail_jobs_clearly() {
     assert!(
         logs.iter()
             .any(|l| l.contains("minio.down s3://dnb/in/a.txt"))
+    );
+    // A missing bucket: the store's answer, named.
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("minio.same s3://nobucket/in/a.txt")),
+        "{logs:?}"
     );
     // The server still serves.
     assert_eq!(
@@ -545,4 +553,311 @@ s3.put_object(Bucket="inbox", Key="in/hello world+1.txt", Body=b"from sns")
     );
     let store = s3(&endpoint, "inbox", "testing", "testing");
     assert_eq!(get(&store, "out/upper.txt").unwrap(), b"FROM SNS");
+}
+
+/// Waits until job `job` of `service` has status `status`.
+fn wait_status(server: &Server, service: &str, job: &str, status: &str) {
+    let started = Instant::now();
+    loop {
+        let body: Value = client()
+            .get(server.url(&format!("/system/logs/{service}")))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        if body["jobs"][job]["status"] == status {
+            return;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "{body}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A second server whose embedded store plays the external MinIO; `buckets` are created on it
+/// (through a service whose outputs name them, which triggers nothing).
+fn external_store(buckets: &[&str]) -> (TestDir, Server, String) {
+    let dir = TestDir::new();
+    let server = Server::start(&dir.data(), &[]);
+    let outputs: Vec<Value> = buckets
+        .iter()
+        .map(|b| json!({"storage_provider": "minio", "path": format!("{b}/out")}))
+        .collect();
+    deploy(
+        &server,
+        &guest("uppercase"),
+        json!({"name": "buckets", "output": outputs}),
+    );
+    let endpoint = server.s3.clone().unwrap();
+    (dir, server, endpoint)
+}
+
+fn external_flags(endpoint: &str) -> Vec<&str> {
+    vec![
+        "--storage-endpoint",
+        endpoint,
+        "--storage-access-key",
+        "oscar",
+        "--storage-secret-key",
+        "oscar",
+    ]
+}
+
+#[test]
+fn the_poller_enqueues_each_new_object_once_across_restarts() {
+    let (_sd, _ss, external) = external_store(&["pollb"]);
+    let ext = s3(&external, "pollb", "oscar", "oscar");
+    put(&ext, "in/before.txt", b"already there").unwrap();
+
+    let dir = TestDir::new();
+    let mut server = Server::start(&dir.data(), &external_flags(&external));
+    deploy(
+        &server,
+        &guest("uppercase"),
+        json!({"name": "poll", "poll_interval": 1,
+               "input": [{"storage_provider": "minio", "path": "pollb/in"}],
+               "output": [{"storage_provider": "minio", "path": "pollb/out"}]}),
+    );
+    // The first round only takes note of what is there.
+    std::thread::sleep(Duration::from_millis(1500));
+    put(&ext, "in/after.txt", b"new one").unwrap();
+    let jobs = wait_jobs(&server, "poll", 1);
+    let (job, record) = jobs.iter().next().unwrap();
+    assert_eq!(record["status"], "Succeeded");
+    assert!(log_of(&server, "poll", job).contains("Downloaded s3://pollb/in/after.txt"));
+    assert_eq!(get(&ext, "out/upper.txt").unwrap(), b"NEW ONE");
+
+    // A restart forgets nothing: after.txt is not processed again, a new object is.
+    server.kill();
+    let server = Server::start(&dir.data(), &external_flags(&external));
+    put(&ext, "in/third.txt", b"third").unwrap();
+    let jobs = wait_jobs(&server, "poll", 2);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(wait_jobs(&server, "poll", 2).len(), 2, "{jobs:?}");
+    // A new version of an object is a new object.
+    put(&ext, "in/after.txt", b"changed").unwrap();
+    wait_jobs(&server, "poll", 3);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(wait_jobs(&server, "poll", 3).len(), 3);
+    // poll_interval needs an input, and a sane number.
+    for (definition, reason) in [
+        (
+            json!({"name": "p2", "poll_interval": 0, "input": [{"storage_provider": "minio", "path": "pollb/in"}]}),
+            "poll_interval",
+        ),
+        (json!({"name": "p3", "poll_interval": 5}), "poll_interval"),
+    ] {
+        let mut definition = definition;
+        definition["module"] = json!(upload(&server, &guest("uppercase")));
+        let r = client()
+            .post(server.url("/system/services"))
+            .json(&definition)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        assert!(r.text().unwrap().contains(reason));
+    }
+}
+
+/// Peak resident memory of a process, from /proc.
+fn peak_rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .expect("VmHWM");
+    let kib: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    kib * 1024
+}
+
+#[test]
+fn a_200_mib_object_is_streamed_with_bounded_server_memory() {
+    use sha2::Digest;
+    let (_sd, _ss, external) = external_store(&["big"]);
+    let ext = s3(&external, "big", "oscar", "oscar");
+    // 200 MiB of varied bytes, uploaded in parts by the test (the test's memory, not the
+    // server's).
+    let mut block = vec![0u8; 1 << 20];
+    let mut x: u32 = 12345;
+    for b in block.iter_mut() {
+        x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        *b = (x >> 24) as u8;
+    }
+    let mut data = Vec::with_capacity(200 << 20);
+    for i in 0..200u8 {
+        block[0] = i;
+        data.extend_from_slice(&block);
+    }
+    let expected: String = sha2::Sha256::digest(&data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    rt().block_on(async {
+        let upload = ext
+            .put_multipart(&ObjectPath::parse("in/huge.bin").unwrap())
+            .await
+            .unwrap();
+        let mut writer = object_store::WriteMultipart::new_with_chunk_size(upload, 16 << 20);
+        writer.write(&data);
+        writer.finish().await.unwrap();
+    });
+    drop(data);
+
+    let dir = TestDir::new();
+    let server = Server::start(&dir.data(), &external_flags(&external));
+    deploy(
+        &server,
+        &guest("checksum"),
+        json!({"name": "checksum", "memory": "16Mi",
+               "input": [{"storage_provider": "minio", "path": "big/in"}],
+               "output": [{"storage_provider": "minio", "path": "big/out"}]}),
+    );
+    let r = client()
+        .post(server.url("/job/checksum"))
+        .body(minio_event("big", "in/huge.bin").to_string())
+        .send()
+        .unwrap();
+    let job = r.json::<Value>().unwrap()["job_name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_status(&server, "checksum", &job, "Succeeded");
+    assert_eq!(
+        String::from_utf8(get(&ext, "out/huge.bin.sha256").unwrap()).unwrap(),
+        format!("{expected}  huge.bin\n")
+    );
+    let log = log_of(&server, "checksum", &job);
+    assert!(log.contains("(209715200 bytes)"), "{log}");
+    // The object never sat in the server's memory: its peak stays well under the object's size.
+    let peak = peak_rss_bytes(server.pid());
+    assert!(peak < 120 << 20, "peak RSS {} MiB", peak >> 20);
+}
+
+#[test]
+fn kill_9_during_a_storage_job_runs_it_again_and_uploads_once() {
+    let dir = TestDir::new();
+    let mut server = Server::start(&dir.data(), &[]);
+    deploy(
+        &server,
+        &guest("sandbox-probe"),
+        json!({"name": "slow",
+               "input": [{"storage_provider": "minio", "path": "slowb/in"}],
+               "output": [{"storage_provider": "minio", "path": "slowb/out"}]}),
+    );
+    let store = s3(server.s3.as_ref().unwrap(), "slowb", "oscar", "oscar");
+    // The object is the probe's script: sleep, then write one output file.
+    put(
+        &store,
+        "in/cmd.txt",
+        b"sleep 2500\noutput result.txt done\n",
+    )
+    .unwrap();
+    let jobs = wait_for_status(&server, "slow", "Running");
+    server.kill();
+    assert!(get(&store, "out/result.txt").is_none());
+
+    let server = Server::start(&dir.data(), &[]);
+    let store = s3(server.s3.as_ref().unwrap(), "slowb", "oscar", "oscar");
+    wait_status(&server, "slow", &jobs, "Succeeded");
+    let log = log_of(&server, "slow", &jobs);
+    assert!(log.contains("will run again"), "{log}");
+    assert_eq!(log.matches("Uploaded result.txt").count(), 1, "{log}");
+    assert_eq!(get(&store, "out/result.txt").unwrap(), b"done");
+    assert_eq!(
+        wait_jobs(&server, "slow", 1).len(),
+        1,
+        "one upload, one job"
+    );
+}
+
+/// Waits until some job of `service` has `status`; returns its name.
+fn wait_for_status(server: &Server, service: &str, status: &str) -> String {
+    let started = Instant::now();
+    loop {
+        let body: Value = client()
+            .get(server.url(&format!("/system/logs/{service}")))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        if let Some((name, _)) = body["jobs"]
+            .as_object()
+            .and_then(|jobs| jobs.iter().find(|(_, j)| j["status"] == status))
+        {
+            return name.clone();
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "{body}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The embedded store with a real S3 client, as a user drives it: boto3.
+#[test]
+fn boto3_against_the_embedded_store() {
+    let python = test_python();
+    let dir = TestDir::new();
+    let server = Server::start(&dir.data(), &["--password", "b0to-pw"]);
+    let c = client();
+    let digest = c
+        .post(server.url("/system/modules"))
+        .basic_auth("oscar", Some("b0to-pw"))
+        .body(guest("uppercase"))
+        .send()
+        .unwrap()
+        .json::<Value>()
+        .unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = c
+        .post(server.url("/system/services"))
+        .basic_auth("oscar", Some("b0to-pw"))
+        .json(&json!({"name": "upper", "module": digest,
+                      "input": [{"storage_provider": "minio", "path": "drop/in"}],
+                      "output": [{"storage_provider": "minio", "path": "drop/out"}]}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let script = r#"
+import sys, time, boto3, botocore
+endpoint, secret = sys.argv[1], sys.argv[2]
+def client(secret):
+    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                        aws_access_key_id="oscar", aws_secret_access_key=secret,
+                        config=botocore.config.Config(s3={"addressing_style": "path"}))
+s3 = client(secret)
+try:
+    client("wrong").put_object(Bucket="drop", Key="in/x.txt", Body=b"x")
+    sys.exit("a wrong secret was accepted")
+except botocore.exceptions.ClientError as e:
+    print("refused:", e.response["Error"]["Code"])
+s3.put_object(Bucket="drop", Key="in/from boto3.txt", Body=b"dropped by boto3")
+for _ in range(600):
+    try:
+        body = s3.get_object(Bucket="drop", Key="out/upper.txt")["Body"].read()
+        print("result:", body.decode())
+        break
+    except s3.exceptions.NoSuchKey:
+        time.sleep(0.05)
+else:
+    sys.exit("no result")
+"#;
+    let out = std::process::Command::new(&python)
+        .args(["-c", script, server.s3.as_ref().unwrap(), "b0to-pw"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("refused: SignatureDoesNotMatch"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("result: DROPPED BY BOTO3"), "{stdout}");
 }

@@ -110,6 +110,38 @@ pub enum ServiceCommand {
         #[arg(required = true)]
         names: Vec<String>,
     },
+    /// Upload a file to a storage provider of the service (as oscar-cli does), e.g. into its
+    /// input folder: `put-file NAME minio.default photo.jpg photos/in/photo.jpg`.
+    PutFile {
+        /// The service.
+        name: String,
+        /// The provider (`minio.default`, or `minio`).
+        provider: String,
+        /// The local file.
+        local: PathBuf,
+        /// `BUCKET/KEY`.
+        remote: String,
+    },
+    /// Download a file from a storage provider of the service.
+    GetFile {
+        /// The service.
+        name: String,
+        /// The provider (`minio.default`, or `minio`).
+        provider: String,
+        /// `BUCKET/KEY`.
+        remote: String,
+        /// The local file.
+        local: PathBuf,
+    },
+    /// List the files under a path of a storage provider of the service.
+    ListFiles {
+        /// The service.
+        name: String,
+        /// The provider (`minio.default`, or `minio`).
+        provider: String,
+        /// `BUCKET` or `BUCKET/FOLDER`.
+        remote: String,
+    },
 }
 
 /// `oscar-wasm run ...`.
@@ -159,6 +191,9 @@ pub struct JobsArgs {
     pub conn: ConnectionArgs,
     /// The service.
     pub name: String,
+    /// First wait until none of its jobs is Pending or Running (and at least one exists).
+    #[arg(long)]
+    pub wait: bool,
 }
 
 /// `oscar-wasm logs NAME [JOB]`.

@@ -40,7 +40,20 @@ fn list_all(client: &Client, service: &str) -> Result<Map<String, Value>, CliErr
 /// `oscar-wasm jobs NAME`: a table of the service's jobs, or OSCAR's JobsResponse with --json.
 pub fn jobs(args: JobsArgs) -> Result<(), CliError> {
     let client = Client::connect(&args.conn)?;
-    let all = list_all(&client, &args.name)?;
+    let mut all = list_all(&client, &args.name)?;
+    if args.wait {
+        let started = Instant::now();
+        let mut delay = Duration::from_millis(100);
+        while all.is_empty()
+            || all
+                .values()
+                .any(|j| matches!(j["status"].as_str(), Some("Pending" | "Running")))
+        {
+            std::thread::sleep(delay);
+            delay = next_delay(delay, started);
+            all = list_all(&client, &args.name)?;
+        }
+    }
     if args.conn.json {
         return print_json(&serde_json::json!({ "jobs": all }));
     }
@@ -147,13 +160,18 @@ pub fn wait_for(
             return Ok(status.to_string());
         }
         std::thread::sleep(delay);
-        // Quick answers for quick jobs, and no hammering of the server for long ones.
-        delay = (delay * 2).min(if started.elapsed() < Duration::from_secs(10) {
-            Duration::from_millis(500)
-        } else {
-            Duration::from_secs(2)
-        });
+        delay = next_delay(delay, started);
     }
+}
+
+/// The next polling delay: quick answers for quick jobs, and no hammering of the server for
+/// long ones.
+fn next_delay(delay: Duration, started: Instant) -> Duration {
+    (delay * 2).min(if started.elapsed() < Duration::from_secs(10) {
+        Duration::from_millis(500)
+    } else {
+        Duration::from_secs(2)
+    })
 }
 
 /// Downloads a job's outputs (one zip) into `dir`.

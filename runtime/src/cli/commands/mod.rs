@@ -1,6 +1,7 @@
 //! One function per client command: read the arguments, call the server, print the answer.
 
 mod cluster;
+mod files;
 mod invoke;
 mod jobs;
 mod service;

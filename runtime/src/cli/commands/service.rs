@@ -19,6 +19,23 @@ pub fn service(args: ServiceArgs) -> Result<(), CliError> {
         ServiceCommand::Apply { file, module } => apply(&client, &file, module.as_deref(), json),
         ServiceCommand::List => list(&client, json),
         ServiceCommand::Get { name } => get(&client, &name, json),
+        ServiceCommand::PutFile {
+            name,
+            provider,
+            local,
+            remote,
+        } => super::files::put(&client, &name, &provider, &local, &remote, json),
+        ServiceCommand::GetFile {
+            name,
+            provider,
+            remote,
+            local,
+        } => super::files::get(&client, &name, &provider, &remote, &local, json),
+        ServiceCommand::ListFiles {
+            name,
+            provider,
+            remote,
+        } => super::files::list(&client, &name, &provider, &remote, json),
         ServiceCommand::Delete { names } => {
             for name in names {
                 client.send_ok(client.admin(
