@@ -197,8 +197,12 @@ fn bad_definitions_get_400_naming_the_problem() {
             "\"log_level\"",
         ),
         (
-            json!({"name": "x", "image": "ghcr.io/x/y"}).to_string(),
+            json!({"name": "x", "image": "ghcr.io/x/y", "script": "echo hi"}).to_string(),
             "Kubernetes",
+        ),
+        (
+            json!({"name": "x", "image": "ghcr.io/x/y"}).to_string(),
+            "\"script\"",
         ),
         ("{not json".to_string(), "not valid JSON"),
         ("[1, 2]".to_string(), "JSON object"),

@@ -140,12 +140,13 @@ impl App {
         let (registry, stored) =
             Registry::open(&data_dir).map_err(io_context("opening the service registry"))?;
         for service in stored {
-            let runnable = match modules.runnable(&service.spec.module) {
-                Ok(r) => Some(r),
-                Err(e) => {
+            let runnable = match service.spec.backend.module().map(|m| modules.runnable(m)) {
+                Some(Ok(r)) => Some(r),
+                Some(Err(e)) => {
                     tracing::error!(service = %service.spec.name, error = %e, "service module unavailable");
                     None
                 }
+                None => None,
             };
             registry.restore(Deployed::new(service, runnable, service_concurrency));
         }
@@ -207,6 +208,10 @@ impl App {
 
     fn validate(&self, value: Value) -> Result<Service, DeployError> {
         let service = Service::from_definition(value)?;
+        // Image services run as Kubernetes Jobs, which this server cannot start yet.
+        if service.spec.backend.module().is_none() {
+            return Err(DefinitionError::ImageUnsupported.into());
+        }
         if let Some(memory) = service.spec.memory_limit
             && memory > self.max_memory
         {
@@ -239,7 +244,9 @@ impl App {
         self.storage
             .ensure_buckets(&service.spec.storage)
             .map_err(|e| DeployError::Internal(format!("creating the service's buckets: {e}")))?;
-        let digest = service.spec.module;
+        let Some(&digest) = service.spec.backend.module() else {
+            return Err(DefinitionError::ImageUnsupported.into());
+        };
         let runnable = self
             .blocking(move |app| app.modules.runnable(&digest))
             .await;

@@ -160,7 +160,7 @@ impl Registry {
     pub fn users_of(&self, digest: &Digest) -> Vec<String> {
         self.read()
             .values()
-            .filter(|d| d.service.spec.module == *digest)
+            .filter(|d| d.service.spec.backend.module() == Some(digest))
             .map(|d| d.service.spec.name.clone())
             .collect()
     }

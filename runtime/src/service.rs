@@ -28,14 +28,51 @@ pub enum DefinitionError {
         "the service needs a \"module\" (a sha256 digest of an uploaded module) or an \"image\""
     )]
     NothingToRun,
+    /// An image without the script it runs.
+    #[error("an \"image\" service needs its \"script\" (the shell script the image runs)")]
+    MissingScript,
     /// A storage field (`storage_providers`, `input`, `output`) is wrong.
     #[error(transparent)]
     Storage(#[from] crate::storage::spec::StorageError),
     /// An image service while no Kubernetes cluster is configured.
     #[error(
-        "\"image\" services run as Kubernetes Jobs and this server has no Kubernetes cluster configured; give the service a \"module\" instead"
+        "\"image\" services run as Kubernetes Jobs, which this server does not run yet; give the service a \"module\" instead"
     )]
     ImageUnsupported,
+}
+
+/// What runs a service's invocations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// A WebAssembly module, by digest: run in-process by wasmtime.
+    Wasm(Digest),
+    /// A container image running the service's shell script, as OSCAR runs it: a Kubernetes
+    /// Job.
+    Image {
+        /// The image.
+        image: String,
+        /// The script, run with /bin/sh.
+        script: String,
+    },
+}
+
+impl Backend {
+    /// The module of a wasm service.
+    pub fn module(&self) -> Option<&Digest> {
+        match self {
+            Self::Wasm(digest) => Some(digest),
+            Self::Image { .. } => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Wasm(digest) => write!(f, "module {digest}"),
+            Self::Image { image, .. } => write!(f, "image {image}"),
+        }
+    }
 }
 
 /// The fields of a definition that the runtime acts on.
@@ -43,8 +80,8 @@ pub enum DefinitionError {
 pub struct ServiceSpec {
     /// The service's name (a DNS-1123 label).
     pub name: String,
-    /// The WebAssembly module to run.
-    pub module: Digest,
+    /// What runs it: a module (a definition with `module`) or an image and its script.
+    pub backend: Backend,
     /// The runtime log level for the no-output-file response.
     pub log_level: LogLevel,
     /// Environment variables and secrets, in definition order, ready for the WASI context.
@@ -106,11 +143,25 @@ impl Service {
                 ));
             }
         };
-        let has_image = matches!(definition.get("image"), Some(Value::String(s)) if !s.is_empty());
-        let module = match (module, has_image) {
-            (Some(m), _) => m,
-            (None, true) => return Err(DefinitionError::ImageUnsupported),
-            (None, false) => return Err(DefinitionError::NothingToRun),
+        let image = match definition.get("image") {
+            Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_string()),
+            None | Some(Value::Null) | Some(Value::String(_)) => None,
+            Some(_) => return Err(invalid("image", "must be a string")),
+        };
+        // A module wins: `image` and `script` are then kept but not used, as the README says.
+        let backend = match (module, image) {
+            (Some(m), _) => Backend::Wasm(m),
+            (None, Some(image)) => match definition.get("script") {
+                Some(Value::String(script)) if !script.trim().is_empty() => Backend::Image {
+                    image,
+                    script: script.clone(),
+                },
+                Some(Value::String(_)) | None | Some(Value::Null) => {
+                    return Err(DefinitionError::MissingScript);
+                }
+                Some(_) => return Err(invalid("script", "must be a string")),
+            },
+            (None, None) => return Err(DefinitionError::NothingToRun),
         };
 
         let log_level = match definition.get("log_level") {
@@ -174,7 +225,7 @@ impl Service {
                 storage,
                 poll_interval,
                 name,
-                module,
+                backend,
                 log_level,
                 env,
                 memory_limit,
@@ -425,8 +476,18 @@ mod tests {
         ));
         assert!(matches!(
             Service::from_definition(json!({"name": "x", "image": "alpine"})),
-            Err(DefinitionError::ImageUnsupported)
+            Err(DefinitionError::MissingScript)
         ));
+        let image =
+            Service::from_definition(json!({"name": "x", "image": "alpine", "script": "echo hi"}))
+                .unwrap();
+        assert_eq!(
+            image.spec.backend,
+            Backend::Image {
+                image: "alpine".into(),
+                script: "echo hi".into()
+            }
+        );
         assert!(matches!(
             Service::from_definition(json!([1])),
             Err(DefinitionError::NotAnObject)

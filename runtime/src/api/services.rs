@@ -46,13 +46,13 @@ async fn get_one(
 
 async fn create(State(app): State<AppState>, body: Bytes) -> Result<impl IntoResponse, ApiError> {
     let deployed = app.create_service(parse_json(&body)?).await?;
-    tracing::info!(service = %deployed.service.spec.name, module = %deployed.service.spec.module, "service created");
+    tracing::info!(service = %deployed.service.spec.name, backend = %deployed.service.spec.backend, "service created");
     Ok((StatusCode::CREATED, Json(deployed.service.to_public_json())))
 }
 
 async fn update(State(app): State<AppState>, body: Bytes) -> Result<impl IntoResponse, ApiError> {
     let deployed = app.update_service(parse_json(&body)?).await?;
-    tracing::info!(service = %deployed.service.spec.name, module = %deployed.service.spec.module, "service updated");
+    tracing::info!(service = %deployed.service.spec.name, backend = %deployed.service.spec.backend, "service updated");
     Ok(StatusCode::NO_CONTENT)
 }
 

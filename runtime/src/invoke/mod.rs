@@ -211,8 +211,8 @@ impl Invoker {
         };
         let runnable = deployed.runnable.clone().ok_or_else(|| {
             InvokeError::Unavailable(format!(
-                "module {} could not be loaded at start-up; upload it again",
-                deployed.service.spec.module
+                "{} could not be loaded at start-up; upload it again",
+                deployed.service.spec.backend
             ))
         })?;
         // The service's slot first, then the server's: a busy service queues without holding
@@ -320,7 +320,7 @@ fn run_blocking(
         format!(
             "Running service {} ({}, {}), request {request_id}",
             spec.name,
-            spec.module,
+            spec.backend,
             runnable.abi()
         ),
     ));
