@@ -606,3 +606,66 @@ fn storage_files_through_the_cli() {
         "{missing:?}"
     );
 }
+
+/// `service manifest`: offline, the Job of each image service of an FDL file, with its
+/// variables and resources in the container (the script is fetched by the supervisor, so it is
+/// not in the Job).
+#[test]
+fn service_manifest_prints_the_job_offline() {
+    let home = tempfile::tempdir().unwrap();
+    let fdl = home.path().join("fdl.yaml");
+    std::fs::write(home.path().join("script.sh"), "echo gray\n").unwrap();
+    std::fs::write(
+        &fdl,
+        "functions:\n  oscar:\n  - my-cluster:\n      name: grayify\n      memory: 256Mi\n      \
+         cpu: '0.5'\n      image: ghcr.io/example/imagemagick\n      script: script.sh\n      \
+         environment:\n        variables:\n          SIZE: \"64\"\n  - my-cluster:\n      \
+         name: wasm-one\n      module: sha256:0000000000000000000000000000000000000000000000000000000000000000\n",
+    )
+    .unwrap();
+    // No server at all: nothing listens at this endpoint.
+    let out = oscar_cli(
+        Some("http://127.0.0.1:9"),
+        home.path(),
+        &[
+            "service",
+            "manifest",
+            fdl.to_str().unwrap(),
+            "--namespace",
+            "batch-ns",
+            "--async",
+        ],
+        b"",
+    );
+    let text = out.ok();
+    assert!(out.stderr.contains("wasm-one runs a module"), "{out:?}");
+    let job: Value = yaml_serde::from_str(&text).unwrap();
+    assert_eq!(job["apiVersion"], "batch/v1");
+    assert_eq!(job["kind"], "Job");
+    assert_eq!(job["metadata"]["namespace"], "batch-ns");
+    assert_eq!(
+        job["metadata"]["labels"]["oscar-wasm.io/service"],
+        "grayify"
+    );
+    assert_eq!(job["spec"]["ttlSecondsAfterFinished"], 600);
+    let container = &job["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["image"], "ghcr.io/example/imagemagick");
+    assert_eq!(container["resources"]["limits"]["memory"], "256Mi");
+    assert!(
+        container["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "SIZE" && e["value"] == "64")
+    );
+    // A definition that cannot run is refused with the reason.
+    std::fs::write(&fdl, "name: broken\nimage: alpine\n").unwrap();
+    let bad = oscar_cli(
+        None,
+        home.path(),
+        &["service", "manifest", fdl.to_str().unwrap()],
+        b"",
+    );
+    assert_eq!(bad.code, 2, "{bad:?}");
+    assert!(bad.stderr.contains("script"), "{bad:?}");
+}

@@ -89,6 +89,8 @@ pub struct App {
     pub storage: crate::storage::Storage,
     /// The data folder (canonical).
     pub data_dir: PathBuf,
+    /// The Kubernetes executor of image services, when a cluster answered at start-up.
+    pub kube: Option<Arc<crate::kube::Kube>>,
     /// Serialises changes that touch both the registry and the module store.
     deploy_lock: tokio::sync::Mutex<()>,
     max_memory: u64,
@@ -101,13 +103,14 @@ impl App {
     /// Opens the data folder (creating it), loads services and their modules, and prepares the
     /// scratch root. Services whose module cannot be loaded stay registered and answer 503.
     pub fn open(args: &ServeArgs) -> Result<Arc<Self>, StartError> {
-        Self::open_with(args, None)
+        Self::open_with(args, None, None)
     }
 
     /// [`App::open`], with the embedded store's bound address when it runs.
     pub fn open_with(
         args: &ServeArgs,
         embedded_store: Option<std::net::SocketAddr>,
+        kube: Option<crate::kube::Kube>,
     ) -> Result<Arc<Self>, StartError> {
         let data_dir = &args.data_dir;
         std::fs::create_dir_all(data_dir)
@@ -190,6 +193,7 @@ impl App {
         };
         storage.clean_staging();
         Ok(Arc::new(Self {
+            kube: kube.map(Arc::new),
             data_dir: data_dir.clone(),
             storage,
             registry,
@@ -208,8 +212,8 @@ impl App {
 
     fn validate(&self, value: Value) -> Result<Service, DeployError> {
         let service = Service::from_definition(value)?;
-        // Image services run as Kubernetes Jobs, which this server cannot start yet.
-        if service.spec.backend.module().is_none() {
+        // Image services run as Kubernetes Jobs: only with a cluster.
+        if service.spec.backend.module().is_none() && self.kube.is_none() {
             return Err(DefinitionError::ImageUnsupported.into());
         }
         if let Some(memory) = service.spec.memory_limit
@@ -245,7 +249,8 @@ impl App {
             .ensure_buckets(&service.spec.storage)
             .map_err(|e| DeployError::Internal(format!("creating the service's buckets: {e}")))?;
         let Some(&digest) = service.spec.backend.module() else {
-            return Err(DefinitionError::ImageUnsupported.into());
+            // An image service: its Jobs need nothing deployed here.
+            return Ok(Deployed::new(service, None, self.service_concurrency));
         };
         let runnable = self
             .blocking(move |app| app.modules.runnable(&digest))
@@ -309,6 +314,11 @@ impl App {
     pub async fn delete_service(self: &Arc<Self>, name: &str) -> Result<(), DeployError> {
         let _guard = self.deploy_lock.lock().await;
         self.registry.remove(name)?;
+        if let Some(kube) = &self.kube
+            && let Err(e) = kube.delete_service_jobs(name).await
+        {
+            tracing::warn!(service = %name, error = %e, "could not delete the service's Jobs");
+        }
         let name = name.to_string();
         self.blocking(move |app| {
             app.jobs.delete_service(&name);
@@ -423,5 +433,49 @@ impl App {
                 Err(e) => tracing::error!(error = %e, "object created: job submission panicked"),
             }
         }
+    }
+}
+
+impl App {
+    /// Runs one invocation on the service's backend: its module here, or its image as a
+    /// Kubernetes Job.
+    pub async fn invoke(
+        self: &Arc<Self>,
+        deployed: Arc<Deployed>,
+        input: crate::invoke::Input,
+        request: crate::invoke::Request,
+    ) -> Result<crate::invoke::Completed, crate::invoke::InvokeError> {
+        use crate::invoke::{Input, InvokeError, Kind};
+        let crate::service::Backend::Image { image, script } = &deployed.service.spec.backend
+        else {
+            return self.invoker.invoke(deployed.clone(), input, request).await;
+        };
+        let kube = self.kube.as_ref().ok_or_else(|| {
+            InvokeError::Unavailable("image services need a Kubernetes cluster".into())
+        })?;
+        let (name, bytes) = match input {
+            Input::Body(bytes) => (format!("event-file-{}", uuid::Uuid::new_v4()), bytes),
+            Input::Object { staged, name, .. } => {
+                let bytes = tokio::fs::read(&staged).await;
+                let _ = tokio::fs::remove_file(&staged).await;
+                (name, bytes.map_err(|e| InvokeError::Host(e.to_string()))?)
+            }
+        };
+        let timeout = deployed
+            .service
+            .spec
+            .timeout
+            .unwrap_or(self.invoker.default_timeout());
+        kube.run(
+            &deployed.service,
+            image,
+            script,
+            name,
+            bytes,
+            timeout,
+            request.kind == Kind::Job,
+        )
+        .await
+        .map_err(|e| InvokeError::Host(e.to_string()))
     }
 }

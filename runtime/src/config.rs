@@ -94,6 +94,24 @@ pub struct ServeArgs {
     /// The external store's region.
     #[arg(long, env = "OSCAR_WASM_STORAGE_REGION", default_value = "us-east-1")]
     pub storage_region: String,
+    /// This server's URL as pods reach it: enables image services, run as Kubernetes Jobs
+    /// (with KUBECONFIG or the in-cluster service account) when the API server answers.
+    #[arg(long, env = "OSCAR_WASM_KUBE_CALLBACK_URL")]
+    pub kube_callback_url: Option<String>,
+    /// Namespace of the Jobs.
+    #[arg(long, env = "OSCAR_WASM_KUBE_NAMESPACE", default_value = "oscar-svc")]
+    pub kube_namespace: String,
+    /// Image holding the supervisor binary at /oscar-wasm-supervisor (copied into each pod by
+    /// an init container).
+    #[arg(
+        long,
+        env = "OSCAR_WASM_KUBE_SUPERVISOR_IMAGE",
+        default_value = concat!("ghcr.io/oscar-wasm/supervisor:", env!("CARGO_PKG_VERSION"))
+    )]
+    pub kube_supervisor_image: String,
+    /// Seconds a finished asynchronous Job stays in the cluster (ttlSecondsAfterFinished).
+    #[arg(long, env = "OSCAR_WASM_KUBE_JOB_TTL", default_value_t = 600)]
+    pub kube_job_ttl: i32,
 }
 
 fn quantity(text: &str) -> Result<u64, String> {
@@ -125,6 +143,19 @@ impl ServeArgs {
             );
         }
         Ok(())
+    }
+
+    /// The Kubernetes executor's settings, when a callback URL enables it.
+    pub fn kube_settings(&self) -> Option<crate::kube::KubeSettings> {
+        let callback_url = self.kube_callback_url.clone()?;
+        Some(crate::kube::KubeSettings {
+            callback_url,
+            jobs: crate::kube::manifest::JobSettings {
+                namespace: self.kube_namespace.clone(),
+                supervisor_image: self.kube_supervisor_image.clone(),
+                ttl_after_finished: self.kube_job_ttl.max(0),
+            },
+        })
     }
 
     /// The embedded store's credentials: the administrator's (an open server, without a

@@ -9,6 +9,7 @@
 //! - [`modules`]: the content-addressed module store and its compiled-artifact cache;
 //! - [`supervisor`]: FaaS Supervisor's rules, body to input file and output files to response;
 //! - [`invoke`]: one invocation: scratch folders, the sandbox run, output collection;
+//! - [`kube`]: image services as Kubernetes Jobs, with the supervisor's callback table;
 //! - [`jobs`]: asynchronous jobs: the persisted queue, workers, logs and outputs;
 //! - [`storage`]: storage providers, bucket events, object downloads and uploads, and the
 //!   embedded S3-compatible store;
@@ -24,6 +25,7 @@ pub mod config;
 pub mod fsutil;
 pub mod invoke;
 pub mod jobs;
+pub mod kube;
 pub mod metrics;
 pub mod modules;
 pub mod registry;

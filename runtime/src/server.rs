@@ -6,6 +6,16 @@ use crate::config::ServeArgs;
 
 /// Runs the server until a shutdown signal.
 pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|source| StartError::Io {
+            context: format!("binding {}", args.listen),
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Io {
+        context: "reading the bound address".into(),
+        source,
+    })?;
     // The embedded store's port is bound first: services' minio.default needs its address.
     let s3_listener = if args.storage_endpoint.is_none() {
         let listener = tokio::net::TcpListener::bind(args.s3_listen)
@@ -22,7 +32,30 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
         None
     };
     let s3_addr = s3_listener.as_ref().and_then(|l| l.local_addr().ok());
-    let app = App::open_with(&args, s3_addr)?;
+    // Image services need a cluster that answers; without one they are refused at creation.
+    let kube = match args.kube_settings().map(|mut settings| {
+        // Port 0 in the callback URL stands for the port this server bound.
+        if let Ok(mut url) = reqwest::Url::parse(&settings.callback_url)
+            && url.port() == Some(0)
+            && url.set_port(Some(addr.port())).is_ok()
+        {
+            settings.callback_url = url.to_string();
+        }
+        settings
+    }) {
+        Some(settings) => match crate::kube::Kube::connect(settings).await {
+            Ok(kube) => {
+                tracing::info!(namespace = %kube.namespace(), "image services run as Kubernetes Jobs");
+                Some(kube)
+            }
+            Err(reason) => {
+                tracing::warn!("image services are disabled: {reason}");
+                None
+            }
+        },
+        None => None,
+    };
+    let app = App::open_with(&args, s3_addr, kube)?;
     if let Some(listener) = s3_listener {
         let data_dir = app.data_dir.clone();
         let (access_key, secret_key) = args.embedded_store_keys();
@@ -52,16 +85,6 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
         app.data_dir.clone(),
     ));
     let router = api::router(app.clone(), args.max_body);
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .map_err(|source| StartError::Io {
-            context: format!("binding {}", args.listen),
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| StartError::Io {
-        context: "reading the bound address".into(),
-        source,
-    })?;
     tracing::info!(
         data_dir = %args.data_dir.display(),
         scratch = %app.invoker.scratch_root().display(),

@@ -24,6 +24,11 @@ impl Server {
     /// Starts `oscar-wasm serve` on a free loopback port with `data_dir`, scratch folders under
     /// `data_dir/../scratch`, and `extra` flags; waits until it accepts connections.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        Self::start_with_env(data_dir, extra, &[])
+    }
+
+    /// [`Server::start`] with extra environment variables for the server process.
+    pub fn start_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let scratch = data_dir.parent().unwrap().join("scratch");
         // The embedded S3 store on a free port too, unless the test places it.
         let s3_listen: &[&str] = if extra
@@ -34,10 +39,17 @@ impl Server {
         } else {
             &["--s3-listen", "127.0.0.1:0"]
         };
+        let listen: &[&str] = if extra.contains(&"--listen") {
+            &[]
+        } else {
+            &["--listen", "127.0.0.1:0"]
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_oscar-wasm"))
             .arg("serve")
             .args(s3_listen)
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .args(listen)
+            .envs(env.iter().copied())
+            .arg("--data-dir")
             .arg(data_dir)
             .arg("--scratch-dir")
             .arg(&scratch)

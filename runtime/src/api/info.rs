@@ -22,7 +22,10 @@ async fn info(State(app): State<AppState>) -> Json<Value> {
         "serverless_backend": {"name": "oscar-wasm", "version": env!("CARGO_PKG_VERSION")},
         "backends": {
             "wasm": {"available": true, "engine": "wasmtime", "services": app.registry.list().len()},
-            "kubernetes": {"available": false, "reason": "no Kubernetes cluster is configured"}
+            "kubernetes": match &app.kube {
+                Some(kube) => json!({"available": true, "namespace": kube.namespace()}),
+                None => json!({"available": false, "reason": "no Kubernetes cluster is configured (--kube-callback-url and KUBECONFIG or a service account)"}),
+            }
         }
     }))
 }

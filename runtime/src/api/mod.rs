@@ -5,6 +5,7 @@ mod auth;
 pub mod error;
 mod info;
 mod jobs;
+mod kube;
 mod modules;
 mod run;
 mod services;
@@ -40,6 +41,7 @@ pub fn router(app: AppState, max_body: u64) -> Router {
         .merge(system)
         .merge(run::routes())
         .merge(jobs::invoke_routes())
+        .merge(kube::routes())
         .layer(DefaultBodyLimit::max(limit))
         .with_state(app)
 }

@@ -133,6 +133,27 @@ pub enum ServiceCommand {
         /// The local file.
         local: PathBuf,
     },
+    /// Print, offline, the Kubernetes Job the runtime creates for each image service of a file
+    /// (YAML), with placeholders for the invocation's id and token.
+    Manifest {
+        /// The FDL or definition file.
+        file: PathBuf,
+        /// The Jobs' namespace.
+        #[arg(long, default_value = "oscar-svc")]
+        namespace: String,
+        /// The image holding the supervisor binary.
+        #[arg(
+            long,
+            default_value = concat!("ghcr.io/oscar-wasm/supervisor:", env!("CARGO_PKG_VERSION"))
+        )]
+        supervisor_image: String,
+        /// The runtime's URL as pods reach it.
+        #[arg(long, default_value = "http://oscar-wasm:8080")]
+        callback_url: String,
+        /// Show an asynchronous invocation's Job (kept until its TTL) instead of a synchronous one's.
+        #[arg(long = "async")]
+        asynchronous: bool,
+    },
     /// List the files under a path of a storage provider of the service.
     ListFiles {
         /// The service.

@@ -170,6 +170,11 @@ impl Invoker {
         }
     }
 
+    /// The timeout of services that set none.
+    pub fn default_timeout(&self) -> Duration {
+        self.shared.settings.default_timeout
+    }
+
     /// The scratch root in use.
     pub fn scratch_root(&self) -> &std::path::Path {
         self.shared.scratch.path()

@@ -13,6 +13,23 @@ const PROGRESS_THRESHOLD: u64 = 1 << 20;
 
 /// Runs a service subcommand.
 pub fn service(args: ServiceArgs) -> Result<(), CliError> {
+    // Offline: no server needed.
+    if let ServiceCommand::Manifest {
+        file,
+        namespace,
+        supervisor_image,
+        callback_url,
+        asynchronous,
+    } = &args.command
+    {
+        return manifest(
+            file,
+            namespace,
+            supervisor_image,
+            callback_url,
+            *asynchronous,
+        );
+    }
     let client = Client::connect(&args.conn)?;
     let json = args.conn.json;
     match args.command {
@@ -36,6 +53,7 @@ pub fn service(args: ServiceArgs) -> Result<(), CliError> {
             provider,
             remote,
         } => super::files::list(&client, &name, &provider, &remote, json),
+        ServiceCommand::Manifest { .. } => Ok(()),
         ServiceCommand::Delete { names } => {
             for name in names {
                 client.send_ok(client.admin(
@@ -203,4 +221,59 @@ fn get(client: &Client, name: &str, json: bool) -> Result<(), CliError> {
 /// `sha256:0123456789ab` instead of 64 hex digits, as container tools shorten image ids.
 fn short_digest(digest: &str) -> String {
     digest.chars().take("sha256:".len() + 12).collect()
+}
+
+/// `service manifest`: the Job of each image service of `file`, as YAML documents.
+fn manifest(
+    file: &Path,
+    namespace: &str,
+    supervisor_image: &str,
+    callback_url: &str,
+    asynchronous: bool,
+) -> Result<(), CliError> {
+    use crate::kube::manifest::{JobRequest, JobSettings, job};
+    use crate::service::{Backend, Service};
+    let settings = JobSettings {
+        namespace: namespace.to_string(),
+        supervisor_image: supervisor_image.to_string(),
+        ttl_after_finished: 600,
+    };
+    let mut documents = Vec::new();
+    for def in definitions::read(file)? {
+        let name = def.name().to_string();
+        let service = Service::from_definition(Value::Object(def.value))
+            .map_err(|e| file_error(file, format!("service {name}: {e}")))?;
+        let Backend::Image { image, .. } = &service.spec.backend else {
+            eprintln!("service {name} runs a module: no Kubernetes objects");
+            continue;
+        };
+        let text = |key: &str| service.definition.get(key).and_then(Value::as_str);
+        let callback = format!(
+            "{}/kube/invocations/INVOCATION",
+            callback_url.trim_end_matches('/')
+        );
+        let request = JobRequest {
+            service: &service.spec.name,
+            invocation: "INVOCATION",
+            image,
+            memory: text("memory"),
+            cpu: text("cpu"),
+            env: &service.spec.env,
+            timeout_secs: service
+                .spec
+                .timeout
+                .map_or(60, |t| t.as_secs().max(1) as i64),
+            callback: &callback,
+            token: "ONE-TIME-TOKEN",
+            asynchronous,
+        };
+        // Serialised straight from the typed object (with its apiVersion and kind), not
+        // through a JSON value, whose arbitrary-precision numbers YAML cannot show.
+        documents.push(
+            yaml_serde::to_string(&job(&request, &settings))
+                .map_err(|e| CliError::Usage(e.to_string()))?,
+        );
+    }
+    print!("{}", documents.join("---\n"));
+    Ok(())
 }

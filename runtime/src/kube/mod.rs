@@ -1,0 +1,389 @@
+//! Image services, run as OSCAR runs them: one Kubernetes Job per invocation, through the
+//! Kubernetes API (kube-rs). Configured from KUBECONFIG or the in-cluster service account, and
+//! enabled only when the API server answers.
+//!
+//! An invocation: the input and script wait here under a one-time token; the Job is created
+//! ([`manifest`]); the supervisor in the pod fetches them from `/kube/invocations/<id>`, runs
+//! the script and posts the outputs back; the runtime watches the Job to its end (within the
+//! service's timeout), reads the pod's log, and deletes a synchronous call's Job. The answer
+//! follows the same rules as a wasm service's.
+
+pub mod manifest;
+
+use crate::invoke::{Completed, Exit};
+use crate::supervisor::{LogLevel, LogLine, OutputFile};
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams, WatchEvent, WatchParams};
+use manifest::{JobRequest, JobSettings};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// Settings of the Kubernetes executor.
+#[derive(Debug, Clone)]
+pub struct KubeSettings {
+    /// Job settings (namespace, supervisor image, TTL).
+    pub jobs: JobSettings,
+    /// This server's URL as pods reach it.
+    pub callback_url: String,
+}
+
+/// A failure of the executor (not of the user's script).
+#[derive(Debug, thiserror::Error)]
+pub enum KubeError {
+    /// The Kubernetes API refused or failed.
+    #[error("Kubernetes API: {0}")]
+    Api(String),
+}
+
+/// What the supervisor posts back.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct SupervisorResult {
+    /// The script's exit code.
+    pub exit_code: i32,
+    /// The script's stdout and stderr.
+    pub output: String,
+    /// The output files, base64.
+    pub files: Vec<ResultFile>,
+}
+
+/// One output file of a [`SupervisorResult`].
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct ResultFile {
+    /// Path relative to the output folder.
+    pub path: String,
+    /// Contents, base64.
+    pub base64: String,
+}
+
+/// An invocation waiting for its pod.
+struct Pending {
+    token: String,
+    input_name: String,
+    input: Vec<u8>,
+    script: String,
+    result: Option<oneshot::Sender<SupervisorResult>>,
+}
+
+/// The executor: a Kubernetes client and the invocations in flight.
+pub struct Kube {
+    client: kube::Client,
+    settings: KubeSettings,
+    pending: Mutex<HashMap<String, Pending>>,
+}
+
+/// The input a pod's supervisor fetches.
+pub struct PodInput {
+    /// The input file's name.
+    pub name: String,
+    /// Its bytes.
+    pub bytes: Vec<u8>,
+}
+
+impl Kube {
+    /// Connects with KUBECONFIG or the in-cluster service account; `None` (with the reason)
+    /// when no cluster answers.
+    pub async fn connect(settings: KubeSettings) -> Result<Self, String> {
+        // Already installed is fine: any provider will do for the API server's TLS.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let config = kube::Config::infer()
+            .await
+            .map_err(|e| format!("no Kubernetes configuration: {e}"))?;
+        let client = kube::Client::try_from(config).map_err(|e| e.to_string())?;
+        tokio::time::timeout(Duration::from_secs(10), client.apiserver_version())
+            .await
+            .map_err(|_| "the Kubernetes API server did not answer within 10 s".to_string())?
+            .map_err(|e| format!("the Kubernetes API server did not answer: {e}"))?;
+        Ok(Self {
+            client,
+            settings,
+            pending: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The Jobs' namespace.
+    pub fn namespace(&self) -> &str {
+        &self.settings.jobs.namespace
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, Pending>> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The input of invocation `id`, for the holder of its token.
+    pub fn input(&self, id: &str, token: &str) -> Option<PodInput> {
+        let pending = self.pending();
+        let p = pending.get(id)?;
+        crate::auth::secrets_equal(p.token.as_bytes(), token.as_bytes()).then(|| PodInput {
+            name: p.input_name.clone(),
+            bytes: p.input.clone(),
+        })
+    }
+
+    /// The script of invocation `id`, for the holder of its token.
+    pub fn script(&self, id: &str, token: &str) -> Option<String> {
+        let pending = self.pending();
+        let p = pending.get(id)?;
+        crate::auth::secrets_equal(p.token.as_bytes(), token.as_bytes()).then(|| p.script.clone())
+    }
+
+    /// Takes invocation `id`'s result; the token is spent (`false` when it is wrong or used).
+    pub fn deliver(&self, id: &str, token: &str, result: SupervisorResult) -> bool {
+        let mut pending = self.pending();
+        let Some(p) = pending.get_mut(id) else {
+            return false;
+        };
+        if !crate::auth::secrets_equal(p.token.as_bytes(), token.as_bytes()) {
+            return false;
+        }
+        match p.result.take() {
+            Some(sender) => sender.send(result).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Runs one invocation of an image service as a Job and waits for its end.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn run(
+        &self,
+        service: &crate::service::Service,
+        image: &str,
+        script: &str,
+        input_name: String,
+        input: Vec<u8>,
+        timeout: Duration,
+        asynchronous: bool,
+    ) -> Result<Completed, KubeError> {
+        let started = Instant::now();
+        let id = uuid::Uuid::new_v4().simple().to_string()[..16].to_string();
+        let token = hex::encode(rand::random::<[u8; 24]>());
+        let (sender, receiver) = oneshot::channel();
+        self.pending().insert(
+            id.clone(),
+            Pending {
+                token: token.clone(),
+                input_name,
+                input,
+                script: script.to_string(),
+                result: Some(sender),
+            },
+        );
+        let _forget = Forget(self, id.clone());
+        let callback = format!(
+            "{}/kube/invocations/{id}",
+            self.settings.callback_url.trim_end_matches('/')
+        );
+        let text = |key: &str| service.definition.get(key).and_then(|v| v.as_str());
+        let request = JobRequest {
+            service: &service.spec.name,
+            invocation: &id,
+            image,
+            memory: text("memory"),
+            cpu: text("cpu"),
+            env: &service.spec.env,
+            timeout_secs: timeout.as_secs().max(1) as i64,
+            callback: &callback,
+            token: &token,
+            asynchronous,
+        };
+        let job = manifest::job(&request, &self.settings.jobs);
+        let name = manifest::job_name(&service.spec.name, &id);
+        let jobs: Api<Job> = Api::namespaced(self.client.clone(), self.namespace());
+        let mut log = vec![LogLine::now(
+            LogLevel::Info,
+            format!(
+                "Running service {} (image {image}) as Kubernetes Job {}/{name}",
+                service.spec.name,
+                self.namespace()
+            ),
+        )];
+        jobs.create(&PostParams::default(), &job)
+            .await
+            .map_err(|e| KubeError::Api(format!("creating Job {name}: {e}")))?;
+
+        let outcome = tokio::time::timeout(timeout, self.watch_to_end(&jobs, &name)).await;
+        let finished = match outcome {
+            Ok(Ok(succeeded)) => Some(succeeded),
+            Ok(Err(e)) => {
+                let _ = self.delete(&jobs, &name).await;
+                return Err(e);
+            }
+            Err(_) => None,
+        };
+        let pod_log = self.pod_log(&name).await;
+        if (!asynchronous || finished.is_none())
+            && let Err(e) = self.delete(&jobs, &name).await
+        {
+            log.push(LogLine::now(LogLevel::Warning, e.to_string()));
+        }
+        // The supervisor posts before it exits, so a finished Job's result is here or about to
+        // be; a timed-out one has none to wait for.
+        let result = match finished {
+            Some(_) => tokio::time::timeout(Duration::from_secs(5), receiver)
+                .await
+                .ok()
+                .and_then(Result::ok),
+            None => None,
+        };
+        let elapsed = started.elapsed();
+        let (exit, files, output) = match (finished, result) {
+            (None, _) => {
+                log.push(LogLine::now(
+                    LogLevel::Error,
+                    format!(
+                        "Job stopped: timeout of {:.3} s reached",
+                        timeout.as_secs_f64()
+                    ),
+                ));
+                (Exit::Timeout, Vec::new(), pod_log.into_bytes())
+            }
+            (Some(_), Some(result)) => {
+                let files = decode_files(&result.files);
+                let exit = if result.exit_code == 0 {
+                    Exit::Success
+                } else {
+                    Exit::Status(result.exit_code)
+                };
+                log.push(LogLine::now(
+                    if result.exit_code == 0 {
+                        LogLevel::Info
+                    } else {
+                        LogLevel::Error
+                    },
+                    format!(
+                        "Script exited with status {} after {:.3} s; {} output file(s)",
+                        result.exit_code,
+                        elapsed.as_secs_f64(),
+                        files.len()
+                    ),
+                ));
+                (exit, files, result.output.into_bytes())
+            }
+            (Some(_), None) => {
+                log.push(LogLine::now(
+                    LogLevel::Error,
+                    "The Job ended without its supervisor reporting (image pull, eviction?)",
+                ));
+                (Exit::Status(1), Vec::new(), pod_log.into_bytes())
+            }
+        };
+        Ok(Completed {
+            exit,
+            files,
+            output,
+            log,
+            elapsed,
+        })
+    }
+
+    /// Watches Job `name` until it is Complete (`true`) or Failed (`false`).
+    async fn watch_to_end(&self, jobs: &Api<Job>, name: &str) -> Result<bool, KubeError> {
+        let params = WatchParams::default()
+            .fields(&format!("metadata.name={name}"))
+            .timeout(290);
+        loop {
+            let mut stream = jobs
+                .watch(&params, "0")
+                .await
+                .map_err(|e| KubeError::Api(format!("watching Job {name}: {e}")))?
+                .boxed();
+            while let Some(event) = stream
+                .try_next()
+                .await
+                .map_err(|e| KubeError::Api(format!("watching Job {name}: {e}")))?
+            {
+                if let WatchEvent::Added(job) | WatchEvent::Modified(job) = event
+                    && let Some(done) = finished(&job)
+                {
+                    return Ok(done);
+                }
+            }
+        }
+    }
+
+    /// The log of the Job's pod (empty when there is none yet).
+    async fn pod_log(&self, job: &str) -> String {
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), self.namespace());
+        let Ok(list) = pods
+            .list(&ListParams::default().labels(&format!("job-name={job}")))
+            .await
+        else {
+            return String::new();
+        };
+        let Some(name) = list.items.first().and_then(|p| p.metadata.name.clone()) else {
+            return String::new();
+        };
+        pods.logs(&name, &LogParams::default())
+            .await
+            .unwrap_or_default()
+    }
+
+    async fn delete(&self, jobs: &Api<Job>, name: &str) -> Result<(), KubeError> {
+        jobs.delete(name, &DeleteParams::background())
+            .await
+            .map(|_| ())
+            .map_err(|e| KubeError::Api(format!("deleting Job {name}: {e}")))
+    }
+
+    /// Deletes every Job of a service (its asynchronous ones, when it is deleted).
+    pub async fn delete_service_jobs(&self, service: &str) -> Result<(), KubeError> {
+        let jobs: Api<Job> = Api::namespaced(self.client.clone(), self.namespace());
+        jobs.delete_collection(
+            &DeleteParams::background(),
+            &ListParams::default().labels(&format!("{}={service}", manifest::SERVICE_LABEL)),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| KubeError::Api(format!("deleting the Jobs of {service}: {e}")))
+    }
+}
+
+/// Removes an invocation from the pending table when its run ends, however it ends.
+struct Forget<'a>(&'a Kube, String);
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        self.0.pending().remove(&self.1);
+    }
+}
+
+/// `Some(true)` when the Job is Complete, `Some(false)` when Failed, `None` while it runs.
+fn finished(job: &Job) -> Option<bool> {
+    let conditions = job.status.as_ref()?.conditions.as_ref()?;
+    for c in conditions {
+        if c.status == "True" {
+            match c.type_.as_str() {
+                "Complete" | "SuccessCriteriaMet" => return Some(true),
+                "Failed" | "FailureTarget" => return Some(false),
+                _ => {}
+            }
+        }
+    }
+    None
+}
+
+fn decode_files(files: &[ResultFile]) -> Vec<OutputFile> {
+    use base64::Engine as _;
+    files
+        .iter()
+        // Names come from the pod: only plain relative paths become output entries.
+        .filter(|f| {
+            !f.path.is_empty()
+                && std::path::Path::new(&f.path)
+                    .components()
+                    .all(|c| matches!(c, std::path::Component::Normal(_)))
+        })
+        .filter_map(|f| {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(&f.base64)
+                .ok()?;
+            Some(OutputFile {
+                path: f.path.clone(),
+                bytes,
+            })
+        })
+        .collect()
+}

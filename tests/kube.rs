@@ -1,0 +1,647 @@
+//! End-to-end tests of image services, run as Kubernetes Jobs, against a fake Kubernetes API
+//! server that this test starts on loopback. The fake checks and records the requests the
+//! runtime makes (paths, verbs, bodies, label and field selectors, watch parameters) and
+//! answers as the API server does, watch events and pod logs included. Its "pods" are real:
+//! for each Job it runs the `oscar-wasm-supervisor` binary as a local process with the Job's
+//! environment, which talks to the real runtime exactly as it would from a pod.
+//!
+//! What only a real cluster covers (the init container copying the supervisor, image pulls,
+//! RBAC) is in `real_cluster_runs_an_image_service`, ignored by default: run it with
+//! `KUBECONFIG=... OSCAR_WASM_TEST_CALLBACK=http://<this host as pods reach it>:<port>
+//! cargo test -p oscar-wasm --test kube -- --ignored`.
+
+mod common;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use common::*;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// One Job the fake knows.
+struct FakeJob {
+    body: Value,
+    /// `Some(true)` Complete, `Some(false)` Failed, `None` running.
+    done: tokio::sync::watch::Sender<Option<bool>>,
+    log: Arc<Mutex<String>>,
+    child: Option<tokio::process::Child>,
+}
+
+#[derive(Default)]
+struct Fake {
+    jobs: Mutex<HashMap<String, FakeJob>>,
+    /// `METHOD path?query` of every request, in order.
+    requests: Mutex<Vec<String>>,
+    /// Bodies of DELETE requests, by path.
+    deletes: Mutex<Vec<(String, String)>>,
+}
+
+type Shared = Arc<Fake>;
+
+fn status_ok() -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"})
+}
+
+async fn record(fake: &Shared, method: &Method, uri: &Uri) {
+    fake.requests.lock().unwrap().push(format!(
+        "{method} {}",
+        uri.path_and_query().map_or("", |p| p.as_str())
+    ));
+}
+
+async fn version(State(fake): State<Shared>, method: Method, uri: Uri) -> Response {
+    record(&fake, &method, &uri).await;
+    axum::Json(
+        json!({"major": "1", "minor": "33", "gitVersion": "v1.33.0", "gitCommit": "",
+        "gitTreeState": "clean", "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.24",
+        "compiler": "gc", "platform": "linux/amd64"}),
+    )
+    .into_response()
+}
+
+/// POST creates a Job and starts its "pod"; GET with watch=true streams its end; DELETE with a
+/// label selector deletes a service's Jobs.
+async fn jobs(
+    State(fake): State<Shared>,
+    Path(ns): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    method: Method,
+    uri: Uri,
+    body: axum::body::Bytes,
+) -> Response {
+    record(&fake, &method, &uri).await;
+    assert_eq!(ns, "oscar-svc");
+    match method {
+        Method::POST => {
+            let mut job: Value = serde_json::from_slice(&body).unwrap();
+            let name = job["metadata"]["name"].as_str().unwrap().to_string();
+            job["metadata"]["uid"] = json!(format!("uid-{name}"));
+            job["metadata"]["resourceVersion"] = json!("1");
+            let env: HashMap<String, String> =
+                job["spec"]["template"]["spec"]["containers"][0]["env"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| {
+                        (
+                            e["name"].as_str().unwrap().to_string(),
+                            e["value"].as_str().unwrap_or("").to_string(),
+                        )
+                    })
+                    .collect();
+            let workdir = tempfile::tempdir().unwrap().keep();
+            let mut child =
+                tokio::process::Command::new(env!("CARGO_BIN_EXE_oscar-wasm-supervisor"))
+                    .envs(&env)
+                    .env("OSCAR_WASM_WORKDIR", &workdir)
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .kill_on_drop(true)
+                    .spawn()
+                    .unwrap();
+            let (done, _) = tokio::sync::watch::channel(None);
+            let log = Arc::new(Mutex::new(String::new()));
+            let stdout = child.stdout.take().unwrap();
+            let stderr = child.stderr.take().unwrap();
+            for pipe in [
+                Box::new(stdout) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+                Box::new(stderr),
+            ] {
+                let log = log.clone();
+                tokio::spawn(async move {
+                    use tokio::io::AsyncReadExt;
+                    let mut pipe = pipe;
+                    let mut text = String::new();
+                    let _ = pipe.read_to_string(&mut text).await;
+                    log.lock().unwrap().push_str(&text);
+                });
+            }
+            fake.jobs.lock().unwrap().insert(
+                name.clone(),
+                FakeJob {
+                    body: job.clone(),
+                    done,
+                    log,
+                    child: Some(child),
+                },
+            );
+            // The "kubelet": the pod's end becomes the Job's condition.
+            let fake2 = fake.clone();
+            tokio::spawn(async move {
+                let child = fake2
+                    .jobs
+                    .lock()
+                    .unwrap()
+                    .get_mut(&name)
+                    .and_then(|j| j.child.take());
+                let Some(mut child) = child else { return };
+                let status = child.wait().await.unwrap();
+                if let Some(job) = fake2.jobs.lock().unwrap().get(&name) {
+                    let _ = job.done.send(Some(status.success()));
+                }
+            });
+            (StatusCode::CREATED, axum::Json(job)).into_response()
+        }
+        Method::GET => {
+            assert_eq!(
+                query.get("watch").map(String::as_str),
+                Some("true"),
+                "{uri}"
+            );
+            let selector = query.get("fieldSelector").cloned().unwrap_or_default();
+            let name = selector
+                .strip_prefix("metadata.name=")
+                .unwrap_or_else(|| panic!("a watch on one Job by name: {uri}"))
+                .to_string();
+            let (mut done, body) = {
+                let jobs = fake.jobs.lock().unwrap();
+                let job = jobs.get(&name).unwrap();
+                (job.done.subscribe(), job.body.clone())
+            };
+            let stream = async_stream(move |tx| async move {
+                let ok = loop {
+                    if let Some(ok) = *done.borrow_and_update() {
+                        break ok;
+                    }
+                    if done.changed().await.is_err() {
+                        return;
+                    }
+                };
+                let mut job = body;
+                job["status"] = json!({"conditions": [{
+                    "type": if ok { "Complete" } else { "Failed" }, "status": "True"}],
+                    "succeeded": if ok { 1 } else { 0 }, "failed": if ok { 0 } else { 1 }});
+                let line = format!("{}\n", json!({"type": "MODIFIED", "object": job}));
+                let _ = tx.send(line).await;
+            });
+            Response::builder()
+                .header("content-type", "application/json")
+                .body(stream)
+                .unwrap()
+        }
+        Method::DELETE => {
+            fake.deletes
+                .lock()
+                .unwrap()
+                .push((uri.to_string(), String::from_utf8_lossy(&body).into_owned()));
+            axum::Json(status_ok()).into_response()
+        }
+        _ => StatusCode::METHOD_NOT_ALLOWED.into_response(),
+    }
+}
+
+/// A body fed by a task: what a watch streams.
+fn async_stream<F, Fut>(f: F) -> Body
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<String>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel::<String>(4);
+    tokio::spawn(f(tx));
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|line| (Ok::<_, std::io::Error>(line), rx))
+    });
+    Body::from_stream(stream)
+}
+
+async fn job_one(
+    State(fake): State<Shared>,
+    Path((ns, name)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    body: axum::body::Bytes,
+) -> Response {
+    record(&fake, &method, &uri).await;
+    assert_eq!(ns, "oscar-svc");
+    assert_eq!(method, Method::DELETE);
+    fake.deletes
+        .lock()
+        .unwrap()
+        .push((uri.to_string(), String::from_utf8_lossy(&body).into_owned()));
+    // Deleting a running Job kills its pod.
+    let child = fake
+        .jobs
+        .lock()
+        .unwrap()
+        .get_mut(&name)
+        .and_then(|j| j.child.take());
+    if let Some(mut child) = child {
+        let _ = child.kill().await;
+    }
+    axum::Json(status_ok()).into_response()
+}
+
+async fn pods(
+    State(fake): State<Shared>,
+    Path(ns): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    method: Method,
+    uri: Uri,
+) -> Response {
+    record(&fake, &method, &uri).await;
+    assert_eq!(ns, "oscar-svc");
+    let selector = query.get("labelSelector").cloned().unwrap_or_default();
+    let job = selector
+        .strip_prefix("job-name=")
+        .unwrap_or_else(|| panic!("{uri}"));
+    let items: Vec<Value> = if fake.jobs.lock().unwrap().contains_key(job) {
+        vec![
+            json!({"metadata": {"name": format!("{job}-pod"), "namespace": ns,
+                    "labels": {"job-name": job}}}),
+        ]
+    } else {
+        Vec::new()
+    };
+    axum::Json(json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": items}))
+        .into_response()
+}
+
+async fn pod_log(
+    State(fake): State<Shared>,
+    Path((ns, pod)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+) -> Response {
+    record(&fake, &method, &uri).await;
+    assert_eq!(ns, "oscar-svc");
+    let job = pod.trim_end_matches("-pod");
+    let log = fake
+        .jobs
+        .lock()
+        .unwrap()
+        .get(job)
+        .map(|j| j.log.lock().unwrap().clone())
+        .unwrap_or_default();
+    log.into_response()
+}
+
+/// Starts the fake API server; returns its state and a kubeconfig file pointing at it.
+fn start_fake(dir: &std::path::Path) -> (Shared, std::path::PathBuf) {
+    std::fs::create_dir_all(dir).unwrap();
+    let fake: Shared = Arc::default();
+    let app = Router::new()
+        .route("/version", get(version))
+        .route(
+            "/apis/batch/v1/namespaces/{ns}/jobs",
+            get(jobs).post(jobs).delete(jobs),
+        )
+        .route(
+            "/apis/batch/v1/namespaces/{ns}/jobs/{name}",
+            axum::routing::delete(job_one),
+        )
+        .route("/api/v1/namespaces/{ns}/pods", get(pods))
+        .route("/api/v1/namespaces/{ns}/pods/{pod}/log", get(pod_log))
+        .with_state(fake.clone());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: http://{addr}\n\
+             contexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\n\
+             current-context: fake\nusers:\n- name: fake\n  user:\n    token: fake-token\n"
+        ),
+    )
+    .unwrap();
+    (fake, kubeconfig)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The runtime, configured with the fake cluster; pods reach it at its own address.
+fn start_server(dir: &TestDir, kubeconfig: &std::path::Path) -> Server {
+    // Port 0 in the callback URL stands for the port the server binds.
+    Server::start_with_env(
+        &dir.data(),
+        &["--kube-callback-url", "http://127.0.0.1:0"],
+        &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
+    )
+}
+
+fn requests(fake: &Shared) -> Vec<String> {
+    fake.requests.lock().unwrap().clone()
+}
+
+fn create(server: &Server, definition: Value) -> Value {
+    let r = client()
+        .post(server.url("/system/services"))
+        .json(&definition)
+        .send()
+        .unwrap();
+    let status = r.status();
+    let text = r.text().unwrap();
+    assert_eq!(status, 201, "{text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+const UPPER_SCRIPT: &str = "echo \"greeting: $GREETING\"\n\
+    tr a-z A-Z < \"$INPUT_FILE_PATH\" > \"$TMP_OUTPUT_DIR/out.txt\"\n";
+
+#[test]
+fn a_sync_call_runs_a_job_and_answers_by_the_same_rules() {
+    let dir = TestDir::new();
+    let (fake, kubeconfig) = start_fake(&dir.data().parent().unwrap().join("k"));
+    let server = start_server(&dir, &kubeconfig);
+    let info: Value = client()
+        .get(server.url("/system/info"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(info["backends"]["kubernetes"]["available"], true, "{info}");
+    create(
+        &server,
+        json!({"name": "upper-sh", "image": "alpine:3", "script": UPPER_SCRIPT,
+               "memory": "128Mi", "cpu": "0.5",
+               "environment": {"variables": {"GREETING": "hi there"}}}),
+    );
+    let (status, outcome, body) = run(&server, "upper-sh", b64(b"hello kube"));
+    assert_eq!(
+        (status, outcome.as_str()),
+        (200, "success"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    assert_eq!(unb64(&body), b"HELLO KUBE");
+
+    // The exact requests: create, watch by name, the pod by label, its log, delete.
+    let seen = requests(&fake);
+    let post = seen
+        .iter()
+        .find(|r| r.starts_with("POST /apis/batch/v1/namespaces/oscar-svc/jobs"))
+        .unwrap_or_else(|| panic!("{seen:?}"));
+    let job_name = {
+        let jobs = fake.jobs.lock().unwrap();
+        assert_eq!(jobs.len(), 1);
+        jobs.keys().next().unwrap().clone()
+    };
+    assert!(job_name.starts_with("upper-sh-"), "{job_name} ({post})");
+    let watch = seen
+        .iter()
+        .find(|r| r.starts_with("GET /apis/batch/v1/namespaces/oscar-svc/jobs?"))
+        .unwrap();
+    assert!(watch.contains("watch=true"), "{watch}");
+    assert!(
+        watch.contains(&format!("fieldSelector=metadata.name%3D{job_name}")),
+        "{watch}"
+    );
+    assert!(
+        seen.iter()
+            .any(|r| r.starts_with("GET /api/v1/namespaces/oscar-svc/pods?")
+                && r.contains(&format!("labelSelector=job-name%3D{job_name}"))),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter().any(|r| r.starts_with(&format!(
+            "GET /api/v1/namespaces/oscar-svc/pods/{job_name}-pod/log"
+        ))),
+        "{seen:?}"
+    );
+    let deletes = fake.deletes.lock().unwrap().clone();
+    assert!(
+        deletes.iter().any(|(uri, body)| uri
+            .trim_end_matches('?')
+            .ends_with(&format!("/jobs/{job_name}"))
+            && body.contains("Background")),
+        "{deletes:?}"
+    );
+    // The Job itself: the user's image runs the supervisor with the service's environment and
+    // resources; labels tie it to the service; a synchronous Job has no TTL.
+    let job = fake.jobs.lock().unwrap()[&job_name].body.clone();
+    assert_eq!(
+        job["metadata"]["labels"]["oscar-wasm.io/service"],
+        "upper-sh"
+    );
+    assert_eq!(job["spec"]["backoffLimit"], 0);
+    assert!(job["spec"].get("ttlSecondsAfterFinished").is_none());
+    let container = &job["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["image"], "alpine:3");
+    assert_eq!(container["resources"]["limits"]["memory"], "128Mi");
+    assert_eq!(container["resources"]["requests"]["cpu"], "0.5");
+    let env = container["env"].as_array().unwrap();
+    assert!(
+        env.iter()
+            .any(|e| e["name"] == "GREETING" && e["value"] == "hi there")
+    );
+    let init = &job["spec"]["template"]["spec"]["initContainers"][0];
+    assert_eq!(init["command"][0], "cp");
+
+    // The one-time token is spent: the invocation's routes answer 404 now.
+    let token = env
+        .iter()
+        .find(|e| e["name"] == "OSCAR_WASM_INVOCATION_TOKEN")
+        .unwrap()["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let callback = env
+        .iter()
+        .find(|e| e["name"] == "OSCAR_WASM_CALLBACK")
+        .unwrap()["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = client()
+        .get(format!("{callback}/input"))
+        .bearer_auth(&token)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
+
+#[test]
+fn a_failing_script_and_a_timeout() {
+    let dir = TestDir::new();
+    let (fake, kubeconfig) = start_fake(&dir.data().parent().unwrap().join("k"));
+    let server = start_server(&dir, &kubeconfig);
+    create(
+        &server,
+        json!({"name": "broken", "image": "alpine:3", "script": "echo broken >&2\nexit 3\n"}),
+    );
+    let (status, outcome, body) = run(&server, "broken", b64(b"x"));
+    assert_eq!((status, outcome.as_str()), (500, "exit:3"));
+    assert!(String::from_utf8_lossy(&body).contains("broken"));
+
+    create(
+        &server,
+        json!({"name": "slow", "image": "alpine:3", "script": "sleep 30\n", "timeout": 1}),
+    );
+    let started = Instant::now();
+    let (status, outcome, _) = run(&server, "slow", b64(b"x"));
+    assert_eq!((status, outcome.as_str()), (504, "timeout"));
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let deletes = fake.deletes.lock().unwrap().clone();
+    assert!(
+        deletes.iter().any(|(uri, _)| uri.contains("/jobs/slow-")),
+        "the timed-out Job is deleted: {deletes:?}"
+    );
+}
+
+#[test]
+fn async_jobs_keep_logs_and_outputs_and_go_with_their_service() {
+    let dir = TestDir::new();
+    let (fake, kubeconfig) = start_fake(&dir.data().parent().unwrap().join("k"));
+    let server = start_server(&dir, &kubeconfig);
+    create(
+        &server,
+        json!({"name": "upper-job", "image": "alpine:3", "script": UPPER_SCRIPT,
+               "environment": {"variables": {"GREETING": "async"}}}),
+    );
+    let r = client()
+        .post(server.url("/job/upper-job"))
+        .body(b64(b"queued"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let job = r.json::<Value>().unwrap()["job_name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let started = Instant::now();
+    loop {
+        let body: Value = client()
+            .get(server.url("/system/logs/upper-job"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        if body["jobs"][&job]["status"] == "Succeeded" {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "{body}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = client()
+        .get(server.url(&format!("/system/logs/upper-job/{job}")))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(log.contains("greeting: async"), "{log}");
+    let out = client()
+        .get(server.url(&format!("/system/outputs/upper-job/{job}/out.txt")))
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    assert_eq!(&out[..], b"QUEUED");
+    // An asynchronous Job is left to its TTL.
+    let body = fake
+        .jobs
+        .lock()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap()
+        .body
+        .clone();
+    assert_eq!(body["spec"]["ttlSecondsAfterFinished"], 600);
+
+    // Deleting the service deletes its Jobs, by label.
+    let r = client()
+        .delete(server.url("/system/services/upper-job"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let deletes = fake.deletes.lock().unwrap().clone();
+    assert!(
+        deletes.iter().any(|(uri, _)| uri.contains("/jobs?")
+            && uri.contains("labelSelector=oscar-wasm.io%2Fservice%3Dupper-job")),
+        "{deletes:?}"
+    );
+}
+
+#[test]
+fn without_a_cluster_image_services_are_refused() {
+    let dir = TestDir::new();
+    // A callback URL but no reachable API server: the server starts, image services stay off.
+    let kubeconfig = dir.data().parent().unwrap().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: x\n  cluster:\n    server: http://127.0.0.1:{}\n\
+             contexts:\n- name: x\n  context:\n    cluster: x\n    user: x\ncurrent-context: x\n\
+             users:\n- name: x\n  user:\n    token: t\n",
+            free_port()
+        ),
+    )
+    .unwrap();
+    let server = Server::start_with_env(
+        &dir.data(),
+        &["--kube-callback-url", "http://127.0.0.1:1"],
+        &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
+    );
+    let info: Value = client()
+        .get(server.url("/system/info"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(info["backends"]["kubernetes"]["available"], false);
+    let r = client()
+        .post(server.url("/system/services"))
+        .json(&json!({"name": "img", "image": "alpine:3", "script": "true"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().unwrap().contains("Kubernetes"));
+    assert!(server.log_text().contains("image services are disabled"));
+}
+
+/// Against a real cluster: `KUBECONFIG=... OSCAR_WASM_TEST_CALLBACK=http://HOST:PORT
+/// cargo test -p oscar-wasm --test kube -- --ignored` (the supervisor image given by
+/// OSCAR_WASM_KUBE_SUPERVISOR_IMAGE must hold a supervisor built for the cluster's nodes).
+#[test]
+#[ignore = "needs a real Kubernetes cluster"]
+fn real_cluster_runs_an_image_service() {
+    let callback = std::env::var("OSCAR_WASM_TEST_CALLBACK").expect("OSCAR_WASM_TEST_CALLBACK");
+    let listen = callback
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let dir = TestDir::new();
+    let server = Server::start(
+        &dir.data(),
+        &[
+            "--listen",
+            &listen,
+            "--kube-callback-url",
+            &callback,
+            "--insecure",
+        ],
+    );
+    create(
+        &server,
+        json!({"name": "real-upper", "image": "alpine:3", "script": UPPER_SCRIPT, "timeout": 300}),
+    );
+    let (status, _, body) = run(&server, "real-upper", b64(b"cluster"));
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(unb64(&body), b"CLUSTER");
+}
