@@ -552,6 +552,23 @@ fn async_jobs_keep_logs_and_outputs_and_go_with_their_service() {
         .bytes()
         .unwrap();
     assert_eq!(&out[..], b"QUEUED");
+    // Counted like any invocation.
+    let metrics = client()
+        .get(server.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("oscar_wasm_invocations_total")
+                && l.contains("service=\"upper-job\"")
+                && l.contains("kind=\"job\"")
+                && l.contains("outcome=\"success\"")
+                && l.ends_with(" 1")),
+        "{metrics}"
+    );
     // An asynchronous Job is left to its TTL.
     let body = fake
         .jobs
@@ -644,4 +661,78 @@ fn real_cluster_runs_an_image_service() {
     let (status, _, body) = run(&server, "real-upper", b64(b"cluster"));
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     assert_eq!(unb64(&body), b"CLUSTER");
+}
+
+/// A file dropped into the embedded store's input folder runs an image service's Job, with the
+/// storage variables, and its output lands in the output folder.
+#[test]
+fn a_bucket_event_runs_an_image_service() {
+    use object_store::ObjectStoreExt;
+    let dir = TestDir::new();
+    let (_fake, kubeconfig) = start_fake(&dir.data().parent().unwrap().join("k"));
+    let server = start_server(&dir, &kubeconfig);
+    create(
+        &server,
+        json!({"name": "img-store", "image": "alpine:3",
+               "script": "echo \"key: $STORAGE_OBJECT_KEY\"\n\
+                          tr a-z A-Z < \"$INPUT_FILE_PATH\" > \"$TMP_OUTPUT_DIR/$(basename \"$INPUT_FILE_PATH\").up\"\n",
+               "input": [{"storage_provider": "minio", "path": "kbox/in"}],
+               "output": [{"storage_provider": "minio", "path": "kbox/out"}]}),
+    );
+    let store = object_store::aws::AmazonS3Builder::new()
+        .with_endpoint(server.s3.as_ref().unwrap())
+        .with_allow_http(true)
+        .with_virtual_hosted_style_request(false)
+        .with_bucket_name("kbox")
+        .with_region("us-east-1")
+        .with_access_key_id("oscar")
+        .with_secret_access_key("oscar")
+        .build()
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(store.put(
+        &object_store::path::Path::parse("in/note one.txt").unwrap(),
+        b"from a bucket".to_vec().into(),
+    ))
+    .unwrap();
+    let started = Instant::now();
+    let (job, status) = loop {
+        let body: Value = client()
+            .get(server.url("/system/logs/img-store"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        let done = body["jobs"].as_object().and_then(|jobs| {
+            jobs.iter()
+                .find(|(_, j)| matches!(j["status"].as_str(), Some("Succeeded" | "Failed")))
+                .map(|(name, j)| (name.clone(), j["status"].as_str().unwrap().to_string()))
+        });
+        if let Some(done) = done {
+            break done;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "{body}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let log = client()
+        .get(server.url(&format!("/system/logs/img-store/{job}")))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert_eq!(status, "Succeeded", "{log}");
+    assert!(log.contains("key: in/note one.txt"), "{log}");
+    let out = rt
+        .block_on(async {
+            store
+                .get(&object_store::path::Path::parse("out/note one.txt.up").unwrap())
+                .await?
+                .bytes()
+                .await
+        })
+        .unwrap();
+    assert_eq!(&out[..], b"FROM A BUCKET");
 }

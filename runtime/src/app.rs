@@ -453,12 +453,20 @@ impl App {
         let kube = self.kube.as_ref().ok_or_else(|| {
             InvokeError::Unavailable("image services need a Kubernetes cluster".into())
         })?;
-        let (name, bytes) = match input {
-            Input::Body(bytes) => (format!("event-file-{}", uuid::Uuid::new_v4()), bytes),
-            Input::Object { staged, name, .. } => {
+        let (name, bytes, extra_env) = match input {
+            Input::Body(bytes) => (
+                format!("event-file-{}", uuid::Uuid::new_v4()),
+                bytes,
+                Vec::new(),
+            ),
+            Input::Object { staged, name, env } => {
                 let bytes = tokio::fs::read(&staged).await;
                 let _ = tokio::fs::remove_file(&staged).await;
-                (name, bytes.map_err(|e| InvokeError::Host(e.to_string()))?)
+                (
+                    name,
+                    bytes.map_err(|e| InvokeError::Host(e.to_string()))?,
+                    env,
+                )
             }
         };
         let timeout = deployed
@@ -466,16 +474,38 @@ impl App {
             .spec
             .timeout
             .unwrap_or(self.invoker.default_timeout());
-        kube.run(
-            &deployed.service,
-            image,
-            script,
-            name,
-            bytes,
-            timeout,
-            request.kind == Kind::Job,
-        )
-        .await
-        .map_err(|e| InvokeError::Host(e.to_string()))
+        // The service's concurrency limit holds for Jobs too.
+        let _slot = deployed
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| InvokeError::Host(e.to_string()))?;
+        let result = kube
+            .run(
+                &deployed.service,
+                crate::kube::Invocation {
+                    image,
+                    script,
+                    input_name: name,
+                    input: bytes,
+                    extra_env,
+                    timeout,
+                    asynchronous: request.kind == Kind::Job,
+                },
+            )
+            .await
+            .map_err(|e| InvokeError::Host(e.to_string()));
+        let (outcome, seconds) = match &result {
+            Ok(done) => (done.exit.label(), done.elapsed.as_secs_f64()),
+            Err(_) => ("error", 0.0),
+        };
+        self.metrics.invoked(
+            &deployed.service.spec.name,
+            request.kind.label(),
+            outcome,
+            seconds,
+        );
+        result
     }
 }

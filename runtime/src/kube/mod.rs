@@ -39,6 +39,24 @@ pub enum KubeError {
     Api(String),
 }
 
+/// One invocation of an image service.
+pub struct Invocation<'a> {
+    /// The user's image.
+    pub image: &'a str,
+    /// The script it runs.
+    pub script: &'a str,
+    /// The input file's name.
+    pub input_name: String,
+    /// The input file's bytes.
+    pub input: Vec<u8>,
+    /// Variables added for this invocation (a storage event's).
+    pub extra_env: Vec<(String, String)>,
+    /// The service's timeout.
+    pub timeout: Duration,
+    /// A job (its Job kept until its TTL) rather than a synchronous call.
+    pub asynchronous: bool,
+}
+
 /// What the supervisor posts back.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct SupervisorResult {
@@ -146,17 +164,20 @@ impl Kube {
     }
 
     /// Runs one invocation of an image service as a Job and waits for its end.
-    #[allow(clippy::too_many_arguments)]
     pub async fn run(
         &self,
         service: &crate::service::Service,
-        image: &str,
-        script: &str,
-        input_name: String,
-        input: Vec<u8>,
-        timeout: Duration,
-        asynchronous: bool,
+        invocation: Invocation<'_>,
     ) -> Result<Completed, KubeError> {
+        let Invocation {
+            image,
+            script,
+            input_name,
+            input,
+            extra_env,
+            timeout,
+            asynchronous,
+        } = invocation;
         let started = Instant::now();
         let id = uuid::Uuid::new_v4().simple().to_string()[..16].to_string();
         let token = hex::encode(rand::random::<[u8; 24]>());
@@ -177,13 +198,16 @@ impl Kube {
             self.settings.callback_url.trim_end_matches('/')
         );
         let text = |key: &str| service.definition.get(key).and_then(|v| v.as_str());
+        // The storage variables of a bucket-triggered invocation join the service's own.
+        let env: Vec<(String, String)> =
+            service.spec.env.iter().cloned().chain(extra_env).collect();
         let request = JobRequest {
             service: &service.spec.name,
             invocation: &id,
             image,
             memory: text("memory"),
             cpu: text("cpu"),
-            env: &service.spec.env,
+            env: &env,
             timeout_secs: timeout.as_secs().max(1) as i64,
             callback: &callback,
             token: &token,
