@@ -327,14 +327,6 @@ fn start_fake(dir: &std::path::Path) -> (Shared, std::path::PathBuf) {
     (fake, kubeconfig)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The runtime, configured with the fake cluster; pods reach it at its own address.
 fn start_server(dir: &TestDir, kubeconfig: &std::path::Path) -> Server {
     // Port 0 in the callback URL stands for the port the server binds.
@@ -524,26 +516,8 @@ fn async_jobs_keep_logs_and_outputs_and_go_with_their_service() {
         .as_str()
         .unwrap()
         .to_string();
-    let started = Instant::now();
-    loop {
-        let body: Value = client()
-            .get(server.url("/system/logs/upper-job"))
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
-        if body["jobs"][&job]["status"] == "Succeeded" {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(60), "{body}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let log = client()
-        .get(server.url(&format!("/system/logs/upper-job/{job}")))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    wait_status(&server, "upper-job", &job, "Succeeded");
+    let log = log_of(&server, "upper-job", &job);
     assert!(log.contains("greeting: async"), "{log}");
     let out = client()
         .get(server.url(&format!("/system/outputs/upper-job/{job}/out.txt")))
@@ -667,7 +641,6 @@ fn real_cluster_runs_an_image_service() {
 /// storage variables, and its output lands in the output folder.
 #[test]
 fn a_bucket_event_runs_an_image_service() {
-    use object_store::ObjectStoreExt;
     let dir = TestDir::new();
     let (_fake, kubeconfig) = start_fake(&dir.data().parent().unwrap().join("k"));
     let server = start_server(&dir, &kubeconfig);
@@ -679,60 +652,14 @@ fn a_bucket_event_runs_an_image_service() {
                "input": [{"storage_provider": "minio", "path": "kbox/in"}],
                "output": [{"storage_provider": "minio", "path": "kbox/out"}]}),
     );
-    let store = object_store::aws::AmazonS3Builder::new()
-        .with_endpoint(server.s3.as_ref().unwrap())
-        .with_allow_http(true)
-        .with_virtual_hosted_style_request(false)
-        .with_bucket_name("kbox")
-        .with_region("us-east-1")
-        .with_access_key_id("oscar")
-        .with_secret_access_key("oscar")
-        .build()
-        .unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(store.put(
-        &object_store::path::Path::parse("in/note one.txt").unwrap(),
-        b"from a bucket".to_vec().into(),
-    ))
-    .unwrap();
-    let started = Instant::now();
-    let (job, status) = loop {
-        let body: Value = client()
-            .get(server.url("/system/logs/img-store"))
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
-        let done = body["jobs"].as_object().and_then(|jobs| {
-            jobs.iter()
-                .find(|(_, j)| matches!(j["status"].as_str(), Some("Succeeded" | "Failed")))
-                .map(|(name, j)| (name.clone(), j["status"].as_str().unwrap().to_string()))
-        });
-        if let Some(done) = done {
-            break done;
-        }
-        assert!(started.elapsed() < Duration::from_secs(60), "{body}");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let log = client()
-        .get(server.url(&format!("/system/logs/img-store/{job}")))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let store = s3(server.s3.as_ref().unwrap(), "kbox", "oscar", "oscar");
+    put(&store, "in/note one.txt", b"from a bucket").unwrap();
+    let jobs = wait_jobs(&server, "img-store", 1);
+    let (job, record) = jobs.iter().next().unwrap();
+    let status = record["status"].as_str().unwrap().to_string();
+    let log = log_of(&server, "img-store", job);
     assert_eq!(status, "Succeeded", "{log}");
     assert!(log.contains("key: in/note one.txt"), "{log}");
-    let out = rt
-        .block_on(async {
-            store
-                .get(&object_store::path::Path::parse("out/note one.txt.up").unwrap())
-                .await?
-                .bytes()
-                .await
-        })
-        .unwrap();
+    let out = common::get(&store, "out/note one.txt.up").unwrap();
     assert_eq!(&out[..], b"FROM A BUCKET");
 }

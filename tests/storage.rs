@@ -7,78 +7,9 @@ mod common;
 
 use common::*;
 use object_store::ObjectStoreExt;
-use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path as ObjectPath;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
-
-fn s3(endpoint: &str, bucket: &str, access_key: &str, secret_key: &str) -> AmazonS3 {
-    AmazonS3Builder::new()
-        .with_endpoint(endpoint)
-        .with_allow_http(true)
-        .with_virtual_hosted_style_request(false)
-        .with_bucket_name(bucket)
-        .with_region("us-east-1")
-        .with_access_key_id(access_key)
-        .with_secret_access_key(secret_key)
-        .with_retry(object_store::RetryConfig {
-            max_retries: 0,
-            ..Default::default()
-        })
-        .build()
-        .unwrap()
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn put(store: &AmazonS3, key: &str, bytes: &[u8]) -> Result<(), object_store::Error> {
-    rt().block_on(store.put(&ObjectPath::parse(key).unwrap(), bytes.to_vec().into()))
-        .map(|_| ())
-}
-
-fn get(store: &AmazonS3, key: &str) -> Option<Vec<u8>> {
-    rt().block_on(async {
-        let result = store.get(&ObjectPath::parse(key).unwrap()).await.ok()?;
-        result.bytes().await.ok().map(|b| b.to_vec())
-    })
-}
-
-/// Waits until the service has `n` finished jobs; returns the listing.
-fn wait_jobs(server: &Server, service: &str, n: usize) -> serde_json::Map<String, Value> {
-    let started = Instant::now();
-    loop {
-        let body: Value = client()
-            .get(server.url(&format!("/system/logs/{service}")))
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
-        let jobs = body["jobs"].as_object().cloned().unwrap_or_default();
-        let done = jobs
-            .values()
-            .filter(|j| matches!(j["status"].as_str(), Some("Succeeded" | "Failed")))
-            .count();
-        if done >= n {
-            return jobs;
-        }
-        assert!(started.elapsed() < Duration::from_secs(60), "jobs: {body}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn log_of(server: &Server, service: &str, job: &str) -> String {
-    client()
-        .get(server.url(&format!("/system/logs/{service}/{job}")))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap()
-}
 
 fn minio_event(bucket: &str, key: &str) -> Value {
     let quoted: String = key
@@ -440,14 +371,6 @@ fn test_python() -> String {
     })
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// moto's server mode on a free loopback port, killed on drop.
 struct Moto(std::process::Child, u16);
 
@@ -553,24 +476,6 @@ s3.put_object(Bucket="inbox", Key="in/hello world+1.txt", Body=b"from sns")
     );
     let store = s3(&endpoint, "inbox", "testing", "testing");
     assert_eq!(get(&store, "out/upper.txt").unwrap(), b"FROM SNS");
-}
-
-/// Waits until job `job` of `service` has status `status`.
-fn wait_status(server: &Server, service: &str, job: &str, status: &str) {
-    let started = Instant::now();
-    loop {
-        let body: Value = client()
-            .get(server.url(&format!("/system/logs/{service}")))
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
-        if body["jobs"][job]["status"] == status {
-            return;
-        }
-        assert!(started.elapsed() < Duration::from_secs(60), "{body}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// A second server whose embedded store plays the external MinIO; `buckets` are created on it
@@ -771,27 +676,6 @@ fn kill_9_during_a_storage_job_runs_it_again_and_uploads_once() {
         1,
         "one upload, one job"
     );
-}
-
-/// Waits until some job of `service` has `status`; returns its name.
-fn wait_for_status(server: &Server, service: &str, status: &str) -> String {
-    let started = Instant::now();
-    loop {
-        let body: Value = client()
-            .get(server.url(&format!("/system/logs/{service}")))
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
-        if let Some((name, _)) = body["jobs"]
-            .as_object()
-            .and_then(|jobs| jobs.iter().find(|(_, j)| j["status"] == status))
-        {
-            return name.clone();
-        }
-        assert!(started.elapsed() < Duration::from_secs(60), "{body}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// The embedded store with a real S3 client, as a user drives it: boto3.

@@ -304,3 +304,156 @@ pub fn oscar_cli(endpoint: Option<&str>, home: &Path, args: &[&str], stdin: &[u8
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
 }
+
+// Object storage and job polling, shared by the storage and Kubernetes tests.
+
+/// An S3 client for one bucket of a test store (path-style, no retries).
+pub fn s3(
+    endpoint: &str,
+    bucket: &str,
+    access_key: &str,
+    secret_key: &str,
+) -> object_store::aws::AmazonS3 {
+    object_store::aws::AmazonS3Builder::new()
+        .with_endpoint(endpoint)
+        .with_allow_http(true)
+        .with_virtual_hosted_style_request(false)
+        .with_bucket_name(bucket)
+        .with_region("us-east-1")
+        .with_access_key_id(access_key)
+        .with_secret_access_key(secret_key)
+        .with_retry(object_store::RetryConfig {
+            max_retries: 0,
+            ..Default::default()
+        })
+        .build()
+        .unwrap()
+}
+
+/// A tokio runtime for a test's async client calls.
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Puts an object.
+pub fn put(
+    store: &object_store::aws::AmazonS3,
+    key: &str,
+    bytes: &[u8],
+) -> Result<(), object_store::Error> {
+    use object_store::ObjectStoreExt as _;
+    rt().block_on(store.put(
+        &object_store::path::Path::parse(key).unwrap(),
+        bytes.to_vec().into(),
+    ))
+    .map(|_| ())
+}
+
+/// An object's bytes, or `None` when it cannot be read.
+pub fn get(store: &object_store::aws::AmazonS3, key: &str) -> Option<Vec<u8>> {
+    use object_store::ObjectStoreExt as _;
+    rt().block_on(async {
+        let result = store
+            .get(&object_store::path::Path::parse(key).unwrap())
+            .await
+            .ok()?;
+        result.bytes().await.ok().map(|b| b.to_vec())
+    })
+}
+
+/// Waits until the service has `n` finished jobs; returns the listing.
+pub fn wait_jobs(
+    server: &Server,
+    service: &str,
+    n: usize,
+) -> serde_json::Map<String, serde_json::Value> {
+    let started = std::time::Instant::now();
+    loop {
+        let body: serde_json::Value = client()
+            .get(server.url(&format!("/system/logs/{service}")))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        let jobs = body["jobs"].as_object().cloned().unwrap_or_default();
+        let done = jobs
+            .values()
+            .filter(|j| matches!(j["status"].as_str(), Some("Succeeded" | "Failed")))
+            .count();
+        if done >= n {
+            return jobs;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "jobs: {body}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// A job's log text.
+pub fn log_of(server: &Server, service: &str, job: &str) -> String {
+    client()
+        .get(server.url(&format!("/system/logs/{service}/{job}")))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap()
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until job `job` of `service` has status `status`.
+pub fn wait_status(server: &Server, service: &str, job: &str, status: &str) {
+    let started = std::time::Instant::now();
+    loop {
+        let body: serde_json::Value = client()
+            .get(server.url(&format!("/system/logs/{service}")))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        if body["jobs"][job]["status"] == status {
+            return;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "{body}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Waits until some job of `service` has `status`; returns its name.
+pub fn wait_for_status(server: &Server, service: &str, status: &str) -> String {
+    let started = std::time::Instant::now();
+    loop {
+        let body: serde_json::Value = client()
+            .get(server.url(&format!("/system/logs/{service}")))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        if let Some((name, _)) = body["jobs"]
+            .as_object()
+            .and_then(|jobs| jobs.iter().find(|(_, j)| j["status"] == status))
+        {
+            return name.clone();
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "{body}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

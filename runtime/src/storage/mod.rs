@@ -77,13 +77,8 @@ impl Storage {
             .staging
             .join(format!("{}-download", uuid::Uuid::new_v4().simple()));
         if let Err(e) = tokio::fs::create_dir_all(&self.staging).await {
-            return Err(ObjectError {
-                operation: "downloading",
-                provider: provider.reference.clone(),
-                bucket: event.bucket.clone(),
-                key: event.key.clone(),
-                reason: format!("creating {}: {e}", self.staging.display()),
-            });
+            let fail = ObjectError::maker("downloading", provider, &event.bucket, &event.key);
+            return Err(fail(format!("creating {}: {e}", self.staging.display())));
         }
         match objects::download(provider, &event.bucket, &event.key, &staged).await {
             Ok(size) => Ok((

@@ -30,6 +30,24 @@ pub struct ObjectError {
     pub reason: String,
 }
 
+impl ObjectError {
+    /// A maker of this operation's errors on `bucket/key`, given the reason.
+    pub(crate) fn maker<'a>(
+        operation: &'static str,
+        provider: &'a Provider,
+        bucket: &'a str,
+        key: &'a str,
+    ) -> impl Fn(String) -> ObjectError + 'a {
+        move |reason| ObjectError {
+            operation,
+            provider: provider.reference.clone(),
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            reason,
+        }
+    }
+}
+
 /// A client for one bucket of `provider`.
 pub fn bucket(provider: &Provider, bucket: &str) -> Result<impl ObjectStore, String> {
     let mut builder = AmazonS3Builder::new()
@@ -72,13 +90,7 @@ pub async fn download(
     key: &str,
     dest: &Path,
 ) -> Result<u64, ObjectError> {
-    let fail = |reason: String| ObjectError {
-        operation: "downloading",
-        provider: provider.reference.clone(),
-        bucket: bucket_name.to_string(),
-        key: key.to_string(),
-        reason,
-    };
+    let fail = ObjectError::maker("downloading", provider, bucket_name, key);
     let store = bucket(provider, bucket_name).map_err(&fail)?;
     let path = object_path(key).map_err(&fail)?;
     let result = store.get(&path).await.map_err(|e| fail(e.to_string()))?;
@@ -107,13 +119,7 @@ pub async fn upload(
     key: &str,
     bytes: Vec<u8>,
 ) -> Result<(), ObjectError> {
-    let fail = |reason: String| ObjectError {
-        operation: "uploading",
-        provider: provider.reference.clone(),
-        bucket: bucket_name.to_string(),
-        key: key.to_string(),
-        reason,
-    };
+    let fail = ObjectError::maker("uploading", provider, bucket_name, key);
     let store = bucket(provider, bucket_name).map_err(&fail)?;
     let path = object_path(key).map_err(&fail)?;
     if bytes.len() <= MULTIPART_THRESHOLD {
