@@ -745,3 +745,25 @@ else:
     );
     assert!(stdout.contains("result: DROPPED BY BOTO3"), "{stdout}");
 }
+
+/// An output file over the multipart threshold (16 MiB) goes up in parts and arrives whole.
+#[test]
+fn large_outputs_are_uploaded_in_parts() {
+    let dir = TestDir::new();
+    let server = Server::start(&dir.data(), &[]);
+    deploy(
+        &server,
+        &guest("sandbox-probe"),
+        json!({"name": "big-out", "log_level": "CRITICAL",
+               "output": [{"storage_provider": "minio", "path": "bigout/results"}]}),
+    );
+    let (status, _, _) = run(&server, "big-out", b64(b"fill $OUT/big.bin 20\n"));
+    assert_eq!(status, 200);
+    let store = s3(server.s3.as_ref().unwrap(), "bigout", "oscar", "oscar");
+    let object = common::get(&store, "results/big.bin").expect("the output was uploaded");
+    assert_eq!(object.len(), 20 << 20);
+    assert!(
+        object.iter().all(|&b| b == b'x'),
+        "the parts arrive in order and whole"
+    );
+}

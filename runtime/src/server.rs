@@ -72,10 +72,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
                 Box::pin(async move { app.object_created(bucket, key).await })
             });
         if let Some(addr) = s3_addr {
-            tracing::info!(
-                "embedded S3 store (minio.default) serving on {}",
-                crate::storage::embedded::describe(addr)
-            );
+            tracing::info!("embedded S3 store (minio.default) serving on http://{addr}");
         }
         tokio::spawn(crate::storage::embedded::serve(listener, s3, hook));
     }

@@ -36,7 +36,7 @@ pub enum DefinitionError {
     Storage(#[from] crate::storage::spec::StorageError),
     /// An image service while no Kubernetes cluster is configured.
     #[error(
-        "\"image\" services run as Kubernetes Jobs, which this server does not run yet; give the service a \"module\" instead"
+        "\"image\" services run as Kubernetes Jobs and this server has no Kubernetes cluster (see --kube-callback-url); give the service a \"module\" instead"
     )]
     ImageUnsupported,
 }

@@ -91,3 +91,21 @@ pub fn authorize_invocation(
         refused => Err(refused),
     }
 }
+
+/// The service an invocation (/run, /job) names, once the caller may invoke it; otherwise the
+/// answer to send (401/403, or 404 for an unknown service).
+pub fn invocation_target(
+    app: &AppState,
+    name: &str,
+    headers: &HeaderMap,
+) -> Result<std::sync::Arc<crate::registry::Deployed>, Box<Response>> {
+    if let Err(decision) = authorize_invocation(app, name, headers) {
+        return Err(Box::new(refusal(decision)));
+    }
+    app.registry.get(name).ok_or_else(|| {
+        Box::new(
+            super::ApiError::from(crate::registry::RegistryError::NotFound(name.to_string()))
+                .into_response(),
+        )
+    })
+}

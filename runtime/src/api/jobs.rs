@@ -38,18 +38,18 @@ async fn submit(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    if let Err(refusal) = super::auth::authorize_invocation(&app, &name, &headers) {
-        return Ok(super::auth::refusal(refusal));
-    }
-    let Some(deployed) = app.registry.get(&name) else {
-        return Err(RegistryError::NotFound(name).into());
+    let deployed = match super::auth::invocation_target(&app, &name, &headers) {
+        Ok(deployed) => deployed,
+        Err(answer) => return Ok(*answer),
     };
     match super::trigger::storage_trigger(&app, &deployed, &body)? {
         super::trigger::Body::Ignored(message) => {
             tracing::info!(service = %name, "{message}");
             return Ok((StatusCode::OK, message).into_response());
         }
-        super::trigger::Body::Event(event) => {
+        // The worker looks the provider up again when the job runs: the definition may change.
+        super::trigger::Body::Event(found) => {
+            let (event, _) = *found;
             let app2 = app.clone();
             let service = name.clone();
             let record =

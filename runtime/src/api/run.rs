@@ -7,7 +7,6 @@
 
 use super::{ApiError, AppState};
 use crate::invoke::{Exit, Input, Request};
-use crate::registry::RegistryError;
 use crate::supervisor::{self, LogLevel};
 use axum::Router;
 use axum::extract::{Path, State};
@@ -33,25 +32,17 @@ async fn run(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    if let Err(refusal) = super::auth::authorize_invocation(&app, &name, &headers) {
-        return Ok(super::auth::refusal(refusal));
-    }
-    let deployed = app
-        .registry
-        .get(&name)
-        .ok_or_else(|| RegistryError::NotFound(name.clone()))?;
+    let deployed = match super::auth::invocation_target(&app, &name, &headers) {
+        Ok(deployed) => deployed,
+        Err(answer) => return Ok(*answer),
+    };
     let service = name;
     let input: Input = match super::trigger::storage_trigger(&app, &deployed, &body)? {
         super::trigger::Body::Ignored(message) => {
             return Ok((StatusCode::OK, message).into_response());
         }
-        super::trigger::Body::Event(event) => {
-            let spec = &deployed.service.spec.storage;
-            let provider = app
-                .storage
-                .source_for(spec, &event)
-                .map_err(ApiError::BadRequest)?
-                .clone();
+        super::trigger::Body::Event(found) => {
+            let (event, provider) = *found;
             let (input, _) = app
                 .storage
                 .stage(&provider, &event)
@@ -62,7 +53,9 @@ async fn run(
         super::trigger::Body::Plain => Input::Body(supervisor::decode_body(&body)?),
     };
     let level = deployed.service.spec.log_level;
-    let storage = deployed.service.spec.storage.clone();
+    // The invocation takes `deployed`; a second handle keeps its storage spec for the uploads.
+    let service_handle = deployed.clone();
+    let storage = &service_handle.service.spec.storage;
     let started = crate::jobs::record::now_ms();
     let request = Request::sync();
     let request_id = request.id.clone();
@@ -70,7 +63,7 @@ async fn run(
     // Outputs go to the service's output buckets before the answer, as in OSCAR.
     if completed.exit == Exit::Success && !storage.outputs.is_empty() {
         app.storage
-            .upload_outputs(&storage, &completed.files)
+            .upload_outputs(storage, &completed.files)
             .await
             .map_err(|e| ApiError::Storage(format!("output upload failed: {e}")))?;
     }

@@ -4,13 +4,14 @@
 use super::{ApiError, AppState};
 use crate::registry::Deployed;
 use crate::storage::event::{self, ObjectEvent, Trigger};
+use crate::storage::spec::Provider;
 
 /// What an invocation body is.
 pub enum Body {
     /// An ordinary body: FaaS Supervisor's decoding rules apply.
     Plain,
-    /// A storage event naming an object the service reads.
-    Event(ObjectEvent),
+    /// A storage event naming an object the service reads, and the provider it is read from.
+    Event(Box<(ObjectEvent, Provider)>),
     /// A message to acknowledge without running anything (test event, SNS confirmation).
     Ignored(String),
 }
@@ -24,10 +25,12 @@ pub fn storage_trigger(app: &AppState, deployed: &Deployed, body: &[u8]) -> Resu
         ))),
         Some(Ok(Trigger::Ignore(message))) => Ok(Body::Ignored(message)),
         Some(Ok(Trigger::Object(event))) => {
-            app.storage
+            let provider = app
+                .storage
                 .source_for(&deployed.service.spec.storage, &event)
-                .map_err(ApiError::BadRequest)?;
-            Ok(Body::Event(event))
+                .map_err(ApiError::BadRequest)?
+                .clone();
+            Ok(Body::Event(Box::new((event, provider))))
         }
     }
 }

@@ -102,7 +102,8 @@ async fn run_job(app: &Arc<App>, service: &str, job: &str) {
         .unwrap_or_else(|e| e.into_inner())
         .insert(key.clone(), cancel.clone());
     let record_level = deployed.service.spec.log_level;
-    let storage_spec = deployed.service.spec.storage.clone();
+    let service_handle = deployed.clone();
+    let storage_spec = &service_handle.service.spec.storage;
     let request = Request {
         kind: Kind::Job,
         id: job.to_string(),
@@ -125,7 +126,7 @@ async fn run_job(app: &Arc<App>, service: &str, job: &str) {
         && done.exit == Exit::Success
         && !storage_spec.outputs.is_empty()
     {
-        match app.storage.upload_outputs(&storage_spec, &done.files).await {
+        match app.storage.upload_outputs(storage_spec, &done.files).await {
             Ok(lines) => upload_lines.extend(lines.into_iter().map(|l| (now_ms(), l))),
             Err(e) => {
                 upload_lines.push((now_ms(), format!("Output upload failed: {e}")));

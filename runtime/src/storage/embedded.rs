@@ -10,7 +10,6 @@ use futures::future::BoxFuture;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use s3s::service::S3Service;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -93,11 +92,6 @@ pub fn created_object(method: &hyper::Method, uri: &hyper::Uri) -> Option<(Strin
         return None;
     }
     Some((bucket.to_string(), key.to_string()))
-}
-
-/// Where the embedded store is, for logs.
-pub fn describe(addr: SocketAddr) -> String {
-    format!("http://{addr}")
 }
 
 #[cfg(test)]

@@ -39,12 +39,11 @@ fn load(path: &Path) -> Seen {
         .unwrap_or_default()
 }
 
-fn save(path: &Path, seen: &Seen) -> std::io::Result<()> {
+fn save(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let bytes = serde_json::to_vec(seen).map_err(std::io::Error::other)?;
-    crate::fsutil::atomic_write(path, &bytes)
+    crate::fsutil::atomic_write(path, bytes)
 }
 
 /// Forgets a deleted service's poller state.
@@ -55,10 +54,15 @@ pub fn forget(data_dir: &Path, service: &str) {
 /// Runs the pollers of every service that asks for one, until the process ends.
 pub async fn run(app: Arc<App>, data_dir: PathBuf) {
     let mut next_due: HashMap<String, Instant> = HashMap::new();
+    // What each poller has seen, read from disk once per deployment (a new definition, or a
+    // service deleted and created again, reads it afresh) instead of every round.
+    let mut states: HashMap<String, (usize, Seen)> = HashMap::new();
     loop {
         tokio::time::sleep(Duration::from_millis(250)).await;
         let now = Instant::now();
-        for deployed in app.registry.list() {
+        let deployed_now = app.registry.list();
+        states.retain(|name, _| deployed_now.iter().any(|d| &d.service.spec.name == name));
+        for deployed in deployed_now {
             let spec = &deployed.service.spec;
             let Some(interval) = spec.poll_interval else {
                 continue;
@@ -68,7 +72,19 @@ pub async fn run(app: Arc<App>, data_dir: PathBuf) {
                 continue;
             }
             *due = now + interval;
-            if let Err(e) = poll_service(&app, &data_dir, &spec.name, &spec.storage).await {
+            let identity = Arc::as_ptr(&deployed) as usize;
+            let fresh = states.get(&spec.name).is_none_or(|(id, _)| *id != identity);
+            if fresh {
+                let path = state_path(&data_dir, &spec.name);
+                let Ok(seen) = tokio::task::spawn_blocking(move || load(&path)).await else {
+                    continue;
+                };
+                states.insert(spec.name.clone(), (identity, seen));
+            }
+            let Some((_, seen)) = states.get_mut(&spec.name) else {
+                continue;
+            };
+            if let Err(e) = poll_service(&app, &data_dir, &spec.name, &spec.storage, seen).await {
                 tracing::warn!(service = %spec.name, error = %e, "storage poll failed");
             }
         }
@@ -80,14 +96,9 @@ async fn poll_service(
     data_dir: &Path,
     service: &str,
     spec: &super::spec::StorageSpec,
+    seen: &mut Seen,
 ) -> Result<(), String> {
     let path = state_path(data_dir, service);
-    let mut seen = {
-        let path = path.clone();
-        tokio::task::spawn_blocking(move || load(&path))
-            .await
-            .map_err(|e| e.to_string())?
-    };
     let mut changed = false;
     for input in &spec.inputs {
         if input.provider == super::spec::DEFAULT_PROVIDER && app.storage.embedded_buckets.is_some()
@@ -128,7 +139,8 @@ async fn poll_service(
     }
     if !seen.baseline || changed {
         seen.baseline = true;
-        tokio::task::spawn_blocking(move || save(&path, &seen))
+        let bytes = serde_json::to_vec(&*seen).map_err(|e| e.to_string())?;
+        tokio::task::spawn_blocking(move || save(&path, &bytes))
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| format!("saving the poller's state: {e}"))?;

@@ -110,22 +110,9 @@ pub struct StorageSpec {
 }
 
 impl StorageSpec {
-    /// Whether the service uses storage at all.
-    pub fn is_empty(&self) -> bool {
-        self.inputs.is_empty() && self.outputs.is_empty()
-    }
-
     /// The input entry whose bucket and folder hold `bucket/key`.
     pub fn input_for(&self, bucket: &str, key: &str) -> Option<&StoragePath> {
         self.inputs.iter().find(|p| p.holds(bucket, key))
-    }
-
-    /// Every provider reference the service uses.
-    pub fn used_providers(&self) -> impl Iterator<Item = &str> {
-        self.inputs
-            .iter()
-            .chain(&self.outputs)
-            .map(|p| p.provider.as_str())
     }
 }
 
