@@ -648,7 +648,7 @@ fn scratch_folders_are_removed_after_every_invocation() {
     ] {
         run(&server, "probe", b64(script.as_bytes()));
     }
-    let left: Vec<_> = std::fs::read_dir(dir.scratch()).unwrap().collect();
+    let left = dir.scratch_left();
     assert!(left.is_empty(), "scratch folders left: {left:?}");
 }
 

@@ -16,9 +16,7 @@ fn wat(source: &str) -> Vec<u8> {
 }
 
 fn scratch_is_empty(dir: &TestDir) -> bool {
-    std::fs::read_dir(dir.scratch())
-        .map(|mut d| d.next().is_none())
-        .unwrap_or(true)
+    dir.scratch_left().is_empty()
 }
 
 fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {

@@ -80,11 +80,33 @@ fn a_file_put_into_the_embedded_store_is_processed_into_the_output_folder() {
 }
 
 #[test]
-fn a_password_protected_server_signs_its_store_with_the_admin_keys() {
+fn the_store_has_its_own_generated_keys_never_the_admin_password() {
     let dir = TestDir::new();
-    let server = Server::start(&dir.data(), &["--password", "pw-123"]);
+    let server = Server::start_with_generated_store_keys(&dir.data(), &["--password", "pw-123"]);
     let endpoint = server.s3.clone().unwrap();
     let c = client();
+    let config: Value = c
+        .get(server.url("/system/config"))
+        .basic_auth("oscar", Some("pw-123"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let access = config["minio_provider"]["access_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let secret = config["minio_provider"]["secret_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!((access.len(), secret.len()), (20, 40), "{config}");
+    assert!(access != "oscar" && secret != "pw-123" && secret != "oscar");
+    // Kept owner-only in the data folder.
+    let keys = dir.data().join("store-keys.json");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&keys).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
     let digest = {
         let r = c
             .post(server.url("/system/modules"))
@@ -105,13 +127,28 @@ fn a_password_protected_server_signs_its_store_with_the_admin_keys() {
         .send()
         .unwrap();
     assert_eq!(r.status(), 201);
+    // The admin's credentials do not open the store; its own keys do.
+    assert!(
+        put(
+            &s3(&endpoint, "secure", "oscar", "pw-123"),
+            "in/a.txt",
+            b"a"
+        )
+        .is_err()
+    );
     assert!(put(&s3(&endpoint, "secure", "oscar", "oscar"), "in/a.txt", b"a").is_err());
-    put(
-        &s3(&endpoint, "secure", "oscar", "pw-123"),
-        "in/a.txt",
-        b"a",
-    )
-    .unwrap();
+    put(&s3(&endpoint, "secure", &access, &secret), "in/a.txt", b"a").unwrap();
+    // The same keys after a restart.
+    drop(server);
+    let server = Server::start_with_generated_store_keys(&dir.data(), &["--password", "pw-123"]);
+    let again: Value = client()
+        .get(server.url("/system/config"))
+        .basic_auth("oscar", Some("pw-123"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(again["minio_provider"]["secret_key"], secret.as_str());
 }
 
 #[test]
@@ -730,7 +767,8 @@ else:
     sys.exit("no result")
 "#;
     let out = std::process::Command::new(&python)
-        .args(["-c", script, server.s3.as_ref().unwrap(), "b0to-pw"])
+        // The store's own keys (the harness sets oscar/oscar), not the admin's password.
+        .args(["-c", script, server.s3.as_ref().unwrap(), "oscar"])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

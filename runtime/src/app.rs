@@ -91,9 +91,16 @@ pub struct App {
     pub data_dir: PathBuf,
     /// The Kubernetes executor of image services, when a cluster answered at start-up.
     pub kube: Option<Arc<crate::kube::Kube>>,
+    /// Bounds on request bodies.
+    pub requests: crate::config::RequestLimits,
+    /// Held shared while a job is accepted and exclusively while a service is deleted, so that
+    /// no job is stored for a service being deleted (it would outlive it, and show under a
+    /// service created again with the same name).
+    jobs_gate: tokio::sync::RwLock<()>,
     /// Serialises changes that touch both the registry and the module store.
     deploy_lock: tokio::sync::Mutex<()>,
     max_memory: u64,
+    allow_local_endpoints: bool,
     max_timeout: std::time::Duration,
     service_concurrency: usize,
     _data_lock: std::fs::File,
@@ -113,8 +120,12 @@ impl App {
         kube: Option<crate::kube::Kube>,
     ) -> Result<Arc<Self>, StartError> {
         let data_dir = &args.data_dir;
-        std::fs::create_dir_all(data_dir)
-            .map_err(io_context(format!("creating {}", data_dir.display())))?;
+        // A new data folder is owner-only: it holds secrets and users' files. An existing one
+        // is left as its owner set it; the folders inside are made owner-only below.
+        if !data_dir.exists() {
+            crate::fsutil::create_private_dir(data_dir)
+                .map_err(io_context(format!("creating {}", data_dir.display())))?;
+        }
         let data_dir = data_dir
             .canonicalize()
             .map_err(io_context(format!("resolving {}", data_dir.display())))?;
@@ -181,13 +192,19 @@ impl App {
                 max_jobs: args.max_jobs,
                 max_bytes: args.max_job_bytes,
                 max_failed_runs: args.max_failed_runs,
+                max_pending: args.max_pending_jobs.max(1),
+                max_pending_total: args.max_pending_total.max(1),
             },
             args.job_workers,
             metrics.clone(),
         )
         .map_err(io_context("opening the job store"))?;
         let storage = crate::storage::Storage {
-            default_provider: args.default_provider(embedded_store),
+            default_provider: args.default_provider(
+                embedded_store,
+                args.embedded_store_keys(&data_dir)
+                    .map_err(io_context("reading the embedded store's keys"))?,
+            ),
             staging: invoker.scratch_root().join(".staging"),
             embedded_buckets: embedded_store.map(|_| data_dir.join("buckets")),
         };
@@ -202,8 +219,11 @@ impl App {
             admin: AdminCredentials::new(&args.user, args.password.as_deref()),
             jobs,
             metrics,
+            requests: args.request_limits(),
+            jobs_gate: tokio::sync::RwLock::new(()),
             deploy_lock: tokio::sync::Mutex::new(()),
             max_memory: args.max_memory,
+            allow_local_endpoints: args.allow_local_endpoints,
             max_timeout,
             service_concurrency,
             _data_lock: data_lock,
@@ -212,6 +232,21 @@ impl App {
 
     fn validate(&self, value: Value) -> Result<Service, DeployError> {
         let service = Service::from_definition(value)?;
+        if !self.allow_local_endpoints {
+            for (reference, provider) in &service.spec.storage.providers {
+                if let Some(reason) = provider
+                    .endpoint
+                    .as_deref()
+                    .and_then(crate::storage::spec::local_endpoint)
+                {
+                    return Err(DefinitionError::InvalidField {
+                        field: "storage_providers",
+                        reason: format!("{reference}: {reason}"),
+                    }
+                    .into());
+                }
+            }
+        }
         // Image services run as Kubernetes Jobs: only with a cluster.
         if service.spec.backend.module().is_none() && self.kube.is_none() {
             return Err(DefinitionError::ImageUnsupported.into());
@@ -313,6 +348,7 @@ impl App {
     /// DELETE /system/services/{name}: the service, then its jobs (running ones stopped).
     pub async fn delete_service(self: &Arc<Self>, name: &str) -> Result<(), DeployError> {
         let _guard = self.deploy_lock.lock().await;
+        let _no_new_jobs = self.jobs_gate.write().await;
         self.registry.remove(name)?;
         if let Some(kube) = &self.kube
             && let Err(e) = kube.delete_service_jobs(name).await
@@ -403,6 +439,27 @@ fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, StartError> {
 }
 
 impl App {
+    /// Accepts a job for `service`: durable when this returns, or refused (no such service,
+    /// pending limits, disk failure).
+    pub async fn submit_job(
+        self: &Arc<Self>,
+        service: &str,
+        input: crate::jobs::JobInput,
+    ) -> Result<crate::jobs::record::JobRecord, crate::jobs::CreateError> {
+        let _gate = self.jobs_gate.read().await;
+        if self.registry.get(service).is_none() {
+            return Err(crate::jobs::CreateError::NoService(service.to_string()));
+        }
+        let app = self.clone();
+        let service = service.to_string();
+        tokio::task::spawn_blocking(move || match input {
+            crate::jobs::JobInput::Body(bytes) => app.jobs.submit(&service, &bytes),
+            crate::jobs::JobInput::Event(event) => app.jobs.submit_event(&service, event),
+        })
+        .await
+        .map_err(|e| std::io::Error::other(format!("the job could not be stored: {e}")))?
+    }
+
     /// An object was created in the embedded store: each service whose `minio.default` input
     /// folder holds it gets one job, on disk before this returns (so before the uploader is
     /// told its upload succeeded).
@@ -421,16 +478,16 @@ impl App {
             .collect();
         for service in targets {
             let event = crate::storage::minio_event(&bucket, &key);
-            let app = self.clone();
-            let name = service.clone();
-            match tokio::task::spawn_blocking(move || app.jobs.submit_event(&name, event)).await {
-                Ok(Ok(record)) => {
+            match self
+                .submit_job(&service, crate::jobs::JobInput::Event(event))
+                .await
+            {
+                Ok(record) => {
                     tracing::info!(service = %service, job = %record.name, bucket = %bucket, key = %key, "object created: job accepted");
                 }
-                Ok(Err(e)) => {
+                Err(e) => {
                     tracing::error!(service = %service, bucket = %bucket, key = %key, error = %e, "object created: the job could not be stored");
                 }
-                Err(e) => tracing::error!(error = %e, "object created: job submission panicked"),
             }
         }
     }

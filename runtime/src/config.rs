@@ -64,6 +64,39 @@ pub struct ServeArgs {
     /// Failed synchronous invocations whose logs are kept per service.
     #[arg(long, env = "OSCAR_WASM_MAX_FAILED_RUNS", default_value_t = 20)]
     pub max_failed_runs: usize,
+    /// Let service definitions name storage endpoints on this machine or its link-local network
+    /// (loopback, localhost, 169.254.0.0/16, fe80::/10); refused by default, so that a
+    /// definition cannot make the server reach services only it can reach.
+    #[arg(long, env = "OSCAR_WASM_ALLOW_LOCAL_ENDPOINTS")]
+    pub allow_local_endpoints: bool,
+    /// Access key of the embedded S3 store (default: generated once, kept in the data folder).
+    #[arg(long, env = "OSCAR_WASM_STORE_ACCESS_KEY")]
+    pub store_access_key: Option<String>,
+    /// Secret key of the embedded S3 store (default: generated once, kept in the data folder).
+    #[arg(long, env = "OSCAR_WASM_STORE_SECRET_KEY", hide_env_values = true)]
+    pub store_secret_key: Option<String>,
+    /// Unfinished jobs (pending or running) per service; beyond it POST /job answers 429.
+    #[arg(long, env = "OSCAR_WASM_MAX_PENDING_JOBS", default_value_t = 100)]
+    pub max_pending_jobs: usize,
+    /// Unfinished jobs of all services together; beyond it POST /job answers 503.
+    #[arg(long, env = "OSCAR_WASM_MAX_PENDING_TOTAL", default_value_t = 1000)]
+    pub max_pending_total: usize,
+    /// Connections served at once, per listener (the API's and the embedded store's); more
+    /// wait in the kernel's backlog until one closes.
+    #[arg(long, env = "OSCAR_WASM_MAX_CONNECTIONS", default_value_t = 512)]
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's headers, on a new or a kept-alive connection;
+    /// a connection idle for longer between requests is closed too.
+    #[arg(long, env = "OSCAR_WASM_HEADER_TIMEOUT", default_value_t = 30.0)]
+    pub header_timeout: f64,
+    /// Seconds a client has to send a request's whole body (413 beyond --max-body, 408 beyond
+    /// this).
+    #[arg(long, env = "OSCAR_WASM_BODY_TIMEOUT", default_value_t = 300.0)]
+    pub body_timeout: f64,
+    /// Largest invocation body that is a JSON object: it is re-serialised in memory, where it
+    /// takes many times its size (send larger inputs base64-encoded).
+    #[arg(long, env = "OSCAR_WASM_MAX_JSON_BODY", default_value = "1Mi", value_parser = quantity)]
+    pub max_json_body: u64,
     /// The administrator's user name (HTTP basic auth on /system).
     #[arg(long, env = "OSCAR_WASM_USER", default_value = "oscar")]
     pub user: String,
@@ -114,6 +147,17 @@ pub struct ServeArgs {
     pub kube_job_ttl: i32,
 }
 
+/// Bounds on what a client may send: applied to every request body.
+#[derive(Debug, Clone)]
+pub struct RequestLimits {
+    /// `--max-body`.
+    pub max_body: u64,
+    /// `--body-timeout`.
+    pub body_timeout: Duration,
+    /// `--max-json-body`.
+    pub max_json_body: u64,
+}
+
 fn quantity(text: &str) -> Result<u64, String> {
     parse_quantity(text)
 }
@@ -129,11 +173,36 @@ impl ServeArgs {
                 self.listen
             ));
         }
+        for (flag, seconds) in [
+            ("--header-timeout", self.header_timeout),
+            ("--body-timeout", self.body_timeout),
+        ] {
+            if Duration::try_from_secs_f64(seconds).map_or(true, |d| d.is_zero()) {
+                return Err(format!("{flag} must be a positive number of seconds"));
+            }
+        }
+        if self.max_connections == 0 {
+            return Err("--max-connections must be at least 1".into());
+        }
         if !(self.max_timeout.is_finite() && self.max_timeout > 0.0) {
             return Err("--max-timeout must be a positive number of seconds".into());
         }
         if self.default_timeout > self.max_timeout {
             return Err("--default-timeout is above --max-timeout".into());
+        }
+        if open
+            && self.storage_endpoint.is_none()
+            && !self.s3_listen.ip().is_loopback()
+            && !self.insecure
+        {
+            return Err(format!(
+                "refusing to serve the embedded S3 store on {} without a password: set --password \
+                 (OSCAR_WASM_PASSWORD), or --insecure",
+                self.s3_listen
+            ));
+        }
+        if self.store_access_key.is_some() != self.store_secret_key.is_some() {
+            return Err("--store-access-key and --store-secret-key go together".into());
         }
         if self.storage_endpoint.is_some()
             && (self.storage_access_key.is_none() || self.storage_secret_key.is_none())
@@ -143,6 +212,16 @@ impl ServeArgs {
             );
         }
         Ok(())
+    }
+
+    /// The limits on request bodies (checked by [`ServeArgs::check`]).
+    pub fn request_limits(&self) -> RequestLimits {
+        RequestLimits {
+            max_body: self.max_body,
+            body_timeout: Duration::try_from_secs_f64(self.body_timeout)
+                .unwrap_or(Duration::from_secs(300)),
+            max_json_body: self.max_json_body.min(self.max_body),
+        }
     }
 
     /// The Kubernetes executor's settings, when a callback URL enables it.
@@ -158,20 +237,26 @@ impl ServeArgs {
         })
     }
 
-    /// The embedded store's credentials: the administrator's (an open server, without a
-    /// password, uses the user name as the secret key too).
-    pub fn embedded_store_keys(&self) -> (String, String) {
-        let secret = self
-            .password
-            .clone()
-            .filter(|p| !p.is_empty())
-            .unwrap_or_else(|| self.user.clone());
-        (self.user.clone(), secret)
+    /// The embedded store's credentials: the flags', else a pair generated at the first start
+    /// and kept owner-only in `<data>/store-keys.json`. Never the administrator's password:
+    /// /system/config hands these keys out, and they open only the store.
+    pub fn embedded_store_keys(
+        &self,
+        data_dir: &std::path::Path,
+    ) -> std::io::Result<(String, String)> {
+        if let (Some(access), Some(secret)) = (&self.store_access_key, &self.store_secret_key) {
+            return Ok((access.clone(), secret.clone()));
+        }
+        crate::storage::embedded::stored_keys(data_dir)
     }
 
     /// `minio.default`: the external store the flags name, else the embedded one at `embedded`
-    /// (the bound address; `--s3-listen` when not yet bound).
-    pub fn default_provider(&self, embedded: Option<SocketAddr>) -> crate::storage::spec::Provider {
+    /// (the bound address; `--s3-listen` when not yet bound) with `keys`.
+    pub fn default_provider(
+        &self,
+        embedded: Option<SocketAddr>,
+        keys: (String, String),
+    ) -> crate::storage::spec::Provider {
         if let Some(endpoint) = &self.storage_endpoint {
             return crate::storage::spec::Provider {
                 reference: crate::storage::spec::DEFAULT_PROVIDER.into(),
@@ -186,7 +271,7 @@ impl ServeArgs {
         if addr.ip().is_unspecified() {
             addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
         }
-        let (access_key, secret_key) = self.embedded_store_keys();
+        let (access_key, secret_key) = keys;
         crate::storage::spec::Provider {
             reference: crate::storage::spec::DEFAULT_PROVIDER.into(),
             endpoint: Some(format!("http://{addr}")),

@@ -7,13 +7,8 @@ use std::path::Path;
 
 /// Writes `bytes` to `path` atomically: temporary file in the same folder, fsync, rename,
 /// then fsync of the folder so that the rename itself survives a power cut or `kill -9`.
+/// Everything this server writes is users' data, so files are owner-only (0600).
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    write_atomically(path, bytes, 0o666)
-}
-
-/// [`atomic_write`] for a file that holds secrets: readable and writable by its owner only,
-/// from the moment it exists.
-pub fn atomic_write_owner_only(path: &Path, bytes: &[u8]) -> io::Result<()> {
     write_atomically(path, bytes, 0o600)
 }
 
@@ -80,9 +75,113 @@ pub fn remove_stale_temporaries(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Removes a folder and everything under it, however deep, holding two folder handles at a
+/// time and no recursion: the usual recursive removal opens one handle per level (a folder
+/// 6,000 levels deep exhausts the open-file limit, and its stack) and builds paths longer
+/// than the kernel accepts. It walks down one handle at a time and climbs back through `..`,
+/// keeping only the stack of names. Symlinks are removed, never followed. A missing path is
+/// not an error. Meant for trees nobody else is changing (a finished invocation's scratch).
+pub fn remove_tree(path: &Path) -> io::Result<()> {
+    use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+    let dir_flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let mut current = match rustix::fs::open(path, dir_flags, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::NOENT) => return Ok(()),
+        // A file or a symlink where a folder was expected: remove that.
+        Err(rustix::io::Errno::NOTDIR | rustix::io::Errno::LOOP) => return fs::remove_file(path),
+        Err(e) => return Err(e.into()),
+    };
+    let mut names: Vec<std::ffi::CString> = Vec::new();
+    loop {
+        let mut entries = rustix::fs::Dir::read_from(&current)?;
+        let mut down = None;
+        while let Some(entry) = entries.read() {
+            let entry = entry?;
+            let name = entry.file_name();
+            if name == c"." || name == c".." {
+                continue;
+            }
+            let file_type = match entry.file_type() {
+                FileType::Unknown => FileType::from_raw_mode(
+                    rustix::fs::statat(&current, name, AtFlags::SYMLINK_NOFOLLOW)?.st_mode,
+                ),
+                known => known,
+            };
+            if file_type == FileType::Directory {
+                down = Some(name.to_owned());
+                break;
+            }
+            rustix::fs::unlinkat(&current, name, AtFlags::empty())?;
+        }
+        match down {
+            Some(name) => {
+                current = rustix::fs::openat(&current, &name, dir_flags, Mode::empty())?;
+                names.push(name);
+            }
+            None => {
+                // `current` is empty now: climb to its parent and remove it.
+                let Some(name) = names.pop() else { break };
+                let parent = rustix::fs::openat(&current, c"..", dir_flags, Mode::empty())?;
+                rustix::fs::unlinkat(&parent, &name, AtFlags::REMOVEDIR)?;
+                current = parent;
+            }
+        }
+    }
+    drop(current);
+    fs::remove_dir(path)
+}
+
+/// Creates `path` (and missing parents) readable by its owner only: folders holding secrets
+/// or users' data. An existing folder is narrowed to 0700 as well.
+pub fn create_private_dir(path: &Path) -> io::Result<()> {
+    fs::create_dir_all(path)?;
+    #[cfg(unix)]
+    fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn remove_tree_takes_deep_trees_files_and_symlinks() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        fs::create_dir(&root).unwrap();
+        // Deeper than PATH_MAX allows as one path, built one level at a time.
+        let mut here = fs::File::open(&root).unwrap();
+        for i in 0..3000 {
+            let name = std::ffi::CString::new("level-of-the-tree").unwrap();
+            rustix::fs::mkdirat(&here, &name, rustix::fs::Mode::RWXU).unwrap();
+            if i % 100 == 0 {
+                rustix::fs::openat(
+                    &here,
+                    c"file",
+                    rustix::fs::OFlags::CREATE | rustix::fs::OFlags::WRONLY,
+                    rustix::fs::Mode::RUSR,
+                )
+                .unwrap();
+            }
+            let next = rustix::fs::openat(
+                &here,
+                &name,
+                rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::RDONLY,
+                rustix::fs::Mode::empty(),
+            )
+            .unwrap();
+            here = fs::File::from(next);
+        }
+        drop(here);
+        let outside = dir.path().join("outside.txt");
+        fs::write(&outside, b"keep").unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("link")).unwrap();
+        std::os::unix::fs::symlink(dir.path(), root.join("dirlink")).unwrap();
+        remove_tree(&root).unwrap();
+        assert!(!root.exists());
+        assert_eq!(fs::read(&outside).unwrap(), b"keep");
+        remove_tree(&root).unwrap();
+    }
 
     #[test]
     fn atomic_write_replaces_and_leaves_no_temporary() {

@@ -26,6 +26,7 @@ pub mod fsutil;
 pub mod invoke;
 pub mod jobs;
 pub mod kube;
+pub mod listener;
 pub mod metrics;
 pub mod modules;
 pub mod registry;

@@ -113,8 +113,8 @@ impl ModuleStore {
     ) -> io::Result<Self> {
         let wasm_dir = data_dir.join("modules");
         let artifact_dir = data_dir.join("compiled").join(engine.artifact_key());
-        std::fs::create_dir_all(&wasm_dir)?;
-        std::fs::create_dir_all(&artifact_dir)?;
+        fsutil::create_private_dir(&wasm_dir)?;
+        fsutil::create_private_dir(&artifact_dir)?;
         fsutil::remove_stale_temporaries(&wasm_dir)?;
         fsutil::remove_stale_temporaries(&artifact_dir)?;
         Ok(Self {

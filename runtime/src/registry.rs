@@ -63,7 +63,7 @@ impl Registry {
     /// Definitions that no longer validate are reported and skipped, never deleted.
     pub fn open(data_dir: &Path) -> io::Result<(Self, Vec<Service>)> {
         let dir = data_dir.join("services");
-        std::fs::create_dir_all(&dir)?;
+        fsutil::create_private_dir(&dir)?;
         fsutil::remove_stale_temporaries(&dir)?;
         let mut found = Vec::new();
         for entry in std::fs::read_dir(&dir)? {

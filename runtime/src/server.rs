@@ -6,6 +6,9 @@ use crate::config::ServeArgs;
 
 /// Runs the server until a shutdown signal.
 pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
+    // Everything the server creates (definitions with secrets, job inputs and outputs, stored
+    // objects, scratch folders) is users' data: owner-only, whatever the caller's umask.
+    rustix::process::umask(rustix::fs::Mode::from_bits_truncate(0o077));
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|source| StartError::Io {
@@ -56,15 +59,25 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
         None => None,
     };
     let app = App::open_with(&args, s3_addr, kube)?;
+    let limits = crate::listener::ConnectionLimits {
+        max_connections: args.max_connections,
+        header_timeout: std::time::Duration::try_from_secs_f64(args.header_timeout)
+            .unwrap_or(std::time::Duration::from_secs(30)),
+    };
+    // Both listeners stop on the same signal.
+    let (stopping, _) = tokio::sync::watch::channel(false);
     if let Some(listener) = s3_listener {
         let data_dir = app.data_dir.clone();
-        let (access_key, secret_key) = args.embedded_store_keys();
-        let s3 =
-            crate::storage::embedded::service(&data_dir.join("buckets"), &access_key, &secret_key)
-                .map_err(|source| StartError::Io {
-                    context: "opening the embedded S3 store".into(),
-                    source,
-                })?;
+        let minio = &app.storage.default_provider;
+        let s3 = crate::storage::embedded::service(
+            &data_dir.join("buckets"),
+            &minio.access_key,
+            &minio.secret_key,
+        )
+        .map_err(|source| StartError::Io {
+            context: "opening the embedded S3 store".into(),
+            source,
+        })?;
         let hook_app = app.clone();
         let hook: crate::storage::embedded::CreatedHook =
             std::sync::Arc::new(move |bucket, key| {
@@ -74,7 +87,16 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
         if let Some(addr) = s3_addr {
             tracing::info!("embedded S3 store (minio.default) serving on http://{addr}");
         }
-        tokio::spawn(crate::storage::embedded::serve(listener, s3, hook));
+        let mut stop = stopping.subscribe();
+        tokio::spawn(crate::storage::embedded::serve(
+            listener,
+            s3,
+            hook,
+            limits,
+            async move {
+                let _ = stop.wait_for(|stop| *stop).await;
+            },
+        ));
     }
     crate::jobs::start_workers(&app);
     tokio::spawn(crate::storage::poller::run(
@@ -88,13 +110,18 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
         services = app.registry.list().len(),
         "oscar-wasm listening on http://{addr}"
     );
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|source| StartError::Io {
-            context: "serving".into(),
-            source,
-        })?;
+    let service = hyper_util::service::TowerToHyperService::new(router);
+    let signal = {
+        let stopping = stopping.clone();
+        async move {
+            shutdown_signal().await;
+            tracing::info!("stopping: finishing the requests in flight");
+            let _ = stopping.send(true);
+        }
+    };
+    crate::listener::serve(listener, service, limits, signal).await;
+    // What calls were still running is not needed any more: their inputs and outputs go.
+    app.invoker.remove_scratch_root();
     tracing::info!("oscar-wasm stopped");
     Ok(())
 }

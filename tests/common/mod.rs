@@ -29,6 +29,16 @@ impl Server {
 
     /// [`Server::start`] with extra environment variables for the server process.
     pub fn start_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        Self::launch(data_dir, extra, env, true)
+    }
+
+    /// [`Server::start`] with the server's own defaults where the harness sets others: the
+    /// embedded store's keys generated, storage endpoints on loopback refused.
+    pub fn start_with_generated_store_keys(data_dir: &Path, extra: &[&str]) -> Server {
+        Self::launch(data_dir, extra, &[], false)
+    }
+
+    fn launch(data_dir: &Path, extra: &[&str], env: &[(&str, &str)], known_keys: bool) -> Server {
         let scratch = data_dir.parent().unwrap().join("scratch");
         // The embedded S3 store on a free port too, unless the test places it.
         let s3_listen: &[&str] = if extra
@@ -39,20 +49,42 @@ impl Server {
         } else {
             &["--s3-listen", "127.0.0.1:0"]
         };
+        // The embedded store's keys are generated per data folder; tests use known ones.
+        let store_keys: &[&str] = if !known_keys
+            || extra
+                .iter()
+                .any(|a| *a == "--store-access-key" || *a == "--storage-endpoint")
+        {
+            &[]
+        } else {
+            &["--store-access-key", "oscar", "--store-secret-key", "oscar"]
+        };
+        // Tests' external stores (moto) listen on loopback.
+        let local_endpoints: &[&str] = if known_keys {
+            &["--allow-local-endpoints"]
+        } else {
+            &[]
+        };
         let listen: &[&str] = if extra.contains(&"--listen") {
             &[]
         } else {
             &["--listen", "127.0.0.1:0"]
         };
+        let scratch_flag: &[&std::ffi::OsStr] = if extra.contains(&"--scratch-dir") {
+            &[]
+        } else {
+            &["--scratch-dir".as_ref(), scratch.as_os_str()]
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_oscar-wasm"))
             .arg("serve")
             .args(s3_listen)
+            .args(store_keys)
+            .args(local_endpoints)
             .args(listen)
             .envs(env.iter().copied())
             .arg("--data-dir")
             .arg(data_dir)
-            .arg("--scratch-dir")
-            .arg(&scratch)
+            .args(scratch_flag)
             .args(extra)
             .env("OSCAR_WASM_LOG", "info,oscar_wasm=debug")
             .stdout(Stdio::null())
@@ -141,6 +173,17 @@ impl TestDir {
     }
     pub fn scratch(&self) -> PathBuf {
         self.tmp.path().join("scratch")
+    }
+    /// The invocation folders left in the scratch root (its `.lock` and `.staging` aside).
+    pub fn scratch_left(&self) -> Vec<String> {
+        std::fs::read_dir(self.scratch())
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| !n.starts_with('.'))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 }
 

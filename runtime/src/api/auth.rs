@@ -92,6 +92,27 @@ pub fn authorize_invocation(
     }
 }
 
+/// The service of an invocation (/run, /job), once its caller is allowed: an extractor that
+/// runs before the body is read, so that nobody without credentials gets a body read.
+pub struct Invocation(pub std::sync::Arc<crate::registry::Deployed>);
+
+impl axum::extract::FromRequestParts<AppState> for Invocation {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        app: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let axum::extract::Path(name) =
+            axum::extract::Path::<String>::from_request_parts(parts, app)
+                .await
+                .map_err(IntoResponse::into_response)?;
+        invocation_target(app, &name, &parts.headers)
+            .map(Invocation)
+            .map_err(|answer| *answer)
+    }
+}
+
 /// The service an invocation (/run, /job) names, once the caller may invoke it; otherwise the
 /// answer to send (401/403, or 404 for an unknown service).
 pub fn invocation_target(

@@ -20,6 +20,16 @@ pub enum ApiError {
     /// A body FaaS Supervisor's rules cannot turn into an input file.
     #[error(transparent)]
     Body(#[from] BodyError),
+    /// A job that cannot be accepted: 429 when its service is at its pending limit, 503 when
+    /// the server is.
+    #[error(transparent)]
+    Submit(#[from] crate::jobs::CreateError),
+    /// A request body that took longer than the server waits for one.
+    #[error("{0}")]
+    Timeout(String),
+    /// A request body over a size limit.
+    #[error("{0}")]
+    TooLarge(String),
     /// A request that is malformed for another reason.
     #[error("{0}")]
     BadRequest(String),
@@ -72,6 +82,14 @@ impl ApiError {
                 // Too many or too large outputs: the module's doing, reported as its failure.
                 InvokeError::Outputs(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
+            Self::Submit(e) => match e {
+                crate::jobs::CreateError::ServiceFull { .. } => StatusCode::TOO_MANY_REQUESTS,
+                crate::jobs::CreateError::ServerFull(_) => StatusCode::SERVICE_UNAVAILABLE,
+                crate::jobs::CreateError::NoService(_) => StatusCode::NOT_FOUND,
+                crate::jobs::CreateError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+            Self::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Body(_) | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Storage(_) => StatusCode::BAD_GATEWAY,
@@ -87,7 +105,15 @@ impl IntoResponse for ApiError {
             tracing::error!(error = %self, "request failed");
         }
         let mut response = (status, format!("{self}\n")).into_response();
-        if matches!(self, Self::Invoke(InvokeError::Overloaded)) {
+        let retry = matches!(self, Self::Invoke(InvokeError::Overloaded))
+            || matches!(
+                self,
+                Self::Submit(
+                    crate::jobs::CreateError::ServiceFull { .. }
+                        | crate::jobs::CreateError::ServerFull(_)
+                )
+            );
+        if retry {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

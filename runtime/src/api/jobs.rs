@@ -2,16 +2,15 @@
 //! routes /system/outputs/{service}/{job}.
 
 use super::{ApiError, AppState};
-use crate::jobs::Jobs;
 use crate::jobs::record::{Origin, rfc3339};
+use crate::jobs::{JobInput, Jobs};
 use crate::registry::RegistryError;
 use crate::supervisor;
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -35,40 +34,19 @@ pub fn system_routes() -> Router<AppState> {
 async fn submit(
     State(app): State<AppState>,
     Path(name): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    super::auth::Invocation(deployed): super::auth::Invocation,
+    super::body::Body(body): super::body::Body,
 ) -> Result<Response, ApiError> {
-    let deployed = match super::auth::invocation_target(&app, &name, &headers) {
-        Ok(deployed) => deployed,
-        Err(answer) => return Ok(*answer),
-    };
-    match super::trigger::storage_trigger(&app, &deployed, &body)? {
+    let input = match super::trigger::classify(&app, &deployed, &body)? {
         super::trigger::Body::Ignored(message) => {
             tracing::info!(service = %name, "{message}");
             return Ok((StatusCode::OK, message).into_response());
         }
         // The worker looks the provider up again when the job runs: the definition may change.
-        super::trigger::Body::Event(found) => {
-            let (event, _) = *found;
-            let app2 = app.clone();
-            let service = name.clone();
-            let record =
-                tokio::task::spawn_blocking(move || app2.jobs.submit_event(&service, event))
-                    .await
-                    .map_err(|e| ApiError::Internal(e.to_string()))?
-                    .map_err(|e| ApiError::Internal(format!("the job could not be stored: {e}")))?;
-            tracing::info!(service = %name, job = %record.name, "storage job accepted");
-            return Ok(job_created(&record.name, &name));
-        }
-        super::trigger::Body::Plain => {}
-    }
-    let input = supervisor::decode_body(&body)?;
-    let app2 = app.clone();
-    let service = name.clone();
-    let record = tokio::task::spawn_blocking(move || app2.jobs.submit(&service, &input))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(|e| ApiError::Internal(format!("the job could not be stored: {e}")))?;
+        super::trigger::Body::Event(found) => JobInput::Event(found.0),
+        super::trigger::Body::Plain(input) => JobInput::Body(input),
+    };
+    let record = app.submit_job(&name, input).await?;
     tracing::info!(service = %name, job = %record.name, "job accepted");
     Ok(job_created(&record.name, &name))
 }

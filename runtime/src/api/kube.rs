@@ -8,7 +8,6 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use bytes::Bytes;
 
 /// Header naming the input file.
 pub const INPUT_NAME_HEADER: &str = "x-oscar-wasm-input-name";
@@ -60,13 +59,18 @@ async fn script(
 async fn result(
     State(app): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    request: axum::extract::Request,
 ) -> Result<StatusCode, ApiError> {
     let kube = app.kube.as_ref().ok_or_else(unknown)?;
+    let token = bearer(request.headers());
+    // The token first: nobody else's body is read.
+    if !kube.expects_result(&id, &token) {
+        return Err(unknown());
+    }
+    let body = super::body::read(request.into_body(), &app.requests).await?;
     let result: SupervisorResult = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("invalid result: {e}")))?;
-    if kube.deliver(&id, &bearer(&headers), result) {
+    if kube.deliver(&id, &token, result) {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(unknown())

@@ -2,6 +2,7 @@
 //! parse, call [`App`], and shape the answer; status codes are decided in [`error`].
 
 mod auth;
+mod body;
 pub mod error;
 mod info;
 mod jobs;

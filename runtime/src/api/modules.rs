@@ -7,7 +7,6 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
-use bytes::Bytes;
 use serde_json::{Value, json};
 
 pub fn routes() -> Router<AppState> {
@@ -20,7 +19,10 @@ fn parse_digest(text: &str) -> Result<Digest, ApiError> {
     Digest::parse(text).map_err(ApiError::NotFound)
 }
 
-async fn upload(State(app): State<AppState>, body: Bytes) -> Result<impl IntoResponse, ApiError> {
+async fn upload(
+    State(app): State<AppState>,
+    super::body::Body(body): super::body::Body,
+) -> Result<impl IntoResponse, ApiError> {
     let stored = app.put_module(body).await?;
     let status = if stored.created {
         StatusCode::CREATED

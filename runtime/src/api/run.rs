@@ -5,15 +5,16 @@
 //! output; header `x-oscar-wasm-outcome`); 400 for a body the rules refuse; 404 for an unknown
 //! service; 503 when the server is saturated.
 
+use super::auth::Invocation;
+use super::body::Body;
 use super::{ApiError, AppState};
 use crate::invoke::{Exit, Input, Request};
 use crate::supervisor::{self, LogLevel};
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use bytes::Bytes;
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/run/{name}", post(run))
@@ -29,15 +30,11 @@ pub const OUTPUT_NAME_HEADER: &str = "x-oscar-wasm-output-name";
 async fn run(
     State(app): State<AppState>,
     Path(name): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    Invocation(deployed): Invocation,
+    Body(body): Body,
 ) -> Result<Response, ApiError> {
-    let deployed = match super::auth::invocation_target(&app, &name, &headers) {
-        Ok(deployed) => deployed,
-        Err(answer) => return Ok(*answer),
-    };
     let service = name;
-    let input: Input = match super::trigger::storage_trigger(&app, &deployed, &body)? {
+    let input: Input = match super::trigger::classify(&app, &deployed, &body)? {
         super::trigger::Body::Ignored(message) => {
             return Ok((StatusCode::OK, message).into_response());
         }
@@ -50,7 +47,7 @@ async fn run(
                 .map_err(|e| ApiError::Storage(e.to_string()))?;
             input
         }
-        super::trigger::Body::Plain => Input::Body(supervisor::decode_body(&body)?),
+        super::trigger::Body::Plain(input) => Input::Body(input),
     };
     let level = deployed.service.spec.log_level;
     // The invocation takes `deployed`; a second handle keeps its storage spec for the uploads.

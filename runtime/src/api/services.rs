@@ -44,13 +44,19 @@ async fn get_one(
     Ok(Json(deployed.service.to_public_json()))
 }
 
-async fn create(State(app): State<AppState>, body: Bytes) -> Result<impl IntoResponse, ApiError> {
+async fn create(
+    State(app): State<AppState>,
+    super::body::Body(body): super::body::Body,
+) -> Result<impl IntoResponse, ApiError> {
     let deployed = app.create_service(parse_json(&body)?).await?;
     tracing::info!(service = %deployed.service.spec.name, backend = %deployed.service.spec.backend, "service created");
     Ok((StatusCode::CREATED, Json(deployed.service.to_public_json())))
 }
 
-async fn update(State(app): State<AppState>, body: Bytes) -> Result<impl IntoResponse, ApiError> {
+async fn update(
+    State(app): State<AppState>,
+    super::body::Body(body): super::body::Body,
+) -> Result<impl IntoResponse, ApiError> {
     let deployed = app.update_service(parse_json(&body)?).await?;
     tracing::info!(service = %deployed.service.spec.name, backend = %deployed.service.spec.backend, "service updated");
     Ok(StatusCode::NO_CONTENT)
@@ -68,7 +74,7 @@ async fn delete(
 async fn attach_module(
     State(app): State<AppState>,
     Path(name): Path<String>,
-    body: Bytes,
+    super::body::Body(body): super::body::Body,
 ) -> Result<Json<Value>, ApiError> {
     let stored = app.attach_module(&name, body).await?;
     tracing::info!(service = %name, module = %stored.digest, "module attached");

@@ -83,8 +83,7 @@ impl Clusters {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| file_error(parent, e))?;
         }
-        crate::fsutil::atomic_write_owner_only(path, text.as_bytes())
-            .map_err(|e| file_error(path, e))
+        crate::fsutil::atomic_write(path, text.as_bytes()).map_err(|e| file_error(path, e))
     }
 
     /// The cluster named `name`, else the default one, else the only one.

@@ -180,6 +180,11 @@ impl Invoker {
         self.shared.scratch.path()
     }
 
+    /// Removes the scratch root with whatever is left in it (at shutdown).
+    pub fn remove_scratch_root(&self) {
+        self.shared.scratch.remove();
+    }
+
     /// Runs `deployed` on `input` (already decoded by the supervisor rules).
     ///
     /// Dropping the returned future (a client that disconnected) stops the guest at the next
@@ -348,7 +353,11 @@ fn run_blocking(
         input_file: &input_file,
         output_dir: &scratch.output,
         memory_limit: spec.memory_limit.unwrap_or(settings.default_memory),
-        deadline: started + timeout,
+        // A huge timeout cannot overflow the clock: it means no deadline in practice.
+        deadline: started
+            .checked_add(timeout)
+            .or_else(|| started.checked_add(Duration::from_secs(365 * 24 * 3600)))
+            .unwrap_or(started),
         cancel,
         output_capacity: settings.max_log_bytes,
         output_limits: settings.output_limits,
@@ -409,7 +418,7 @@ fn run_blocking(
 
     let collected = match outputs::collect(&scratch.output, settings.output_limits) {
         Ok(collected) => collected,
-        Err(e @ (outputs::OutputError::TooManyFiles(_) | outputs::OutputError::TooLarge(_))) => {
+        Err(e) if e.is_limit() => {
             log.push(LogLine::now(
                 LogLevel::Error,
                 format!("Outputs refused: {e}"),

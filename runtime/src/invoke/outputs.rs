@@ -9,30 +9,49 @@ use cap_std::fs::Dir;
 use std::io::Read;
 use std::path::Path;
 
+/// Deepest folder nesting an output folder may have. Walks over guest-made trees are
+/// iterative, so depth cannot overflow the host's stack; this bound keeps the number of folder
+/// handles a walk holds open small.
+pub const MAX_DEPTH: usize = 64;
+
 /// Caps on what an invocation may return.
 #[derive(Debug, Clone, Copy)]
 pub struct OutputLimits {
-    /// Most files.
+    /// Most entries: files and folders together (an empty folder costs the host memory too).
     pub max_files: usize,
-    /// Most bytes, all files together.
+    /// Most bytes, all files together, by their length (a sparse file counts in full: it is
+    /// read whole).
     pub max_bytes: u64,
 }
 
 /// Why the outputs cannot be returned.
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
-    /// More files than allowed.
-    #[error("the module wrote more than {0} output files")]
+    /// More entries than allowed.
+    #[error("the module wrote more than {0} output files and folders")]
     TooManyFiles(usize),
     /// More bytes than allowed.
     #[error("the module wrote more than {0} bytes of output")]
     TooLarge(u64),
+    /// Folders nested deeper than [`MAX_DEPTH`].
+    #[error("the module nested output folders more than {MAX_DEPTH} deep")]
+    TooDeep,
     /// A name that is not UTF-8 cannot be a zip entry name.
     #[error("output file name {0:?} is not valid UTF-8")]
     BadName(String),
     /// The file system failed.
     #[error("reading the output folder failed: {0}")]
     Io(#[from] std::io::Error),
+}
+
+impl OutputError {
+    /// Whether the module broke a limit (its fault) rather than the host failing.
+    pub fn is_limit(&self) -> bool {
+        matches!(
+            self,
+            Self::TooManyFiles(_) | Self::TooLarge(_) | Self::TooDeep
+        )
+    }
 }
 
 /// What was found, and what was left out.
@@ -44,84 +63,111 @@ pub struct Collected {
     pub skipped: Vec<String>,
 }
 
-/// Collects every regular file under `dir`, recursively.
+/// Counts entries and bytes against the limits as a walk meets them.
+struct Budget {
+    limits: OutputLimits,
+    entries: usize,
+    bytes: u64,
+}
+
+impl Budget {
+    fn new(limits: OutputLimits) -> Self {
+        Self {
+            limits,
+            entries: 0,
+            bytes: 0,
+        }
+    }
+
+    fn entry(&mut self) -> Result<(), OutputError> {
+        self.entries += 1;
+        if self.entries > self.limits.max_files {
+            return Err(OutputError::TooManyFiles(self.limits.max_files));
+        }
+        Ok(())
+    }
+
+    fn bytes(&mut self, len: u64) -> Result<(), OutputError> {
+        self.bytes = self.bytes.saturating_add(len);
+        if self.bytes > self.limits.max_bytes {
+            return Err(OutputError::TooLarge(self.limits.max_bytes));
+        }
+        Ok(())
+    }
+
+    fn remaining(&self) -> u64 {
+        self.limits.max_bytes.saturating_sub(self.bytes)
+    }
+}
+
+/// Collects every regular file under `dir`, depth first, without recursion: the stack holds
+/// one open folder per level, at most [`MAX_DEPTH`].
 pub fn collect(dir: &Path, limits: OutputLimits) -> Result<Collected, OutputError> {
     let root = Dir::open_ambient_dir(dir, ambient_authority())?;
     let mut collected = Collected::default();
-    let mut total = 0u64;
-    walk(&root, "", limits, &mut total, &mut collected)?;
-    Ok(collected)
-}
-
-fn walk(
-    dir: &Dir,
-    prefix: &str,
-    limits: OutputLimits,
-    total: &mut u64,
-    out: &mut Collected,
-) -> Result<(), OutputError> {
-    for entry in dir.entries()? {
+    let mut budget = Budget::new(limits);
+    let mut stack = vec![(root.entries()?, String::new())];
+    while let Some((entries, prefix)) = stack.last_mut() {
+        let Some(entry) = entries.next() else {
+            stack.pop();
+            continue;
+        };
         let entry = entry?;
         let name = entry.file_name();
         let name = name
             .to_str()
             .ok_or_else(|| OutputError::BadName(name.to_string_lossy().into_owned()))?;
         let path = format!("{prefix}{name}");
+        budget.entry()?;
         // file_type() does not follow symlinks.
         let file_type = entry.file_type()?;
         if file_type.is_dir() {
-            walk(&entry.open_dir()?, &format!("{path}/"), limits, total, out)?;
-        } else if file_type.is_file() {
-            if out.files.len() >= limits.max_files {
-                return Err(OutputError::TooManyFiles(limits.max_files));
+            if stack.len() > MAX_DEPTH {
+                return Err(OutputError::TooDeep);
             }
-            let remaining = limits.max_bytes - *total;
+            let inner = entry.open_dir()?.entries()?;
+            stack.push((inner, format!("{path}/")));
+        } else if file_type.is_file() {
+            let remaining = budget.remaining();
             let mut bytes = Vec::new();
             // Read one byte past the budget to detect an overflow without reading it all.
             entry
                 .open()?
                 .take(remaining.saturating_add(1))
                 .read_to_end(&mut bytes)?;
-            if bytes.len() as u64 > remaining {
-                return Err(OutputError::TooLarge(limits.max_bytes));
-            }
-            *total += bytes.len() as u64;
-            out.files.push(OutputFile { path, bytes });
+            budget.bytes(bytes.len() as u64)?;
+            collected.files.push(OutputFile { path, bytes });
         } else {
-            out.skipped.push(path);
+            collected.skipped.push(path);
         }
     }
-    Ok(())
+    Ok(collected)
 }
 
 /// Measures the output folder while the guest runs; `Err` once it holds more than allowed.
-/// Symlinks are counted as entries, never followed.
+/// Symlinks are counted as entries, never followed. Iterative, like [`collect`].
 pub fn check_usage(dir: &Path, limits: OutputLimits) -> Result<(), OutputError> {
-    fn walk(
-        dir: &Path,
-        limits: OutputLimits,
-        files: &mut usize,
-        bytes: &mut u64,
-    ) -> Result<(), OutputError> {
-        for entry in std::fs::read_dir(dir)? {
-            let entry = entry?;
-            let meta = entry.metadata()?;
-            if meta.is_dir() {
-                walk(&entry.path(), limits, files, bytes)?;
-                continue;
+    let mut budget = Budget::new(limits);
+    let mut stack = vec![std::fs::read_dir(dir)?];
+    while let Some(entries) = stack.last_mut() {
+        let Some(entry) = entries.next() else {
+            stack.pop();
+            continue;
+        };
+        let entry = entry?;
+        budget.entry()?;
+        // DirEntry::metadata does not follow symlinks.
+        let meta = entry.metadata()?;
+        if meta.is_dir() {
+            if stack.len() > MAX_DEPTH {
+                return Err(OutputError::TooDeep);
             }
-            *files += 1;
-            *bytes += meta.len();
-            if *files > limits.max_files {
-                return Err(OutputError::TooManyFiles(limits.max_files));
-            }
-            if *bytes > limits.max_bytes {
-                return Err(OutputError::TooLarge(limits.max_bytes));
-            }
+            stack.push(std::fs::read_dir(entry.path())?);
+        } else {
+            budget.bytes(meta.len())?;
         }
-        Ok(())
     }
-    walk(dir, limits, &mut 0, &mut 0)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -163,6 +209,47 @@ mod tests {
         assert!(matches!(
             collect(tmp.path(), LIMITS),
             Err(OutputError::TooManyFiles(10))
+        ));
+    }
+
+    #[test]
+    fn folders_count_as_entries() {
+        let tmp = tempfile::tempdir().unwrap();
+        for i in 0..11 {
+            std::fs::create_dir(tmp.path().join(format!("d{i}"))).unwrap();
+        }
+        assert!(matches!(
+            collect(tmp.path(), LIMITS),
+            Err(OutputError::TooManyFiles(10))
+        ));
+        assert!(matches!(
+            check_usage(tmp.path(), LIMITS),
+            Err(OutputError::TooManyFiles(10))
+        ));
+    }
+
+    #[test]
+    fn deep_trees_are_refused_without_recursion() {
+        let tmp = tempfile::tempdir().unwrap();
+        let limits = OutputLimits {
+            max_files: 100_000,
+            max_bytes: 100,
+        };
+        let mut path = tmp.path().to_path_buf();
+        for _ in 0..MAX_DEPTH {
+            path.push("d");
+        }
+        std::fs::create_dir_all(&path).unwrap();
+        assert!(collect(tmp.path(), limits).is_ok());
+        assert!(check_usage(tmp.path(), limits).is_ok());
+        std::fs::create_dir(path.join("d")).unwrap();
+        assert!(matches!(
+            collect(tmp.path(), limits),
+            Err(OutputError::TooDeep)
+        ));
+        assert!(matches!(
+            check_usage(tmp.path(), limits),
+            Err(OutputError::TooDeep)
         ));
     }
 }

@@ -1,26 +1,58 @@
 //! Per-invocation scratch folders: `<root>/<uuid>/in` (the input file) and `<root>/<uuid>/out`
 //! (the output folder). Removed when the [`Scratch`] is dropped, whatever the outcome.
+//!
+//! The root belongs to one server, which holds a lock on `<root>/.lock` while it runs. The
+//! root is removed at shutdown; a killed server cannot do that, so each start also removes the
+//! roots of dead servers beside its own (`oscar-wasm-*` folders whose lock nobody holds): they
+//! hold users' inputs and outputs, in memory when the root is on tmpfs.
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Prefix of the scratch roots this program names itself (see `ServeArgs::scratch_root`).
+pub const ROOT_PREFIX: &str = "oscar-wasm-";
+/// The lock file inside a root.
+const LOCK_FILE: &str = ".lock";
+/// A root from a version without lock files is taken as dead once unchanged for this long.
+const UNLOCKED_GRACE: Duration = Duration::from_secs(3600);
 
 /// The folder under which invocations get their scratch folders; it belongs to one server.
 #[derive(Debug, Clone)]
 pub struct ScratchRoot {
     path: PathBuf,
+    _lock: Arc<std::fs::File>,
 }
 
 impl ScratchRoot {
     /// Creates the root, removing what a previous run of this server left behind (a crash
     /// leaves scratch folders that no one will remove otherwise).
+    ///
+    /// The caller owns `path` (it holds the data folder's lock).
     pub fn prepare(path: PathBuf) -> io::Result<Self> {
-        match std::fs::remove_dir_all(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
+        remove_dead_siblings(&path);
+        crate::fsutil::remove_tree(&path)?;
+        // Owner-only: the folders hold users' inputs and outputs.
+        crate::fsutil::create_private_dir(&path)?;
+        let lock = std::fs::File::create(path.join(LOCK_FILE))?;
+        lock.try_lock().map_err(|e| match e {
+            std::fs::TryLockError::WouldBlock => {
+                io::Error::other(format!("{} is in use by another server", path.display()))
+            }
+            std::fs::TryLockError::Error(e) => e,
+        })?;
+        Ok(Self {
+            path,
+            _lock: Arc::new(lock),
+        })
+    }
+
+    /// Removes the root and everything in it (at shutdown).
+    pub fn remove(&self) {
+        if let Err(e) = crate::fsutil::remove_tree(&self.path) {
+            tracing::warn!(dir = %self.path.display(), error = %e, "could not remove the scratch root");
         }
-        std::fs::create_dir_all(&path)?;
-        Ok(Self { path })
     }
 
     /// The root's path.
@@ -43,6 +75,50 @@ impl ScratchRoot {
     }
 }
 
+/// Removes the `oscar-wasm-*` roots beside `own` whose servers are gone: their lock is free,
+/// or (roots of versions before the lock) they have not changed for an hour.
+fn remove_dead_siblings(own: &Path) {
+    let named_by_us = own
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with(ROOT_PREFIX));
+    let Some(parent) = own.parent().filter(|_| named_by_us) else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let ours = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(ROOT_PREFIX));
+        if !ours || path == own || !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let dead = match std::fs::File::open(path.join(LOCK_FILE)) {
+            Ok(lock) => lock.try_lock().is_ok(),
+            Err(_) => entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > UNLOCKED_GRACE),
+        };
+        if dead {
+            match crate::fsutil::remove_tree(&path) {
+                Ok(()) => {
+                    tracing::info!(dir = %path.display(), "removed a dead server's scratch folder")
+                }
+                Err(e) => {
+                    tracing::warn!(dir = %path.display(), error = %e, "could not remove a dead server's scratch folder")
+                }
+            }
+        }
+    }
+}
+
 /// One invocation's folders; removed on drop.
 #[derive(Debug)]
 pub struct Scratch {
@@ -55,9 +131,8 @@ pub struct Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        if let Err(e) = std::fs::remove_dir_all(&self.dir)
-            && e.kind() != io::ErrorKind::NotFound
-        {
+        // Iterative: a guest may have left a tree too deep for a recursive removal.
+        if let Err(e) = crate::fsutil::remove_tree(&self.dir) {
             tracing::warn!(dir = %self.dir.display(), error = %e, "could not remove scratch folder");
         }
     }
@@ -79,7 +154,28 @@ mod tests {
         let leftover = root.create().unwrap();
         let leftover_dir = leftover.dir.clone();
         std::mem::forget(leftover);
+        drop(root);
         let _root = ScratchRoot::prepare(tmp.path().join("root")).unwrap();
         assert!(!leftover_dir.exists());
+    }
+
+    #[test]
+    fn dead_servers_roots_are_removed_live_ones_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let live = ScratchRoot::prepare(tmp.path().join("oscar-wasm-live")).unwrap();
+        let dead = ScratchRoot::prepare(tmp.path().join("oscar-wasm-dead")).unwrap();
+        let left = dead.create().unwrap();
+        std::fs::write(left.input.join("secret"), b"x").unwrap();
+        std::mem::forget(left);
+        drop(dead);
+        std::fs::create_dir(tmp.path().join("unrelated")).unwrap();
+        let _own = ScratchRoot::prepare(tmp.path().join("oscar-wasm-own")).unwrap();
+        assert!(live.path().exists());
+        assert!(!tmp.path().join("oscar-wasm-dead").exists());
+        assert!(tmp.path().join("unrelated").exists());
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(live.path()).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o700);
     }
 }

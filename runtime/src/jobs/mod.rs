@@ -20,12 +20,22 @@ use record::{JobRecord, Origin, Status, to_ms};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+pub use store::CreateError;
 use store::{JobStore, Retention};
 use tokio::sync::{Notify, mpsc};
 
 pub use worker::start_workers;
 
 type Key = (String, String);
+
+/// What a new job runs on.
+#[derive(Debug)]
+pub enum JobInput {
+    /// The decoded request body, kept as the job's input file.
+    Body(Vec<u8>),
+    /// The object a storage event names, downloaded when the job runs.
+    Event(crate::storage::event::ObjectEvent),
+}
 
 /// The job queue, its workers' shared state, and the job store.
 pub struct Jobs {
@@ -72,7 +82,7 @@ impl Jobs {
     }
 
     /// Accepts a job; it is durable when this returns. Blocking I/O: call off the reactor.
-    pub fn submit(&self, service: &str, input: &[u8]) -> std::io::Result<JobRecord> {
+    pub fn submit(&self, service: &str, input: &[u8]) -> Result<JobRecord, CreateError> {
         self.accept(service, Some(input), None)
     }
 
@@ -82,7 +92,7 @@ impl Jobs {
         &self,
         service: &str,
         event: crate::storage::event::ObjectEvent,
-    ) -> std::io::Result<JobRecord> {
+    ) -> Result<JobRecord, CreateError> {
         self.accept(service, None, Some(event))
     }
 
@@ -91,7 +101,7 @@ impl Jobs {
         service: &str,
         input: Option<&[u8]>,
         trigger: Option<crate::storage::event::ObjectEvent>,
-    ) -> std::io::Result<JobRecord> {
+    ) -> Result<JobRecord, CreateError> {
         let record = self.store.create(service, Origin::Job, input, trigger)?;
         self.store.append_log(
             service,
@@ -115,7 +125,10 @@ impl Jobs {
         started: u64,
     ) {
         let result = (|| {
-            let mut record = self.store.create(service, Origin::Run, None, None)?;
+            let mut record = self
+                .store
+                .create(service, Origin::Run, None, None)
+                .map_err(std::io::Error::other)?;
             let mut lines: Vec<(u64, String)> =
                 log.iter().map(|l| (to_ms(l.time), l.format())).collect();
             let finished = record::now_ms();

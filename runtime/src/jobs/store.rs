@@ -11,6 +11,9 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+/// Runs a job may start: one more start after this many interrupted ones is not made.
+pub const MAX_ATTEMPTS: u32 = 3;
+
 /// How much is kept per service; the oldest finished records go first.
 #[derive(Debug, Clone, Copy)]
 pub struct Retention {
@@ -20,6 +23,40 @@ pub struct Retention {
     pub max_bytes: u64,
     /// Most failed synchronous runs kept per service.
     pub max_failed_runs: usize,
+    /// Most unfinished jobs (pending or running) per service.
+    pub max_pending: usize,
+    /// Most unfinished jobs, all services together.
+    pub max_pending_total: usize,
+}
+
+/// Why a job cannot be accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    /// The service has as many unfinished jobs, or bytes of them, as it may.
+    #[error(
+        "service {service} has {pending} unfinished jobs holding {bytes} bytes, its limit ({limit} jobs, {max_bytes} bytes); retry when some have finished"
+    )]
+    ServiceFull {
+        /// The service.
+        service: String,
+        /// Its unfinished jobs.
+        pending: usize,
+        /// Their bytes on disk.
+        bytes: u64,
+        /// `--max-pending-jobs`.
+        limit: usize,
+        /// `--max-job-bytes`.
+        max_bytes: u64,
+    },
+    /// The server has as many unfinished jobs as it may.
+    #[error("the server has {0} unfinished jobs, its limit; retry later")]
+    ServerFull(usize),
+    /// The service does not exist (any more).
+    #[error("service {0:?} not found")]
+    NoService(String),
+    /// The disk failed.
+    #[error("the job could not be stored: {0}")]
+    Io(#[from] io::Error),
 }
 
 /// Every job of every service.
@@ -35,7 +72,8 @@ impl JobStore {
     /// Returns the store and the jobs to queue, oldest first.
     pub fn open(data_dir: &Path, retention: Retention) -> io::Result<(Self, Vec<JobRecord>)> {
         let root = data_dir.join("jobs");
-        std::fs::create_dir_all(&root)?;
+        // Owner-only: job folders hold users' inputs, outputs and logs.
+        fsutil::create_private_dir(&root)?;
         let store = Self {
             root,
             index: Mutex::default(),
@@ -63,18 +101,7 @@ impl JobStore {
                 };
                 let mut record = record;
                 if record.status == Status::Running {
-                    store.append_log(
-                        &record.service,
-                        &record.name,
-                        &[(
-                            now_ms(),
-                            "The server stopped while this job was running; it will run again"
-                                .into(),
-                        )],
-                    )?;
-                    record.status = Status::Pending;
-                    record.started_ms = None;
-                    store.persist(&record)?;
+                    store.recover_interrupted(&mut record)?;
                 }
                 if record.status == Status::Pending {
                     pending.push(record.clone());
@@ -88,6 +115,42 @@ impl JobStore {
         }
         pending.sort_by_key(|r| (r.created_ms, r.name.clone()));
         Ok((store, pending))
+    }
+
+    /// A job that was running when the server stopped: run again, unless it has been started
+    /// [`MAX_ATTEMPTS`] times already. The count is on disk before each run starts, so a job
+    /// whose module brings the process down (a host bug a module found) ends Failed instead of
+    /// killing every restart.
+    fn recover_interrupted(&self, record: &mut JobRecord) -> io::Result<()> {
+        let now = now_ms();
+        if record.attempts >= MAX_ATTEMPTS {
+            self.append_log(
+                &record.service,
+                &record.name,
+                &[(
+                    now,
+                    format!(
+                        "The server stopped while this job was running, {} times; it is not run again",
+                        record.attempts
+                    ),
+                )],
+            )?;
+            record.status = Status::Failed;
+            record.finished_ms = Some(now);
+            record.outcome = Some("interrupted".into());
+        } else {
+            self.append_log(
+                &record.service,
+                &record.name,
+                &[(
+                    now,
+                    "The server stopped while this job was running; it will run again".into(),
+                )],
+            )?;
+            record.status = Status::Pending;
+            record.started_ms = None;
+        }
+        self.persist(record)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, BTreeMap<String, JobRecord>>> {
@@ -118,21 +181,18 @@ impl JobStore {
     }
 
     /// Accepts a job: its input and record are on disk (fsynced) before this returns.
+    ///
+    /// A job (origin `job`) is admitted only within the pending limits: it is counted in the
+    /// index, under its lock, before its files are written, so concurrent submissions cannot
+    /// overshoot.
     pub fn create(
         &self,
         service: &str,
         origin: Origin,
         input: Option<&[u8]>,
         trigger: Option<crate::storage::event::ObjectEvent>,
-    ) -> io::Result<JobRecord> {
+    ) -> Result<JobRecord, CreateError> {
         let name = format!("{service}-{}", uuid::Uuid::new_v4());
-        let dir = self.dir(service, &name);
-        std::fs::create_dir_all(&dir)?;
-        if let Some(input) = input {
-            let mut file = std::fs::File::create(dir.join("input"))?;
-            file.write_all(input)?;
-            file.sync_all()?;
-        }
         let record = JobRecord {
             name,
             service: service.to_string(),
@@ -143,16 +203,79 @@ impl JobStore {
             finished_ms: None,
             attempts: 0,
             outcome: None,
-            bytes: 0,
+            // Counted from the start, so that pending inputs count against the byte limit.
+            bytes: input.map_or(0, |i| i.len() as u64),
             trigger,
         };
-        self.persist(&record)?;
-        fsutil::sync_dir(&self.root.join(service))?;
-        self.lock()
-            .entry(service.to_string())
-            .or_default()
-            .insert(record.name.clone(), record.clone());
+        {
+            let mut index = self.lock();
+            if origin == Origin::Job {
+                self.admit(&index, &record)?;
+            }
+            index
+                .entry(service.to_string())
+                .or_default()
+                .insert(record.name.clone(), record.clone());
+        }
+        let written = self.write_new(&record, input);
+        if let Err(e) = written {
+            if let Some(jobs) = self.lock().get_mut(service) {
+                jobs.remove(&record.name);
+            }
+            let _ = std::fs::remove_dir_all(self.dir(service, &record.name));
+            return Err(e.into());
+        }
         Ok(record)
+    }
+
+    /// Refuses `record` if its service or the server is at its pending limit.
+    fn admit(
+        &self,
+        index: &HashMap<String, BTreeMap<String, JobRecord>>,
+        record: &JobRecord,
+    ) -> Result<(), CreateError> {
+        let unfinished = |r: &&JobRecord| r.origin == Origin::Job && !r.status.is_finished();
+        let total = index
+            .values()
+            .flat_map(|j| j.values())
+            .filter(unfinished)
+            .count();
+        if total >= self.retention.max_pending_total {
+            return Err(CreateError::ServerFull(self.retention.max_pending_total));
+        }
+        let own: Vec<&JobRecord> = index
+            .get(&record.service)
+            .map(|j| j.values().filter(unfinished).collect())
+            .unwrap_or_default();
+        let bytes: u64 = own.iter().map(|r| r.bytes).sum();
+        if own.len() >= self.retention.max_pending
+            || bytes.saturating_add(record.bytes) > self.retention.max_bytes
+        {
+            return Err(CreateError::ServiceFull {
+                service: record.service.clone(),
+                pending: own.len(),
+                bytes,
+                limit: self.retention.max_pending,
+                max_bytes: self.retention.max_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    fn write_new(&self, record: &JobRecord, input: Option<&[u8]>) -> io::Result<()> {
+        let dir = self.dir(&record.service, &record.name);
+        fsutil::create_private_dir(&self.root.join(&record.service))?;
+        std::fs::create_dir(&dir)?;
+        if let Some(input) = input {
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options.open(dir.join("input"))?;
+            file.write_all(input)?;
+            file.sync_all()?;
+        }
+        self.persist(record)?;
+        fsutil::sync_dir(&self.root.join(&record.service))
     }
 
     /// Saves a changed record, unless the job was deleted meanwhile (then `false`).
@@ -177,10 +300,10 @@ impl JobStore {
                 text.push_str(&format!("{ms} {part}\n"));
             }
         }
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir(service, job).join("log.txt"))?;
+        let mut options = std::fs::OpenOptions::new();
+        options.create(true).append(true);
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(self.dir(service, job).join("log.txt"))?;
         file.write_all(text.as_bytes())?;
         file.sync_data()
     }
@@ -221,14 +344,27 @@ impl JobStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
             Err(e) => return Err(e),
         }
+        let mut folders = std::collections::BTreeSet::new();
         for file in files {
             // Paths come from our own walk of the output folder: relative, no `..`.
             let path = dir.join(&file.path);
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent)?;
+                folders.insert(parent.to_path_buf());
             }
-            std::fs::write(&path, &file.bytes)?;
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut out = options.open(&path)?;
+            out.write_all(&file.bytes)?;
+            // Durable before the job is marked Succeeded.
+            out.sync_all()?;
         }
+        // The new names too: deepest folders first, then the job's folder that holds them.
+        for folder in folders.iter().rev() {
+            fsutil::sync_dir(folder)?;
+        }
+        fsutil::sync_dir(&self.dir(service, job))?;
         Ok(true)
     }
 
@@ -344,7 +480,81 @@ mod tests {
         max_jobs: 3,
         max_bytes: u64::MAX,
         max_failed_runs: 1,
+        max_pending: 100,
+        max_pending_total: 1000,
     };
+
+    #[test]
+    fn a_job_interrupted_too_often_ends_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = JobStore::open(dir.path(), KEEP).unwrap();
+        let mut job = store.create("svc", Origin::Job, Some(b"in"), None).unwrap();
+        for attempt in 1..=MAX_ATTEMPTS {
+            // What the worker writes before each run.
+            job.status = Status::Running;
+            job.attempts = attempt;
+            store.update(&job).unwrap();
+            drop(store_reopened_pending(
+                dir.path(),
+                &job.name,
+                attempt < MAX_ATTEMPTS,
+            ));
+        }
+        let (store, pending) = JobStore::open(dir.path(), KEEP).unwrap();
+        assert!(pending.is_empty());
+        let record = store.get("svc", &job.name).unwrap();
+        assert_eq!(record.status, Status::Failed);
+        assert_eq!(record.outcome.as_deref(), Some("interrupted"));
+        assert!(
+            store
+                .read_log("svc", &job.name, false)
+                .unwrap()
+                .contains("3 times; it is not run again")
+        );
+    }
+
+    /// Reopens the store (a restart) and checks whether `job` was queued again.
+    fn store_reopened_pending(dir: &Path, job: &str, expected: bool) -> JobStore {
+        let (store, pending) = JobStore::open(dir, KEEP).unwrap();
+        assert_eq!(pending.iter().any(|r| r.name == job), expected);
+        store
+    }
+
+    #[test]
+    fn pending_jobs_are_bounded_per_service_by_count_and_bytes_and_overall() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = Retention {
+            max_pending: 2,
+            max_pending_total: 3,
+            max_bytes: 10,
+            ..KEEP
+        };
+        let (store, _) = JobStore::open(dir.path(), limits).unwrap();
+        store.create("a", Origin::Job, Some(b"1"), None).unwrap();
+        let mut second = store.create("a", Origin::Job, Some(b"2"), None).unwrap();
+        assert!(matches!(
+            store.create("a", Origin::Job, Some(b"3"), None),
+            Err(CreateError::ServiceFull { pending: 2, .. })
+        ));
+        // Failed synchronous runs are not jobs: never refused.
+        store.create("a", Origin::Run, None, None).unwrap();
+        assert!(matches!(
+            store.create("b", Origin::Job, Some(&[0; 11]), None),
+            Err(CreateError::ServiceFull { pending: 0, .. })
+        ));
+        store.create("b", Origin::Job, Some(b"1"), None).unwrap();
+        assert!(matches!(
+            store.create("c", Origin::Job, None, None),
+            Err(CreateError::ServerFull(3))
+        ));
+        finish(&store, &mut second);
+        store.create("a", Origin::Job, Some(b"3"), None).unwrap();
+        // Refused jobs left nothing on disk.
+        let on_disk = std::fs::read_dir(dir.path().join("jobs/a"))
+            .unwrap()
+            .count();
+        assert_eq!(on_disk, 4);
+    }
 
     fn finish(store: &JobStore, record: &mut JobRecord) {
         record.status = Status::Succeeded;

@@ -148,6 +148,13 @@ impl Kube {
         crate::auth::secrets_equal(p.token.as_bytes(), token.as_bytes()).then(|| p.script.clone())
     }
 
+    /// Whether invocation `id` waits for a result from the holder of `token`.
+    pub fn expects_result(&self, id: &str, token: &str) -> bool {
+        self.pending().get(id).is_some_and(|p| {
+            p.result.is_some() && crate::auth::secrets_equal(p.token.as_bytes(), token.as_bytes())
+        })
+    }
+
     /// Takes invocation `id`'s result; the token is spent (`false` when it is wrong or used).
     pub fn deliver(&self, id: &str, token: &str, result: SupervisorResult) -> bool {
         let mut pending = self.pending();

@@ -1,6 +1,7 @@
 //! The embedded S3-compatible store: `minio.default` when no external store is configured, so
 //! that `oscar-wasm serve` alone gives working buckets. s3s speaks S3 (SigV4 checked against
-//! the administrator's credentials), s3s-fs keeps buckets as folders of the data folder.
+//! the store's own keys, see [`stored_keys`]), s3s-fs keeps buckets as folders of the data
+//! folder.
 //!
 //! Every object created through it (PUT, copy, completed multipart upload) is reported to a
 //! hook before the client gets its answer, so a client that saw success knows the service's
@@ -8,7 +9,6 @@
 
 use futures::future::BoxFuture;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use s3s::service::S3Service;
 use std::path::Path;
 use std::sync::Arc;
@@ -16,9 +16,47 @@ use std::sync::Arc;
 /// Called with (bucket, key) for each object created; returns when it has acted on it.
 pub type CreatedHook = Arc<dyn Fn(String, String) -> BoxFuture<'static, ()> + Send + Sync>;
 
+/// The embedded store's keys kept in `<data_dir>/store-keys.json` (owner-only), made on first
+/// use: a 20-character access key and a 40-character secret, as AWS shapes them.
+pub fn stored_keys(data_dir: &Path) -> std::io::Result<(String, String)> {
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Keys {
+        access_key: String,
+        secret_key: String,
+    }
+    let path = data_dir.join("store-keys.json");
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let keys: Keys = serde_json::from_slice(&bytes).map_err(|e| {
+                std::io::Error::other(format!("{} is not valid: {e}", path.display()))
+            })?;
+            return Ok((keys.access_key, keys.secret_key));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    use rand::Rng as _;
+    let mut rng = rand::rng();
+    let mut pick = |alphabet: &[u8], n: usize| -> String {
+        (0..n)
+            .map(|_| alphabet[rng.random_range(0..alphabet.len())] as char)
+            .collect()
+    };
+    let keys = Keys {
+        access_key: pick(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", 20),
+        secret_key: pick(
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
+            40,
+        ),
+    };
+    let bytes = serde_json::to_vec_pretty(&keys).map_err(std::io::Error::other)?;
+    crate::fsutil::atomic_write(&path, &bytes)?;
+    Ok((keys.access_key, keys.secret_key))
+}
+
 /// Builds the S3 service over `root` (created when missing).
 pub fn service(root: &Path, access_key: &str, secret_key: &str) -> std::io::Result<S3Service> {
-    std::fs::create_dir_all(root)?;
+    crate::fsutil::create_private_dir(root)?;
     let fs = s3s_fs::FileSystem::new(root).map_err(|e| std::io::Error::other(format!("{e:?}")))?;
     let mut builder = s3s::service::S3ServiceBuilder::new(fs);
     builder.set_auth(s3s::auth::SimpleAuth::from_single(
@@ -28,39 +66,29 @@ pub fn service(root: &Path, access_key: &str, secret_key: &str) -> std::io::Resu
     Ok(builder.build())
 }
 
-/// Serves `s3` on `listener` until the process ends, reporting created objects to `hook`.
-pub async fn serve(listener: tokio::net::TcpListener, s3: S3Service, hook: CreatedHook) {
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    loop {
-        let (socket, _) = match listener.accept().await {
-            Ok(conn) => conn,
-            Err(e) => {
-                tracing::warn!(error = %e, "embedded S3 store: accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+/// Serves `s3` on `listener` within `limits` until `shutdown`, reporting created objects to
+/// `hook`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    s3: S3Service,
+    hook: CreatedHook,
+    limits: crate::listener::ConnectionLimits,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
         let (s3, hook) = (s3.clone(), hook.clone());
-        let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-            let (s3, hook) = (s3.clone(), hook.clone());
-            async move {
-                let created = created_object(request.method(), request.uri());
-                let response = hyper::service::Service::call(&s3, request).await?;
-                if response.status().is_success()
-                    && let Some((bucket, key)) = created
-                {
-                    hook(bucket, key).await;
-                }
-                Ok::<_, s3s::HttpError>(response)
+        async move {
+            let created = created_object(request.method(), request.uri());
+            let response = hyper::service::Service::call(&s3, request).await?;
+            if response.status().is_success()
+                && let Some((bucket, key)) = created
+            {
+                hook(bucket, key).await;
             }
-        });
-        let connection = builder
-            .serve_connection(TokioIo::new(socket), service)
-            .into_owned();
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-    }
+            Ok::<_, s3s::HttpError>(response)
+        }
+    });
+    crate::listener::serve(listener, service, limits, shutdown).await;
 }
 
 /// The (bucket, key) a request creates, if it creates an object: a PUT of an object (a copy

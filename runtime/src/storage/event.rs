@@ -44,8 +44,17 @@ impl ObjectEvent {
 /// Reads a body as a storage event. `None`: it is not one (an ordinary invocation body).
 /// `Some(Err)`: it looks like one but is malformed.
 pub fn parse(body: &[u8]) -> Option<Result<Trigger, String>> {
+    // Only an object can be an event: anything else is not parsed at all.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return None;
+    }
     let value: Value = serde_json::from_slice(body).ok()?;
-    classify(&value, 0)
+    parse_value(&value)
+}
+
+/// [`parse`] of a body already parsed as JSON.
+pub fn parse_value(value: &Value) -> Option<Result<Trigger, String>> {
+    classify(value, 0)
 }
 
 fn classify(value: &Value, depth: u8) -> Option<Result<Trigger, String>> {

@@ -46,15 +46,20 @@ impl Storage {
     }
 
     /// The provider an event's object is read from: that of the input entry whose bucket and
-    /// folder hold the key; a service without inputs reads from `minio.default`, as FaaS
-    /// Supervisor falls back to it. A key outside every input folder is refused.
+    /// folder hold the key, with the credentials the service was given for it. A service
+    /// without inputs takes no events (FaaS Supervisor falls back to `minio.default`, which
+    /// would let anyone holding a service's token read any object of the store), and a key
+    /// outside every input folder is refused.
     pub fn source_for<'a>(
         &'a self,
         spec: &'a StorageSpec,
         event: &ObjectEvent,
     ) -> Result<&'a Provider, String> {
         if spec.inputs.is_empty() {
-            return Ok(&self.default_provider);
+            return Err(
+                "the service has no input folders, so it takes no storage events; add an \"input\" entry naming the bucket folder it reads"
+                    .into(),
+            );
         }
         let input = spec.input_for(&event.bucket, &event.key).ok_or_else(|| {
             format!(

@@ -164,10 +164,9 @@ async fn enqueue(
     version: &str,
 ) -> Result<(), String> {
     event.version = Some(version.to_string());
-    let (app2, name) = (app.clone(), service.to_string());
-    let record = tokio::task::spawn_blocking(move || app2.jobs.submit_event(&name, event))
+    let record = app
+        .submit_job(service, crate::jobs::JobInput::Event(event))
         .await
-        .map_err(|e| e.to_string())?
         .map_err(|e| format!("storing the job: {e}"))?;
     tracing::info!(service = %service, job = %record.name, "new object found by polling: job accepted");
     Ok(())

@@ -109,6 +109,34 @@ pub struct StorageSpec {
     pub outputs: Vec<StoragePath>,
 }
 
+/// Why `endpoint` points at this machine or its link-local network (loopback, `localhost`,
+/// 169.254.0.0/16 where clouds serve instance credentials, fe80::/10, unspecified), where a
+/// definition must not send the server unless `--allow-local-endpoints` says so; `None` if
+/// it does not. Names are judged as written: a public name that resolves to such an address
+/// is the network's to block.
+pub fn local_endpoint(endpoint: &str) -> Option<String> {
+    let url = reqwest::Url::parse(endpoint).ok()?;
+    let local = match url.host()? {
+        url::Host::Domain(name) => {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            name == "localhost" || name.ends_with(".localhost")
+        }
+        url::Host::Ipv4(ip) => ip.is_loopback() || ip.is_link_local() || ip.is_unspecified(),
+        url::Host::Ipv6(ip) => {
+            let mapped = ip.to_ipv4_mapped();
+            ip.is_loopback()
+                || ip.is_unspecified()
+                || ip.is_unicast_link_local()
+                || mapped.is_some_and(|v4| v4.is_loopback() || v4.is_link_local())
+        }
+    };
+    local.then(|| {
+        format!(
+            "{endpoint:?} is on this machine or its link-local network; this server does not reach there for a definition (--allow-local-endpoints)"
+        )
+    })
+}
+
 impl StorageSpec {
     /// The input entry whose bucket and folder hold `bucket/key`.
     pub fn input_for(&self, bucket: &str, key: &str) -> Option<&StoragePath> {
@@ -212,12 +240,20 @@ fn parse_provider(
         ));
     }
     if let Some(e) = &endpoint {
-        let ok = reqwest::Url::parse(e)
-            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host());
-        if !ok {
+        let url = reqwest::Url::parse(e)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host());
+        let Some(url) = url else {
             return Err(err(
                 format!("{field}.endpoint"),
                 format!("{e:?} is not an http:// or https:// URL"),
+            ));
+        };
+        // Credentials in a URL would be shown and logged with it.
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(err(
+                format!("{field}.endpoint"),
+                "must not hold credentials (user:password@); give them as access_key and secret_key",
             ));
         }
     }
@@ -395,6 +431,37 @@ pub fn restore_hidden(new: &mut Map<String, Value>, stored: &Map<String, Value>)
                     *value = previous.clone();
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod endpoint_tests {
+    use super::local_endpoint;
+
+    #[test]
+    fn local_and_link_local_endpoints_are_recognised() {
+        for local in [
+            "http://127.0.0.1:9000",
+            "http://127.8.9.10",
+            "http://localhost:9000",
+            "http://LOCALHOST.",
+            "http://minio.localhost",
+            "http://169.254.169.254/latest/meta-data",
+            "http://0.0.0.0:9000",
+            "http://[::1]:9000",
+            "http://[fe80::1]",
+            "http://[::ffff:127.0.0.1]",
+        ] {
+            assert!(local_endpoint(local).is_some(), "{local}");
+        }
+        for remote in [
+            "https://s3.amazonaws.com",
+            "http://10.0.0.5:9000",
+            "http://minio.example.org",
+            "http://[2001:db8::1]",
+        ] {
+            assert!(local_endpoint(remote).is_none(), "{remote}");
         }
     }
 }

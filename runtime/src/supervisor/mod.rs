@@ -41,24 +41,49 @@ pub enum BodyError {
 /// (`{"httpMethod": .., "body": ".."}`) is unwrapped and its body decoded by the same rules;
 /// anything else is base64, white space inside ignored.
 pub fn decode_body(body: &[u8]) -> Result<Vec<u8>, BodyError> {
-    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) {
-        return match value {
-            serde_json::Value::Object(map) => {
-                if let (Some(_), Some(serde_json::Value::String(inner))) =
-                    (map.get("httpMethod"), map.get("body"))
-                {
-                    return decode_body(inner.as_bytes());
-                }
-                Ok(pyjson::dumps(&serde_json::Value::Object(map)).into_bytes())
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        // Only an object is built as a tree: it must be re-serialised.
+        Some(b'{') => {
+            if let Ok(serde_json::Value::Object(map)) = serde_json::from_slice(body) {
+                return decode_json_object(map);
             }
-            serde_json::Value::Array(_) => Err(BodyError::JsonNotObject("array")),
-            serde_json::Value::String(_) => Err(BodyError::JsonNotObject("string")),
-            serde_json::Value::Number(_) => Err(BodyError::JsonNotObject("number")),
-            serde_json::Value::Bool(_) => Err(BodyError::JsonNotObject("boolean")),
-            serde_json::Value::Null => Err(BodyError::JsonNotObject("null")),
-        };
+        }
+        // Other JSON is refused; checking that it is JSON allocates nothing (a large array
+        // parsed into a tree would take many times its size).
+        Some(&first) => {
+            if let Some(kind) = json_kind(first)
+                && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok()
+            {
+                return Err(BodyError::JsonNotObject(kind));
+            }
+        }
+        None => {}
     }
     decode_base64(body)
+}
+
+/// The input file of a body that is a JSON object, already parsed.
+pub fn decode_json_object(
+    map: serde_json::Map<String, serde_json::Value>,
+) -> Result<Vec<u8>, BodyError> {
+    if let (Some(_), Some(serde_json::Value::String(inner))) =
+        (map.get("httpMethod"), map.get("body"))
+    {
+        return decode_body(inner.as_bytes());
+    }
+    Ok(pyjson::dumps(&serde_json::Value::Object(map)).into_bytes())
+}
+
+/// Which JSON value (other than an object) starts with `first`.
+fn json_kind(first: u8) -> Option<&'static str> {
+    match first {
+        b'[' => Some("array"),
+        b'"' => Some("string"),
+        b'-' | b'0'..=b'9' => Some("number"),
+        b't' | b'f' => Some("boolean"),
+        b'n' => Some("null"),
+        _ => None,
+    }
 }
 
 /// Base64 as the `base64` tool writes it: line breaks and spaces anywhere are ignored.

@@ -25,6 +25,10 @@ const SUBSCRIPTION_SIZE: usize = 48;
 const EVENT_SIZE: usize = 32;
 /// Longest uninterrupted sleep: the granularity of deadline and cancellation checks.
 const SLICE: Duration = Duration::from_millis(10);
+/// Most subscriptions one call may pass. The count comes from the guest, so it is bounded
+/// before anything is sized by it; Linux's own `poll` stops at the open-file limit, and no
+/// program in this sandbox (which has a handful of descriptors) needs more.
+pub const MAX_SUBSCRIPTIONS: usize = 4096;
 
 /// Replaces `wasi_snapshot_preview1::poll_oneoff` in `linker`.
 pub fn shadow_poll_oneoff(linker: &mut Linker<P1State>) -> wasmtime::Result<()> {
@@ -53,9 +57,10 @@ fn poll_oneoff(
     let Ok(n) = usize::try_from(nsubs) else {
         return Ok(ERRNO_INVAL);
     };
-    if n == 0 {
+    if n == 0 || n > MAX_SUBSCRIPTIONS {
         return Ok(ERRNO_INVAL);
     }
+    // Bounded above: at most MAX_SUBSCRIPTIONS * 48 bytes (192 KiB).
     let mut raw = vec![0u8; n * SUBSCRIPTION_SIZE];
     if memory
         .read(&caller, subs_ptr as u32 as usize, &mut raw)
