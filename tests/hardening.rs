@@ -210,30 +210,14 @@ fn a_job_that_keeps_killing_the_server_ends_failed_after_three_attempts() {
 fn a_storage_event_reads_only_the_services_own_input_folders() {
     let dir = TestDir::new();
     let server = Server::start(&dir.data(), &["--password", "pw"]);
-    let admin = |r: reqwest::blocking::RequestBuilder| r.basic_auth("oscar", Some("pw"));
-    let digest = {
-        let r = admin(client().post(server.url("/system/modules")))
-            .body(guest("uppercase"))
-            .send()
-            .unwrap();
-        r.json::<Value>().unwrap()["digest"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
     let create = |definition: Value| {
-        let r = admin(client().post(server.url("/system/services")))
-            .json(&definition)
-            .send()
-            .unwrap();
-        assert_eq!(r.status(), 201);
-        r.json::<Value>().unwrap()["token"]
+        deploy_as(&server, "pw", &guest("uppercase"), definition)["token"]
             .as_str()
             .unwrap()
             .to_string()
     };
-    let plain = create(json!({"name": "plain", "module": digest}));
-    let reader = create(json!({"name": "reader", "module": digest,
+    let plain = create(json!({"name": "plain"}));
+    let reader = create(json!({"name": "reader",
         "input": [{"storage_provider": "minio", "path": "inbox/in"}]}));
     // Another user's data, in a bucket of the embedded store.
     std::fs::create_dir_all(dir.data().join("buckets/private")).unwrap();
@@ -299,7 +283,7 @@ fn status_of(stream: &mut TcpStream, within: Duration) -> u16 {
 fn credentials_are_checked_before_a_body_is_read_and_bodies_have_a_deadline() {
     let dir = TestDir::new();
     let server = Server::start(&dir.data(), &["--password", "pw", "--body-timeout", "1"]);
-    deploy_as_admin(&server, "pw");
+    deploy_as(&server, "pw", &guest("uppercase"), json!({"name": "upper"}));
     let rss = || server_rss_kib(&server);
     let before = rss();
     // 2 GiB announced, nothing sent: refused at once, nothing read.
@@ -344,27 +328,6 @@ fn credentials_are_checked_before_a_body_is_read_and_bodies_have_a_deadline() {
     );
     assert_eq!(status_of(&mut stream, Duration::from_secs(10)), 413);
     healthy(&server);
-}
-
-fn deploy_as_admin(server: &Server, password: &str) {
-    let c = client();
-    let r = c
-        .post(server.url("/system/modules"))
-        .basic_auth("oscar", Some(password))
-        .body(guest("uppercase"))
-        .send()
-        .unwrap();
-    let digest = r.json::<Value>().unwrap()["digest"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let r = c
-        .post(server.url("/system/services"))
-        .basic_auth("oscar", Some(password))
-        .json(&json!({"name": "upper", "module": digest}))
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 201);
 }
 
 /// The server's resident memory in KiB.

@@ -85,13 +85,7 @@ fn the_store_has_its_own_generated_keys_never_the_admin_password() {
     let server = Server::start_with_generated_store_keys(&dir.data(), &["--password", "pw-123"]);
     let endpoint = server.s3.clone().unwrap();
     let c = client();
-    let config: Value = c
-        .get(server.url("/system/config"))
-        .basic_auth("oscar", Some("pw-123"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let config = admin_json(&server, "pw-123", "/system/config");
     let access = config["minio_provider"]["access_key"]
         .as_str()
         .unwrap()
@@ -107,26 +101,12 @@ fn the_store_has_its_own_generated_keys_never_the_admin_password() {
     let mode =
         std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&keys).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600);
-    let digest = {
-        let r = c
-            .post(server.url("/system/modules"))
-            .basic_auth("oscar", Some("pw-123"))
-            .body(guest("uppercase"))
-            .send()
-            .unwrap();
-        r.json::<Value>().unwrap()["digest"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
-    let r = c
-        .post(server.url("/system/services"))
-        .basic_auth("oscar", Some("pw-123"))
-        .json(&json!({"name": "upper", "module": digest,
-                      "input": [{"storage_provider": "minio", "path": "secure/in"}]}))
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 201);
+    deploy_as(
+        &server,
+        "pw-123",
+        &guest("uppercase"),
+        json!({"name": "upper", "input": [{"storage_provider": "minio", "path": "secure/in"}]}),
+    );
     // The admin's credentials do not open the store; its own keys do.
     assert!(
         put(
@@ -141,13 +121,7 @@ fn the_store_has_its_own_generated_keys_never_the_admin_password() {
     // The same keys after a restart.
     drop(server);
     let server = Server::start_with_generated_store_keys(&dir.data(), &["--password", "pw-123"]);
-    let again: Value = client()
-        .get(server.url("/system/config"))
-        .basic_auth("oscar", Some("pw-123"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let again = admin_json(&server, "pw-123", "/system/config");
     assert_eq!(again["minio_provider"]["secret_key"], secret.as_str());
 }
 

@@ -245,6 +245,45 @@ pub fn deploy(
     serde_json::from_str(&text).unwrap()
 }
 
+/// GET `path` with the administrator's `password`, as JSON.
+pub fn admin_json(server: &Server, password: &str, path: &str) -> serde_json::Value {
+    client()
+        .get(server.url(path))
+        .basic_auth("oscar", Some(password))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap()
+}
+
+/// [`deploy`] on a server with an administrator's `password`; returns the created definition.
+pub fn deploy_as(
+    server: &Server,
+    password: &str,
+    wasm: &[u8],
+    mut definition: serde_json::Value,
+) -> serde_json::Value {
+    let c = client();
+    let r = c
+        .post(server.url("/system/modules"))
+        .basic_auth("oscar", Some(password))
+        .body(wasm.to_vec())
+        .send()
+        .unwrap();
+    let stored: serde_json::Value = r.json().unwrap();
+    definition["module"] = stored["digest"].clone();
+    let r = c
+        .post(server.url("/system/services"))
+        .basic_auth("oscar", Some(password))
+        .json(&definition)
+        .send()
+        .unwrap();
+    let status = r.status();
+    let text = r.text().unwrap();
+    assert_eq!(status, 201, "create failed: {text}");
+    serde_json::from_str(&text).unwrap()
+}
+
 /// POST /run/{name} with `body`; returns (status, outcome header, body).
 pub fn run(
     server: &Server,
