@@ -84,7 +84,6 @@ fn the_store_has_its_own_generated_keys_never_the_admin_password() {
     let dir = TestDir::new();
     let server = Server::start_with_generated_store_keys(&dir.data(), &["--password", "pw-123"]);
     let endpoint = server.s3.clone().unwrap();
-    let c = client();
     let config = admin_json(&server, "pw-123", "/system/config");
     let access = config["minio_provider"]["access_key"]
         .as_str()
