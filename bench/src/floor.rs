@@ -105,7 +105,7 @@ async fn one(app: &Arc<App>, body: &[u8]) -> Option<Vec<u8>> {
     let level = deployed.service.spec.log_level;
     let input = supervisor::decode_body(body).ok()?;
     let request = oscar_wasm::invoke::Request::sync();
-    let done = app.invoker.invoke(deployed, input, request).await.ok()?;
+    let done = app.executor.run(deployed, input, request).await.ok()?;
     let response = supervisor::sync_response(done.files, &done.log, level, &done.output).ok()?;
     Some(response.into_body())
 }

@@ -4,6 +4,7 @@
 
 use crate::auth::AdminCredentials;
 use crate::config::ServeArgs;
+use crate::executor::{Executor, ExecutorSettings};
 use crate::invoke::{Invoker, InvokerSettings, OutputLimits, scratch::ScratchRoot};
 use crate::jobs::Jobs;
 use crate::jobs::store::Retention;
@@ -77,8 +78,8 @@ pub struct App {
     pub registry: Registry,
     /// Uploaded modules.
     pub modules: ModuleStore,
-    /// Runs invocations.
-    pub invoker: Invoker,
+    /// Runs invocations on every backend.
+    pub executor: Executor,
     /// The administrator's credentials.
     pub admin: AdminCredentials,
     /// Asynchronous jobs and kept logs.
@@ -89,8 +90,6 @@ pub struct App {
     pub storage: crate::storage::Storage,
     /// The data folder (canonical).
     pub data_dir: PathBuf,
-    /// The Kubernetes executor of image services, when a cluster answered at start-up.
-    pub kube: Option<Arc<crate::kube::Kube>>,
     /// Bounds on request bodies.
     pub requests: crate::config::RequestLimits,
     /// Held shared while a job is accepted and exclusively while a service is deleted, so that
@@ -174,8 +173,6 @@ impl App {
             engine,
             scratch,
             InvokerSettings {
-                max_concurrency: args.max_concurrency,
-                max_queue: args.max_queue,
                 default_timeout,
                 default_memory: args.default_memory,
                 output_limits: OutputLimits {
@@ -184,7 +181,7 @@ impl App {
                 },
                 max_log_bytes: usize::try_from(args.max_log).unwrap_or(usize::MAX),
             },
-            metrics.clone(),
+            &metrics,
         );
         let jobs = Jobs::open(
             &data_dir,
@@ -209,13 +206,22 @@ impl App {
             embedded_buckets: embedded_store.map(|_| data_dir.join("buckets")),
         };
         storage.clean_staging();
+        let executor = Executor::new(
+            invoker,
+            kube.map(Arc::new),
+            ExecutorSettings {
+                max_concurrency: args.max_concurrency,
+                max_queue: args.max_queue,
+                default_timeout,
+            },
+            metrics.clone(),
+        );
         Ok(Arc::new(Self {
-            kube: kube.map(Arc::new),
+            executor,
             data_dir: data_dir.clone(),
             storage,
             registry,
             modules,
-            invoker,
             admin: AdminCredentials::new(&args.user, args.password.as_deref()),
             jobs,
             metrics,
@@ -248,7 +254,7 @@ impl App {
             }
         }
         // Image services run as Kubernetes Jobs: only with a cluster.
-        if service.spec.backend.module().is_none() && self.kube.is_none() {
+        if service.spec.backend.module().is_none() && self.executor.kube().is_none() {
             return Err(DefinitionError::ImageUnsupported.into());
         }
         if let Some(memory) = service.spec.memory_limit
@@ -350,7 +356,7 @@ impl App {
         let _guard = self.deploy_lock.lock().await;
         let _no_new_jobs = self.jobs_gate.write().await;
         self.registry.remove(name)?;
-        if let Some(kube) = &self.kube
+        if let Some(kube) = self.executor.kube()
             && let Err(e) = kube.delete_service_jobs(name).await
         {
             tracing::warn!(service = %name, error = %e, "could not delete the service's Jobs");
@@ -490,79 +496,5 @@ impl App {
                 }
             }
         }
-    }
-}
-
-impl App {
-    /// Runs one invocation on the service's backend: its module here, or its image as a
-    /// Kubernetes Job.
-    pub async fn invoke(
-        self: &Arc<Self>,
-        deployed: Arc<Deployed>,
-        input: crate::invoke::Input,
-        request: crate::invoke::Request,
-    ) -> Result<crate::invoke::Completed, crate::invoke::InvokeError> {
-        use crate::invoke::{Input, InvokeError, Kind};
-        let crate::service::Backend::Image { image, script } = &deployed.service.spec.backend
-        else {
-            return self.invoker.invoke(deployed.clone(), input, request).await;
-        };
-        let kube = self.kube.as_ref().ok_or_else(|| {
-            InvokeError::Unavailable("image services need a Kubernetes cluster".into())
-        })?;
-        let (name, bytes, extra_env) = match input {
-            Input::Body(bytes) => (
-                format!("event-file-{}", uuid::Uuid::new_v4()),
-                bytes,
-                Vec::new(),
-            ),
-            Input::Object { staged, name, env } => {
-                let bytes = tokio::fs::read(&staged).await;
-                let _ = tokio::fs::remove_file(&staged).await;
-                (
-                    name,
-                    bytes.map_err(|e| InvokeError::Host(e.to_string()))?,
-                    env,
-                )
-            }
-        };
-        let timeout = deployed
-            .service
-            .spec
-            .timeout
-            .unwrap_or(self.invoker.default_timeout());
-        // The service's concurrency limit holds for Jobs too.
-        let _slot = deployed
-            .slots
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|e| InvokeError::Host(e.to_string()))?;
-        let result = kube
-            .run(
-                &deployed.service,
-                crate::kube::Invocation {
-                    image,
-                    script,
-                    input_name: name,
-                    input: bytes,
-                    extra_env,
-                    timeout,
-                    asynchronous: request.kind == Kind::Job,
-                },
-            )
-            .await
-            .map_err(|e| InvokeError::Host(e.to_string()));
-        let (outcome, seconds) = match &result {
-            Ok(done) => (done.exit.label(), done.elapsed.as_secs_f64()),
-            Err(_) => ("error", 0.0),
-        };
-        self.metrics.invoked(
-            &deployed.service.spec.name,
-            request.kind.label(),
-            outcome,
-            seconds,
-        );
-        result
     }
 }

@@ -106,7 +106,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
     let router = api::router(app.clone(), args.max_body);
     tracing::info!(
         data_dir = %args.data_dir.display(),
-        scratch = %app.invoker.scratch_root().display(),
+        scratch = %app.executor.wasm().scratch_root().display(),
         services = app.registry.list().len(),
         "oscar-wasm listening on http://{addr}"
     );
@@ -121,7 +121,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
     };
     crate::listener::serve(listener, service, limits, signal).await;
     // What calls were still running is not needed any more: their inputs and outputs go.
-    app.invoker.remove_scratch_root();
+    app.executor.wasm().remove_scratch_root();
     tracing::info!("oscar-wasm stopped");
     Ok(())
 }

@@ -79,6 +79,8 @@ impl ApiError {
                 }
                 InvokeError::Outputs(crate::invoke::outputs::OutputError::Io(_))
                 | InvokeError::Host(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                // The cluster's API failed: an upstream's failure.
+                InvokeError::Backend(_) => StatusCode::BAD_GATEWAY,
                 // Too many or too large outputs: the module's doing, reported as its failure.
                 InvokeError::Outputs(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },

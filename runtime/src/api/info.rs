@@ -22,7 +22,7 @@ async fn info(State(app): State<AppState>) -> Json<Value> {
         "serverless_backend": {"name": "oscar-wasm", "version": env!("CARGO_PKG_VERSION")},
         "backends": {
             "wasm": {"available": true, "engine": "wasmtime", "services": app.registry.list().len()},
-            "kubernetes": match &app.kube {
+            "kubernetes": match app.executor.kube() {
                 Some(kube) => json!({"available": true, "namespace": kube.namespace()}),
                 None => json!({"available": false, "reason": "no Kubernetes cluster is configured (--kube-callback-url and KUBECONFIG or a service account)"}),
             }

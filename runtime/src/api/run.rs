@@ -56,7 +56,7 @@ async fn run(
     let started = crate::jobs::record::now_ms();
     let request = Request::sync();
     let request_id = request.id.clone();
-    let completed = app.invoke(deployed, input, request).await?;
+    let completed = app.executor.run(deployed, input, request).await?;
     // Outputs go to the service's output buckets before the answer, as in OSCAR.
     if completed.exit == Exit::Success && !storage.outputs.is_empty() {
         app.storage

@@ -1,6 +1,6 @@
-//! One invocation, from decoded input bytes to output files: a bounded admission gate, a fresh
-//! scratch folder, the guest run on a thread allowed to block, the outputs read back, and the
-//! scratch removed whatever happened.
+//! One wasm invocation, from decoded input bytes to output files: a fresh scratch folder, the
+//! guest run on a thread allowed to block, the outputs read back, and the scratch removed
+//! whatever happened. Admission control is the executor's ([`crate::executor`]).
 //!
 //! The per-invocation path is short on purpose (see performance notes in the README):
 //! scratch folders, input write, WASI context, instantiate from an `InstancePre`, run, collect.
@@ -18,17 +18,12 @@ pub use outputs::OutputLimits;
 pub use sandbox::Exit;
 use scratch::ScratchRoot;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// Server-wide invocation settings.
+/// Server-wide settings of wasm invocations.
 #[derive(Debug, Clone)]
 pub struct InvokerSettings {
-    /// Guests running at once.
-    pub max_concurrency: usize,
-    /// Invocations waiting for a slot; beyond this, new ones are refused at once.
-    pub max_queue: usize,
     /// Timeout of services whose definition has none.
     pub default_timeout: Duration,
     /// Memory limit of services whose definition has none.
@@ -116,6 +111,9 @@ pub enum InvokeError {
     /// The host failed (scratch folder, preopen, a panicked worker).
     #[error("invocation failed on the host: {0}")]
     Host(String),
+    /// The backend's own service failed (the Kubernetes API).
+    #[error("the cluster failed: {0}")]
+    Backend(String),
 }
 
 /// A finished invocation.
@@ -140,13 +138,10 @@ struct Shared {
     settings: InvokerSettings,
 }
 
-/// Runs invocations within the server's concurrency limit.
+/// Runs wasm invocations, each on a thread allowed to block; admission is the executor's.
 pub struct Invoker {
     shared: Arc<Shared>,
-    metrics: Arc<Metrics>,
-    permits: Arc<Semaphore>,
-    waiting: AtomicUsize,
-    max_queue: usize,
+    running: prometheus::IntGauge,
 }
 
 impl Invoker {
@@ -155,24 +150,16 @@ impl Invoker {
         engine: Arc<WasmEngine>,
         scratch: ScratchRoot,
         settings: InvokerSettings,
-        metrics: Arc<Metrics>,
+        metrics: &Metrics,
     ) -> Self {
         Self {
-            permits: Arc::new(Semaphore::new(settings.max_concurrency.max(1))),
-            max_queue: settings.max_queue,
             shared: Arc::new(Shared {
                 engine,
                 scratch,
                 settings,
             }),
-            metrics,
-            waiting: AtomicUsize::new(0),
+            running: metrics.running.clone(),
         }
-    }
-
-    /// The timeout of services that set none.
-    pub fn default_timeout(&self) -> Duration {
-        self.shared.settings.default_timeout
     }
 
     /// The scratch root in use.
@@ -185,62 +172,29 @@ impl Invoker {
         self.shared.scratch.remove();
     }
 
-    /// Runs `deployed` on `input` (already decoded by the supervisor rules).
+    /// Runs `runnable` (the module of `deployed`) on `input`, holding `slots` until the guest
+    /// has stopped.
     ///
     /// Dropping the returned future (a client that disconnected) stops the guest at the next
     /// epoch tick; its scratch folder is removed either way.
-    pub async fn invoke(
+    pub async fn run<S: Send + 'static>(
         &self,
         deployed: Arc<Deployed>,
-        input: impl Into<Input>,
-        request: Request,
-    ) -> Result<Completed, InvokeError> {
-        let input = input.into();
-        let service = deployed.service.spec.name.clone();
-        let result = self.invoke_inner(deployed, input, &request).await;
-        let (outcome, seconds) = match &result {
-            Ok(done) => (done.exit.label(), done.elapsed.as_secs_f64()),
-            Err(InvokeError::Overloaded) => ("overloaded", 0.0),
-            Err(_) => ("error", 0.0),
-        };
-        self.metrics
-            .invoked(&service, request.kind.label(), outcome, seconds);
-        result
-    }
-
-    async fn invoke_inner(
-        &self,
-        deployed: Arc<Deployed>,
+        runnable: Arc<crate::wasm::Runnable>,
         input: Input,
         request: &Request,
+        slots: S,
     ) -> Result<Completed, InvokeError> {
-        // A staged download is removed however the invocation ends (refused, failed, dropped).
-        let _staged = match &input {
-            Input::Object { staged, .. } => Some(RemoveOnDrop(staged.clone())),
-            Input::Body(_) => None,
-        };
-        let runnable = deployed.runnable.clone().ok_or_else(|| {
-            InvokeError::Unavailable(format!(
-                "{} could not be loaded at start-up; upload it again",
-                deployed.service.spec.backend
-            ))
-        })?;
-        // The service's slot first, then the server's: a busy service queues without holding
-        // a server-wide slot that another service could use.
-        let bounded = request.kind == Kind::Sync;
-        let service_permit = self.admit(&deployed.slots, bounded).await?;
-        let permit = self.admit(&self.permits, bounded).await?;
-
         let cancel = Arc::new(AtomicBool::new(false));
         let mut cancel_on_drop = CancelOnDrop {
             flag: cancel.clone(),
             armed: true,
         };
         let shared = self.shared.clone();
-        let running = self.metrics.running.clone();
+        let running = self.running.clone();
         let id = request.id.clone();
         let task = tokio::task::spawn_blocking(move || {
-            let _permits = (permit, service_permit);
+            let _slots = slots;
             running.inc();
             let result = run_blocking(&shared, &deployed, &runnable, input, cancel, &id);
             running.dec();
@@ -251,39 +205,6 @@ impl Invoker {
             .map_err(|e| InvokeError::Host(format!("worker failed: {e}")));
         cancel_on_drop.armed = false;
         result?
-    }
-}
-
-impl Invoker {
-    /// A permit of `slots` at once if one is free; else a place in the queue (bounded for
-    /// synchronous calls, whose clients wait; jobs are already queued on disk); else
-    /// `Overloaded` at once.
-    async fn admit(
-        &self,
-        slots: &Arc<Semaphore>,
-        bounded: bool,
-    ) -> Result<OwnedSemaphorePermit, InvokeError> {
-        if let Ok(permit) = slots.clone().try_acquire_owned() {
-            return Ok(permit);
-        }
-        if !bounded {
-            return slots
-                .clone()
-                .acquire_owned()
-                .await
-                .map_err(|e| InvokeError::Host(e.to_string()));
-        }
-        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.max_queue {
-            self.waiting.fetch_sub(1, Ordering::AcqRel);
-            return Err(InvokeError::Overloaded);
-        }
-        self.metrics.waiting.inc();
-        let _queued = Decrement(&self.waiting, &self.metrics.waiting);
-        slots
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|e| InvokeError::Host(e.to_string()))
     }
 }
 
@@ -451,26 +372,6 @@ fn run_blocking(
         log,
         elapsed,
     })
-}
-
-/// Decrements the queue count and gauge when dropped (a queued invocation leaving the queue,
-/// however it ends).
-struct Decrement<'a>(&'a AtomicUsize, &'a prometheus::IntGauge);
-
-impl Drop for Decrement<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-        self.1.dec();
-    }
-}
-
-/// Removes a file when dropped.
-struct RemoveOnDrop(std::path::PathBuf);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
 }
 
 /// Sets the cancel flag if the invocation's future is dropped before the guest finished.

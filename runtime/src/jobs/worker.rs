@@ -109,7 +109,7 @@ async fn run_job(app: &Arc<App>, service: &str, job: &str) {
         id: job.to_string(),
     };
     let result = tokio::select! {
-        result = app.invoke(deployed, input, request) => Some(result),
+        result = app.executor.run(deployed, input, request) => Some(result),
         // Deleted while running: dropping the invocation stops the guest.
         () = cancel.notified() => None,
     };

@@ -1,0 +1,47 @@
+//! The image backend: a service's container image and script, run as a Kubernetes Job through
+//! [`crate::kube::Kube`], with the input handed over in memory.
+
+use crate::invoke::{Completed, Input, InvokeError, Kind, Request};
+use crate::kube::Kube;
+use crate::registry::Deployed;
+use std::time::Duration;
+
+/// Runs `deployed`'s image on `input`; admission is the caller's.
+pub async fn run(
+    kube: &Kube,
+    deployed: &Deployed,
+    input: Input,
+    request: &Request,
+    default_timeout: Duration,
+) -> Result<Completed, InvokeError> {
+    let crate::service::Backend::Image { image, script } = &deployed.service.spec.backend else {
+        return Err(InvokeError::Unavailable("the service has no image".into()));
+    };
+    let (input_name, input, extra_env) = match input {
+        Input::Body(bytes) => (
+            format!("event-file-{}", uuid::Uuid::new_v4()),
+            bytes,
+            Vec::new(),
+        ),
+        Input::Object { staged, name, env } => {
+            let bytes = tokio::fs::read(&staged)
+                .await
+                .map_err(|e| InvokeError::Host(format!("reading the staged input: {e}")))?;
+            (name, bytes, env)
+        }
+    };
+    kube.run(
+        &deployed.service,
+        crate::kube::Invocation {
+            image,
+            script,
+            input_name,
+            input,
+            extra_env,
+            timeout: deployed.service.spec.timeout.unwrap_or(default_timeout),
+            asynchronous: request.kind == Kind::Job,
+        },
+    )
+    .await
+    .map_err(|e| InvokeError::Backend(e.to_string()))
+}
