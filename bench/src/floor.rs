@@ -40,11 +40,15 @@ pub fn measure(
     runtime.block_on(async {
         let app = App::open(&args.serve).expect("open app");
         let stored = app
+            .deployer
             .put_module(bytes::Bytes::copy_from_slice(wasm))
             .await
             .expect("module");
         let definition = serde_json::json!({"name": "upper", "module": stored.digest.to_string()});
-        app.create_service(definition).await.expect("service");
+        app.deployer
+            .create_service(definition)
+            .await
+            .expect("service");
         let mut results = Vec::new();
         for &concurrency in concurrencies {
             results.push((

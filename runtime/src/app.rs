@@ -1,49 +1,20 @@
-//! The shared handle behind every request: the service registry, the module store and the
-//! invoker, and the operations that must keep them consistent with each other (a service never
-//! names a module that is not stored; a module in use is never deleted).
+//! The composition root: opens the data folder and builds every piece from the server's
+//! settings (registry, module store, deployer, executor, jobs, storage), which request
+//! handlers and background tasks then share. Nothing here runs requests itself.
 
 use crate::auth::AdminCredentials;
 use crate::config::ServeArgs;
+use crate::deployer::{DeployLimits, Deployer, DeployerParts};
 use crate::executor::{Executor, ExecutorSettings};
 use crate::invoke::{Invoker, InvokerSettings, OutputLimits, scratch::ScratchRoot};
 use crate::jobs::Jobs;
 use crate::jobs::store::Retention;
 use crate::metrics::Metrics;
-use crate::modules::{Digest, ModuleError, ModuleStore, Stored};
-use crate::registry::{Deployed, Registry, RegistryError};
-use crate::service::{DefinitionError, Service};
+use crate::modules::ModuleStore;
+use crate::registry::{Deployed, Registry};
 use crate::wasm::{EngineSettings, WasmEngine};
-use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-/// Failures of deploy-time operations.
-#[derive(Debug, thiserror::Error)]
-pub enum DeployError {
-    /// The definition is invalid.
-    #[error(transparent)]
-    Definition(#[from] DefinitionError),
-    /// Name taken or not found, or the registry's disk failed.
-    #[error(transparent)]
-    Registry(#[from] RegistryError),
-    /// The module store failed or refused the upload.
-    #[error(transparent)]
-    Module(#[from] ModuleError),
-    /// The definition names a module that was never uploaded.
-    #[error("module {0} is not stored: upload it first with POST /system/modules")]
-    UnknownModule(Digest),
-    /// The module is used by services.
-    #[error("module {digest} is used by service(s) {}", services.join(", "))]
-    ModuleInUse {
-        /// The module.
-        digest: Digest,
-        /// Who uses it.
-        services: Vec<String>,
-    },
-    /// Internal failure (a panicked blocking task).
-    #[error("internal error: {0}")]
-    Internal(String),
-}
 
 /// Failures of start-up.
 #[derive(Debug, thiserror::Error)]
@@ -75,33 +46,25 @@ fn io_context(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Star
 /// Everything a request handler needs; cheap to share behind an `Arc`.
 pub struct App {
     /// Service definitions and their runnable modules.
-    pub registry: Registry,
+    pub registry: Arc<Registry>,
     /// Uploaded modules.
-    pub modules: ModuleStore,
+    pub modules: Arc<ModuleStore>,
+    /// Every change to services and modules.
+    pub deployer: Deployer,
     /// Runs invocations on every backend.
-    pub executor: Executor,
+    pub executor: Arc<Executor>,
     /// The administrator's credentials.
     pub admin: AdminCredentials,
     /// Asynchronous jobs and kept logs.
-    pub jobs: Jobs,
+    pub jobs: Arc<Jobs>,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
     /// Storage providers' defaults and the staging folder for downloads.
-    pub storage: crate::storage::Storage,
+    pub storage: Arc<crate::storage::Storage>,
     /// The data folder (canonical).
     pub data_dir: PathBuf,
     /// Bounds on request bodies.
     pub requests: crate::config::RequestLimits,
-    /// Held shared while a job is accepted and exclusively while a service is deleted, so that
-    /// no job is stored for a service being deleted (it would outlive it, and show under a
-    /// service created again with the same name).
-    jobs_gate: tokio::sync::RwLock<()>,
-    /// Serialises changes that touch both the registry and the module store.
-    deploy_lock: tokio::sync::Mutex<()>,
-    max_memory: u64,
-    allow_local_endpoints: bool,
-    max_timeout: std::time::Duration,
-    service_concurrency: usize,
     _data_lock: std::fs::File,
 }
 
@@ -206,9 +169,32 @@ impl App {
             embedded_buckets: embedded_store.map(|_| data_dir.join("buckets")),
         };
         storage.clean_staging();
+        let kube = kube.map(Arc::new);
+        let (registry, modules, jobs, storage) = (
+            Arc::new(registry),
+            Arc::new(modules),
+            Arc::new(jobs),
+            Arc::new(storage),
+        );
+        let deployer = Deployer::new(
+            DeployerParts {
+                registry: registry.clone(),
+                modules: modules.clone(),
+                storage: storage.clone(),
+                jobs: jobs.clone(),
+                kube: kube.clone(),
+                data_dir: data_dir.clone(),
+            },
+            DeployLimits {
+                max_memory: args.max_memory,
+                max_timeout,
+                service_concurrency,
+                allow_local_endpoints: args.allow_local_endpoints,
+            },
+        );
         let executor = Executor::new(
             invoker,
-            kube.map(Arc::new),
+            kube,
             ExecutorSettings {
                 max_concurrency: args.max_concurrency,
                 max_queue: args.max_queue,
@@ -217,7 +203,8 @@ impl App {
             metrics.clone(),
         );
         Ok(Arc::new(Self {
-            executor,
+            executor: Arc::new(executor),
+            deployer,
             data_dir: data_dir.clone(),
             storage,
             registry,
@@ -226,205 +213,11 @@ impl App {
             jobs,
             metrics,
             requests: args.request_limits(),
-            jobs_gate: tokio::sync::RwLock::new(()),
-            deploy_lock: tokio::sync::Mutex::new(()),
-            max_memory: args.max_memory,
-            allow_local_endpoints: args.allow_local_endpoints,
-            max_timeout,
-            service_concurrency,
             _data_lock: data_lock,
         }))
     }
-
-    fn validate(&self, value: Value) -> Result<Service, DeployError> {
-        let service = Service::from_definition(value)?;
-        if !self.allow_local_endpoints {
-            for (reference, provider) in &service.spec.storage.providers {
-                if let Some(reason) = provider
-                    .endpoint
-                    .as_deref()
-                    .and_then(crate::storage::spec::local_endpoint)
-                {
-                    return Err(DefinitionError::InvalidField {
-                        field: "storage_providers",
-                        reason: format!("{reference}: {reason}"),
-                    }
-                    .into());
-                }
-            }
-        }
-        // Image services run as Kubernetes Jobs: only with a cluster.
-        if service.spec.backend.module().is_none() && self.executor.kube().is_none() {
-            return Err(DefinitionError::ImageUnsupported.into());
-        }
-        if let Some(memory) = service.spec.memory_limit
-            && memory > self.max_memory
-        {
-            return Err(DefinitionError::InvalidField {
-                field: "memory",
-                reason: format!(
-                    "{memory} bytes is above this server's limit of {} bytes",
-                    self.max_memory
-                ),
-            }
-            .into());
-        }
-        if let Some(timeout) = service.spec.timeout
-            && timeout > self.max_timeout
-        {
-            return Err(DefinitionError::InvalidField {
-                field: "timeout",
-                reason: format!(
-                    "{} s is above this server's limit of {} s",
-                    timeout.as_secs_f64(),
-                    self.max_timeout.as_secs_f64()
-                ),
-            }
-            .into());
-        }
-        Ok(service)
-    }
-
-    async fn deploy(self: &Arc<Self>, service: Service) -> Result<Deployed, DeployError> {
-        self.storage
-            .ensure_buckets(&service.spec.storage)
-            .map_err(|e| DeployError::Internal(format!("creating the service's buckets: {e}")))?;
-        let Some(&digest) = service.spec.backend.module() else {
-            // An image service: its Jobs need nothing deployed here.
-            return Ok(Deployed::new(service, None, self.service_concurrency));
-        };
-        let runnable = self
-            .blocking(move |app| app.modules.runnable(&digest))
-            .await;
-        match runnable {
-            Ok(runnable) => Ok(Deployed::new(
-                service,
-                Some(runnable),
-                self.service_concurrency,
-            )),
-            Err(DeployError::Module(ModuleError::NotFound(d))) => {
-                Err(DeployError::UnknownModule(d))
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    /// POST /system/services.
-    pub async fn create_service(
-        self: &Arc<Self>,
-        definition: Value,
-    ) -> Result<Arc<Deployed>, DeployError> {
-        let service = self.validate(definition)?;
-        let _guard = self.deploy_lock.lock().await;
-        let deployed = self.deploy(service).await?;
-        Ok(self.registry.create(deployed)?)
-    }
-
-    /// PUT /system/services: replaces the definition; keeps the token when the new one has none.
-    pub async fn update_service(
-        self: &Arc<Self>,
-        mut definition: Value,
-    ) -> Result<Arc<Deployed>, DeployError> {
-        let _guard = self.deploy_lock.lock().await;
-        if let Value::Object(map) = &mut definition
-            && let Some(Value::String(name)) = map.get("name")
-            && let Some(existing) = self.registry.get(name)
-            && matches!(map.get("token"), None | Some(Value::Null))
-        {
-            map.insert(
-                "token".into(),
-                Value::String(existing.service.spec.token.clone()),
-            );
-        }
-        // A definition read back with GET shows credentials as "hidden": keep the stored ones.
-        if let Value::Object(map) = &mut definition
-            && let Some(Value::String(name)) = map.get("name")
-            && let Some(existing) = self.registry.get(name)
-        {
-            crate::storage::spec::restore_hidden(map, &existing.service.definition);
-        }
-        let service = self.validate(definition)?;
-        if self.registry.get(&service.spec.name).is_none() {
-            return Err(RegistryError::NotFound(service.spec.name).into());
-        }
-        let deployed = self.deploy(service).await?;
-        Ok(self.registry.replace(deployed)?)
-    }
-
-    /// DELETE /system/services/{name}: the service, then its jobs (running ones stopped).
-    pub async fn delete_service(self: &Arc<Self>, name: &str) -> Result<(), DeployError> {
-        let _guard = self.deploy_lock.lock().await;
-        let _no_new_jobs = self.jobs_gate.write().await;
-        self.registry.remove(name)?;
-        if let Some(kube) = self.executor.kube()
-            && let Err(e) = kube.delete_service_jobs(name).await
-        {
-            tracing::warn!(service = %name, error = %e, "could not delete the service's Jobs");
-        }
-        let name = name.to_string();
-        self.blocking(move |app| {
-            app.jobs.delete_service(&name);
-            crate::storage::poller::forget(&app.data_dir, &name);
-            Ok::<_, DeployError>(())
-        })
-        .await
-    }
-
-    /// POST /system/modules: validates, compiles and stores a module.
-    pub async fn put_module(self: &Arc<Self>, wasm: bytes::Bytes) -> Result<Stored, DeployError> {
-        self.blocking(move |app| app.modules.put(&wasm)).await
-    }
-
-    /// PUT /system/services/{name}/module: stores a module and points the service at it.
-    pub async fn attach_module(
-        self: &Arc<Self>,
-        name: &str,
-        wasm: bytes::Bytes,
-    ) -> Result<Stored, DeployError> {
-        if self.registry.get(name).is_none() {
-            return Err(RegistryError::NotFound(name.to_string()).into());
-        }
-        let stored = self.put_module(wasm).await?;
-        let _guard = self.deploy_lock.lock().await;
-        let existing = self
-            .registry
-            .get(name)
-            .ok_or_else(|| RegistryError::NotFound(name.to_string()))?;
-        let mut definition = existing.service.definition.clone();
-        definition.insert("module".into(), Value::String(stored.digest.to_string()));
-        let service = self.validate(Value::Object(definition))?;
-        let deployed = self.deploy(service).await?;
-        self.registry.replace(deployed)?;
-        Ok(stored)
-    }
-
-    /// DELETE /system/modules/{digest}: refused while a service uses it.
-    pub async fn delete_module(self: &Arc<Self>, digest: Digest) -> Result<(), DeployError> {
-        let _guard = self.deploy_lock.lock().await;
-        let services = self.registry.users_of(&digest);
-        if !services.is_empty() {
-            return Err(DeployError::ModuleInUse { digest, services });
-        }
-        self.blocking(move |app| app.modules.delete(&digest)).await
-    }
-
-    /// Runs store work (compiling, disk I/O) off the async reactor.
-    async fn blocking<T, E>(
-        self: &Arc<Self>,
-        f: impl FnOnce(&App) -> Result<T, E> + Send + 'static,
-    ) -> Result<T, DeployError>
-    where
-        T: Send + 'static,
-        E: Into<DeployError> + Send + 'static,
-    {
-        let app = self.clone();
-        tokio::task::spawn_blocking(move || f(&app).map_err(Into::into))
-            .await
-            .map_err(|e| DeployError::Internal(e.to_string()))?
-    }
 }
 
-/// One server per data folder: a second one would race on every file.
 fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, StartError> {
     let path = data_dir.join("lock");
     let file = std::fs::OpenOptions::new()
@@ -440,61 +233,6 @@ fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, StartError> {
         }
         Err(std::fs::TryLockError::Error(e)) => {
             Err(io_context(format!("locking {}", path.display()))(e))
-        }
-    }
-}
-
-impl App {
-    /// Accepts a job for `service`: durable when this returns, or refused (no such service,
-    /// pending limits, disk failure).
-    pub async fn submit_job(
-        self: &Arc<Self>,
-        service: &str,
-        input: crate::jobs::JobInput,
-    ) -> Result<crate::jobs::record::JobRecord, crate::jobs::CreateError> {
-        let _gate = self.jobs_gate.read().await;
-        if self.registry.get(service).is_none() {
-            return Err(crate::jobs::CreateError::NoService(service.to_string()));
-        }
-        let app = self.clone();
-        let service = service.to_string();
-        tokio::task::spawn_blocking(move || match input {
-            crate::jobs::JobInput::Body(bytes) => app.jobs.submit(&service, &bytes),
-            crate::jobs::JobInput::Event(event) => app.jobs.submit_event(&service, event),
-        })
-        .await
-        .map_err(|e| std::io::Error::other(format!("the job could not be stored: {e}")))?
-    }
-
-    /// An object was created in the embedded store: each service whose `minio.default` input
-    /// folder holds it gets one job, on disk before this returns (so before the uploader is
-    /// told its upload succeeded).
-    pub async fn object_created(self: &Arc<Self>, bucket: String, key: String) {
-        let targets: Vec<String> = self
-            .registry
-            .list()
-            .iter()
-            .filter(|d| {
-                d.service.spec.storage.inputs.iter().any(|input| {
-                    input.provider == crate::storage::spec::DEFAULT_PROVIDER
-                        && input.holds(&bucket, &key)
-                })
-            })
-            .map(|d| d.service.spec.name.clone())
-            .collect();
-        for service in targets {
-            let event = crate::storage::minio_event(&bucket, &key);
-            match self
-                .submit_job(&service, crate::jobs::JobInput::Event(event))
-                .await
-            {
-                Ok(record) => {
-                    tracing::info!(service = %service, job = %record.name, bucket = %bucket, key = %key, "object created: job accepted");
-                }
-                Err(e) => {
-                    tracing::error!(service = %service, bucket = %bucket, key = %key, error = %e, "object created: the job could not be stored");
-                }
-            }
         }
     }
 }

@@ -22,6 +22,7 @@ pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod deployer;
 pub mod executor;
 pub mod fsutil;
 pub mod invoke;

@@ -82,7 +82,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
         let hook: crate::storage::embedded::CreatedHook =
             std::sync::Arc::new(move |bucket, key| {
                 let app = hook_app.clone();
-                Box::pin(async move { app.object_created(bucket, key).await })
+                Box::pin(async move { app.deployer.object_created(bucket, key).await })
             });
         if let Some(addr) = s3_addr {
             tracing::info!("embedded S3 store (minio.default) serving on http://{addr}");

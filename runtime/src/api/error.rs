@@ -1,6 +1,6 @@
 //! The one place where failures become HTTP statuses and plain-text bodies, as OSCAR answers.
 
-use crate::app::DeployError;
+use crate::deployer::DeployError;
 use crate::invoke::InvokeError;
 use crate::modules::ModuleError;
 use crate::registry::RegistryError;

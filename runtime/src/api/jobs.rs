@@ -46,7 +46,7 @@ async fn submit(
         super::trigger::Body::Event(found) => JobInput::Event(found.0),
         super::trigger::Body::Plain(input) => JobInput::Body(input),
     };
-    let record = app.submit_job(&name, input).await?;
+    let record = app.deployer.submit_job(&name, input).await?;
     tracing::info!(service = %name, job = %record.name, "job accepted");
     Ok(job_created(&record.name, &name))
 }

@@ -23,7 +23,7 @@ async fn upload(
     State(app): State<AppState>,
     super::body::Body(body): super::body::Body,
 ) -> Result<impl IntoResponse, ApiError> {
-    let stored = app.put_module(body).await?;
+    let stored = app.deployer.put_module(body).await?;
     let status = if stored.created {
         StatusCode::CREATED
     } else {
@@ -67,7 +67,7 @@ async fn delete(
     Path(digest): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let digest = parse_digest(&digest)?;
-    app.delete_module(digest).await?;
+    app.deployer.delete_module(digest).await?;
     tracing::info!(module = %digest, "module deleted");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -48,7 +48,7 @@ async fn create(
     State(app): State<AppState>,
     super::body::Body(body): super::body::Body,
 ) -> Result<impl IntoResponse, ApiError> {
-    let deployed = app.create_service(parse_json(&body)?).await?;
+    let deployed = app.deployer.create_service(parse_json(&body)?).await?;
     tracing::info!(service = %deployed.service.spec.name, backend = %deployed.service.spec.backend, "service created");
     Ok((StatusCode::CREATED, Json(deployed.service.to_public_json())))
 }
@@ -57,7 +57,7 @@ async fn update(
     State(app): State<AppState>,
     super::body::Body(body): super::body::Body,
 ) -> Result<impl IntoResponse, ApiError> {
-    let deployed = app.update_service(parse_json(&body)?).await?;
+    let deployed = app.deployer.update_service(parse_json(&body)?).await?;
     tracing::info!(service = %deployed.service.spec.name, backend = %deployed.service.spec.backend, "service updated");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -66,7 +66,7 @@ async fn delete(
     State(app): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    app.delete_service(&name).await?;
+    app.deployer.delete_service(&name).await?;
     tracing::info!(service = %name, "service deleted");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -76,7 +76,7 @@ async fn attach_module(
     Path(name): Path<String>,
     super::body::Body(body): super::body::Body,
 ) -> Result<Json<Value>, ApiError> {
-    let stored = app.attach_module(&name, body).await?;
+    let stored = app.deployer.attach_module(&name, body).await?;
     tracing::info!(service = %name, module = %stored.digest, "module attached");
     Ok(Json(
         json!({"digest": stored.digest.to_string(), "size": stored.size, "service": name}),

@@ -165,6 +165,7 @@ async fn enqueue(
 ) -> Result<(), String> {
     event.version = Some(version.to_string());
     let record = app
+        .deployer
         .submit_job(service, crate::jobs::JobInput::Event(event))
         .await
         .map_err(|e| format!("storing the job: {e}"))?;

@@ -1,0 +1,345 @@
+//! The deployer: every change to services and modules, and the rules that keep them
+//! consistent. A service never names a module that is not stored, a module in use is never
+//! deleted, a definition is validated against this server's limits, and no job is stored for a
+//! service being deleted (it would outlive it, or show under a service created again with the
+//! same name). Bucket events fan out here too: an object created in the embedded store becomes
+//! one job per service whose input folder holds it.
+
+use crate::jobs::record::JobRecord;
+use crate::jobs::{CreateError, JobInput, Jobs};
+use crate::kube::Kube;
+use crate::modules::{Digest, ModuleError, ModuleStore, Stored};
+use crate::registry::{Deployed, Registry, RegistryError};
+use crate::service::{DefinitionError, Service};
+use crate::storage::Storage;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Failures of deploy-time operations.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    /// The definition is invalid.
+    #[error(transparent)]
+    Definition(#[from] DefinitionError),
+    /// Name taken or not found, or the registry's disk failed.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The module store failed or refused the upload.
+    #[error(transparent)]
+    Module(#[from] ModuleError),
+    /// The definition names a module that was never uploaded.
+    #[error("module {0} is not stored: upload it first with POST /system/modules")]
+    UnknownModule(Digest),
+    /// The module is used by services.
+    #[error("module {digest} is used by service(s) {}", services.join(", "))]
+    ModuleInUse {
+        /// The module.
+        digest: Digest,
+        /// Who uses it.
+        services: Vec<String>,
+    },
+    /// Internal failure (a panicked blocking task).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// What a definition may ask of this server.
+#[derive(Debug, Clone, Copy)]
+pub struct DeployLimits {
+    /// `--max-memory`.
+    pub max_memory: u64,
+    /// `--max-timeout`.
+    pub max_timeout: Duration,
+    /// `--max-service-concurrency`.
+    pub service_concurrency: usize,
+    /// `--allow-local-endpoints`.
+    pub allow_local_endpoints: bool,
+}
+
+/// Changes services and modules, keeping them consistent.
+pub struct Deployer {
+    registry: Arc<Registry>,
+    modules: Arc<ModuleStore>,
+    storage: Arc<Storage>,
+    jobs: Arc<Jobs>,
+    kube: Option<Arc<Kube>>,
+    images_available: bool,
+    /// Where the poller keeps its state (forgotten with a deleted service).
+    data_dir: PathBuf,
+    limits: DeployLimits,
+    /// Held shared while a job is accepted and exclusively while a service is deleted.
+    jobs_gate: tokio::sync::RwLock<()>,
+    /// Serialises changes that touch both the registry and the module store.
+    deploy_lock: tokio::sync::Mutex<()>,
+}
+
+/// The pieces a [`Deployer`] changes.
+pub struct DeployerParts {
+    /// The services.
+    pub registry: Arc<Registry>,
+    /// The modules.
+    pub modules: Arc<ModuleStore>,
+    /// Buckets of `minio.default` paths are created at deploy.
+    pub storage: Arc<Storage>,
+    /// Jobs go with their service.
+    pub jobs: Arc<Jobs>,
+    /// The cluster's Jobs go with their service too.
+    pub kube: Option<Arc<Kube>>,
+    /// The data folder.
+    pub data_dir: PathBuf,
+}
+
+impl Deployer {
+    /// A deployer over `parts`, within `limits`.
+    pub fn new(parts: DeployerParts, limits: DeployLimits) -> Self {
+        Self {
+            images_available: parts.kube.is_some(),
+            registry: parts.registry,
+            modules: parts.modules,
+            storage: parts.storage,
+            jobs: parts.jobs,
+            kube: parts.kube,
+            data_dir: parts.data_dir,
+            limits,
+            jobs_gate: tokio::sync::RwLock::new(()),
+            deploy_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn validate(&self, value: Value) -> Result<Service, DeployError> {
+        let service = Service::from_definition(value)?;
+        if !self.limits.allow_local_endpoints {
+            for (reference, provider) in &service.spec.storage.providers {
+                if let Some(reason) = provider
+                    .endpoint
+                    .as_deref()
+                    .and_then(crate::storage::spec::local_endpoint)
+                {
+                    return Err(DefinitionError::InvalidField {
+                        field: "storage_providers",
+                        reason: format!("{reference}: {reason}"),
+                    }
+                    .into());
+                }
+            }
+        }
+        // Image services run as Kubernetes Jobs: only with a cluster.
+        if service.spec.backend.module().is_none() && !self.images_available {
+            return Err(DefinitionError::ImageUnsupported.into());
+        }
+        if let Some(memory) = service.spec.memory_limit
+            && memory > self.limits.max_memory
+        {
+            return Err(DefinitionError::InvalidField {
+                field: "memory",
+                reason: format!(
+                    "{memory} bytes is above this server's limit of {} bytes",
+                    self.limits.max_memory
+                ),
+            }
+            .into());
+        }
+        if let Some(timeout) = service.spec.timeout
+            && timeout > self.limits.max_timeout
+        {
+            return Err(DefinitionError::InvalidField {
+                field: "timeout",
+                reason: format!(
+                    "{} s is above this server's limit of {} s",
+                    timeout.as_secs_f64(),
+                    self.limits.max_timeout.as_secs_f64()
+                ),
+            }
+            .into());
+        }
+        Ok(service)
+    }
+
+    async fn deploy(&self, service: Service) -> Result<Deployed, DeployError> {
+        self.storage
+            .ensure_buckets(&service.spec.storage)
+            .map_err(|e| DeployError::Internal(format!("creating the service's buckets: {e}")))?;
+        let Some(&digest) = service.spec.backend.module() else {
+            // An image service: its Jobs need nothing deployed here.
+            return Ok(Deployed::new(
+                service,
+                None,
+                self.limits.service_concurrency,
+            ));
+        };
+        let modules = self.modules.clone();
+        let runnable = blocking(move || modules.runnable(&digest)).await;
+        match runnable {
+            Ok(runnable) => Ok(Deployed::new(
+                service,
+                Some(runnable),
+                self.limits.service_concurrency,
+            )),
+            Err(DeployError::Module(ModuleError::NotFound(d))) => {
+                Err(DeployError::UnknownModule(d))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// POST /system/services.
+    pub async fn create_service(&self, definition: Value) -> Result<Arc<Deployed>, DeployError> {
+        let service = self.validate(definition)?;
+        let _guard = self.deploy_lock.lock().await;
+        let deployed = self.deploy(service).await?;
+        Ok(self.registry.create(deployed)?)
+    }
+
+    /// PUT /system/services: replaces the definition; keeps the token when the new one has none.
+    pub async fn update_service(
+        &self,
+        mut definition: Value,
+    ) -> Result<Arc<Deployed>, DeployError> {
+        let _guard = self.deploy_lock.lock().await;
+        if let Value::Object(map) = &mut definition
+            && let Some(Value::String(name)) = map.get("name")
+            && let Some(existing) = self.registry.get(name)
+            && matches!(map.get("token"), None | Some(Value::Null))
+        {
+            map.insert(
+                "token".into(),
+                Value::String(existing.service.spec.token.clone()),
+            );
+        }
+        // A definition read back with GET shows credentials as "hidden": keep the stored ones.
+        if let Value::Object(map) = &mut definition
+            && let Some(Value::String(name)) = map.get("name")
+            && let Some(existing) = self.registry.get(name)
+        {
+            crate::storage::spec::restore_hidden(map, &existing.service.definition);
+        }
+        let service = self.validate(definition)?;
+        if self.registry.get(&service.spec.name).is_none() {
+            return Err(RegistryError::NotFound(service.spec.name).into());
+        }
+        let deployed = self.deploy(service).await?;
+        Ok(self.registry.replace(deployed)?)
+    }
+
+    /// DELETE /system/services/{name}: the service, then its jobs (running ones stopped).
+    pub async fn delete_service(&self, name: &str) -> Result<(), DeployError> {
+        let _guard = self.deploy_lock.lock().await;
+        let _no_new_jobs = self.jobs_gate.write().await;
+        self.registry.remove(name)?;
+        if let Some(kube) = &self.kube
+            && let Err(e) = kube.delete_service_jobs(name).await
+        {
+            tracing::warn!(service = %name, error = %e, "could not delete the service's Jobs");
+        }
+        let (jobs, poller_state, name) =
+            (self.jobs.clone(), self.data_dir.clone(), name.to_string());
+        blocking(move || {
+            jobs.delete_service(&name);
+            crate::storage::poller::forget(&poller_state, &name);
+            Ok::<_, DeployError>(())
+        })
+        .await
+    }
+
+    /// POST /system/modules: validates, compiles and stores a module.
+    pub async fn put_module(&self, wasm: bytes::Bytes) -> Result<Stored, DeployError> {
+        let modules = self.modules.clone();
+        blocking(move || modules.put(&wasm)).await
+    }
+
+    /// PUT /system/services/{name}/module: stores a module and points the service at it.
+    pub async fn attach_module(
+        &self,
+        name: &str,
+        wasm: bytes::Bytes,
+    ) -> Result<Stored, DeployError> {
+        if self.registry.get(name).is_none() {
+            return Err(RegistryError::NotFound(name.to_string()).into());
+        }
+        let stored = self.put_module(wasm).await?;
+        let _guard = self.deploy_lock.lock().await;
+        let existing = self
+            .registry
+            .get(name)
+            .ok_or_else(|| RegistryError::NotFound(name.to_string()))?;
+        let mut definition = existing.service.definition.clone();
+        definition.insert("module".into(), Value::String(stored.digest.to_string()));
+        let service = self.validate(Value::Object(definition))?;
+        let deployed = self.deploy(service).await?;
+        self.registry.replace(deployed)?;
+        Ok(stored)
+    }
+
+    /// DELETE /system/modules/{digest}: refused while a service uses it.
+    pub async fn delete_module(&self, digest: Digest) -> Result<(), DeployError> {
+        let _guard = self.deploy_lock.lock().await;
+        let services = self.registry.users_of(&digest);
+        if !services.is_empty() {
+            return Err(DeployError::ModuleInUse { digest, services });
+        }
+        let modules = self.modules.clone();
+        blocking(move || modules.delete(&digest)).await
+    }
+
+    /// Accepts a job for `service`: durable when this returns, or refused (no such service,
+    /// pending limits, disk failure).
+    pub async fn submit_job(
+        &self,
+        service: &str,
+        input: JobInput,
+    ) -> Result<JobRecord, CreateError> {
+        let _gate = self.jobs_gate.read().await;
+        if self.registry.get(service).is_none() {
+            return Err(CreateError::NoService(service.to_string()));
+        }
+        let (jobs, service) = (self.jobs.clone(), service.to_string());
+        tokio::task::spawn_blocking(move || match input {
+            JobInput::Body(bytes) => jobs.submit(&service, &bytes),
+            JobInput::Event(event) => jobs.submit_event(&service, event),
+        })
+        .await
+        .map_err(|e| std::io::Error::other(format!("the job could not be stored: {e}")))?
+    }
+
+    /// An object was created in the embedded store: each service whose `minio.default` input
+    /// folder holds it gets one job, on disk before this returns (so before the uploader is
+    /// told its upload succeeded).
+    pub async fn object_created(&self, bucket: String, key: String) {
+        let targets: Vec<String> = self
+            .registry
+            .list()
+            .iter()
+            .filter(|d| {
+                d.service.spec.storage.inputs.iter().any(|input| {
+                    input.provider == crate::storage::spec::DEFAULT_PROVIDER
+                        && input.holds(&bucket, &key)
+                })
+            })
+            .map(|d| d.service.spec.name.clone())
+            .collect();
+        for service in targets {
+            let event = crate::storage::minio_event(&bucket, &key);
+            match self.submit_job(&service, JobInput::Event(event)).await {
+                Ok(record) => {
+                    tracing::info!(service = %service, job = %record.name, bucket = %bucket, key = %key, "object created: job accepted");
+                }
+                Err(e) => {
+                    tracing::error!(service = %service, bucket = %bucket, key = %key, error = %e, "object created: the job could not be stored");
+                }
+            }
+        }
+    }
+}
+
+/// Runs store work (compiling, disk I/O) off the async reactor.
+async fn blocking<T, E>(f: impl FnOnce() -> Result<T, E> + Send + 'static) -> Result<T, DeployError>
+where
+    T: Send + 'static,
+    E: Into<DeployError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(move || f().map_err(Into::into))
+        .await
+        .map_err(|e| DeployError::Internal(e.to_string()))?
+}
