@@ -50,7 +50,7 @@ pub struct App {
     /// Uploaded modules.
     pub modules: Arc<ModuleStore>,
     /// Every change to services and modules.
-    pub deployer: Deployer,
+    pub deployer: Arc<Deployer>,
     /// Runs invocations on every backend.
     pub executor: Arc<Executor>,
     /// The administrator's credentials.
@@ -204,7 +204,7 @@ impl App {
         );
         Ok(Arc::new(Self {
             executor: Arc::new(executor),
-            deployer,
+            deployer: Arc::new(deployer),
             data_dir: data_dir.clone(),
             storage,
             registry,

@@ -237,7 +237,9 @@ impl Deployer {
             (self.jobs.clone(), self.data_dir.clone(), name.to_string());
         blocking(move || {
             jobs.delete_service(&name);
-            crate::storage::poller::forget(&poller_state, &name);
+            if let Err(e) = crate::storage::poller::forget(&poller_state, &name) {
+                tracing::warn!(service = %name, error = %e, "could not forget the service's poller state");
+            }
             Ok::<_, DeployError>(())
         })
         .await

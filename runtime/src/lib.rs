@@ -20,8 +20,10 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod background;
 pub mod cli;
 pub mod config;
+pub mod delivery;
 pub mod deployer;
 pub mod executor;
 pub mod fsutil;

@@ -18,6 +18,9 @@ pub struct Deployed {
     pub runnable: Option<Arc<Runnable>>,
     /// Its concurrency slots.
     pub slots: Arc<tokio::sync::Semaphore>,
+    /// Tells deployments apart: every deployment of every service gets a new one, so a
+    /// redeploy is seen as such even when its allocation reuses an old one's address.
+    pub generation: u64,
 }
 
 impl Deployed {
@@ -30,10 +33,12 @@ impl Deployed {
             .unwrap_or(usize::MAX)
             .min(max_concurrency)
             .max(1);
+        static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Self {
             service,
             runnable,
             slots: Arc::new(tokio::sync::Semaphore::new(slots)),
+            generation: GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
     }
 }

@@ -98,11 +98,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
             },
         ));
     }
-    crate::jobs::start_workers(&app);
-    tokio::spawn(crate::storage::poller::run(
-        app.clone(),
-        app.data_dir.clone(),
-    ));
+    let background = crate::background::Background::start(&app);
     let router = api::router(app.clone(), args.max_body);
     tracing::info!(
         data_dir = %args.data_dir.display(),
@@ -120,6 +116,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
         }
     };
     crate::listener::serve(listener, service, limits, signal).await;
+    background.stop().await;
     // What calls were still running is not needed any more: their inputs and outputs go.
     app.executor.wasm().remove_scratch_root();
     tracing::info!("oscar-wasm stopped");

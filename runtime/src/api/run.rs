@@ -58,11 +58,9 @@ async fn run(
     let request_id = request.id.clone();
     let completed = app.executor.run(deployed, input, request).await?;
     // Outputs go to the service's output buckets before the answer, as in OSCAR.
-    if completed.exit == Exit::Success && !storage.outputs.is_empty() {
-        app.storage
-            .upload_outputs(storage, &completed.files)
-            .await
-            .map_err(|e| ApiError::Storage(format!("output upload failed: {e}")))?;
+    let delivered = crate::delivery::to_buckets(&app.storage, storage, &completed).await;
+    if let Some(failure) = delivered.failure {
+        return Err(ApiError::Storage(failure));
     }
 
     let (status, outcome) = match &completed.exit {

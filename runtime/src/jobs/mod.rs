@@ -12,7 +12,7 @@
 
 pub mod record;
 pub mod store;
-mod worker;
+pub mod worker;
 
 use crate::metrics::Metrics;
 use crate::supervisor::LogLine;
@@ -23,8 +23,6 @@ use std::sync::{Arc, Mutex};
 pub use store::CreateError;
 use store::{JobStore, Retention};
 use tokio::sync::{Notify, mpsc};
-
-pub use worker::start_workers;
 
 type Key = (String, String);
 
@@ -37,6 +35,32 @@ pub enum JobInput {
     Event(crate::storage::event::ObjectEvent),
 }
 
+/// How a job ended, as a worker records it.
+#[derive(Debug)]
+pub struct Ending {
+    /// Succeeded or Failed.
+    pub status: Status,
+    /// `success`, `exit`, `trap`, `timeout`, `upload`, `error`, ...
+    pub outcome: String,
+    /// Lines for its log, `(unix ms, text)`.
+    pub lines: Vec<(u64, String)>,
+    /// Its output files, kept for /system/outputs; `None` when it did not run.
+    pub files: Option<Vec<crate::supervisor::OutputFile>>,
+}
+
+impl Ending {
+    /// A job that could not run: `lines`, then `message`.
+    pub fn error(mut lines: Vec<(u64, String)>, message: String) -> Self {
+        lines.push((record::now_ms(), message));
+        Self {
+            status: Status::Failed,
+            outcome: "error".into(),
+            lines,
+            files: None,
+        }
+    }
+}
+
 /// The job queue, its workers' shared state, and the job store.
 pub struct Jobs {
     /// Records, logs and outputs on disk.
@@ -45,7 +69,8 @@ pub struct Jobs {
     receiver: tokio::sync::Mutex<mpsc::UnboundedReceiver<Key>>,
     /// Cancellation handles of running jobs.
     running: Mutex<HashMap<Key, Arc<Notify>>>,
-    workers: usize,
+    /// How many workers run jobs.
+    pub workers: usize,
     metrics: Arc<Metrics>,
 }
 
@@ -113,6 +138,103 @@ impl Jobs {
             .send((record.service.clone(), record.name.clone()));
         self.refresh_gauge();
         Ok(record)
+    }
+
+    /// The next job to run; `None` once the queue is closed.
+    pub async fn next(&self) -> Option<(String, String)> {
+        self.receiver.lock().await.recv().await
+    }
+
+    /// Runs `f` on the store off the reactor: the one place where the workers' job I/O (file
+    /// writes, fsyncs) leaves async code.
+    async fn off_reactor<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Jobs) -> std::io::Result<T> + Send + 'static,
+    ) -> std::io::Result<T> {
+        let jobs = self.clone();
+        tokio::task::spawn_blocking(move || f(&jobs))
+            .await
+            .map_err(std::io::Error::other)?
+    }
+
+    /// Marks a job running, its attempt counted, durably; `false` if it was deleted.
+    pub async fn start(self: &Arc<Self>, record: &mut JobRecord) -> std::io::Result<bool> {
+        record.status = Status::Running;
+        record.started_ms = Some(record::now_ms());
+        record.attempts += 1;
+        let saved = record.clone();
+        let started = self
+            .off_reactor(move |jobs| jobs.store.update(&saved))
+            .await?;
+        self.refresh_gauge();
+        Ok(started)
+    }
+
+    /// A job's stored input.
+    pub async fn read_input(&self, service: &str, job: &str) -> std::io::Result<Vec<u8>> {
+        tokio::fs::read(self.store.input_path(service, job)).await
+    }
+
+    /// Runs `run` for a job, unless the job is deleted first: `None` then (dropping `run`
+    /// stops the invocation).
+    pub async fn cancellable<T>(
+        &self,
+        service: &str,
+        job: &str,
+        run: impl std::future::Future<Output = T>,
+    ) -> Option<T> {
+        let key = (service.to_string(), job.to_string());
+        let cancel = Arc::new(Notify::new());
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.clone(), cancel.clone());
+        let result = tokio::select! {
+            result = run => Some(result),
+            () = cancel.notified() => None,
+        };
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&key);
+        result
+    }
+
+    /// Records how a job ended: its output files (fsynced), its log, then its record, in that
+    /// order, so that a record saying Succeeded always has its outputs. A job deleted meanwhile
+    /// is left alone.
+    pub async fn finish(
+        self: &Arc<Self>,
+        mut record: JobRecord,
+        ending: Ending,
+    ) -> std::io::Result<()> {
+        self.off_reactor(move |jobs| {
+            let (service, job) = (record.service.clone(), record.name.clone());
+            let mut lines = ending.lines;
+            if let Some(files) = &ending.files {
+                match jobs.store.write_outputs(&service, &job, files) {
+                    Ok(true) => {}
+                    Ok(false) => return Ok(()),
+                    Err(e) => lines.push((
+                        record::now_ms(),
+                        format!("Output files could not be kept: {e}"),
+                    )),
+                }
+            }
+            if jobs.store.get(&service, &job).is_none() {
+                return Ok(());
+            }
+            jobs.store.append_log(&service, &job, &lines)?;
+            record.status = ending.status;
+            record.outcome = Some(ending.outcome);
+            record.finished_ms = Some(record::now_ms());
+            record.bytes = jobs.store.measure(&service, &job);
+            jobs.store.update(&record)?;
+            jobs.store.enforce_retention(&service);
+            jobs.refresh_gauge();
+            Ok(())
+        })
+        .await
     }
 
     /// Keeps the log of a failed synchronous invocation. Blocking I/O.

@@ -1,198 +1,386 @@
-//! The job workers: each takes the next job from the queue and runs it to completion.
+//! The job workers: each takes the next job from the queue and runs it to completion: marks it
+//! running (its attempt counted on disk first), fetches its input (the stored body, or the
+//! object its storage event names), runs it through the executor, delivers its outputs, and
+//! records how it ended. Workers get the narrow pieces they use ([`WorkerParts`]), so that they
+//! can be tested without a server.
 
-use super::record::{Status, now_ms, to_ms};
-use crate::app::App;
-use crate::invoke::{Exit, Input, Kind, Request};
+use super::record::{JobRecord, Status, now_ms, to_ms};
+use super::{Ending, Jobs};
+use crate::executor::Executor;
+use crate::invoke::{Completed, Input, InvokeError, Kind, Request};
+use crate::registry::{Deployed, Registry};
+use crate::storage::Storage;
 use crate::supervisor::LogLevel;
+use std::future::Future;
 use std::sync::Arc;
-use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 
-/// Starts the job workers of `app`. Call once, inside the server's runtime.
-pub fn start_workers(app: &Arc<App>) {
-    for _ in 0..app.jobs.workers {
-        let app = app.clone();
-        tokio::spawn(async move {
-            loop {
-                let next = app.jobs.receiver.lock().await.recv().await;
-                let Some((service, job)) = next else { break };
-                run_job(&app, &service, &job).await;
-            }
-        });
+/// What runs a job's invocation: the executor, or a stand-in in tests.
+pub trait Execute: Send + Sync + 'static {
+    /// Runs `deployed` on `input`.
+    fn execute(
+        &self,
+        deployed: Arc<Deployed>,
+        input: Input,
+        request: Request,
+    ) -> impl Future<Output = Result<Completed, InvokeError>> + Send;
+}
+
+impl Execute for Executor {
+    fn execute(
+        &self,
+        deployed: Arc<Deployed>,
+        input: Input,
+        request: Request,
+    ) -> impl Future<Output = Result<Completed, InvokeError>> + Send {
+        self.run(deployed, input, request)
     }
 }
 
-async fn run_job(app: &Arc<App>, service: &str, job: &str) {
-    let jobs = &app.jobs;
-    let Some(mut record) = jobs.store.get(service, job) else {
-        return;
-    };
-    if record.status != Status::Pending {
-        return;
-    }
-    let fail = |record: &mut super::record::JobRecord, message: String| {
-        let _ = jobs.store.append_log(service, job, &[(now_ms(), message)]);
-        record.status = Status::Failed;
-        record.finished_ms = Some(now_ms());
-        record.outcome = Some("error".into());
-        let _ = jobs.store.update(record);
-    };
-    let Some(deployed) = app.registry.get(service) else {
-        fail(&mut record, format!("Service {service} no longer exists"));
-        return;
-    };
-    record.status = Status::Running;
-    record.started_ms = Some(now_ms());
-    record.attempts += 1;
-    if !matches!(jobs.store.update(&record), Ok(true)) {
-        return;
-    }
-    jobs.refresh_gauge();
+/// The pieces the workers use.
+pub struct WorkerParts<E> {
+    /// The queue and the job store.
+    pub jobs: Arc<Jobs>,
+    /// Where a job's service is looked up when it runs.
+    pub registry: Arc<Registry>,
+    /// Downloads of storage-triggered jobs' inputs, uploads of outputs.
+    pub storage: Arc<Storage>,
+    /// Runs the invocations.
+    pub executor: Arc<E>,
+}
 
-    // The input: the object a bucket event names (downloaded now), else the stored body.
-    let input = match &record.trigger {
-        Some(event) => {
-            let spec = &deployed.service.spec.storage;
-            let provider = match app.storage.source_for(spec, event) {
-                Ok(p) => p.clone(),
+/// Starts the job workers; they stop taking jobs once `stop` turns true.
+pub fn start<E: Execute>(
+    parts: Arc<WorkerParts<E>>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Vec<JoinHandle<()>> {
+    (0..parts.jobs.workers)
+        .map(|_| {
+            let parts = parts.clone();
+            let mut stop = stop.clone();
+            tokio::spawn(async move {
+                loop {
+                    let next = tokio::select! {
+                        next = parts.jobs.next() => next,
+                        _ = stop.wait_for(|stop| *stop) => None,
+                    };
+                    let Some((service, job)) = next else { break };
+                    run_job(&parts, &service, &job).await;
+                }
+            })
+        })
+        .collect()
+}
+
+/// Runs one job, if it is still pending, and records its end.
+pub async fn run_job<E: Execute>(parts: &WorkerParts<E>, service: &str, job: &str) {
+    let Some(mut record) = parts
+        .jobs
+        .store
+        .get(service, job)
+        .filter(|r| r.status == Status::Pending)
+    else {
+        return;
+    };
+    let ending = match parts.registry.get(service) {
+        None => Ending::error(Vec::new(), format!("Service {service} no longer exists")),
+        Some(deployed) => {
+            match parts.jobs.start(&mut record).await {
+                Ok(true) => {}
+                // Deleted meanwhile.
+                Ok(false) => return,
                 Err(e) => {
-                    fail(&mut record, format!("The job's object cannot be read: {e}"));
-                    jobs.refresh_gauge();
+                    tracing::error!(service, job, error = %e, "the job could not be marked running; it stays pending until the next start");
                     return;
                 }
-            };
-            match app.storage.stage(&provider, event).await {
-                Ok((input, size)) => {
-                    let _ = jobs.store.append_log(
-                        service,
-                        job,
-                        &[(
-                            now_ms(),
-                            format!(
-                                "Downloaded s3://{}/{} from {} ({size} bytes)",
-                                event.bucket, event.key, provider.reference
-                            ),
-                        )],
-                    );
-                    input
-                }
-                Err(e) => {
-                    fail(&mut record, format!("Input download failed: {e}"));
-                    jobs.refresh_gauge();
-                    return;
-                }
+            }
+            match execute(parts, deployed, &record).await {
+                Some(ending) => ending,
+                // Deleted while it ran.
+                None => return,
             }
         }
-        None => match tokio::fs::read(jobs.store.input_path(service, job)).await {
-            Ok(bytes) => Input::Body(bytes),
-            Err(e) => {
-                fail(
-                    &mut record,
-                    format!("The job's input could not be read: {e}"),
-                );
-                jobs.refresh_gauge();
-                return;
-            }
-        },
     };
+    if let Err(e) = parts.jobs.finish(record, ending).await {
+        tracing::error!(service, job, error = %e, "the job's end could not be recorded; it runs again after a restart");
+    }
+}
 
-    let key = (service.to_string(), job.to_string());
-    let cancel = Arc::new(Notify::new());
-    jobs.running
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(key.clone(), cancel.clone());
-    let record_level = deployed.service.spec.log_level;
-    let service_handle = deployed.clone();
-    let storage_spec = &service_handle.service.spec.storage;
+/// Fetches the input and runs the invocation; `None` when the job was deleted meanwhile.
+async fn execute<E: Execute>(
+    parts: &WorkerParts<E>,
+    deployed: Arc<Deployed>,
+    record: &JobRecord,
+) -> Option<Ending> {
+    let mut lines = Vec::new();
+    let input = match fetch_input(parts, &deployed, record, &mut lines).await {
+        Ok(input) => input,
+        Err(message) => return Some(Ending::error(lines, message)),
+    };
     let request = Request {
         kind: Kind::Job,
-        id: job.to_string(),
+        id: record.name.clone(),
     };
-    let result = tokio::select! {
-        result = app.executor.run(deployed, input, request) => Some(result),
-        // Deleted while running: dropping the invocation stops the guest.
-        () = cancel.notified() => None,
-    };
-    jobs.running
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(&key);
-    let Some(result) = result else { return };
-
-    // Outputs go to the service's output buckets after a successful run, as in OSCAR.
-    let mut upload_lines: Vec<(u64, String)> = Vec::new();
-    let mut upload_failed = false;
-    if let Ok(done) = &result
-        && done.exit == Exit::Success
-        && !storage_spec.outputs.is_empty()
-    {
-        match app.storage.upload_outputs(storage_spec, &done.files).await {
-            Ok(lines) => upload_lines.extend(lines.into_iter().map(|l| (now_ms(), l))),
-            Err(e) => {
-                upload_lines.push((now_ms(), format!("Output upload failed: {e}")));
-                upload_failed = true;
-            }
-        }
-    }
-
-    let app = app.clone();
-    let (service, job) = (service.to_string(), job.to_string());
-    // Writing outputs and logs is blocking file I/O.
-    let _ = tokio::task::spawn_blocking(move || {
-        let jobs = &app.jobs;
-        let finished = now_ms();
-        match result {
-            Err(e) => {
-                let _ = jobs.store.append_log(
-                    &service,
-                    &job,
-                    &[(finished, format!("The job could not run: {e}"))],
-                );
-                record.status = Status::Failed;
-                record.outcome = Some("error".into());
-            }
-            Ok(done) => {
-                // The service's log level filters the runtime's lines, as in OSCAR; errors always show.
-                let level = record_level.min(LogLevel::Error);
-                let mut lines: Vec<(u64, String)> = done
-                    .log
+    let run = parts.executor.execute(deployed.clone(), input, request);
+    let result = parts
+        .jobs
+        .cancellable(&record.service, &record.name, run)
+        .await?;
+    Some(match result {
+        Err(e) => Ending::error(lines, format!("The job could not run: {e}")),
+        Ok(done) => {
+            let spec = &deployed.service.spec;
+            let delivered = crate::delivery::to_buckets(&parts.storage, &spec.storage, &done).await;
+            // The service's log level filters the runtime's lines, as in OSCAR; errors show.
+            let level = spec.log_level.min(LogLevel::Error);
+            lines.extend(
+                done.log
                     .iter()
                     .filter(|l| l.level >= level)
-                    .map(|l| (to_ms(l.time), l.format()))
-                    .collect();
-                if !done.output.is_empty() {
-                    lines.push((
-                        finished,
-                        String::from_utf8_lossy(&done.output)
-                            .trim_end_matches('\n')
-                            .to_string(),
-                    ));
-                }
-                match jobs.store.write_outputs(&service, &job, &done.files) {
-                    Ok(true) => {}
-                    Ok(false) => return,
-                    Err(e) => {
-                        lines.push((finished, format!("Output files could not be kept: {e}")))
-                    }
-                }
-                lines.extend(upload_lines);
-                let _ = jobs.store.append_log(&service, &job, &lines);
-                record.status = if done.exit == Exit::Success && !upload_failed {
+                    .map(|l| (to_ms(l.time), l.format())),
+            );
+            if !done.output.is_empty() {
+                let output = String::from_utf8_lossy(&done.output);
+                lines.push((now_ms(), output.trim_end_matches('\n').to_string()));
+            }
+            lines.extend(delivered.lines.iter().map(|l| (now_ms(), l.clone())));
+            if let Some(failure) = &delivered.failure {
+                lines.push((now_ms(), capitalised(failure)));
+            }
+            Ending {
+                status: if delivered.succeeded(&done) {
                     Status::Succeeded
                 } else {
                     Status::Failed
-                };
-                record.outcome = Some(if upload_failed {
-                    "upload".to_string()
-                } else {
-                    done.exit.label().to_string()
-                });
+                },
+                outcome: delivered.outcome(&done).to_string(),
+                lines,
+                files: Some(done.files),
             }
         }
-        record.finished_ms = Some(finished);
-        record.bytes = jobs.store.measure(&service, &job);
-        let _ = jobs.store.update(&record);
-        jobs.store.enforce_retention(&service);
     })
-    .await;
+}
+
+/// The job's input: the object its storage event names (downloaded now, from the provider
+/// the service's current definition gives), else the stored body.
+async fn fetch_input<E: Execute>(
+    parts: &WorkerParts<E>,
+    deployed: &Deployed,
+    record: &JobRecord,
+    lines: &mut Vec<(u64, String)>,
+) -> Result<Input, String> {
+    let Some(event) = &record.trigger else {
+        return parts
+            .jobs
+            .read_input(&record.service, &record.name)
+            .await
+            .map(Input::Body)
+            .map_err(|e| format!("The job's input could not be read: {e}"));
+    };
+    let provider = parts
+        .storage
+        .source_for(&deployed.service.spec.storage, event)
+        .map_err(|e| format!("The job's object cannot be read: {e}"))?
+        .clone();
+    let (input, size) = parts
+        .storage
+        .stage(&provider, event)
+        .await
+        .map_err(|e| format!("Input download failed: {e}"))?;
+    lines.push((
+        now_ms(),
+        format!(
+            "Downloaded s3://{}/{} from {} ({size} bytes)",
+            event.bucket, event.key, provider.reference
+        ),
+    ));
+    Ok(input)
+}
+
+fn capitalised(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::invoke::Exit;
+    use crate::jobs::store::Retention;
+    use crate::storage::spec::Provider;
+    use crate::supervisor::OutputFile;
+    use std::time::Duration;
+
+    /// Stands in for the executor: succeeds, fails, or waits until told to go on.
+    enum Fake {
+        Succeed,
+        Fail,
+        Wait(Arc<tokio::sync::Notify>),
+    }
+
+    impl Execute for Fake {
+        async fn execute(
+            &self,
+            _deployed: Arc<Deployed>,
+            input: Input,
+            _request: Request,
+        ) -> Result<Completed, InvokeError> {
+            let Input::Body(bytes) = input else {
+                return Err(InvokeError::Host("an object input".into()));
+            };
+            match self {
+                Fake::Succeed => Ok(Completed {
+                    exit: Exit::Success,
+                    files: vec![OutputFile {
+                        path: "out/upper.txt".into(),
+                        bytes: bytes.to_ascii_uppercase(),
+                    }],
+                    output: b"module says hi\n".to_vec(),
+                    log: Vec::new(),
+                    elapsed: Duration::from_millis(1),
+                }),
+                Fake::Fail => Err(InvokeError::Host("the host broke".into())),
+                Fake::Wait(go) => {
+                    go.notified().await;
+                    Err(InvokeError::Host("released".into()))
+                }
+            }
+        }
+    }
+
+    struct Setup {
+        _dir: tempfile::TempDir,
+        parts: WorkerParts<Fake>,
+    }
+
+    fn setup(fake: Fake) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let retention = Retention {
+            max_jobs: 10,
+            max_bytes: u64::MAX,
+            max_failed_runs: 10,
+            max_pending: 10,
+            max_pending_total: 10,
+        };
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let jobs = Arc::new(Jobs::open(dir.path(), retention, 1, metrics).unwrap());
+        let (registry, _) = Registry::open(dir.path()).unwrap();
+        let service = crate::service::Service::from_definition(serde_json::json!({
+            "name": "svc", "module": format!("sha256:{}", "ab".repeat(32))
+        }))
+        .unwrap();
+        registry.restore(Deployed::new(service, None, 1));
+        let storage = Storage {
+            default_provider: Provider {
+                reference: "minio.default".into(),
+                endpoint: Some("http://127.0.0.1:9".into()),
+                region: "us-east-1".into(),
+                access_key: "a".into(),
+                secret_key: "b".into(),
+                verify: true,
+            },
+            staging: dir.path().join("staging"),
+            embedded_buckets: None,
+        };
+        Setup {
+            parts: WorkerParts {
+                jobs,
+                registry: Arc::new(registry),
+                storage: Arc::new(storage),
+                executor: Arc::new(fake),
+            },
+            _dir: dir,
+        }
+    }
+
+    fn record(parts: &WorkerParts<Fake>, job: &str) -> JobRecord {
+        parts.jobs.store.get("svc", job).unwrap()
+    }
+
+    fn log(parts: &WorkerParts<Fake>, job: &str) -> String {
+        parts.jobs.store.read_log("svc", job, false).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_job_runs_and_keeps_its_outputs_and_log() {
+        let Setup { parts, _dir } = setup(Fake::Succeed);
+        let job = parts.jobs.submit("svc", b"hello").unwrap().name;
+        run_job(&parts, "svc", &job).await;
+        let done = record(&parts, &job);
+        assert_eq!(done.status, Status::Succeeded);
+        assert_eq!(done.outcome.as_deref(), Some("success"));
+        assert_eq!(done.attempts, 1);
+        assert!(done.finished_ms.is_some() && done.bytes > 0);
+        let kept = std::fs::read(
+            parts
+                .jobs
+                .store
+                .outputs_dir("svc", &job)
+                .join("out/upper.txt"),
+        );
+        assert_eq!(kept.unwrap(), b"HELLO");
+        assert!(log(&parts, &job).contains("module says hi"));
+        // A job that is not pending any more is not run again.
+        run_job(&parts, "svc", &job).await;
+        assert_eq!(record(&parts, &job).attempts, 1);
+    }
+
+    #[tokio::test]
+    async fn failures_end_the_job_failed_with_the_reason_in_its_log() {
+        let Setup { parts, _dir } = setup(Fake::Fail);
+        let job = parts.jobs.submit("svc", b"hello").unwrap().name;
+        run_job(&parts, "svc", &job).await;
+        let done = record(&parts, &job);
+        assert_eq!(
+            (done.status, done.outcome.as_deref()),
+            (Status::Failed, Some("error"))
+        );
+        assert!(
+            log(&parts, &job)
+                .contains("The job could not run: invocation failed on the host: the host broke")
+        );
+
+        // A storage job of a service without inputs: its object is never read.
+        let event = crate::storage::minio_event("other", "secret.txt");
+        let job = parts.jobs.submit_event("svc", event).unwrap().name;
+        run_job(&parts, "svc", &job).await;
+        assert_eq!(record(&parts, &job).status, Status::Failed);
+        assert!(log(&parts, &job).contains("The job's object cannot be read"));
+
+        // A job whose service is gone.
+        let orphan = parts.jobs.submit("gone", b"x").unwrap().name;
+        run_job(&parts, "gone", &orphan).await;
+        let done = parts.jobs.store.get("gone", &orphan).unwrap();
+        assert_eq!(done.status, Status::Failed);
+        assert!(
+            parts
+                .jobs
+                .store
+                .read_log("gone", &orphan, false)
+                .unwrap()
+                .contains("Service gone no longer exists")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_job_deleted_while_it_runs_is_stopped_and_stays_deleted() {
+        let go = Arc::new(tokio::sync::Notify::new());
+        let Setup { parts, _dir } = setup(Fake::Wait(go.clone()));
+        let parts = Arc::new(parts);
+        let job = parts.jobs.submit("svc", b"hello").unwrap().name;
+        let running = {
+            let (parts, job) = (parts.clone(), job.clone());
+            tokio::spawn(async move { run_job(&parts, "svc", &job).await })
+        };
+        while parts.jobs.store.get("svc", &job).map(|r| r.status) != Some(Status::Running) {
+            tokio::task::yield_now().await;
+        }
+        assert!(parts.jobs.delete("svc", &job));
+        running.await.unwrap();
+        assert!(parts.jobs.store.get("svc", &job).is_none());
+        assert!(!parts.jobs.store.dir("svc", &job).exists());
+    }
 }

@@ -9,8 +9,11 @@
 //! would not report objects created before it existed. Inputs on the embedded store are not
 //! polled: its uploads trigger jobs directly.
 
+use super::Storage;
 use super::event::ObjectEvent;
-use crate::app::App;
+use crate::deployer::Deployer;
+use crate::jobs::Jobs;
+use crate::registry::Registry;
 use futures::StreamExt;
 use object_store::ObjectStore;
 use serde::{Deserialize, Serialize};
@@ -46,19 +49,41 @@ fn save(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     crate::fsutil::atomic_write(path, bytes)
 }
 
-/// Forgets a deleted service's poller state.
-pub fn forget(data_dir: &Path, service: &str) {
-    let _ = crate::fsutil::remove_durably(&state_path(data_dir, service));
+/// Forgets a deleted service's poller state (its deletion's, so that a service created again
+/// with the same name starts afresh).
+pub fn forget(data_dir: &Path, service: &str) -> std::io::Result<()> {
+    crate::fsutil::remove_durably(&state_path(data_dir, service))
 }
 
-/// Runs the pollers of every service that asks for one, until the process ends.
-pub async fn run(app: Arc<App>, data_dir: PathBuf) {
+/// The pieces the poller uses.
+pub struct PollerParts {
+    /// The services, with their `poll_interval` and inputs.
+    pub registry: Arc<Registry>,
+    /// The providers.
+    pub storage: Arc<Storage>,
+    /// Where new objects become jobs.
+    pub deployer: Arc<Deployer>,
+    /// Where a job already enqueued for an object is found.
+    pub jobs: Arc<Jobs>,
+    /// Where the pollers keep what they have seen.
+    pub data_dir: PathBuf,
+}
+
+/// How often the pollers look for work that is due.
+const TICK: Duration = Duration::from_millis(250);
+
+/// Runs the pollers of every service that asks for one, until `stop` turns true.
+pub async fn run(parts: PollerParts, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut next_due: HashMap<String, Instant> = HashMap::new();
     // What each poller has seen, read from disk once per deployment (a new definition, or a
     // service deleted and created again, reads it afresh) instead of every round.
-    let mut states: HashMap<String, (usize, Seen)> = HashMap::new();
+    let mut states: HashMap<String, (u64, Seen)> = HashMap::new();
     loop {
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::select! {
+            () = tokio::time::sleep(TICK) => {}
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
+        let (data_dir, app) = (&parts.data_dir, &parts);
         let now = Instant::now();
         let deployed_now = app.registry.list();
         states.retain(|name, _| deployed_now.iter().any(|d| &d.service.spec.name == name));
@@ -72,10 +97,10 @@ pub async fn run(app: Arc<App>, data_dir: PathBuf) {
                 continue;
             }
             *due = now + interval;
-            let identity = Arc::as_ptr(&deployed) as usize;
+            let identity = deployed.generation;
             let fresh = states.get(&spec.name).is_none_or(|(id, _)| *id != identity);
             if fresh {
-                let path = state_path(&data_dir, &spec.name);
+                let path = state_path(data_dir, &spec.name);
                 let Ok(seen) = tokio::task::spawn_blocking(move || load(&path)).await else {
                     continue;
                 };
@@ -84,7 +109,7 @@ pub async fn run(app: Arc<App>, data_dir: PathBuf) {
             let Some((_, seen)) = states.get_mut(&spec.name) else {
                 continue;
             };
-            if let Err(e) = poll_service(&app, &data_dir, &spec.name, &spec.storage, seen).await {
+            if let Err(e) = poll_service(app, data_dir, &spec.name, &spec.storage, seen).await {
                 tracing::warn!(service = %spec.name, error = %e, "storage poll failed");
             }
         }
@@ -92,7 +117,7 @@ pub async fn run(app: Arc<App>, data_dir: PathBuf) {
 }
 
 async fn poll_service(
-    app: &Arc<App>,
+    app: &PollerParts,
     data_dir: &Path,
     service: &str,
     spec: &super::spec::StorageSpec,
@@ -149,7 +174,13 @@ async fn poll_service(
 }
 
 /// Whether a job for this version of the object exists (enqueued just before a crash).
-fn already_queued(app: &App, service: &str, bucket: &str, key: &str, version: &str) -> bool {
+fn already_queued(
+    app: &PollerParts,
+    service: &str,
+    bucket: &str,
+    key: &str,
+    version: &str,
+) -> bool {
     app.jobs.store.list(service).iter().any(|record| {
         record.trigger.as_ref().is_some_and(|t| {
             t.bucket == bucket && t.key == key && t.version.as_deref() == Some(version)
@@ -158,7 +189,7 @@ fn already_queued(app: &App, service: &str, bucket: &str, key: &str, version: &s
 }
 
 async fn enqueue(
-    app: &Arc<App>,
+    app: &PollerParts,
     service: &str,
     mut event: ObjectEvent,
     version: &str,
