@@ -713,7 +713,7 @@ fn put_module_attaches_a_new_version_without_disturbing_running_calls() {
     std::thread::scope(|scope| {
         // A slow call on the old module...
         let slow = scope.spawn(|| run(server, "svc", b64(b"sleep 700\nprint old module\n")));
-        std::thread::sleep(Duration::from_millis(200));
+        eventually("the slow call to start", || !dir.scratch_left().is_empty());
         // ...while the service is switched to the upper-case module.
         let r = client()
             .put(server.url("/system/services/svc/module"))

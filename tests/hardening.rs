@@ -8,22 +8,10 @@ use common::*;
 use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn wat(source: &str) -> Vec<u8> {
     wat::parse_str(source).unwrap()
-}
-
-/// Waits until `condition` holds, failing with `what` after 30 s.
-fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !condition() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn healthy(server: &Server) {

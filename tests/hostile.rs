@@ -19,17 +19,6 @@ fn scratch_is_empty(dir: &TestDir) -> bool {
     dir.scratch_left().is_empty()
 }
 
-fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !condition() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn runaway_modules_are_stopped_while_others_are_served() {
     let dir = TestDir::new();
@@ -190,7 +179,7 @@ fn output_limits_stop_a_module_filling_the_disk() {
     );
     assert!(body.len() < 70 * 1024, "{} bytes", body.len());
 
-    wait_until("scratch cleanup", || scratch_is_empty(&dir));
+    eventually("scratch cleanup", || scratch_is_empty(&dir));
 }
 
 #[test]
@@ -351,6 +340,49 @@ fn overload_is_refused_at_once_and_the_server_recovers() {
     assert_eq!(run(server, "slow", b64(b"print alive\n")).2, b"alive\n");
 }
 
+/// The value of a gauge or counter line of /metrics.
+fn metric(server: &Server, name: &str) -> i64 {
+    let text = client()
+        .get(server.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_full_queue_refuses_at_once_without_waiting_for_a_slot() {
+    let dir = TestDir::new();
+    let server = Server::start(&dir.data(), &["--max-concurrency", "2", "--max-queue", "2"]);
+    deploy(
+        &server,
+        &guest("sandbox-probe"),
+        json!({"name": "slow", "log_level": "CRITICAL"}),
+    );
+    let finished = std::sync::atomic::AtomicUsize::new(0);
+    let server = &server;
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| {
+                run(server, "slow", b64(b"sleep 1500\n"));
+                finished.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            });
+        }
+        eventually("two running and two queued", || {
+            metric(server, "oscar_wasm_running_instances") == 2
+                && metric(server, "oscar_wasm_sync_queue_depth") == 2
+        });
+        // Every slot and place in the queue taken: refused while all four are still there.
+        let (status, _, _) = run(server, "slow", b64(b"print refused\n"));
+        assert_eq!(status, 503);
+        assert_eq!(finished.load(std::sync::atomic::Ordering::SeqCst), 0);
+    });
+    assert_eq!(run(server, "slow", b64(b"print alive\n")).2, b"alive\n");
+}
+
 #[test]
 fn a_client_that_disconnects_stops_its_invocation() {
     let dir = TestDir::new();
@@ -378,11 +410,11 @@ fn a_client_that_disconnects_stops_its_invocation() {
                 .send()
                 .is_err()
         );
-        wait_until("the cancelled invocation's cleanup", || {
+        eventually("the cancelled invocation's cleanup", || {
             scratch_is_empty(&dir)
         });
     }
-    wait_until("two cancellations in the log", || {
+    eventually("two cancellations in the log", || {
         server.log_text().matches("client went away").count() >= 2
     });
 }

@@ -6,7 +6,6 @@ mod common;
 use common::*;
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
 
 fn submit(server: &Server, service: &str, input: &[u8]) -> String {
     let r = client()
@@ -42,24 +41,14 @@ fn jobs(server: &Server, service: &str) -> serde_json::Map<String, Value> {
 
 /// Waits until every listed job has finished; returns their statuses.
 fn wait_finished(server: &Server, service: &str, expected: usize) -> HashMap<String, String> {
-    let started = Instant::now();
-    loop {
-        let all = jobs(server, service);
-        let statuses: HashMap<String, String> = all
+    eventually_some(&format!("{expected} jobs of {service} to finish"), || {
+        let statuses: HashMap<String, String> = jobs(server, service)
             .iter()
             .map(|(k, v)| (k.clone(), v["status"].as_str().unwrap().to_string()))
             .collect();
-        if statuses.len() >= expected
-            && statuses.values().all(|s| s == "Succeeded" || s == "Failed")
-        {
-            return statuses;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(90),
-            "jobs did not finish: {statuses:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        (statuses.len() >= expected && statuses.values().all(|s| s == "Succeeded" || s == "Failed"))
+            .then_some(statuses)
+    })
 }
 
 fn output(server: &Server, service: &str, job: &str, path: &str) -> (u16, Vec<u8>) {
@@ -133,14 +122,11 @@ fn no_accepted_job_is_lost_to_kill_9() {
         })
         .collect();
     // Let two start running, then crash with the rest queued.
-    let started = Instant::now();
-    while !jobs(&server, "slow")
-        .values()
-        .any(|j| j["status"] == "Running")
-    {
-        assert!(started.elapsed() < Duration::from_secs(30));
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually("a job to run", || {
+        jobs(&server, "slow")
+            .values()
+            .any(|j| j["status"] == "Running")
+    });
     server.kill();
 
     let server = Server::start(&dir.data(), &["--job-workers", "2"]);
@@ -325,28 +311,27 @@ fn failed_sync_calls_leave_a_bounded_log_history() {
         assert_eq!(status, 500);
     }
     assert_eq!(run(&server, "probe", b64(b"print fine\n")).0, 200);
-    let started = Instant::now();
-    let history = loop {
+    let history = eventually_some("the newest failed runs' logs", || {
         let all = jobs(&server, "probe");
-        if all.len() == 3 && all.values().all(|j| j["kind"] == "run") {
-            let attempts: Vec<String> = all
-                .keys()
-                .map(|job| {
-                    client()
-                        .get(server.url(&format!("/system/logs/probe/{job}")))
-                        .send()
-                        .unwrap()
-                        .text()
-                        .unwrap()
-                })
-                .collect();
-            if attempts.iter().any(|a| a.contains("attempt 4")) {
-                break attempts;
-            }
+        if all.len() != 3 || !all.values().all(|j| j["kind"] == "run") {
+            return None;
         }
-        assert!(started.elapsed() < Duration::from_secs(20), "{all:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+        let attempts: Vec<String> = all
+            .keys()
+            .map(|job| {
+                client()
+                    .get(server.url(&format!("/system/logs/probe/{job}")))
+                    .send()
+                    .unwrap()
+                    .text()
+                    .unwrap()
+            })
+            .collect();
+        attempts
+            .iter()
+            .any(|a| a.contains("attempt 4"))
+            .then_some(attempts)
+    });
     assert!(
         history
             .iter()
@@ -366,18 +351,13 @@ fn retention_and_service_deletion_remove_jobs() {
     let names: Vec<String> = (0..6)
         .map(|i| submit(&server, "upper", format!("{i}").as_bytes()))
         .collect();
-    let started = Instant::now();
-    loop {
+    let all = eventually_some("three jobs kept, all done", || {
         let all = jobs(&server, "upper");
-        if all.len() == 3 && all.values().all(|j| j["status"] == "Succeeded") {
-            let kept: Vec<&String> = all.keys().collect();
-            for name in &names[3..] {
-                assert!(kept.contains(&name), "the newest are kept: {kept:?}");
-            }
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(30), "{all:?}");
-        std::thread::sleep(Duration::from_millis(50));
+        (all.len() == 3 && all.values().all(|j| j["status"] == "Succeeded")).then_some(all)
+    });
+    let kept: Vec<&String> = all.keys().collect();
+    for name in &names[3..] {
+        assert!(kept.contains(&name), "the newest are kept: {kept:?}");
     }
     for name in &names[..3] {
         assert!(!dir.data().join("jobs/upper").join(name).exists());
@@ -386,11 +366,9 @@ fn retention_and_service_deletion_remove_jobs() {
     // Deleting a service deletes its jobs, running ones included.
     deploy(&server, &guest("sandbox-probe"), json!({"name": "slow"}));
     let running = submit(&server, "slow", b"sleep 100000\n");
-    let started = Instant::now();
-    while jobs(&server, "slow")[&running]["status"] != "Running" {
-        assert!(started.elapsed() < Duration::from_secs(30));
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually("the job to run", || {
+        jobs(&server, "slow")[&running]["status"] == "Running"
+    });
     assert_eq!(
         client()
             .delete(server.url("/system/services/slow"))
@@ -408,14 +386,9 @@ fn retention_and_service_deletion_remove_jobs() {
             .status(),
         404
     );
-    let started = Instant::now();
-    while !dir.scratch_left().is_empty() {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "the running job was not stopped"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually("the running job to be stopped", || {
+        dir.scratch_left().is_empty()
+    });
 }
 
 #[test]

@@ -9,7 +9,6 @@ use common::*;
 use object_store::ObjectStoreExt;
 use object_store::path::Path as ObjectPath;
 use serde_json::{Value, json};
-use std::time::{Duration, Instant};
 
 fn minio_event(bucket: &str, key: &str) -> Value {
     let quoted: String = key
@@ -66,17 +65,19 @@ fn a_file_put_into_the_embedded_store_is_processed_into_the_output_folder() {
         "{log}"
     );
 
-    // Exactly once: one put, one job; objects outside the input folder start nothing.
+    // Exactly once: one put, one job; objects outside the input folder start nothing. A job is
+    // on disk before its upload is acknowledged, so there is nothing to wait for.
     put(&store, "elsewhere/x.txt", b"x").unwrap();
     put(&store, "out/y.txt", b"y").unwrap();
-    std::thread::sleep(Duration::from_millis(300));
     assert_eq!(wait_jobs(&server, "upper", 1).len(), 1);
 
     // SigV4 with wrong keys is refused, and nothing runs.
     let wrong = s3(&endpoint, "files", "oscar", "not-the-secret");
     assert!(put(&wrong, "in/bad.txt", b"x").is_err());
-    std::thread::sleep(Duration::from_millis(300));
     assert_eq!(wait_jobs(&server, "upper", 1).len(), 1);
+    // And a put in the input folder after them is the second job, no more.
+    put(&store, "in/second.txt", b"2").unwrap();
+    assert_eq!(wait_jobs(&server, "upper", 2).len(), 2);
 }
 
 #[test]
@@ -400,14 +401,9 @@ impl Moto {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("start moto");
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "moto did not start"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        eventually("moto to start", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
         Self(child, port)
     }
 }
@@ -532,8 +528,9 @@ fn the_poller_enqueues_each_new_object_once_across_restarts() {
                "input": [{"storage_provider": "minio", "path": "pollb/in"}],
                "output": [{"storage_provider": "minio", "path": "pollb/out"}]}),
     );
-    // The first round only takes note of what is there.
-    std::thread::sleep(Duration::from_millis(1500));
+    // The first round only takes note of what is there (and saves that it did).
+    let state = dir.data().join("pollers/poll.json");
+    eventually("the poller's first round", || state.exists());
     put(&ext, "in/after.txt", b"new one").unwrap();
     let jobs = wait_jobs(&server, "poll", 1);
     let (job, record) = jobs.iter().next().unwrap();
@@ -545,13 +542,12 @@ fn the_poller_enqueues_each_new_object_once_across_restarts() {
     server.kill();
     let server = Server::start(&dir.data(), &external_flags(&external));
     put(&ext, "in/third.txt", b"third").unwrap();
+    // after.txt sorts before third.txt: had it been taken for new, its job would have been
+    // enqueued in the same round, before third.txt's.
     let jobs = wait_jobs(&server, "poll", 2);
-    std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(wait_jobs(&server, "poll", 2).len(), 2, "{jobs:?}");
+    assert_eq!(jobs.len(), 2, "{jobs:?}");
     // A new version of an object is a new object.
     put(&ext, "in/after.txt", b"changed").unwrap();
-    wait_jobs(&server, "poll", 3);
-    std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(wait_jobs(&server, "poll", 3).len(), 3);
     // poll_interval needs an input, and a sane number.
     for (definition, reason) in [

@@ -55,7 +55,12 @@ impl From<std::string::FromUtf8Error> for Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 fn env_path(name: &str) -> Result<PathBuf> {
-    std::env::var_os(name).map(PathBuf::from).ok_or_else(|| {
+    path_from(name, std::env::var_os(name))
+}
+
+/// The path a contract variable holds, or why there is none.
+fn path_from(name: &str, value: Option<std::ffi::OsString>) -> Result<PathBuf> {
+    value.map(PathBuf::from).ok_or_else(|| {
         Error(format!(
             "{name} is not set: is this running as an oscar-wasm service?"
         ))
@@ -159,6 +164,12 @@ impl Input {
 /// writeln!(file, "done").unwrap();
 /// ```
 pub fn output_path(name: &str) -> Result<PathBuf> {
+    let relative = relative_output(name)?;
+    output_path_in(&output_dir()?, relative)
+}
+
+/// `name` as a path inside the output folder, or why it cannot be one.
+fn relative_output(name: &str) -> Result<&Path> {
     let relative = Path::new(name);
     if name.is_empty()
         || !relative
@@ -169,7 +180,12 @@ pub fn output_path(name: &str) -> Result<PathBuf> {
             "output name {name:?} must be a relative path without '..'"
         )));
     }
-    let path = output_dir()?.join(relative);
+    Ok(relative)
+}
+
+/// `relative` inside `dir`, with its folders created.
+fn output_path_in(dir: &Path, relative: &Path) -> Result<PathBuf> {
+    let path = dir.join(relative);
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)
             .map_err(|e| Error(format!("creating {}: {e}", parent.display())))?;
@@ -222,8 +238,14 @@ mod tests {
     #[test]
     fn output_names_must_stay_inside() {
         for bad in ["", "/etc/passwd", "../x", "a/../../x"] {
-            assert!(write_output(bad, b"").is_err(), "{bad}");
+            let err = relative_output(bad).unwrap_err().to_string();
+            assert!(err.contains("must be a relative path"), "{bad}: {err}");
         }
+        let dir = std::env::temp_dir().join(format!("oscar-guest-test-{}", std::process::id()));
+        let path = output_path_in(&dir, relative_output("a/b/c.txt").unwrap()).unwrap();
+        assert_eq!(path, dir.join("a/b/c.txt"));
+        assert!(dir.join("a/b").is_dir(), "its folders are created");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -241,10 +263,9 @@ mod tests {
 
     #[test]
     fn missing_contract_variables_are_explained() {
-        // The test process is not an oscar-wasm invocation.
-        if std::env::var_os("INPUT_FILE_PATH").is_none() {
-            let err = input_path().unwrap_err().to_string();
-            assert!(err.contains("INPUT_FILE_PATH"));
-        }
+        let err = path_from("INPUT_FILE_PATH", None).unwrap_err().to_string();
+        assert!(err.contains("INPUT_FILE_PATH is not set"), "{err}");
+        let set = path_from("INPUT_FILE_PATH", Some("/tmp/input/x".into())).unwrap();
+        assert_eq!(set, PathBuf::from("/tmp/input/x"));
     }
 }

@@ -4,6 +4,7 @@
 //! whether its outputs arrived.
 
 use crate::invoke::{Completed, Exit};
+use crate::protocol::Outcome;
 use crate::storage::Storage;
 use crate::storage::spec::StorageSpec;
 
@@ -19,11 +20,11 @@ pub struct Delivered {
 impl Delivered {
     /// The outcome label of the invocation: the module's (`success`, `exit`, `trap`, ...), or
     /// `upload` when it succeeded but its outputs could not be delivered.
-    pub fn outcome(&self, completed: &Completed) -> &'static str {
+    pub fn outcome(&self, completed: &Completed) -> Outcome {
         if self.failure.is_some() {
-            "upload"
+            Outcome::Upload
         } else {
-            completed.exit.label()
+            completed.exit.outcome()
         }
     }
 

@@ -33,6 +33,7 @@ pub mod kube;
 pub mod listener;
 pub mod metrics;
 pub mod modules;
+pub mod protocol;
 pub mod registry;
 pub mod server;
 pub mod service;

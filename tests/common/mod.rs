@@ -245,6 +245,27 @@ pub fn deploy(
     serde_json::from_str(&text).unwrap()
 }
 
+/// Waits until `condition` holds, checking every 20 ms; fails naming `what` after 60 s. Tests
+/// wait on conditions like this, never on fixed sleeps.
+pub fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    eventually_some(what, || condition().then_some(()));
+}
+
+/// [`eventually`] for a condition that yields a value once it holds.
+pub fn eventually_some<T>(what: &str, mut condition: impl FnMut() -> Option<T>) -> T {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(value) = condition() {
+            return value;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// GET `path` with the administrator's `password`, as JSON.
 pub fn admin_json(server: &Server, password: &str, path: &str) -> serde_json::Value {
     client()
@@ -452,28 +473,25 @@ pub fn wait_jobs(
     service: &str,
     n: usize,
 ) -> serde_json::Map<String, serde_json::Value> {
-    let started = std::time::Instant::now();
-    loop {
-        let body: serde_json::Value = client()
-            .get(server.url(&format!("/system/logs/{service}")))
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
-        let jobs = body["jobs"].as_object().cloned().unwrap_or_default();
+    eventually_some(&format!("{n} finished jobs of {service}"), || {
+        let jobs = list_jobs(server, service);
         let done = jobs
             .values()
             .filter(|j| matches!(j["status"].as_str(), Some("Succeeded" | "Failed")))
             .count();
-        if done >= n {
-            return jobs;
-        }
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(60),
-            "jobs: {body}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+        (done >= n).then_some(jobs)
+    })
+}
+
+/// Every listed job of `service`, by name.
+pub fn list_jobs(server: &Server, service: &str) -> serde_json::Map<String, serde_json::Value> {
+    let body: serde_json::Value = client()
+        .get(server.url(&format!("/system/logs/{service}")))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    body["jobs"].as_object().cloned().unwrap_or_default()
 }
 
 /// A job's log text.
@@ -497,45 +515,19 @@ pub fn free_port() -> u16 {
 
 /// Waits until job `job` of `service` has status `status`.
 pub fn wait_status(server: &Server, service: &str, job: &str, status: &str) {
-    let started = std::time::Instant::now();
-    loop {
-        let body: serde_json::Value = client()
-            .get(server.url(&format!("/system/logs/{service}")))
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
-        if body["jobs"][job]["status"] == status {
-            return;
-        }
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(60),
-            "{body}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    eventually(&format!("job {job} to be {status}"), || {
+        list_jobs(server, service)
+            .get(job)
+            .is_some_and(|j| j["status"] == status)
+    });
 }
 
 /// Waits until some job of `service` has `status`; returns its name.
 pub fn wait_for_status(server: &Server, service: &str, status: &str) -> String {
-    let started = std::time::Instant::now();
-    loop {
-        let body: serde_json::Value = client()
-            .get(server.url(&format!("/system/logs/{service}")))
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
-        if let Some((name, _)) = body["jobs"]
-            .as_object()
-            .and_then(|jobs| jobs.iter().find(|(_, j)| j["status"] == status))
-        {
-            return name.clone();
-        }
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(60),
-            "{body}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    eventually_some(&format!("a job of {service} to be {status}"), || {
+        list_jobs(server, service)
+            .iter()
+            .find(|(_, j)| j["status"] == status)
+            .map(|(name, _)| name.clone())
+    })
 }

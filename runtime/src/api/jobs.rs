@@ -1,9 +1,11 @@
 //! POST /job/{name} (asynchronous invocation), OSCAR's /system/logs routes, and the job output
 //! routes /system/outputs/{service}/{job}.
 
+use super::names::{JobPath, ServicePath};
 use super::{ApiError, AppState};
+use crate::jobs::JobInput;
 use crate::jobs::record::{Origin, rfc3339};
-use crate::jobs::{JobInput, Jobs};
+use crate::protocol::{JobCreated, headers};
 use crate::registry::RegistryError;
 use crate::supervisor;
 use axum::Router;
@@ -13,9 +15,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-
-/// Header carrying the name of a job created by POST /job.
-pub const JOB_HEADER: &str = "x-oscar-wasm-job";
 
 /// POST /job/{name}: open to the service's token (checked in the handler).
 pub fn invoke_routes() -> Router<AppState> {
@@ -51,15 +50,18 @@ async fn submit(
     Ok(job_created(&record.name, &name))
 }
 
-/// 201 with the job's name in the body and in [`JOB_HEADER`].
+/// 201 with the job's name in the body and in [`headers::JOB`].
 fn job_created(job: &str, service: &str) -> Response {
     let mut response = (
         StatusCode::CREATED,
-        axum::Json(json!({"job_name": job, "service": service})),
+        axum::Json(JobCreated {
+            job_name: job.to_string(),
+            service: service.to_string(),
+        }),
     )
         .into_response();
     if let Ok(value) = HeaderValue::from_str(job) {
-        response.headers_mut().insert(JOB_HEADER, value);
+        response.headers_mut().insert(headers::JOB, value);
     }
     response
 }
@@ -74,11 +76,11 @@ struct Page {
 /// "next_page", "remaining_jobs"}`, oldest first, paged by `?page=` and `?limit=`.
 async fn list(
     State(app): State<AppState>,
-    Path(service): Path<String>,
+    ServicePath(service): ServicePath,
     Query(page): Query<Page>,
 ) -> Result<axum::Json<Value>, ApiError> {
     if app.registry.get(&service).is_none() {
-        return Err(RegistryError::NotFound(service).into());
+        return Err(RegistryError::NotFound(service.into_string()).into());
     }
     let records = app.jobs.store.list(&service);
     let offset: usize = match page.page.as_deref() {
@@ -119,20 +121,11 @@ struct LogQuery {
     timestamps: Option<bool>,
 }
 
-fn check_job(service: &str, job: &str) -> Result<(), ApiError> {
-    if Jobs::valid_name(service, job) {
-        Ok(())
-    } else {
-        Err(ApiError::NotFound(format!("job {job:?} not found")))
-    }
-}
-
 async fn log(
     State(app): State<AppState>,
-    Path((service, job)): Path<(String, String)>,
+    JobPath { service, job }: JobPath,
     Query(query): Query<LogQuery>,
 ) -> Result<Response, ApiError> {
-    check_job(&service, &job)?;
     let app2 = app.clone();
     let (s, j) = (service.clone(), job.clone());
     let text = tokio::task::spawn_blocking(move || {
@@ -148,9 +141,8 @@ async fn log(
 
 async fn delete_one(
     State(app): State<AppState>,
-    Path((service, job)): Path<(String, String)>,
+    JobPath { service, job }: JobPath,
 ) -> Result<StatusCode, ApiError> {
-    check_job(&service, &job)?;
     let app2 = app.clone();
     let (s, j) = (service.clone(), job.clone());
     let removed = tokio::task::spawn_blocking(move || app2.jobs.delete(&s, &j))
@@ -172,11 +164,11 @@ struct AllQuery {
 
 async fn delete_all(
     State(app): State<AppState>,
-    Path(service): Path<String>,
+    ServicePath(service): ServicePath,
     Query(query): Query<AllQuery>,
 ) -> Result<StatusCode, ApiError> {
     if app.registry.get(&service).is_none() {
-        return Err(RegistryError::NotFound(service).into());
+        return Err(RegistryError::NotFound(service.into_string()).into());
     }
     let app2 = app.clone();
     let removed = tokio::task::spawn_blocking(move || {
@@ -196,10 +188,9 @@ struct OutputsQuery {
 /// The job's output files: a JSON list `[{"path", "size"}]`, or with `?format=zip` one zip.
 async fn outputs(
     State(app): State<AppState>,
-    Path((service, job)): Path<(String, String)>,
+    JobPath { service, job }: JobPath,
     Query(query): Query<OutputsQuery>,
 ) -> Result<Response, ApiError> {
-    check_job(&service, &job)?;
     if app.jobs.store.get(&service, &job).is_none() {
         return Err(ApiError::NotFound(format!(
             "job {job:?} of service {service:?} not found"
@@ -248,9 +239,9 @@ async fn outputs(
 /// One output file, read through cap-std so that no path leaves the job's output folder.
 async fn output_file(
     State(app): State<AppState>,
-    Path((service, job, path)): Path<(String, String, String)>,
+    JobPath { service, job }: JobPath,
+    Path((_, _, path)): Path<(String, String, String)>,
 ) -> Result<Response, ApiError> {
-    check_job(&service, &job)?;
     let not_found = || ApiError::NotFound(format!("no output file {path:?} in job {job:?}"));
     if app.jobs.store.get(&service, &job).is_none() {
         return Err(not_found());

@@ -9,9 +9,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
-/// Header naming the input file.
-pub const INPUT_NAME_HEADER: &str = "x-oscar-wasm-input-name";
-
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/kube/invocations/{id}/input", get(input))
@@ -42,7 +39,9 @@ async fn input(
     let input = kube.input(&id, &bearer(&headers)).ok_or_else(unknown)?;
     let mut response = (StatusCode::OK, input.bytes).into_response();
     if let Ok(value) = HeaderValue::from_str(&input.name) {
-        response.headers_mut().insert(INPUT_NAME_HEADER, value);
+        response
+            .headers_mut()
+            .insert(crate::protocol::headers::INPUT_NAME, value);
     }
     Ok(response)
 }

@@ -8,9 +8,13 @@ mod info;
 mod jobs;
 mod kube;
 mod modules;
+mod names;
 mod run;
 mod services;
 mod trigger;
+
+#[cfg(test)]
+mod tests;
 
 use crate::app::App;
 use axum::Router;

@@ -9,6 +9,7 @@ use super::auth::Invocation;
 use super::body::Body;
 use super::{ApiError, AppState};
 use crate::invoke::{Exit, Input, Request};
+use crate::protocol::headers;
 use crate::supervisor::{self, LogLevel};
 use axum::Router;
 use axum::extract::{Path, State};
@@ -19,13 +20,6 @@ use axum::routing::post;
 pub fn routes() -> Router<AppState> {
     Router::new().route("/run/{name}", post(run))
 }
-
-/// Header naming how the module ended: `success`, `exit:<code>`, `trap`, `timeout`.
-pub const OUTCOME_HEADER: &str = "x-oscar-wasm-outcome";
-/// Header saying what a successful answer's body holds: `file`, `zip` or `logs`.
-pub const OUTPUT_KIND_HEADER: &str = "x-oscar-wasm-output";
-/// Header naming the one output file of a `file` answer, relative to the output folder.
-pub const OUTPUT_NAME_HEADER: &str = "x-oscar-wasm-output-name";
 
 async fn run(
     State(app): State<AppState>,
@@ -63,14 +57,12 @@ async fn run(
         return Err(ApiError::Storage(failure));
     }
 
-    let (status, outcome) = match &completed.exit {
-        Exit::Success => (StatusCode::OK, "success".to_string()),
-        Exit::Status(code) => (StatusCode::INTERNAL_SERVER_ERROR, format!("exit:{code}")),
-        Exit::Trap(_) => (StatusCode::INTERNAL_SERVER_ERROR, "trap".into()),
-        Exit::Timeout => (StatusCode::GATEWAY_TIMEOUT, "timeout".into()),
-        Exit::Cancelled => (StatusCode::INTERNAL_SERVER_ERROR, "cancelled".into()),
-        Exit::Limit(_) => (StatusCode::INTERNAL_SERVER_ERROR, "limit".into()),
+    let status = match &completed.exit {
+        Exit::Success => StatusCode::OK,
+        Exit::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
+    let outcome = completed.exit.header_value();
     // What the body holds, for clients that turn it back into files (OSCAR's own clients
     // ignore these headers): `file` (with its name), `zip` or `logs`.
     let mut output_kind = None;
@@ -96,7 +88,7 @@ async fn run(
         // Kept for GET /system/logs, so that a failed call can be debugged later.
         let (app2, name) = (app.clone(), service.clone());
         let (log, output) = (completed.log.clone(), completed.output.clone());
-        let label = completed.exit.label();
+        let label = completed.exit.outcome();
         tokio::task::spawn_blocking(move || {
             app2.jobs
                 .record_failed_run(&name, &log, &output, label, started)
@@ -115,19 +107,19 @@ async fn run(
     )
         .into_response();
     if let Ok(value) = HeaderValue::from_str(&outcome) {
-        response.headers_mut().insert(OUTCOME_HEADER, value);
+        response.headers_mut().insert(headers::OUTCOME, value);
     }
     if let Some(kind) = output_kind {
         response
             .headers_mut()
-            .insert(OUTPUT_KIND_HEADER, HeaderValue::from_static(kind));
+            .insert(headers::OUTPUT_KIND, HeaderValue::from_static(kind));
     }
     // Names that are not valid header text (non-ASCII) are left out; the kind still says "file".
     if let Some(Ok(value)) = output_name.as_deref().map(HeaderValue::from_str) {
-        response.headers_mut().insert(OUTPUT_NAME_HEADER, value);
+        response.headers_mut().insert(headers::OUTPUT_NAME, value);
     }
     if let Ok(value) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert("x-request-id", value);
+        response.headers_mut().insert(headers::REQUEST_ID, value);
     }
     Ok(response)
 }

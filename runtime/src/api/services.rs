@@ -1,8 +1,9 @@
 //! /system/services: OSCAR's service CRUD, and PUT /system/services/{name}/module.
 
+use super::names::ServicePath;
 use super::{ApiError, AppState};
 use crate::registry::RegistryError;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, put};
@@ -35,12 +36,12 @@ async fn list(State(app): State<AppState>) -> Json<Vec<Value>> {
 
 async fn get_one(
     State(app): State<AppState>,
-    Path(name): Path<String>,
+    ServicePath(name): ServicePath,
 ) -> Result<Json<Value>, ApiError> {
     let deployed = app
         .registry
         .get(&name)
-        .ok_or(RegistryError::NotFound(name))?;
+        .ok_or(RegistryError::NotFound(name.into_string()))?;
     Ok(Json(deployed.service.to_public_json()))
 }
 
@@ -64,7 +65,7 @@ async fn update(
 
 async fn delete(
     State(app): State<AppState>,
-    Path(name): Path<String>,
+    ServicePath(name): ServicePath,
 ) -> Result<StatusCode, ApiError> {
     app.deployer.delete_service(&name).await?;
     tracing::info!(service = %name, "service deleted");
@@ -73,7 +74,7 @@ async fn delete(
 
 async fn attach_module(
     State(app): State<AppState>,
-    Path(name): Path<String>,
+    ServicePath(name): ServicePath,
     super::body::Body(body): super::body::Body,
 ) -> Result<Json<Value>, ApiError> {
     let stored = app.deployer.attach_module(&name, body).await?;

@@ -50,7 +50,7 @@ fn run() -> Result<i32, String> {
     let input = get("input")?;
     let name = input
         .headers()
-        .get("x-oscar-wasm-input-name")
+        .get(oscar_wasm::protocol::headers::INPUT_NAME)
         .and_then(|v| v.to_str().ok())
         .and_then(|n| Path::new(n).file_name())
         .map_or_else(|| "event-file".into(), |n| n.to_string_lossy().into_owned());

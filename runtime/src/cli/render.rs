@@ -34,10 +34,8 @@ pub fn print_json(value: &impl serde::Serialize) -> Result<(), CliError> {
     Ok(())
 }
 
-/// The header in which oscar-wasm says what a `/run` answer holds: `file`, `zip` or `logs`.
-pub const OUTPUT_KIND_HEADER: &str = "x-oscar-wasm-output";
-/// The header naming the one output file of a `file` answer.
-pub const OUTPUT_NAME_HEADER: &str = "x-oscar-wasm-output-name";
+pub use crate::protocol::headers::OUTPUT_KIND as OUTPUT_KIND_HEADER;
+pub use crate::protocol::headers::OUTPUT_NAME as OUTPUT_NAME_HEADER;
 
 /// A successful synchronous invocation's result.
 #[derive(Debug, PartialEq)]

@@ -222,46 +222,33 @@ fn run_blocking(
         settings,
     } = shared;
     let spec = &deployed.service.spec;
-    let mut log = Vec::with_capacity(6);
-    let host = |e: std::io::Error| InvokeError::Host(e.to_string());
     let scratch = scratch_root.create().map_err(host)?;
-    let (input_file, input_len, extra_env) = match input {
-        Input::Body(bytes) => {
-            let name = format!("event-file-{}", uuid::Uuid::new_v4());
-            std::fs::write(scratch.input.join(&name), &bytes).map_err(host)?;
-            (name, bytes.len() as u64, Vec::new())
-        }
-        Input::Object { staged, name, env } => {
-            let target = scratch.input.join(&name);
-            // Staging sits beside the scratch folders, so this is a rename; a copy otherwise.
-            if std::fs::rename(&staged, &target).is_err() {
-                std::fs::copy(&staged, &target).map_err(host)?;
-            }
-            let len = std::fs::metadata(&target).map_err(host)?.len();
-            (name, len, env)
-        }
-    };
-    let env: std::borrow::Cow<[(String, String)]> = if extra_env.is_empty() {
+    let staged = stage_input(&scratch, input)?;
+    let env: std::borrow::Cow<[(String, String)]> = if staged.env.is_empty() {
         std::borrow::Cow::Borrowed(&spec.env)
     } else {
-        std::borrow::Cow::Owned(spec.env.iter().cloned().chain(extra_env).collect())
+        std::borrow::Cow::Owned(spec.env.iter().cloned().chain(staged.env).collect())
     };
-    log.push(LogLine::now(
-        LogLevel::Info,
-        format!(
-            "Running service {} ({}, {}), request {request_id}",
-            spec.name,
-            spec.backend,
-            runnable.abi()
+    let mut log = vec![
+        LogLine::now(
+            LogLevel::Info,
+            format!(
+                "Running service {} ({}, {}), request {request_id}",
+                spec.name,
+                spec.backend,
+                runnable.abi()
+            ),
         ),
-    ));
-    log.push(LogLine::now(
-        LogLevel::Debug,
-        format!(
-            "Input file {}/{input_file} ({input_len} bytes)",
-            sandbox::GUEST_INPUT_DIR,
+        LogLine::now(
+            LogLevel::Debug,
+            format!(
+                "Input file {}/{} ({} bytes)",
+                sandbox::GUEST_INPUT_DIR,
+                staged.name,
+                staged.len
+            ),
         ),
-    ));
+    ];
 
     let timeout = spec.timeout.unwrap_or(settings.default_timeout);
     let started = Instant::now();
@@ -271,22 +258,89 @@ fn run_blocking(
         program: &spec.name,
         env: &env,
         input_dir: &scratch.input,
-        input_file: &input_file,
+        input_file: &staged.name,
         output_dir: &scratch.output,
         memory_limit: spec.memory_limit.unwrap_or(settings.default_memory),
-        // A huge timeout cannot overflow the clock: it means no deadline in practice.
-        deadline: started
-            .checked_add(timeout)
-            .or_else(|| started.checked_add(Duration::from_secs(365 * 24 * 3600)))
-            .unwrap_or(started),
+        deadline: deadline(started, timeout),
         cancel,
         output_capacity: settings.max_log_bytes,
         output_limits: settings.output_limits,
     })
     .map_err(|e| InvokeError::Host(format!("{e:#}")))?;
     let elapsed = started.elapsed();
+    log.push(exit_line(&run.exit, elapsed, timeout));
+    trace_exit(&spec.name, &run.exit, elapsed);
+    if run.output_dropped > 0 {
+        log.push(LogLine::now(
+            LogLevel::Warning,
+            format!(
+                "Module output truncated: {} bytes past the {}-byte limit were dropped",
+                run.output_dropped, settings.max_log_bytes
+            ),
+        ));
+    }
+    let (exit, files) = match run.exit {
+        // What it wrote past the limit is not returned.
+        limit @ Exit::Limit(_) => (limit, Vec::new()),
+        exit => take_outputs(&scratch.output, settings.output_limits, exit, &mut log)?,
+    };
+    Ok(Completed {
+        exit,
+        files,
+        output: run.output,
+        log,
+        elapsed,
+    })
+}
+
+fn host(e: std::io::Error) -> InvokeError {
+    InvokeError::Host(e.to_string())
+}
+
+/// The input file, in place in the scratch folder.
+struct Staged {
+    name: String,
+    len: u64,
+    env: Vec<(String, String)>,
+}
+
+/// Writes (or moves) the input into the scratch folder's input folder.
+fn stage_input(scratch: &scratch::Scratch, input: Input) -> Result<Staged, InvokeError> {
+    match input {
+        Input::Body(bytes) => {
+            let name = format!("event-file-{}", uuid::Uuid::new_v4());
+            std::fs::write(scratch.input.join(&name), &bytes).map_err(host)?;
+            Ok(Staged {
+                name,
+                len: bytes.len() as u64,
+                env: Vec::new(),
+            })
+        }
+        Input::Object { staged, name, env } => {
+            let target = scratch.input.join(&name);
+            // Staging sits beside the scratch folders, so this is a rename; a copy otherwise.
+            if std::fs::rename(&staged, &target).is_err() {
+                std::fs::copy(&staged, &target).map_err(host)?;
+            }
+            let len = std::fs::metadata(&target).map_err(host)?.len();
+            Ok(Staged { name, len, env })
+        }
+    }
+}
+
+/// When a run that starts at `started` must stop. A timeout past what the clock can hold
+/// cannot overflow it: it means no deadline in practice.
+fn deadline(started: Instant, timeout: Duration) -> Instant {
+    started
+        .checked_add(timeout)
+        .or_else(|| started.checked_add(Duration::from_secs(365 * 24 * 3600)))
+        .unwrap_or(started)
+}
+
+/// The log line that says how the module ended.
+fn exit_line(exit: &Exit, elapsed: Duration, timeout: Duration) -> LogLine {
     let ms = elapsed.as_secs_f64() * 1000.0;
-    log.push(match &run.exit {
+    match exit {
         Exit::Success => LogLine::now(
             LogLevel::Info,
             format!("Module finished successfully in {ms:.3} ms"),
@@ -308,70 +362,52 @@ fn run_blocking(
         ),
         Exit::Cancelled => LogLine::now(LogLevel::Warning, "Module stopped: the client went away"),
         Exit::Limit(reason) => LogLine::now(LogLevel::Error, format!("Module stopped: {reason}")),
-    });
-    match &run.exit {
-        Exit::Success => tracing::debug!(service = %spec.name, ms, "invocation succeeded"),
-        Exit::Cancelled => {
-            tracing::warn!(service = %spec.name, ms, "invocation stopped: the client went away")
-        }
-        other => tracing::warn!(service = %spec.name, ms, outcome = ?other, "invocation failed"),
     }
-    if run.output_dropped > 0 {
-        log.push(LogLine::now(
-            LogLevel::Warning,
-            format!(
-                "Module output truncated: {} bytes past the {}-byte limit were dropped",
-                run.output_dropped, settings.max_log_bytes
-            ),
-        ));
-    }
-    let mut exit = run.exit;
-    if matches!(exit, Exit::Limit(_)) {
-        // What it wrote past the limit is not returned.
-        return Ok(Completed {
-            exit,
-            files: Vec::new(),
-            output: run.output,
-            log,
-            elapsed,
-        });
-    }
+}
 
-    let collected = match outputs::collect(&scratch.output, settings.output_limits) {
-        Ok(collected) => collected,
+/// The server's own log of how an invocation ended.
+fn trace_exit(service: &str, exit: &Exit, elapsed: Duration) {
+    let ms = elapsed.as_secs_f64() * 1000.0;
+    match exit {
+        Exit::Success => tracing::debug!(service, ms, "invocation succeeded"),
+        Exit::Cancelled => {
+            tracing::warn!(service, ms, "invocation stopped: the client went away")
+        }
+        other => tracing::warn!(service, ms, outcome = ?other, "invocation failed"),
+    }
+}
+
+/// Reads the output folder back; a folder over the limits makes the run a `limit` failure
+/// with no files.
+fn take_outputs(
+    dir: &std::path::Path,
+    limits: OutputLimits,
+    exit: Exit,
+    log: &mut Vec<LogLine>,
+) -> Result<(Exit, Vec<OutputFile>), InvokeError> {
+    match outputs::collect(dir, limits) {
+        Ok(collected) => {
+            for skipped in &collected.skipped {
+                log.push(LogLine::now(
+                    LogLevel::Warning,
+                    format!("Ignoring output entry {skipped:?}: not a regular file or folder"),
+                ));
+            }
+            log.push(LogLine::now(
+                LogLevel::Info,
+                format!("Found {} output file(s)", collected.files.len()),
+            ));
+            Ok((exit, collected.files))
+        }
         Err(e) if e.is_limit() => {
             log.push(LogLine::now(
                 LogLevel::Error,
                 format!("Outputs refused: {e}"),
             ));
-            exit = Exit::Limit(e.to_string());
-            return Ok(Completed {
-                exit,
-                files: Vec::new(),
-                output: run.output,
-                log,
-                elapsed,
-            });
+            Ok((Exit::Limit(e.to_string()), Vec::new()))
         }
-        Err(e) => return Err(e.into()),
-    };
-    for skipped in &collected.skipped {
-        log.push(LogLine::now(
-            LogLevel::Warning,
-            format!("Ignoring output entry {skipped:?}: not a regular file or folder"),
-        ));
+        Err(e) => Err(e.into()),
     }
-    log.push(LogLine::now(
-        LogLevel::Info,
-        format!("Found {} output file(s)", collected.files.len()),
-    ));
-    Ok(Completed {
-        exit,
-        files: collected.files,
-        output: run.output,
-        log,
-        elapsed,
-    })
 }
 
 /// Sets the cancel flag if the invocation's future is dropped before the guest finished.

@@ -7,13 +7,14 @@
 
 use super::capture::CappedPipe;
 use super::outputs::{self, OutputLimits};
+use crate::protocol::Outcome;
 use crate::wasm::{GuestClock, Interrupt, Interrupted, P1State, P2State, Runnable};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 use wasmtime::component::ResourceTable;
-use wasmtime::{Engine, Store, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
 /// Where the guest sees its input folder.
@@ -118,7 +119,7 @@ pub fn run(r: GuestRun<'_>) -> wasmtime::Result<RunOutput> {
     // also measures the output folder, so a module filling the disk is stopped within a tick or
     // two instead of at the end; a folder that is slow to measure (thousands of entries) is
     // measured less often, at most a tenth of the guest's time.
-    let mut check = move || -> wasmtime::Result<UpdateDeadline> {
+    let check = move || -> wasmtime::Result<UpdateDeadline> {
         watch.check().map_err(wasmtime::Error::new)?;
         let now = Instant::now();
         if now >= next_measure {
@@ -137,10 +138,7 @@ pub fn run(r: GuestRun<'_>) -> wasmtime::Result<RunOutput> {
                 interrupt,
                 clock,
             };
-            let mut store = Store::new(r.engine, state);
-            store.limiter(|s| &mut s.limits);
-            store.set_epoch_deadline(1);
-            store.epoch_deadline_callback(move |_| check());
+            let mut store = guarded_store(r.engine, state, check);
             let result = pre.instantiate(&mut store).and_then(|instance| {
                 let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
                 start.call(&mut store, ())
@@ -156,10 +154,7 @@ pub fn run(r: GuestRun<'_>) -> wasmtime::Result<RunOutput> {
                 table: ResourceTable::new(),
                 limits,
             };
-            let mut store = Store::new(r.engine, state);
-            store.limiter(|s| &mut s.limits);
-            store.set_epoch_deadline(1);
-            store.epoch_deadline_callback(move |_| check());
+            let mut store = guarded_store(r.engine, state, check);
             let result = pre
                 .instantiate(&mut store)
                 .and_then(|command| command.wasi_cli_run().call_run(&mut store));
@@ -178,17 +173,60 @@ pub fn run(r: GuestRun<'_>) -> wasmtime::Result<RunOutput> {
     })
 }
 
+/// Store data that carries its memory limits.
+trait Limited: Send + 'static {
+    fn limits(&mut self) -> &mut StoreLimits;
+}
+
+impl Limited for P1State {
+    fn limits(&mut self) -> &mut StoreLimits {
+        &mut self.limits
+    }
+}
+
+impl Limited for P2State {
+    fn limits(&mut self) -> &mut StoreLimits {
+        &mut self.limits
+    }
+}
+
+/// A store for one run: its memory limited, and `check` run at every epoch tick.
+fn guarded_store<T: Limited>(
+    engine: &Engine,
+    state: T,
+    mut check: impl FnMut() -> wasmtime::Result<UpdateDeadline> + Send + Sync + 'static,
+) -> Store<T> {
+    let mut store = Store::new(engine, state);
+    store.limiter(|s| s.limits());
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| check());
+    store
+}
+
 impl Exit {
-    /// A short name for headers and metrics: `success`, `exit`, `trap`, `timeout`,
-    /// `cancelled`, `limit`.
-    pub fn label(&self) -> &'static str {
+    /// How the run ended, as job records and metrics name it.
+    pub fn outcome(&self) -> Outcome {
         match self {
-            Self::Success => "success",
-            Self::Status(_) => "exit",
-            Self::Trap(_) => "trap",
-            Self::Timeout => "timeout",
-            Self::Cancelled => "cancelled",
-            Self::Limit(_) => "limit",
+            Self::Success => Outcome::Success,
+            Self::Status(_) => Outcome::Exit,
+            Self::Trap(_) => Outcome::Trap,
+            Self::Timeout => Outcome::Timeout,
+            Self::Cancelled => Outcome::Cancelled,
+            Self::Limit(_) => Outcome::Limit,
+        }
+    }
+
+    /// The label of [`Exit::outcome`]: `success`, `exit`, `trap`, ...
+    pub fn label(&self) -> &'static str {
+        self.outcome().label()
+    }
+
+    /// The value of the outcome header: the label, with the status of a non-zero exit
+    /// (`exit:3`).
+    pub fn header_value(&self) -> String {
+        match self {
+            Self::Status(code) => format!("exit:{code}"),
+            other => other.label().to_string(),
         }
     }
 }

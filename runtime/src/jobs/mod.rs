@@ -40,8 +40,8 @@ pub enum JobInput {
 pub struct Ending {
     /// Succeeded or Failed.
     pub status: Status,
-    /// `success`, `exit`, `trap`, `timeout`, `upload`, `error`, ...
-    pub outcome: String,
+    /// How it ended.
+    pub outcome: record::Outcome,
     /// Lines for its log, `(unix ms, text)`.
     pub lines: Vec<(u64, String)>,
     /// Its output files, kept for /system/outputs; `None` when it did not run.
@@ -54,7 +54,7 @@ impl Ending {
         lines.push((record::now_ms(), message));
         Self {
             status: Status::Failed,
-            outcome: "error".into(),
+            outcome: record::Outcome::Error,
             lines,
             files: None,
         }
@@ -243,7 +243,7 @@ impl Jobs {
         service: &str,
         log: &[LogLine],
         output: &[u8],
-        outcome: &str,
+        outcome: record::Outcome,
         started: u64,
     ) {
         let result = (|| {
@@ -267,7 +267,7 @@ impl Jobs {
             record.started_ms = Some(started);
             record.finished_ms = Some(finished);
             record.attempts = 1;
-            record.outcome = Some(outcome.to_string());
+            record.outcome = Some(outcome);
             record.bytes = self.store.measure(service, &record.name);
             self.store.update(&record)?;
             self.store.enforce_retention(service);
@@ -320,14 +320,5 @@ impl Jobs {
         {
             notify.notify_one();
         }
-    }
-
-    /// Validates a job name from a URL: `<service>-<uuid>`, nothing that could leave a folder.
-    pub fn valid_name(service: &str, job: &str) -> bool {
-        job.strip_prefix(service)
-            .and_then(|rest| rest.strip_prefix('-'))
-            .is_some_and(|id| {
-                !id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
-            })
     }
 }

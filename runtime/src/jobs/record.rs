@@ -3,25 +3,10 @@
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, SystemTime};
 
-/// Kubernetes-like job status, as OSCAR reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Status {
-    /// Accepted, waiting for a worker.
-    Pending,
-    /// Running now.
-    Running,
-    /// The module succeeded.
-    Succeeded,
-    /// The module failed, timed out, or could not run.
-    Failed,
-}
-
-impl Status {
-    /// Whether the job has ended.
-    pub fn is_finished(self) -> bool {
-        matches!(self, Self::Succeeded | Self::Failed)
-    }
-}
+/// A job's status (see [`crate::protocol::JobStatus`]).
+pub use crate::protocol::JobStatus as Status;
+/// How a job ended (see [`crate::protocol::Outcome`]).
+pub use crate::protocol::Outcome;
 
 /// Where a record comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,7 +38,7 @@ pub struct JobRecord {
     /// Runs started (more than one after a crash).
     pub attempts: u32,
     /// How the module ended (`success`, `exit`, `trap`, `timeout`, ...).
-    pub outcome: Option<String>,
+    pub outcome: Option<Outcome>,
     /// Bytes kept on disk for it (input, outputs, log), counted when it finishes.
     pub bytes: u64,
     /// The storage event that made it, when a bucket triggered it: its input is that object,

@@ -137,7 +137,7 @@ impl JobStore {
             )?;
             record.status = Status::Failed;
             record.finished_ms = Some(now);
-            record.outcome = Some("interrupted".into());
+            record.outcome = Some(super::record::Outcome::Interrupted);
         } else {
             self.append_log(
                 &record.service,
@@ -504,7 +504,10 @@ mod tests {
         assert!(pending.is_empty());
         let record = store.get("svc", &job.name).unwrap();
         assert_eq!(record.status, Status::Failed);
-        assert_eq!(record.outcome.as_deref(), Some("interrupted"));
+        assert_eq!(
+            record.outcome,
+            Some(super::super::record::Outcome::Interrupted)
+        );
         assert!(
             store
                 .read_log("svc", &job.name, false)

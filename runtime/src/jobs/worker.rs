@@ -153,7 +153,7 @@ async fn execute<E: Execute>(
                 } else {
                     Status::Failed
                 },
-                outcome: delivered.outcome(&done).to_string(),
+                outcome: delivered.outcome(&done),
                 lines,
                 files: Some(done.files),
             }
@@ -311,7 +311,7 @@ mod tests {
         run_job(&parts, "svc", &job).await;
         let done = record(&parts, &job);
         assert_eq!(done.status, Status::Succeeded);
-        assert_eq!(done.outcome.as_deref(), Some("success"));
+        assert_eq!(done.outcome, Some(crate::protocol::Outcome::Success));
         assert_eq!(done.attempts, 1);
         assert!(done.finished_ms.is_some() && done.bytes > 0);
         let kept = std::fs::read(
@@ -335,8 +335,8 @@ mod tests {
         run_job(&parts, "svc", &job).await;
         let done = record(&parts, &job);
         assert_eq!(
-            (done.status, done.outcome.as_deref()),
-            (Status::Failed, Some("error"))
+            (done.status, done.outcome),
+            (Status::Failed, Some(crate::protocol::Outcome::Error))
         );
         assert!(
             log(&parts, &job)

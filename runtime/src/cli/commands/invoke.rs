@@ -11,8 +11,8 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 use std::time::Duration;
 
-/// The header oscar-wasm sets on every `/run` answer that ran a module.
-const OUTCOME_HEADER: &str = "x-oscar-wasm-outcome";
+use crate::protocol::JobStatus;
+use crate::protocol::headers::OUTCOME as OUTCOME_HEADER;
 
 /// POST /run/{name}; writes the result; exit 1 when the module failed.
 pub fn run(args: RunArgs) -> Result<(), CliError> {
@@ -108,7 +108,7 @@ pub fn job(args: JobArgs) -> Result<(), CliError> {
             eprintln!("wrote {} files into {}", written.len(), dir.display());
         }
     }
-    if status == "Succeeded" {
+    if status == JobStatus::Succeeded {
         Ok(())
     } else {
         Err(CliError::Failed(format!("job {job} {status}")))

@@ -4,6 +4,7 @@
 use crate::cli::connection::Client;
 use crate::cli::render::{print_json, size, table, unzip};
 use crate::cli::{CliError, JobsArgs, LogsArgs, OutputsArgs};
+use crate::protocol::JobStatus;
 use reqwest::Method;
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
@@ -47,7 +48,7 @@ pub fn jobs(args: JobsArgs) -> Result<(), CliError> {
         while all.is_empty()
             || all
                 .values()
-                .any(|j| matches!(j["status"].as_str(), Some("Pending" | "Running")))
+                .any(|j| !status_of(j).is_some_and(JobStatus::is_finished))
         {
             std::thread::sleep(delay);
             delay = next_delay(delay, started);
@@ -137,27 +138,32 @@ pub fn logs(args: LogsArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+/// A listed job's status.
+fn status_of(job: &Value) -> Option<JobStatus> {
+    job.get("status")
+        .and_then(|s| serde_json::from_value(s.clone()).ok())
+}
+
 /// Polls the job's status until it is Succeeded or Failed; returns that status.
 pub fn wait_for(
     client: &Client,
     service: &str,
     job: &str,
     first_delay: Duration,
-) -> Result<String, CliError> {
+) -> Result<JobStatus, CliError> {
     let mut delay = first_delay;
     let started = Instant::now();
     loop {
         let all = list_all(client, service)?;
         let status = all
             .get(job)
-            .and_then(|j| j.get("status"))
-            .and_then(Value::as_str)
+            .and_then(status_of)
             .ok_or_else(|| CliError::Refused {
                 status: 404,
                 message: format!("job {job} is no longer listed (deleted?)"),
             })?;
-        if matches!(status, "Succeeded" | "Failed") {
-            return Ok(status.to_string());
+        if status.is_finished() {
+            return Ok(status);
         }
         std::thread::sleep(delay);
         delay = next_delay(delay, started);

@@ -1,0 +1,207 @@
+//! In-process tests of the routes: requests through the router built over a real App in a
+//! temporary folder, without a socket or a process (the end-to-end tests in tests/ cover those).
+
+use crate::app::App;
+use crate::config::ServeArgs;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use clap::Parser;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use tower::ServiceExt;
+
+#[derive(Parser)]
+struct Cli {
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    app: Arc<App>,
+}
+
+fn harness(flags: &[&str]) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let scratch = dir.path().join("scratch");
+    let mut argv = vec![
+        "serve".to_string(),
+        "--data-dir".into(),
+        data.display().to_string(),
+        "--scratch-dir".into(),
+        scratch.display().to_string(),
+        "--store-access-key".into(),
+        "k".into(),
+        "--store-secret-key".into(),
+        "s".into(),
+    ];
+    argv.extend(flags.iter().map(|f| f.to_string()));
+    let args = Cli::parse_from(argv).serve;
+    let app = App::open(&args).unwrap();
+    Harness { _dir: dir, app }
+}
+
+impl Harness {
+    async fn send(&self, request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+        let router = super::router(self.app.clone(), self.app.requests.max_body);
+        let response = router.oneshot(request).await.unwrap();
+        let (parts, body) = response.into_parts();
+        let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+        (parts.status, parts.headers, bytes.to_vec())
+    }
+
+    async fn call(&self, method: &str, uri: &str, body: impl Into<Body>) -> (StatusCode, Vec<u8>) {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(body.into())
+            .unwrap();
+        let (status, _, body) = self.send(request).await;
+        (status, body)
+    }
+}
+
+/// The smallest WASI command: upper-cases nothing, writes nothing, exits 0.
+fn noop_module() -> Vec<u8> {
+    wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "_start")))"#).unwrap()
+}
+
+async fn deploy_noop(h: &Harness, name: &str) -> Value {
+    let (status, body) = h.call("POST", "/system/modules", noop_module()).await;
+    assert!(status.is_success(), "{}", String::from_utf8_lossy(&body));
+    let digest = serde_json::from_slice::<Value>(&body).unwrap()["digest"].clone();
+    let definition = json!({"name": name, "module": digest});
+    let (status, body) = h
+        .call("POST", "/system/services", definition.to_string())
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    serde_json::from_slice(&body).unwrap()
+}
+
+#[tokio::test]
+async fn system_routes_need_the_admin_and_say_how() {
+    let h = harness(&["--password", "pw"]);
+    let (status, headers, _) = h
+        .send(
+            Request::get("/system/services")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        headers[header::WWW_AUTHENTICATE]
+            .to_str()
+            .unwrap()
+            .starts_with("Basic")
+    );
+    // oscar:pw
+    let authed = Request::get("/system/services")
+        .header(header::AUTHORIZATION, "Basic b3NjYXI6cHc=")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(h.send(authed).await.0, StatusCode::OK);
+    assert_eq!(
+        h.call("GET", "/health", Body::empty()).await.0,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn names_that_cannot_be_names_are_not_found() {
+    let h = harness(&[]);
+    deploy_noop(&h, "upper").await;
+    for uri in [
+        "/system/services/UPPER",
+        "/system/services/..%2Fx",
+        "/system/logs/upper/..%2F..%2Fservices",
+        "/system/logs/upper/other-0f1e",
+        "/system/outputs/upper/upper-zz/a.txt",
+    ] {
+        let (status, body) = h.call("GET", uri, Body::empty()).await;
+        assert_eq!(
+            status,
+            StatusCode::NOT_FOUND,
+            "{uri}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_service_round_trips_and_runs() {
+    let h = harness(&[]);
+    let created = deploy_noop(&h, "noop").await;
+    assert_eq!(created["token"].as_str().unwrap().len(), 64);
+    let (status, body) = h.call("GET", "/system/services/noop", Body::empty()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap()["name"],
+        "noop"
+    );
+    let request = Request::post("/run/noop").body(Body::from("aGk=")).unwrap();
+    let (status, headers, _) = h.send(request).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers[crate::protocol::headers::OUTCOME], "success");
+    let (status, body) = h.call("POST", "/job/noop", "aGk=").await;
+    assert_eq!(status, StatusCode::CREATED);
+    let job: crate::protocol::JobCreated = serde_json::from_slice(&body).unwrap();
+    assert_eq!(job.service, "noop");
+    assert!(job.job_name.starts_with("noop-"));
+    let (status, _) = h
+        .call("DELETE", "/system/services/noop", Body::empty())
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        h.call("POST", "/run/noop", "aGk=").await.0,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn bodies_are_bounded_before_they_are_read() {
+    let h = harness(&["--max-body", "1Ki", "--max-json-body", "64"]);
+    deploy_noop(&h, "noop").await;
+    // Declared too large: refused from the header.
+    let request = Request::post("/run/noop")
+        .header(header::CONTENT_LENGTH, "4096")
+        .body(Body::from(vec![b'A'; 4096]))
+        .unwrap();
+    assert_eq!(h.send(request).await.0, StatusCode::PAYLOAD_TOO_LARGE);
+    // A JSON object over --max-json-body.
+    let object = format!("{{\"a\": \"{}\"}}", "x".repeat(100));
+    assert_eq!(
+        h.call("POST", "/run/noop", object).await.0,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+    // Other JSON is refused as such.
+    let (status, body) = h.call("POST", "/run/noop", "[1, 2]").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(String::from_utf8_lossy(&body).contains("JSON array"));
+}
+
+#[tokio::test]
+async fn pending_jobs_past_the_limit_get_429_with_retry_after() {
+    let h = harness(&["--max-pending-jobs", "1"]);
+    deploy_noop(&h, "noop").await;
+    // No workers run in this harness: the first job stays pending.
+    assert_eq!(
+        h.call("POST", "/job/noop", "aGk=").await.0,
+        StatusCode::CREATED
+    );
+    let request = Request::post("/job/noop").body(Body::from("aGk=")).unwrap();
+    let (status, headers, body) = h.send(request).await;
+    assert_eq!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    assert!(headers.contains_key(header::RETRY_AFTER));
+}
