@@ -7,9 +7,9 @@
 //! return (accept or refuse with a message), never panic, and keep its own promises: an
 //! accepted event names a key with no `..` segment; a refused definition names what is wrong.
 
+use oscar_wasm::faas::decode_body;
 use oscar_wasm::service::Service;
 use oscar_wasm::storage::event::{self, Trigger};
-use oscar_wasm::supervisor::decode_body;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 

@@ -4,7 +4,7 @@ use crate::load::Stats;
 use clap::Parser;
 use oscar_wasm::app::App;
 use oscar_wasm::config::ServeArgs;
-use oscar_wasm::supervisor;
+use oscar_wasm::faas;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -107,9 +107,9 @@ async fn run(
 async fn one(app: &Arc<App>, body: &[u8]) -> Option<Vec<u8>> {
     let deployed = app.registry.get("upper")?;
     let level = deployed.service.spec.log_level;
-    let input = supervisor::decode_body(body).ok()?;
+    let input = faas::decode_body(body).ok()?;
     let request = oscar_wasm::invoke::Request::sync();
     let done = app.executor.run(deployed, input, request).await.ok()?;
-    let response = supervisor::sync_response(done.files, &done.log, level, &done.output).ok()?;
+    let response = faas::sync_response(done.files, &done.log, level, &done.output).ok()?;
     Some(response.into_body())
 }

@@ -189,7 +189,8 @@ impl Deployer {
         let service = self.validate(definition)?;
         let _guard = self.deploy_lock.lock().await;
         let deployed = self.deploy(service).await?;
-        Ok(self.registry.create(deployed)?)
+        let registry = self.registry.clone();
+        blocking(move || registry.create(deployed)).await
     }
 
     /// PUT /system/services: replaces the definition; keeps the token when the new one has none.
@@ -220,14 +221,16 @@ impl Deployer {
             return Err(RegistryError::NotFound(service.spec.name).into());
         }
         let deployed = self.deploy(service).await?;
-        Ok(self.registry.replace(deployed)?)
+        let registry = self.registry.clone();
+        blocking(move || registry.replace(deployed)).await
     }
 
     /// DELETE /system/services/{name}: the service, then its jobs (running ones stopped).
     pub async fn delete_service(&self, name: &str) -> Result<(), DeployError> {
         let _guard = self.deploy_lock.lock().await;
         let _no_new_jobs = self.jobs_gate.write().await;
-        self.registry.remove(name)?;
+        let (registry, doomed) = (self.registry.clone(), name.to_string());
+        blocking(move || registry.remove(&doomed)).await?;
         if let Some(kube) = &self.kube
             && let Err(e) = kube.delete_service_jobs(name).await
         {
@@ -270,7 +273,8 @@ impl Deployer {
         definition.insert("module".into(), Value::String(stored.digest.to_string()));
         let service = self.validate(Value::Object(definition))?;
         let deployed = self.deploy(service).await?;
-        self.registry.replace(deployed)?;
+        let registry = self.registry.clone();
+        blocking(move || registry.replace(deployed)).await?;
         Ok(stored)
     }
 

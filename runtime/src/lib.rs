@@ -1,20 +1,27 @@
 //! oscar-wasm: OSCAR's serverless file-processing contract, with each service run as a
 //! WebAssembly module under wasmtime instead of a container.
 //!
-//! Where a request goes, by module:
-//! - [`api`]: the HTTP edge (axum routers, one error type turned into responses);
-//! - [`app`]: the shared handle tying the stores together (deploy, look up, invoke);
+//! Where a request goes, by module (ARCHITECTURE.md draws it):
+//! - [`server`] and [`listener`]: the listeners, their connection bounds, graceful shutdown;
+//! - [`api`]: the HTTP edge (axum routers; names and bodies checked before handlers; one error
+//!   type turned into responses);
+//! - [`protocol`]: header names, job statuses, outcomes and names shared with the clients;
+//! - [`app`]: the composition root that builds every piece from the settings;
+//! - [`deployer`]: service and module changes and the rules that keep them consistent;
+//! - [`executor`]: every invocation, on any backend, with admission control and metrics;
+//! - [`invoke`]: one wasm invocation: scratch folders, the sandbox run, output collection;
+//! - [`kube`]: image services as Kubernetes Jobs, and the table of pods' invocations;
+//! - [`delivery`]: outputs to the service's buckets after an invocation;
+//! - [`jobs`]: asynchronous jobs: the persisted queue, workers, logs and outputs;
+//! - [`background`]: the workers and the poller, started and stopped as one;
+//! - [`storage`]: storage providers, bucket events, object downloads and uploads, the poller,
+//!   and the embedded S3-compatible store;
+//! - [`faas`]: FaaS Supervisor's rules, body to input file and output files to response;
 //! - [`auth`]: who may administer and who may invoke;
 //! - [`registry`] and [`service`]: service definitions, validated and persisted;
 //! - [`modules`]: the content-addressed module store and its compiled-artifact cache;
-//! - [`supervisor`]: FaaS Supervisor's rules, body to input file and output files to response;
-//! - [`invoke`]: one invocation: scratch folders, the sandbox run, output collection;
-//! - [`kube`]: image services as Kubernetes Jobs, with the supervisor's callback table;
-//! - [`jobs`]: asynchronous jobs: the persisted queue, workers, logs and outputs;
-//! - [`storage`]: storage providers, bucket events, object downloads and uploads, and the
-//!   embedded S3-compatible store;
-//! - [`metrics`]: Prometheus metrics;
 //! - [`wasm`]: the wasmtime engine, linkers and pre-instantiated modules;
+//! - [`metrics`], [`config`], [`fsutil`]: figures, settings, crash-safe file operations;
 //! - [`cli`]: the client commands of the binary (service, run, job, jobs, logs, ...).
 
 pub mod api;
@@ -26,6 +33,7 @@ pub mod config;
 pub mod delivery;
 pub mod deployer;
 pub mod executor;
+pub mod faas;
 pub mod fsutil;
 pub mod invoke;
 pub mod jobs;
@@ -38,5 +46,4 @@ pub mod registry;
 pub mod server;
 pub mod service;
 pub mod storage;
-pub mod supervisor;
 pub mod wasm;

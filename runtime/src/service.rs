@@ -1,8 +1,8 @@
 //! A service definition: OSCAR's JSON kept as given (unknown fields included), plus the typed
 //! view of the fields the runtime acts on, parsed once when the service is deployed.
 
+use crate::faas::LogLevel;
 use crate::modules::Digest;
-use crate::supervisor::LogLevel;
 use serde_json::{Map, Value};
 use std::time::Duration;
 
@@ -122,104 +122,25 @@ impl Service {
             _ => return Err(DefinitionError::MissingName),
         };
         validate_name(&name)?;
-
-        let token = match definition.get("token") {
-            Some(Value::String(t)) if !t.is_empty() => t.clone(),
-            None | Some(Value::Null) => generate_token(),
-            Some(Value::String(_)) => generate_token(),
-            Some(_) => return Err(invalid("token", "must be a string")),
-        };
+        let token = parse_token(&definition)?;
         definition.insert("token".into(), Value::String(token.clone()));
-
-        let module = match definition.get("module") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => {
-                Some(Digest::parse(s).map_err(|reason| invalid("module", reason))?)
-            }
-            Some(_) => {
-                return Err(invalid(
-                    "module",
-                    "must be a string \"sha256:<64 hex digits>\"",
-                ));
-            }
-        };
-        let image = match definition.get("image") {
-            Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_string()),
-            None | Some(Value::Null) | Some(Value::String(_)) => None,
-            Some(_) => return Err(invalid("image", "must be a string")),
-        };
-        // A module wins: `image` and `script` are then kept but not used, as the README says.
-        let backend = match (module, image) {
-            (Some(m), _) => Backend::Wasm(m),
-            (None, Some(image)) => match definition.get("script") {
-                Some(Value::String(script)) if !script.trim().is_empty() => Backend::Image {
-                    image,
-                    script: script.clone(),
-                },
-                Some(Value::String(_)) | None | Some(Value::Null) => {
-                    return Err(DefinitionError::MissingScript);
-                }
-                Some(_) => return Err(invalid("script", "must be a string")),
-            },
-            (None, None) => return Err(DefinitionError::NothingToRun),
-        };
-
-        let log_level = match definition.get("log_level") {
-            None | Some(Value::Null) => LogLevel::Info,
-            Some(Value::String(s)) => LogLevel::parse(s).ok_or_else(|| {
-                invalid(
-                    "log_level",
-                    format!("{s:?} is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL"),
-                )
-            })?,
-            Some(_) => return Err(invalid("log_level", "must be a string")),
-        };
-
-        let memory_limit = match definition.get("memory") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) if s.is_empty() => None,
-            Some(Value::String(s)) => Some(parse_quantity(s).map_err(|r| invalid("memory", r))?),
-            Some(Value::Number(n)) => {
-                Some(parse_quantity(&n.to_string()).map_err(|r| invalid("memory", r))?)
-            }
-            Some(_) => return Err(invalid("memory", "must be a quantity such as \"256Mi\"")),
-        };
-
+        let backend = parse_backend(&definition)?;
+        let log_level = parse_log_level(definition.get("log_level"))?;
+        let memory_limit = parse_memory(definition.get("memory"))?;
         let timeout = match definition.get("timeout") {
             None | Some(Value::Null) => None,
             Some(v) => Some(parse_timeout(v).map_err(|r| invalid("timeout", r))?),
         };
-
         let env = parse_environment(definition.get("environment"))?;
-
-        let max_concurrency = match definition.get("max_concurrency") {
-            None | Some(Value::Null) => None,
-            Some(v) => match v.as_u64() {
-                Some(n) if n > 0 => Some(usize::try_from(n).unwrap_or(usize::MAX)),
-                _ => return Err(invalid("max_concurrency", "must be a positive integer")),
-            },
-        };
-
+        let max_concurrency = parse_max_concurrency(definition.get("max_concurrency"))?;
         let storage = crate::storage::spec::parse(&name, &definition)?;
-        let poll_interval = match definition.get("poll_interval") {
-            None | Some(Value::Null) => None,
-            Some(v) => match v.as_f64() {
-                Some(s) if (1.0..=86_400.0).contains(&s) => Some(Duration::from_secs_f64(s)),
-                _ => {
-                    return Err(invalid(
-                        "poll_interval",
-                        "must be a number of seconds from 1 to 86400",
-                    ));
-                }
-            },
-        };
+        let poll_interval = parse_poll_interval(definition.get("poll_interval"))?;
         if poll_interval.is_some() && storage.inputs.is_empty() {
             return Err(invalid(
                 "poll_interval",
                 "needs an \"input\" entry whose folder to poll",
             ));
         }
-
         Ok(Self {
             spec: ServiceSpec {
                 storage,
@@ -311,6 +232,105 @@ pub fn parse_quantity(text: &str) -> Result<u64, String> {
         return Err(format!("{text:?} is too large"));
     }
     Ok(bytes.ceil() as u64)
+}
+
+/// `token`: kept when given, generated when absent or empty.
+fn parse_token(definition: &Map<String, Value>) -> Result<String, DefinitionError> {
+    match definition.get("token") {
+        Some(Value::String(t)) if !t.is_empty() => Ok(t.clone()),
+        None | Some(Value::Null) | Some(Value::String(_)) => Ok(generate_token()),
+        Some(_) => Err(invalid("token", "must be a string")),
+    }
+}
+
+/// What runs: `module` (a digest), else `image` with its `script`. A module wins: `image` and
+/// `script` are then kept but not used, as the README says.
+fn parse_backend(definition: &Map<String, Value>) -> Result<Backend, DefinitionError> {
+    let module = match definition.get("module") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => {
+            Some(Digest::parse(s).map_err(|reason| invalid("module", reason))?)
+        }
+        Some(_) => {
+            return Err(invalid(
+                "module",
+                "must be a string \"sha256:<64 hex digits>\"",
+            ));
+        }
+    };
+    let image = match definition.get("image") {
+        Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_string()),
+        None | Some(Value::Null) | Some(Value::String(_)) => None,
+        Some(_) => return Err(invalid("image", "must be a string")),
+    };
+    match (module, image) {
+        (Some(m), _) => Ok(Backend::Wasm(m)),
+        (None, Some(image)) => match definition.get("script") {
+            Some(Value::String(script)) if !script.trim().is_empty() => Ok(Backend::Image {
+                image,
+                script: script.clone(),
+            }),
+            Some(Value::String(_)) | None | Some(Value::Null) => {
+                Err(DefinitionError::MissingScript)
+            }
+            Some(_) => Err(invalid("script", "must be a string")),
+        },
+        (None, None) => Err(DefinitionError::NothingToRun),
+    }
+}
+
+/// `log_level`: Python's level names, INFO by default.
+fn parse_log_level(value: Option<&Value>) -> Result<LogLevel, DefinitionError> {
+    match value {
+        None | Some(Value::Null) => Ok(LogLevel::Info),
+        Some(Value::String(s)) => LogLevel::parse(s).ok_or_else(|| {
+            invalid(
+                "log_level",
+                format!("{s:?} is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL"),
+            )
+        }),
+        Some(_) => Err(invalid("log_level", "must be a string")),
+    }
+}
+
+/// `memory`: a Kubernetes quantity, as a string or a number.
+fn parse_memory(value: Option<&Value>) -> Result<Option<u64>, DefinitionError> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) => parse_quantity(s)
+            .map(Some)
+            .map_err(|r| invalid("memory", r)),
+        Some(Value::Number(n)) => parse_quantity(&n.to_string())
+            .map(Some)
+            .map_err(|r| invalid("memory", r)),
+        Some(_) => Err(invalid("memory", "must be a quantity such as \"256Mi\"")),
+    }
+}
+
+/// `max_concurrency`: a positive integer.
+fn parse_max_concurrency(value: Option<&Value>) -> Result<Option<usize>, DefinitionError> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => match v.as_u64() {
+            Some(n) if n > 0 => Ok(Some(usize::try_from(n).unwrap_or(usize::MAX))),
+            _ => Err(invalid("max_concurrency", "must be a positive integer")),
+        },
+    }
+}
+
+/// `poll_interval`: seconds from 1 to 86400.
+fn parse_poll_interval(value: Option<&Value>) -> Result<Option<Duration>, DefinitionError> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => match v.as_f64() {
+            Some(s) if (1.0..=86_400.0).contains(&s) => Ok(Some(Duration::from_secs_f64(s))),
+            _ => Err(invalid(
+                "poll_interval",
+                "must be a number of seconds from 1 to 86400",
+            )),
+        },
+    }
 }
 
 fn parse_timeout(value: &Value) -> Result<Duration, String> {

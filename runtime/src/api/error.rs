@@ -1,10 +1,10 @@
 //! The one place where failures become HTTP statuses and plain-text bodies, as OSCAR answers.
 
 use crate::deployer::DeployError;
+use crate::faas::BodyError;
 use crate::invoke::InvokeError;
 use crate::modules::ModuleError;
 use crate::registry::RegistryError;
-use crate::supervisor::BodyError;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 

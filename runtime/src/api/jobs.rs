@@ -3,11 +3,11 @@
 
 use super::names::{JobPath, ServicePath};
 use super::{ApiError, AppState};
+use crate::faas;
 use crate::jobs::JobInput;
 use crate::jobs::record::{Origin, rfc3339};
 use crate::protocol::{JobCreated, headers};
 use crate::registry::RegistryError;
-use crate::supervisor;
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -213,8 +213,7 @@ async fn outputs(
         if zip {
             let mut files = files;
             files.sort_by(|a, b| a.path.cmp(&b.path));
-            let bytes =
-                supervisor::zip_stored(&files).map_err(|e| ApiError::Internal(e.to_string()))?;
+            let bytes = faas::zip_stored(&files).map_err(|e| ApiError::Internal(e.to_string()))?;
             let disposition = format!("attachment; filename=\"{job}.zip\"");
             return Ok((
                 [

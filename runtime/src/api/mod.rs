@@ -1,14 +1,15 @@
-//! The HTTP edge: OSCAR's routes plus the module routes, composed into one router. Handlers
-//! parse, call [`App`], and shape the answer; status codes are decided in [`error`].
+//! The HTTP edge: OSCAR's routes plus the module routes, composed into one router. Names,
+//! credentials and bodies are checked before handlers ([`names`], [`auth`], [`body`]); handlers
+//! call the deployer or the executor and shape the answer; statuses are decided in [`error`].
 
 mod auth;
 mod body;
 pub mod error;
 mod info;
 mod jobs;
-mod kube;
 mod modules;
 mod names;
+mod pods;
 mod run;
 mod services;
 mod trigger;
@@ -46,7 +47,7 @@ pub fn router(app: AppState, max_body: u64) -> Router {
         .merge(system)
         .merge(run::routes())
         .merge(jobs::invoke_routes())
-        .merge(kube::routes())
+        .merge(pods::routes())
         .layer(DefaultBodyLimit::max(limit))
         .with_state(app)
 }

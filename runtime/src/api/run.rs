@@ -1,6 +1,6 @@
 //! POST /run/{name}: a synchronous invocation under FaaS Supervisor's rules.
 //!
-//! Status codes: 200 with the supervisor's body when the module succeeds; 500 when it exits
+//! Status codes: 200 with FaaS Supervisor's body when the module succeeds; 500 when it exits
 //! non-zero or traps, 504 when it runs past its timeout (body: the error line, then the module's
 //! output; header `x-oscar-wasm-outcome`); 400 for a body the rules refuse; 404 for an unknown
 //! service; 503 when the server is saturated.
@@ -8,9 +8,9 @@
 use super::auth::Invocation;
 use super::body::Body;
 use super::{ApiError, AppState};
-use crate::invoke::{Exit, Input, Request};
+use crate::faas::{self, LogLevel};
+use crate::invoke::{Completed, Exit, Input, InvokeError, Request};
 use crate::protocol::headers;
-use crate::supervisor::{self, LogLevel};
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -27,8 +27,7 @@ async fn run(
     Invocation(deployed): Invocation,
     Body(body): Body,
 ) -> Result<Response, ApiError> {
-    let service = name;
-    let input: Input = match super::trigger::classify(&app, &deployed, &body)? {
+    let input = match super::trigger::classify(&app, &deployed, &body)? {
         super::trigger::Body::Ignored(message) => {
             return Ok((StatusCode::OK, message).into_response());
         }
@@ -43,83 +42,91 @@ async fn run(
         }
         super::trigger::Body::Plain(input) => Input::Body(input),
     };
-    let level = deployed.service.spec.log_level;
-    // The invocation takes `deployed`; a second handle keeps its storage spec for the uploads.
-    let service_handle = deployed.clone();
-    let storage = &service_handle.service.spec.storage;
+    // The invocation takes `deployed`; a second handle keeps its definition for what follows.
+    let service = deployed.clone();
+    let spec = &service.service.spec;
     let started = crate::jobs::record::now_ms();
     let request = Request::sync();
     let request_id = request.id.clone();
     let completed = app.executor.run(deployed, input, request).await?;
     // Outputs go to the service's output buckets before the answer, as in OSCAR.
-    let delivered = crate::delivery::to_buckets(&app.storage, storage, &completed).await;
+    let delivered = crate::delivery::to_buckets(&app.storage, &spec.storage, &completed).await;
     if let Some(failure) = delivered.failure {
         return Err(ApiError::Storage(failure));
     }
-
-    let status = match &completed.exit {
-        Exit::Success => StatusCode::OK,
-        Exit::Timeout => StatusCode::GATEWAY_TIMEOUT,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    let outcome = completed.exit.header_value();
-    // What the body holds, for clients that turn it back into files (OSCAR's own clients
-    // ignore these headers): `file` (with its name), `zip` or `logs`.
-    let mut output_kind = None;
-    let mut output_name = None;
-    let body = if status.is_success() {
-        if let [only] = completed.files.as_slice() {
-            output_name = Some(only.path.clone());
-        }
-        let response =
-            supervisor::sync_response(completed.files, &completed.log, level, &completed.output)
-                .map_err(|e| {
-                    ApiError::Invoke(crate::invoke::InvokeError::Host(format!(
-                        "packing outputs: {e}"
-                    )))
-                })?;
-        output_kind = Some(match &response {
-            supervisor::SyncResponse::File(_) => "file",
-            supervisor::SyncResponse::Zip(_) => "zip",
-            supervisor::SyncResponse::Logs(_) => "logs",
-        });
-        response.into_body()
+    let mut response = if completed.exit == Exit::Success {
+        success(completed, spec.log_level)?
     } else {
-        // Kept for GET /system/logs, so that a failed call can be debugged later.
-        let (app2, name) = (app.clone(), service.clone());
-        let (log, output) = (completed.log.clone(), completed.output.clone());
-        let label = completed.exit.outcome();
-        tokio::task::spawn_blocking(move || {
-            app2.jobs
-                .record_failed_run(&name, &log, &output, label, started)
-        });
-        // A failure always says why, whatever the service's log level.
-        supervisor::render_logs(
-            &completed.log,
-            level.min(LogLevel::Error),
-            &completed.output,
-        )
+        keep_failure(&app, name, &completed, started);
+        failure(&completed, spec.log_level)
     };
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(headers::REQUEST_ID, value);
+    }
+    Ok(response)
+}
+
+/// 200 with FaaS Supervisor's body; the headers say what it holds, for clients that turn it
+/// back into files (OSCAR's own clients ignore them): `file` (with its name), `zip` or `logs`.
+fn success(completed: Completed, level: LogLevel) -> Result<Response, ApiError> {
+    let only = match completed.files.as_slice() {
+        [only] => Some(only.path.clone()),
+        _ => None,
+    };
+    let body = faas::sync_response(completed.files, &completed.log, level, &completed.output)
+        .map_err(|e| ApiError::Invoke(InvokeError::Host(format!("packing outputs: {e}"))))?;
+    let kind = match &body {
+        faas::SyncResponse::File(_) => "file",
+        faas::SyncResponse::Zip(_) => "zip",
+        faas::SyncResponse::Logs(_) => "logs",
+    };
+    let mut response = text(StatusCode::OK, &completed.exit, body.into_body());
+    let headers = response.headers_mut();
+    headers.insert(headers::OUTPUT_KIND, HeaderValue::from_static(kind));
+    // Names that are not valid header text (non-ASCII) are left out; the kind still says "file".
+    if let Some(Ok(value)) = only.as_deref().map(HeaderValue::from_str) {
+        headers.insert(headers::OUTPUT_NAME, value);
+    }
+    Ok(response)
+}
+
+/// 500 (504 for a timeout) with the log: a failure always says why, whatever the service's
+/// log level.
+fn failure(completed: &Completed, level: LogLevel) -> Response {
+    let status = if completed.exit == Exit::Timeout {
+        StatusCode::GATEWAY_TIMEOUT
+    } else {
+        StatusCode::INTERNAL_SERVER_ERROR
+    };
+    let body = faas::render_logs(
+        &completed.log,
+        level.min(LogLevel::Error),
+        &completed.output,
+    );
+    text(status, &completed.exit, body)
+}
+
+/// A plain-text answer with the outcome header.
+fn text(status: StatusCode, exit: &Exit, body: Vec<u8>) -> Response {
     let mut response = (
         status,
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
         body,
     )
         .into_response();
-    if let Ok(value) = HeaderValue::from_str(&outcome) {
+    if let Ok(value) = HeaderValue::from_str(&exit.header_value()) {
         response.headers_mut().insert(headers::OUTCOME, value);
     }
-    if let Some(kind) = output_kind {
-        response
-            .headers_mut()
-            .insert(headers::OUTPUT_KIND, HeaderValue::from_static(kind));
-    }
-    // Names that are not valid header text (non-ASCII) are left out; the kind still says "file".
-    if let Some(Ok(value)) = output_name.as_deref().map(HeaderValue::from_str) {
-        response.headers_mut().insert(headers::OUTPUT_NAME, value);
-    }
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert(headers::REQUEST_ID, value);
-    }
-    Ok(response)
+    response
+}
+
+/// Keeps a failed call's log for GET /system/logs, so that it can be debugged later.
+fn keep_failure(app: &AppState, service: String, completed: &Completed, started: u64) {
+    let app = app.clone();
+    let (log, output) = (completed.log.clone(), completed.output.clone());
+    let outcome = completed.exit.outcome();
+    tokio::task::spawn_blocking(move || {
+        app.jobs
+            .record_failed_run(&service, &log, &output, outcome, started)
+    });
 }

@@ -4,10 +4,10 @@
 //! it takes many times its size in memory.
 
 use super::{ApiError, AppState};
+use crate::faas;
 use crate::registry::Deployed;
 use crate::storage::event::{self, ObjectEvent, Trigger};
 use crate::storage::spec::Provider;
-use crate::supervisor;
 
 /// What an invocation body is.
 pub enum Body {
@@ -24,7 +24,7 @@ pub enum Body {
 pub fn classify(app: &AppState, deployed: &Deployed, body: &[u8]) -> Result<Body, ApiError> {
     let is_object = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
     if !is_object {
-        return Ok(Body::Plain(supervisor::decode_body(body)?));
+        return Ok(Body::Plain(faas::decode_body(body)?));
     }
     let limit = app.requests.max_json_body;
     if body.len() as u64 > limit {
@@ -35,13 +35,13 @@ pub fn classify(app: &AppState, deployed: &Deployed, body: &[u8]) -> Result<Body
     let map = match serde_json::from_slice::<serde_json::Value>(body) {
         Ok(serde_json::Value::Object(map)) => map,
         // Not JSON after all (or not an object): the base64 rules decide.
-        _ => return Ok(Body::Plain(supervisor::decode_body(body)?)),
+        _ => return Ok(Body::Plain(faas::decode_body(body)?)),
     };
     let value = serde_json::Value::Object(map);
     match event::parse_value(&value) {
         None => Ok(Body::Plain(match value {
-            serde_json::Value::Object(map) => supervisor::decode_json_object(map)?,
-            _ => supervisor::decode_body(body)?,
+            serde_json::Value::Object(map) => faas::decode_json_object(map)?,
+            _ => faas::decode_body(body)?,
         })),
         Some(Err(reason)) => Err(ApiError::BadRequest(format!(
             "invalid storage event: {reason}"

@@ -10,7 +10,7 @@
 //! outputs in `/tmp/output`, as in OSCAR).
 
 use base64::Engine as _;
-use oscar_wasm::kube::{ResultFile, SupervisorResult};
+use oscar_wasm::kube::{PodResult, ResultFile};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
@@ -88,7 +88,7 @@ fn run() -> Result<i32, String> {
 
     let mut files = Vec::new();
     collect(&output_dir, &output_dir, &mut files)?;
-    let result = SupervisorResult {
+    let result = PodResult {
         exit_code,
         output,
         files,

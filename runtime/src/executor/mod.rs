@@ -79,7 +79,7 @@ impl Executor {
         self.images.as_ref().map(|i| &i.backend)
     }
 
-    /// Runs `deployed` on `input` (already decoded by the supervisor rules).
+    /// Runs `deployed` on `input` (already decoded by FaaS Supervisor's rules, [`crate::faas`]).
     ///
     /// Dropping the returned future (a client that disconnected) stops the invocation: a
     /// guest at its next epoch tick, its scratch folder removed either way.

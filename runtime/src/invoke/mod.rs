@@ -10,9 +10,9 @@ pub mod outputs;
 pub mod sandbox;
 pub mod scratch;
 
+use crate::faas::{LogLevel, LogLine, OutputFile};
 use crate::metrics::Metrics;
 use crate::registry::Deployed;
-use crate::supervisor::{LogLevel, LogLine, OutputFile};
 use crate::wasm::WasmEngine;
 pub use outputs::OutputLimits;
 pub use sandbox::Exit;

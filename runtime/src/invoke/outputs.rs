@@ -3,7 +3,7 @@
 //! Everything goes through cap-std's `Dir`, which cannot be led out of the folder: a symlink
 //! the guest left pointing at `/etc/passwd` (or anywhere else) is skipped, never followed.
 
-use crate::supervisor::OutputFile;
+use crate::faas::OutputFile;
 use cap_std::ambient_authority;
 use cap_std::fs::Dir;
 use std::io::Read;

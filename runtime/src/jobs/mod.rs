@@ -14,8 +14,8 @@ pub mod record;
 pub mod store;
 pub mod worker;
 
+use crate::faas::LogLine;
 use crate::metrics::Metrics;
-use crate::supervisor::LogLine;
 use record::{JobRecord, Origin, Status, to_ms};
 use std::collections::HashMap;
 use std::path::Path;
@@ -45,7 +45,7 @@ pub struct Ending {
     /// Lines for its log, `(unix ms, text)`.
     pub lines: Vec<(u64, String)>,
     /// Its output files, kept for /system/outputs; `None` when it did not run.
-    pub files: Option<Vec<crate::supervisor::OutputFile>>,
+    pub files: Option<Vec<crate::faas::OutputFile>>,
 }
 
 impl Ending {

@@ -58,7 +58,7 @@ pub fn now_ms() -> u64 {
 /// RFC 3339 in UTC with seconds, as Kubernetes shows times: `2024-01-31T13:45:07Z`.
 pub fn rfc3339(ms: u64) -> String {
     let secs = (ms / 1000) as i64;
-    let (y, m, d) = crate::supervisor::civil_from_days(secs.div_euclid(86_400));
+    let (y, m, d) = crate::faas::civil_from_days(secs.div_euclid(86_400));
     let rem = secs.rem_euclid(86_400);
     format!(
         "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",

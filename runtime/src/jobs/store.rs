@@ -4,8 +4,8 @@
 //! An in-memory index answers listings without touching the disk.
 
 use super::record::{JobRecord, Origin, Status, now_ms};
+use crate::faas::OutputFile;
 use crate::fsutil;
-use crate::supervisor::OutputFile;
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};

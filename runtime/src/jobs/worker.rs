@@ -7,10 +7,10 @@
 use super::record::{JobRecord, Status, now_ms, to_ms};
 use super::{Ending, Jobs};
 use crate::executor::Executor;
+use crate::faas::LogLevel;
 use crate::invoke::{Completed, Input, InvokeError, Kind, Request};
 use crate::registry::{Deployed, Registry};
 use crate::storage::Storage;
-use crate::supervisor::LogLevel;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::task::JoinHandle;
@@ -208,10 +208,10 @@ fn capitalised(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::faas::OutputFile;
     use crate::invoke::Exit;
     use crate::jobs::store::Retention;
     use crate::storage::spec::Provider;
-    use crate::supervisor::OutputFile;
     use std::time::Duration;
 
     /// Stands in for the executor: succeeds, fails, or waits until told to go on.

@@ -10,8 +10,8 @@
 
 pub mod manifest;
 
+use crate::faas::{LogLevel, LogLine, OutputFile};
 use crate::invoke::{Completed, Exit};
-use crate::supervisor::{LogLevel, LogLine, OutputFile};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
@@ -35,8 +35,20 @@ pub struct KubeSettings {
 #[derive(Debug, thiserror::Error)]
 pub enum KubeError {
     /// The Kubernetes API refused or failed.
-    #[error("Kubernetes API: {0}")]
-    Api(String),
+    #[error("Kubernetes API, {action}: {source}")]
+    Api {
+        /// What was being done (`creating Job x`).
+        action: String,
+        /// The API's error.
+        source: kube::Error,
+    },
+}
+
+impl KubeError {
+    fn api(action: impl Into<String>) -> impl FnOnce(kube::Error) -> Self {
+        let action = action.into();
+        move |source| Self::Api { action, source }
+    }
 }
 
 /// One invocation of an image service.
@@ -59,7 +71,7 @@ pub struct Invocation<'a> {
 
 /// What the supervisor posts back.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
-pub struct SupervisorResult {
+pub struct PodResult {
     /// The script's exit code.
     pub exit_code: i32,
     /// The script's stdout and stderr.
@@ -68,7 +80,7 @@ pub struct SupervisorResult {
     pub files: Vec<ResultFile>,
 }
 
-/// One output file of a [`SupervisorResult`].
+/// One output file of a [`PodResult`].
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct ResultFile {
     /// Path relative to the output folder.
@@ -83,7 +95,7 @@ struct Pending {
     input_name: String,
     input: Vec<u8>,
     script: String,
-    result: Option<oneshot::Sender<SupervisorResult>>,
+    result: Option<oneshot::Sender<PodResult>>,
 }
 
 /// The executor: a Kubernetes client and the invocations in flight.
@@ -156,7 +168,7 @@ impl Kube {
     }
 
     /// Takes invocation `id`'s result; the token is spent (`false` when it is wrong or used).
-    pub fn deliver(&self, id: &str, token: &str, result: SupervisorResult) -> bool {
+    pub fn deliver(&self, id: &str, token: &str, result: PodResult) -> bool {
         let mut pending = self.pending();
         let Some(p) = pending.get_mut(id) else {
             return false;
@@ -174,54 +186,17 @@ impl Kube {
     pub async fn run(
         &self,
         service: &crate::service::Service,
-        invocation: Invocation<'_>,
+        mut invocation: Invocation<'_>,
     ) -> Result<Completed, KubeError> {
-        let Invocation {
-            image,
-            script,
-            input_name,
-            input,
-            extra_env,
-            timeout,
-            asynchronous,
-        } = invocation;
         let started = Instant::now();
-        let id = uuid::Uuid::new_v4().simple().to_string()[..16].to_string();
-        let token = hex::encode(rand::random::<[u8; 24]>());
-        let (sender, receiver) = oneshot::channel();
-        self.pending().insert(
-            id.clone(),
-            Pending {
-                token: token.clone(),
-                input_name,
-                input,
-                script: script.to_string(),
-                result: Some(sender),
-            },
+        let (timeout, asynchronous, image) = (
+            invocation.timeout,
+            invocation.asynchronous,
+            invocation.image,
         );
-        let _forget = Forget(self, id.clone());
-        let callback = format!(
-            "{}/kube/invocations/{id}",
-            self.settings.callback_url.trim_end_matches('/')
-        );
-        let text = |key: &str| service.definition.get(key).and_then(|v| v.as_str());
-        // The storage variables of a bucket-triggered invocation join the service's own.
-        let env: Vec<(String, String)> =
-            service.spec.env.iter().cloned().chain(extra_env).collect();
-        let request = JobRequest {
-            service: &service.spec.name,
-            invocation: &id,
-            image,
-            memory: text("memory"),
-            cpu: text("cpu"),
-            env: &env,
-            timeout_secs: timeout.as_secs().max(1) as i64,
-            callback: &callback,
-            token: &token,
-            asynchronous,
-        };
-        let job = manifest::job(&request, &self.settings.jobs);
-        let name = manifest::job_name(&service.spec.name, &id);
+        let registered = self.register(&mut invocation);
+        let _forget = Forget(self, registered.id.clone());
+        let name = manifest::job_name(&service.spec.name, &registered.id);
         let jobs: Api<Job> = Api::namespaced(self.client.clone(), self.namespace());
         let mut log = vec![LogLine::now(
             LogLevel::Info,
@@ -231,76 +206,34 @@ impl Kube {
                 self.namespace()
             ),
         )];
+        let job = self.manifest(service, invocation, &registered);
         jobs.create(&PostParams::default(), &job)
             .await
-            .map_err(|e| KubeError::Api(format!("creating Job {name}: {e}")))?;
+            .map_err(KubeError::api(format!("creating Job {name}")))?;
 
-        let outcome = tokio::time::timeout(timeout, self.watch_to_end(&jobs, &name)).await;
-        let finished = match outcome {
+        let finished = match tokio::time::timeout(timeout, self.watch_to_end(&jobs, &name)).await {
             Ok(Ok(succeeded)) => Some(succeeded),
             Ok(Err(e)) => {
-                let _ = self.delete(&jobs, &name).await;
+                self.delete_logged(&jobs, &name, &mut log).await;
                 return Err(e);
             }
             Err(_) => None,
         };
         let pod_log = self.pod_log(&name).await;
-        if (!asynchronous || finished.is_none())
-            && let Err(e) = self.delete(&jobs, &name).await
-        {
-            log.push(LogLine::now(LogLevel::Warning, e.to_string()));
+        if !asynchronous || finished.is_none() {
+            self.delete_logged(&jobs, &name, &mut log).await;
         }
         // The supervisor posts before it exits, so a finished Job's result is here or about to
         // be; a timed-out one has none to wait for.
         let result = match finished {
-            Some(_) => tokio::time::timeout(Duration::from_secs(5), receiver)
+            Some(_) => tokio::time::timeout(Duration::from_secs(5), registered.result)
                 .await
                 .ok()
                 .and_then(Result::ok),
             None => None,
         };
         let elapsed = started.elapsed();
-        let (exit, files, output) = match (finished, result) {
-            (None, _) => {
-                log.push(LogLine::now(
-                    LogLevel::Error,
-                    format!(
-                        "Job stopped: timeout of {:.3} s reached",
-                        timeout.as_secs_f64()
-                    ),
-                ));
-                (Exit::Timeout, Vec::new(), pod_log.into_bytes())
-            }
-            (Some(_), Some(result)) => {
-                let files = decode_files(&result.files);
-                let exit = if result.exit_code == 0 {
-                    Exit::Success
-                } else {
-                    Exit::Status(result.exit_code)
-                };
-                log.push(LogLine::now(
-                    if result.exit_code == 0 {
-                        LogLevel::Info
-                    } else {
-                        LogLevel::Error
-                    },
-                    format!(
-                        "Script exited with status {} after {:.3} s; {} output file(s)",
-                        result.exit_code,
-                        elapsed.as_secs_f64(),
-                        files.len()
-                    ),
-                ));
-                (exit, files, result.output.into_bytes())
-            }
-            (Some(_), None) => {
-                log.push(LogLine::now(
-                    LogLevel::Error,
-                    "The Job ended without its supervisor reporting (image pull, eviction?)",
-                ));
-                (Exit::Status(1), Vec::new(), pod_log.into_bytes())
-            }
-        };
+        let (exit, files, output) = conclude(finished, result, pod_log, timeout, elapsed, &mut log);
         Ok(Completed {
             exit,
             files,
@@ -308,6 +241,73 @@ impl Kube {
             log,
             elapsed,
         })
+    }
+
+    /// Puts the invocation in the table its pod's supervisor reads, under a new id and token;
+    /// its input moves there.
+    fn register(&self, invocation: &mut Invocation<'_>) -> Registered {
+        let id = uuid::Uuid::new_v4().simple().to_string()[..16].to_string();
+        let token = hex::encode(rand::random::<[u8; 24]>());
+        let (sender, receiver) = oneshot::channel();
+        self.pending().insert(
+            id.clone(),
+            Pending {
+                token: token.clone(),
+                input_name: std::mem::take(&mut invocation.input_name),
+                input: std::mem::take(&mut invocation.input),
+                script: invocation.script.to_string(),
+                result: Some(sender),
+            },
+        );
+        Registered {
+            id,
+            token,
+            result: receiver,
+        }
+    }
+
+    /// The Job that runs the invocation.
+    fn manifest(
+        &self,
+        service: &crate::service::Service,
+        invocation: Invocation<'_>,
+        registered: &Registered,
+    ) -> Job {
+        let callback = format!(
+            "{}/kube/invocations/{}",
+            self.settings.callback_url.trim_end_matches('/'),
+            registered.id
+        );
+        let text = |key: &str| service.definition.get(key).and_then(|v| v.as_str());
+        // The storage variables of a bucket-triggered invocation join the service's own.
+        let env: Vec<(String, String)> = service
+            .spec
+            .env
+            .iter()
+            .cloned()
+            .chain(invocation.extra_env)
+            .collect();
+        let request = JobRequest {
+            service: &service.spec.name,
+            invocation: &registered.id,
+            image: invocation.image,
+            memory: text("memory"),
+            cpu: text("cpu"),
+            env: &env,
+            timeout_secs: invocation.timeout.as_secs().max(1) as i64,
+            callback: &callback,
+            token: &registered.token,
+            asynchronous: invocation.asynchronous,
+        };
+        manifest::job(&request, &self.settings.jobs)
+    }
+
+    /// Deletes Job `name`; a failure becomes a warning in the invocation's log.
+    async fn delete_logged(&self, jobs: &Api<Job>, name: &str, log: &mut Vec<LogLine>) {
+        if let Err(e) = self.delete(jobs, name).await {
+            tracing::warn!(job = name, error = %e, "could not delete a Job");
+            log.push(LogLine::now(LogLevel::Warning, e.to_string()));
+        }
     }
 
     /// Watches Job `name` until it is Complete (`true`) or Failed (`false`).
@@ -319,12 +319,12 @@ impl Kube {
             let mut stream = jobs
                 .watch(&params, "0")
                 .await
-                .map_err(|e| KubeError::Api(format!("watching Job {name}: {e}")))?
+                .map_err(KubeError::api(format!("watching Job {name}")))?
                 .boxed();
             while let Some(event) = stream
                 .try_next()
                 .await
-                .map_err(|e| KubeError::Api(format!("watching Job {name}: {e}")))?
+                .map_err(KubeError::api(format!("watching Job {name}")))?
             {
                 if let WatchEvent::Added(job) | WatchEvent::Modified(job) = event
                     && let Some(done) = finished(&job)
@@ -356,7 +356,7 @@ impl Kube {
         jobs.delete(name, &DeleteParams::background())
             .await
             .map(|_| ())
-            .map_err(|e| KubeError::Api(format!("deleting Job {name}: {e}")))
+            .map_err(KubeError::api(format!("deleting Job {name}")))
     }
 
     /// Deletes every Job of a service (its asynchronous ones, when it is deleted).
@@ -368,7 +368,63 @@ impl Kube {
         )
         .await
         .map(|_| ())
-        .map_err(|e| KubeError::Api(format!("deleting the Jobs of {service}: {e}")))
+        .map_err(KubeError::api(format!("deleting the Jobs of {service}")))
+    }
+}
+
+/// An invocation in the pending table.
+struct Registered {
+    id: String,
+    token: String,
+    result: oneshot::Receiver<PodResult>,
+}
+
+/// How an invocation ended, from whether its Job finished (`None`: timed out) and what its
+/// supervisor reported.
+fn conclude(
+    finished: Option<bool>,
+    result: Option<PodResult>,
+    pod_log: String,
+    timeout: Duration,
+    elapsed: Duration,
+    log: &mut Vec<LogLine>,
+) -> (Exit, Vec<OutputFile>, Vec<u8>) {
+    match (finished, result) {
+        (None, _) => {
+            log.push(LogLine::now(
+                LogLevel::Error,
+                format!(
+                    "Job stopped: timeout of {:.3} s reached",
+                    timeout.as_secs_f64()
+                ),
+            ));
+            (Exit::Timeout, Vec::new(), pod_log.into_bytes())
+        }
+        (Some(_), Some(result)) => {
+            let files = decode_files(&result.files);
+            let (exit, level) = if result.exit_code == 0 {
+                (Exit::Success, LogLevel::Info)
+            } else {
+                (Exit::Status(result.exit_code), LogLevel::Error)
+            };
+            log.push(LogLine::now(
+                level,
+                format!(
+                    "Script exited with status {} after {:.3} s; {} output file(s)",
+                    result.exit_code,
+                    elapsed.as_secs_f64(),
+                    files.len()
+                ),
+            ));
+            (exit, files, result.output.into_bytes())
+        }
+        (Some(_), None) => {
+            log.push(LogLine::now(
+                LogLevel::Error,
+                "The Job ended without its supervisor reporting (image pull, eviction?)",
+            ));
+            (Exit::Status(1), Vec::new(), pod_log.into_bytes())
+        }
     }
 }
 

@@ -16,8 +16,8 @@ pub mod objects;
 pub mod poller;
 pub mod spec;
 
+use crate::faas::OutputFile;
 use crate::invoke::Input;
-use crate::supervisor::OutputFile;
 use event::ObjectEvent;
 use objects::ObjectError;
 use spec::{DEFAULT_PROVIDER, Provider, StorageSpec};

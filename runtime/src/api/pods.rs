@@ -2,7 +2,7 @@
 //! token as `Authorization: Bearer`: the input file, the script, and the result.
 
 use super::{ApiError, AppState};
-use crate::kube::SupervisorResult;
+use crate::kube::PodResult;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -67,7 +67,7 @@ async fn result(
         return Err(unknown());
     }
     let body = super::body::read(request.into_body(), &app.requests).await?;
-    let result: SupervisorResult = serde_json::from_slice(&body)
+    let result: PodResult = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("invalid result: {e}")))?;
     if kube.deliver(&id, &token, result) {
         Ok(StatusCode::NO_CONTENT)

@@ -416,7 +416,7 @@ mod tests {
     }
 }
 
-/// Property tests: run with the rest (`cargo test -p oscar-wasm supervisor::properties`);
+/// Property tests: run with the rest (`cargo test -p oscar-wasm faas::properties`);
 /// `PROPTEST_CASES=100000` runs more cases.
 #[cfg(test)]
 mod properties {
