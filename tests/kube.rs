@@ -469,6 +469,54 @@ fn a_sync_call_runs_a_job_and_answers_by_the_same_rules() {
 }
 
 #[test]
+fn image_services_get_the_same_admission_control_as_modules() {
+    let dir = TestDir::new();
+    let (fake, kubeconfig) = start_fake(&dir.data().parent().unwrap().join("k"));
+    // One call at a time for the service, and no queue: a second call is refused at once.
+    let server = Server::start_with_env(
+        &dir.data(),
+        &[
+            "--kube-callback-url",
+            "http://127.0.0.1:0",
+            "--max-queue",
+            "0",
+        ],
+        &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
+    );
+    create(
+        &server,
+        json!({"name": "slow", "image": "alpine:3", "script": "sleep 30\n", "timeout": 3,
+               "max_concurrency": 1}),
+    );
+    let server = &server;
+    std::thread::scope(|scope| {
+        let first = scope.spawn(|| run(server, "slow", b64(b"x")));
+        // Admitted before its Job is created: once the Job exists, the slot is taken.
+        eventually("the first call's Job", || {
+            requests(&fake)
+                .iter()
+                .any(|r| r.starts_with("POST") && r.contains("/jobs"))
+        });
+        let (status, _, body) = run(server, "slow", b64(b"x"));
+        assert_eq!(status, 503, "{}", String::from_utf8_lossy(&body));
+        assert_eq!(first.join().unwrap().1, "timeout");
+    });
+    // Counted by the same metrics as modules, the refusal included.
+    let metrics = client()
+        .get(server.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.contains("service=\"slow\"") && l.contains("outcome=\"overloaded\"")),
+        "{metrics}"
+    );
+}
+
+#[test]
 fn a_failing_script_and_a_timeout() {
     let dir = TestDir::new();
     let (fake, kubeconfig) = start_fake(&dir.data().parent().unwrap().join("k"));

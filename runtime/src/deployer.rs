@@ -300,13 +300,7 @@ impl Deployer {
         if self.registry.get(service).is_none() {
             return Err(CreateError::NoService(service.to_string()));
         }
-        let (jobs, service) = (self.jobs.clone(), service.to_string());
-        tokio::task::spawn_blocking(move || match input {
-            JobInput::Body(bytes) => jobs.submit(&service, &bytes),
-            JobInput::Event(event) => jobs.submit_event(&service, event),
-        })
-        .await
-        .map_err(|e| std::io::Error::other(format!("the job could not be stored: {e}")))?
+        self.jobs.accept_async(service, input).await
     }
 
     /// An object was created in the embedded store: each service whose `minio.default` input

@@ -7,6 +7,7 @@ use crate::faas;
 use crate::jobs::JobInput;
 use crate::jobs::record::{Origin, rfc3339};
 use crate::protocol::{JobCreated, headers};
+use crate::protocol::{JobName, ServiceName};
 use crate::registry::RegistryError;
 use axum::Router;
 use axum::extract::{Path, Query, State};
@@ -126,34 +127,32 @@ async fn log(
     JobPath { service, job }: JobPath,
     Query(query): Query<LogQuery>,
 ) -> Result<Response, ApiError> {
-    let app2 = app.clone();
-    let (s, j) = (service.clone(), job.clone());
-    let text = tokio::task::spawn_blocking(move || {
-        app2.jobs
-            .store
-            .read_log(&s, &j, query.timestamps.unwrap_or(false))
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))?
-    .ok_or_else(|| ApiError::NotFound(format!("job {job:?} of service {service:?} not found")))?;
+    let text = app
+        .jobs
+        .log_text(&service, &job, query.timestamps.unwrap_or(false))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .ok_or_else(|| job_not_found(&service, &job))?;
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
+}
+
+fn job_not_found(service: &ServiceName, job: &JobName) -> ApiError {
+    ApiError::NotFound(format!("job {job:?} of service {service:?} not found"))
 }
 
 async fn delete_one(
     State(app): State<AppState>,
     JobPath { service, job }: JobPath,
 ) -> Result<StatusCode, ApiError> {
-    let app2 = app.clone();
-    let (s, j) = (service.clone(), job.clone());
-    let removed = tokio::task::spawn_blocking(move || app2.jobs.delete(&s, &j))
+    let removed = app
+        .jobs
+        .remove(&service, &job)
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     if removed {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(ApiError::NotFound(format!(
-            "job {job:?} of service {service:?} not found"
-        )))
+        Err(job_not_found(&service, &job))
     }
 }
 
@@ -170,12 +169,11 @@ async fn delete_all(
     if app.registry.get(&service).is_none() {
         return Err(RegistryError::NotFound(service.into_string()).into());
     }
-    let app2 = app.clone();
-    let removed = tokio::task::spawn_blocking(move || {
-        app2.jobs.delete_all(&service, query.all.unwrap_or(false))
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let removed = app
+        .jobs
+        .remove_all(&service, query.all.unwrap_or(false))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
     tracing::info!(removed, "jobs deleted");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -192,47 +190,30 @@ async fn outputs(
     Query(query): Query<OutputsQuery>,
 ) -> Result<Response, ApiError> {
     if app.jobs.store.get(&service, &job).is_none() {
-        return Err(ApiError::NotFound(format!(
-            "job {job:?} of service {service:?} not found"
-        )));
+        return Err(job_not_found(&service, &job));
     }
-    let dir = app.jobs.store.outputs_dir(&service, &job);
-    let zip = query.format.as_deref() == Some("zip");
-    tokio::task::spawn_blocking(move || {
-        let limits = crate::invoke::OutputLimits {
-            max_files: usize::MAX,
-            max_bytes: u64::MAX,
-        };
-        let files = if dir.exists() {
-            crate::invoke::outputs::collect(&dir, limits)
-                .map_err(|e| ApiError::Internal(e.to_string()))?
-                .files
-        } else {
-            Vec::new()
-        };
-        if zip {
-            let mut files = files;
-            files.sort_by(|a, b| a.path.cmp(&b.path));
-            let bytes = faas::zip_stored(&files).map_err(|e| ApiError::Internal(e.to_string()))?;
-            let disposition = format!("attachment; filename=\"{job}.zip\"");
-            return Ok((
-                [
-                    (header::CONTENT_TYPE, "application/zip".to_string()),
-                    (header::CONTENT_DISPOSITION, disposition),
-                ],
-                bytes,
-            )
-                .into_response());
-        }
-        let mut list: Vec<Value> = files
-            .iter()
-            .map(|f| json!({"path": f.path, "size": f.bytes.len()}))
-            .collect();
-        list.sort_by(|a, b| a["path"].as_str().cmp(&b["path"].as_str()));
-        Ok(axum::Json(Value::Array(list)).into_response())
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))?
+    let files = app
+        .jobs
+        .output_files(&service, &job)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    if query.format.as_deref() == Some("zip") {
+        let bytes = faas::zip_stored(&files).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let disposition = format!("attachment; filename=\"{job}.zip\"");
+        return Ok((
+            [
+                (header::CONTENT_TYPE, "application/zip".to_string()),
+                (header::CONTENT_DISPOSITION, disposition),
+            ],
+            bytes,
+        )
+            .into_response());
+    }
+    let list: Vec<Value> = files
+        .iter()
+        .map(|f| json!({"path": f.path, "size": f.bytes.len()}))
+        .collect();
+    Ok(axum::Json(Value::Array(list)).into_response())
 }
 
 /// One output file, read through cap-std so that no path leaves the job's output folder.
@@ -252,18 +233,11 @@ async fn output_file(
     {
         return Err(not_found());
     }
-    let dir = app.jobs.store.outputs_dir(&service, &job);
-    let relative = relative.to_path_buf();
-    let bytes = tokio::task::spawn_blocking(move || {
-        let root = cap_std::fs::Dir::open_ambient_dir(&dir, cap_std::ambient_authority()).ok()?;
-        let meta = root.symlink_metadata(&relative).ok()?;
-        if !meta.is_file() {
-            return None;
-        }
-        root.read(&relative).ok()
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))?
-    .ok_or_else(not_found)?;
+    let bytes = app
+        .jobs
+        .output_file(&service, &job, relative.to_path_buf())
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .ok_or_else(not_found)?;
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
 }

@@ -120,13 +120,14 @@ fn text(status: StatusCode, exit: &Exit, body: Vec<u8>) -> Response {
     response
 }
 
-/// Keeps a failed call's log for GET /system/logs, so that it can be debugged later.
+/// Keeps a failed call's log for GET /system/logs, so that it can be debugged later; the
+/// answer does not wait for it.
 fn keep_failure(app: &AppState, service: String, completed: &Completed, started: u64) {
-    let app = app.clone();
+    let jobs = app.jobs.clone();
     let (log, output) = (completed.log.clone(), completed.output.clone());
     let outcome = completed.exit.outcome();
-    tokio::task::spawn_blocking(move || {
-        app.jobs
-            .record_failed_run(&service, &log, &output, outcome, started)
+    tokio::spawn(async move {
+        jobs.keep_failed_run(&service, log, output, outcome, started)
+            .await
     });
 }

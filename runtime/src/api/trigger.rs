@@ -51,7 +51,7 @@ pub fn classify(app: &AppState, deployed: &Deployed, body: &[u8]) -> Result<Body
             let provider = app
                 .storage
                 .source_for(&deployed.service.spec.storage, &event)
-                .map_err(ApiError::BadRequest)?
+                .map_err(|e| ApiError::BadRequest(e.to_string()))?
                 .clone();
             Ok(Body::Event(Box::new((event, provider))))
         }

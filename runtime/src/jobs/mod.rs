@@ -147,14 +147,18 @@ impl Jobs {
 
     /// Runs `f` on the store off the reactor: the one place where the workers' job I/O (file
     /// writes, fsyncs) leaves async code.
-    async fn off_reactor<T: Send + 'static>(
+    async fn off_reactor<T, E>(
         self: &Arc<Self>,
-        f: impl FnOnce(&Jobs) -> std::io::Result<T> + Send + 'static,
-    ) -> std::io::Result<T> {
+        f: impl FnOnce(&Jobs) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<std::io::Error> + Send + 'static,
+    {
         let jobs = self.clone();
         tokio::task::spawn_blocking(move || f(&jobs))
             .await
-            .map_err(std::io::Error::other)?
+            .map_err(|e| E::from(std::io::Error::other(e)))?
     }
 
     /// Marks a job running, its attempt counted, durably; `false` if it was deleted.
@@ -233,6 +237,116 @@ impl Jobs {
             jobs.store.enforce_retention(&service);
             jobs.refresh_gauge();
             Ok(())
+        })
+        .await
+    }
+
+    /// A job's log text (see [`JobStore::read_log`]); `None` for an unknown job.
+    pub async fn log_text(
+        self: &Arc<Self>,
+        service: &str,
+        job: &str,
+        timestamps: bool,
+    ) -> std::io::Result<Option<String>> {
+        let (service, job) = (service.to_string(), job.to_string());
+        self.off_reactor(move |jobs| Ok(jobs.store.read_log(&service, &job, timestamps)))
+            .await
+    }
+
+    /// Deletes one job, stopping it if it runs; `false` if there was none.
+    pub async fn remove(self: &Arc<Self>, service: &str, job: &str) -> std::io::Result<bool> {
+        let (service, job) = (service.to_string(), job.to_string());
+        self.off_reactor(move |jobs| Ok(jobs.delete(&service, &job)))
+            .await
+    }
+
+    /// Deletes a service's finished jobs, or all of them; how many went.
+    pub async fn remove_all(self: &Arc<Self>, service: &str, all: bool) -> std::io::Result<usize> {
+        let service = service.to_string();
+        self.off_reactor(move |jobs| Ok(jobs.delete_all(&service, all)))
+            .await
+    }
+
+    /// A job's kept output files, sorted by path.
+    pub async fn output_files(
+        self: &Arc<Self>,
+        service: &str,
+        job: &str,
+    ) -> std::io::Result<Vec<crate::faas::OutputFile>> {
+        let dir = self.store.outputs_dir(service, job);
+        self.off_reactor(move |_| {
+            if !dir.exists() {
+                return Ok(Vec::new());
+            }
+            // Written by this server from an invocation's bounded outputs.
+            let limits = crate::invoke::OutputLimits {
+                max_files: usize::MAX,
+                max_bytes: u64::MAX,
+            };
+            let mut files = crate::invoke::outputs::collect(&dir, limits)
+                .map_err(std::io::Error::other)?
+                .files;
+            files.sort_by(|a, b| a.path.cmp(&b.path));
+            Ok(files)
+        })
+        .await
+    }
+
+    /// One kept output file, read through cap-std so that `relative` cannot leave the job's
+    /// output folder; `None` when there is no such regular file.
+    pub async fn output_file(
+        self: &Arc<Self>,
+        service: &str,
+        job: &str,
+        relative: std::path::PathBuf,
+    ) -> std::io::Result<Option<Vec<u8>>> {
+        let dir = self.store.outputs_dir(service, job);
+        self.off_reactor(move |_| {
+            let read = || {
+                let root =
+                    cap_std::fs::Dir::open_ambient_dir(&dir, cap_std::ambient_authority()).ok()?;
+                let meta = root.symlink_metadata(&relative).ok()?;
+                if !meta.is_file() {
+                    return None;
+                }
+                root.read(&relative).ok()
+            };
+            Ok(read())
+        })
+        .await
+    }
+
+    /// Keeps the log of a failed synchronous invocation, off the reactor.
+    pub async fn keep_failed_run(
+        self: &Arc<Self>,
+        service: &str,
+        log: Vec<LogLine>,
+        output: Vec<u8>,
+        outcome: record::Outcome,
+        started: u64,
+    ) {
+        let service = service.to_string();
+        let kept = self
+            .off_reactor(move |jobs| {
+                jobs.record_failed_run(&service, &log, &output, outcome, started);
+                Ok::<_, std::io::Error>(())
+            })
+            .await;
+        if let Err(e) = kept {
+            tracing::warn!(error = %e, "could not keep the log of a failed invocation");
+        }
+    }
+
+    /// Accepts a job off the reactor (see [`Jobs::submit`] and [`Jobs::submit_event`]).
+    pub async fn accept_async(
+        self: &Arc<Self>,
+        service: &str,
+        input: JobInput,
+    ) -> Result<JobRecord, CreateError> {
+        let service = service.to_string();
+        self.off_reactor(move |jobs| match input {
+            JobInput::Body(bytes) => jobs.submit(&service, &bytes),
+            JobInput::Event(event) => jobs.submit_event(&service, event),
         })
         .await
     }

@@ -23,6 +23,27 @@ use objects::ObjectError;
 use spec::{DEFAULT_PROVIDER, Provider, StorageSpec};
 use std::path::PathBuf;
 
+/// Why a storage event's object is not read.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The service declares no input folders.
+    #[error(
+        "the service has no input folders, so it takes no storage events; add an \"input\" entry naming the bucket folder it reads"
+    )]
+    NoInputs,
+    /// The key is outside every input folder.
+    #[error("the event's object s3://{bucket}/{key} is outside every input folder of the service")]
+    Outside {
+        /// The event's bucket.
+        bucket: String,
+        /// The event's key.
+        key: String,
+    },
+    /// The input entry names a provider the service does not declare.
+    #[error("provider {0} is not configured")]
+    UnknownProvider(String),
+}
+
 /// The server's storage settings.
 #[derive(Debug, Clone)]
 pub struct Storage {
@@ -54,21 +75,18 @@ impl Storage {
         &'a self,
         spec: &'a StorageSpec,
         event: &ObjectEvent,
-    ) -> Result<&'a Provider, String> {
+    ) -> Result<&'a Provider, SourceError> {
         if spec.inputs.is_empty() {
-            return Err(
-                "the service has no input folders, so it takes no storage events; add an \"input\" entry naming the bucket folder it reads"
-                    .into(),
-            );
+            return Err(SourceError::NoInputs);
         }
-        let input = spec.input_for(&event.bucket, &event.key).ok_or_else(|| {
-            format!(
-                "the event's object s3://{}/{} is outside every input folder of the service",
-                event.bucket, event.key
-            )
-        })?;
+        let input =
+            spec.input_for(&event.bucket, &event.key)
+                .ok_or_else(|| SourceError::Outside {
+                    bucket: event.bucket.clone(),
+                    key: event.key.clone(),
+                })?;
         self.provider(spec, &input.provider)
-            .ok_or_else(|| format!("provider {} is not configured", input.provider))
+            .ok_or_else(|| SourceError::UnknownProvider(input.provider.clone()))
     }
 
     /// Downloads the event's object (streamed to a staging file) and makes it the invocation's

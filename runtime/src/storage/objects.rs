@@ -49,7 +49,10 @@ impl ObjectError {
 }
 
 /// A client for one bucket of `provider`.
-pub fn bucket(provider: &Provider, bucket: &str) -> Result<impl ObjectStore, String> {
+pub fn bucket(
+    provider: &Provider,
+    bucket: &str,
+) -> Result<impl ObjectStore + use<>, object_store::Error> {
     let mut builder = AmazonS3Builder::new()
         .with_bucket_name(bucket)
         .with_region(&provider.region)
@@ -76,7 +79,7 @@ pub fn bucket(provider: &Provider, bucket: &str) -> Result<impl ObjectStore, Str
             // MinIO, moto and the embedded store all take path-style requests.
             .with_virtual_hosted_style_request(false);
     }
-    builder.build().map_err(|e| e.to_string())
+    builder.build()
 }
 
 fn object_path(key: &str) -> Result<ObjectPath, String> {
@@ -91,7 +94,7 @@ pub async fn download(
     dest: &Path,
 ) -> Result<u64, ObjectError> {
     let fail = ObjectError::maker("downloading", provider, bucket_name, key);
-    let store = bucket(provider, bucket_name).map_err(&fail)?;
+    let store = bucket(provider, bucket_name).map_err(|e| fail(e.to_string()))?;
     let path = object_path(key).map_err(&fail)?;
     let result = store.get(&path).await.map_err(|e| fail(e.to_string()))?;
     let mut stream = result.into_stream();
@@ -120,7 +123,7 @@ pub async fn upload(
     bytes: Vec<u8>,
 ) -> Result<(), ObjectError> {
     let fail = ObjectError::maker("uploading", provider, bucket_name, key);
-    let store = bucket(provider, bucket_name).map_err(&fail)?;
+    let store = bucket(provider, bucket_name).map_err(|e| fail(e.to_string()))?;
     let path = object_path(key).map_err(&fail)?;
     if bytes.len() <= MULTIPART_THRESHOLD {
         store

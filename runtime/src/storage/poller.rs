@@ -55,6 +55,37 @@ pub fn forget(data_dir: &Path, service: &str) -> std::io::Result<()> {
     crate::fsutil::remove_durably(&state_path(data_dir, service))
 }
 
+/// Why a round of a service's poller failed (it is tried again at the next one).
+#[derive(Debug, thiserror::Error)]
+pub enum PollError {
+    /// The provider's client could not be built.
+    #[error("{provider}: {source}")]
+    Client {
+        /// The provider.
+        provider: String,
+        /// Why.
+        source: object_store::Error,
+    },
+    /// Listing an input folder failed.
+    #[error("listing {provider} s3://{bucket}/{folder}: {source}")]
+    List {
+        /// The provider.
+        provider: String,
+        /// The bucket.
+        bucket: String,
+        /// The folder.
+        folder: String,
+        /// Why.
+        source: object_store::Error,
+    },
+    /// A new object's job could not be stored.
+    #[error("storing the job: {0}")]
+    Enqueue(#[from] crate::jobs::CreateError),
+    /// What the poller has seen could not be saved.
+    #[error("saving the poller's state: {0}")]
+    Save(#[from] std::io::Error),
+}
+
 /// The pieces the poller uses.
 pub struct PollerParts {
     /// The services, with their `poll_interval` and inputs.
@@ -122,7 +153,7 @@ async fn poll_service(
     service: &str,
     spec: &super::spec::StorageSpec,
     seen: &mut Seen,
-) -> Result<(), String> {
+) -> Result<(), PollError> {
     let path = state_path(data_dir, service);
     let mut changed = false;
     for input in &spec.inputs {
@@ -133,16 +164,21 @@ async fn poll_service(
         let Some(provider) = app.storage.provider(spec, &input.provider) else {
             continue;
         };
-        let store = super::objects::bucket(provider, &input.bucket)?;
+        let store = super::objects::bucket(provider, &input.bucket).map_err(|source| {
+            PollError::Client {
+                provider: provider.reference.clone(),
+                source,
+            }
+        })?;
         let prefix = (!input.folder.is_empty())
             .then(|| object_store::path::Path::from(input.folder.as_str()));
         let mut listing = store.list(prefix.as_ref());
         while let Some(meta) = listing.next().await {
-            let meta = meta.map_err(|e| {
-                format!(
-                    "listing {} s3://{}/{}: {e}",
-                    provider.reference, input.bucket, input.folder
-                )
+            let meta = meta.map_err(|source| PollError::List {
+                provider: provider.reference.clone(),
+                bucket: input.bucket.clone(),
+                folder: input.folder.clone(),
+                source,
             })?;
             let key = meta.location.to_string();
             let version = meta
@@ -164,11 +200,10 @@ async fn poll_service(
     }
     if !seen.baseline || changed {
         seen.baseline = true;
-        let bytes = serde_json::to_vec(&*seen).map_err(|e| e.to_string())?;
+        let bytes = serde_json::to_vec(&*seen).map_err(std::io::Error::other)?;
         tokio::task::spawn_blocking(move || save(&path, &bytes))
             .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| format!("saving the poller's state: {e}"))?;
+            .map_err(std::io::Error::other)??;
     }
     Ok(())
 }
@@ -193,13 +228,12 @@ async fn enqueue(
     service: &str,
     mut event: ObjectEvent,
     version: &str,
-) -> Result<(), String> {
+) -> Result<(), PollError> {
     event.version = Some(version.to_string());
     let record = app
         .deployer
         .submit_job(service, crate::jobs::JobInput::Event(event))
-        .await
-        .map_err(|e| format!("storing the job: {e}"))?;
+        .await?;
     tracing::info!(service = %service, job = %record.name, "new object found by polling: job accepted");
     Ok(())
 }
