@@ -1,5 +1,6 @@
-//! The server's background tasks (the job workers and the storage poller), started with the
-//! narrow pieces each uses and owned by one handle that stops them at shutdown.
+//! The server's background tasks (the job workers, the storage poller and the embedded S3
+//! store), started with the narrow pieces each uses and owned by one handle that stops them at
+//! shutdown.
 
 use crate::app::App;
 use crate::jobs::worker::{self, WorkerParts};
@@ -19,9 +20,53 @@ pub struct Background {
     tasks: Vec<JoinHandle<()>>,
 }
 
+/// The embedded S3 store, ready to serve on its bound listener.
+pub struct EmbeddedStore {
+    listener: tokio::net::TcpListener,
+    service: s3s::service::S3Service,
+    hook: crate::storage::embedded::CreatedHook,
+    limits: crate::listener::ConnectionLimits,
+}
+
+impl EmbeddedStore {
+    /// Opens the store over `app`'s buckets, with its keys, reporting each created object to
+    /// the deployer (which turns it into jobs).
+    pub fn open(
+        app: &App,
+        listener: tokio::net::TcpListener,
+        limits: crate::listener::ConnectionLimits,
+    ) -> Result<Self, crate::app::StartError> {
+        let minio = &app.storage.default_provider;
+        let service = crate::storage::embedded::service(
+            &app.data_dir.join("buckets"),
+            &minio.access_key,
+            &minio.secret_key,
+        )
+        .map_err(|source| crate::app::StartError::Io {
+            context: "opening the embedded S3 store".into(),
+            source,
+        })?;
+        let deployer = app.deployer.clone();
+        let hook: crate::storage::embedded::CreatedHook = Arc::new(move |bucket, key| {
+            let deployer = deployer.clone();
+            Box::pin(async move { deployer.object_created(bucket, key).await })
+        });
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!("embedded S3 store (minio.default) serving on http://{addr}");
+        }
+        Ok(Self {
+            listener,
+            service,
+            hook,
+            limits,
+        })
+    }
+}
+
 impl Background {
-    /// Starts the job workers and the poller of `app`. Call inside the server's runtime.
-    pub fn start(app: &App) -> Self {
+    /// Starts the job workers and the poller of `app`, and the embedded store when there is
+    /// one. Call inside the server's runtime.
+    pub fn start(app: &App, embedded: Option<EmbeddedStore>) -> Self {
         let (stop, stopped) = watch::channel(false);
         let mut tasks = worker::start(
             Arc::new(WorkerParts {
@@ -36,12 +81,25 @@ impl Background {
             PollerParts {
                 registry: app.registry.clone(),
                 storage: app.storage.clone(),
-                deployer: app.deployer.clone(),
+                open_bucket: poller::s3_buckets(),
+                submit: app.deployer.clone(),
                 jobs: app.jobs.clone(),
                 data_dir: app.data_dir.clone(),
             },
-            stopped,
+            stopped.clone(),
         )));
+        if let Some(store) = embedded {
+            let mut stopped = stopped;
+            tasks.push(tokio::spawn(crate::storage::embedded::serve(
+                store.listener,
+                store.service,
+                store.hook,
+                store.limits,
+                async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                },
+            )));
+        }
         Self { stop, tasks }
     }
 

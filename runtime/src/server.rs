@@ -64,41 +64,13 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
         header_timeout: std::time::Duration::try_from_secs_f64(args.header_timeout)
             .unwrap_or(std::time::Duration::from_secs(30)),
     };
-    // Both listeners stop on the same signal.
-    let (stopping, _) = tokio::sync::watch::channel(false);
-    if let Some(listener) = s3_listener {
-        let data_dir = app.data_dir.clone();
-        let minio = &app.storage.default_provider;
-        let s3 = crate::storage::embedded::service(
-            &data_dir.join("buckets"),
-            &minio.access_key,
-            &minio.secret_key,
-        )
-        .map_err(|source| StartError::Io {
-            context: "opening the embedded S3 store".into(),
-            source,
-        })?;
-        let hook_app = app.clone();
-        let hook: crate::storage::embedded::CreatedHook =
-            std::sync::Arc::new(move |bucket, key| {
-                let app = hook_app.clone();
-                Box::pin(async move { app.deployer.object_created(bucket, key).await })
-            });
-        if let Some(addr) = s3_addr {
-            tracing::info!("embedded S3 store (minio.default) serving on http://{addr}");
-        }
-        let mut stop = stopping.subscribe();
-        tokio::spawn(crate::storage::embedded::serve(
-            listener,
-            s3,
-            hook,
-            limits,
-            async move {
-                let _ = stop.wait_for(|stop| *stop).await;
-            },
-        ));
-    }
-    let background = crate::background::Background::start(&app);
+    let embedded = match s3_listener {
+        Some(listener) => Some(crate::background::EmbeddedStore::open(
+            &app, listener, limits,
+        )?),
+        None => None,
+    };
+    let background = crate::background::Background::start(&app, embedded);
     let router = api::router(app.clone(), args.max_body);
     tracing::info!(
         data_dir = %args.data_dir.display(),
@@ -107,13 +79,9 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
         "oscar-wasm listening on http://{addr}"
     );
     let service = hyper_util::service::TowerToHyperService::new(router);
-    let signal = {
-        let stopping = stopping.clone();
-        async move {
-            shutdown_signal().await;
-            tracing::info!("stopping: finishing the requests in flight");
-            let _ = stopping.send(true);
-        }
+    let signal = async {
+        shutdown_signal().await;
+        tracing::info!("stopping: finishing the requests in flight");
     };
     crate::listener::serve(listener, service, limits, signal).await;
     background.stop().await;

@@ -11,8 +11,10 @@
 
 use super::Storage;
 use super::event::ObjectEvent;
+use super::spec::Provider;
 use crate::deployer::Deployer;
-use crate::jobs::Jobs;
+use crate::jobs::record::JobRecord;
+use crate::jobs::{CreateError, JobInput, Jobs};
 use crate::registry::Registry;
 use futures::StreamExt;
 use object_store::ObjectStore;
@@ -86,14 +88,48 @@ pub enum PollError {
     Save(#[from] std::io::Error),
 }
 
+/// Where new objects become jobs: the deployer, or a stand-in in tests.
+pub trait Submit: Send + Sync + 'static {
+    /// Accepts a job for `service`.
+    fn submit(
+        &self,
+        service: &str,
+        input: JobInput,
+    ) -> impl std::future::Future<Output = Result<JobRecord, CreateError>> + Send;
+}
+
+impl Submit for Deployer {
+    fn submit(
+        &self,
+        service: &str,
+        input: JobInput,
+    ) -> impl std::future::Future<Output = Result<JobRecord, CreateError>> + Send {
+        self.submit_job(service, input)
+    }
+}
+
+/// Opens a provider's bucket: S3 through object_store, or a stand-in in tests.
+pub type OpenBucket =
+    Arc<dyn Fn(&Provider, &str) -> Result<Arc<dyn ObjectStore>, object_store::Error> + Send + Sync>;
+
+/// A provider's bucket through object_store's S3 client.
+pub fn s3_buckets() -> OpenBucket {
+    Arc::new(|provider, bucket| {
+        super::objects::bucket(provider, bucket)
+            .map(|store| Arc::new(store) as Arc<dyn ObjectStore>)
+    })
+}
+
 /// The pieces the poller uses.
-pub struct PollerParts {
+pub struct PollerParts<S> {
     /// The services, with their `poll_interval` and inputs.
     pub registry: Arc<Registry>,
     /// The providers.
     pub storage: Arc<Storage>,
+    /// How a provider's bucket is reached.
+    pub open_bucket: OpenBucket,
     /// Where new objects become jobs.
-    pub deployer: Arc<Deployer>,
+    pub submit: Arc<S>,
     /// Where a job already enqueued for an object is found.
     pub jobs: Arc<Jobs>,
     /// Where the pollers keep what they have seen.
@@ -104,7 +140,7 @@ pub struct PollerParts {
 const TICK: Duration = Duration::from_millis(250);
 
 /// Runs the pollers of every service that asks for one, until `stop` turns true.
-pub async fn run(parts: PollerParts, mut stop: tokio::sync::watch::Receiver<bool>) {
+pub async fn run<S: Submit>(parts: PollerParts<S>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut next_due: HashMap<String, Instant> = HashMap::new();
     // What each poller has seen, read from disk once per deployment (a new definition, or a
     // service deleted and created again, reads it afresh) instead of every round.
@@ -147,8 +183,8 @@ pub async fn run(parts: PollerParts, mut stop: tokio::sync::watch::Receiver<bool
     }
 }
 
-async fn poll_service(
-    app: &PollerParts,
+async fn poll_service<S: Submit>(
+    app: &PollerParts<S>,
     data_dir: &Path,
     service: &str,
     spec: &super::spec::StorageSpec,
@@ -164,12 +200,11 @@ async fn poll_service(
         let Some(provider) = app.storage.provider(spec, &input.provider) else {
             continue;
         };
-        let store = super::objects::bucket(provider, &input.bucket).map_err(|source| {
-            PollError::Client {
+        let store =
+            (app.open_bucket)(provider, &input.bucket).map_err(|source| PollError::Client {
                 provider: provider.reference.clone(),
                 source,
-            }
-        })?;
+            })?;
         let prefix = (!input.folder.is_empty())
             .then(|| object_store::path::Path::from(input.folder.as_str()));
         let mut listing = store.list(prefix.as_ref());
@@ -209,8 +244,8 @@ async fn poll_service(
 }
 
 /// Whether a job for this version of the object exists (enqueued just before a crash).
-fn already_queued(
-    app: &PollerParts,
+fn already_queued<S>(
+    app: &PollerParts<S>,
     service: &str,
     bucket: &str,
     key: &str,
@@ -223,17 +258,150 @@ fn already_queued(
     })
 }
 
-async fn enqueue(
-    app: &PollerParts,
+async fn enqueue<S: Submit>(
+    app: &PollerParts<S>,
     service: &str,
     mut event: ObjectEvent,
     version: &str,
 ) -> Result<(), PollError> {
     event.version = Some(version.to_string());
-    let record = app
-        .deployer
-        .submit_job(service, crate::jobs::JobInput::Event(event))
-        .await?;
+    let record = app.submit.submit(service, JobInput::Event(event)).await?;
     tracing::info!(service = %service, job = %record.name, "new object found by polling: job accepted");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::ObjectStoreExt;
+    use object_store::memory::InMemory;
+
+    /// Stores jobs as the deployer would, without a deployer.
+    struct Store(Arc<Jobs>);
+
+    impl Submit for Store {
+        async fn submit(&self, service: &str, input: JobInput) -> Result<JobRecord, CreateError> {
+            self.0.accept_async(service, input).await
+        }
+    }
+
+    struct Setup {
+        dir: tempfile::TempDir,
+        bucket: Arc<InMemory>,
+        parts: PollerParts<Store>,
+    }
+
+    fn setup() -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let retention = crate::jobs::store::Retention {
+            max_jobs: 100,
+            max_bytes: u64::MAX,
+            max_failed_runs: 10,
+            max_pending: 100,
+            max_pending_total: 100,
+        };
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let jobs = Arc::new(Jobs::open(dir.path(), retention, 1, metrics).unwrap());
+        let (registry, _) = Registry::open(dir.path()).unwrap();
+        let bucket = Arc::new(InMemory::new());
+        let opened = bucket.clone();
+        let storage = Storage {
+            default_provider: Provider {
+                reference: "minio.default".into(),
+                endpoint: Some("http://store.example.org".into()),
+                region: "us-east-1".into(),
+                access_key: "a".into(),
+                secret_key: "b".into(),
+                verify: true,
+            },
+            staging: dir.path().join("staging"),
+            embedded_buckets: None,
+        };
+        Setup {
+            parts: PollerParts {
+                registry: Arc::new(registry),
+                storage: Arc::new(storage),
+                open_bucket: Arc::new(move |_, _| Ok(opened.clone() as Arc<dyn ObjectStore>)),
+                submit: Arc::new(Store(jobs.clone())),
+                jobs,
+                data_dir: dir.path().to_path_buf(),
+            },
+            bucket,
+            dir,
+        }
+    }
+
+    fn spec() -> super::super::spec::StorageSpec {
+        let definition = serde_json::json!({
+            "name": "poll", "module": format!("sha256:{}", "ab".repeat(32)), "poll_interval": 1,
+            "input": [{"storage_provider": "minio", "path": "inbox/in"}]
+        });
+        crate::service::Service::from_definition(definition)
+            .unwrap()
+            .spec
+            .storage
+    }
+
+    async fn put(bucket: &InMemory, key: &str, bytes: &'static [u8]) {
+        bucket
+            .put(&object_store::path::Path::from(key), bytes.into())
+            .await
+            .unwrap();
+    }
+
+    fn keys(parts: &PollerParts<Store>) -> Vec<String> {
+        let mut keys: Vec<String> = parts
+            .jobs
+            .store
+            .list("poll")
+            .into_iter()
+            .filter_map(|r| r.trigger.map(|t| t.key))
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    #[tokio::test]
+    async fn each_new_object_or_version_is_one_job_across_restarts() {
+        let Setup { dir, bucket, parts } = setup();
+        let spec = spec();
+        let round = async |seen: &mut Seen| {
+            poll_service(&parts, dir.path(), "poll", &spec, seen)
+                .await
+                .unwrap();
+        };
+        put(&bucket, "in/before.txt", b"old").await;
+        let mut seen = Seen::default();
+        round(&mut seen).await;
+        assert!(keys(&parts).is_empty(), "the first round only takes note");
+
+        put(&bucket, "in/after.txt", b"new").await;
+        round(&mut seen).await;
+        round(&mut seen).await;
+        assert_eq!(keys(&parts), ["in/after.txt"]);
+
+        // A restart reads what was seen from disk: nothing is enqueued again.
+        let mut seen = load(&state_path(dir.path(), "poll"));
+        put(&bucket, "in/third.txt", b"3").await;
+        round(&mut seen).await;
+        assert_eq!(keys(&parts), ["in/after.txt", "in/third.txt"]);
+
+        // A new version of an object is a new object; a crash between enqueueing and saving
+        // does not enqueue it twice.
+        put(&bucket, "in/after.txt", b"changed").await;
+        let mut unsaved = seen_copy(&seen);
+        round(&mut seen).await;
+        round(&mut unsaved).await;
+        assert_eq!(
+            keys(&parts),
+            ["in/after.txt", "in/after.txt", "in/third.txt"]
+        );
+    }
+
+    fn seen_copy(seen: &Seen) -> Seen {
+        Seen {
+            objects: seen.objects.clone(),
+            baseline: seen.baseline,
+        }
+    }
 }
