@@ -193,7 +193,8 @@ fn bad_definitions_get_400_naming_the_problem() {
             "\"timeout\"",
         ),
         (
-            json!({"name": "x", "module": digest, "log_level": "LOUD"}).to_string(),
+            // An unknown level is INFO, as in OSCAR; a level that is not a string is refused.
+            json!({"name": "x", "module": digest, "log_level": 5}).to_string(),
             "\"log_level\"",
         ),
         (

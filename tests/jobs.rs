@@ -285,10 +285,24 @@ fn logs_follow_oscar_shapes_and_can_be_deleted() {
             .status(),
         204
     );
+    // As in OSCAR: without ?all, only succeeded jobs go; failed ones stay to be read.
     let left = jobs(&server, "probe");
-    assert!(left.contains_key(&running) && left.len() == 1, "{left:?}");
+    assert!(left.contains_key(&running), "{left:?}");
+    assert!(
+        left.values().all(|j| j["status"] != "Succeeded"),
+        "{left:?}"
+    );
+    assert!(left.values().any(|j| j["status"] == "Failed"), "{left:?}");
+    // ?all takes what Go's ParseBool takes.
     assert_eq!(
-        c.delete(server.url("/system/logs/probe?all=true"))
+        c.delete(server.url("/system/logs/probe?all=yes"))
+            .send()
+            .unwrap()
+            .status(),
+        400
+    );
+    assert_eq!(
+        c.delete(server.url("/system/logs/probe?all=1"))
             .send()
             .unwrap()
             .status(),

@@ -516,6 +516,65 @@ fn image_services_get_the_same_admission_control_as_modules() {
     );
 }
 
+/// The body oscar-cli (which pins OSCAR v3.3.0's types) sends for `apply` of an FDL that sets
+/// name, image, script, memory and one variable: every field of the v3.3.0 Service struct, in
+/// its order, unset ones as Go's zero values (pkg/types/service.go at v3.3.0).
+fn oscar_cli_apply_body(name: &str) -> String {
+    format!(
+        r#"{{"name":"{name}","cluster_id":"","memory":"128Mi","cpu":"","total_memory":"","total_cpu":"","enable_gpu":false,"enable_sgx":false,"image_prefetch":false,"synchronous":{{"min_scale":0,"max_scale":0}},"delegation":"","rescheduler_threshold":0,"log_level":"","image":"alpine:3","alpine":false,"token":"","file_stage_in":false,"input":null,"output":null,"script":"echo hi\n","expose":{{"min_scale":0,"max_scale":0,"cpu_threshold":0,"rewrite_target":false,"nodePort":0,"default_command":false,"set_auth":false}},"environment":{{"Variables":{{"GREETING":"hello"}}}},"annotations":null,"vo":"","labels":null,"owner":"","interlink_node_name":"","allowed_users":null,"mount":{{"storage_provider":"","path":""}}}}"#
+    )
+}
+
+#[test]
+fn oscar_cli_apply_creates_and_reapplies_without_losing_the_token() {
+    let dir = TestDir::new();
+    let (_fake, kubeconfig) = start_fake(&dir.data().parent().unwrap().join("k"));
+    let server = start_server(&dir, &kubeconfig);
+    let c = client();
+    let body = oscar_cli_apply_body("cli-svc");
+    let r = c
+        .post(server.url("/system/services"))
+        .header("content-type", "application/json")
+        .body(body.clone())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().unwrap());
+    let get = || -> Value {
+        c.get(server.url("/system/services/cli-svc"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    };
+    let first = get();
+    // As OSCAR decodes it: the empty level is INFO, "Variables" is the variables, and the
+    // defaults OSCAR fills at creation are there.
+    assert_eq!(first["log_level"], "INFO");
+    assert_eq!(first["environment"]["variables"]["GREETING"], "hello");
+    assert_eq!(first["memory"], "128Mi");
+    assert_eq!(first["cpu"], "0.2");
+    assert_eq!(first["visibility"], "private");
+    assert_eq!(first["labels"]["owner_name"], "oscar");
+    assert_eq!(first["owner"], "cluster_admin");
+    assert_eq!(
+        first["storage_providers"]["minio"]["default"]["access_key"],
+        "hidden"
+    );
+    let token = first["token"].as_str().unwrap().to_string();
+    assert_eq!(token.len(), 64);
+    // apply again: oscar-cli sends "token": "" on an update; OSCAR keeps the token.
+    let r = c
+        .put(server.url("/system/services"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 204, "{}", r.text().unwrap());
+    assert_eq!(get()["token"], token.as_str());
+    let (status, _, _) = run(&server, "cli-svc", b64(b"x"));
+    assert_eq!(status, 200);
+}
+
 #[test]
 fn a_failing_script_and_a_timeout() {
     let dir = TestDir::new();

@@ -190,6 +190,7 @@ impl App {
                 max_timeout,
                 service_concurrency,
                 allow_local_endpoints: args.allow_local_endpoints,
+                default_memory: args.default_memory,
             },
         );
         let executor = Executor::new(

@@ -158,6 +158,21 @@ pub struct RequestLimits {
     pub max_json_body: u64,
 }
 
+/// `bytes` as a Kubernetes quantity, in the largest binary unit that divides it (`256Mi`).
+pub fn format_quantity(bytes: u64) -> String {
+    for (unit, size) in [
+        ("Ti", 1u64 << 40),
+        ("Gi", 1 << 30),
+        ("Mi", 1 << 20),
+        ("Ki", 1 << 10),
+    ] {
+        if bytes >= size && bytes.is_multiple_of(size) {
+            return format!("{}{unit}", bytes / size);
+        }
+    }
+    bytes.to_string()
+}
+
 fn quantity(text: &str) -> Result<u64, String> {
     parse_quantity(text)
 }

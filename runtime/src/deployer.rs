@@ -9,6 +9,7 @@ use crate::jobs::record::JobRecord;
 use crate::jobs::{CreateError, JobInput, Jobs};
 use crate::kube::Kube;
 use crate::modules::{Digest, ModuleError, ModuleStore, Stored};
+use crate::oscar_definition;
 use crate::registry::{Deployed, Registry, RegistryError};
 use crate::service::{DefinitionError, Service};
 use crate::storage::Storage;
@@ -56,6 +57,8 @@ pub struct DeployLimits {
     pub service_concurrency: usize,
     /// `--allow-local-endpoints`.
     pub allow_local_endpoints: bool,
+    /// `--default-memory`, filled into definitions that set none, as OSCAR fills its own.
+    pub default_memory: u64,
 }
 
 /// Changes services and modules, keeping them consistent.
@@ -157,7 +160,22 @@ impl Deployer {
         Ok(service)
     }
 
+    /// What is filled into a definition where it is silent.
+    fn defaults(&self) -> oscar_definition::Defaults {
+        let store = &self.storage.default_provider;
+        oscar_definition::Defaults {
+            memory: crate::config::format_quantity(self.limits.default_memory),
+            store_endpoint: store.endpoint.clone(),
+            store_verify: store.verify,
+            store_region: store.region.clone(),
+        }
+    }
+
     async fn deploy(&self, service: Service) -> Result<Deployed, DeployError> {
+        let ignored = oscar_definition::not_acted_on(&service.definition);
+        if !ignored.is_empty() {
+            tracing::warn!(service = %service.spec.name, fields = ?ignored, "the definition sets fields that OSCAR acts on and this runtime keeps but does not act on (see the README)");
+        }
         self.storage
             .ensure_buckets(&service.spec.storage)
             .map_err(|e| DeployError::Internal(format!("creating the service's buckets: {e}")))?;
@@ -185,7 +203,14 @@ impl Deployer {
     }
 
     /// POST /system/services.
-    pub async fn create_service(&self, definition: Value) -> Result<Arc<Deployed>, DeployError> {
+    pub async fn create_service(
+        &self,
+        mut definition: Value,
+    ) -> Result<Arc<Deployed>, DeployError> {
+        if let Value::Object(map) = &mut definition {
+            oscar_definition::normalize(map);
+            oscar_definition::fill_defaults(map, &self.defaults());
+        }
         let service = self.validate(definition)?;
         let _guard = self.deploy_lock.lock().await;
         let deployed = self.deploy(service).await?;
@@ -199,22 +224,30 @@ impl Deployer {
         mut definition: Value,
     ) -> Result<Arc<Deployed>, DeployError> {
         let _guard = self.deploy_lock.lock().await;
-        if let Value::Object(map) = &mut definition
-            && let Some(Value::String(name)) = map.get("name")
-            && let Some(existing) = self.registry.get(name)
-            && matches!(map.get("token"), None | Some(Value::Null))
-        {
-            map.insert(
-                "token".into(),
-                Value::String(existing.service.spec.token.clone()),
-            );
-        }
-        // A definition read back with GET shows credentials as "hidden": keep the stored ones.
-        if let Value::Object(map) = &mut definition
-            && let Some(Value::String(name)) = map.get("name")
-            && let Some(existing) = self.registry.get(name)
-        {
-            crate::storage::spec::restore_hidden(map, &existing.service.definition);
+        if let Value::Object(map) = &mut definition {
+            oscar_definition::normalize(map);
+            let existing = map
+                .get("name")
+                .and_then(Value::as_str)
+                .and_then(|name| self.registry.get(name));
+            if let Some(existing) = existing {
+                // OSCAR keeps the token when the new definition has none, or an empty one (as
+                // oscar-cli sends on every apply).
+                if map
+                    .get("token")
+                    .is_none_or(|t| t.is_null() || t.as_str() == Some(""))
+                {
+                    map.insert(
+                        "token".into(),
+                        Value::String(existing.service.spec.token.clone()),
+                    );
+                }
+                // A definition read back with GET shows credentials as "hidden" and secrets
+                // blank: keep the stored ones.
+                crate::storage::spec::restore_hidden(map, &existing.service.definition);
+                oscar_definition::restore_blank_secrets(map, &existing.service.definition);
+            }
+            oscar_definition::fill_defaults(map, &self.defaults());
         }
         let service = self.validate(definition)?;
         if self.registry.get(&service.spec.name).is_none() {

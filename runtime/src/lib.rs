@@ -18,7 +18,8 @@
 //!   and the embedded S3-compatible store;
 //! - [`faas`]: FaaS Supervisor's rules, body to input file and output files to response;
 //! - [`auth`]: who may administer and who may invoke;
-//! - [`registry`] and [`service`]: service definitions, validated and persisted;
+//! - [`registry`], [`service`] and [`oscar_definition`]: service definitions, decoded as OSCAR
+//!   decodes them, validated and persisted;
 //! - [`modules`]: the content-addressed module store and its compiled-artifact cache;
 //! - [`wasm`]: the wasmtime engine, linkers and pre-instantiated modules;
 //! - [`metrics`], [`config`], [`fsutil`]: figures, settings, crash-safe file operations;
@@ -41,6 +42,7 @@ pub mod kube;
 pub mod listener;
 pub mod metrics;
 pub mod modules;
+pub mod oscar_definition;
 pub mod protocol;
 pub mod registry;
 pub mod server;

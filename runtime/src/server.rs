@@ -71,14 +71,14 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
         None => None,
     };
     let background = crate::background::Background::start(&app, embedded);
-    let router = api::router(app.clone(), args.max_body);
+    let api = api::service(app.clone(), args.max_body);
     tracing::info!(
         data_dir = %args.data_dir.display(),
         scratch = %app.executor.wasm().scratch_root().display(),
         services = app.registry.list().len(),
         "oscar-wasm listening on http://{addr}"
     );
-    let service = hyper_util::service::TowerToHyperService::new(router);
+    let service = hyper_util::service::TowerToHyperService::new(api);
     let signal = async {
         shutdown_signal().await;
         tracing::info!("stopping: finishing the requests in flight");

@@ -117,6 +117,7 @@ impl Service {
         let Value::Object(mut definition) = value else {
             return Err(DefinitionError::NotAnObject);
         };
+        crate::oscar_definition::normalize(&mut definition);
         let name = match definition.get("name") {
             Some(Value::String(name)) => name.clone(),
             _ => return Err(DefinitionError::MissingName),
@@ -165,7 +166,9 @@ impl Service {
 
     /// The definition as responses show it: storage credentials replaced by `"hidden"`.
     pub fn to_public_json(&self) -> Value {
-        Value::Object(crate::storage::spec::redact(&self.definition))
+        let mut shown = crate::storage::spec::redact(&self.definition);
+        crate::oscar_definition::blank_secrets(&mut shown);
+        Value::Object(shown)
     }
 }
 
@@ -477,7 +480,8 @@ mod tests {
                 "timeout",
             ),
             (
-                json!({"name": "x", "module": DIGEST, "log_level": "LOUD"}),
+                // An unknown level is INFO, as in OSCAR; one that is not a string is refused.
+                json!({"name": "x", "module": DIGEST, "log_level": ["LOUD"]}),
                 "log_level",
             ),
             (json!({"name": "x", "module": "md5:00"}), "module"),

@@ -1,5 +1,10 @@
 //! GET /system/info (OSCAR's shape, plus the backends this server offers) and GET
-//! /system/config (the cluster's configuration, with its default MinIO provider).
+//! /system/config (OSCAR's ConfigForUser: the cluster's configuration under `config`, its
+//! default MinIO provider, the allowed image repositories).
+
+/// The OSCAR release whose API this server follows; its clients (the dashboard above all)
+/// choose their code paths by it. oscar-wasm's own version is `serverless_backend.version`.
+pub const OSCAR_API_VERSION: &str = "4.1.2";
 
 use super::AppState;
 use axum::extract::State;
@@ -15,7 +20,7 @@ pub fn routes() -> Router<AppState> {
 
 async fn info(State(app): State<AppState>) -> Json<Value> {
     Json(json!({
-        "version": env!("CARGO_PKG_VERSION"),
+        "version": OSCAR_API_VERSION,
         "git_commit": option_env!("OSCAR_WASM_GIT_COMMIT").unwrap_or(""),
         "architecture": std::env::consts::ARCH,
         "kubernetes_version": "",
@@ -36,13 +41,21 @@ async fn info(State(app): State<AppState>) -> Json<Value> {
 async fn config(State(app): State<AppState>) -> Json<Value> {
     let minio = &app.storage.default_provider;
     Json(json!({
-        "name": "oscar-wasm",
-        "namespace": "oscar",
-        "services_namespace": "oscar-svc",
-        "gpu_available": false,
-        "interLink_available": false,
-        "yunikorn_enable": false,
-        "oidc_groups": [],
+        "config": {
+            "name": "oscar-wasm",
+            "namespace": "oscar",
+            "services_namespace": "oscar-svc",
+            "controller_service_account": "",
+            "gpu_available": false,
+            "interLink_available": false,
+            "serverless_backend": "oscar-wasm",
+            "yunikorn_enable": false,
+            "kueue_enable": false,
+            "volume_enable": false,
+            "oidc_groups": [],
+            "minio_quota_enabled": false,
+            "embedded_store": app.storage.embedded_buckets.is_some(),
+        },
         "minio_provider": {
             "endpoint": minio.endpoint,
             "verify": minio.verify,
@@ -50,6 +63,6 @@ async fn config(State(app): State<AppState>) -> Json<Value> {
             "secret_key": minio.secret_key,
             "region": minio.region,
         },
-        "embedded_store": app.storage.embedded_buckets.is_some(),
+        "allowed_image_repositories": [],
     }))
 }

@@ -119,7 +119,19 @@ async fn list(
 
 #[derive(Deserialize)]
 struct LogQuery {
-    timestamps: Option<bool>,
+    timestamps: Option<String>,
+}
+
+/// A query flag read as Go's strconv.ParseBool reads it, as OSCAR does (`1`, `t`, `true`...).
+fn flag(name: &str, value: Option<&str>) -> Result<bool, ApiError> {
+    match value {
+        None | Some("") => Ok(false),
+        Some("1" | "t" | "T" | "TRUE" | "true" | "True") => Ok(true),
+        Some("0" | "f" | "F" | "FALSE" | "false" | "False") => Ok(false),
+        Some(other) => Err(ApiError::BadRequest(format!(
+            "?{name}={other} is not a boolean (true, false, 1, 0, t, f)"
+        ))),
+    }
 }
 
 async fn log(
@@ -129,7 +141,11 @@ async fn log(
 ) -> Result<Response, ApiError> {
     let text = app
         .jobs
-        .log_text(&service, &job, query.timestamps.unwrap_or(false))
+        .log_text(
+            &service,
+            &job,
+            flag("timestamps", query.timestamps.as_deref())?,
+        )
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?
         .ok_or_else(|| job_not_found(&service, &job))?;
@@ -158,7 +174,7 @@ async fn delete_one(
 
 #[derive(Deserialize)]
 struct AllQuery {
-    all: Option<bool>,
+    all: Option<String>,
 }
 
 async fn delete_all(
@@ -171,7 +187,7 @@ async fn delete_all(
     }
     let removed = app
         .jobs
-        .remove_all(&service, query.all.unwrap_or(false))
+        .remove_all(&service, flag("all", query.all.as_deref())?)
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     tracing::info!(removed, "jobs deleted");

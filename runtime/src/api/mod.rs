@@ -28,6 +28,12 @@ pub use error::ApiError;
 /// Shared state of every handler.
 pub type AppState = Arc<App>;
 
+/// The whole API as one service: the router, with trailing slashes trimmed before routing
+/// (`GET /system/config/` is `/system/config`, as OSCAR's gin router serves it).
+pub fn service(app: AppState, max_body: u64) -> tower_http::normalize_path::NormalizePath<Router> {
+    tower_http::normalize_path::NormalizePath::trim_trailing_slash(router(app, max_body))
+}
+
 /// The whole API.
 pub fn router(app: AppState, max_body: u64) -> Router {
     let limit = usize::try_from(max_body).unwrap_or(usize::MAX);

@@ -44,8 +44,8 @@ fn harness(flags: &[&str]) -> Harness {
 
 impl Harness {
     async fn send(&self, request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
-        let router = super::router(self.app.clone(), self.app.requests.max_body);
-        let response = router.oneshot(request).await.unwrap();
+        let api = super::service(self.app.clone(), self.app.requests.max_body);
+        let response = api.oneshot(request).await.unwrap();
         let (parts, body) = response.into_parts();
         let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
         (parts.status, parts.headers, bytes.to_vec())
@@ -204,4 +204,46 @@ async fn pending_jobs_past_the_limit_get_429_with_retry_after() {
         String::from_utf8_lossy(&body)
     );
     assert!(headers.contains_key(header::RETRY_AFTER));
+}
+
+#[tokio::test]
+async fn oscar_clients_shapes_trailing_slashes_and_blank_secrets() {
+    let h = harness(&[]);
+    // oscar-python asks for /system/config/ with a trailing slash and reads ["config"].
+    let (status, body) = h.call("GET", "/system/config/", Body::empty()).await;
+    assert_eq!(status, StatusCode::OK);
+    let config: Value = serde_json::from_slice(&body).unwrap();
+    assert!(config["config"]["oidc_groups"].is_array(), "{config}");
+    assert_eq!(config["minio_provider"]["access_key"], "k");
+    assert!(config["allowed_image_repositories"].is_array());
+    // The dashboard picks its code paths from the version.
+    let (_, body) = h.call("GET", "/system/info/", Body::empty()).await;
+    let info: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(info["version"], super::info::OSCAR_API_VERSION);
+    assert_eq!(
+        info["serverless_backend"]["version"],
+        env!("CARGO_PKG_VERSION")
+    );
+
+    let (status, body) = h.call("POST", "/system/modules", noop_module()).await;
+    assert!(status.is_success());
+    let digest = serde_json::from_slice::<Value>(&body).unwrap()["digest"].clone();
+    let definition = json!({"name": "s", "module": digest,
+        "environment": {"variables": {"V": "1"}, "secrets": {"S": "s3cr3t"}}});
+    let (status, _) = h
+        .call("POST", "/system/services/", definition.to_string())
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    // Secrets are blank in answers, as OSCAR shows them, and kept when sent back blank.
+    let (_, body) = h.call("GET", "/system/services/s/", Body::empty()).await;
+    let shown: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(shown["environment"]["secrets"]["S"], "");
+    assert_eq!(shown["labels"]["owner_name"], "oscar");
+    let (status, _) = h.call("PUT", "/system/services", shown.to_string()).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let stored = h.app.registry.get("s").unwrap();
+    assert_eq!(
+        stored.service.definition["environment"]["secrets"]["S"],
+        "s3cr3t"
+    );
 }

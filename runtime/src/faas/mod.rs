@@ -121,7 +121,8 @@ impl LogLevel {
     /// Parses a service's `log_level` (case-insensitive, `WARN` accepted for `WARNING`).
     pub fn parse(text: &str) -> Option<Self> {
         match text.to_ascii_uppercase().as_str() {
-            "DEBUG" => Some(Self::Debug),
+            // Python's NOTSET lets every message through, as DEBUG does.
+            "DEBUG" | "NOTSET" => Some(Self::Debug),
             "INFO" => Some(Self::Info),
             "WARNING" | "WARN" => Some(Self::Warning),
             "ERROR" => Some(Self::Error),

@@ -260,7 +260,7 @@ impl Jobs {
             .await
     }
 
-    /// Deletes a service's finished jobs, or all of them; how many went.
+    /// Deletes a service's succeeded jobs, or all of them; how many went.
     pub async fn remove_all(self: &Arc<Self>, service: &str, all: bool) -> std::io::Result<usize> {
         let service = service.to_string();
         self.off_reactor(move |jobs| Ok(jobs.delete_all(&service, all)))
@@ -400,13 +400,14 @@ impl Jobs {
         removed
     }
 
-    /// Deletes a service's finished jobs, or all of them (stopping those that run).
+    /// Deletes a service's succeeded jobs, as OSCAR does, or all of them (stopping those that
+    /// run).
     pub fn delete_all(&self, service: &str, all: bool) -> usize {
         let doomed: Vec<String> = self
             .store
             .list(service)
             .into_iter()
-            .filter(|r| all || r.status.is_finished())
+            .filter(|r| all || r.status == Status::Succeeded)
             .map(|r| r.name)
             .collect();
         doomed
