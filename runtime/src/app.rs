@@ -65,6 +65,8 @@ pub struct App {
     pub data_dir: PathBuf,
     /// Bounds on request bodies.
     pub requests: crate::config::RequestLimits,
+    /// When the server started, in milliseconds since the Unix epoch.
+    pub started_ms: u64,
     _data_lock: std::fs::File,
 }
 
@@ -214,6 +216,7 @@ impl App {
             jobs,
             metrics,
             requests: args.request_limits(),
+            started_ms: crate::jobs::record::now_ms(),
             _data_lock: data_lock,
         }))
     }

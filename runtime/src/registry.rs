@@ -21,6 +21,16 @@ pub struct Deployed {
     /// Tells deployments apart: every deployment of every service gets a new one, so a
     /// redeploy is seen as such even when its allocation reuses an old one's address.
     pub generation: u64,
+    /// How many slots `slots` started with.
+    pub slot_count: usize,
+}
+
+impl Deployed {
+    /// Invocations running (or holding a slot) now.
+    pub fn active(&self) -> usize {
+        self.slot_count
+            .saturating_sub(self.slots.available_permits())
+    }
 }
 
 impl Deployed {
@@ -38,6 +48,7 @@ impl Deployed {
             service,
             runnable,
             slots: Arc::new(tokio::sync::Semaphore::new(slots)),
+            slot_count: slots,
             generation: GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
     }

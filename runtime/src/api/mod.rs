@@ -4,6 +4,7 @@
 
 mod auth;
 mod body;
+mod cluster;
 pub mod error;
 mod info;
 mod jobs;
@@ -40,6 +41,7 @@ pub fn router(app: AppState, max_body: u64) -> Router {
     // /system/* is the administrator's; /run checks the service's token itself; /health is open.
     let system = Router::new()
         .merge(info::routes())
+        .merge(cluster::routes())
         .merge(services::routes())
         .merge(modules::routes())
         .merge(jobs::system_routes())

@@ -247,3 +247,59 @@ async fn oscar_clients_shapes_trailing_slashes_and_blank_secrets() {
         "s3cr3t"
     );
 }
+
+#[tokio::test]
+async fn cluster_routes_answer_in_oscar_shapes_or_say_why_not() {
+    let h = harness(&[]);
+    deploy_noop(&h, "noop").await;
+    let (status, body) = h.call("GET", "/system/status", Body::empty()).await;
+    assert_eq!(status, StatusCode::OK);
+    let status_info: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(status_info["cluster"]["nodes_count"], 1);
+    assert!(
+        status_info["cluster"]["metrics"]["memory"]["total_schedulable_bytes"].as_u64() > Some(0)
+    );
+    assert_eq!(status_info["oscar"]["ready"], true);
+    assert!(status_info["minio"]["buckets_count"].is_number());
+
+    let (status, body) = h
+        .call("GET", "/system/services/noop/deployment", Body::empty())
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let deployment: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(deployment["state"], "ready");
+    assert_eq!(deployment["resource_kind"], "wasm-module");
+    let (_, body) = h
+        .call(
+            "GET",
+            "/system/services/noop/deployment/logs",
+            Body::empty(),
+        )
+        .await;
+    let logs: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (logs["available"].clone(), logs["entries"].clone()),
+        (json!(false), json!([]))
+    );
+    assert_eq!(
+        h.call("GET", "/system/services/nope/deployment", Body::empty())
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+
+    for (method, uri) in [
+        ("GET", "/system/federation/noop"),
+        ("POST", "/system/volumes"),
+        ("GET", "/system/quotas/user"),
+        ("POST", "/system/services/noop/restart"),
+        ("GET", "/system/metrics/breakdown"),
+        ("GET", "/system/buckets"),
+        ("POST", "/system/buckets/b/presign"),
+        ("GET", "/system/logs"),
+    ] {
+        let (status, body) = h.call(method, uri, Body::empty()).await;
+        assert_eq!(status, StatusCode::NOT_IMPLEMENTED, "{method} {uri}");
+        assert!(String::from_utf8_lossy(&body).contains("not"), "{uri}");
+    }
+}

@@ -1,0 +1,281 @@
+//! OSCAR's cluster routes as this runtime can answer them: `/system/status` (this machine and
+//! this server, in OSCAR's StatusInfo shape), a service's deployment status and logs, and, for
+//! the routes that have no meaning here (federation, volumes, quotas, exposed services'
+//! lifecycle, OSCAR's metrics API) or that it does not offer yet (buckets, the server's log),
+//! 501 with a message saying why, never a bare 404.
+
+use super::names::ServicePath;
+use super::{ApiError, AppState};
+use crate::registry::RegistryError;
+use crate::service::Backend;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{any, get};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+/// The administrator's routes.
+pub fn routes() -> Router<AppState> {
+    let mut router = Router::new()
+        .route("/system/status", get(status))
+        .route("/system/services/{name}/deployment", get(deployment))
+        .route(
+            "/system/services/{name}/deployment/logs",
+            get(deployment_logs),
+        );
+    for (path, why) in NOT_HERE {
+        router = router.route(path, any(move || not_here(why)));
+    }
+    router
+}
+
+/// OSCAR routes that do not apply to this runtime, and why.
+const NOT_HERE: &[(&str, &str)] = &[
+    (
+        "/system/federation/{name}",
+        "federated services are not supported by oscar-wasm",
+    ),
+    (
+        "/system/volumes",
+        "persistent volumes are not supported by oscar-wasm",
+    ),
+    (
+        "/system/volumes/{name}",
+        "persistent volumes are not supported by oscar-wasm",
+    ),
+    (
+        "/system/quotas/user",
+        "user quotas are not supported by oscar-wasm",
+    ),
+    (
+        "/system/quotas/user/{id}",
+        "user quotas are not supported by oscar-wasm",
+    ),
+    (
+        "/system/services/{name}/stop",
+        "exposed services (expose) are not supported by oscar-wasm, so there is nothing to stop",
+    ),
+    (
+        "/system/services/{name}/start",
+        "exposed services (expose) are not supported by oscar-wasm, so there is nothing to start",
+    ),
+    (
+        "/system/services/{name}/restart",
+        "exposed services (expose) are not supported by oscar-wasm, so there is nothing to restart",
+    ),
+    (
+        "/system/buckets",
+        "bucket management is not offered by oscar-wasm yet; use the store's S3 API with the keys of GET /system/config",
+    ),
+    (
+        "/system/buckets/{bucket}",
+        "bucket management is not offered by oscar-wasm yet; use the store's S3 API with the keys of GET /system/config",
+    ),
+    (
+        "/system/buckets/{bucket}/presign",
+        "presigned URLs are not offered by oscar-wasm yet; use the store's S3 API with the keys of GET /system/config",
+    ),
+    (
+        "/system/logs",
+        "the server's own log is not offered over HTTP yet; it is written to the server's stderr",
+    ),
+    (
+        "/system/metrics",
+        "OSCAR's metrics API is not offered; GET /metrics serves Prometheus metrics",
+    ),
+    (
+        "/system/metrics/breakdown",
+        "OSCAR's metrics API is not offered; GET /metrics serves Prometheus metrics",
+    ),
+    (
+        "/system/metrics/{name}",
+        "OSCAR's metrics API is not offered; GET /metrics serves Prometheus metrics",
+    ),
+];
+
+async fn not_here(why: &'static str) -> (StatusCode, String) {
+    (StatusCode::NOT_IMPLEMENTED, format!("{why}\n"))
+}
+
+/// OSCAR's StatusInfo, filled from this machine (one node) and this server.
+async fn status(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let buckets = app.storage.embedded_buckets.clone();
+    let (machine, store) = tokio::task::spawn_blocking(move || {
+        (Machine::read(), buckets.as_deref().map(count_objects))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let services = app.registry.list();
+    let running: usize = services.iter().map(|d| d.active()).sum();
+    let jobs: usize = services
+        .iter()
+        .map(|d| app.jobs.store.list(&d.service.spec.name).len())
+        .sum();
+    let (buckets_count, total_objects) = store.unwrap_or((0, 0));
+    Ok(Json(json!({
+        "cluster": {
+            "nodes_count": 1,
+            "metrics": {
+                "cpu": {
+                    "total_free_cores": machine.cores,
+                    "max_free_on_node_cores": machine.cores,
+                    "total_schedulable_cores": machine.cores,
+                    "total_schedulable_on_node_cores": machine.cores,
+                },
+                "memory": {
+                    "total_free_bytes": machine.available_bytes,
+                    "max_free_on_node_bytes": machine.available_bytes,
+                    "total_schedulable_bytes": machine.total_bytes,
+                    "max_schedulable_on_node_bytes": machine.total_bytes,
+                },
+                "gpu": {"total_gpu": 0},
+            },
+            "nodes": [{
+                "name": machine.hostname,
+                "cpu": {"capacity_cores": machine.cores},
+                "memory": {
+                    "capacity_bytes": machine.total_bytes,
+                    "usage_bytes": machine.total_bytes.saturating_sub(machine.available_bytes),
+                },
+                "gpu": 0,
+                "is_interlink": false,
+                "status": "Ready",
+                "conditions": [{"type": "Ready", "status": true}],
+            }],
+        },
+        "oscar": {
+            "deployment_name": "oscar-wasm",
+            "ready": true,
+            "deployment": {
+                "available_replicas": 1,
+                "ready_replicas": 1,
+                "replicas": 1,
+                "creation_timestamp": crate::jobs::record::rfc3339(app.started_ms),
+                "strategy": "single process",
+                "labels": {},
+            },
+            "jobs_count": jobs,
+            "pods": {"total": running, "states": {"Running": running}},
+            "oidc": {"enabled": false, "issuers": [], "groups": []},
+        },
+        "minio": {"buckets_count": buckets_count, "total_objects": total_objects},
+    })))
+}
+
+/// What this machine has.
+struct Machine {
+    hostname: String,
+    cores: u64,
+    total_bytes: u64,
+    available_bytes: u64,
+}
+
+impl Machine {
+    fn read() -> Self {
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let kib = |key: &str| -> u64 {
+            meminfo
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+                .unwrap_or(0)
+        };
+        Self {
+            hostname: std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_else(|_| "localhost".into()),
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get() as u64),
+            total_bytes: kib("MemTotal:") * 1024,
+            available_bytes: kib("MemAvailable:") * 1024,
+        }
+    }
+}
+
+/// Buckets and objects of the embedded store, counting at most [`COUNT_LIMIT`] entries.
+fn count_objects(root: &std::path::Path) -> (usize, usize) {
+    let Ok(buckets) = std::fs::read_dir(root) else {
+        return (0, 0);
+    };
+    let buckets: Vec<_> = buckets
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .collect();
+    let mut objects = 0;
+    let mut pending = buckets.clone();
+    let mut seen = 0;
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            seen += 1;
+            if seen > COUNT_LIMIT {
+                return (buckets.len(), objects);
+            }
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => pending.push(entry.path()),
+                // s3s-fs keeps its own metadata beside the objects.
+                Ok(t) if t.is_file() && !entry.file_name().to_string_lossy().starts_with('.') => {
+                    objects += 1
+                }
+                _ => {}
+            }
+        }
+    }
+    (buckets.len(), objects)
+}
+
+/// Entries counted at most for `/system/status` (the figure is a lower bound beyond it).
+const COUNT_LIMIT: usize = 1_000_000;
+
+/// OSCAR's ServiceDeploymentStatus: a wasm service is ready once its module is loaded; an
+/// image service once a cluster is there to run its Jobs.
+async fn deployment(
+    State(app): State<AppState>,
+    ServicePath(name): ServicePath,
+) -> Result<Json<Value>, ApiError> {
+    let deployed = app
+        .registry
+        .get(&name)
+        .ok_or_else(|| RegistryError::NotFound(name.to_string()))?;
+    let (kind, ready, reason) = match &deployed.service.spec.backend {
+        Backend::Wasm(_) => (
+            "wasm-module",
+            deployed.runnable.is_some(),
+            "the module could not be loaded at start-up; upload it again",
+        ),
+        Backend::Image { .. } => (
+            "kubernetes-job",
+            app.executor.kube().is_some(),
+            "no Kubernetes cluster is configured",
+        ),
+    };
+    let mut status = json!({
+        "service_name": name.as_str(),
+        "state": if ready { "ready" } else { "unavailable" },
+        "active_instances": deployed.active(),
+        "affected_instances": 0,
+        "resource_kind": kind,
+    });
+    if !ready {
+        status["reason"] = json!(reason);
+    }
+    Ok(Json(status))
+}
+
+/// OSCAR's DeploymentLogStream: a service here has no long-running deployment whose log to
+/// show; its invocations' logs are its jobs'.
+async fn deployment_logs(
+    State(app): State<AppState>,
+    ServicePath(name): ServicePath,
+) -> Result<Json<Value>, ApiError> {
+    if app.registry.get(&name).is_none() {
+        return Err(RegistryError::NotFound(name.to_string()).into());
+    }
+    Ok(Json(json!({
+        "service_name": name.as_str(),
+        "available": false,
+        "message": format!(
+            "oscar-wasm runs no long-lived deployment for a service; the logs of its invocations are at /system/logs/{name}"
+        ),
+        "entries": [],
+    })))
+}
