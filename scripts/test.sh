@@ -9,12 +9,12 @@ cd "$root"
 "$root/scripts/build-guests.sh"
 
 # A real S3 peer for the storage tests: moto's server mode (S3 and SNS), with boto3 to drive it,
-# in a virtualenv beside the build folder.
+# and OSCAR's own Python client, in a virtualenv beside the build folder.
 venv="${CARGO_TARGET_DIR:-$root/target}/test-venv"
-if ! "$venv/bin/python" -c 'import moto.server, boto3' 2>/dev/null; then
-  echo "test: installing moto[server] 5.2.5 and boto3 into $venv"
+if ! "$venv/bin/python" -c 'import moto.server, boto3, oscar_python.client' 2>/dev/null; then
+  echo "test: installing moto[server] 5.2.5, boto3 and oscar-python 2.2.0 into $venv"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q "moto[server]==5.2.5" boto3
+  "$venv/bin/pip" install -q "moto[server]==5.2.5" boto3 "oscar-python==2.2.0"
 fi
 export OSCAR_TEST_PYTHON="$venv/bin/python"
 cargo fmt --all -- --check

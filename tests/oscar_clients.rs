@@ -1,0 +1,142 @@
+//! OSCAR's own clients against the real binary: oscar-python 2.2.0, installed from PyPI by
+//! scripts/test.sh, through every method that applies to this runtime.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+/// The Python of the virtualenv that scripts/test.sh prepares with oscar-python.
+fn test_python() -> String {
+    std::env::var("OSCAR_TEST_PYTHON").unwrap_or_else(|_| {
+        panic!("OSCAR_TEST_PYTHON is not set: run ./scripts/test.sh, which installs oscar-python")
+    })
+}
+
+/// Drives oscar-python's Client and storage client; prints one line per step.
+const SCRIPT: &str = r##"
+import json, os, sys, time
+from oscar_python.client import Client
+
+endpoint, digest, work = sys.argv[1:4]
+c = Client({"cluster_id": "wasm", "endpoint": endpoint, "user": "oscar", "password": "pw",
+            "ssl": "False"})
+
+def step(name, ok, detail=""):
+    print(("ok " if ok else "FAILED ") + name + (": " + str(detail) if detail else ""))
+    if not ok:
+        sys.exit(1)
+
+info = c.get_cluster_info().json()
+step("get_cluster_info", info["version"] >= "4", info["version"])
+config = c.get_cluster_config().json()
+step("get_cluster_config", "oidc_groups" in config["config"] and "minio_provider" in config)
+status = c.get_cluster_status().json()
+step("get_cluster_status", status["cluster"]["nodes_count"] == 1)
+step("health_check", c.health_check().status_code == 200)
+
+# An FDL file as oscar-python reads it: `script` (a file beside it) and `cpu` required.
+with open(os.path.join(work, "script.sh"), "w") as f:
+    f.write("#!/bin/sh\n# the module runs; the script is kept as given\n")
+fdl = os.path.join(work, "upper.yaml")
+with open(fdl, "w") as f:
+    f.write(f"""functions:
+  oscar:
+  - wasm:
+      name: upper
+      module: {digest}
+      cpu: 0.5
+      memory: 64Mi
+      log_level: CRITICAL
+      script: script.sh
+      input:
+      - storage_provider: minio.default
+        path: pyfiles/in
+      output:
+      - storage_provider: minio.default
+        path: pyfiles/out
+""")
+r = c.create_service(fdl)
+step("create_service", r.status_code == 201, r.status_code)
+svc = c.get_service("upper").json()
+step("get_service", svc["labels"]["owner_name"] == "oscar" and svc["cpu"] == "0.5")
+step("list_services", [s["name"] for s in c.list_services().json()] == ["upper"])
+r = c.update_service("upper", fdl)
+step("update_service", r.status_code == 204 and c.get_service("upper").json()["token"] == svc["token"])
+
+r = c.run_service("upper", input="hello oscar")
+import base64
+step("run_service", base64.b64decode(r.text) == b"HELLO OSCAR", r.text)
+r = c.run_service("upper", input="a job", async_call=True)
+step("run_service async", r.status_code == 201, r.status_code)
+job = None
+for _ in range(600):
+    jobs = c.list_jobs("upper").json()["jobs"]
+    done = [name for name, j in jobs.items() if j["status"] == "Succeeded"]
+    if done:
+        job = done[0]
+        break
+    time.sleep(0.05)
+step("list_jobs", job is not None)
+logs = c.get_job_logs("upper", job)
+step("get_job_logs", logs.status_code == 200)
+
+storage = c.create_storage_client("upper")
+local = os.path.join(work, "note.txt")
+with open(local, "w") as f:
+    f.write("from oscar-python")
+storage.upload_file("minio.default", local, "pyfiles/in")
+# The sync and async calls above wrote out/upper.txt too: wait for this upload's result.
+result = ""
+for _ in range(600):
+    listing = storage.list_files_from_path("minio.default", "pyfiles/out")
+    keys = [o["Key"] for o in listing.get("Contents", [])]
+    if keys == ["out/upper.txt"]:
+        storage.download_file("minio.default", work, "pyfiles/out/upper.txt")
+        with open(os.path.join(work, "upper.txt")) as f:
+            result = f.read()
+        if result == "FROM OSCAR-PYTHON":
+            break
+    time.sleep(0.05)
+step("upload_file triggers the service; list_files_from_path and download_file",
+     result == "FROM OSCAR-PYTHON", result)
+
+step("get_deployment_status", c.get_deployment_status("upper").json()["state"] == "ready")
+step("remove_job", c.remove_job("upper", job).status_code == 204)
+step("remove_all_jobs", c.remove_all_jobs("upper").status_code == 204)
+step("remove_service", c.remove_service("upper").status_code == 204)
+"##;
+
+#[test]
+fn oscar_python_2_2_works_unchanged() {
+    let dir = TestDir::new();
+    let server = Server::start(&dir.data(), &["--password", "pw"]);
+    let stored: Value = client()
+        .post(server.url("/system/modules"))
+        .basic_auth("oscar", Some("pw"))
+        .body(guest("uppercase"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let work = dir.data().parent().unwrap().join("python");
+    std::fs::create_dir_all(&work).unwrap();
+    let out = std::process::Command::new(test_python())
+        .args([
+            "-c",
+            SCRIPT,
+            &server.base,
+            stored["digest"].as_str().unwrap(),
+        ])
+        .arg(&work)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.log_text()
+    );
+    assert!(stdout.contains("ok remove_service"), "{stdout}");
+}
