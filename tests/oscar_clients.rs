@@ -34,6 +34,8 @@ step("get_cluster_config", "oidc_groups" in config["config"] and "minio_provider
 status = c.get_cluster_status().json()
 step("get_cluster_status", status["cluster"]["nodes_count"] == 1)
 step("health_check", c.health_check().status_code == 200)
+logs = c.get_system_logs()
+step("get_system_logs", logs.status_code == 200 and "listening on" in logs.text)
 
 # An FDL file as oscar-python reads it: `script` (a file beside it) and `cpu` required.
 with open(os.path.join(work, "script.sh"), "w") as f:

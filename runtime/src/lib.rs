@@ -46,6 +46,7 @@ pub mod oscar_definition;
 pub mod protocol;
 pub mod registry;
 pub mod server;
+pub mod server_log;
 pub mod service;
 pub mod storage;
 pub mod wasm;
