@@ -142,3 +142,99 @@ fn oscar_python_2_2_works_unchanged() {
     );
     assert!(stdout.contains("ok remove_service"), "{stdout}");
 }
+
+/// The requests oscar-cli makes (grycap/oscar-cli pkg/service/service.go, logs.go,
+/// cmd/service_run.go, pkg/storage/storage.go), replayed as it sends them.
+#[test]
+fn oscar_cli_requests_are_answered_as_it_expects() {
+    use base64::Engine as _;
+    let dir = TestDir::new();
+    let server = Server::start(&dir.data(), &["--password", "pw"]);
+    let token = deploy_as(
+        &server,
+        "pw",
+        &guest("uppercase"),
+        serde_json::json!({"name": "upper"}),
+    )["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let c = client();
+    let admin = |r: reqwest::blocking::RequestBuilder| r.basic_auth("oscar", Some("pw"));
+    let b64 = |text: &str| base64::engine::general_purpose::STANDARD.encode(text);
+    let unb64 = |body: &str| {
+        base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .unwrap()
+    };
+
+    // `service run --text-input`: the input base64-encoded, no content type; the cluster's
+    // credentials without --token, the service's token as Bearer with it.
+    for request in [
+        admin(c.post(server.url("/run/upper"))),
+        c.post(server.url("/run/upper")).bearer_auth(&token),
+    ] {
+        let r = request.body(b64("hello cli")).send().unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(unb64(&r.text().unwrap()), b"HELLO CLI");
+    }
+    // `service job`: any 2xx is success.
+    let r = admin(c.post(server.url("/job/upper")))
+        .body(b64("a job"))
+        .send()
+        .unwrap();
+    assert!(r.status().is_success());
+    let job = r.json::<Value>().unwrap()["job_name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    eventually("the job to succeed", || {
+        admin_json(&server, "pw", "/system/logs/upper")["jobs"][&job]["status"] == "Succeeded"
+    });
+
+    // `service logs list`: ?page= always set, empty on the first page.
+    let listed: Value = admin(c.get(server.url("/system/logs/upper?page=")))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(listed["jobs"][&job]["status"], "Succeeded");
+    // `service logs get --show-timestamps`.
+    let log = admin(c.get(server.url(&format!("/system/logs/upper/{job}?timestamps=true"))))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(log.lines().all(|l| l.starts_with("20")), "{log}");
+    // `service logs remove --succeeded`, then `--all`, then one job.
+    let status = |r: reqwest::blocking::RequestBuilder| r.send().unwrap().status().as_u16();
+    assert_eq!(
+        status(admin(c.delete(server.url("/system/logs/upper")))),
+        204
+    );
+    assert!(
+        !admin_json(&server, "pw", "/system/logs/upper")["jobs"]
+            .as_object()
+            .unwrap()
+            .contains_key(&job)
+    );
+    assert_eq!(
+        status(admin(c.delete(server.url("/system/logs/upper?all=true")))),
+        204
+    );
+    assert_eq!(
+        status(admin(
+            c.delete(server.url(&format!("/system/logs/upper/{job}")))
+        )),
+        404
+    );
+
+    // The storage commands read `minio_provider` from the config as a generic map, every
+    // field a string but `verify`.
+    let config = admin_json(&server, "pw", "/system/config");
+    let minio = &config["minio_provider"];
+    for key in ["access_key", "secret_key", "region", "endpoint"] {
+        assert!(minio[key].is_string(), "{key}: {config}");
+    }
+    assert!(minio["verify"].is_boolean());
+}
