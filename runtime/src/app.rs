@@ -67,6 +67,8 @@ pub struct App {
     pub requests: crate::config::RequestLimits,
     /// When the server started, in milliseconds since the Unix epoch.
     pub started_ms: u64,
+    /// Recent invocation requests, OSCAR's execution log.
+    pub executions: crate::api::executions::Executions,
     _data_lock: std::fs::File,
 }
 
@@ -217,6 +219,7 @@ impl App {
             metrics,
             requests: args.request_limits(),
             started_ms: crate::jobs::record::now_ms(),
+            executions: Default::default(),
             _data_lock: data_lock,
         }))
     }

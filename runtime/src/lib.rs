@@ -46,7 +46,6 @@ pub mod oscar_definition;
 pub mod protocol;
 pub mod registry;
 pub mod server;
-pub mod server_log;
 pub mod service;
 pub mod storage;
 pub mod wasm;

@@ -77,9 +77,8 @@ fn serve(args: ServeArgs) -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_env("OSCAR_WASM_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        // Also kept in memory for GET /system/logs; plain text there, so no colours.
-        .with_writer(oscar_wasm::server_log::Tee)
-        .with_ansi(false)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     if let Err(e) = args.check() {
         eprintln!("oscar-wasm: {e}");

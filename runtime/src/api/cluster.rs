@@ -1,5 +1,5 @@
 //! OSCAR's cluster routes as this runtime can answer them: `/system/status` (this machine and
-//! this server, in OSCAR's StatusInfo shape), the server's recent log (`GET /system/logs`), a
+//! this server, in OSCAR's StatusInfo shape), the execution log (`GET /system/logs`), a
 //! service's deployment status and logs; and 501 with a message saying why, never a bare 404,
 //! for the routes that have no meaning here (federation, volumes, quotas, exposed services'
 //! lifecycle, OSCAR's metrics API) or that are not offered yet (buckets).
@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 pub fn routes() -> Router<AppState> {
     let mut router = Router::new()
         .route("/system/status", get(status))
-        .route("/system/logs", get(server_log))
+        .route("/system/logs", get(super::executions::list))
         .route("/system/services/{name}/deployment", get(deployment))
         .route(
             "/system/services/{name}/deployment/logs",
@@ -92,17 +92,6 @@ const NOT_HERE: &[(&str, &str)] = &[
 
 async fn not_here(why: &'static str) -> (StatusCode, String) {
     (StatusCode::NOT_IMPLEMENTED, format!("{why}\n"))
-}
-
-/// GET /system/logs: the server's own recent log, as OSCAR serves its manager's.
-async fn server_log() -> ([(axum::http::HeaderName, &'static str); 1], String) {
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; charset=utf-8",
-        )],
-        crate::server_log::text(),
-    )
 }
 
 /// OSCAR's StatusInfo, filled from this machine (one node) and this server.

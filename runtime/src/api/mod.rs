@@ -6,6 +6,7 @@ mod auth;
 mod body;
 mod cluster;
 pub mod error;
+pub mod executions;
 mod info;
 mod jobs;
 mod modules;
@@ -53,8 +54,16 @@ pub fn router(app: AppState, max_body: u64) -> Router {
     Router::new()
         .route("/health", get(|| async { "Ok" }))
         .merge(system)
-        .merge(run::routes())
-        .merge(jobs::invoke_routes())
+        .merge(
+            // Invocations are recorded in OSCAR's execution log (GET /system/logs).
+            Router::new()
+                .merge(run::routes())
+                .merge(jobs::invoke_routes())
+                .route_layer(axum::middleware::from_fn_with_state(
+                    app.clone(),
+                    executions::record,
+                )),
+        )
         .merge(pods::routes())
         .layer(DefaultBodyLimit::max(limit))
         .with_state(app)

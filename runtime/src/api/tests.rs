@@ -261,10 +261,22 @@ async fn cluster_routes_answer_in_oscar_shapes_or_say_why_not() {
     );
     assert_eq!(status_info["oscar"]["ready"], true);
     assert!(status_info["minio"]["buckets_count"].is_number());
-    crate::server_log::keep("a line the server logged");
+    assert_eq!(h.call("POST", "/run/noop", "aGk=").await.0, StatusCode::OK);
     let (status, body) = h.call("GET", "/system/logs", Body::empty()).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(String::from_utf8_lossy(&body).contains("a line the server logged"));
+    let logs: Value = serde_json::from_slice(&body).unwrap();
+    let run = &logs["logs"][0];
+    assert_eq!(
+        (run["method"].clone(), run["path"].clone()),
+        (json!("POST"), json!("/run/noop"))
+    );
+    assert_eq!(run["status"], 200);
+    assert!(
+        run["raw"]
+            .as_str()
+            .unwrap()
+            .starts_with("[GIN-EXECUTIONS-LOGGER]")
+    );
 
     let (status, body) = h
         .call("GET", "/system/services/noop/deployment", Body::empty())
