@@ -233,6 +233,13 @@ async fn deployment(
         .registry
         .get(&name)
         .ok_or_else(|| RegistryError::NotFound(name.to_string()))?;
+    let mut status = deployment_summary(&app, &deployed);
+    status["service_name"] = json!(name.as_str());
+    Ok(Json(status))
+}
+
+/// OSCAR's ServiceDeploymentSummary of `deployed` (also listed with `?include=deployment`).
+pub fn deployment_summary(app: &AppState, deployed: &crate::registry::Deployed) -> Value {
     let (kind, ready, reason) = match &deployed.service.spec.backend {
         Backend::Wasm(_) => (
             "wasm-module",
@@ -245,17 +252,16 @@ async fn deployment(
             "no Kubernetes cluster is configured",
         ),
     };
-    let mut status = json!({
-        "service_name": name.as_str(),
+    let mut summary = json!({
         "state": if ready { "ready" } else { "unavailable" },
         "active_instances": deployed.active(),
         "affected_instances": 0,
         "resource_kind": kind,
     });
     if !ready {
-        status["reason"] = json!(reason);
+        summary["reason"] = json!(reason);
     }
-    Ok(Json(status))
+    summary
 }
 
 /// OSCAR's DeploymentLogStream: a service here has no long-running deployment whose log to

@@ -4,7 +4,7 @@
 
 mod auth;
 mod body;
-mod cluster;
+pub(crate) mod cluster;
 pub mod error;
 pub mod executions;
 mod info;

@@ -24,12 +24,33 @@ fn parse_json(body: &Bytes) -> Result<Value, ApiError> {
         .map_err(|e| ApiError::BadRequest(format!("the body is not valid JSON: {e}")))
 }
 
-async fn list(State(app): State<AppState>) -> Json<Vec<Value>> {
+#[derive(serde::Deserialize)]
+struct ListQuery {
+    include: Option<String>,
+}
+
+/// Every definition; with `?include=deployment` (a comma-separated list, as OSCAR reads it)
+/// each carries its deployment summary.
+async fn list(
+    State(app): State<AppState>,
+    axum::extract::Query(query): axum::extract::Query<ListQuery>,
+) -> Json<Vec<Value>> {
+    let with_deployment = query.include.as_deref().is_some_and(|include| {
+        include
+            .split(',')
+            .any(|item| item.trim().eq_ignore_ascii_case("deployment"))
+    });
     Json(
         app.registry
             .list()
             .iter()
-            .map(|d| d.service.to_public_json())
+            .map(|d| {
+                let mut shown = d.service.to_public_json();
+                if with_deployment {
+                    shown["deployment"] = super::cluster::deployment_summary(&app, d);
+                }
+                shown
+            })
             .collect(),
     )
 }

@@ -285,6 +285,16 @@ async fn cluster_routes_answer_in_oscar_shapes_or_say_why_not() {
     let deployment: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(deployment["state"], "ready");
     assert_eq!(deployment["resource_kind"], "wasm-module");
+    assert_eq!(deployment["service_name"], "noop");
+    // The dashboard lists services with their deployment summaries.
+    let (_, body) = h
+        .call("GET", "/system/services?include=deployment", Body::empty())
+        .await;
+    let listed: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(listed[0]["deployment"]["state"], "ready");
+    let (_, body) = h.call("GET", "/system/services", Body::empty()).await;
+    let plain: Value = serde_json::from_slice(&body).unwrap();
+    assert!(plain[0].get("deployment").is_none());
     let (_, body) = h
         .call(
             "GET",
