@@ -104,10 +104,15 @@ async fn status(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
     .map_err(|e| ApiError::Internal(e.to_string()))?;
     let services = app.registry.list();
     let running: usize = services.iter().map(|d| d.active()).sum();
-    let jobs: usize = services
-        .iter()
-        .map(|d| app.jobs.store.list(&d.service.spec.name).len())
-        .sum();
+    // OSCAR counts its pods by phase; here: invocations running, and jobs by status.
+    let mut counts = std::collections::BTreeMap::<&str, usize>::new();
+    for d in &services {
+        for record in app.jobs.store.list(&d.service.spec.name) {
+            *counts.entry(record.status.name()).or_default() += 1;
+        }
+    }
+    let jobs: usize = counts.values().sum();
+    let count = |status: &str| counts.get(status).copied().unwrap_or(0);
     let (buckets_count, total_objects) = store.unwrap_or((0, 0));
     Ok(Json(json!({
         "cluster": {
@@ -129,7 +134,7 @@ async fn status(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
             },
             "nodes": [{
                 "name": machine.hostname,
-                "cpu": {"capacity_cores": machine.cores},
+                "cpu": {"capacity_cores": machine.cores, "usage_cores": machine.load},
                 "memory": {
                     "capacity_bytes": machine.total_bytes,
                     "usage_bytes": machine.total_bytes.saturating_sub(machine.available_bytes),
@@ -152,7 +157,15 @@ async fn status(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
                 "labels": {},
             },
             "jobs_count": jobs,
-            "pods": {"total": running, "states": {"Running": running}},
+            "pods": {
+                "total": running + count("Pending") + count("Succeeded") + count("Failed"),
+                "states": {
+                    "Pending": count("Pending"),
+                    "Running": running,
+                    "Succeeded": count("Succeeded"),
+                    "Failed": count("Failed"),
+                },
+            },
             "oidc": {"enabled": false, "issuers": [], "groups": []},
         },
         "minio": {"buckets_count": buckets_count, "total_objects": total_objects},
@@ -163,6 +176,8 @@ async fn status(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
 struct Machine {
     hostname: String,
     cores: u64,
+    /// The one-minute load average, rounded: cores in use, as near as Linux says.
+    load: u64,
     total_bytes: u64,
     available_bytes: u64,
 }
@@ -182,6 +197,10 @@ impl Machine {
                 .map(|h| h.trim().to_string())
                 .unwrap_or_else(|_| "localhost".into()),
             cores: std::thread::available_parallelism().map_or(1, |n| n.get() as u64),
+            load: std::fs::read_to_string("/proc/loadavg")
+                .ok()
+                .and_then(|l| l.split_whitespace().next()?.parse::<f64>().ok())
+                .map_or(0, |l| l.round() as u64),
             total_bytes: kib("MemTotal:") * 1024,
             available_bytes: kib("MemAvailable:") * 1024,
         }

@@ -328,3 +328,80 @@ async fn cluster_routes_answer_in_oscar_shapes_or_say_why_not() {
         assert!(String::from_utf8_lossy(&body).contains("not"), "{uri}");
     }
 }
+
+/// The fields oscar-dashboard (grycap/oscar-dashboard@bc98e6c) reads on its first load and on
+/// its services and cluster-info pages: src/contexts/AuthContext.tsx, ServicesList,
+/// pages/ui/info and pages/ui/cluster_info.
+#[tokio::test]
+async fn every_field_the_dashboard_reads_is_there() {
+    let h = harness(&[]);
+    deploy_noop(&h, "noop").await;
+    let get = async |uri: &str| -> Value {
+        let (status, body) = h.call("GET", uri, Body::empty()).await;
+        assert_eq!(status, StatusCode::OK, "{uri}");
+        serde_json::from_slice(&body).unwrap()
+    };
+    let has = |value: &Value, pointer: &str| {
+        assert!(
+            value.pointer(pointer).is_some_and(|v| !v.is_null()),
+            "{pointer} missing in {value}"
+        );
+    };
+    let info = get("/system/info").await;
+    for pointer in ["/version", "/git_commit"] {
+        has(&info, pointer);
+    }
+    let config = get("/system/config").await;
+    for pointer in [
+        "/config/oidc_groups",
+        "/config/gpu_available",
+        "/config/interLink_available",
+        "/config/yunikorn_enable",
+    ] {
+        has(&config, pointer);
+    }
+    let services = get("/system/services?include=deployment").await;
+    for pointer in [
+        "/0/name",
+        "/0/labels/owner_name",
+        "/0/owner",
+        "/0/deployment/state",
+    ] {
+        has(&services, pointer);
+    }
+    let status = get("/system/status").await;
+    for pointer in [
+        "/cluster/nodes_count",
+        "/cluster/metrics/cpu/total_free_cores",
+        "/cluster/metrics/cpu/max_free_on_node_cores",
+        "/cluster/metrics/memory/total_free_bytes",
+        "/cluster/metrics/memory/max_free_on_node_bytes",
+        "/cluster/metrics/gpu/total_gpu",
+        "/cluster/nodes/0/cpu/capacity_cores",
+        "/cluster/nodes/0/cpu/usage_cores",
+        "/cluster/nodes/0/memory/capacity_bytes",
+        "/cluster/nodes/0/memory/usage_bytes",
+        "/cluster/nodes/0/gpu",
+        "/minio/buckets_count",
+        "/minio/total_objects",
+        "/oscar/deployment_name",
+        "/oscar/jobs_count",
+        "/oscar/deployment/available_replicas",
+        "/oscar/deployment/ready_replicas",
+        "/oscar/deployment/replicas",
+        "/oscar/deployment/creation_timestamp",
+        "/oscar/deployment/strategy",
+        "/oscar/pods/total",
+        "/oscar/pods/states/Pending",
+        "/oscar/pods/states/Running",
+        "/oscar/pods/states/Succeeded",
+        "/oscar/pods/states/Failed",
+        "/oscar/oidc/enabled",
+        "/oscar/oidc/issuers",
+        "/oscar/oidc/groups",
+    ] {
+        has(&status, pointer);
+    }
+    let jobs = get("/system/logs/noop?page=").await;
+    has(&jobs, "/jobs");
+}
