@@ -342,12 +342,7 @@ fn overload_is_refused_at_once_and_the_server_recovers() {
 
 /// The value of a gauge or counter line of /metrics.
 fn metric(server: &Server, name: &str) -> i64 {
-    let text = client()
-        .get(server.url("/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let text = metrics_text(server);
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
         .unwrap_or(0)

@@ -417,12 +417,7 @@ fn metrics_count_what_happened() {
     let job = submit(&server, "probe", b"print job\n");
     wait_finished(&server, "probe", 2);
     let _ = job;
-    let text = client()
-        .get(server.url("/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let text = metrics_text(&server);
     for expected in [
         r#"oscar_wasm_invocations_total{kind="sync",outcome="success",service="probe"} 3"#,
         r#"oscar_wasm_invocations_total{kind="sync",outcome="exit",service="probe"} 1"#,

@@ -502,12 +502,7 @@ fn image_services_get_the_same_admission_control_as_modules() {
         assert_eq!(first.join().unwrap().1, "timeout");
     });
     // Counted by the same metrics as modules, the refusal included.
-    let metrics = client()
-        .get(server.url("/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = metrics_text(server);
     assert!(
         metrics
             .lines()
@@ -634,12 +629,7 @@ fn async_jobs_keep_logs_and_outputs_and_go_with_their_service() {
         .unwrap();
     assert_eq!(&out[..], b"QUEUED");
     // Counted like any invocation.
-    let metrics = client()
-        .get(server.url("/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = metrics_text(&server);
     assert!(
         metrics
             .lines()

@@ -85,101 +85,32 @@ impl App {
         embedded_store: Option<std::net::SocketAddr>,
         kube: Option<crate::kube::Kube>,
     ) -> Result<Arc<Self>, StartError> {
-        let data_dir = &args.data_dir;
-        // A new data folder is owner-only: it holds secrets and users' files. An existing one
-        // is left as its owner set it; the folders inside are made owner-only below.
-        if !data_dir.exists() {
-            crate::fsutil::create_private_dir(data_dir)
-                .map_err(io_context(format!("creating {}", data_dir.display())))?;
-        }
-        let data_dir = data_dir
-            .canonicalize()
-            .map_err(io_context(format!("resolving {}", data_dir.display())))?;
-        let data_lock = lock_data_dir(&data_dir)?;
-        let default_timeout = args.default_timeout().map_err(StartError::Config)?;
-        let max_timeout = std::time::Duration::try_from_secs_f64(args.max_timeout)
-            .map_err(|e| StartError::Config(format!("--max-timeout: {e}")))?;
-        let service_concurrency = args
-            .max_service_concurrency
-            .unwrap_or(args.max_concurrency)
-            .max(1);
-        if args.default_memory > args.max_memory {
-            return Err(StartError::Config(
-                "--default-memory is above --max-memory".into(),
-            ));
-        }
-
+        let (data_dir, data_lock) = open_data_dir(&args.data_dir)?;
+        let settings = Settings::check(args)?;
         let engine = WasmEngine::new(&EngineSettings {
             max_instances: u32::try_from(args.max_concurrency).unwrap_or(u32::MAX),
             max_memory: args.max_memory,
         })
         .map_err(|e| StartError::Engine(format!("{e:#}")))?;
         let metrics = Arc::new(Metrics::new());
-        let modules = ModuleStore::open(&data_dir, engine.clone(), metrics.clone())
-            .map_err(io_context("opening the module store"))?;
-        let (registry, stored) =
-            Registry::open(&data_dir).map_err(io_context("opening the service registry"))?;
-        for service in stored {
-            let runnable = match service.spec.backend.module().map(|m| modules.runnable(m)) {
-                Some(Ok(r)) => Some(r),
-                Some(Err(e)) => {
-                    tracing::error!(service = %service.spec.name, error = %e, "service module unavailable");
-                    None
-                }
-                None => None,
-            };
-            registry.restore(Deployed::new(service, runnable, service_concurrency));
-        }
-
-        let scratch_path = args.scratch_root(&data_dir);
-        let scratch = ScratchRoot::prepare(scratch_path.clone()).map_err(io_context(format!(
-            "preparing scratch folder {}",
-            scratch_path.display()
-        )))?;
-        let invoker = Invoker::new(
-            engine,
-            scratch,
-            InvokerSettings {
-                default_timeout,
-                default_memory: args.default_memory,
-                output_limits: OutputLimits {
-                    max_files: args.max_output_files,
-                    max_bytes: args.max_output,
-                },
-                max_log_bytes: usize::try_from(args.max_log).unwrap_or(usize::MAX),
-            },
-            &metrics,
+        let modules = Arc::new(
+            ModuleStore::open(&data_dir, engine.clone(), metrics.clone())
+                .map_err(io_context("opening the module store"))?,
         );
-        let jobs = Jobs::open(
+        let registry = Arc::new(restore_services(
             &data_dir,
-            Retention {
-                max_jobs: args.max_jobs,
-                max_bytes: args.max_job_bytes,
-                max_failed_runs: args.max_failed_runs,
-                max_pending: args.max_pending_jobs.max(1),
-                max_pending_total: args.max_pending_total.max(1),
-            },
-            args.job_workers,
-            metrics.clone(),
-        )
-        .map_err(io_context("opening the job store"))?;
-        let storage = crate::storage::Storage {
-            default_provider: args.default_provider(
-                embedded_store,
-                args.embedded_store_keys(&data_dir)
-                    .map_err(io_context("reading the embedded store's keys"))?,
-            ),
-            staging: invoker.scratch_root().join(".staging"),
-            embedded_buckets: embedded_store.map(|_| data_dir.join("buckets")),
-        };
-        storage.clean_staging();
+            &modules,
+            settings.service_concurrency,
+        )?);
+        let invoker = open_invoker(args, &data_dir, engine, &settings, &metrics)?;
+        let jobs = Arc::new(open_jobs(args, &data_dir, &metrics)?);
+        let storage = Arc::new(open_storage(
+            args,
+            &data_dir,
+            embedded_store,
+            invoker.scratch_root(),
+        )?);
         let kube = kube.map(Arc::new);
-        let (registry, modules, jobs, storage) = (
-            Arc::new(registry),
-            Arc::new(modules),
-            Arc::new(jobs),
-            Arc::new(storage),
-        );
         let deployer = Deployer::new(
             DeployerParts {
                 registry: registry.clone(),
@@ -191,8 +122,8 @@ impl App {
             },
             DeployLimits {
                 max_memory: args.max_memory,
-                max_timeout,
-                service_concurrency,
+                max_timeout: settings.max_timeout,
+                service_concurrency: settings.service_concurrency,
                 allow_local_endpoints: args.allow_local_endpoints,
                 default_memory: args.default_memory,
             },
@@ -203,14 +134,14 @@ impl App {
             ExecutorSettings {
                 max_concurrency: args.max_concurrency,
                 max_queue: args.max_queue,
-                default_timeout,
+                default_timeout: settings.default_timeout,
             },
             metrics.clone(),
         );
         Ok(Arc::new(Self {
             executor: Arc::new(executor),
             deployer: Arc::new(deployer),
-            data_dir: data_dir.clone(),
+            data_dir,
             storage,
             registry,
             modules,
@@ -223,6 +154,140 @@ impl App {
             _data_lock: data_lock,
         }))
     }
+}
+
+/// The settings that need checking beyond what the flags' parsers check.
+struct Settings {
+    default_timeout: std::time::Duration,
+    max_timeout: std::time::Duration,
+    service_concurrency: usize,
+}
+
+impl Settings {
+    fn check(args: &ServeArgs) -> Result<Self, StartError> {
+        if args.default_memory > args.max_memory {
+            return Err(StartError::Config(
+                "--default-memory is above --max-memory".into(),
+            ));
+        }
+        Ok(Self {
+            default_timeout: args.default_timeout().map_err(StartError::Config)?,
+            max_timeout: std::time::Duration::try_from_secs_f64(args.max_timeout)
+                .map_err(|e| StartError::Config(format!("--max-timeout: {e}")))?,
+            service_concurrency: args
+                .max_service_concurrency
+                .unwrap_or(args.max_concurrency)
+                .max(1),
+        })
+    }
+}
+
+/// The data folder, canonical, and its lock. A new data folder is owner-only: it holds secrets
+/// and users' files. An existing one is left as its owner set it; the folders inside are made
+/// owner-only by the stores that own them.
+fn open_data_dir(data_dir: &Path) -> Result<(PathBuf, std::fs::File), StartError> {
+    if !data_dir.exists() {
+        crate::fsutil::create_private_dir(data_dir)
+            .map_err(io_context(format!("creating {}", data_dir.display())))?;
+    }
+    let data_dir = data_dir
+        .canonicalize()
+        .map_err(io_context(format!("resolving {}", data_dir.display())))?;
+    let lock = lock_data_dir(&data_dir)?;
+    Ok((data_dir, lock))
+}
+
+/// The registry with every stored service; a service whose module cannot be loaded stays
+/// registered and answers 503.
+fn restore_services(
+    data_dir: &Path,
+    modules: &ModuleStore,
+    service_concurrency: usize,
+) -> Result<Registry, StartError> {
+    let (registry, stored) =
+        Registry::open(data_dir).map_err(io_context("opening the service registry"))?;
+    for service in stored {
+        let runnable = match service.spec.backend.module().map(|m| modules.runnable(m)) {
+            Some(Ok(r)) => Some(r),
+            Some(Err(e)) => {
+                tracing::error!(service = %service.spec.name, error = %e, "service module unavailable");
+                None
+            }
+            None => None,
+        };
+        registry.restore(Deployed::new(service, runnable, service_concurrency));
+    }
+    Ok(registry)
+}
+
+/// The wasm invoker over a freshly prepared scratch root.
+fn open_invoker(
+    args: &ServeArgs,
+    data_dir: &Path,
+    engine: Arc<WasmEngine>,
+    settings: &Settings,
+    metrics: &Metrics,
+) -> Result<Invoker, StartError> {
+    let scratch_path = args.scratch_root(data_dir);
+    let scratch = ScratchRoot::prepare(scratch_path.clone()).map_err(io_context(format!(
+        "preparing scratch folder {}",
+        scratch_path.display()
+    )))?;
+    Ok(Invoker::new(
+        engine,
+        scratch,
+        InvokerSettings {
+            default_timeout: settings.default_timeout,
+            default_memory: args.default_memory,
+            output_limits: OutputLimits {
+                max_files: args.max_output_files,
+                max_bytes: args.max_output,
+            },
+            max_log_bytes: usize::try_from(args.max_log).unwrap_or(usize::MAX),
+        },
+        metrics,
+    ))
+}
+
+/// The job store and queue, within the retention and pending limits.
+fn open_jobs(
+    args: &ServeArgs,
+    data_dir: &Path,
+    metrics: &Arc<Metrics>,
+) -> Result<Jobs, StartError> {
+    Jobs::open(
+        data_dir,
+        Retention {
+            max_jobs: args.max_jobs,
+            max_bytes: args.max_job_bytes,
+            max_failed_runs: args.max_failed_runs,
+            max_pending: args.max_pending_jobs.max(1),
+            max_pending_total: args.max_pending_total.max(1),
+        },
+        args.job_workers,
+        metrics.clone(),
+    )
+    .map_err(io_context("opening the job store"))
+}
+
+/// The storage settings: `minio.default` (the embedded store at `embedded_store`, or the
+/// external one), and a clean staging folder beside the scratch folders.
+fn open_storage(
+    args: &ServeArgs,
+    data_dir: &Path,
+    embedded_store: Option<std::net::SocketAddr>,
+    scratch_root: &Path,
+) -> Result<crate::storage::Storage, StartError> {
+    let keys = args
+        .embedded_store_keys(data_dir)
+        .map_err(io_context("reading the embedded store's keys"))?;
+    let storage = crate::storage::Storage {
+        default_provider: args.default_provider(embedded_store, keys),
+        staging: scratch_root.join(".staging"),
+        embedded_buckets: embedded_store.map(|_| data_dir.join("buckets")),
+    };
+    storage.clean_staging();
+    Ok(storage)
 }
 
 fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, StartError> {

@@ -167,6 +167,12 @@ impl Registry {
         self.read().get(name).cloned()
     }
 
+    /// One service, or `NotFound`.
+    pub fn require(&self, name: &str) -> Result<Arc<Deployed>, RegistryError> {
+        self.get(name)
+            .ok_or_else(|| RegistryError::NotFound(name.to_string()))
+    }
+
     /// Every service, by name.
     pub fn list(&self) -> Vec<Arc<Deployed>> {
         self.read().values().cloned().collect()

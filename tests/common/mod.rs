@@ -266,6 +266,16 @@ pub fn eventually_some<T>(what: &str, mut condition: impl FnMut() -> Option<T>) 
     }
 }
 
+/// The server's Prometheus metrics, as text (an open server's).
+pub fn metrics_text(server: &Server) -> String {
+    client()
+        .get(server.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap()
+}
+
 /// GET `path` with the administrator's `password`, as JSON.
 pub fn admin_json(server: &Server, password: &str, path: &str) -> serde_json::Value {
     client()

@@ -6,7 +6,6 @@
 
 use super::names::ServicePath;
 use super::{ApiError, AppState};
-use crate::registry::RegistryError;
 use crate::service::Backend;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -248,10 +247,7 @@ async fn deployment(
     State(app): State<AppState>,
     ServicePath(name): ServicePath,
 ) -> Result<Json<Value>, ApiError> {
-    let deployed = app
-        .registry
-        .get(&name)
-        .ok_or_else(|| RegistryError::NotFound(name.to_string()))?;
+    let deployed = app.registry.require(&name)?;
     let mut status = deployment_summary(&app, &deployed);
     status["service_name"] = json!(name.as_str());
     Ok(Json(status))
@@ -289,9 +285,7 @@ async fn deployment_logs(
     State(app): State<AppState>,
     ServicePath(name): ServicePath,
 ) -> Result<Json<Value>, ApiError> {
-    if app.registry.get(&name).is_none() {
-        return Err(RegistryError::NotFound(name.to_string()).into());
-    }
+    app.registry.require(&name)?;
     Ok(Json(json!({
         "service_name": name.as_str(),
         "available": false,

@@ -14,7 +14,19 @@ use std::time::Instant;
 /// Entries kept; the oldest go first.
 pub const MAX_ENTRIES: usize = 10_000;
 
-/// One invocation request, as OSCAR's executions logger records it.
+/// One invocation request, as recorded on the hot path: only what the request gives; the
+/// shapes OSCAR shows are made when the log is read.
+#[derive(Debug, Clone)]
+struct Recorded {
+    at_ms: u64,
+    status: u16,
+    latency: std::time::Duration,
+    method: axum::http::Method,
+    path: String,
+    user: String,
+}
+
+/// One invocation request, as OSCAR's executions logger shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Execution {
     /// When it was answered, RFC 3339.
@@ -35,15 +47,35 @@ pub struct Execution {
     pub raw: String,
 }
 
+impl From<&Recorded> for Execution {
+    fn from(r: &Recorded) -> Self {
+        let timestamp = crate::jobs::record::rfc3339_ms(r.at_ms);
+        let latency = format!("{:?}", r.latency);
+        let raw = format!(
+            "[GIN-EXECUTIONS-LOGGER] {timestamp} | {} | {latency} | | {} {} | {}",
+            r.status, r.method, r.path, r.user
+        );
+        Self {
+            timestamp,
+            status: r.status,
+            latency,
+            client_ip: String::new(),
+            method: r.method.to_string(),
+            path: r.path.clone(),
+            user: r.user.clone(),
+            raw,
+        }
+    }
+}
+
 /// The recent executions.
 #[derive(Default)]
 pub struct Executions {
-    entries: Mutex<VecDeque<Execution>>,
+    entries: Mutex<VecDeque<Recorded>>,
 }
 
 impl Executions {
-    /// Keeps one entry.
-    pub fn record(&self, entry: Execution) {
+    fn record(&self, entry: Recorded) {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         if entries.len() >= MAX_ENTRIES {
             entries.pop_front();
@@ -51,38 +83,30 @@ impl Executions {
         entries.push_back(entry);
     }
 
-    /// Every kept entry, oldest first.
+    /// Every kept entry, oldest first, in OSCAR's shape.
     pub fn all(&self) -> Vec<Execution> {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.iter().cloned().collect()
+        entries.iter().map(Execution::from).collect()
     }
 }
 
 /// Middleware of the invocation routes: records each request once it is answered.
 pub async fn record(State(app): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().to_string();
+    let method = request.method().clone();
     let path = request.uri().path().to_string();
     let user = match super::auth::presented(request.headers()) {
         crate::auth::Presented::Basic { user, .. } => String::from_utf8_lossy(&user).into_owned(),
         _ => String::new(),
     };
     let response = next.run(request).await;
-    let latency = format!("{:?}", started.elapsed());
-    let timestamp = crate::jobs::record::rfc3339_ms(crate::jobs::record::now_ms());
-    let status = response.status().as_u16();
-    let raw = format!(
-        "[GIN-EXECUTIONS-LOGGER] {timestamp} | {status} | {latency} | | {method} {path} | {user}"
-    );
-    app.executions.record(Execution {
-        timestamp,
-        status,
-        latency,
-        client_ip: String::new(),
+    app.executions.record(Recorded {
+        at_ms: crate::jobs::record::now_ms(),
+        status: response.status().as_u16(),
+        latency: started.elapsed(),
         method,
         path,
         user,
-        raw,
     });
     response
 }

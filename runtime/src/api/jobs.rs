@@ -8,7 +8,6 @@ use crate::jobs::JobInput;
 use crate::jobs::record::{Origin, rfc3339};
 use crate::protocol::{JobCreated, headers};
 use crate::protocol::{JobName, ServiceName};
-use crate::registry::RegistryError;
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -80,9 +79,7 @@ async fn list(
     ServicePath(service): ServicePath,
     Query(page): Query<Page>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    if app.registry.get(&service).is_none() {
-        return Err(RegistryError::NotFound(service.into_string()).into());
-    }
+    app.registry.require(&service)?;
     let records = app.jobs.store.list(&service);
     let offset: usize = match page.page.as_deref() {
         None | Some("") => 0,
@@ -182,9 +179,7 @@ async fn delete_all(
     ServicePath(service): ServicePath,
     Query(query): Query<AllQuery>,
 ) -> Result<StatusCode, ApiError> {
-    if app.registry.get(&service).is_none() {
-        return Err(RegistryError::NotFound(service.into_string()).into());
-    }
+    app.registry.require(&service)?;
     let removed = app
         .jobs
         .remove_all(&service, flag("all", query.all.as_deref())?)

@@ -2,7 +2,6 @@
 
 use super::names::ServicePath;
 use super::{ApiError, AppState};
-use crate::registry::RegistryError;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -59,10 +58,7 @@ async fn get_one(
     State(app): State<AppState>,
     ServicePath(name): ServicePath,
 ) -> Result<Json<Value>, ApiError> {
-    let deployed = app
-        .registry
-        .get(&name)
-        .ok_or(RegistryError::NotFound(name.into_string()))?;
+    let deployed = app.registry.require(&name)?;
     Ok(Json(deployed.service.to_public_json()))
 }
 

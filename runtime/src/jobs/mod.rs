@@ -61,6 +61,22 @@ impl Ending {
     }
 }
 
+#[cfg(test)]
+impl Jobs {
+    /// A job store in `dir` for unit tests: one worker, room for 100 pending jobs.
+    pub fn for_tests(dir: &Path) -> Arc<Self> {
+        let retention = Retention {
+            max_jobs: 100,
+            max_bytes: u64::MAX,
+            max_failed_runs: 10,
+            max_pending: 100,
+            max_pending_total: 100,
+        };
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        Arc::new(Self::open(dir, retention, 1, metrics).unwrap())
+    }
+}
+
 /// The job queue, its workers' shared state, and the job store.
 pub struct Jobs {
     /// Records, logs and outputs on disk.

@@ -210,8 +210,6 @@ mod tests {
     use super::*;
     use crate::faas::OutputFile;
     use crate::invoke::Exit;
-    use crate::jobs::store::Retention;
-    use crate::storage::spec::Provider;
     use std::time::Duration;
 
     /// Stands in for the executor: succeeds, fails, or waits until told to go on.
@@ -258,33 +256,14 @@ mod tests {
 
     fn setup(fake: Fake) -> Setup {
         let dir = tempfile::tempdir().unwrap();
-        let retention = Retention {
-            max_jobs: 10,
-            max_bytes: u64::MAX,
-            max_failed_runs: 10,
-            max_pending: 10,
-            max_pending_total: 10,
-        };
-        let metrics = Arc::new(crate::metrics::Metrics::new());
-        let jobs = Arc::new(Jobs::open(dir.path(), retention, 1, metrics).unwrap());
+        let jobs = Jobs::for_tests(dir.path());
         let (registry, _) = Registry::open(dir.path()).unwrap();
         let service = crate::service::Service::from_definition(serde_json::json!({
             "name": "svc", "module": format!("sha256:{}", "ab".repeat(32))
         }))
         .unwrap();
         registry.restore(Deployed::new(service, None, 1));
-        let storage = Storage {
-            default_provider: Provider {
-                reference: "minio.default".into(),
-                endpoint: Some("http://127.0.0.1:9".into()),
-                region: "us-east-1".into(),
-                access_key: "a".into(),
-                secret_key: "b".into(),
-                verify: true,
-            },
-            staging: dir.path().join("staging"),
-            embedded_buckets: None,
-        };
+        let storage = Storage::for_tests(dir.path());
         Setup {
             parts: WorkerParts {
                 jobs,

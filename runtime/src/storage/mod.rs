@@ -171,6 +171,25 @@ impl Storage {
     }
 }
 
+#[cfg(test)]
+impl Storage {
+    /// Settings for unit tests: an unreachable `minio.default`, staging under `dir`.
+    pub fn for_tests(dir: &std::path::Path) -> Self {
+        Self {
+            default_provider: Provider {
+                reference: DEFAULT_PROVIDER.into(),
+                endpoint: Some("http://127.0.0.1:9".into()),
+                region: "us-east-1".into(),
+                access_key: "a".into(),
+                secret_key: "b".into(),
+                verify: true,
+            },
+            staging: dir.join("staging"),
+            embedded_buckets: None,
+        }
+    }
+}
+
 /// A MinIO-shaped event for an object created in the embedded store, as MinIO would post it.
 pub fn minio_event(bucket: &str, key: &str) -> ObjectEvent {
     let time = crate::jobs::record::rfc3339_ms(crate::jobs::record::now_ms());

@@ -293,30 +293,11 @@ mod tests {
 
     fn setup() -> Setup {
         let dir = tempfile::tempdir().unwrap();
-        let retention = crate::jobs::store::Retention {
-            max_jobs: 100,
-            max_bytes: u64::MAX,
-            max_failed_runs: 10,
-            max_pending: 100,
-            max_pending_total: 100,
-        };
-        let metrics = Arc::new(crate::metrics::Metrics::new());
-        let jobs = Arc::new(Jobs::open(dir.path(), retention, 1, metrics).unwrap());
+        let jobs = Jobs::for_tests(dir.path());
         let (registry, _) = Registry::open(dir.path()).unwrap();
         let bucket = Arc::new(InMemory::new());
         let opened = bucket.clone();
-        let storage = Storage {
-            default_provider: Provider {
-                reference: "minio.default".into(),
-                endpoint: Some("http://store.example.org".into()),
-                region: "us-east-1".into(),
-                access_key: "a".into(),
-                secret_key: "b".into(),
-                verify: true,
-            },
-            staging: dir.path().join("staging"),
-            embedded_buckets: None,
-        };
+        let storage = Storage::for_tests(dir.path());
         Setup {
             parts: PollerParts {
                 registry: Arc::new(registry),

@@ -68,11 +68,51 @@ fn poll_oneoff(
     {
         return Ok(ERRNO_FAULT);
     }
-
     let state = caller.data();
     let started = Instant::now();
+    let (mut ready, clocks) = read_subscriptions(&raw, state.clock.origin)?;
+    if ready.is_empty() {
+        let elapsed = sleep_until_first(&clocks, started, &state.interrupt)?;
+        ready.extend(
+            clocks
+                .iter()
+                .filter(|(_, wait)| *wait <= elapsed)
+                .map(|(userdata, _)| Event {
+                    userdata: *userdata,
+                    error: 0,
+                    kind: EVENTTYPE_CLOCK,
+                }),
+        );
+    }
+    let out = encode_events(&ready);
+    let count = u32::try_from(ready.len()).unwrap_or(u32::MAX);
+    if memory
+        .write(&mut caller, events_ptr as u32 as usize, &out)
+        .is_err()
+        || memory
+            .write(
+                &mut caller,
+                nevents_ptr as u32 as usize,
+                &count.to_le_bytes(),
+            )
+            .is_err()
+    {
+        return Ok(ERRNO_FAULT);
+    }
+    Ok(ERRNO_SUCCESS)
+}
+
+/// A clock subscription: its userdata, and how long it waits.
+type ClockWait = (u64, Duration);
+
+/// The events ready at once (fd subscriptions, unsupported clocks), and each clock
+/// subscription as (userdata, how long to wait). `origin` is where the guest's monotonic clock
+/// reads zero.
+fn read_subscriptions(
+    raw: &[u8],
+    origin: Instant,
+) -> wasmtime::Result<(Vec<Event>, Vec<ClockWait>)> {
     let mut ready = Vec::new();
-    // (userdata, how long to wait) of each clock subscription.
     let mut clocks = Vec::new();
     for sub in raw.chunks_exact(SUBSCRIPTION_SIZE) {
         let userdata = u64::from_le_bytes(sub[0..8].try_into()?);
@@ -89,24 +129,7 @@ fn poll_oneoff(
         let id = u32::from_le_bytes(sub[16..20].try_into()?);
         let timeout = Duration::from_nanos(u64::from_le_bytes(sub[24..32].try_into()?));
         let flags = u16::from_le_bytes(sub[40..42].try_into()?);
-        let wait = if flags & SUBSCRIPTION_CLOCK_ABSTIME == 0 {
-            match id {
-                CLOCK_REALTIME | CLOCK_MONOTONIC => Some(timeout),
-                _ => None,
-            }
-        } else {
-            match id {
-                CLOCK_REALTIME => {
-                    let now = SystemTime::now()
-                        .duration_since(SystemTime::UNIX_EPOCH)
-                        .unwrap_or_default();
-                    Some(timeout.saturating_sub(now))
-                }
-                CLOCK_MONOTONIC => Some(timeout.saturating_sub(state.clock.origin.elapsed())),
-                _ => None,
-            }
-        };
-        match wait {
+        match clock_wait(id, timeout, flags & SUBSCRIPTION_CLOCK_ABSTIME != 0, origin) {
             Some(wait) => clocks.push((userdata, wait)),
             None => ready.push(Event {
                 userdata,
@@ -115,55 +138,54 @@ fn poll_oneoff(
             }),
         }
     }
+    Ok((ready, clocks))
+}
 
-    if ready.is_empty() {
-        let target = clocks
-            .iter()
-            .map(|(_, wait)| *wait)
-            .min()
-            .unwrap_or_default();
-        let interrupt = state.interrupt.clone();
-        loop {
-            // Raised as the guest's error: the caller reads it as a timeout or cancellation.
-            interrupt.check().map_err(wasmtime::Error::new)?;
-            let elapsed = started.elapsed();
-            if elapsed >= target {
-                break;
-            }
-            std::thread::sleep((target - elapsed).min(SLICE));
+/// How long a clock subscription waits; `None` for a clock this sandbox does not offer.
+fn clock_wait(id: u32, timeout: Duration, absolute: bool, origin: Instant) -> Option<Duration> {
+    match (id, absolute) {
+        (CLOCK_REALTIME | CLOCK_MONOTONIC, false) => Some(timeout),
+        (CLOCK_REALTIME, true) => {
+            let now = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default();
+            Some(timeout.saturating_sub(now))
         }
-        let elapsed = started.elapsed();
-        ready.extend(
-            clocks
-                .iter()
-                .filter(|(_, wait)| *wait <= elapsed)
-                .map(|(userdata, _)| Event {
-                    userdata: *userdata,
-                    error: 0,
-                    kind: EVENTTYPE_CLOCK,
-                }),
-        );
+        (CLOCK_MONOTONIC, true) => Some(timeout.saturating_sub(origin.elapsed())),
+        _ => None,
     }
+}
 
-    let mut out = vec![0u8; ready.len() * EVENT_SIZE];
-    for (event, slot) in ready.iter().zip(out.chunks_exact_mut(EVENT_SIZE)) {
+/// Sleeps in slices until the shortest clock's wait has passed since `started`, raising the
+/// guest's deadline or cancellation as its error; returns the time slept.
+fn sleep_until_first(
+    clocks: &[ClockWait],
+    started: Instant,
+    interrupt: &super::Interrupt,
+) -> wasmtime::Result<Duration> {
+    let target = clocks
+        .iter()
+        .map(|(_, wait)| *wait)
+        .min()
+        .unwrap_or_default();
+    loop {
+        // Raised as the guest's error: the caller reads it as a timeout or cancellation.
+        interrupt.check().map_err(wasmtime::Error::new)?;
+        let elapsed = started.elapsed();
+        if elapsed >= target {
+            return Ok(elapsed);
+        }
+        std::thread::sleep((target - elapsed).min(SLICE));
+    }
+}
+
+/// The events in WASI's layout, 32 bytes each.
+fn encode_events(events: &[Event]) -> Vec<u8> {
+    let mut out = vec![0u8; events.len() * EVENT_SIZE];
+    for (event, slot) in events.iter().zip(out.chunks_exact_mut(EVENT_SIZE)) {
         slot[0..8].copy_from_slice(&event.userdata.to_le_bytes());
         slot[8..10].copy_from_slice(&event.error.to_le_bytes());
         slot[10] = event.kind;
     }
-    let count = u32::try_from(ready.len()).unwrap_or(u32::MAX);
-    if memory
-        .write(&mut caller, events_ptr as u32 as usize, &out)
-        .is_err()
-        || memory
-            .write(
-                &mut caller,
-                nevents_ptr as u32 as usize,
-                &count.to_le_bytes(),
-            )
-            .is_err()
-    {
-        return Ok(ERRNO_FAULT);
-    }
-    Ok(ERRNO_SUCCESS)
+    out
 }
