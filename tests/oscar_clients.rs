@@ -103,6 +103,31 @@ for _ in range(600):
 step("upload_file triggers the service; list_files_from_path and download_file",
      result == "FROM OSCAR-PYTHON", result)
 
+# Buckets through oscar-python's bucket methods, on the embedded store.
+import urllib.request
+r = c.create_bucket("pybucket", visibility="restricted", allowed_users=["alice"])
+step("create_bucket", r.status_code == 201, r.status_code)
+listed = {b["bucket_name"]: b for b in c.list_buckets().json()}
+step("list_buckets", listed["pybucket"]["allowed_users"] == ["alice"]
+     and listed["pyfiles"]["metadata"]["from_service"] == "upper", listed)
+r = c.update_bucket("pybucket", "public")
+step("update_bucket", r.status_code == 204
+     and c.get_bucket("pybucket").json()["visibility"] == "public")
+signed = c.presign_bucket("pybucket", "docs/a.txt", operation="upload",
+                          content_type="text/plain").json()
+put = urllib.request.Request(signed["url"], data=b"presigned", method=signed["method"],
+                             headers=signed["headers"])
+urllib.request.urlopen(put).read()
+got = c.get_bucket("pybucket").json()
+step("presign_bucket upload", [o["object_name"] for o in got["objects"]] == ["docs/a.txt"]
+     and got["objects"][0]["size_bytes"] == 9, got)
+signed = c.presign_bucket("pybucket", "docs/a.txt", expires=60).json()
+body = urllib.request.urlopen(signed["url"]).read()
+step("presign_bucket download", body == b"presigned", body)
+r = c.delete_bucket("pybucket")
+step("delete_bucket", r.status_code == 204
+     and "pybucket" not in [b["bucket_name"] for b in c.list_buckets().json()])
+
 step("get_deployment_status", c.get_deployment_status("upper").json()["state"] == "ready")
 step("remove_job", c.remove_job("upper", job).status_code == 204)
 step("remove_all_jobs", c.remove_all_jobs("upper").status_code == 204)
@@ -237,4 +262,204 @@ fn oscar_cli_requests_are_answered_as_it_expects() {
         assert!(minio[key].is_string(), "{key}: {config}");
     }
     assert!(minio["verify"].is_boolean());
+}
+
+/// The bucket calls of oscar-cli (grycap/oscar-cli@78e73f6 pkg/storage/storage.go: `bucket
+/// list`, `bucket get --limit --all`) and oscar-dashboard (grycap/oscar-dashboard@bc98e6c
+/// src/api/buckets/*, the fields read by src/models/bucketDetails.ts, BucketList, Topbar and
+/// GenPresignedURLPopover), replayed against the embedded store.
+#[test]
+fn bucket_routes_answer_oscar_cli_and_the_dashboard() {
+    let dir = TestDir::new();
+    let server = Server::start(&dir.data(), &["--password", "pw"]);
+    deploy_as(
+        &server,
+        "pw",
+        &guest("uppercase"),
+        serde_json::json!({"name": "upper", "input": [{"storage_provider": "minio.default", "path": "svc-files/in"}]}),
+    );
+    let c = client();
+    let admin = |r: reqwest::blocking::RequestBuilder| r.basic_auth("oscar", Some("pw"));
+    let send = |r: reqwest::blocking::RequestBuilder| {
+        let r = admin(r).send().unwrap();
+        (r.status().as_u16(), r.text().unwrap())
+    };
+
+    // The dashboard's "new bucket" form: its Bucket model, with a folder in the path.
+    let created = send(c.post(server.url("/system/buckets")).json(&serde_json::json!(
+        {"bucket_name": "dash/inputs", "visibility": "restricted", "allowed_users": ["alice", "bob"]}
+    )));
+    assert_eq!(created.0, 201, "{}", created.1);
+    let again = send(
+        c.post(server.url("/system/buckets"))
+            .json(&serde_json::json!({"bucket_name": "dash"})),
+    );
+    assert_eq!(again.0, 409, "{}", again.1);
+    assert!(again.1.contains("already exists"), "{}", again.1);
+    let bad = send(
+        c.post(server.url("/system/buckets"))
+            .json(&serde_json::json!({"bucket_name": "Dash_1"})),
+    );
+    assert_eq!(bad.0, 400);
+    assert!(bad.1.contains("not a valid bucket name"), "{}", bad.1);
+
+    // Three objects through presigned uploads, as GenPresignedURLPopover asks for them.
+    for name in ["inputs/a.txt", "inputs/b.txt", "inputs/c.txt"] {
+        let (status, text) = send(
+            c.post(server.url("/system/buckets/dash/presign"))
+                .json(&serde_json::json!({"object_key": name, "operation": "upload", "expires_in": 3600, "content_type": "text/plain"})),
+        );
+        assert_eq!(status, 200, "{text}");
+        let signed: Value = serde_json::from_str(&text).unwrap();
+        for field in ["object_key", "operation", "method", "url", "expires_at"] {
+            assert!(signed[field].is_string(), "{field}: {signed}");
+        }
+        assert_eq!(signed["method"], "PUT");
+        let content_type = signed["headers"]["Content-Type"].as_str().unwrap();
+        let put = c
+            .put(signed["url"].as_str().unwrap())
+            .header("Content-Type", content_type)
+            .body(name.to_string())
+            .send()
+            .unwrap();
+        assert_eq!(put.status(), 200, "{}", put.text().unwrap());
+    }
+    // A signed content type is enforced.
+    let (_, text) = send(
+        c.post(server.url("/system/buckets/dash/presign"))
+            .json(&serde_json::json!({"object_key": "inputs/d.txt", "operation": "upload", "content_type": "text/plain"})),
+    );
+    let signed: Value = serde_json::from_str(&text).unwrap();
+    let put = c
+        .put(signed["url"].as_str().unwrap())
+        .header("Content-Type", "text/html")
+        .body("x")
+        .send()
+        .unwrap();
+    assert_eq!(put.status(), 403);
+
+    // `oscar-cli bucket list` and the dashboard's bucket list.
+    let (status, text) = send(c.get(server.url("/system/buckets")));
+    assert_eq!(status, 200, "{text}");
+    let listed: Vec<Value> = serde_json::from_str(&text).unwrap();
+    let by_name = |name: &str| {
+        listed
+            .iter()
+            .find(|b| b["bucket_name"] == name)
+            .unwrap_or_else(|| panic!("{name} missing from {text}"))
+            .clone()
+    };
+    let dash = by_name("dash");
+    assert_eq!(dash["visibility"], "restricted");
+    assert_eq!(dash["allowed_users"], serde_json::json!(["alice", "bob"]));
+    assert_eq!(dash["owner"], "oscar");
+    assert_eq!(dash["metadata"]["owner_name"], "oscar");
+    let service_bucket = by_name("svc-files");
+    assert_eq!(service_bucket["metadata"]["from_service"], "upper");
+    assert_eq!(service_bucket["visibility"], "private");
+    assert_eq!(service_bucket["owner"], "cluster_admin");
+
+    // `oscar-cli bucket get dash --limit 2 --all`: pages until is_truncated is false.
+    let mut names = Vec::new();
+    let mut page = String::new();
+    for _ in 0..10 {
+        let mut url = "/system/buckets/dash?limit=2".to_string();
+        if !page.is_empty() {
+            url += &format!("&page={page}");
+        }
+        let (status, text) = send(c.get(server.url(&url)));
+        assert_eq!(status, 200, "{text}");
+        let got: Value = serde_json::from_str(&text).unwrap();
+        for object in got["objects"].as_array().unwrap() {
+            assert!(object["size_bytes"].as_u64().unwrap() > 0, "{object}");
+            assert!(object["last_modified"].as_str().unwrap().starts_with("20"));
+            names.push(object["object_name"].as_str().unwrap().to_string());
+        }
+        assert_eq!(
+            got["returned_items"].as_u64().unwrap() as usize,
+            got["objects"].as_array().unwrap().len()
+        );
+        if got["is_truncated"] == false {
+            break;
+        }
+        page = got["next_page"].as_str().unwrap().to_string();
+    }
+    assert_eq!(names, ["inputs/a.txt", "inputs/b.txt", "inputs/c.txt"]);
+
+    // A presigned download returns what was uploaded.
+    let (_, text) = send(
+        c.post(server.url("/system/buckets/dash/presign"))
+            .json(&serde_json::json!({"object_key": "/inputs/b.txt", "operation": "download", "expires_in": 60})),
+    );
+    let signed: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(signed["object_key"], "inputs/b.txt");
+    let body = c
+        .get(signed["url"].as_str().unwrap())
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert_eq!(body, "inputs/b.txt");
+    for (request, why) in [
+        (
+            serde_json::json!({"object_key": "x", "operation": "copy"}),
+            "unsupported operation",
+        ),
+        (
+            serde_json::json!({"object_key": "x", "operation": "download", "expires_in": 604801}),
+            "invalid expiration",
+        ),
+        (
+            serde_json::json!({"object_key": "", "operation": "download"}),
+            "object_key",
+        ),
+    ] {
+        let (status, text) = send(
+            c.post(server.url("/system/buckets/dash/presign"))
+                .json(&request),
+        );
+        assert_eq!((status, text.contains(why)), (400, true), "{text}");
+    }
+
+    // The dashboard's visibility change; a service's bucket follows its service instead.
+    let (status, _) = send(c.put(server.url("/system/buckets")).json(&serde_json::json!(
+        {"bucket_name": "dash", "visibility": "public", "allowed_users": [], "owner": "oscar"}
+    )));
+    assert_eq!(status, 204);
+    let got: Value =
+        serde_json::from_str(&send(c.get(server.url("/system/buckets/dash"))).1).unwrap();
+    assert_eq!(
+        (got["visibility"].clone(), got["allowed_users"].clone()),
+        (serde_json::json!("public"), Value::Null)
+    );
+    let (status, text) = send(
+        c.put(server.url("/system/buckets"))
+            .json(&serde_json::json!(
+                {"bucket_name": "svc-files", "visibility": "public"}
+            )),
+    );
+    assert_eq!(status, 403, "{text}");
+    let (status, text) = send(c.delete(server.url("/system/buckets/svc-files")));
+    assert_eq!(status, 409, "{text}");
+    assert!(text.contains("upper"), "{text}");
+
+    // The dashboard's delete: the bucket goes with its objects.
+    assert_eq!(send(c.delete(server.url("/system/buckets/dash"))).0, 204);
+    assert_eq!(send(c.get(server.url("/system/buckets/dash"))).0, 404);
+    assert_eq!(send(c.delete(server.url("/system/buckets/dash"))).0, 404);
+    assert_eq!(
+        send(
+            c.put(server.url("/system/buckets"))
+                .json(&serde_json::json!({"bucket_name": "dash"}))
+        )
+        .0,
+        404
+    );
+    let names: Vec<String> =
+        serde_json::from_str::<Vec<Value>>(&send(c.get(server.url("/system/buckets"))).1)
+            .unwrap()
+            .iter()
+            .map(|b| b["bucket_name"].as_str().unwrap().to_string())
+            .collect();
+    assert_eq!(names, ["svc-files"]);
 }

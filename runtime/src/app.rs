@@ -61,6 +61,10 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// Storage providers' defaults and the staging folder for downloads.
     pub storage: Arc<crate::storage::Storage>,
+    /// Bucket administration on `minio.default`, for /system/buckets.
+    pub bucket_admin: crate::storage::buckets::BucketAdmin,
+    /// Owners and visibility of the buckets created through /system/buckets.
+    pub bucket_records: crate::storage::bucket_records::BucketRecords,
     /// The data folder (canonical).
     pub data_dir: PathBuf,
     /// Bounds on request bodies.
@@ -110,6 +114,10 @@ impl App {
             embedded_store,
             invoker.scratch_root(),
         )?);
+        let bucket_admin = crate::storage::buckets::BucketAdmin::new(&storage.default_provider)
+            .map_err(StartError::Config)?;
+        let bucket_records = crate::storage::bucket_records::BucketRecords::open(&data_dir)
+            .map_err(io_context("reading the bucket records"))?;
         let kube = kube.map(Arc::new);
         let deployer = Deployer::new(
             DeployerParts {
@@ -143,6 +151,8 @@ impl App {
             deployer: Arc::new(deployer),
             data_dir,
             storage,
+            bucket_admin,
+            bucket_records,
             registry,
             modules,
             admin: AdminCredentials::new(&args.user, args.password.as_deref()),

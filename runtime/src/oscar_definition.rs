@@ -123,7 +123,7 @@ pub fn normalize(definition: &mut Map<String, Value>) {
 }
 
 /// Renames each key equal to one of `known` but for case, unless `known` is there as is.
-fn canonical_keys(map: &mut Map<String, Value>, known: &[&str]) {
+pub(crate) fn canonical_keys(map: &mut Map<String, Value>, known: &[&str]) {
     let renames: Vec<(String, &str)> = map
         .keys()
         .filter(|key| !known.contains(&key.as_str()))

@@ -2,7 +2,7 @@
 //! this server, in OSCAR's StatusInfo shape), the execution log (`GET /system/logs`), a
 //! service's deployment status and logs; and 501 with a message saying why, never a bare 404,
 //! for the routes that have no meaning here (federation, volumes, quotas, exposed services'
-//! lifecycle, OSCAR's metrics API) or that are not offered yet (buckets).
+//! lifecycle, OSCAR's metrics API).
 
 use super::names::ServicePath;
 use super::{ApiError, AppState};
@@ -62,18 +62,6 @@ const NOT_HERE: &[(&str, &str)] = &[
     (
         "/system/services/{name}/restart",
         "exposed services (expose) are not supported by oscar-wasm, so there is nothing to restart",
-    ),
-    (
-        "/system/buckets",
-        "bucket management is not offered by oscar-wasm yet; use the store's S3 API with the keys of GET /system/config",
-    ),
-    (
-        "/system/buckets/{bucket}",
-        "bucket management is not offered by oscar-wasm yet; use the store's S3 API with the keys of GET /system/config",
-    ),
-    (
-        "/system/buckets/{bucket}/presign",
-        "presigned URLs are not offered by oscar-wasm yet; use the store's S3 API with the keys of GET /system/config",
     ),
     (
         "/system/metrics",

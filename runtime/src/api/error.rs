@@ -33,6 +33,15 @@ pub enum ApiError {
     /// A request that is malformed for another reason.
     #[error("{0}")]
     BadRequest(String),
+    /// A bucket operation failed.
+    #[error(transparent)]
+    Bucket(#[from] crate::storage::buckets::BucketError),
+    /// The caller may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The request clashes with the current state.
+    #[error("{0}")]
+    Conflict(String),
     /// A route parameter names nothing.
     #[error("{0}")]
     NotFound(String),
@@ -93,6 +102,17 @@ impl ApiError {
             Self::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Body(_) | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Bucket(e) => match e {
+                crate::storage::buckets::BucketError::NotFound(_) => StatusCode::NOT_FOUND,
+                crate::storage::buckets::BucketError::Exists(_) => StatusCode::CONFLICT,
+                // The store's failure: an upstream's.
+                crate::storage::buckets::BucketError::Store { .. }
+                | crate::storage::buckets::BucketError::Unreachable { .. } => {
+                    StatusCode::BAD_GATEWAY
+                }
+            },
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Conflict(_) => StatusCode::CONFLICT,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Storage(_) => StatusCode::BAD_GATEWAY,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

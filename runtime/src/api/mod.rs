@@ -4,6 +4,7 @@
 
 mod auth;
 mod body;
+mod buckets;
 pub(crate) mod cluster;
 pub mod error;
 pub mod executions;
@@ -43,6 +44,7 @@ pub fn router(app: AppState, max_body: u64) -> Router {
     let system = Router::new()
         .merge(info::routes())
         .merge(cluster::routes())
+        .merge(buckets::routes())
         .merge(services::routes())
         .merge(modules::routes())
         .merge(jobs::system_routes())

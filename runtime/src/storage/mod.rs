@@ -4,12 +4,15 @@
 //! - [`spec`]: a definition's `storage_providers`, `input` and `output`, validated;
 //! - [`event`]: storage event bodies (MinIO, AWS S3, SNS) posted to /job or /run;
 //! - [`objects`]: streamed downloads and uploads with object_store;
+//! - [`buckets`] and [`bucket_records`]: bucket administration for `/system/buckets`;
 //! - [`embedded`]: the S3-compatible store `oscar-wasm serve` offers as `minio.default`;
 //! - [`poller`]: the optional poller of input folders on stores that send no notifications.
 //!
 //! This module joins them: which provider an event's object is read from, staging it as the
 //! invocation's input, and uploading output files after a successful invocation.
 
+pub mod bucket_records;
+pub mod buckets;
 pub mod embedded;
 pub mod event;
 pub mod objects;

@@ -1,0 +1,457 @@
+//! /system/buckets: OSCAR's bucket API on `minio.default` (the embedded store, or the external
+//! one `--storage-endpoint` names), in OSCAR's shapes: create (with a folder), list, get a page
+//! of objects, change visibility, delete with contents, and presigned URLs.
+//!
+//! A bucket's owner, visibility and allowed users come from its record when it was created
+//! here, from the service whose input or output names it otherwise (as OSCAR tags a service's
+//! buckets with `from_service`), and are the administrator's, private, for a bucket made
+//! straight through S3.
+
+use super::{ApiError, AppState};
+use crate::oscar_definition::ADMIN_OWNER;
+use crate::storage::bucket_records::{BucketRecord, Visibility, check_users};
+use crate::storage::buckets::{Access, BucketError, MAX_PAGE, PRESIGN_EXPIRY, check_name};
+use crate::storage::spec::DEFAULT_PROVIDER;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use serde_json::{Map, Value, json};
+use std::time::Duration;
+
+/// OSCAR's owner, and owner name, of buckets the administrator creates (its cluster's name).
+const ADMIN_BUCKET_OWNER: &str = "oscar";
+/// A folder key longer than this is refused (S3's key limit).
+const MAX_KEY_LEN: usize = 1024;
+/// At most this many extra headers are signed into a presigned URL.
+const MAX_EXTRA_HEADERS: usize = 32;
+/// OSCAR's validity of a presigned URL when the request names none, in seconds.
+const DEFAULT_PRESIGN_SECS: u64 = 900;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/system/buckets", get(list).post(create).put(update))
+        .route("/system/buckets/{bucket}", get(get_one).delete(delete))
+        .route("/system/buckets/{bucket}/presign", post(presign))
+}
+
+/// A JSON object body, keys matched case-insensitively as Go's decoder matches them.
+fn parse_object(
+    body: &Bytes,
+    app: &AppState,
+    keys: &[&str],
+) -> Result<Map<String, Value>, ApiError> {
+    if body.len() as u64 > app.requests.max_json_body {
+        return Err(ApiError::TooLarge(format!(
+            "the body has {} bytes; a bucket request has at most {} (--max-json-body)",
+            body.len(),
+            app.requests.max_json_body
+        )));
+    }
+    let mut map: Map<String, Value> = serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("the body is not a JSON object: {e}")))?;
+    crate::oscar_definition::canonical_keys(&mut map, keys);
+    Ok(map)
+}
+
+/// OSCAR's MinIOBucket as clients send it.
+#[derive(serde::Deserialize)]
+struct BucketBody {
+    #[serde(default)]
+    bucket_name: String,
+    #[serde(default)]
+    visibility: String,
+    #[serde(default)]
+    allowed_users: Option<Vec<String>>,
+}
+
+impl BucketBody {
+    fn read(body: &Bytes, app: &AppState) -> Result<Self, ApiError> {
+        let map = parse_object(body, app, &["bucket_name", "visibility", "allowed_users"])?;
+        serde_json::from_value(Value::Object(map)).map_err(|e| {
+            ApiError::BadRequest(format!("the bucket specification is not valid: {e}"))
+        })
+    }
+
+    /// The bucket and the folder inside it (`bucket/folder`, as OSCAR splits it).
+    fn path(&self) -> Result<(String, Option<String>), ApiError> {
+        let path = self.bucket_name.trim_matches(|c| c == ' ' || c == '/');
+        let (bucket, folder) = match path.split_once('/') {
+            Some((bucket, folder)) => (bucket, Some(folder.trim_matches('/'))),
+            None => (path, None),
+        };
+        check_name(bucket).map_err(ApiError::BadRequest)?;
+        let folder = folder.filter(|f| !f.is_empty());
+        if let Some(folder) = folder {
+            let bad_segment = folder
+                .split('/')
+                .any(|s| s.is_empty() || s == "." || s == "..");
+            if folder.len() > MAX_KEY_LEN || bad_segment {
+                return Err(ApiError::BadRequest(format!(
+                    "'{folder}' is not a valid folder: use at most {MAX_KEY_LEN} bytes, without empty, '.' or '..' segments"
+                )));
+            }
+        }
+        Ok((bucket.to_string(), folder.map(str::to_string)))
+    }
+
+    fn access(&self) -> Result<(Visibility, Vec<String>), ApiError> {
+        let visibility = Visibility::parse(&self.visibility).map_err(ApiError::BadRequest)?;
+        let users = self.allowed_users.clone().unwrap_or_default();
+        check_users(&users).map_err(ApiError::BadRequest)?;
+        Ok((visibility, users))
+    }
+}
+
+/// Who a bucket is, as this server knows it.
+struct Described {
+    record: BucketRecord,
+    from_service: Option<String>,
+}
+
+impl Described {
+    /// OSCAR's MinIOBucket without objects.
+    fn to_json(&self, bucket: &str) -> Value {
+        let mut metadata =
+            json!({"owner": self.record.owner, "owner_name": self.record.owner_name});
+        if let Some(service) = &self.from_service {
+            metadata["from_service"] = json!(service);
+        }
+        json!({
+            "bucket_name": bucket,
+            "visibility": self.record.visibility.as_str(),
+            // Go's nil slice: OSCAR lists members for restricted buckets only.
+            "allowed_users": (self.record.visibility == Visibility::Restricted)
+                .then_some(&self.record.allowed_users),
+            "owner": self.record.owner,
+            "metadata": metadata,
+        })
+    }
+}
+
+/// A bucket's owner and access: its record, else the first service (by name) whose
+/// `minio.default` input or output names it, else the administrator's and private.
+fn describe(app: &AppState, bucket: &str) -> Described {
+    if let Some(record) = app.bucket_records.get(bucket) {
+        return Described {
+            record,
+            from_service: None,
+        };
+    }
+    let Some(service) = services_using(app, bucket).into_iter().next() else {
+        return Described {
+            record: BucketRecord {
+                owner: String::new(),
+                owner_name: ADMIN_BUCKET_OWNER.into(),
+                visibility: Visibility::Private,
+                allowed_users: Vec::new(),
+            },
+            from_service: None,
+        };
+    };
+    let definition = &service.service.definition;
+    let text = |value: Option<&Value>| value.and_then(Value::as_str).map(str::to_string);
+    let users = definition
+        .get("allowed_users")
+        .and_then(Value::as_array)
+        .map(|users| users.iter().filter_map(|u| text(Some(u))).collect())
+        .unwrap_or_default();
+    Described {
+        record: BucketRecord {
+            owner: text(definition.get("owner")).unwrap_or_else(|| ADMIN_OWNER.into()),
+            owner_name: text(definition.get("labels").and_then(|l| l.get("owner_name")))
+                .unwrap_or_else(|| ADMIN_BUCKET_OWNER.into()),
+            visibility: text(definition.get("visibility"))
+                .and_then(|v| Visibility::parse(&v).ok())
+                .unwrap_or_default(),
+            allowed_users: users,
+        },
+        from_service: Some(service.service.spec.name.clone()),
+    }
+}
+
+/// The services, by name, whose `minio.default` inputs or outputs are in `bucket`.
+fn services_using(app: &AppState, bucket: &str) -> Vec<std::sync::Arc<crate::registry::Deployed>> {
+    let mut users: Vec<_> = app
+        .registry
+        .list()
+        .into_iter()
+        .filter(|d| {
+            let storage = &d.service.spec.storage;
+            storage
+                .inputs
+                .iter()
+                .chain(&storage.outputs)
+                .any(|p| p.provider == DEFAULT_PROVIDER && p.bucket == bucket)
+        })
+        .collect();
+    users.sort_by(|a, b| a.service.spec.name.cmp(&b.service.spec.name));
+    users
+}
+
+/// The bucket named in the path, checked against S3's naming rules.
+fn bucket_param(bucket: &str) -> Result<&str, ApiError> {
+    let bucket = bucket.trim();
+    check_name(bucket).map_err(ApiError::BadRequest)?;
+    Ok(bucket)
+}
+
+/// GET /system/buckets: every bucket of the store, in OSCAR's MinIOBucket shape.
+async fn list(State(app): State<AppState>) -> Result<Json<Vec<Value>>, ApiError> {
+    let buckets = app.bucket_admin.list().await?;
+    Ok(Json(
+        buckets
+            .iter()
+            .map(|b| describe(&app, &b.name).to_json(&b.name))
+            .collect(),
+    ))
+}
+
+/// POST /system/buckets: creates `bucket_name` (`bucket` or `bucket/folder`), 201.
+async fn create(
+    State(app): State<AppState>,
+    super::body::Body(body): super::body::Body,
+) -> Result<StatusCode, ApiError> {
+    let request = BucketBody::read(&body, &app)?;
+    let (bucket, folder) = request.path()?;
+    let (visibility, allowed_users) = request.access()?;
+    app.bucket_admin.create(&bucket, folder.as_deref()).await?;
+    let record = BucketRecord {
+        owner: ADMIN_BUCKET_OWNER.into(),
+        owner_name: ADMIN_BUCKET_OWNER.into(),
+        visibility,
+        allowed_users,
+    };
+    keep_record(&app, &bucket, Some(record)).await?;
+    tracing::info!(%bucket, visibility = visibility.as_str(), "bucket created");
+    Ok(StatusCode::CREATED)
+}
+
+/// PUT /system/buckets: changes a bucket's visibility and allowed users, 204. A service's
+/// bucket takes its access from the service, so it is not changed here (403, as in OSCAR).
+async fn update(
+    State(app): State<AppState>,
+    super::body::Body(body): super::body::Body,
+) -> Result<StatusCode, ApiError> {
+    let request = BucketBody::read(&body, &app)?;
+    let (bucket, _) = request.path()?;
+    let (visibility, allowed_users) = request.access()?;
+    if !app.bucket_admin.exists(&bucket).await? {
+        return Err(BucketError::NotFound(bucket).into());
+    }
+    let current = describe(&app, &bucket);
+    if let Some(service) = current.from_service {
+        return Err(ApiError::Forbidden(format!(
+            "the bucket '{bucket}' belongs to the service '{service}', whose visibility decides who sees it; change the service instead"
+        )));
+    }
+    let record = BucketRecord {
+        owner: match current.record.owner.as_str() {
+            "" => ADMIN_BUCKET_OWNER.into(),
+            owner => owner.into(),
+        },
+        owner_name: current.record.owner_name,
+        visibility,
+        allowed_users,
+    };
+    keep_record(&app, &bucket, Some(record)).await?;
+    tracing::info!(%bucket, visibility = visibility.as_str(), "bucket updated");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(serde::Deserialize)]
+struct PageQuery {
+    page: Option<String>,
+    limit: Option<usize>,
+}
+
+/// GET /system/buckets/{bucket}: the bucket and a page of its objects (`?page=` continues,
+/// `?limit=` sizes it, up to 1,000, as oscar-cli asks), OSCAR's BucketListResponse.
+async fn get_one(
+    State(app): State<AppState>,
+    Path(bucket): Path<String>,
+    Query(query): Query<PageQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let bucket = bucket_param(&bucket)?;
+    let token = query.page.filter(|p| !p.is_empty());
+    let page = app
+        .bucket_admin
+        .objects(
+            bucket,
+            token.as_deref(),
+            query.limit.filter(|l| *l > 0).unwrap_or(MAX_PAGE),
+        )
+        .await?;
+    let mut answer = describe(&app, bucket).to_json(bucket);
+    let objects: Vec<Value> = page
+        .objects
+        .iter()
+        .map(|o| json!({"object_name": o.key, "size_bytes": o.size, "last_modified": o.last_modified}))
+        .collect();
+    answer["returned_items"] = json!(objects.len());
+    answer["objects"] = Value::Array(objects);
+    answer["is_truncated"] = json!(page.next.is_some());
+    if let Some(next) = page.next {
+        answer["next_page"] = json!(next);
+    }
+    Ok(Json(answer))
+}
+
+/// DELETE /system/buckets/{bucket}: deletes the bucket and everything in it, 204. A bucket a
+/// service reads from or writes to is refused (409) while that service exists.
+async fn delete(
+    State(app): State<AppState>,
+    Path(bucket): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let bucket = bucket_param(&bucket)?;
+    let users: Vec<String> = services_using(&app, bucket)
+        .iter()
+        .map(|d| d.service.spec.name.clone())
+        .collect();
+    if !users.is_empty() {
+        return Err(ApiError::Conflict(format!(
+            "the bucket '{bucket}' is used by the service(s) {}; delete them first",
+            users.join(", ")
+        )));
+    }
+    app.bucket_admin.delete(bucket).await?;
+    keep_record(&app, bucket, None).await?;
+    tracing::info!(%bucket, "bucket deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Writes (or, with `None`, removes) a bucket's record off the reactor.
+async fn keep_record(
+    app: &AppState,
+    bucket: &str,
+    record: Option<BucketRecord>,
+) -> Result<(), ApiError> {
+    let (app, bucket) = (app.clone(), bucket.to_string());
+    tokio::task::spawn_blocking(move || match record {
+        Some(record) => app.bucket_records.put(&bucket, record),
+        None => app.bucket_records.remove(&bucket),
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?
+    .map_err(|e| ApiError::Internal(format!("keeping the bucket's record: {e}")))
+}
+
+/// OSCAR's PresignRequest. oscar-python 2.2.0 sends the validity as `expires`, which OSCAR
+/// ignores; it is read here when `expires_in` is absent.
+#[derive(serde::Deserialize)]
+struct PresignBody {
+    #[serde(default)]
+    object_key: String,
+    #[serde(default)]
+    operation: String,
+    #[serde(default)]
+    expires_in: Option<i64>,
+    #[serde(default)]
+    expires: Option<i64>,
+    #[serde(default)]
+    content_type: String,
+    #[serde(default)]
+    extra_headers: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// POST /system/buckets/{bucket}/presign: a URL to download or upload one object, valid 1 s
+/// to 7 days (900 s unless asked).
+async fn presign(
+    State(app): State<AppState>,
+    Path(bucket): Path<String>,
+    super::body::Body(body): super::body::Body,
+) -> Result<Json<Value>, ApiError> {
+    let bucket = bucket_param(&bucket)?;
+    let map = parse_object(
+        &body,
+        &app,
+        &[
+            "object_key",
+            "operation",
+            "expires_in",
+            "expires",
+            "content_type",
+            "extra_headers",
+        ],
+    )?;
+    let request: PresignBody = serde_json::from_value(Value::Object(map))
+        .map_err(|e| ApiError::BadRequest(format!("invalid presign request: {e}")))?;
+    let key = request.object_key.trim().trim_matches('/');
+    if key.is_empty() || key.len() > MAX_KEY_LEN {
+        return Err(ApiError::BadRequest(format!(
+            "object_key must have 1 to {MAX_KEY_LEN} bytes"
+        )));
+    }
+    let operation = request.operation.trim().to_ascii_lowercase();
+    let access = match operation.as_str() {
+        "download" => Access::Download,
+        "upload" => Access::Upload,
+        _ => {
+            return Err(ApiError::BadRequest(format!(
+                "unsupported operation '{}': use 'upload' or 'download'",
+                request.operation
+            )));
+        }
+    };
+    let seconds = match request.expires_in.or(request.expires).unwrap_or(0) {
+        0 => DEFAULT_PRESIGN_SECS,
+        n => u64::try_from(n)
+            .ok()
+            .filter(|n| PRESIGN_EXPIRY.contains(n))
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "invalid expiration {n}: allowed range is {}-{} seconds",
+                    PRESIGN_EXPIRY.start(),
+                    PRESIGN_EXPIRY.end()
+                ))
+            })?,
+    };
+    let extra = request.extra_headers.unwrap_or_default();
+    if extra.len() > MAX_EXTRA_HEADERS {
+        return Err(ApiError::BadRequest(format!(
+            "extra_headers has {} entries; at most {MAX_EXTRA_HEADERS} are signed",
+            extra.len()
+        )));
+    }
+    if let Some(bad) = extra
+        .keys()
+        .find(|name| axum::http::HeaderName::from_bytes(name.trim().as_bytes()).is_err())
+    {
+        return Err(ApiError::BadRequest(format!(
+            "extra_headers names '{bad}', which is not an HTTP header name"
+        )));
+    }
+    if !app.bucket_admin.exists(bucket).await? {
+        return Err(BucketError::NotFound(bucket.to_string()).into());
+    }
+    let content_type = Some(request.content_type.trim()).filter(|c| !c.is_empty());
+    let signed = app.bucket_admin.presign(
+        bucket,
+        key,
+        access,
+        Duration::from_secs(seconds),
+        content_type,
+        &extra,
+    )?;
+    let expires_at = crate::jobs::record::rfc3339(
+        crate::jobs::record::now_ms().saturating_add(seconds.saturating_mul(1000)),
+    );
+    let mut answer = json!({
+        "object_key": key,
+        "operation": operation,
+        "method": signed.method,
+        "url": signed.url,
+        "expires_at": expires_at,
+    });
+    if !signed.headers.is_empty() {
+        answer["headers"] = Value::Object(
+            signed
+                .headers
+                .into_iter()
+                .map(|(k, v)| (k, Value::String(v)))
+                .collect(),
+        );
+    }
+    Ok(Json(answer))
+}

@@ -1,0 +1,201 @@
+//! What OSCAR keeps about a bucket besides its objects (in MinIO, as tags and policies): who
+//! owns it, its visibility and the users allowed on it. Here they are records in
+//! `<data_dir>/buckets.json`, kept for the buckets created through `/system/buckets`; a
+//! service's buckets take theirs from the service, and buckets made straight through S3 have
+//! none.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// At most this many users may be named on one bucket.
+pub const MAX_ALLOWED_USERS: usize = 1000;
+/// A user name longer than this is refused.
+pub const MAX_USER_LEN: usize = 256;
+
+/// Who may see a bucket, OSCAR's three levels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Visibility {
+    /// Its owner only.
+    #[default]
+    Private,
+    /// Every user.
+    Public,
+    /// Its owner and the users it names.
+    Restricted,
+}
+
+impl Visibility {
+    /// OSCAR's spelling, case-insensitive; empty is private, as OSCAR defaults it.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "" | "private" => Ok(Self::Private),
+            "public" => Ok(Self::Public),
+            "restricted" => Ok(Self::Restricted),
+            other => Err(format!(
+                "visibility '{other}' is not one of private, public or restricted"
+            )),
+        }
+    }
+
+    /// OSCAR's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Private => "private",
+            Self::Public => "public",
+            Self::Restricted => "restricted",
+        }
+    }
+}
+
+/// What is kept about one bucket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BucketRecord {
+    /// The owner's identifier.
+    pub owner: String,
+    /// The owner's display name.
+    pub owner_name: String,
+    /// Who may see it.
+    pub visibility: Visibility,
+    /// The users allowed on a restricted bucket.
+    #[serde(default)]
+    pub allowed_users: Vec<String>,
+}
+
+/// Checks the users named on a bucket against the bounds above.
+pub fn check_users(users: &[String]) -> Result<(), String> {
+    if users.len() > MAX_ALLOWED_USERS {
+        return Err(format!(
+            "allowed_users names {} users; at most {MAX_ALLOWED_USERS} are kept",
+            users.len()
+        ));
+    }
+    match users
+        .iter()
+        .find(|u| u.is_empty() || u.len() > MAX_USER_LEN)
+    {
+        Some(bad) => Err(format!(
+            "allowed_users has a user name of {} bytes; names have 1 to {MAX_USER_LEN}",
+            bad.len()
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The records, in memory and on disk.
+#[derive(Debug)]
+pub struct BucketRecords {
+    path: PathBuf,
+    records: Mutex<BTreeMap<String, BucketRecord>>,
+}
+
+impl BucketRecords {
+    /// Loads `<data_dir>/buckets.json` (none yet is no records).
+    pub fn open(data_dir: &Path) -> std::io::Result<Self> {
+        let path = data_dir.join("buckets.json");
+        let records = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                std::io::Error::other(format!("{} is not valid: {e}", path.display()))
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) => return Err(e),
+        };
+        Ok(Self {
+            path,
+            records: Mutex::new(records),
+        })
+    }
+
+    /// The record of `bucket`, if one is kept.
+    pub fn get(&self, bucket: &str) -> Option<BucketRecord> {
+        self.lock().get(bucket).cloned()
+    }
+
+    /// Keeps `record` for `bucket`, on disk before returning.
+    pub fn put(&self, bucket: &str, record: BucketRecord) -> std::io::Result<()> {
+        self.change(|records| {
+            records.insert(bucket.to_string(), record);
+        })
+    }
+
+    /// Forgets `bucket`.
+    pub fn remove(&self, bucket: &str) -> std::io::Result<()> {
+        self.change(|records| {
+            records.remove(bucket);
+        })
+    }
+
+    fn change(
+        &self,
+        edit: impl FnOnce(&mut BTreeMap<String, BucketRecord>),
+    ) -> std::io::Result<()> {
+        let mut records = self.lock();
+        let mut next = records.clone();
+        edit(&mut next);
+        let bytes = serde_json::to_vec_pretty(&next).map_err(std::io::Error::other)?;
+        crate::fsutil::atomic_write(&self.path, &bytes)?;
+        // Memory follows the disk only once the disk has it.
+        *records = next;
+        Ok(())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, BucketRecord>> {
+        // A panic while holding the lock cannot leave a half-edited map: edits are applied to
+        // a copy that replaces the map whole.
+        self.records.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(visibility: Visibility) -> BucketRecord {
+        BucketRecord {
+            owner: "oscar".into(),
+            owner_name: "oscar".into(),
+            visibility,
+            allowed_users: vec!["u1".into()],
+        }
+    }
+
+    #[test]
+    fn records_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let records = BucketRecords::open(dir.path()).unwrap();
+        records.put("a", record(Visibility::Restricted)).unwrap();
+        records.put("b", record(Visibility::Public)).unwrap();
+        records.remove("b").unwrap();
+        let again = BucketRecords::open(dir.path()).unwrap();
+        assert_eq!(again.get("a"), Some(record(Visibility::Restricted)));
+        assert_eq!(again.get("b"), None);
+    }
+
+    #[test]
+    fn a_corrupt_file_is_an_error_not_an_empty_set() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("buckets.json"), b"{").unwrap();
+        assert!(BucketRecords::open(dir.path()).is_err());
+    }
+
+    #[test]
+    fn visibility_is_read_as_oscar_spells_it() {
+        assert_eq!(Visibility::parse("").unwrap(), Visibility::Private);
+        assert_eq!(Visibility::parse("PUBLIC").unwrap(), Visibility::Public);
+        assert_eq!(
+            Visibility::parse(" restricted ").unwrap(),
+            Visibility::Restricted
+        );
+        assert!(Visibility::parse("everyone").is_err());
+    }
+
+    #[test]
+    fn user_lists_are_bounded() {
+        assert!(check_users(&["a".into()]).is_ok());
+        assert!(check_users(&[String::new()]).is_err());
+        assert!(check_users(&["x".repeat(MAX_USER_LEN + 1)]).is_err());
+        assert!(check_users(&vec!["a".to_string(); MAX_ALLOWED_USERS + 1]).is_err());
+    }
+}
