@@ -666,6 +666,54 @@ fn async_jobs_keep_logs_and_outputs_and_go_with_their_service() {
     );
 }
 
+/// PUT /system/config's allowed_image_repositories, as OSCAR's additional configuration: an
+/// image service whose image contains none of them is refused; the list survives a restart.
+#[test]
+fn allowed_image_repositories_limit_what_is_deployed() {
+    let dir = TestDir::new();
+    let (_fake, kubeconfig) = start_fake(&dir.data().parent().unwrap().join("fake"));
+    let mut server = start_server(&dir, &kubeconfig);
+    let r = client()
+        .put(server.url("/system/config"))
+        .json(&json!({"allowed_image_repositories": ["ghcr.io/grycap/"]}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().unwrap(), json!(["ghcr.io/grycap/"]));
+    let refused = client()
+        .post(server.url("/system/services"))
+        .json(&json!({"name": "img", "image": "docker.io/alpine:3", "script": "true"}))
+        .send()
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    assert!(refused.text().unwrap().contains("not allowed for pull"));
+    create(
+        &server,
+        json!({"name": "img", "image": "ghcr.io/grycap/imagemagick:1", "script": "true"}),
+    );
+    // A wasm service names no image: the list does not apply.
+    deploy(&server, &guest("uppercase"), json!({"name": "wasm"}));
+
+    server.kill();
+    let server = start_server(&dir, &kubeconfig);
+    let config: Value = client()
+        .get(server.url("/system/config"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        config["allowed_image_repositories"],
+        json!(["ghcr.io/grycap/"])
+    );
+    let r = client()
+        .put(server.url("/system/config"))
+        .json(&json!({"allowed_image_repositories": [""]}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 400);
+}
+
 #[test]
 fn without_a_cluster_image_services_are_refused() {
     let dir = TestDir::new();

@@ -61,6 +61,8 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// Storage providers' defaults and the staging folder for downloads.
     pub storage: Arc<crate::storage::Storage>,
+    /// What PUT /system/config changes.
+    pub settings: Arc<crate::cluster_settings::ClusterSettings>,
     /// Bucket administration on `minio.default`, for /system/buckets.
     pub bucket_admin: crate::storage::buckets::BucketAdmin,
     /// Owners and visibility of the buckets created through /system/buckets.
@@ -118,6 +120,10 @@ impl App {
             .map_err(StartError::Config)?;
         let bucket_records = crate::storage::bucket_records::BucketRecords::open(&data_dir)
             .map_err(io_context("reading the bucket records"))?;
+        let cluster_settings = Arc::new(
+            crate::cluster_settings::ClusterSettings::open(&data_dir)
+                .map_err(io_context("reading the cluster settings"))?,
+        );
         let kube = kube.map(Arc::new);
         let deployer = Deployer::new(
             DeployerParts {
@@ -127,6 +133,7 @@ impl App {
                 jobs: jobs.clone(),
                 kube: kube.clone(),
                 data_dir: data_dir.clone(),
+                settings: cluster_settings.clone(),
             },
             DeployLimits {
                 max_memory: args.max_memory,
@@ -153,6 +160,7 @@ impl App {
             storage,
             bucket_admin,
             bucket_records,
+            settings: cluster_settings,
             registry,
             modules,
             admin: AdminCredentials::new(&args.user, args.password.as_deref()),

@@ -69,6 +69,8 @@ pub struct Deployer {
     jobs: Arc<Jobs>,
     kube: Option<Arc<Kube>>,
     images_available: bool,
+    /// The image repositories services may pull from.
+    settings: Arc<crate::cluster_settings::ClusterSettings>,
     /// Where the poller keeps its state (forgotten with a deleted service).
     data_dir: PathBuf,
     limits: DeployLimits,
@@ -92,6 +94,8 @@ pub struct DeployerParts {
     pub kube: Option<Arc<Kube>>,
     /// The data folder.
     pub data_dir: PathBuf,
+    /// The administrator's run-time settings (allowed image repositories).
+    pub settings: Arc<crate::cluster_settings::ClusterSettings>,
 }
 
 impl Deployer {
@@ -99,6 +103,7 @@ impl Deployer {
     pub fn new(parts: DeployerParts, limits: DeployLimits) -> Self {
         Self {
             images_available: parts.kube.is_some(),
+            settings: parts.settings,
             registry: parts.registry,
             modules: parts.modules,
             storage: parts.storage,
@@ -129,8 +134,16 @@ impl Deployer {
             }
         }
         // Image services run as Kubernetes Jobs: only with a cluster.
-        if service.spec.backend.module().is_none() && !self.images_available {
-            return Err(DefinitionError::ImageUnsupported.into());
+        if let crate::service::Backend::Image { image, .. } = &service.spec.backend {
+            if !self.images_available {
+                return Err(DefinitionError::ImageUnsupported.into());
+            }
+            self.settings.get().check_image(image).map_err(|reason| {
+                DefinitionError::InvalidField {
+                    field: "image",
+                    reason,
+                }
+            })?;
         }
         if let Some(memory) = service.spec.memory_limit
             && memory > self.limits.max_memory

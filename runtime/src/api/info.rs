@@ -1,12 +1,13 @@
 //! GET /system/info (OSCAR's shape, plus the backends this server offers) and GET
 //! /system/config (OSCAR's ConfigForUser: the cluster's configuration under `config`, its
-//! default MinIO provider, the allowed image repositories).
+//! default MinIO provider, the allowed image repositories), and PUT /system/config, which
+//! changes the allowed image repositories as OSCAR does.
 
 /// The OSCAR release whose API this server follows; its clients (the dashboard above all)
 /// choose their code paths by it. oscar-wasm's own version is `serverless_backend.version`.
 pub const OSCAR_API_VERSION: &str = "4.1.2";
 
-use super::AppState;
+use super::{ApiError, AppState};
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -15,7 +16,7 @@ use serde_json::{Value, json};
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/system/info", get(info))
-        .route("/system/config", get(config))
+        .route("/system/config", get(config).put(update_config))
 }
 
 async fn info(State(app): State<AppState>) -> Json<Value> {
@@ -63,6 +64,38 @@ async fn config(State(app): State<AppState>) -> Json<Value> {
             "secret_key": minio.secret_key,
             "region": minio.region,
         },
-        "allowed_image_repositories": [],
+        "allowed_image_repositories": app.settings.get().allowed_image_repositories,
     }))
+}
+
+/// PUT /system/config: OSCAR's ConfigForUser, of which only `allowed_image_repositories` can be
+/// changed; answers the list as OSCAR does. An image service is then deployed only when its
+/// image contains one of them (an empty list allows every image).
+async fn update_config(
+    State(app): State<AppState>,
+    super::body::Body(body): super::body::Body,
+) -> Result<Json<Value>, ApiError> {
+    let mut map: serde_json::Map<String, Value> = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::BadRequest(format!("the configuration specification is not valid: {e}"))
+    })?;
+    crate::oscar_definition::canonical_keys(&mut map, &["allowed_image_repositories"]);
+    let settings = crate::cluster_settings::Settings {
+        allowed_image_repositories: match map.remove("allowed_image_repositories") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(list) => serde_json::from_value(list).map_err(|e| {
+                ApiError::BadRequest(format!(
+                    "allowed_image_repositories must be a list of strings: {e}"
+                ))
+            })?,
+        },
+    };
+    settings.check().map_err(ApiError::BadRequest)?;
+    let answer = json!(settings.allowed_image_repositories);
+    let kept = app.clone();
+    tokio::task::spawn_blocking(move || kept.settings.set(settings))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| ApiError::Internal(format!("keeping the settings: {e}")))?;
+    tracing::info!(repositories = %answer, "allowed image repositories changed");
+    Ok(Json(answer))
 }

@@ -66,6 +66,7 @@ pub fn router(app: AppState, max_body: u64) -> Router {
                     executions::record,
                 )),
         )
+        .merge(services::auth_routes())
         .merge(pods::routes())
         .layer(DefaultBodyLimit::max(limit))
         .with_state(app)

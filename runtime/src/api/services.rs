@@ -1,4 +1,5 @@
-//! /system/services: OSCAR's service CRUD, and PUT /system/services/{name}/module.
+//! /system/services: OSCAR's service CRUD, PUT /system/services/{name}/module, and GET
+//! /system/services/{name}/auth (whether the caller may use the service).
 
 use super::names::ServicePath;
 use super::{ApiError, AppState};
@@ -15,6 +16,18 @@ pub fn routes() -> Router<AppState> {
         .route("/system/services", get(list).post(create).put(update))
         .route("/system/services/{name}", get(get_one).delete(delete))
         .route("/system/services/{name}/module", put(attach_module))
+}
+
+/// GET /system/services/{name}/auth, which OSCAR checks with a service's token as well as
+/// the administrator's credentials, so it is outside the administrator-only routes.
+pub fn auth_routes() -> Router<AppState> {
+    Router::new().route("/system/services/{name}/auth", get(may_use))
+}
+
+/// 200 when the caller may invoke the service (the administrator, or its token); 401/403
+/// otherwise, 404 for an unknown service, before any handler runs.
+async fn may_use(_: super::auth::Invocation) -> StatusCode {
+    StatusCode::OK
 }
 
 /// Parses a JSON body ourselves, so that malformed JSON gets our plain-text 400.

@@ -403,3 +403,95 @@ async fn every_field_the_dashboard_reads_is_there() {
     let jobs = get("/system/logs/noop?page=").await;
     has(&jobs, "/jobs");
 }
+
+/// GET /system/services/{name}/auth answers whether the caller may use the service: the
+/// administrator or the service's own token, as OSCAR's service auth chain decides.
+#[tokio::test]
+async fn service_auth_accepts_the_admin_and_the_service_token() {
+    let h = harness(&[]);
+    let token = deploy_noop(&h, "noop").await["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let other = deploy_noop(&h, "other").await["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let h = Harness {
+        app: {
+            // Same data folder, now with a password, so that credentials matter.
+            let data = h.app.data_dir.clone();
+            drop(h.app);
+            let args = Cli::parse_from([
+                "serve",
+                "--data-dir",
+                data.to_str().unwrap(),
+                "--scratch-dir",
+                h._dir.path().join("scratch2").to_str().unwrap(),
+                "--password",
+                "pw",
+            ])
+            .serve;
+            App::open(&args).unwrap()
+        },
+        _dir: h._dir,
+    };
+    let ask = async |uri: &str, authorization: Option<String>| {
+        let mut request = Request::get(uri);
+        if let Some(value) = authorization {
+            request = request.header(header::AUTHORIZATION, value);
+        }
+        h.send(request.body(Body::empty()).unwrap()).await.0
+    };
+    let auth = "/system/services/noop/auth";
+    assert_eq!(ask(auth, None).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        ask(auth, Some("Basic b3NjYXI6cHc=".into())).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        ask(auth, Some(format!("Bearer {token}"))).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        ask(auth, Some(format!("Bearer {other}"))).await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        ask(
+            "/system/services/nope/auth",
+            Some("Basic b3NjYXI6cHc=".into())
+        )
+        .await,
+        StatusCode::NOT_FOUND
+    );
+}
+
+/// PUT /system/config changes what GET shows; anything but a list of strings is a 400.
+#[tokio::test]
+async fn config_updates_the_allowed_image_repositories() {
+    let h = harness(&[]);
+    let (status, body) = h
+        .call(
+            "PUT",
+            "/system/config",
+            json!({"Allowed_Image_Repositories": ["ghcr.io/"]}).to_string(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let (_, body) = h.call("GET", "/system/config/", Body::empty()).await;
+    let config: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(config["allowed_image_repositories"], json!(["ghcr.io/"]));
+    for bad in [
+        json!({"allowed_image_repositories": "ghcr.io/"}),
+        json!([1]),
+    ] {
+        let (status, _) = h.call("PUT", "/system/config", bad.to_string()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+    }
+    let (status, _) = h.call("PUT", "/system/config", json!({}).to_string()).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, body) = h.call("GET", "/system/config", Body::empty()).await;
+    let config: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(config["allowed_image_repositories"], json!([]));
+}
