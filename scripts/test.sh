@@ -8,6 +8,15 @@ cd "$root"
 
 "$root/scripts/build-guests.sh"
 
+# A real OCI registry for the wasm-image tests: the CNCF distribution registry from Debian,
+# started by each test on loopback with its own folder (never as the system service).
+if ! command -v docker-registry >/dev/null; then
+  echo "test: installing docker-registry (Debian package)"
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq docker-registry >/dev/null
+fi
+
 # A real S3 peer for the storage tests: moto's server mode (S3 and SNS), with boto3 to drive it,
 # and OSCAR's own Python client, in a virtualenv beside the build folder.
 venv="${CARGO_TARGET_DIR:-$root/target}/test-venv"

@@ -197,17 +197,27 @@ fn bad_definitions_get_400_naming_the_problem() {
             json!({"name": "x", "module": digest, "log_level": 5}).to_string(),
             "\"log_level\"",
         ),
-        (
-            json!({"name": "x", "image": "ghcr.io/x/y", "script": "echo hi"}).to_string(),
-            "Kubernetes",
-        ),
-        (
-            json!({"name": "x", "image": "ghcr.io/x/y"}).to_string(),
-            "\"script\"",
-        ),
         ("{not json".to_string(), "not valid JSON"),
         ("[1, 2]".to_string(), "JSON object"),
     ];
+    // An image this server cannot reach, with no cluster to leave it to: the registry's
+    // failure (502), saying why a cluster would matter.
+    for body in [
+        json!({"name": "x", "image": "ghcr.invalid/x/y", "script": "echo hi"}),
+        json!({"name": "x", "image": "ghcr.invalid/x/y"}),
+    ] {
+        let r = c
+            .post(server.url("/system/services"))
+            .json(&body)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 502, "{body}");
+        let message = r.text().unwrap();
+        assert!(
+            message.contains("ghcr.invalid/x/y") && message.contains("Kubernetes"),
+            "{message}"
+        );
+    }
     for (body, expected) in cases {
         let r = c
             .post(server.url("/system/services"))

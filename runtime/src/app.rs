@@ -134,6 +134,9 @@ impl App {
                 kube: kube.clone(),
                 data_dir: data_dir.clone(),
                 settings: cluster_settings.clone(),
+                registries: Arc::new(crate::oci::Registries::new(
+                    args.registry_settings().map_err(StartError::Config)?,
+                )),
             },
             DeployLimits {
                 max_memory: args.max_memory,
@@ -141,6 +144,7 @@ impl App {
                 service_concurrency: settings.service_concurrency,
                 allow_local_endpoints: args.allow_local_endpoints,
                 default_memory: args.default_memory,
+                image_refresh: std::time::Duration::from_secs(args.image_refresh),
             },
         );
         let executor = Executor::new(

@@ -74,6 +74,7 @@ impl Background {
                 registry: app.registry.clone(),
                 storage: app.storage.clone(),
                 executor: app.executor.clone(),
+                refresh: Some(app.deployer.clone()),
             }),
             stopped.clone(),
         );

@@ -69,6 +69,22 @@ pub struct ServeArgs {
     /// definition cannot make the server reach services only it can reach.
     #[arg(long, env = "OSCAR_WASM_ALLOW_LOCAL_ENDPOINTS")]
     pub allow_local_endpoints: bool,
+    /// Registries (`host:port`) reached over plain HTTP when an `image` names a wasm artifact
+    /// there; every other registry is reached over HTTPS only. Repeatable, or comma-separated.
+    #[arg(
+        long = "insecure-registry",
+        env = "OSCAR_WASM_INSECURE_REGISTRIES",
+        value_delimiter = ','
+    )]
+    pub insecure_registries: Vec<String>,
+    /// Registry credentials: a docker `config.json` (its `auths`). Default: `$DOCKER_CONFIG/
+    /// config.json`, else `~/.docker/config.json`, when there is one.
+    #[arg(long, env = "OSCAR_WASM_REGISTRY_AUTH_FILE")]
+    pub registry_auth_file: Option<PathBuf>,
+    /// How often, at most, a synchronous invocation of a service whose `image` is a wasm tag
+    /// checks whether the tag moved (seconds); jobs check before each run.
+    #[arg(long, env = "OSCAR_WASM_IMAGE_REFRESH", default_value_t = 60)]
+    pub image_refresh: u64,
     /// Access key of the embedded S3 store (default: generated once, kept in the data folder).
     #[arg(long, env = "OSCAR_WASM_STORE_ACCESS_KEY")]
     pub store_access_key: Option<String>,
@@ -227,6 +243,30 @@ impl ServeArgs {
             );
         }
         Ok(())
+    }
+
+    /// How registries are reached: insecure ones, credentials, the module size limit.
+    pub fn registry_settings(&self) -> Result<crate::oci::RegistrySettings, String> {
+        let file = self.registry_auth_file.clone().or_else(|| {
+            let docker = std::env::var_os("DOCKER_CONFIG")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker")))?;
+            Some(docker.join("config.json")).filter(|p| p.is_file())
+        });
+        let auths = match file {
+            Some(path) => crate::oci::auth::Auths::from_docker_config(&path)?,
+            None => Default::default(),
+        };
+        Ok(crate::oci::RegistrySettings {
+            insecure: self
+                .insecure_registries
+                .iter()
+                .map(|r| r.trim().to_string())
+                .filter(|r| !r.is_empty())
+                .collect(),
+            auths,
+            max_module: self.max_body,
+        })
     }
 
     /// The limits on request bodies (checked by [`ServeArgs::check`]).

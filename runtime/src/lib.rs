@@ -43,6 +43,7 @@ pub mod kube;
 pub mod listener;
 pub mod metrics;
 pub mod modules;
+pub mod oci;
 pub mod oscar_definition;
 pub mod protocol;
 pub mod registry;

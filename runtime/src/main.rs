@@ -32,6 +32,8 @@ enum Command {
     Outputs(cli::OutputsArgs),
     /// Manage the named clusters of the clusters file.
     Cluster(cli::ClusterArgs),
+    /// Publish a module to an OCI registry as a CNCF wasm artifact, for a service's `image`.
+    Push(cli::PushArgs),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +63,7 @@ fn main() -> ExitCode {
         Command::Logs(args) => cli::commands::logs(args),
         Command::Outputs(args) => cli::commands::outputs(args),
         Command::Cluster(args) => cli::commands::cluster(args),
+        Command::Push(args) => cli::commands::push(args),
     };
     match client_result {
         Ok(()) => ExitCode::SUCCESS,

@@ -81,6 +81,9 @@ impl ApiError {
                     StatusCode::INTERNAL_SERVER_ERROR
                 }
                 DeployError::ModuleInUse { .. } => StatusCode::CONFLICT,
+                // The registry's failure is an upstream's; the reference's is the caller's.
+                DeployError::Image(e) if e.is_upstream() => StatusCode::BAD_GATEWAY,
+                DeployError::Image(_) => StatusCode::BAD_REQUEST,
             },
             Self::Invoke(e) => match e {
                 InvokeError::Overloaded | InvokeError::Unavailable(_) => {

@@ -27,6 +27,19 @@ async fn run(
     Invocation(deployed): Invocation,
     Body(body): Body,
 ) -> Result<Response, ApiError> {
+    // A wasm image's tag is checked in the background at most every --image-refresh; this call
+    // runs the version deployed now.
+    if app
+        .deployer
+        .image_may_have_moved(&deployed.service.definition)
+    {
+        let (deployer, name) = (app.deployer.clone(), name.clone());
+        tokio::spawn(async move {
+            if let Err(e) = deployer.refresh_image(&name, false).await {
+                tracing::warn!(service = %name, error = %e, "the service's image could not be checked");
+            }
+        });
+    }
     let input = match super::trigger::classify(&app, &deployed, &body)? {
         super::trigger::Body::Ignored(message) => {
             return Ok((StatusCode::OK, message).into_response());

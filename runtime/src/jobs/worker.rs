@@ -47,6 +47,8 @@ pub struct WorkerParts<E> {
     pub storage: Arc<Storage>,
     /// Runs the invocations.
     pub executor: Arc<E>,
+    /// Checks a wasm image's tag before each job, so a job runs the version the tag names.
+    pub refresh: Option<Arc<dyn crate::deployer::Refresh>>,
 }
 
 /// Starts the job workers; they stop taking jobs once `stop` turns true.
@@ -82,8 +84,21 @@ pub async fn run_job<E: Execute>(parts: &WorkerParts<E>, service: &str, job: &st
     else {
         return;
     };
+    let mut notes = Vec::new();
+    if let Some(refresh) = &parts.refresh {
+        match refresh.refresh(service).await {
+            Ok(None) => {}
+            Ok(Some(line)) => notes.push((now_ms(), line)),
+            Err(e) => notes.push((
+                now_ms(),
+                format!(
+                    "The service's image could not be checked ({e}); running the version deployed"
+                ),
+            )),
+        }
+    }
     let ending = match parts.registry.get(service) {
-        None => Ending::error(Vec::new(), format!("Service {service} no longer exists")),
+        None => Ending::error(notes, format!("Service {service} no longer exists")),
         Some(deployed) => {
             match parts.jobs.start(&mut record).await {
                 Ok(true) => {}
@@ -94,7 +109,7 @@ pub async fn run_job<E: Execute>(parts: &WorkerParts<E>, service: &str, job: &st
                     return;
                 }
             }
-            match execute(parts, deployed, &record).await {
+            match execute(parts, deployed, &record, notes).await {
                 Some(ending) => ending,
                 // Deleted while it ran.
                 None => return,
@@ -111,8 +126,23 @@ async fn execute<E: Execute>(
     parts: &WorkerParts<E>,
     deployed: Arc<Deployed>,
     record: &JobRecord,
+    mut lines: Vec<(u64, String)>,
 ) -> Option<Ending> {
-    let mut lines = Vec::new();
+    if let Some((image, manifest)) = crate::deployer::images_of(&deployed.service.definition) {
+        let module = deployed
+            .service
+            .spec
+            .backend
+            .module()
+            .map(ToString::to_string);
+        lines.push((
+            now_ms(),
+            format!(
+                "Running module {} from {image} ({manifest})",
+                module.unwrap_or_default()
+            ),
+        ));
+    }
     let input = match fetch_input(parts, &deployed, record, &mut lines).await {
         Ok(input) => input,
         Err(message) => return Some(Ending::error(lines, message)),
@@ -270,6 +300,7 @@ mod tests {
                 registry: Arc::new(registry),
                 storage: Arc::new(storage),
                 executor: Arc::new(fake),
+                refresh: None,
             },
             _dir: dir,
         }

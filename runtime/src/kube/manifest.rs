@@ -152,6 +152,9 @@ pub fn job(request: &JobRequest<'_>, settings: &JobSettings) -> Job {
                     containers: vec![Container {
                         name: "service".into(),
                         image: Some(request.image.to_string()),
+                        // OSCAR's rule for asynchronous invocations: a tag is pulled again, so
+                        // a pushed fix reaches the next job.
+                        image_pull_policy: request.asynchronous.then(|| "Always".to_string()),
                         command: Some(vec![SUPERVISOR_PATH.into()]),
                         env: Some(env),
                         resources,
@@ -204,6 +207,7 @@ mod tests {
         assert_eq!(pod["initContainers"][0]["image"], settings.supervisor_image);
         let main = &pod["containers"][0];
         assert_eq!(main["image"], "ghcr.io/example/imagemagick");
+        assert_eq!(main["imagePullPolicy"], "Always");
         assert_eq!(main["command"][0], SUPERVISOR_PATH);
         assert_eq!(main["resources"]["limits"]["memory"], "256Mi");
         assert_eq!(main["resources"]["requests"]["cpu"], "0.5");
@@ -223,5 +227,7 @@ mod tests {
         };
         let value = serde_json::to_value(job(&sync, &settings)).unwrap();
         assert!(value["spec"].get("ttlSecondsAfterFinished").is_none());
+        let main = &value["spec"]["template"]["spec"]["containers"][0];
+        assert!(main.get("imagePullPolicy").is_none());
     }
 }

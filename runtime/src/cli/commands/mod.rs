@@ -4,11 +4,13 @@ mod cluster;
 mod files;
 mod invoke;
 mod jobs;
+mod push;
 mod service;
 
 pub use cluster::cluster;
 pub use invoke::{job, run};
 pub use jobs::{jobs, logs, outputs};
+pub use push::push;
 pub use service::service;
 
 use super::CliError;

@@ -5,6 +5,10 @@
 //! same name). Bucket events fan out here too: an object created in the embedded store becomes
 //! one job per service whose input folder holds it.
 
+mod images;
+
+pub use images::{IMAGE_DIGEST, Refresh, wasm_image as images_of};
+
 use crate::jobs::record::JobRecord;
 use crate::jobs::{CreateError, JobInput, Jobs};
 use crate::kube::Kube;
@@ -44,6 +48,9 @@ pub enum DeployError {
     /// Internal failure (a panicked blocking task).
     #[error("internal error: {0}")]
     Internal(String),
+    /// A service's `image` could not be resolved or pulled.
+    #[error(transparent)]
+    Image(#[from] crate::oci::OciError),
 }
 
 /// What a definition may ask of this server.
@@ -59,6 +66,8 @@ pub struct DeployLimits {
     pub allow_local_endpoints: bool,
     /// `--default-memory`, filled into definitions that set none, as OSCAR fills its own.
     pub default_memory: u64,
+    /// `--image-refresh`: how often a synchronous call re-checks a wasm image's tag.
+    pub image_refresh: Duration,
 }
 
 /// Changes services and modules, keeping them consistent.
@@ -71,6 +80,10 @@ pub struct Deployer {
     images_available: bool,
     /// The image repositories services may pull from.
     settings: Arc<crate::cluster_settings::ClusterSettings>,
+    /// Where wasm images come from.
+    registries: Arc<crate::oci::Registries>,
+    /// When each wasm-image service's tag was last checked, one check at a time per service.
+    image_checks: images::Checks,
     /// Where the poller keeps its state (forgotten with a deleted service).
     data_dir: PathBuf,
     limits: DeployLimits,
@@ -96,6 +109,8 @@ pub struct DeployerParts {
     pub data_dir: PathBuf,
     /// The administrator's run-time settings (allowed image repositories).
     pub settings: Arc<crate::cluster_settings::ClusterSettings>,
+    /// The OCI registries client.
+    pub registries: Arc<crate::oci::Registries>,
 }
 
 impl Deployer {
@@ -104,6 +119,8 @@ impl Deployer {
         Self {
             images_available: parts.kube.is_some(),
             settings: parts.settings,
+            registries: parts.registries,
+            image_checks: Default::default(),
             registry: parts.registry,
             modules: parts.modules,
             storage: parts.storage,
@@ -223,6 +240,7 @@ impl Deployer {
         if let Value::Object(map) = &mut definition {
             oscar_definition::normalize(map);
             oscar_definition::fill_defaults(map, &self.defaults());
+            self.resolve_image(map).await?;
         }
         let service = self.validate(definition)?;
         let _guard = self.deploy_lock.lock().await;
@@ -261,6 +279,7 @@ impl Deployer {
                 oscar_definition::restore_blank_secrets(map, &existing.service.definition);
             }
             oscar_definition::fill_defaults(map, &self.defaults());
+            self.resolve_image(map).await?;
         }
         let service = self.validate(definition)?;
         if self.registry.get(&service.spec.name).is_none() {
@@ -277,6 +296,7 @@ impl Deployer {
         let _no_new_jobs = self.jobs_gate.write().await;
         let (registry, doomed) = (self.registry.clone(), name.to_string());
         blocking(move || registry.remove(&doomed)).await?;
+        self.image_checks.forget(name);
         if let Some(kube) = &self.kube
             && let Err(e) = kube.delete_service_jobs(name).await
         {

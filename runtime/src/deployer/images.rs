@@ -1,0 +1,192 @@
+//! Services whose `image` names a WebAssembly artifact: resolved at deploy (the module pulled,
+//! validated and stored like an upload), and, for a tag, checked again before each job and at
+//! most every `--image-refresh` for synchronous calls; a moved tag is pulled, compiled and
+//! switched to atomically, while running invocations finish on the version they started with.
+//!
+//! The stored definition keeps `image` as given and adds `module` (the module's digest) and
+//! [`IMAGE_DIGEST`] (the manifest's), so a restart runs the same version without a registry.
+
+use super::{DeployError, Deployer};
+use crate::oci::{Resolved, is_pinned};
+use crate::service::DefinitionError;
+use futures::future::BoxFuture;
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// The definition field naming the manifest digest a wasm image resolved to. Its presence
+/// also says that `module` came from `image`, so an update resolves `image` again.
+pub const IMAGE_DIGEST: &str = "image_digest";
+
+/// When each service's tag was last checked; one check at a time per service.
+#[derive(Default)]
+pub(super) struct Checks(Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Instant>>>>>);
+
+impl Checks {
+    fn of(&self, service: &str) -> Arc<tokio::sync::Mutex<Option<Instant>>> {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(service.to_string()).or_default().clone()
+    }
+
+    pub(super) fn forget(&self, service: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(service);
+    }
+}
+
+/// Checks a wasm image service's tag before a job; `Ok(Some(line))` when it moved and the
+/// service switched, a line for the job's log.
+pub trait Refresh: Send + Sync + 'static {
+    /// Checks `service` now.
+    fn refresh<'a>(&'a self, service: &'a str) -> BoxFuture<'a, Result<Option<String>, String>>;
+}
+
+impl Refresh for Deployer {
+    fn refresh<'a>(&'a self, service: &'a str) -> BoxFuture<'a, Result<Option<String>, String>> {
+        Box::pin(async move {
+            self.refresh_image(service, true)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// The image of a service deployed from a wasm image (`image` plus [`IMAGE_DIGEST`]).
+pub fn wasm_image(definition: &Map<String, Value>) -> Option<(&str, &str)> {
+    let image = definition.get("image")?.as_str()?;
+    let digest = definition.get(IMAGE_DIGEST)?.as_str()?;
+    Some((image, digest))
+}
+
+impl Deployer {
+    /// Resolves `image` when the definition has no module of its own: a wasm artifact becomes
+    /// its `module`; a container image is left for the Kubernetes backend.
+    pub(super) async fn resolve_image(
+        &self,
+        map: &mut Map<String, Value>,
+    ) -> Result<(), DeployError> {
+        let Some(image) = map
+            .get("image")
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|i| !i.is_empty())
+            .map(str::to_string)
+        else {
+            return Ok(());
+        };
+        // A module given by the user wins over the image, as before images could be wasm.
+        if map.contains_key("module") && !map.contains_key(IMAGE_DIGEST) {
+            return Ok(());
+        }
+        // A definition that names no valid service never reaches a registry.
+        match map.get("name") {
+            Some(Value::String(name)) => crate::service::validate_name(name)?,
+            _ => return Err(DefinitionError::MissingName.into()),
+        }
+        map.remove("module");
+        map.remove(IMAGE_DIGEST);
+        match self.registries.resolve(&image).await {
+            Ok(Resolved::Wasm { manifest, module }) => {
+                let stored = self
+                    .put_module(module.into())
+                    .await
+                    .map_err(|e| DefinitionError::InvalidField {
+                        field: "image",
+                        reason: format!("{image}: the artifact's module is not usable: {e}"),
+                    })?;
+                tracing::info!(%image, manifest = %manifest, module = %stored.digest, "wasm image resolved");
+                map.insert("module".into(), Value::String(stored.digest.to_string()));
+                map.insert(IMAGE_DIGEST.into(), Value::String(manifest));
+                Ok(())
+            }
+            Ok(Resolved::Container) if self.images_available => Ok(()),
+            Ok(Resolved::Container) => Err(DefinitionError::InvalidField {
+                field: "image",
+                reason: format!(
+                    "{image} is a container image, not a WebAssembly artifact, and no Kubernetes cluster is configured to run it"
+                ),
+            }
+            .into()),
+            // The cluster may reach a registry this server cannot: leave it the image.
+            Err(e) if e.is_upstream() && self.images_available => {
+                tracing::warn!(%image, error = %e, "the image could not be inspected; it runs as a container image");
+                Ok(())
+            }
+            Err(crate::oci::OciError::Unreachable { reference, reason }) => {
+                Err(crate::oci::OciError::Unreachable {
+                    reference,
+                    reason: format!(
+                        "{reason} (with no Kubernetes cluster configured, an image must be a WebAssembly artifact this server can pull)"
+                    ),
+                }
+                .into())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Whether a synchronous call of this service should check its tag in the background.
+    pub fn image_may_have_moved(&self, definition: &Map<String, Value>) -> bool {
+        wasm_image(definition).is_some_and(|(image, _)| !is_pinned(image))
+    }
+
+    /// Checks a wasm image service's tag (always with `force`, else at most every
+    /// `--image-refresh`); when it moved, pulls and deploys the new version. `Ok(Some(line))`
+    /// says what changed.
+    pub async fn refresh_image(
+        &self,
+        service: &str,
+        force: bool,
+    ) -> Result<Option<String>, DeployError> {
+        let Some(deployed) = self.registry.get(service) else {
+            return Ok(None);
+        };
+        let Some((image, current)) = wasm_image(&deployed.service.definition)
+            .filter(|(image, _)| !is_pinned(image))
+            .map(|(i, d)| (i.to_string(), d.to_string()))
+        else {
+            return Ok(None);
+        };
+        let check = self.image_checks.of(service);
+        let mut last = check.lock().await;
+        if !force && last.is_some_and(|t| t.elapsed() < self.limits.image_refresh) {
+            return Ok(None);
+        }
+        // Counted from the attempt, so an unreachable registry is not asked on every call.
+        *last = Some(Instant::now());
+        let now = self.registries.current_digest(&image).await?;
+        if now == current {
+            return Ok(None);
+        }
+        let _guard = self.deploy_lock.lock().await;
+        // The definition as it is now: an update may have raced with the check.
+        let Some(deployed) = self.registry.get(service) else {
+            return Ok(None);
+        };
+        let mut map = deployed.service.definition.clone();
+        self.resolve_image(&mut map).await?;
+        let Some((_, pulled)) = wasm_image(&map).map(|(i, d)| (i.to_string(), d.to_string()))
+        else {
+            return Err(DeployError::Internal(format!(
+                "{image} no longer names a WebAssembly artifact; the service keeps running the version it has"
+            )));
+        };
+        if pulled == current {
+            return Ok(None);
+        }
+        let module = map.get("module").cloned().unwrap_or(Value::Null);
+        let service_value = self.validate(Value::Object(map))?;
+        let deployed = self.deploy(service_value).await?;
+        let registry = self.registry.clone();
+        super::blocking(move || registry.replace(deployed)).await?;
+        let line = format!(
+            "{image} moved from {current} to {pulled}; the service now runs module {}",
+            module.as_str().unwrap_or("?")
+        );
+        tracing::info!(service, "{line}");
+        Ok(Some(line))
+    }
+}

@@ -1,0 +1,383 @@
+//! Services whose `image` names a WebAssembly artifact, against a real registry: the CNCF
+//! distribution registry from Debian (`docker-registry`, installed by scripts/test.sh), started
+//! on loopback by each test with its own folder.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+
+/// A registry on a free loopback port, killed on drop.
+struct Registry {
+    child: std::process::Child,
+    host: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let child = std::process::Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("docker-registry: run scripts/test.sh, which installs it");
+        let host = format!("127.0.0.1:{port}");
+        eventually("the registry to answer", || {
+            client()
+                .get(format!("http://{host}/v2/"))
+                .send()
+                .is_ok_and(|r| r.status() == 200)
+        });
+        Self {
+            child,
+            host,
+            _dir: dir,
+        }
+    }
+
+    /// Deletes what `repository:tag` names (the registry then has no such tag).
+    fn delete_tag(&self, repository: &str, tag: &str) {
+        let url = format!("http://{}/v2/{repository}/manifests/{tag}", self.host);
+        let accept = "application/vnd.oci.image.manifest.v1+json";
+        let digest = client()
+            .head(&url)
+            .header("Accept", accept)
+            .send()
+            .unwrap()
+            .headers()["Docker-Content-Digest"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let r = client()
+            .delete(format!(
+                "http://{}/v2/{repository}/manifests/{digest}",
+                self.host
+            ))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 202);
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `oscar-wasm push FILE REF` through the real CLI; returns what it printed.
+fn push(registry: &Registry, file: &std::path::Path, reference: &str) -> String {
+    let home = tempfile::tempdir().unwrap();
+    oscar_cli(
+        None,
+        home.path(),
+        &[
+            "push",
+            file.to_str().unwrap(),
+            reference,
+            "--insecure-registry",
+            &registry.host,
+        ],
+        b"",
+    )
+    .ok()
+}
+
+fn guest_file(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
+    let path = dir.join(format!("{name}.wasm"));
+    std::fs::write(&path, guest(name)).unwrap();
+    path
+}
+
+/// Pushes an artifact of any layout with oci-client, as other tools would.
+fn push_layout(
+    registry: &Registry,
+    reference: &str,
+    layers: Vec<(Vec<u8>, &str)>,
+    config: (Vec<u8>, &str),
+) {
+    use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
+    let client = oci_client::Client::new(ClientConfig {
+        protocol: ClientProtocol::HttpsExcept(vec![registry.host.clone()]),
+        ..Default::default()
+    });
+    let layers: Vec<ImageLayer> = layers
+        .into_iter()
+        .map(|(bytes, media)| ImageLayer::new(bytes, media.to_string(), None))
+        .collect();
+    let config = Config::new(config.0, config.1.to_string(), None);
+    let reference: oci_client::Reference = reference.parse().unwrap();
+    rt().block_on(client.push(
+        &reference,
+        &layers,
+        config,
+        &oci_client::secrets::RegistryAuth::Anonymous,
+        None,
+    ))
+    .unwrap();
+}
+
+fn tar_gz(name: &str, bytes: &[u8]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(bytes.len() as u64);
+    header.set_mode(0o755);
+    header.set_cksum();
+    builder.append_data(&mut header, name, bytes).unwrap();
+    let tar = builder.into_inner().unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &tar).unwrap();
+    gz.finish().unwrap()
+}
+
+/// oscar-python's create_service from an FDL whose `image` is the pushed artifact; the next
+/// job runs a new version pushed under the same tag; a deleted tag is a clear error on update.
+#[test]
+fn push_then_apply_with_oscar_python_then_a_new_version_reaches_the_next_job() {
+    let registry = Registry::start();
+    let dir = TestDir::new();
+    let work = dir.data().parent().unwrap().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let server = Server::start(
+        &dir.data(),
+        &["--password", "pw", "--insecure-registry", &registry.host],
+    );
+    let image = format!("{}/tools/upper:1", registry.host);
+    let printed = push(&registry, &guest_file(&work, "uppercase"), &image);
+    assert!(
+        printed
+            .trim()
+            .starts_with(&format!("{}/tools/upper:1@sha256:", registry.host)),
+        "{printed}"
+    );
+
+    let script = r##"
+import os, sys
+from oscar_python.client import Client
+endpoint, image, work = sys.argv[1:4]
+c = Client({"cluster_id": "wasm", "endpoint": endpoint, "user": "oscar", "password": "pw", "ssl": "False"})
+with open(os.path.join(work, "script.sh"), "w") as f:
+    f.write("#!/bin/sh\n# kept, not run: the image is a wasm module\n")
+fdl = os.path.join(work, "upper.yaml")
+with open(fdl, "w") as f:
+    f.write(f"functions:\n  oscar:\n  - wasm:\n      name: upper\n      image: {image}\n      cpu: 0.5\n      memory: 64Mi\n      script: script.sh\n")
+r = c.create_service(fdl)
+assert r.status_code == 201, r.text
+r = c.run_service("upper", input="hello registry")
+import base64
+assert base64.b64decode(r.text) == b"HELLO REGISTRY", r.text
+print("ok")
+"##;
+    let out = std::process::Command::new(
+        std::env::var("OSCAR_TEST_PYTHON").expect("OSCAR_TEST_PYTHON: run scripts/test.sh"),
+    )
+    .args(["-c", script, &server.base, &image])
+    .arg(&work)
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        server.log_text()
+    );
+    let admin = |path: &str| admin_json(&server, "pw", path);
+    let definition = admin("/system/services/upper");
+    assert_eq!(definition["image"], image.as_str());
+    let first_module = definition["module"].as_str().unwrap().to_string();
+    assert!(
+        definition["image_digest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+    assert!(
+        definition["script"]
+            .as_str()
+            .unwrap()
+            .contains("kept, not run")
+    );
+
+    // A new version under the same tag: the next job checks the tag and runs it.
+    push(&registry, &guest_file(&work, "word-count"), &image);
+    let job = client()
+        .post(server.url("/job/upper"))
+        .basic_auth("oscar", Some("pw"))
+        .body(b64(b"one two three"))
+        .send()
+        .unwrap()
+        .json::<Value>()
+        .unwrap()["job_name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let c = client();
+    eventually("the job to end", || {
+        let jobs: Value = c
+            .get(server.url("/system/logs/upper"))
+            .basic_auth("oscar", Some("pw"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        jobs["jobs"][&job]["status"] == "Succeeded"
+    });
+    let log = c
+        .get(server.url(&format!("/system/logs/upper/{job}")))
+        .basic_auth("oscar", Some("pw"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(log.contains("moved from"), "{log}");
+    let definition = admin("/system/services/upper");
+    let second_module = definition["module"].as_str().unwrap().to_string();
+    assert_ne!(first_module, second_module);
+    assert!(
+        log.contains(&format!("Running module {second_module}")),
+        "{log}"
+    );
+
+    // The tag deleted: an update says so, and the service keeps running what it had.
+    registry.delete_tag("tools/upper", "1");
+    let mut updated = definition.clone();
+    updated.as_object_mut().unwrap().remove("module");
+    let r = c
+        .put(server.url("/system/services"))
+        .basic_auth("oscar", Some("pw"))
+        .json(&updated)
+        .send()
+        .unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().unwrap();
+    assert_eq!(status, 400, "{text}");
+    assert!(
+        text.contains(&image) && text.contains("not found"),
+        "{text}"
+    );
+    assert_eq!(
+        admin("/system/services/upper")["module"],
+        second_module.as_str()
+    );
+}
+
+/// A `wasi/wasm` platform image (a tar layer holding the file its entrypoint names) and the
+/// older wasm-to-oci layout both deploy as wasm; each failure names the reference and why.
+#[test]
+fn other_layouts_and_every_error() {
+    let registry = Registry::start();
+    let dir = TestDir::new();
+    let server = Server::start(&dir.data(), &["--insecure-registry", &registry.host]);
+    let upper = guest("uppercase");
+    let create = |name: &str, image: &str| {
+        let r = client()
+            .post(server.url("/system/services"))
+            .json(&json!({"name": name, "image": image, "script": "unused"}))
+            .send()
+            .unwrap();
+        (r.status().as_u16(), r.text().unwrap())
+    };
+
+    let wasi = format!("{}/apps/wasi-image:latest", registry.host);
+    let config = json!({"architecture": "wasm", "os": "wasip1",
+                        "config": {"Entrypoint": ["/app/upper.wasm"]},
+                        "rootfs": {"type": "layers", "diff_ids": []}});
+    push_layout(
+        &registry,
+        &wasi,
+        vec![(
+            tar_gz("app/upper.wasm", &upper),
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+        )],
+        (
+            config.to_string().into_bytes(),
+            "application/vnd.oci.image.config.v1+json",
+        ),
+    );
+    let (status, text) = create("wasi-image", &wasi);
+    assert_eq!(status, 201, "{text}");
+    let (status, _, body) = run(&server, "wasi-image", b64(b"abc"));
+    assert_eq!((status, unb64(&body)), (200, b"ABC".to_vec()));
+
+    let legacy = format!("{}/apps/legacy:v1", registry.host);
+    push_layout(
+        &registry,
+        &legacy,
+        vec![(upper.clone(), "application/vnd.wasm.content.layer.v1+wasm")],
+        (b"{}".to_vec(), "application/vnd.oci.image.config.v1+json"),
+    );
+    let (status, text) = create("legacy", &legacy);
+    assert_eq!(status, 201, "{text}");
+    let (status, _, body) = run(&server, "legacy", b64(b"xyz"));
+    assert_eq!((status, unb64(&body)), (200, b"XYZ".to_vec()));
+
+    // A container image, with no cluster to run it.
+    let linux = format!("{}/apps/linux:1", registry.host);
+    push_layout(
+        &registry,
+        &linux,
+        vec![(
+            tar_gz("bin/sh", b"#!"),
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+        )],
+        (
+            json!({"architecture": "amd64", "os": "linux"})
+                .to_string()
+                .into_bytes(),
+            "application/vnd.oci.image.config.v1+json",
+        ),
+    );
+    // Not WebAssembly inside a wasm artifact.
+    let broken = format!("{}/apps/broken:1", registry.host);
+    push_layout(
+        &registry,
+        &broken,
+        vec![(b"not wasm at all".to_vec(), "application/wasm")],
+        (b"{}".to_vec(), "application/vnd.wasm.config.v0+json"),
+    );
+    let down = format!("127.0.0.1:{}/apps/x:1", free_port());
+    for (image, status, why) in [
+        (linux.as_str(), 400, "container image"),
+        (broken.as_str(), 400, "not usable"),
+        (
+            &format!("{}/apps/missing:1", registry.host),
+            400,
+            "not found",
+        ),
+        (down.as_str(), 502, "could not be reached"),
+        (
+            "UPPER CASE is not a reference",
+            400,
+            "not a valid image reference",
+        ),
+    ] {
+        let (got, text) = create("bad", image);
+        assert_eq!(got, status, "{image}: {text}");
+        assert!(text.contains(why), "{image}: {text}");
+        assert!(text.contains(image), "{image}: {text}");
+    }
+    // Nothing half-deployed.
+    let listed: Vec<Value> = client()
+        .get(server.url("/system/services"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let names: Vec<&str> = listed.iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["legacy", "wasi-image"]);
+}
