@@ -454,6 +454,12 @@ fn clusters_file_and_credentials() {
 /// folder where `examples` is linked in (where a user stands in a clone), with the server of
 /// `s`; returns the folder.
 fn run_readme_block(s: &Setup, marker: &str) -> tempfile::TempDir {
+    run_readme_block_with(s, marker, &[])
+}
+
+/// [`run_readme_block`], with each `(from, to)` of `replace` applied to the block first (a
+/// test's own ports for the README's usual ones).
+fn run_readme_block_with(s: &Setup, marker: &str, replace: &[(&str, &str)]) -> tempfile::TempDir {
     let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
     let after = readme
         .split(marker)
@@ -464,6 +470,9 @@ fn run_readme_block(s: &Setup, marker: &str) -> tempfile::TempDir {
         .nth(1)
         .and_then(|b| b.split("```").next())
         .expect("a ```sh block follows the marker");
+    let block = replace.iter().fold(block.to_string(), |block, (from, to)| {
+        block.replace(from, to)
+    });
     let work = tempfile::tempdir().unwrap();
     std::os::unix::fs::symlink(repo_root().join("examples"), work.path().join("examples")).unwrap();
     let script = format!(
@@ -510,6 +519,25 @@ fn readme_walkthrough_runs() {
             .next()
             .is_some()
     );
+}
+
+/// The README's registry walkthrough, run as written against a registry on a free port: push,
+/// apply an FDL whose image is the artifact, run.
+#[test]
+fn readme_registry_walkthrough_runs() {
+    let registry = Registry::start();
+    let s = Setup::new(&["--insecure-registry", &registry.host]);
+    let work = run_readme_block_with(
+        &s,
+        "<!-- registry walkthrough: run by tests/cli.rs -->",
+        &[("localhost:5000", &registry.host)],
+    );
+    assert_eq!(
+        std::fs::read_to_string(work.path().join("upper.txt")).unwrap(),
+        "HELLO REGISTRY\n"
+    );
+    let shown = s.cli(&["service", "get", "upper-oci", "--json"]).ok();
+    assert!(shown.contains("image_digest"), "{shown}");
 }
 
 /// The README's storage walkthrough, run as written: a file dropped into the embedded store's
@@ -634,6 +662,8 @@ fn service_manifest_prints_the_job_offline() {
     );
     let text = out.ok();
     assert!(out.stderr.contains("wasm-one runs a module"), "{out:?}");
+    // An asynchronous Job pulls its image again, as OSCAR's do.
+    assert!(text.contains("imagePullPolicy: Always"), "{text}");
     let job: Value = yaml_serde::from_str(&text).unwrap();
     assert_eq!(job["apiVersion"], "batch/v1");
     assert_eq!(job["kind"], "Job");

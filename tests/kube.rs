@@ -714,6 +714,53 @@ fn allowed_image_repositories_limit_what_is_deployed() {
     assert_eq!(r.status(), 400);
 }
 
+/// An `image` that a registry shows to be a container image (not wasm) still runs on
+/// Kubernetes, and its definition names no module.
+#[test]
+fn a_container_image_in_a_registry_still_runs_on_kubernetes() {
+    let registry = Registry::start();
+    let image = format!("{}/apps/alpine:3", registry.host);
+    push_layout(
+        &registry,
+        &image,
+        vec![(
+            tar_gz("bin/sh", b"#!"),
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+        )],
+        (
+            json!({"architecture": "amd64", "os": "linux"})
+                .to_string()
+                .into_bytes(),
+            "application/vnd.oci.image.config.v1+json",
+        ),
+    );
+    let dir = TestDir::new();
+    let (fake, kubeconfig) = start_fake(&dir.data().parent().unwrap().join("k"));
+    let server = Server::start_with_env(
+        &dir.data(),
+        &[
+            "--kube-callback-url",
+            "http://127.0.0.1:0",
+            "--insecure-registry",
+            &registry.host,
+        ],
+        &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
+    );
+    let created = create(
+        &server,
+        json!({"name": "container", "image": image, "script": UPPER_SCRIPT}),
+    );
+    assert!(created.get("module").is_none() && created.get("image_digest").is_none());
+    let (status, _, body) = run(&server, "container", b64(b"from a registry"));
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(unb64(&body), b"FROM A REGISTRY");
+    assert!(
+        requests(&fake)
+            .iter()
+            .any(|r| r.starts_with("POST /apis/batch/v1/namespaces/oscar-svc/jobs"))
+    );
+}
+
 #[test]
 fn without_a_cluster_image_services_are_refused() {
     let dir = TestDir::new();

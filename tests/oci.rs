@@ -7,78 +7,6 @@ mod common;
 use common::*;
 use serde_json::{Value, json};
 
-/// A registry on a free loopback port, killed on drop.
-struct Registry {
-    child: std::process::Child,
-    host: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Registry {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let config = dir.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
-                dir.path().join("data").display()
-            ),
-        )
-        .unwrap();
-        let child = std::process::Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("docker-registry: run scripts/test.sh, which installs it");
-        let host = format!("127.0.0.1:{port}");
-        eventually("the registry to answer", || {
-            client()
-                .get(format!("http://{host}/v2/"))
-                .send()
-                .is_ok_and(|r| r.status() == 200)
-        });
-        Self {
-            child,
-            host,
-            _dir: dir,
-        }
-    }
-
-    /// Deletes what `repository:tag` names (the registry then has no such tag).
-    fn delete_tag(&self, repository: &str, tag: &str) {
-        let url = format!("http://{}/v2/{repository}/manifests/{tag}", self.host);
-        let accept = "application/vnd.oci.image.manifest.v1+json";
-        let digest = client()
-            .head(&url)
-            .header("Accept", accept)
-            .send()
-            .unwrap()
-            .headers()["Docker-Content-Digest"]
-            .to_str()
-            .unwrap()
-            .to_string();
-        let r = client()
-            .delete(format!(
-                "http://{}/v2/{repository}/manifests/{digest}",
-                self.host
-            ))
-            .send()
-            .unwrap();
-        assert_eq!(r.status(), 202);
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// `oscar-wasm push FILE REF` through the real CLI; returns what it printed.
 fn push(registry: &Registry, file: &std::path::Path, reference: &str) -> String {
     let home = tempfile::tempdir().unwrap();
@@ -101,47 +29,6 @@ fn guest_file(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
     let path = dir.join(format!("{name}.wasm"));
     std::fs::write(&path, guest(name)).unwrap();
     path
-}
-
-/// Pushes an artifact of any layout with oci-client, as other tools would.
-fn push_layout(
-    registry: &Registry,
-    reference: &str,
-    layers: Vec<(Vec<u8>, &str)>,
-    config: (Vec<u8>, &str),
-) {
-    use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
-    let client = oci_client::Client::new(ClientConfig {
-        protocol: ClientProtocol::HttpsExcept(vec![registry.host.clone()]),
-        ..Default::default()
-    });
-    let layers: Vec<ImageLayer> = layers
-        .into_iter()
-        .map(|(bytes, media)| ImageLayer::new(bytes, media.to_string(), None))
-        .collect();
-    let config = Config::new(config.0, config.1.to_string(), None);
-    let reference: oci_client::Reference = reference.parse().unwrap();
-    rt().block_on(client.push(
-        &reference,
-        &layers,
-        config,
-        &oci_client::secrets::RegistryAuth::Anonymous,
-        None,
-    ))
-    .unwrap();
-}
-
-fn tar_gz(name: &str, bytes: &[u8]) -> Vec<u8> {
-    let mut builder = tar::Builder::new(Vec::new());
-    let mut header = tar::Header::new_gnu();
-    header.set_size(bytes.len() as u64);
-    header.set_mode(0o755);
-    header.set_cksum();
-    builder.append_data(&mut header, name, bytes).unwrap();
-    let tar = builder.into_inner().unwrap();
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    std::io::Write::write_all(&mut gz, &tar).unwrap();
-    gz.finish().unwrap()
 }
 
 /// oscar-python's create_service from an FDL whose `image` is the pushed artifact; the next
@@ -380,4 +267,132 @@ fn other_layouts_and_every_error() {
         .unwrap();
     let names: Vec<&str> = listed.iter().map(|s| s["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["legacy", "wasi-image"]);
+}
+
+/// Synchronous calls check a tag in the background (here on every call, --image-refresh 0)
+/// and switch once the new version is compiled; a digest reference never moves.
+#[test]
+fn sync_calls_follow_a_moved_tag_and_digests_stay_pinned() {
+    let registry = Registry::start();
+    let dir = TestDir::new();
+    let work = dir.data().parent().unwrap().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let server = Server::start(
+        &dir.data(),
+        &[
+            "--insecure-registry",
+            &registry.host,
+            "--image-refresh",
+            "0",
+        ],
+    );
+    let tag = format!("{}/tools/moving:1", registry.host);
+    let pinned = push(&registry, &guest_file(&work, "uppercase"), &tag)
+        .trim()
+        .to_string();
+    assert!(pinned.contains("@sha256:"), "{pinned}");
+    for (name, image) in [("by-tag", tag.as_str()), ("by-digest", pinned.as_str())] {
+        let r = client()
+            .post(server.url("/system/services"))
+            .json(&json!({"name": name, "image": image}))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 201, "{}", r.text().unwrap());
+        let (status, _, body) = run(&server, name, b64(b"abc"));
+        assert_eq!((status, unb64(&body)), (200, b"ABC".to_vec()), "{name}");
+    }
+
+    push(&registry, &guest_file(&work, "word-count"), &tag);
+    eventually("the tag's service to run the new version", || {
+        let (status, _, body) = run(&server, "by-tag", b64(b"abc"));
+        status == 200 && unb64(&body) != b"ABC"
+    });
+    let (_, _, body) = run(&server, "by-digest", b64(b"abc"));
+    assert_eq!(unb64(&body), b"ABC");
+    // A job of the pinned service does not look at the tag either.
+    let job = client()
+        .post(server.url("/job/by-digest"))
+        .body(b64(b"abc"))
+        .send()
+        .unwrap()
+        .json::<Value>()
+        .unwrap()["job_name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_status(&server, "by-digest", &job, "Succeeded");
+    let log = log_of(&server, "by-digest", &job);
+    assert!(!log.contains("moved"), "{log}");
+    assert!(log.contains(&format!("from {pinned}")), "{log}");
+}
+
+/// A private registry: credentials from a docker config.json, for `oscar-wasm push` and the
+/// server; never in an answer or a log line. Without them, the refusal says so.
+#[test]
+fn private_registries_take_docker_credentials() {
+    use base64::Engine as _;
+    let registry = Registry::start_with_login("alice", "s3cret-pw");
+    let dir = TestDir::new();
+    let work = dir.data().parent().unwrap().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let auth_file = work.join("config.json");
+    let auth = base64::engine::general_purpose::STANDARD.encode("alice:s3cret-pw");
+    std::fs::write(
+        &auth_file,
+        json!({"auths": {registry.host.clone(): {"auth": auth}}}).to_string(),
+    )
+    .unwrap();
+    let image = format!("{}/private/upper:1", registry.host);
+    let module = guest_file(&work, "uppercase");
+    let home = tempfile::tempdir().unwrap();
+    let push_with = |extra: &[&str]| {
+        let mut args = vec![
+            "push",
+            module.to_str().unwrap(),
+            image.as_str(),
+            "--insecure-registry",
+            registry.host.as_str(),
+        ];
+        args.extend_from_slice(extra);
+        oscar_cli(None, home.path(), &args, b"")
+    };
+    let refused = push_with(&[]);
+    assert_ne!(refused.code, 0, "{refused:?}");
+    assert!(refused.stderr.contains("refused access"), "{refused:?}");
+    push_with(&["--registry-auth-file", auth_file.to_str().unwrap()]).ok();
+
+    let server = Server::start(
+        &dir.data(),
+        &[
+            "--insecure-registry",
+            &registry.host,
+            "--registry-auth-file",
+            auth_file.to_str().unwrap(),
+        ],
+    );
+    let r = client()
+        .post(server.url("/system/services"))
+        .json(&json!({"name": "private", "image": image}))
+        .send()
+        .unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().unwrap();
+    assert_eq!(status, 201, "{text}");
+    let (status, _, body) = run(&server, "private", b64(b"abc"));
+    assert_eq!((status, unb64(&body)), (200, b"ABC".to_vec()));
+    assert!(!text.contains("s3cret") && !server.log_text().contains("s3cret"));
+
+    let other = TestDir::new();
+    let anonymous = Server::start(&other.data(), &["--insecure-registry", &registry.host]);
+    let r = client()
+        .post(anonymous.url("/system/services"))
+        .json(&json!({"name": "private", "image": image}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let text = r.text().unwrap();
+    assert!(
+        text.contains("refused access") && text.contains(&image),
+        "{text}"
+    );
 }

@@ -247,16 +247,7 @@ impl ServeArgs {
 
     /// How registries are reached: insecure ones, credentials, the module size limit.
     pub fn registry_settings(&self) -> Result<crate::oci::RegistrySettings, String> {
-        let file = self.registry_auth_file.clone().or_else(|| {
-            let docker = std::env::var_os("DOCKER_CONFIG")
-                .map(PathBuf::from)
-                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker")))?;
-            Some(docker.join("config.json")).filter(|p| p.is_file())
-        });
-        let auths = match file {
-            Some(path) => crate::oci::auth::Auths::from_docker_config(&path)?,
-            None => Default::default(),
-        };
+        let auths = crate::oci::auth::Auths::load(self.registry_auth_file.as_deref())?;
         Ok(crate::oci::RegistrySettings {
             insecure: self
                 .insecure_registries

@@ -541,3 +541,136 @@ pub fn wait_for_status(server: &Server, service: &str, status: &str) -> String {
             .map(|(name, _)| name.clone())
     })
 }
+
+// An OCI registry, shared by the wasm-image tests.
+
+/// The CNCF distribution registry on a free loopback port with its own folder, killed on drop.
+pub struct Registry {
+    child: std::process::Child,
+    /// `127.0.0.1:PORT`.
+    pub host: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    /// Starts one (Debian's docker-registry, installed by scripts/test.sh).
+    pub fn start() -> Self {
+        Self::launch(None)
+    }
+
+    /// [`Registry::start`], with HTTP basic logins (docker-registry's htpasswd: bcrypt).
+    pub fn start_with_login(user: &str, password: &str) -> Self {
+        let hash = bcrypt::hash(password, 4).unwrap();
+        Self::launch(Some(format!("{user}:{hash}\n")))
+    }
+
+    fn launch(htpasswd: Option<String>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let config = dir.path().join("config.yml");
+        let mut text = format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.path().join("data").display()
+        );
+        if let Some(htpasswd) = &htpasswd {
+            let path = dir.path().join("htpasswd");
+            std::fs::write(&path, htpasswd).unwrap();
+            text += &format!(
+                "auth:\n  htpasswd:\n    realm: test\n    path: {}\n",
+                path.display()
+            );
+        }
+        std::fs::write(&config, text).unwrap();
+        let child = std::process::Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("docker-registry: run scripts/test.sh, which installs it");
+        let host = format!("127.0.0.1:{port}");
+        eventually("the registry to answer", || {
+            client()
+                .get(format!("http://{host}/v2/"))
+                .send()
+                .is_ok_and(|r| r.status() == 200 || r.status() == 401)
+        });
+        Self {
+            child,
+            host,
+            _dir: dir,
+        }
+    }
+
+    /// Deletes what `repository:tag` names (the registry then has no such tag).
+    pub fn delete_tag(&self, repository: &str, tag: &str) {
+        let url = format!("http://{}/v2/{repository}/manifests/{tag}", self.host);
+        let accept = "application/vnd.oci.image.manifest.v1+json";
+        let digest = client()
+            .head(&url)
+            .header("Accept", accept)
+            .send()
+            .unwrap()
+            .headers()["Docker-Content-Digest"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let r = client()
+            .delete(format!(
+                "http://{}/v2/{repository}/manifests/{digest}",
+                self.host
+            ))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 202);
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Pushes an artifact of any layout with oci-client, as other tools would.
+pub fn push_layout(
+    registry: &Registry,
+    reference: &str,
+    layers: Vec<(Vec<u8>, &str)>,
+    config: (Vec<u8>, &str),
+) {
+    use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
+    let client = oci_client::Client::new(ClientConfig {
+        protocol: ClientProtocol::HttpsExcept(vec![registry.host.clone()]),
+        ..Default::default()
+    });
+    let layers: Vec<ImageLayer> = layers
+        .into_iter()
+        .map(|(bytes, media)| ImageLayer::new(bytes, media.to_string(), None))
+        .collect();
+    let config = Config::new(config.0, config.1.to_string(), None);
+    let reference: oci_client::Reference = reference.parse().unwrap();
+    rt().block_on(client.push(
+        &reference,
+        &layers,
+        config,
+        &oci_client::secrets::RegistryAuth::Anonymous,
+        None,
+    ))
+    .unwrap();
+}
+
+/// A gzip-compressed tar holding one file, as a container image's layer.
+pub fn tar_gz(name: &str, bytes: &[u8]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(bytes.len() as u64);
+    header.set_mode(0o755);
+    header.set_cksum();
+    builder.append_data(&mut header, name, bytes).unwrap();
+    let tar = builder.into_inner().unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &tar).unwrap();
+    gz.finish().unwrap()
+}

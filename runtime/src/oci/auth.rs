@@ -20,6 +20,23 @@ impl std::fmt::Debug for Auths {
 }
 
 impl Auths {
+    /// `path`'s credentials, else those of docker's own `config.json` (`$DOCKER_CONFIG`, else
+    /// `~/.docker`) when there is one, else none.
+    pub fn load(path: Option<&Path>) -> Result<Self, String> {
+        let default = || {
+            let folder = std::env::var_os("DOCKER_CONFIG")
+                .map(std::path::PathBuf::from)
+                .or_else(|| {
+                    std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".docker"))
+                })?;
+            Some(folder.join("config.json")).filter(|p| p.is_file())
+        };
+        match path.map(Path::to_path_buf).or_else(default) {
+            Some(path) => Self::from_docker_config(&path),
+            None => Ok(Self::default()),
+        }
+    }
+
     /// Reads a docker `config.json`.
     pub fn from_docker_config(path: &Path) -> Result<Self, String> {
         #[derive(serde::Deserialize)]

@@ -97,9 +97,22 @@ impl OciError {
                 Self::NotFound { reference, reason }
             }
             E::ServerError { code: 404, .. } => Self::NotFound { reference, reason },
-            E::UnauthorizedError { .. } | E::AuthenticationFailure(_) => {
+            E::RegistryError { envelope, .. }
+                if envelope.errors.iter().any(|e| {
+                    matches!(
+                        e.code,
+                        oci_client::errors::OciErrorCode::Unauthorized
+                            | oci_client::errors::OciErrorCode::Denied
+                    )
+                }) =>
+            {
                 Self::Denied { reference, reason }
             }
+            E::ServerError {
+                code: 401 | 403, ..
+            }
+            | E::UnauthorizedError { .. }
+            | E::AuthenticationFailure(_) => Self::Denied { reference, reason },
             E::DigestError(_) => Self::Invalid { reference, reason },
             _ => Self::Unreachable { reference, reason },
         }
