@@ -396,3 +396,78 @@ fn private_registries_take_docker_credentials() {
         "{text}"
     );
 }
+
+/// A registry that serves a layer whose bytes do not match its digest (a real registry never
+/// would; a man in the middle or a broken mirror could): refused, nothing deployed.
+#[test]
+fn a_layer_that_does_not_match_its_digest_is_refused() {
+    use sha2::Digest as _;
+    let hex = |bytes: &[u8]| -> String {
+        sha2::Sha256::digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let module = guest("uppercase");
+    let mut tampered = module.clone();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 0xff;
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.wasm.config.v0+json",
+                   "digest": format!("sha256:{}", hex(b"{}")), "size": 2},
+        "layers": [{"mediaType": "application/wasm",
+                    "digest": format!("sha256:{}", hex(&module)), "size": module.len()}]
+    })
+    .to_string();
+    let manifest_digest = format!("sha256:{}", hex(manifest.as_bytes()));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        use axum::routing::get;
+        let app = axum::Router::new()
+            .route("/v2/", get(|| async { "{}" }))
+            .route(
+                "/v2/evil/wasm/manifests/{reference}",
+                get(move || async move {
+                    (
+                        [
+                            (
+                                "content-type",
+                                "application/vnd.oci.image.manifest.v1+json".to_string(),
+                            ),
+                            ("docker-content-digest", manifest_digest),
+                        ],
+                        manifest,
+                    )
+                }),
+            )
+            .route(
+                "/v2/evil/wasm/blobs/{digest}",
+                get(move || async move { tampered }),
+            );
+        listener.set_nonblocking(true).unwrap();
+        rt().block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    let dir = TestDir::new();
+    let server = Server::start(&dir.data(), &["--insecure-registry", &host]);
+    let image = format!("{host}/evil/wasm:1");
+    let r = client()
+        .post(server.url("/system/services"))
+        .json(&json!({"name": "evil", "image": image}))
+        .send()
+        .unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().unwrap();
+    assert_eq!(status, 400, "{text}");
+    assert!(
+        text.contains(&image) && text.contains("Invalid digest"),
+        "{text}"
+    );
+    let listed = admin_json(&server, "", "/system/services");
+    assert_eq!(listed, json!([]));
+}
