@@ -66,7 +66,11 @@ pub struct App {
     /// Bucket administration on `minio.default`, for /system/buckets.
     pub bucket_admin: crate::storage::buckets::BucketAdmin,
     /// Owners and visibility of the buckets created through /system/buckets.
-    pub bucket_records: crate::storage::bucket_records::BucketRecords,
+    pub bucket_records: Arc<crate::storage::bucket_records::BucketRecords>,
+    /// OIDC tokens from the trusted issuers.
+    pub oidc: Arc<crate::oidc::Oidc>,
+    /// OIDC users' own keys for the embedded store.
+    pub store_users: Arc<crate::storage::store_users::StoreUsers>,
     /// The data folder (canonical).
     pub data_dir: PathBuf,
     /// Bounds on request bodies.
@@ -118,8 +122,17 @@ impl App {
         )?);
         let bucket_admin = crate::storage::buckets::BucketAdmin::new(&storage.default_provider)
             .map_err(StartError::Config)?;
-        let bucket_records = crate::storage::bucket_records::BucketRecords::open(&data_dir)
-            .map_err(io_context("reading the bucket records"))?;
+        let bucket_records = Arc::new(
+            crate::storage::bucket_records::BucketRecords::open(&data_dir)
+                .map_err(io_context("reading the bucket records"))?,
+        );
+        let oidc_settings = args.oidc_settings();
+        oidc_settings.check().map_err(StartError::Config)?;
+        let oidc = Arc::new(crate::oidc::Oidc::new(oidc_settings).map_err(StartError::Config)?);
+        let store_users = Arc::new(
+            crate::storage::store_users::StoreUsers::open(&data_dir)
+                .map_err(io_context("reading the store users"))?,
+        );
         let cluster_settings = Arc::new(
             crate::cluster_settings::ClusterSettings::open(&data_dir)
                 .map_err(io_context("reading the cluster settings"))?,
@@ -164,6 +177,8 @@ impl App {
             storage,
             bucket_admin,
             bucket_records,
+            oidc,
+            store_users,
             settings: cluster_settings,
             registry,
             modules,

@@ -37,10 +37,18 @@ impl EmbeddedStore {
         limits: crate::listener::ConnectionLimits,
     ) -> Result<Self, crate::app::StartError> {
         let minio = &app.storage.default_provider;
+        let (records, registry) = (app.bucket_records.clone(), app.registry.clone());
+        let access: crate::storage::embedded::BucketAccess = Arc::new(move |user, bucket| {
+            crate::access::bucket_facts(&records, &registry, bucket).open_to(user)
+        });
         let service = crate::storage::embedded::service(
             &app.data_dir.join("buckets"),
-            &minio.access_key,
-            &minio.secret_key,
+            crate::storage::embedded::StoreKeys {
+                access_key: minio.access_key.clone(),
+                secret_key: minio.secret_key.clone(),
+                users: app.store_users.clone(),
+                access,
+            },
         )
         .map_err(|source| crate::app::StartError::Io {
             context: "opening the embedded S3 store".into(),

@@ -69,6 +69,23 @@ pub struct ServeArgs {
     /// definition cannot make the server reach services only it can reach.
     #[arg(long, env = "OSCAR_WASM_ALLOW_LOCAL_ENDPOINTS")]
     pub allow_local_endpoints: bool,
+    /// OIDC issuers whose access tokens are accepted (`Authorization: Bearer`), as their
+    /// tokens' `iss` names them: EGI Check-in is `https://aai.egi.eu/auth/realms/egi`.
+    /// Repeatable, or comma-separated.
+    #[arg(
+        long = "oidc-issuer",
+        env = "OSCAR_WASM_OIDC_ISSUERS",
+        value_delimiter = ','
+    )]
+    pub oidc_issuers: Vec<String>,
+    /// Groups (EGI VOs, Keycloak groups) whose members may log in with a token; at least one
+    /// with --oidc-issuer. Repeatable, or comma-separated.
+    #[arg(
+        long = "oidc-group",
+        env = "OSCAR_WASM_OIDC_GROUPS",
+        value_delimiter = ','
+    )]
+    pub oidc_groups: Vec<String>,
     /// Registries (`host:port`) reached over plain HTTP when an `image` names a wasm artifact
     /// there; every other registry is reached over HTTPS only. Repeatable, or comma-separated.
     #[arg(
@@ -243,6 +260,20 @@ impl ServeArgs {
             );
         }
         Ok(())
+    }
+
+    /// The OIDC issuers and groups.
+    pub fn oidc_settings(&self) -> crate::oidc::OidcSettings {
+        let clean = |v: &[String]| -> Vec<String> {
+            v.iter()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        };
+        crate::oidc::OidcSettings {
+            issuers: clean(&self.oidc_issuers),
+            groups: clean(&self.oidc_groups),
+        }
     }
 
     /// How registries are reached: insecure ones, credentials, the module size limit.

@@ -25,6 +25,7 @@
 //! - [`metrics`], [`config`], [`fsutil`]: figures, settings, crash-safe file operations;
 //! - [`cli`]: the client commands of the binary (service, run, job, jobs, logs, ...).
 
+pub mod access;
 pub mod api;
 pub mod app;
 pub mod auth;
@@ -44,6 +45,7 @@ pub mod listener;
 pub mod metrics;
 pub mod modules;
 pub mod oci;
+pub mod oidc;
 pub mod oscar_definition;
 pub mod protocol;
 pub mod registry;

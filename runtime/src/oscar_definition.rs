@@ -98,6 +98,16 @@ pub const NOT_ACTED_ON: &[&str] = &[
 /// OSCAR's owner of services created with the administrator's credentials.
 pub const ADMIN_OWNER: &str = "cluster_admin";
 
+/// Makes `sub` the owner of a definition a user creates, as OSCAR does (`owner`, and the
+/// `owner_name` label from the user's name, spaces as `_`).
+pub fn set_owner(definition: &mut Map<String, Value>, sub: &str, name: &str) {
+    definition.insert("owner".into(), json!(sub));
+    let shown = if name.is_empty() { sub } else { name };
+    with_object(definition, "labels", |labels| {
+        labels.insert("owner_name".into(), json!(shown.replace(' ', "_")));
+    });
+}
+
 /// Renames keys to OSCAR's spelling where only their case differs, as Go's JSON decoder
 /// matches them, and makes `log_level` what OSCAR would keep. Applied to every definition.
 pub fn normalize(definition: &mut Map<String, Value>) {

@@ -2,6 +2,7 @@
 //! answers 401 (with a Basic challenge) or 403.
 
 use super::AppState;
+use crate::access::Caller;
 use crate::auth::{self, Decision, Presented};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -55,21 +56,105 @@ pub fn refusal(decision: Decision) -> Response {
     }
 }
 
-/// Middleware of /system/*: the administrator only.
-pub async fn require_admin(State(app): State<AppState>, request: Request, next: Next) -> Response {
-    match auth::admin(&app.admin, &presented(request.headers())) {
-        Decision::Allow => next.run(request).await,
-        refused => refusal(refused),
+/// The answer to a refused OIDC token: 401 (with a Bearer challenge naming the error) for a
+/// token that proves nobody, 403 for a user outside the allowed groups, 502 when the issuer
+/// could not be asked.
+pub fn oidc_refusal(error: &crate::oidc::OidcError) -> Response {
+    use crate::oidc::OidcError as E;
+    let status = match error {
+        E::NotInGroup { .. } => StatusCode::FORBIDDEN,
+        E::IssuerFailed { .. } => StatusCode::BAD_GATEWAY,
+        E::Malformed(_) | E::UnknownIssuer(_) | E::Invalid { .. } => StatusCode::UNAUTHORIZED,
+    };
+    if status.is_server_error() {
+        tracing::error!(error = %error, "an OIDC issuer could not be asked");
+    }
+    let mut response = (status, format!("{error}\n")).into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer error=\"invalid_token\""),
+        );
+    }
+    response
+}
+
+/// The user a bearer token proves, when the server trusts OIDC issuers and the token is
+/// not a service's (those are for /run and /job); their store keys are made at first login.
+pub async fn oidc_user(app: &AppState, token: &[u8]) -> Result<Caller, Response> {
+    let token = std::str::from_utf8(token)
+        .map_err(|_| oidc_refusal(&crate::oidc::OidcError::Malformed("not UTF-8".into())))?;
+    let user = app.oidc.verify(token).await.map_err(|e| oidc_refusal(&e))?;
+    let (users, sub) = (app.store_users.clone(), user.sub.clone());
+    if users.get(&sub).is_none() {
+        tokio::task::spawn_blocking(move || users.ensure(&sub))
+            .await
+            .map_err(|e| super::ApiError::Internal(e.to_string()).into_response())?
+            .map_err(|e| {
+                super::ApiError::Internal(format!("keeping the user's store keys: {e}"))
+                    .into_response()
+            })?;
+    }
+    Ok(Caller::User(std::sync::Arc::new(user)))
+}
+
+/// Middleware of /system/*: the administrator, or an OIDC user; the [`Caller`] is put in the
+/// request for handlers and extractors, which apply OSCAR's rules per service and bucket.
+pub async fn authenticate(
+    State(app): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let presented = presented(request.headers());
+    let caller = match &presented {
+        Presented::Bearer(token) if app.oidc.enabled() => match oidc_user(&app, token).await {
+            Ok(caller) => caller,
+            Err(refused) => return refused,
+        },
+        _ => match auth::admin(&app.admin, &presented) {
+            Decision::Allow => Caller::Admin,
+            refused => return refusal(refused),
+        },
+    };
+    request.extensions_mut().insert(caller);
+    next.run(request).await
+}
+
+/// The administrator's own routes (metrics, module management, settings, the execution
+/// log): an OIDC user gets 403.
+pub fn admin_only(caller: &Caller, what: &str) -> Result<(), super::ApiError> {
+    match caller {
+        Caller::Admin => Ok(()),
+        user => Err(super::ApiError::Forbidden(format!(
+            "{} may not {what}: only the administrator may",
+            user.describe()
+        ))),
     }
 }
 
-/// Checks an invocation of `name`; the refusal to send otherwise ([`refusal`]).
-pub fn authorize_invocation(
+impl axum::extract::FromRequestParts<AppState> for Caller {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .ok_or_else(|| refusal(Decision::Unauthenticated))
+    }
+}
+
+/// Checks an invocation of `name`: the administrator, the service's token, or an OIDC user
+/// the service is open to (OSCAR's hasPermission); the refusal to send otherwise.
+pub async fn authorize_invocation(
     app: &AppState,
     name: &str,
     headers: &HeaderMap,
-) -> Result<(), Decision> {
-    if app.admin.is_open() {
+) -> Result<(), Response> {
+    if app.admin.is_open() && !app.oidc.enabled() {
         return Ok(());
     }
     let deployed = app.registry.get(name);
@@ -84,11 +169,35 @@ pub fn authorize_invocation(
     {
         presented = Presented::Bearer(password.clone());
     }
+    let is_service_token = |t: &[u8]| {
+        services
+            .iter()
+            .any(|d| auth::secrets_equal(d.service.spec.token.as_bytes(), t))
+    };
+    if let Presented::Bearer(bearer) = &presented
+        && app.oidc.enabled()
+        && !is_service_token(bearer)
+    {
+        let caller = oidc_user(app, bearer).await?;
+        return match deployed {
+            // An unknown service: the handler answers 404.
+            None => Ok(()),
+            Some(d) if caller.may_use(&d.service.definition) => Ok(()),
+            Some(_) => Err((
+                StatusCode::FORBIDDEN,
+                format!("{} may not use the service {name}\n", caller.describe()),
+            )
+                .into_response()),
+        };
+    }
+    if app.admin.is_open() {
+        return Ok(());
+    }
     match auth::invoke(&app.admin, &presented, token, tokens) {
         Decision::Allow => Ok(()),
         // A token of another service asking for one that does not exist: say it does not.
         Decision::Forbidden if deployed.is_none() => Ok(()),
-        refused => Err(refused),
+        refused => Err(refusal(refused)),
     }
 }
 
@@ -108,6 +217,7 @@ impl axum::extract::FromRequestParts<AppState> for Invocation {
                 .await
                 .map_err(IntoResponse::into_response)?;
         invocation_target(app, &name, &parts.headers)
+            .await
             .map(Invocation)
             .map_err(|answer| *answer)
     }
@@ -115,14 +225,14 @@ impl axum::extract::FromRequestParts<AppState> for Invocation {
 
 /// The service an invocation (/run, /job) names, once the caller may invoke it; otherwise the
 /// answer to send (401/403, or 404 for an unknown service).
-pub fn invocation_target(
+pub async fn invocation_target(
     app: &AppState,
     name: &str,
     headers: &HeaderMap,
 ) -> Result<std::sync::Arc<crate::registry::Deployed>, Box<Response>> {
-    if let Err(decision) = authorize_invocation(app, name, headers) {
-        return Err(Box::new(refusal(decision)));
-    }
+    authorize_invocation(app, name, headers)
+        .await
+        .map_err(Box::new)?;
     app.registry.get(name).ok_or_else(|| {
         Box::new(
             super::ApiError::from(crate::registry::RegistryError::NotFound(name.to_string()))

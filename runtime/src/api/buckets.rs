@@ -8,10 +8,9 @@
 //! straight through S3.
 
 use super::{ApiError, AppState};
-use crate::oscar_definition::ADMIN_OWNER;
+use crate::access::{ADMIN_BUCKET_OWNER, BucketFacts, Caller};
 use crate::storage::bucket_records::{BucketRecord, Visibility, check_users};
 use crate::storage::buckets::{Access, BucketError, MAX_PAGE, PRESIGN_EXPIRY, check_name};
-use crate::storage::spec::DEFAULT_PROVIDER;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -20,8 +19,6 @@ use bytes::Bytes;
 use serde_json::{Map, Value, json};
 use std::time::Duration;
 
-/// OSCAR's owner, and owner name, of buckets the administrator creates (its cluster's name).
-const ADMIN_BUCKET_OWNER: &str = "oscar";
 /// A folder key longer than this is refused (S3's key limit).
 const MAX_KEY_LEN: usize = 1024;
 /// At most this many extra headers are signed into a presigned URL.
@@ -104,106 +101,57 @@ impl BucketBody {
     }
 }
 
-/// Who a bucket is, as this server knows it.
-struct Described {
-    record: BucketRecord,
-    from_service: Option<String>,
-}
-
-impl Described {
-    /// OSCAR's MinIOBucket without objects.
-    fn to_json(&self, bucket: &str) -> Value {
-        let mut metadata =
-            json!({"owner": self.record.owner, "owner_name": self.record.owner_name});
-        if let Some(service) = &self.from_service {
-            metadata["from_service"] = json!(service);
-        }
-        json!({
-            "bucket_name": bucket,
-            "visibility": self.record.visibility.as_str(),
-            // Go's nil slice: OSCAR lists members for restricted buckets only.
-            "allowed_users": (self.record.visibility == Visibility::Restricted)
-                .then_some(&self.record.allowed_users),
-            "owner": self.record.owner,
-            "metadata": metadata,
-        })
-    }
-}
-
-/// A bucket's owner and access: its record, else the first service (by name) whose
-/// `minio.default` input or output names it, else the administrator's and private.
-fn describe(app: &AppState, bucket: &str) -> Described {
-    if let Some(record) = app.bucket_records.get(bucket) {
-        return Described {
-            record,
-            from_service: None,
-        };
-    }
-    let Some(service) = services_using(app, bucket).into_iter().next() else {
-        return Described {
-            record: BucketRecord {
-                owner: String::new(),
-                owner_name: ADMIN_BUCKET_OWNER.into(),
-                visibility: Visibility::Private,
-                allowed_users: Vec::new(),
-            },
-            from_service: None,
-        };
-    };
-    let definition = &service.service.definition;
-    let text = |value: Option<&Value>| value.and_then(Value::as_str).map(str::to_string);
-    let users = definition
-        .get("allowed_users")
-        .and_then(Value::as_array)
-        .map(|users| users.iter().filter_map(|u| text(Some(u))).collect())
-        .unwrap_or_default();
-    Described {
-        record: BucketRecord {
-            owner: text(definition.get("owner")).unwrap_or_else(|| ADMIN_OWNER.into()),
-            owner_name: text(definition.get("labels").and_then(|l| l.get("owner_name")))
-                .unwrap_or_else(|| ADMIN_BUCKET_OWNER.into()),
-            visibility: text(definition.get("visibility"))
-                .and_then(|v| Visibility::parse(&v).ok())
-                .unwrap_or_default(),
-            allowed_users: users,
-        },
-        from_service: Some(service.service.spec.name.clone()),
-    }
-}
-
-/// The services, by name, whose `minio.default` inputs or outputs are in `bucket`.
-fn services_using(app: &AppState, bucket: &str) -> Vec<std::sync::Arc<crate::registry::Deployed>> {
-    let mut users: Vec<_> = app
-        .registry
-        .list()
-        .into_iter()
-        .filter(|d| {
-            let storage = &d.service.spec.storage;
-            storage
-                .inputs
-                .iter()
-                .chain(&storage.outputs)
-                .any(|p| p.provider == DEFAULT_PROVIDER && p.bucket == bucket)
-        })
-        .collect();
-    users.sort_by(|a, b| a.service.spec.name.cmp(&b.service.spec.name));
-    users
-}
-
 /// The bucket named in the path, checked against S3's naming rules.
+/// OSCAR's MinIOBucket without objects.
+fn to_json(facts: &BucketFacts, bucket: &str) -> Value {
+    let record = &facts.record;
+    let mut metadata = json!({"owner": record.owner, "owner_name": record.owner_name});
+    if let Some(service) = &facts.from_service {
+        metadata["from_service"] = json!(service);
+    }
+    json!({
+        "bucket_name": bucket,
+        "visibility": record.visibility.as_str(),
+        // Go's nil slice: OSCAR lists members for restricted buckets only.
+        "allowed_users": (record.visibility == Visibility::Restricted)
+            .then_some(&record.allowed_users),
+        "owner": record.owner,
+        "metadata": metadata,
+    })
+}
+
+fn facts(app: &AppState, bucket: &str) -> BucketFacts {
+    crate::access::bucket_facts(&app.bucket_records, &app.registry, bucket)
+}
+
+/// The bucket's facts when the caller may use it; 403 otherwise.
+fn usable(app: &AppState, caller: &Caller, bucket: &str) -> Result<BucketFacts, ApiError> {
+    let facts = facts(app, bucket);
+    if caller.may_use_bucket(&facts) {
+        Ok(facts)
+    } else {
+        Err(ApiError::Forbidden(format!(
+            "{} may not use the bucket '{bucket}'",
+            caller.describe()
+        )))
+    }
+}
+
 fn bucket_param(bucket: &str) -> Result<&str, ApiError> {
     let bucket = bucket.trim();
     check_name(bucket).map_err(ApiError::BadRequest)?;
     Ok(bucket)
 }
 
-/// GET /system/buckets: every bucket of the store, in OSCAR's MinIOBucket shape.
-async fn list(State(app): State<AppState>) -> Result<Json<Vec<Value>>, ApiError> {
+/// GET /system/buckets: the store's buckets the caller may use, in OSCAR's MinIOBucket shape.
+async fn list(State(app): State<AppState>, caller: Caller) -> Result<Json<Vec<Value>>, ApiError> {
     let buckets = app.bucket_admin.list().await?;
     Ok(Json(
         buckets
             .iter()
-            .map(|b| describe(&app, &b.name).to_json(&b.name))
+            .map(|b| (facts(&app, &b.name), &b.name))
+            .filter(|(facts, _)| caller.may_use_bucket(facts))
+            .map(|(facts, name)| to_json(&facts, name))
             .collect(),
     ))
 }
@@ -211,15 +159,24 @@ async fn list(State(app): State<AppState>) -> Result<Json<Vec<Value>>, ApiError>
 /// POST /system/buckets: creates `bucket_name` (`bucket` or `bucket/folder`), 201.
 async fn create(
     State(app): State<AppState>,
+    caller: Caller,
     super::body::Body(body): super::body::Body,
 ) -> Result<StatusCode, ApiError> {
     let request = BucketBody::read(&body, &app)?;
     let (bucket, folder) = request.path()?;
     let (visibility, allowed_users) = request.access()?;
     app.bucket_admin.create(&bucket, folder.as_deref()).await?;
+    // The caller owns what they create, as in OSCAR.
+    let (owner, owner_name) = match caller.user() {
+        None => (
+            ADMIN_BUCKET_OWNER.to_string(),
+            ADMIN_BUCKET_OWNER.to_string(),
+        ),
+        Some(user) => (user.sub.clone(), user.name.clone()),
+    };
     let record = BucketRecord {
-        owner: ADMIN_BUCKET_OWNER.into(),
-        owner_name: ADMIN_BUCKET_OWNER.into(),
+        owner,
+        owner_name,
         visibility,
         allowed_users,
     };
@@ -232,6 +189,7 @@ async fn create(
 /// bucket takes its access from the service, so it is not changed here (403, as in OSCAR).
 async fn update(
     State(app): State<AppState>,
+    caller: Caller,
     super::body::Body(body): super::body::Body,
 ) -> Result<StatusCode, ApiError> {
     let request = BucketBody::read(&body, &app)?;
@@ -240,10 +198,16 @@ async fn update(
     if !app.bucket_admin.exists(&bucket).await? {
         return Err(BucketError::NotFound(bucket).into());
     }
-    let current = describe(&app, &bucket);
-    if let Some(service) = current.from_service {
+    let current = facts(&app, &bucket);
+    if let Some(service) = &current.from_service {
         return Err(ApiError::Forbidden(format!(
             "the bucket '{bucket}' belongs to the service '{service}', whose visibility decides who sees it; change the service instead"
+        )));
+    }
+    if !caller.may_change_bucket(&current) {
+        return Err(ApiError::Forbidden(format!(
+            "{} may not change the bucket '{bucket}': only its owner may",
+            caller.describe()
         )));
     }
     let record = BucketRecord {
@@ -270,10 +234,12 @@ struct PageQuery {
 /// `?limit=` sizes it, up to 1,000, as oscar-cli asks), OSCAR's BucketListResponse.
 async fn get_one(
     State(app): State<AppState>,
+    caller: Caller,
     Path(bucket): Path<String>,
     Query(query): Query<PageQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let bucket = bucket_param(&bucket)?;
+    let facts = usable(&app, &caller, bucket)?;
     let token = query.page.filter(|p| !p.is_empty());
     let page = app
         .bucket_admin
@@ -283,7 +249,7 @@ async fn get_one(
             query.limit.filter(|l| *l > 0).unwrap_or(MAX_PAGE),
         )
         .await?;
-    let mut answer = describe(&app, bucket).to_json(bucket);
+    let mut answer = to_json(&facts, bucket);
     let objects: Vec<Value> = page
         .objects
         .iter()
@@ -302,10 +268,13 @@ async fn get_one(
 /// service reads from or writes to is refused (409) while that service exists.
 async fn delete(
     State(app): State<AppState>,
+    caller: Caller,
     Path(bucket): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let bucket = bucket_param(&bucket)?;
-    let users: Vec<String> = services_using(&app, bucket)
+    let facts = facts(&app, bucket);
+    let users: Vec<String> = facts
+        .services
         .iter()
         .map(|d| d.service.spec.name.clone())
         .collect();
@@ -313,6 +282,12 @@ async fn delete(
         return Err(ApiError::Conflict(format!(
             "the bucket '{bucket}' is used by the service(s) {}; delete them first",
             users.join(", ")
+        )));
+    }
+    if !caller.may_change_bucket(&facts) {
+        return Err(ApiError::Forbidden(format!(
+            "{} may not delete the bucket '{bucket}': only its owner may",
+            caller.describe()
         )));
     }
     app.bucket_admin.delete(bucket).await?;
@@ -359,10 +334,12 @@ struct PresignBody {
 /// to 7 days (900 s unless asked).
 async fn presign(
     State(app): State<AppState>,
+    caller: Caller,
     Path(bucket): Path<String>,
     super::body::Body(body): super::body::Body,
 ) -> Result<Json<Value>, ApiError> {
     let bucket = bucket_param(&bucket)?;
+    usable(&app, &caller, bucket)?;
     let map = parse_object(
         &body,
         &app,

@@ -112,6 +112,12 @@ pub async fn record(State(app): State<AppState>, request: Request, next: Next) -
 }
 
 /// GET /system/logs.
-pub async fn list(State(app): State<AppState>) -> axum::Json<serde_json::Value> {
-    axum::Json(serde_json::json!({"logs": app.executions.all()}))
+pub async fn list(
+    State(app): State<AppState>,
+    caller: crate::access::Caller,
+) -> Result<axum::Json<serde_json::Value>, super::ApiError> {
+    super::auth::admin_only(&caller, "read the execution log")?;
+    Ok(axum::Json(
+        serde_json::json!({"logs": app.executions.all()}),
+    ))
 }

@@ -39,8 +39,20 @@ async fn info(State(app): State<AppState>) -> Json<Value> {
 /// OSCAR's Config: clients (oscar-cli, oscar-python, `oscar-wasm service put-file`) read
 /// `minio_provider` from it to reach the cluster's own store. Administrator only, like all of
 /// /system.
-async fn config(State(app): State<AppState>) -> Json<Value> {
+async fn config(State(app): State<AppState>, caller: crate::access::Caller) -> Json<Value> {
     let minio = &app.storage.default_provider;
+    // A user gets their own keys for the embedded store (made at their first login); with an
+    // external store, none (it has no users of this server's making).
+    let (access_key, secret_key) = match caller.user() {
+        None => (minio.access_key.clone(), minio.secret_key.clone()),
+        Some(user) => match (
+            &app.storage.embedded_buckets,
+            app.store_users.get(&user.sub),
+        ) {
+            (Some(_), Some(keys)) => (keys.access_key, keys.secret_key),
+            _ => (String::new(), String::new()),
+        },
+    };
     Json(json!({
         "config": {
             "name": "oscar-wasm",
@@ -53,15 +65,15 @@ async fn config(State(app): State<AppState>) -> Json<Value> {
             "yunikorn_enable": false,
             "kueue_enable": false,
             "volume_enable": false,
-            "oidc_groups": [],
+            "oidc_groups": app.oidc.groups(),
             "minio_quota_enabled": false,
             "embedded_store": app.storage.embedded_buckets.is_some(),
         },
         "minio_provider": {
             "endpoint": minio.endpoint,
             "verify": minio.verify,
-            "access_key": minio.access_key,
-            "secret_key": minio.secret_key,
+            "access_key": access_key,
+            "secret_key": secret_key,
             "region": minio.region,
         },
         "allowed_image_repositories": app.settings.get().allowed_image_repositories,
@@ -73,8 +85,10 @@ async fn config(State(app): State<AppState>) -> Json<Value> {
 /// image contains one of them (an empty list allows every image).
 async fn update_config(
     State(app): State<AppState>,
+    caller: crate::access::Caller,
     super::body::Body(body): super::body::Body,
 ) -> Result<Json<Value>, ApiError> {
+    super::auth::admin_only(&caller, "change the configuration")?;
     let mut map: serde_json::Map<String, Value> = serde_json::from_slice(&body).map_err(|e| {
         ApiError::BadRequest(format!("the configuration specification is not valid: {e}"))
     })?;

@@ -40,7 +40,8 @@ pub fn service(app: AppState, max_body: u64) -> tower_http::normalize_path::Norm
 /// The whole API.
 pub fn router(app: AppState, max_body: u64) -> Router {
     let limit = usize::try_from(max_body).unwrap_or(usize::MAX);
-    // /system/* is the administrator's; /run checks the service's token itself; /health is open.
+    // /system/* is the administrator's and OIDC users' (handlers apply OSCAR's rules to the
+    // caller); /run and /job check the caller themselves; /health is open.
     let system = Router::new()
         .merge(info::routes())
         .merge(cluster::routes())
@@ -51,7 +52,7 @@ pub fn router(app: AppState, max_body: u64) -> Router {
         .route("/metrics", get(metrics))
         .route_layer(axum::middleware::from_fn_with_state(
             app.clone(),
-            auth::require_admin,
+            auth::authenticate,
         ));
     Router::new()
         .route("/health", get(|| async { "Ok" }))
@@ -72,15 +73,17 @@ pub fn router(app: AppState, max_body: u64) -> Router {
         .with_state(app)
 }
 
-/// GET /metrics: Prometheus text format (the administrator's, like /system).
+/// GET /metrics: Prometheus text format (the administrator's).
 async fn metrics(
     axum::extract::State(app): axum::extract::State<AppState>,
-) -> impl axum::response::IntoResponse {
-    (
+    caller: crate::access::Caller,
+) -> Result<impl axum::response::IntoResponse, ApiError> {
+    auth::admin_only(&caller, "read the metrics")?;
+    Ok((
         [(
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4",
         )],
         app.metrics.render(),
-    )
+    ))
 }

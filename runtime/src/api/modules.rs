@@ -38,7 +38,11 @@ async fn upload(
     ))
 }
 
-async fn list(State(app): State<AppState>) -> Result<Json<Vec<Value>>, ApiError> {
+async fn list(
+    State(app): State<AppState>,
+    caller: crate::access::Caller,
+) -> Result<Json<Vec<Value>>, ApiError> {
+    super::auth::admin_only(&caller, "list the modules")?;
     let modules = app.modules.list()?;
     Ok(Json(
         modules
@@ -55,8 +59,10 @@ async fn list(State(app): State<AppState>) -> Result<Json<Vec<Value>>, ApiError>
 
 async fn download(
     State(app): State<AppState>,
+    caller: crate::access::Caller,
     Path(digest): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
+    super::auth::admin_only(&caller, "download modules")?;
     let digest = parse_digest(&digest)?;
     let bytes = app.modules.read(&digest)?;
     Ok(([(header::CONTENT_TYPE, "application/wasm")], bytes))
@@ -64,8 +70,10 @@ async fn download(
 
 async fn delete(
     State(app): State<AppState>,
+    caller: crate::access::Caller,
     Path(digest): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    super::auth::admin_only(&caller, "delete modules")?;
     let digest = parse_digest(&digest)?;
     app.deployer.delete_module(digest).await?;
     tracing::info!(module = %digest, "module deleted");

@@ -1,7 +1,10 @@
 //! Service and job names taken from the URL, validated once here: a name that cannot be one
-//! answers 404 before any handler looks it up, let alone joins it to a path.
+//! answers 404 before any handler looks it up, let alone joins it to a path. An OIDC user
+//! naming a service they may not see (OSCAR's visibility rules) gets 403 here too, so every
+//! route under a service (its definition, jobs, logs, outputs, deployment) follows one rule.
 
-use super::ApiError;
+use super::{ApiError, AppState};
+use crate::access::Caller;
 use crate::protocol::{JobName, ServiceName};
 use axum::extract::{FromRequestParts, RawPathParams};
 use axum::http::request::Parts;
@@ -32,23 +35,34 @@ async fn param<S: Send + Sync>(
         .ok_or_else(|| ApiError::Internal(format!("the route has no {keys:?} parameter")))
 }
 
-async fn service<S: Send + Sync>(parts: &mut Parts, state: &S) -> Result<ServiceName, ApiError> {
-    let raw = param(parts, state, &["name", "service"]).await?;
-    ServiceName::parse(&raw).map_err(|_| ApiError::NotFound(format!("service {raw:?} not found")))
+async fn service(parts: &mut Parts, app: &AppState) -> Result<ServiceName, ApiError> {
+    let raw = param(parts, app, &["name", "service"]).await?;
+    let name = ServiceName::parse(&raw)
+        .map_err(|_| ApiError::NotFound(format!("service {raw:?} not found")))?;
+    if let Some(caller @ Caller::User(_)) = parts.extensions.get::<Caller>()
+        && let Some(deployed) = app.registry.get(&name)
+        && !caller.may_use(&deployed.service.definition)
+    {
+        return Err(ApiError::Forbidden(format!(
+            "{} may not use the service {name}",
+            caller.describe()
+        )));
+    }
+    Ok(name)
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for ServicePath {
+impl FromRequestParts<AppState> for ServicePath {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         service(parts, state).await.map(Self)
     }
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for JobPath {
+impl FromRequestParts<AppState> for JobPath {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let service = service(parts, state).await?;
         let raw = param(parts, state, &["job"]).await?;
         let job = JobName::parse(&service, &raw)

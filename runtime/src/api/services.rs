@@ -3,6 +3,7 @@
 
 use super::names::ServicePath;
 use super::{ApiError, AppState};
+use crate::access::Caller;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -45,6 +46,7 @@ struct ListQuery {
 /// each carries its deployment summary.
 async fn list(
     State(app): State<AppState>,
+    caller: Caller,
     axum::extract::Query(query): axum::extract::Query<ListQuery>,
 ) -> Json<Vec<Value>> {
     let with_deployment = query.include.as_deref().is_some_and(|include| {
@@ -56,6 +58,7 @@ async fn list(
         app.registry
             .list()
             .iter()
+            .filter(|d| caller.may_use(&d.service.definition))
             .map(|d| {
                 let mut shown = d.service.to_public_json();
                 if with_deployment {
@@ -71,32 +74,79 @@ async fn get_one(
     State(app): State<AppState>,
     ServicePath(name): ServicePath,
 ) -> Result<Json<Value>, ApiError> {
+    // ServicePath has checked that the caller may see it.
     let deployed = app.registry.require(&name)?;
     Ok(Json(deployed.service.to_public_json()))
 }
 
+/// The service `name` when the caller may change it (its owner, or the administrator).
+fn changeable(
+    app: &AppState,
+    caller: &Caller,
+    name: &str,
+) -> Result<std::sync::Arc<crate::registry::Deployed>, ApiError> {
+    let deployed = app.registry.require(name)?;
+    if caller.may_change(&deployed.service.definition) {
+        Ok(deployed)
+    } else {
+        Err(ApiError::Forbidden(format!(
+            "{} may not change the service {name}: only its owner may",
+            caller.describe()
+        )))
+    }
+}
+
 async fn create(
     State(app): State<AppState>,
+    caller: Caller,
     super::body::Body(body): super::body::Body,
 ) -> Result<impl IntoResponse, ApiError> {
-    let deployed = app.deployer.create_service(parse_json(&body)?).await?;
+    let mut definition = parse_json(&body)?;
+    // A user owns what they create, as in OSCAR; the administrator's services are
+    // cluster_admin's unless the definition names an owner.
+    if let (Some(user), Value::Object(map)) = (caller.user(), &mut definition) {
+        crate::oscar_definition::set_owner(map, &user.sub, &user.name);
+    }
+    let deployed = app.deployer.create_service(definition).await?;
     tracing::info!(service = %deployed.service.spec.name, backend = %deployed.service.spec.backend, "service created");
     Ok((StatusCode::CREATED, Json(deployed.service.to_public_json())))
 }
 
 async fn update(
     State(app): State<AppState>,
+    caller: Caller,
     super::body::Body(body): super::body::Body,
 ) -> Result<impl IntoResponse, ApiError> {
-    let deployed = app.deployer.update_service(parse_json(&body)?).await?;
+    let mut definition = parse_json(&body)?;
+    if let Value::Object(map) = &mut definition {
+        crate::oscar_definition::normalize(map);
+        let name = map.get("name").and_then(Value::as_str).unwrap_or_default();
+        if let Some(existing) = app.registry.get(name) {
+            if !caller.may_change(&existing.service.definition) {
+                return Err(ApiError::Forbidden(format!(
+                    "{} may not change the service {name}: only its owner may",
+                    caller.describe()
+                )));
+            }
+            // The owner stays who it was, whoever updates (as in OSCAR).
+            if let Some(owner) = existing.service.definition.get("owner")
+                && (caller.user().is_some() || !map.contains_key("owner"))
+            {
+                map.insert("owner".into(), owner.clone());
+            }
+        }
+    }
+    let deployed = app.deployer.update_service(definition).await?;
     tracing::info!(service = %deployed.service.spec.name, backend = %deployed.service.spec.backend, "service updated");
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn delete(
     State(app): State<AppState>,
+    caller: Caller,
     ServicePath(name): ServicePath,
 ) -> Result<StatusCode, ApiError> {
+    changeable(&app, &caller, &name)?;
     app.deployer.delete_service(&name).await?;
     tracing::info!(service = %name, "service deleted");
     Ok(StatusCode::NO_CONTENT)
@@ -104,9 +154,11 @@ async fn delete(
 
 async fn attach_module(
     State(app): State<AppState>,
+    caller: Caller,
     ServicePath(name): ServicePath,
     super::body::Body(body): super::body::Body,
 ) -> Result<Json<Value>, ApiError> {
+    changeable(&app, &caller, &name)?;
     let stored = app.deployer.attach_module(&name, body).await?;
     tracing::info!(service = %name, module = %stored.digest, "module attached");
     Ok(Json(

@@ -54,16 +54,102 @@ pub fn stored_keys(data_dir: &Path) -> std::io::Result<(String, String)> {
     Ok((keys.access_key, keys.secret_key))
 }
 
+/// Who may reach a bucket with a user's keys: `(user, bucket) -> allowed`.
+pub type BucketAccess = Arc<dyn Fn(&str, &str) -> bool + Send + Sync>;
+
+/// The store's keys: the administrator's (everything), and each OIDC user's (their own
+/// buckets, those shared with them, and those of services they may use).
+pub struct StoreKeys {
+    /// The administrator's access key.
+    pub access_key: String,
+    /// The administrator's secret key.
+    pub secret_key: String,
+    /// Users' keys.
+    pub users: Arc<super::store_users::StoreUsers>,
+    /// The rule for users' keys.
+    pub access: BucketAccess,
+}
+
+#[async_trait::async_trait]
+impl s3s::auth::S3Auth for StoreKeys {
+    async fn get_secret_key(&self, access_key: &str) -> s3s::S3Result<s3s::auth::SecretKey> {
+        if crate::auth::secrets_equal(access_key.as_bytes(), self.access_key.as_bytes()) {
+            return Ok(self.secret_key.clone().into());
+        }
+        match self.users.by_access_key(access_key) {
+            Some((_, secret)) => Ok(secret.into()),
+            None => Err(s3s::s3_error!(InvalidAccessKeyId)),
+        }
+    }
+}
+
+/// Applies [`StoreKeys`]' rule to every request, before it is read.
+struct StoreAccess(Arc<StoreKeys>);
+
+#[async_trait::async_trait]
+impl s3s::access::S3Access for StoreAccess {
+    async fn check(&self, cx: &mut s3s::access::S3AccessContext<'_>) -> s3s::S3Result<()> {
+        let Some(credentials) = cx.credentials() else {
+            return Err(s3s::s3_error!(
+                AccessDenied,
+                "anonymous requests are refused"
+            ));
+        };
+        let keys = &self.0;
+        if crate::auth::secrets_equal(
+            credentials.access_key.as_bytes(),
+            keys.access_key.as_bytes(),
+        ) {
+            return Ok(());
+        }
+        let Some((user, _)) = keys.users.by_access_key(&credentials.access_key) else {
+            return Err(s3s::s3_error!(AccessDenied));
+        };
+        let bucket = match cx.s3_path() {
+            // ListBuckets: names only (the dashboard lists them, then asks the API).
+            s3s::path::S3Path::Root => return Ok(()),
+            s3s::path::S3Path::Bucket { bucket } => {
+                // Buckets are made and removed through /system/buckets, which records owners.
+                if matches!(cx.s3_op().name(), "CreateBucket" | "DeleteBucket") {
+                    return Err(s3s::s3_error!(
+                        AccessDenied,
+                        "users create and delete buckets through /system/buckets"
+                    ));
+                }
+                bucket.to_string()
+            }
+            s3s::path::S3Path::Object { bucket, .. } => bucket.to_string(),
+        };
+        if (keys.access)(&user, &bucket) {
+            Ok(())
+        } else {
+            Err(s3s::s3_error!(
+                AccessDenied,
+                "this user may not use the bucket {bucket}"
+            ))
+        }
+    }
+}
+
 /// Builds the S3 service over `root` (created when missing).
-pub fn service(root: &Path, access_key: &str, secret_key: &str) -> std::io::Result<S3Service> {
+pub fn service(root: &Path, keys: StoreKeys) -> std::io::Result<S3Service> {
     crate::fsutil::create_private_dir(root)?;
     let fs = s3s_fs::FileSystem::new(root).map_err(|e| std::io::Error::other(format!("{e:?}")))?;
     let mut builder = s3s::service::S3ServiceBuilder::new(fs);
-    builder.set_auth(s3s::auth::SimpleAuth::from_single(
-        access_key.to_string(),
-        secret_key.to_string(),
-    ));
+    let keys = Arc::new(keys);
+    builder.set_auth(SharedKeys(keys.clone()));
+    builder.set_access(StoreAccess(keys));
     Ok(builder.build())
+}
+
+/// [`StoreKeys`] shared between the authentication and the access rule.
+struct SharedKeys(Arc<StoreKeys>);
+
+#[async_trait::async_trait]
+impl s3s::auth::S3Auth for SharedKeys {
+    async fn get_secret_key(&self, access_key: &str) -> s3s::S3Result<s3s::auth::SecretKey> {
+        self.0.get_secret_key(access_key).await
+    }
 }
 
 /// Serves `s3` on `listener` within `limits` until `shutdown`, reporting created objects to

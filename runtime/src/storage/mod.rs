@@ -6,6 +6,7 @@
 //! - [`objects`]: streamed downloads and uploads with object_store;
 //! - [`buckets`] and [`bucket_records`]: bucket administration for `/system/buckets`;
 //! - [`embedded`]: the S3-compatible store `oscar-wasm serve` offers as `minio.default`;
+//! - [`store_users`]: each OIDC user's own keys for the embedded store;
 //! - [`poller`]: the optional poller of input folders on stores that send no notifications.
 //!
 //! This module joins them: which provider an event's object is read from, staging it as the
@@ -18,6 +19,7 @@ pub mod event;
 pub mod objects;
 pub mod poller;
 pub mod spec;
+pub mod store_users;
 
 use crate::faas::OutputFile;
 use crate::invoke::Input;

@@ -1,0 +1,241 @@
+//! Who may see, use and change a service or a bucket, by OSCAR's rules: the administrator
+//! anything; an OIDC user what they own, what is `public`, and what is `restricted` to a list
+//! naming them (`allowed_users`); only the owner (or the administrator) changes or deletes.
+
+use crate::oidc::User;
+use crate::registry::{Deployed, Registry};
+use crate::storage::bucket_records::{BucketRecord, BucketRecords, Visibility};
+use crate::storage::spec::DEFAULT_PROVIDER;
+use serde_json::{Map, Value};
+use std::sync::Arc;
+
+/// Who made a request to /system.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// The administrator (HTTP basic auth, or an open server).
+    Admin,
+    /// A user an OIDC token proved.
+    User(Arc<User>),
+}
+
+impl Caller {
+    /// The user, unless the administrator.
+    pub fn user(&self) -> Option<&User> {
+        match self {
+            Self::Admin => None,
+            Self::User(user) => Some(user),
+        }
+    }
+
+    /// Whether the caller may see and invoke the service `definition` describes (OSCAR's
+    /// hasPermission).
+    pub fn may_use(&self, definition: &Map<String, Value>) -> bool {
+        match self {
+            Self::Admin => true,
+            Self::User(user) => may_use(&user.sub, definition),
+        }
+    }
+
+    /// Whether the caller may change or delete the service: its owner, or the administrator.
+    pub fn may_change(&self, definition: &Map<String, Value>) -> bool {
+        match self {
+            Self::Admin => true,
+            Self::User(user) => owner_of(definition) == Some(user.sub.as_str()),
+        }
+    }
+
+    /// Whether the caller may read and write the bucket.
+    pub fn may_use_bucket(&self, bucket: &BucketFacts) -> bool {
+        match self {
+            Self::Admin => true,
+            Self::User(user) => bucket.open_to(&user.sub),
+        }
+    }
+
+    /// Whether the caller may change or delete the bucket: a service's buckets follow the
+    /// service, so only the administrator.
+    pub fn may_change_bucket(&self, bucket: &BucketFacts) -> bool {
+        match self {
+            Self::Admin => true,
+            Self::User(user) => bucket.services.is_empty() && bucket.record.owner == user.sub,
+        }
+    }
+
+    /// How the caller is named in messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Admin => "the administrator".into(),
+            Self::User(user) => format!("user {}", user.sub),
+        }
+    }
+}
+
+/// The service's owner.
+pub fn owner_of(definition: &Map<String, Value>) -> Option<&str> {
+    definition.get("owner").and_then(Value::as_str)
+}
+
+/// OSCAR's rule for a user and a service.
+pub fn may_use(sub: &str, definition: &Map<String, Value>) -> bool {
+    let visibility = definition
+        .get("visibility")
+        .and_then(Value::as_str)
+        .and_then(|v| Visibility::parse(v).ok())
+        .unwrap_or_default();
+    let owner = owner_of(definition) == Some(sub);
+    match visibility {
+        Visibility::Public => true,
+        Visibility::Private => owner,
+        Visibility::Restricted => {
+            owner
+                || definition
+                    .get("allowed_users")
+                    .and_then(Value::as_array)
+                    .is_some_and(|users| users.iter().any(|u| u.as_str() == Some(sub)))
+        }
+    }
+}
+
+/// What is known of a bucket's owner and access.
+#[derive(Clone)]
+pub struct BucketFacts {
+    /// Owner, visibility and allowed users: the bucket's record, else those of the first
+    /// service (by name) that uses it, else the administrator's and private.
+    pub record: BucketRecord,
+    /// Set when the bucket is known through a service rather than a record.
+    pub from_service: Option<String>,
+    /// The services whose `minio.default` inputs or outputs are in the bucket, by name.
+    pub services: Vec<Arc<Deployed>>,
+}
+
+impl BucketFacts {
+    /// Whether `sub` may read and write it: by its record (OSCAR's rule for buckets), or by
+    /// any service using it that `sub` may use.
+    pub fn open_to(&self, sub: &str) -> bool {
+        let by_record = self.from_service.is_none()
+            && (self.record.owner == sub
+                || match self.record.visibility {
+                    Visibility::Public => true,
+                    Visibility::Private => false,
+                    Visibility::Restricted => self.record.allowed_users.iter().any(|u| u == sub),
+                });
+        by_record
+            || self
+                .services
+                .iter()
+                .any(|d| may_use(sub, &d.service.definition))
+    }
+}
+
+/// The bucket's owner and access, as this server knows them.
+pub fn bucket_facts(records: &BucketRecords, registry: &Registry, bucket: &str) -> BucketFacts {
+    let mut services: Vec<_> = registry
+        .list()
+        .into_iter()
+        .filter(|d| {
+            let storage = &d.service.spec.storage;
+            storage
+                .inputs
+                .iter()
+                .chain(&storage.outputs)
+                .any(|p| p.provider == DEFAULT_PROVIDER && p.bucket == bucket)
+        })
+        .collect();
+    services.sort_by(|a, b| a.service.spec.name.cmp(&b.service.spec.name));
+    if let Some(record) = records.get(bucket) {
+        return BucketFacts {
+            record,
+            from_service: None,
+            services,
+        };
+    }
+    let Some(first) = services.first() else {
+        return BucketFacts {
+            record: BucketRecord {
+                owner: String::new(),
+                owner_name: ADMIN_BUCKET_OWNER.into(),
+                visibility: Visibility::Private,
+                allowed_users: Vec::new(),
+            },
+            from_service: None,
+            services,
+        };
+    };
+    let definition = &first.service.definition;
+    let text = |value: Option<&Value>| value.and_then(Value::as_str).map(str::to_string);
+    let record = BucketRecord {
+        owner: text(definition.get("owner"))
+            .unwrap_or_else(|| crate::oscar_definition::ADMIN_OWNER.into()),
+        owner_name: text(definition.get("labels").and_then(|l| l.get("owner_name")))
+            .unwrap_or_else(|| ADMIN_BUCKET_OWNER.into()),
+        visibility: text(definition.get("visibility"))
+            .and_then(|v| Visibility::parse(&v).ok())
+            .unwrap_or_default(),
+        allowed_users: definition
+            .get("allowed_users")
+            .and_then(Value::as_array)
+            .map(|users| users.iter().filter_map(|u| text(Some(u))).collect())
+            .unwrap_or_default(),
+    };
+    BucketFacts {
+        record,
+        from_service: Some(first.service.spec.name.clone()),
+        services,
+    }
+}
+
+/// OSCAR's owner, and owner name, of buckets the administrator creates (its cluster's name).
+pub const ADMIN_BUCKET_OWNER: &str = "oscar";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn user(sub: &str) -> Caller {
+        Caller::User(Arc::new(User {
+            sub: sub.into(),
+            name: String::new(),
+            groups: vec![],
+        }))
+    }
+
+    fn definition(value: Value) -> Map<String, Value> {
+        value.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn services_follow_oscars_visibility() {
+        let private = definition(json!({"owner": "alice", "visibility": "private"}));
+        let public = definition(json!({"owner": "alice", "visibility": "public"}));
+        let restricted = definition(
+            json!({"owner": "alice", "visibility": "restricted", "allowed_users": ["bob"]}),
+        );
+        let (alice, bob, carol) = (user("alice"), user("bob"), user("carol"));
+        for d in [&private, &public, &restricted] {
+            assert!(alice.may_use(d) && alice.may_change(d) && Caller::Admin.may_change(d));
+            assert!(!bob.may_change(d));
+        }
+        assert!(!bob.may_use(&private) && bob.may_use(&public) && bob.may_use(&restricted));
+        assert!(!carol.may_use(&private) && carol.may_use(&public) && !carol.may_use(&restricted));
+        // No visibility is private, as OSCAR defaults it.
+        assert!(!bob.may_use(&definition(json!({"owner": "alice"}))));
+    }
+
+    #[test]
+    fn buckets_follow_the_same_rule() {
+        let facts = BucketFacts {
+            record: BucketRecord {
+                owner: "alice".into(),
+                owner_name: "Alice".into(),
+                visibility: Visibility::Restricted,
+                allowed_users: vec!["bob".into()],
+            },
+            from_service: None,
+            services: vec![],
+        };
+        assert!(user("alice").may_change_bucket(&facts));
+        assert!(user("bob").may_use_bucket(&facts) && !user("bob").may_change_bucket(&facts));
+        assert!(!user("carol").may_use_bucket(&facts));
+    }
+}

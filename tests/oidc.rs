@@ -1,0 +1,563 @@
+//! OIDC users as OSCAR has them: a test identity provider on loopback (discovery document,
+//! JWKS, userinfo) signs real RS256 tokens with keys made at test time, and rotates them. Two
+//! users and the administrator over the API and through oscar-python's OIDC client; every
+//! kind of bad token; private, public and restricted services; per-user store keys.
+
+mod common;
+
+use base64::Engine as _;
+use common::*;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+const GROUP: &str = "vo.test.eu";
+
+fn b64url(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+struct Key {
+    kid: String,
+    pair: aws_lc_rs::rsa::KeyPair,
+}
+
+impl Key {
+    fn new(kid: &str) -> Self {
+        Self {
+            kid: kid.into(),
+            pair: aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap(),
+        }
+    }
+
+    fn jwk(&self) -> Value {
+        use aws_lc_rs::signature::KeyPair as _;
+        let public = self.pair.public_key();
+        json!({
+            "kty": "RSA", "use": "sig", "alg": "RS256", "kid": self.kid,
+            "n": b64url(public.modulus().big_endian_without_leading_zero()),
+            "e": b64url(public.exponent().big_endian_without_leading_zero()),
+        })
+    }
+
+    fn sign(&self, claims: &Value) -> String {
+        let header = json!({"alg": "RS256", "typ": "JWT", "kid": self.kid});
+        let input = format!(
+            "{}.{}",
+            b64url(header.to_string().as_bytes()),
+            b64url(claims.to_string().as_bytes())
+        );
+        let mut signature = vec![0; self.pair.public_modulus_len()];
+        self.pair
+            .sign(
+                &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+                &aws_lc_rs::rand::SystemRandom::new(),
+                input.as_bytes(),
+                &mut signature,
+            )
+            .unwrap();
+        format!("{input}.{}", b64url(&signature))
+    }
+}
+
+#[derive(Default)]
+struct IdpState {
+    /// The signing key, and the keys the JWKS publishes.
+    keys: Vec<Arc<Key>>,
+    /// userinfo answers by subject.
+    users: HashMap<String, Value>,
+}
+
+/// The identity provider: an issuer URL on loopback.
+struct Idp {
+    issuer: String,
+    state: Arc<Mutex<IdpState>>,
+}
+
+impl Idp {
+    fn start() -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let issuer = format!("http://{}/realms/test", listener.local_addr().unwrap());
+        let state = Arc::new(Mutex::new(IdpState {
+            keys: vec![Arc::new(Key::new("key-1"))],
+            users: HashMap::new(),
+        }));
+        let (shared, base) = (state.clone(), issuer.clone());
+        std::thread::spawn(move || {
+            use axum::routing::get;
+            let discovery = {
+                let base = base.clone();
+                move || async move {
+                    axum::Json(json!({
+                        "issuer": base, "jwks_uri": format!("{base}/jwks"),
+                        "userinfo_endpoint": format!("{base}/userinfo"),
+                        "token_endpoint": format!("{base}/token"),
+                    }))
+                }
+            };
+            let jwks = {
+                let state = shared.clone();
+                move || async move {
+                    let keys: Vec<Value> =
+                        state.lock().unwrap().keys.iter().map(|k| k.jwk()).collect();
+                    axum::Json(json!({"keys": keys}))
+                }
+            };
+            let userinfo = {
+                let state = shared.clone();
+                move |headers: axum::http::HeaderMap| async move {
+                    // The provider trusts its own tokens: it reads the subject back.
+                    let token = headers
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.strip_prefix("Bearer "))
+                        .unwrap_or_default()
+                        .to_string();
+                    let payload = token.split('.').nth(1).unwrap_or_default();
+                    let claims: Value = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                        .decode(payload)
+                        .ok()
+                        .and_then(|b| serde_json::from_slice(&b).ok())
+                        .unwrap_or(Value::Null);
+                    let sub = claims["sub"].as_str().unwrap_or_default().to_string();
+                    match state.lock().unwrap().users.get(&sub) {
+                        Some(info) => Ok(axum::Json(info.clone())),
+                        None => Err(axum::http::StatusCode::UNAUTHORIZED),
+                    }
+                }
+            };
+            let app = axum::Router::new()
+                .route(
+                    "/realms/test/.well-known/openid-configuration",
+                    get(discovery),
+                )
+                .route("/realms/test/jwks", get(jwks))
+                .route("/realms/test/userinfo", get(userinfo));
+            listener.set_nonblocking(true).unwrap();
+            rt().block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                axum::serve(listener, app).await.unwrap();
+            });
+        });
+        Self { issuer, state }
+    }
+
+    /// Registers a user's userinfo answer.
+    fn user(&self, sub: &str, info: Value) {
+        let mut info = info;
+        info["sub"] = json!(sub);
+        self.state.lock().unwrap().users.insert(sub.into(), info);
+    }
+
+    /// A token for `sub`, valid for an hour, with `extra` claims over the defaults.
+    fn token(&self, sub: &str, extra: Value) -> String {
+        let key = self.state.lock().unwrap().keys[0].clone();
+        let mut claims = json!({"iss": self.issuer, "sub": sub, "iat": now(), "exp": now() + 3600});
+        for (k, v) in extra.as_object().unwrap() {
+            claims[k] = v.clone();
+        }
+        key.sign(&claims)
+    }
+
+    /// A new signing key; only it is published from now on.
+    fn rotate(&self, kid: &str) -> Arc<Key> {
+        let mut state = self.state.lock().unwrap();
+        let old = state.keys[0].clone();
+        state.keys = vec![Arc::new(Key::new(kid))];
+        old
+    }
+}
+
+/// A server trusting `idp` for members of GROUP, with an administrator password.
+fn server_for(idp: &Idp, dir: &TestDir) -> Server {
+    Server::start(
+        &dir.data(),
+        &[
+            "--password",
+            "pw",
+            "--oidc-issuer",
+            &idp.issuer,
+            "--oidc-group",
+            GROUP,
+        ],
+    )
+}
+
+/// Sends `request` with `token` as Bearer; (status, body).
+fn with(token: &str, request: reqwest::blocking::RequestBuilder) -> (u16, String) {
+    let r = request.bearer_auth(token).send().unwrap();
+    (r.status().as_u16(), r.text().unwrap())
+}
+
+fn as_admin(request: reqwest::blocking::RequestBuilder) -> (u16, String) {
+    let r = request.basic_auth("oscar", Some("pw")).send().unwrap();
+    (r.status().as_u16(), r.text().unwrap())
+}
+
+fn names(body: &str) -> Vec<String> {
+    let mut names: Vec<String> = serde_json::from_str::<Vec<Value>>(body)
+        .unwrap_or_else(|e| panic!("{e}: {body}"))
+        .iter()
+        .map(|s| {
+            s.get("name")
+                .or_else(|| s.get("bucket_name"))
+                .and_then(Value::as_str)
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+/// Alice and Bob (EGI entitlements and Keycloak groups), and the administrator: who sees,
+/// invokes, changes and deletes what, services and buckets alike, and each user's own keys
+/// for the embedded store.
+#[test]
+fn users_and_the_admin_get_what_oscar_lets_them() {
+    let idp = Idp::start();
+    idp.user(
+        "alice-sub",
+        json!({"name": "Alice Example", "entitlements": [format!("urn:mace:egi.eu:group:{GROUP}:role=member#aai.egi.eu")]}),
+    );
+    idp.user(
+        "bob-sub",
+        json!({"name": "Bob", "group_membership": [format!("/{GROUP}")]}),
+    );
+    idp.user(
+        "carol-sub",
+        json!({"name": "Carol", "group_membership": ["/other"]}),
+    );
+    let (alice, bob, carol) = (
+        idp.token("alice-sub", json!({})),
+        idp.token("bob-sub", json!({})),
+        idp.token("carol-sub", json!({})),
+    );
+    let dir = TestDir::new();
+    let server = server_for(&idp, &dir);
+    let c = client();
+
+    // Carol is a valid user outside the allowed groups.
+    let (status, text) = with(&carol, c.get(server.url("/system/services")));
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("carol-sub") && text.contains(GROUP), "{text}");
+
+    // Alice uploads a module and creates three services.
+    let (status, text) = with(
+        &alice,
+        c.post(server.url("/system/modules"))
+            .body(guest("uppercase")),
+    );
+    assert!(status == 200 || status == 201, "{text}");
+    let digest = serde_json::from_str::<Value>(&text).unwrap()["digest"].clone();
+    for (name, extra) in [
+        ("a-private", json!({})),
+        ("a-public", json!({"visibility": "public"})),
+        (
+            "a-restricted",
+            json!({"visibility": "restricted", "allowed_users": ["bob-sub"]}),
+        ),
+    ] {
+        let mut definition = json!({"name": name, "module": digest, "owner": "someone-else"});
+        for (k, v) in extra.as_object().unwrap() {
+            definition[k] = v.clone();
+        }
+        let (status, text) = with(
+            &alice,
+            c.post(server.url("/system/services")).json(&definition),
+        );
+        assert_eq!(status, 201, "{text}");
+        let created: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(created["owner"], "alice-sub");
+        assert_eq!(created["labels"]["owner_name"], "Alice_Example");
+    }
+
+    // Who sees what.
+    let list = |token: &str| names(&with(token, c.get(server.url("/system/services"))).1);
+    assert_eq!(list(&alice), ["a-private", "a-public", "a-restricted"]);
+    assert_eq!(list(&bob), ["a-public", "a-restricted"]);
+    assert_eq!(
+        names(&as_admin(c.get(server.url("/system/services"))).1),
+        ["a-private", "a-public", "a-restricted"]
+    );
+    assert_eq!(
+        with(&bob, c.get(server.url("/system/services/a-private"))).0,
+        403
+    );
+    assert_eq!(
+        with(&bob, c.get(server.url("/system/services/a-public"))).0,
+        200
+    );
+
+    // Who invokes what: OIDC tokens on /run and /job, as oscar-python sends them.
+    let run_as = |token: &str, name: &str| {
+        with(
+            token,
+            c.post(server.url(&format!("/run/{name}"))).body(b64(b"hi")),
+        )
+    };
+    assert_eq!(run_as(&bob, "a-public").0, 200);
+    assert_eq!(run_as(&bob, "a-restricted").0, 200);
+    let (status, text) = run_as(&bob, "a-private");
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("bob-sub"), "{text}");
+    assert_eq!(run_as(&alice, "a-private").0, 200);
+    assert_eq!(run_as(&carol, "a-public").0, 403);
+    let (status, text) = with(
+        &bob,
+        c.post(server.url("/job/a-restricted")).body(b64(b"job")),
+    );
+    assert_eq!(status, 201, "{text}");
+    let job = serde_json::from_str::<Value>(&text).unwrap()["job_name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    eventually("bob's job to succeed", || {
+        let (_, text) = with(&alice, c.get(server.url("/system/logs/a-restricted")));
+        serde_json::from_str::<Value>(&text).unwrap()["jobs"][&job]["status"] == "Succeeded"
+    });
+    assert_eq!(
+        with(&bob, c.get(server.url("/system/logs/a-private"))).0,
+        403
+    );
+    assert_eq!(
+        with(
+            &bob,
+            c.get(server.url(&format!("/system/logs/a-restricted/{job}")))
+        )
+        .0,
+        200
+    );
+
+    // Who changes and deletes: the owner and the administrator.
+    let (status, _) = with(&bob, c.delete(server.url("/system/services/a-public")));
+    assert_eq!(status, 403);
+    let update =
+        json!({"name": "a-public", "module": digest, "visibility": "public", "memory": "32Mi"});
+    assert_eq!(
+        with(&bob, c.put(server.url("/system/services")).json(&update)).0,
+        403
+    );
+    assert_eq!(
+        with(&alice, c.put(server.url("/system/services")).json(&update)).0,
+        204
+    );
+    let shown: Value =
+        serde_json::from_str(&as_admin(c.get(server.url("/system/services/a-public"))).1).unwrap();
+    assert_eq!(
+        (shown["owner"].clone(), shown["memory"].clone()),
+        (json!("alice-sub"), json!("32Mi"))
+    );
+    assert_eq!(
+        as_admin(c.delete(server.url("/system/services/a-private"))).0,
+        204
+    );
+
+    // The administrator's own routes.
+    for (method, path) in [
+        ("GET", "/system/modules"),
+        ("GET", "/metrics"),
+        ("GET", "/system/logs"),
+        ("PUT", "/system/config"),
+    ] {
+        let request = c
+            .request(method.parse().unwrap(), server.url(path))
+            .json(&json!({}));
+        let (status, text) = with(&bob, request);
+        assert_eq!(status, 403, "{method} {path}: {text}");
+    }
+
+    // Each user's own keys for the embedded store, from GET /system/config.
+    let store = |token: &str| -> (String, String, String) {
+        let config: Value =
+            serde_json::from_str(&with(token, c.get(server.url("/system/config"))).1).unwrap();
+        let m = &config["minio_provider"];
+        (
+            m["endpoint"].as_str().unwrap().to_string(),
+            m["access_key"].as_str().unwrap().to_string(),
+            m["secret_key"].as_str().unwrap().to_string(),
+        )
+    };
+    let (endpoint, alice_key, alice_secret) = store(&alice);
+    let (_, bob_key, bob_secret) = store(&bob);
+    let admin_config: Value =
+        serde_json::from_str(&as_admin(c.get(server.url("/system/config"))).1).unwrap();
+    assert!(!alice_key.is_empty() && alice_key != bob_key);
+    assert_ne!(
+        admin_config["minio_provider"]["access_key"],
+        alice_key.as_str()
+    );
+    assert_eq!(store(&alice).1, alice_key, "a user's keys are made once");
+
+    // Alice's private bucket: hers, not Bob's; the administrator sees everything.
+    let (status, text) = with(
+        &alice,
+        c.post(server.url("/system/buckets"))
+            .json(&json!({"bucket_name": "alice-data"})),
+    );
+    assert_eq!(status, 201, "{text}");
+    let buckets = |token: &str| names(&with(token, c.get(server.url("/system/buckets"))).1);
+    assert!(buckets(&alice).contains(&"alice-data".to_string()));
+    assert!(!buckets(&bob).contains(&"alice-data".to_string()));
+    assert!(
+        names(&as_admin(c.get(server.url("/system/buckets"))).1)
+            .contains(&"alice-data".to_string())
+    );
+    assert_eq!(
+        with(&bob, c.get(server.url("/system/buckets/alice-data"))).0,
+        403
+    );
+    assert_eq!(
+        with(&bob, c.delete(server.url("/system/buckets/alice-data"))).0,
+        403
+    );
+    let alice_store = s3(&endpoint, "alice-data", &alice_key, &alice_secret);
+    put(&alice_store, "notes.txt", b"alice's").unwrap();
+    assert_eq!(get(&alice_store, "notes.txt").unwrap(), b"alice's");
+    let bob_store = s3(&endpoint, "alice-data", &bob_key, &bob_secret);
+    assert!(get(&bob_store, "notes.txt").is_none());
+    let refused = put(&bob_store, "mine.txt", b"bob's")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("AccessDenied") || refused.contains("403"),
+        "{refused}"
+    );
+    // Shared with Bob, the bucket is his to read too.
+    let (status, text) = with(
+        &alice,
+        c.put(server.url("/system/buckets"))
+            .json(&json!({"bucket_name": "alice-data", "visibility": "restricted", "allowed_users": ["bob-sub"]})),
+    );
+    assert_eq!(status, 204, "{text}");
+    assert_eq!(get(&bob_store, "notes.txt").unwrap(), b"alice's");
+    // Users make buckets through the API, which records their owner, not through S3.
+    let own = s3(&endpoint, "bob-made", &bob_key, &bob_secret);
+    let made = rt().block_on(async {
+        use object_store::ObjectStoreExt as _;
+        own.put(&object_store::path::Path::from("x"), b"x".to_vec().into())
+            .await
+    });
+    assert!(made.is_err());
+}
+
+/// Every kind of bad token gets 401 naming why; a user outside the groups 403; a rotated key
+/// is fetched again; oscar-python's OIDC client works with a good token.
+#[test]
+fn bad_tokens_are_refused_with_the_reason_and_rotation_needs_no_restart() {
+    let idp = Idp::start();
+    idp.user(
+        "dana-sub",
+        json!({"name": "Dana", "group_membership": [GROUP]}),
+    );
+    let dir = TestDir::new();
+    let server = server_for(&idp, &dir);
+    let c = client();
+    let ask = |token: &str| with(token, c.get(server.url("/system/services")));
+
+    let good = idp.token("dana-sub", json!({}));
+    assert_eq!(ask(&good).0, 200);
+    let expired = idp.token(
+        "dana-sub",
+        json!({"exp": now() - 3600, "iat": now() - 7200}),
+    );
+    let early = idp.token("dana-sub", json!({"nbf": now() + 3600}));
+    let foreign = idp.token(
+        "dana-sub",
+        json!({"iss": "https://idp.elsewhere.example/realms/x"}),
+    );
+    let mut tampered = idp
+        .token("dana-sub", json!({}))
+        .split('.')
+        .map(str::to_string)
+        .collect::<Vec<_>>();
+    tampered[1] = b64url(
+        json!({"iss": idp.issuer, "sub": "admin", "exp": now() + 3600})
+            .to_string()
+            .as_bytes(),
+    );
+    let tampered = tampered.join(".");
+    for (token, why) in [
+        (expired.as_str(), "expired"),
+        (early.as_str(), "not valid yet"),
+        (foreign.as_str(), "idp.elsewhere.example"),
+        (tampered.as_str(), "signature"),
+        (
+            "not-a-token",
+            "neither a service token nor an OIDC access token",
+        ),
+    ] {
+        let (status, text) = ask(token);
+        assert_eq!(status, 401, "{why}: {text}");
+        assert!(text.contains(why), "{why}: {text}");
+    }
+
+    // Rotation: the new key is fetched when a token names it; the old one stops working.
+    let old_key = idp.rotate("key-2");
+    let rotated = idp.token("dana-sub", json!({}));
+    eventually("a token signed with the new key to be accepted", || {
+        ask(&rotated).0 == 200
+    });
+    let stale = old_key.sign(&json!({"iss": idp.issuer, "sub": "dana-sub", "exp": now() + 3600}));
+    let (status, text) = ask(&stale);
+    assert_eq!(status, 401, "{text}");
+    assert!(text.contains("does not publish"), "{text}");
+
+    // oscar-python's OIDC client, with Dana's token.
+    let stored = with(
+        &rotated,
+        c.post(server.url("/system/modules"))
+            .body(guest("uppercase")),
+    );
+    let digest = serde_json::from_str::<Value>(&stored.1).unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let work = dir.data().parent().unwrap().join("py");
+    std::fs::create_dir_all(&work).unwrap();
+    let script = r##"
+import os, sys, base64
+from oscar_python.client import Client
+endpoint, token, digest, work = sys.argv[1:5]
+c = Client({"cluster_id": "wasm", "endpoint": endpoint, "oidc_token": token, "ssl": "False"})
+assert c.get_cluster_info().status_code == 200
+config = c.get_cluster_config().json()
+assert config["minio_provider"]["access_key"], config
+with open(os.path.join(work, "s.sh"), "w") as f:
+    f.write("#!/bin/sh\n")
+fdl = os.path.join(work, "svc.yaml")
+with open(fdl, "w") as f:
+    f.write(f"functions:\n  oscar:\n  - wasm:\n      name: dana-upper\n      module: {digest}\n      cpu: 0.5\n      script: s.sh\n")
+r = c.create_service(fdl)
+assert r.status_code == 201, r.text
+assert c.get_service("dana-upper").json()["owner"] == "dana-sub"
+r = c.run_service("dana-upper", input="from dana")
+assert base64.b64decode(r.text) == b"FROM DANA", r.text
+assert [s["name"] for s in c.list_services().json()] == ["dana-upper"]
+assert c.create_bucket("dana-files").status_code == 201
+assert "dana-files" in [b["bucket_name"] for b in c.list_buckets().json()]
+assert c.remove_service("dana-upper").status_code == 204
+print("ok")
+"##;
+    let out = std::process::Command::new(
+        std::env::var("OSCAR_TEST_PYTHON").expect("OSCAR_TEST_PYTHON: run scripts/test.sh"),
+    )
+    .args(["-c", script, &server.base, &rotated, &digest])
+    .arg(&work)
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        server.log_text()
+    );
+}
