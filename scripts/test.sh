@@ -8,22 +8,27 @@ cd "$root"
 
 "$root/scripts/build-guests.sh"
 
-# A real OCI registry for the wasm-image tests: the CNCF distribution registry from Debian,
-# started by each test on loopback with its own folder (never as the system service).
-if ! command -v docker-registry >/dev/null; then
-  echo "test: installing docker-registry (Debian package)"
+# Debian packages the end-to-end tests start: the CNCF distribution registry (wasm-image
+# tests; each test runs its own on loopback, never the system service) and chromium (the
+# dashboard's browser tests, driven by Playwright, which cannot download browsers here).
+need=()
+command -v docker-registry >/dev/null || need+=(docker-registry)
+[ -x /usr/bin/chromium ] || need+=(chromium)
+if ((${#need[@]})); then
+  echo "test: installing ${need[*]} (Debian packages)"
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq docker-registry >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
 # A real S3 peer for the storage tests: moto's server mode (S3 and SNS), with boto3 to drive it,
-# and OSCAR's own Python client, in a virtualenv beside the build folder.
+# OSCAR's own Python client, and Playwright for the browser tests, in a virtualenv beside the
+# build folder.
 venv="${CARGO_TARGET_DIR:-$root/target}/test-venv"
-if ! "$venv/bin/python" -c 'import moto.server, boto3, oscar_python.client' 2>/dev/null; then
-  echo "test: installing moto[server] 5.2.5, boto3 and oscar-python 2.2.0 into $venv"
+if ! "$venv/bin/python" -c 'import moto.server, boto3, oscar_python.client, playwright.sync_api' 2>/dev/null; then
+  echo "test: installing moto[server] 5.2.5, boto3, oscar-python 2.2.0 and playwright 1.65.2 into $venv"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q "moto[server]==5.2.5" boto3 "oscar-python==2.2.0"
+  "$venv/bin/pip" install -q "moto[server]==5.2.5" boto3 "oscar-python==2.2.0" "playwright==1.65.2"
 fi
 export OSCAR_TEST_PYTHON="$venv/bin/python"
 cargo fmt --all -- --check

@@ -253,8 +253,10 @@ fn path_traversal_in_api_names_goes_nowhere() {
             .put(server.url(&format!("/system/services/{name}/module")))
             .body(guest("uppercase"))
             .send();
-        assert_eq!(put.unwrap().status(), 404);
-        assert_eq!(run(&server, name, "aGk=").0, 404);
+        assert_eq!(put.unwrap().status(), 404, "{name}");
+        // `/run/..` resolves to `/`, the dashboard's redirect, which takes GET only.
+        let status = run(&server, name, "aGk=").0;
+        assert!(matches!(status, 404 | 405), "{name}: {status}");
     }
     for name in ["../evil", "a/b", "..", "UPPER", "x\u{0}y"] {
         let r = c

@@ -25,6 +25,57 @@ pub struct Metrics {
     /// Lookups of a runnable module, by where it was found: `memory`, `artifact` (the on-disk
     /// compiled cache), `compiled` (compiled again).
     pub module_cache: IntCounterVec,
+    /// Each service's invocations and failures per minute over the last hour, and its last.
+    recent: std::sync::Mutex<std::collections::HashMap<String, Recent>>,
+}
+
+/// One service's last hour, a bucket per minute (a ring indexed by the minute).
+#[derive(Default, Clone)]
+struct Recent {
+    minutes: Vec<(u64, u64, u64)>,
+    last_ms: u64,
+}
+
+/// A service's invocations over the last hour, for the dashboard's table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RecentStats {
+    /// Invocations in the last 60 minutes.
+    pub invocations_1h: u64,
+    /// Those that did not succeed.
+    pub failures_1h: u64,
+    /// When the last one ended (ms since the Unix epoch), if any.
+    pub last_invocation_ms: Option<u64>,
+}
+
+impl Recent {
+    fn add(&mut self, now_ms: u64, failed: bool) {
+        let minute = now_ms / 60_000;
+        if self.minutes.is_empty() {
+            self.minutes = vec![(0, 0, 0); 60];
+        }
+        let slot = &mut self.minutes[(minute % 60) as usize];
+        if slot.0 != minute {
+            *slot = (minute, 0, 0);
+        }
+        slot.1 += 1;
+        slot.2 += u64::from(failed);
+        self.last_ms = now_ms;
+    }
+
+    fn stats(&self, now_ms: u64) -> RecentStats {
+        let minute = now_ms / 60_000;
+        let live = self
+            .minutes
+            .iter()
+            .filter(|(m, _, _)| *m + 60 > minute && *m <= minute);
+        let (invocations_1h, failures_1h) =
+            live.fold((0, 0), |(i, f), (_, mi, mf)| (i + mi, f + mf));
+        RecentStats {
+            invocations_1h,
+            failures_1h,
+            last_invocation_ms: (self.last_ms > 0).then_some(self.last_ms),
+        }
+    }
 }
 
 impl Default for Metrics {
@@ -107,7 +158,23 @@ impl Metrics {
             jobs_pending,
             compile_seconds,
             module_cache,
+            recent: Default::default(),
         }
+    }
+
+    /// `service`'s invocations over the last hour.
+    pub fn recent(&self, service: &str) -> RecentStats {
+        let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        recent
+            .get(service)
+            .map(|r| r.stats(crate::jobs::record::now_ms()))
+            .unwrap_or_default()
+    }
+
+    /// Forgets a deleted service's last hour.
+    pub fn forget(&self, service: &str) {
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        recent.remove(service);
     }
 
     /// Counts a finished invocation.
@@ -116,6 +183,12 @@ impl Metrics {
             .with_label_values(&[service, kind, outcome])
             .inc();
         self.duration.with_label_values(&[service]).observe(seconds);
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        // Bounded by the number of services: an entry per service, forgotten with it.
+        recent
+            .entry(service.to_string())
+            .or_default()
+            .add(crate::jobs::record::now_ms(), outcome != "success");
     }
 
     /// The Prometheus text exposition of every metric.
@@ -124,6 +197,28 @@ impl Metrics {
         // Encoding into a Vec cannot fail for the text format.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+#[cfg(test)]
+mod recent_tests {
+    use super::*;
+
+    #[test]
+    fn the_last_hour_counts_minutes_that_are_not_older() {
+        let mut recent = Recent::default();
+        let t0 = 1_000 * 60_000;
+        recent.add(t0, false);
+        recent.add(t0 + 1_000, true);
+        recent.add(t0 + 30 * 60_000, false);
+        let stats = recent.stats(t0 + 30 * 60_000);
+        assert_eq!((stats.invocations_1h, stats.failures_1h), (3, 1));
+        // An hour later the first minute has aged out; its slot is reused.
+        let later = t0 + 60 * 60_000;
+        assert_eq!(recent.stats(later).invocations_1h, 1);
+        recent.add(later, false);
+        assert_eq!(recent.stats(later).invocations_1h, 2);
+        assert_eq!(recent.stats(later).last_invocation_ms, Some(later));
     }
 }
 

@@ -16,6 +16,7 @@ mod pods;
 mod run;
 mod services;
 mod trigger;
+mod ui;
 
 #[cfg(test)]
 mod tests;
@@ -56,6 +57,7 @@ pub fn router(app: AppState, max_body: u64) -> Router {
         ));
     Router::new()
         .route("/health", get(|| async { "Ok" }))
+        .merge(ui::routes())
         .merge(system)
         .merge(
             // Invocations are recorded in OSCAR's execution log (GET /system/logs).
@@ -69,8 +71,29 @@ pub fn router(app: AppState, max_body: u64) -> Router {
         )
         .merge(services::auth_routes())
         .merge(pods::routes())
+        .layer(axum::middleware::from_fn(no_challenge_for_scripts))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(app)
+}
+
+/// Browsers answer a 401 carrying a Basic challenge with their own login prompt, even for
+/// a page's script; scripts that say so (`X-Requested-With: XMLHttpRequest`, as the dashboard
+/// does) get the 401 without the challenge and show their own message.
+async fn no_challenge_for_scripts(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let script = request
+        .headers()
+        .get("x-requested-with")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"XMLHttpRequest"));
+    let mut response = next.run(request).await;
+    if script {
+        response
+            .headers_mut()
+            .remove(axum::http::header::WWW_AUTHENTICATE);
+    }
+    response
 }
 
 /// GET /metrics: Prometheus text format (the administrator's).

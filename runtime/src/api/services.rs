@@ -42,18 +42,22 @@ struct ListQuery {
     include: Option<String>,
 }
 
-/// Every definition; with `?include=deployment` (a comma-separated list, as OSCAR reads it)
-/// each carries its deployment summary.
+/// Every definition the caller may see; `?include=` (a comma-separated list, as OSCAR reads
+/// it) adds `deployment` (its summary, as OSCAR) and `stats` (invocations and failures in the
+/// last hour and the last invocation's time, for the dashboard).
 async fn list(
     State(app): State<AppState>,
     caller: Caller,
     axum::extract::Query(query): axum::extract::Query<ListQuery>,
 ) -> Json<Vec<Value>> {
-    let with_deployment = query.include.as_deref().is_some_and(|include| {
-        include
-            .split(',')
-            .any(|item| item.trim().eq_ignore_ascii_case("deployment"))
-    });
+    let includes = |what: &str| {
+        query.include.as_deref().is_some_and(|include| {
+            include
+                .split(',')
+                .any(|item| item.trim().eq_ignore_ascii_case(what))
+        })
+    };
+    let (with_deployment, with_stats) = (includes("deployment"), includes("stats"));
     Json(
         app.registry
             .list()
@@ -63,6 +67,9 @@ async fn list(
                 let mut shown = d.service.to_public_json();
                 if with_deployment {
                     shown["deployment"] = super::cluster::deployment_summary(&app, d);
+                }
+                if with_stats {
+                    shown["stats"] = json!(app.metrics.recent(&d.service.spec.name));
                 }
                 shown
             })
@@ -148,6 +155,7 @@ async fn delete(
 ) -> Result<StatusCode, ApiError> {
     changeable(&app, &caller, &name)?;
     app.deployer.delete_service(&name).await?;
+    app.metrics.forget(&name);
     tracing::info!(service = %name, "service deleted");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -495,3 +495,49 @@ async fn config_updates_the_allowed_image_repositories() {
     let config: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(config["allowed_image_repositories"], json!([]));
 }
+
+/// The dashboard's assets are served from the binary, `/` leads to them, and the services list
+/// carries the last hour's calls the dashboard's table shows.
+#[tokio::test]
+async fn the_dashboard_is_served_and_its_stats_count_calls() {
+    let h = harness(&[]);
+    let (status, headers, _) = h.send(Request::get("/").body(Body::empty()).unwrap()).await;
+    assert!(status.is_redirection());
+    assert_eq!(headers[header::LOCATION], "/ui");
+    for (path, kind) in [
+        ("/ui/", "text/html"),
+        ("/ui/app.js", "text/javascript"),
+        ("/ui/app.css", "text/css"),
+        ("/ui/vendor/js-yaml.min.js", "text/javascript"),
+    ] {
+        let (status, headers, body) = h
+            .send(Request::get(path).body(Body::empty()).unwrap())
+            .await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert!(
+            headers[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with(kind)
+        );
+        assert!(headers.contains_key(header::CONTENT_SECURITY_POLICY));
+        assert!(!body.is_empty());
+    }
+    deploy_noop(&h, "noop").await;
+    for _ in 0..3 {
+        assert_eq!(h.call("POST", "/run/noop", "").await.0, StatusCode::OK);
+    }
+    let (_, body) = h
+        .call("GET", "/system/services?include=stats", Body::empty())
+        .await;
+    let listed: Value = serde_json::from_slice(&body).unwrap();
+    let stats = &listed[0]["stats"];
+    assert_eq!(
+        (
+            stats["invocations_1h"].clone(),
+            stats["failures_1h"].clone()
+        ),
+        (json!(3), json!(0))
+    );
+    assert!(stats["last_invocation_ms"].as_u64().unwrap() > 0);
+}

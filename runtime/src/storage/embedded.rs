@@ -164,17 +164,45 @@ pub async fn serve(
     let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
         let (s3, hook) = (s3.clone(), hook.clone());
         async move {
+            // Browsers (the dashboard at /ui) use presigned URLs from another origin: answer
+            // their preflight here. Every request still needs a valid signature.
+            if request.method() == hyper::Method::OPTIONS {
+                let mut response = s3s::HttpResponse::new(s3s::Body::empty());
+                *response.status_mut() = hyper::StatusCode::NO_CONTENT;
+                allow_browsers(response.headers_mut());
+                return Ok(response);
+            }
             let created = created_object(request.method(), request.uri());
-            let response = hyper::service::Service::call(&s3, request).await?;
+            let mut response = hyper::service::Service::call(&s3, request).await?;
             if response.status().is_success()
                 && let Some((bucket, key)) = created
             {
                 hook(bucket, key).await;
             }
+            allow_browsers(response.headers_mut());
             Ok::<_, s3s::HttpError>(response)
         }
     });
     crate::listener::serve(listener, service, limits, shutdown).await;
+}
+
+/// CORS for signed requests from any page: no cookies are involved, and the signature, not
+/// the origin, is what authorises a request.
+fn allow_browsers(headers: &mut hyper::HeaderMap) {
+    use hyper::header::HeaderValue;
+    headers.insert("access-control-allow-origin", HeaderValue::from_static("*"));
+    headers.insert(
+        "access-control-allow-methods",
+        HeaderValue::from_static("GET, PUT, HEAD, POST, DELETE"),
+    );
+    headers.insert(
+        "access-control-allow-headers",
+        HeaderValue::from_static("*"),
+    );
+    headers.insert(
+        "access-control-expose-headers",
+        HeaderValue::from_static("ETag"),
+    );
 }
 
 /// The (bucket, key) a request creates, if it creates an object: a PUT of an object (a copy

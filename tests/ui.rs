@@ -1,0 +1,67 @@
+//! The web dashboard at /ui in a real browser: Debian's chromium driven by Playwright (pip),
+//! both installed by scripts/test.sh. The script (tests/ui/dashboard.py) logs in, deploys the
+//! grayscale example by dropping its FDL and .wasm, invokes it with an image, runs a job,
+//! opens its log and outputs, uploads into a bucket and sees the output land, and checks the
+//! messages for a wrong password, a 400 and a server that went away. It keeps a screenshot of
+//! each page in the build folder (`ui-screenshots/`); with OSCAR_WASM_UPDATE_SCREENSHOTS=1 it
+//! also refreshes the README's, in docs/screenshots/.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn the_dashboard_works_in_a_real_browser() {
+    let python =
+        std::env::var("OSCAR_TEST_PYTHON").expect("OSCAR_TEST_PYTHON: run scripts/test.sh");
+    let dir = TestDir::new();
+    let mut server = Server::start(&dir.data(), &["--password", "pw"]);
+    let shots = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"))
+        .join("ui-screenshots");
+    let _ = std::fs::remove_dir_all(&shots);
+    std::fs::create_dir_all(&shots).unwrap();
+    let mut child = std::process::Command::new(python)
+        .arg(repo_root().join("tests/ui/dashboard.py"))
+        .arg(&server.base)
+        .arg("pw")
+        .arg(repo_root().join("examples"))
+        .arg(&shots)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python with playwright");
+    // The script asks for the server to go away by leaving a marker.
+    let marker = shots.join("stop-server");
+    let status = loop {
+        if marker.exists() {
+            server.kill();
+            std::fs::remove_file(&marker).unwrap();
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let output = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        status.success(),
+        "{stdout}\n{}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        server.log_text()
+    );
+    assert!(stdout.contains("ok a server that went away"), "{stdout}");
+    for page in [
+        "login", "services", "service", "buckets", "bucket", "metrics",
+    ] {
+        let path = shots.join(format!("{page}.png"));
+        assert!(path.is_file(), "no screenshot of {page}");
+        if std::env::var_os("OSCAR_WASM_UPDATE_SCREENSHOTS").is_some() {
+            let docs = repo_root().join("docs/screenshots");
+            std::fs::create_dir_all(&docs).unwrap();
+            std::fs::copy(&path, docs.join(format!("{page}.png"))).unwrap();
+        }
+    }
+}
