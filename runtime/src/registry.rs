@@ -68,10 +68,45 @@ pub enum RegistryError {
     Io(#[from] io::Error),
 }
 
-/// Every service, by name.
+/// Every service, by name, and which service each token belongs to.
 pub struct Registry {
     dir: PathBuf,
-    services: RwLock<BTreeMap<String, Arc<Deployed>>>,
+    services: RwLock<Tables>,
+}
+
+/// The services by name, and their names by the SHA-256 of their token, so that an
+/// invocation's bearer token is looked up once rather than compared with every service's
+/// (which made /run slower as services grew).
+#[derive(Default)]
+struct Tables {
+    by_name: BTreeMap<String, Arc<Deployed>>,
+    by_token: std::collections::HashMap<[u8; 32], String>,
+}
+
+fn token_digest(token: &[u8]) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(token).into()
+}
+
+impl Tables {
+    fn insert(&mut self, name: String, deployed: Arc<Deployed>) {
+        if let Some(old) = self.by_name.get(&name) {
+            self.by_token
+                .remove(&token_digest(old.service.spec.token.as_bytes()));
+        }
+        self.by_token.insert(
+            token_digest(deployed.service.spec.token.as_bytes()),
+            name.clone(),
+        );
+        self.by_name.insert(name, deployed);
+    }
+
+    fn remove(&mut self, name: &str) {
+        if let Some(old) = self.by_name.remove(name) {
+            self.by_token
+                .remove(&token_digest(old.service.spec.token.as_bytes()));
+        }
+    }
 }
 
 impl Registry {
@@ -129,7 +164,7 @@ impl Registry {
     pub fn create(&self, deployed: Deployed) -> Result<Arc<Deployed>, RegistryError> {
         let mut services = self.write();
         let name = deployed.service.spec.name.clone();
-        if services.contains_key(&name) {
+        if services.by_name.contains_key(&name) {
             return Err(RegistryError::Exists(name));
         }
         self.persist(&deployed.service)?;
@@ -142,7 +177,7 @@ impl Registry {
     pub fn replace(&self, deployed: Deployed) -> Result<Arc<Deployed>, RegistryError> {
         let mut services = self.write();
         let name = deployed.service.spec.name.clone();
-        if !services.contains_key(&name) {
+        if !services.by_name.contains_key(&name) {
             return Err(RegistryError::NotFound(name));
         }
         self.persist(&deployed.service)?;
@@ -154,7 +189,7 @@ impl Registry {
     /// Removes a service.
     pub fn remove(&self, name: &str) -> Result<Arc<Deployed>, RegistryError> {
         let mut services = self.write();
-        let Some(deployed) = services.get(name).cloned() else {
+        let Some(deployed) = services.by_name.get(name).cloned() else {
             return Err(RegistryError::NotFound(name.to_string()));
         };
         fsutil::remove_durably(&self.path(name))?;
@@ -164,7 +199,14 @@ impl Registry {
 
     /// One service.
     pub fn get(&self, name: &str) -> Option<Arc<Deployed>> {
-        self.read().get(name).cloned()
+        self.read().by_name.get(name).cloned()
+    }
+
+    /// The service whose token `token` is, if any (one hash, one lookup).
+    pub fn owner_of_token(&self, token: &[u8]) -> Option<Arc<Deployed>> {
+        let tables = self.read();
+        let name = tables.by_token.get(&token_digest(token))?;
+        tables.by_name.get(name).cloned()
     }
 
     /// One service, or `NotFound`.
@@ -175,23 +217,24 @@ impl Registry {
 
     /// Every service, by name.
     pub fn list(&self) -> Vec<Arc<Deployed>> {
-        self.read().values().cloned().collect()
+        self.read().by_name.values().cloned().collect()
     }
 
     /// Names of the services that run `digest`.
     pub fn users_of(&self, digest: &Digest) -> Vec<String> {
         self.read()
+            .by_name
             .values()
             .filter(|d| d.service.spec.backend.module() == Some(digest))
             .map(|d| d.service.spec.name.clone())
             .collect()
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<Deployed>>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Tables> {
         self.services.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<Deployed>>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Tables> {
         self.services.write().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -229,6 +272,28 @@ mod tests {
         let (_, found) = Registry::open(dir.path()).unwrap();
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].definition["extra"], json!([1]));
+    }
+
+    #[test]
+    fn tokens_are_looked_up_by_digest_and_follow_replace_and_remove() {
+        let dir = tempfile::tempdir().unwrap();
+        let (reg, _) = Registry::open(dir.path()).unwrap();
+        let with_token = |token: &str| {
+            Service::from_definition(
+                json!({"name": "a", "module": Digest::of(b"m").to_string(), "token": token}),
+            )
+            .unwrap()
+        };
+        reg.create(Deployed::new(with_token("first"), None, 1))
+            .unwrap();
+        assert_eq!(reg.owner_of_token(b"first").unwrap().service.spec.name, "a");
+        assert!(reg.owner_of_token(b"other").is_none());
+        reg.replace(Deployed::new(with_token("second"), None, 1))
+            .unwrap();
+        assert!(reg.owner_of_token(b"first").is_none());
+        assert!(reg.owner_of_token(b"second").is_some());
+        reg.remove("a").unwrap();
+        assert!(reg.owner_of_token(b"second").is_none());
     }
 
     #[test]
