@@ -66,13 +66,7 @@ impl ClusterSettings {
     /// Loads `<data_dir>/cluster-settings.json` (none yet: the defaults).
     pub fn open(data_dir: &Path) -> std::io::Result<Self> {
         let path = data_dir.join("cluster-settings.json");
-        let current = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                std::io::Error::other(format!("{} is not valid: {e}", path.display()))
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Settings::default(),
-            Err(e) => return Err(e),
-        };
+        let current = crate::fsutil::read_json_or_default(&path)?;
         Ok(Self {
             path,
             current: RwLock::new(current),
@@ -90,8 +84,7 @@ impl ClusterSettings {
     /// Replaces the settings, on disk before in memory.
     pub fn set(&self, settings: Settings) -> std::io::Result<()> {
         let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
-        let bytes = serde_json::to_vec_pretty(&settings).map_err(std::io::Error::other)?;
-        crate::fsutil::atomic_write(&self.path, &bytes)?;
+        crate::fsutil::write_json(&self.path, &settings)?;
         *current = settings;
         Ok(())
     }

@@ -12,6 +12,25 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> io::Result<()> {
     write_atomically(path, bytes, 0o600)
 }
 
+/// A small JSON state file (owner-only): its value, or the default when there is none yet;
+/// an error, never a silent default, when it cannot be read.
+pub fn read_json_or_default<T: serde::de::DeserializeOwned + Default>(
+    path: &Path,
+) -> io::Result<T> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|e| io::Error::other(format!("{} is not valid: {e}", path.display()))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(T::default()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes `value` as pretty JSON with [`atomic_write`].
+pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> io::Result<()> {
+    let bytes = serde_json::to_vec_pretty(value).map_err(io::Error::other)?;
+    atomic_write(path, &bytes)
+}
+
 fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     let dir = path
         .parent()

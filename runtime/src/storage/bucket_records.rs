@@ -95,13 +95,7 @@ impl BucketRecords {
     /// Loads `<data_dir>/buckets.json` (none yet is no records).
     pub fn open(data_dir: &Path) -> std::io::Result<Self> {
         let path = data_dir.join("buckets.json");
-        let records = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                std::io::Error::other(format!("{} is not valid: {e}", path.display()))
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(e) => return Err(e),
-        };
+        let records = crate::fsutil::read_json_or_default(&path)?;
         Ok(Self {
             path,
             records: Mutex::new(records),
@@ -134,8 +128,7 @@ impl BucketRecords {
         let mut records = self.lock();
         let mut next = records.clone();
         edit(&mut next);
-        let bytes = serde_json::to_vec_pretty(&next).map_err(std::io::Error::other)?;
-        crate::fsutil::atomic_write(&self.path, &bytes)?;
+        crate::fsutil::write_json(&self.path, &next)?;
         // Memory follows the disk only once the disk has it.
         *records = next;
         Ok(())

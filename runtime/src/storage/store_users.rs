@@ -47,13 +47,7 @@ impl StoreUsers {
     /// Loads `<data_dir>/store-users.json` (none yet: no users).
     pub fn open(data_dir: &Path) -> std::io::Result<Self> {
         let path = data_dir.join("store-users.json");
-        let by_user: HashMap<String, StoreKeys> = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                std::io::Error::other(format!("{} is not valid: {e}", path.display()))
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => HashMap::new(),
-            Err(e) => return Err(e),
-        };
+        let by_user: HashMap<String, StoreKeys> = crate::fsutil::read_json_or_default(&path)?;
         let by_access_key = by_user
             .iter()
             .map(|(user, keys)| (keys.access_key.clone(), user.clone()))
@@ -85,8 +79,7 @@ impl StoreUsers {
         };
         let mut next = tables.by_user.clone();
         next.insert(user.to_string(), keys.clone());
-        let bytes = serde_json::to_vec_pretty(&next).map_err(std::io::Error::other)?;
-        crate::fsutil::atomic_write(&self.path, &bytes)?;
+        crate::fsutil::write_json(&self.path, &next)?;
         tables.by_user = next;
         tables
             .by_access_key
