@@ -128,9 +128,7 @@ impl App {
         );
         let oidc_settings = args.oidc_settings();
         oidc_settings.check().map_err(StartError::Config)?;
-        if !oidc_settings.issuers.is_empty()
-            && args.password.as_deref().is_none_or(str::is_empty)
-        {
+        if !oidc_settings.issuers.is_empty() && args.password.as_deref().is_none_or(str::is_empty) {
             return Err(StartError::Config(
                 "--oidc-issuer needs --password: without one every request is the administrator's, and users' limits would mean nothing".into(),
             ));

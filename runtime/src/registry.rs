@@ -23,6 +23,9 @@ pub struct Deployed {
     pub generation: u64,
     /// How many slots `slots` started with.
     pub slot_count: usize,
+    /// The definition as the API shows it (credentials hidden, secrets blank), serialized once
+    /// here so that listing thousands of services copies bytes instead of building JSON.
+    pub public_json: bytes::Bytes,
 }
 
 impl Deployed {
@@ -44,7 +47,12 @@ impl Deployed {
             .min(max_concurrency)
             .max(1);
         static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        // A serde_json::Value always serializes.
+        let public_json = serde_json::to_vec(&service.to_public_json())
+            .unwrap_or_default()
+            .into();
         Self {
+            public_json,
             service,
             runnable,
             slots: Arc::new(tokio::sync::Semaphore::new(slots)),
