@@ -779,3 +779,48 @@ fn preview2_command_components_run_too() {
     assert_eq!(status, 200, "{}", text(&body));
     assert_eq!(text(&body), b64(b"COMPONENT"));
 }
+
+/// Many calls at once, half of them leaving files in their output folder and trying to leave
+/// some in their input folder, half listing both folders: every call sees only its own input
+/// file and an empty output folder, whatever ran before or beside it.
+#[test]
+fn no_call_ever_sees_another_calls_files() {
+    let dir = TestDir::new();
+    let server = Server::start(&dir.data(), &["--max-concurrency", "8"]);
+    deploy(
+        &server,
+        &guest("sandbox-probe"),
+        json!({"name": "probe", "log_level": "CRITICAL"}),
+    );
+    let server = &server;
+    std::thread::scope(|scope| {
+        for thread in 0..8 {
+            scope.spawn(move || {
+                for call in 0..30 {
+                    let id = format!("{thread}-{call}");
+                    if call % 2 == 0 {
+                        let script = format!(
+                            "write $IN/left-{id} x\nwrite $OUT/left-{id} y\nwrite $OUT/more-{id} z\n"
+                        );
+                        let (status, _, _) = run(server, "probe", b64(script.as_bytes()));
+                        assert_eq!(status, 200);
+                    } else {
+                        let (status, _, body) =
+                            run(server, "probe", b64(b"list $IN\nlist $OUT\n"));
+                        assert_eq!(status, 200);
+                        let body = String::from_utf8_lossy(&body).into_owned();
+                        let lines: Vec<&str> = body.lines().collect();
+                        assert_eq!(lines.len(), 2, "{body}");
+                        let input = lines[0].split(": ok [").nth(1).unwrap_or_else(|| panic!("{body}"));
+                        assert!(
+                            !input.trim_end_matches(']').contains(',') && !input.contains("left-"),
+                            "another call's file is visible: {body}"
+                        );
+                        assert!(lines[1].ends_with(": ok []"), "output not empty: {body}");
+                    }
+                }
+            });
+        }
+    });
+    assert!(dir.scratch_left().is_empty(), "{:?}", dir.scratch_left());
+}
