@@ -296,6 +296,36 @@ fn users_and_the_admin_get_what_oscar_lets_them() {
         200
     );
 
+    // Bob through oscar-python's OIDC client sees and runs what he may.
+    let script = r#"
+import sys, base64
+from oscar_python.client import Client
+endpoint, token = sys.argv[1:3]
+c = Client({"cluster_id": "wasm", "endpoint": endpoint, "oidc_token": token, "ssl": "False"})
+names = sorted(s["name"] for s in c.list_services().json())
+assert names == ["a-public", "a-restricted"], names
+r = c.run_service("a-restricted", input="from bob")
+assert base64.b64decode(r.text) == b"FROM BOB", r.text
+try:
+    c.get_service("a-private")
+    raise SystemExit("a-private should be refused")
+except Exception as e:
+    assert "403" in str(e) or "Forbidden" in str(e), e
+print("ok")
+"#;
+    let out = std::process::Command::new(
+        std::env::var("OSCAR_TEST_PYTHON").expect("OSCAR_TEST_PYTHON: run scripts/test.sh"),
+    )
+    .args(["-c", script, &server.base, &bob])
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // Who invokes what: OIDC tokens on /run and /job, as oscar-python sends them.
     let run_as = |token: &str, name: &str| {
         with(

@@ -107,10 +107,14 @@ async fn list(
 async fn get_one(
     State(app): State<AppState>,
     ServicePath(name): ServicePath,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     // ServicePath has checked that the caller may see it.
     let deployed = app.registry.require(&name)?;
-    Ok(Json(deployed.service.to_public_json()))
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        deployed.public_json.clone(),
+    )
+        .into_response())
 }
 
 /// The service `name` when the caller may change it (its owner, or the administrator).
