@@ -69,19 +69,10 @@ import base64
 assert base64.b64decode(r.text) == b"HELLO REGISTRY", r.text
 print("ok")
 "##;
-    let out = std::process::Command::new(
-        std::env::var("OSCAR_TEST_PYTHON").expect("OSCAR_TEST_PYTHON: run scripts/test.sh"),
-    )
-    .args(["-c", script, &server.base, &image])
-    .arg(&work)
-    .output()
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        server.log_text()
+    run_python(
+        script,
+        &[&server.base, &image, work.to_str().unwrap()],
+        &server,
     );
     let admin = |path: &str| admin_json(&server, "pw", path);
     let definition = admin("/system/services/upper");

@@ -313,18 +313,7 @@ except Exception as e:
     assert "403" in str(e) or "Forbidden" in str(e), e
 print("ok")
 "#;
-    let out = std::process::Command::new(
-        std::env::var("OSCAR_TEST_PYTHON").expect("OSCAR_TEST_PYTHON: run scripts/test.sh"),
-    )
-    .args(["-c", script, &server.base, &bob])
-    .output()
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_python(script, &[&server.base, &bob], &server);
 
     // Who invokes what: OIDC tokens on /run and /job, as oscar-python sends them.
     let run_as = |token: &str, name: &str| {
@@ -576,18 +565,9 @@ assert "dana-files" in [b["bucket_name"] for b in c.list_buckets().json()]
 assert c.remove_service("dana-upper").status_code == 204
 print("ok")
 "##;
-    let out = std::process::Command::new(
-        std::env::var("OSCAR_TEST_PYTHON").expect("OSCAR_TEST_PYTHON: run scripts/test.sh"),
-    )
-    .args(["-c", script, &server.base, &rotated, &digest])
-    .arg(&work)
-    .output()
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        server.log_text()
+    run_python(
+        script,
+        &[&server.base, &rotated, &digest, work.to_str().unwrap()],
+        &server,
     );
 }

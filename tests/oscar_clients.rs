@@ -6,13 +6,6 @@ mod common;
 use common::*;
 use serde_json::Value;
 
-/// The Python of the virtualenv that scripts/test.sh prepares with oscar-python.
-fn test_python() -> String {
-    std::env::var("OSCAR_TEST_PYTHON").unwrap_or_else(|_| {
-        panic!("OSCAR_TEST_PYTHON is not set: run ./scripts/test.sh, which installs oscar-python")
-    })
-}
-
 /// Drives oscar-python's Client and storage client; prints one line per step.
 const SCRIPT: &str = r##"
 import json, os, sys, time
@@ -148,22 +141,14 @@ fn oscar_python_2_2_works_unchanged() {
         .unwrap();
     let work = dir.data().parent().unwrap().join("python");
     std::fs::create_dir_all(&work).unwrap();
-    let out = std::process::Command::new(test_python())
-        .args([
-            "-c",
-            SCRIPT,
+    let stdout = run_python(
+        SCRIPT,
+        &[
             &server.base,
             stored["digest"].as_str().unwrap(),
-        ])
-        .arg(&work)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        server.log_text()
+            work.to_str().unwrap(),
+        ],
+        &server,
     );
     assert!(stdout.contains("ok remove_service"), "{stdout}");
 }

@@ -372,16 +372,6 @@ fn bad_credentials_and_unreachable_stores_fail_jobs_clearly() {
     }
 }
 
-/// The Python of the virtualenv that scripts/test.sh prepares with moto and boto3.
-fn test_python() -> String {
-    std::env::var("OSCAR_TEST_PYTHON").unwrap_or_else(|_| {
-        panic!(
-            "OSCAR_TEST_PYTHON is not set: run ./scripts/test.sh, which installs moto[server] \
-             and boto3 into a virtualenv for this test"
-        )
-    })
-}
-
 /// moto's server mode on a free loopback port, killed on drop.
 struct Moto(std::process::Child, u16);
 

@@ -12,8 +12,7 @@ use common::*;
 
 #[test]
 fn the_dashboard_works_in_a_real_browser() {
-    let python =
-        std::env::var("OSCAR_TEST_PYTHON").expect("OSCAR_TEST_PYTHON: run scripts/test.sh");
+    let python = test_python();
     let dir = TestDir::new();
     let mut server = Server::start(&dir.data(), &["--password", "pw"]);
     let shots = std::env::var_os("CARGO_TARGET_DIR")

@@ -120,24 +120,8 @@ impl App {
             embedded_store,
             invoker.scratch_root(),
         )?);
-        let bucket_admin = crate::storage::buckets::BucketAdmin::new(&storage.default_provider)
-            .map_err(StartError::Config)?;
-        let bucket_records = Arc::new(
-            crate::storage::bucket_records::BucketRecords::open(&data_dir)
-                .map_err(io_context("reading the bucket records"))?,
-        );
-        let oidc_settings = args.oidc_settings();
-        oidc_settings.check().map_err(StartError::Config)?;
-        if !oidc_settings.issuers.is_empty() && args.password.as_deref().is_none_or(str::is_empty) {
-            return Err(StartError::Config(
-                "--oidc-issuer needs --password: without one every request is the administrator's, and users' limits would mean nothing".into(),
-            ));
-        }
-        let oidc = Arc::new(crate::oidc::Oidc::new(oidc_settings).map_err(StartError::Config)?);
-        let store_users = Arc::new(
-            crate::storage::store_users::StoreUsers::open(&data_dir)
-                .map_err(io_context("reading the store users"))?,
-        );
+        let (bucket_admin, bucket_records) = open_buckets(&storage, &data_dir)?;
+        let (oidc, store_users) = open_users(args, &data_dir)?;
         let cluster_settings = Arc::new(
             crate::cluster_settings::ClusterSettings::open(&data_dir)
                 .map_err(io_context("reading the cluster settings"))?,
@@ -314,6 +298,49 @@ fn open_jobs(
 
 /// The storage settings: `minio.default` (the embedded store at `embedded_store`, or the
 /// external one), and a clean staging folder beside the scratch folders.
+/// Bucket administration on `minio.default` and the records of buckets made through the API.
+fn open_buckets(
+    storage: &crate::storage::Storage,
+    data_dir: &Path,
+) -> Result<
+    (
+        crate::storage::buckets::BucketAdmin,
+        Arc<crate::storage::bucket_records::BucketRecords>,
+    ),
+    StartError,
+> {
+    let admin = crate::storage::buckets::BucketAdmin::new(&storage.default_provider)
+        .map_err(StartError::Config)?;
+    let records = crate::storage::bucket_records::BucketRecords::open(data_dir)
+        .map_err(io_context("reading the bucket records"))?;
+    Ok((admin, Arc::new(records)))
+}
+
+/// The OIDC verifier and the users' store keys. Trusting issuers needs an administrator
+/// password: without one every request without a token is the administrator's.
+fn open_users(
+    args: &ServeArgs,
+    data_dir: &Path,
+) -> Result<
+    (
+        Arc<crate::oidc::Oidc>,
+        Arc<crate::storage::store_users::StoreUsers>,
+    ),
+    StartError,
+> {
+    let settings = args.oidc_settings();
+    settings.check().map_err(StartError::Config)?;
+    if !settings.issuers.is_empty() && args.password.as_deref().is_none_or(str::is_empty) {
+        return Err(StartError::Config(
+            "--oidc-issuer needs --password: without one every request is the administrator's, and users' limits would mean nothing".into(),
+        ));
+    }
+    let oidc = crate::oidc::Oidc::new(settings).map_err(StartError::Config)?;
+    let users = crate::storage::store_users::StoreUsers::open(data_dir)
+        .map_err(io_context("reading the store users"))?;
+    Ok((Arc::new(oidc), Arc::new(users)))
+}
+
 fn open_storage(
     args: &ServeArgs,
     data_dir: &Path,

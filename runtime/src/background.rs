@@ -43,7 +43,7 @@ impl EmbeddedStore {
         });
         let service = crate::storage::embedded::service(
             &app.data_dir.join("buckets"),
-            crate::storage::embedded::StoreKeys {
+            crate::storage::embedded::StoreAuth {
                 access_key: minio.access_key.clone(),
                 secret_key: minio.secret_key.clone(),
                 users: app.store_users.clone(),

@@ -6,6 +6,39 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// How OCI registries are reached, for `serve` and `push`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RegistryArgs {
+    /// Registries (`host:port`) reached over plain HTTP; every other registry is reached over
+    /// HTTPS only. Repeatable, or comma-separated.
+    #[arg(
+        long = "insecure-registry",
+        env = "OSCAR_WASM_INSECURE_REGISTRIES",
+        value_delimiter = ','
+    )]
+    pub insecure_registries: Vec<String>,
+    /// Registry credentials: a docker `config.json` (its `auths`). Default: `$DOCKER_CONFIG/
+    /// config.json`, else `~/.docker/config.json`, when there is one.
+    #[arg(long, env = "OSCAR_WASM_REGISTRY_AUTH_FILE")]
+    pub registry_auth_file: Option<PathBuf>,
+}
+
+impl RegistryArgs {
+    /// The client settings, refusing modules over `max_module` bytes.
+    pub fn settings(&self, max_module: u64) -> Result<crate::oci::RegistrySettings, String> {
+        Ok(crate::oci::RegistrySettings {
+            insecure: self
+                .insecure_registries
+                .iter()
+                .map(|r| r.trim().to_string())
+                .filter(|r| !r.is_empty())
+                .collect(),
+            auths: crate::oci::auth::Auths::load(self.registry_auth_file.as_deref())?,
+            max_module,
+        })
+    }
+}
+
 /// `oscar-wasm serve` flags.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
@@ -86,18 +119,9 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub oidc_groups: Vec<String>,
-    /// Registries (`host:port`) reached over plain HTTP when an `image` names a wasm artifact
-    /// there; every other registry is reached over HTTPS only. Repeatable, or comma-separated.
-    #[arg(
-        long = "insecure-registry",
-        env = "OSCAR_WASM_INSECURE_REGISTRIES",
-        value_delimiter = ','
-    )]
-    pub insecure_registries: Vec<String>,
-    /// Registry credentials: a docker `config.json` (its `auths`). Default: `$DOCKER_CONFIG/
-    /// config.json`, else `~/.docker/config.json`, when there is one.
-    #[arg(long, env = "OSCAR_WASM_REGISTRY_AUTH_FILE")]
-    pub registry_auth_file: Option<PathBuf>,
+    /// How OCI registries are reached.
+    #[command(flatten)]
+    pub registries: RegistryArgs,
     /// How often, at most, a synchronous invocation of a service whose `image` is a wasm tag
     /// checks whether the tag moved (seconds); jobs check before each run.
     #[arg(long, env = "OSCAR_WASM_IMAGE_REFRESH", default_value_t = 60)]
@@ -278,17 +302,7 @@ impl ServeArgs {
 
     /// How registries are reached: insecure ones, credentials, the module size limit.
     pub fn registry_settings(&self) -> Result<crate::oci::RegistrySettings, String> {
-        let auths = crate::oci::auth::Auths::load(self.registry_auth_file.as_deref())?;
-        Ok(crate::oci::RegistrySettings {
-            insecure: self
-                .insecure_registries
-                .iter()
-                .map(|r| r.trim().to_string())
-                .filter(|r| !r.is_empty())
-                .collect(),
-            auths,
-            max_module: self.max_body,
-        })
+        self.registries.settings(self.max_body)
     }
 
     /// The limits on request bodies (checked by [`ServeArgs::check`]).

@@ -183,12 +183,17 @@ impl Metrics {
             .with_label_values(&[service, kind, outcome])
             .inc();
         self.duration.with_label_values(&[service]).observe(seconds);
+        let (now, failed) = (crate::jobs::record::now_ms(), outcome != "success");
         let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-        // Bounded by the number of services: an entry per service, forgotten with it.
-        recent
-            .entry(service.to_string())
-            .or_default()
-            .add(crate::jobs::record::now_ms(), outcome != "success");
+        // Bounded by the number of services: an entry per service, forgotten with it. The name
+        // is copied only for a service's first call.
+        match recent.get_mut(service) {
+            Some(entry) => entry.add(now, failed),
+            None => recent
+                .entry(service.to_string())
+                .or_default()
+                .add(now, failed),
+        }
     }
 
     /// The Prometheus text exposition of every metric.

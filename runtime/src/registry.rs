@@ -26,6 +26,8 @@ pub struct Deployed {
     /// The definition as the API shows it (credentials hidden, secrets blank), serialized once
     /// here so that listing thousands of services copies bytes instead of building JSON.
     pub public_json: bytes::Bytes,
+    /// Runs a wasm image by tag, which a synchronous call checks in the background.
+    pub follows_tag: bool,
 }
 
 impl Deployed {
@@ -53,6 +55,7 @@ impl Deployed {
             .into();
         Self {
             public_json,
+            follows_tag: crate::deployer::follows_tag(&service.definition),
             service,
             runnable,
             slots: Arc::new(tokio::sync::Semaphore::new(slots)),

@@ -674,3 +674,35 @@ pub fn tar_gz(name: &str, bytes: &[u8]) -> Vec<u8> {
     std::io::Write::write_all(&mut gz, &tar).unwrap();
     gz.finish().unwrap()
 }
+
+// Python peers: moto, boto3, oscar-python and Playwright, in the virtualenv scripts/test.sh
+// prepares.
+
+/// The Python of that virtualenv.
+pub fn test_python() -> String {
+    std::env::var("OSCAR_TEST_PYTHON").unwrap_or_else(|_| {
+        panic!(
+            "OSCAR_TEST_PYTHON is not set: run ./scripts/test.sh, which installs moto, boto3, \
+             oscar-python and Playwright into a virtualenv for these tests"
+        )
+    })
+}
+
+/// Runs `python -c script args...` in that Python; its standard output, or a panic showing
+/// both streams and `server`'s log.
+pub fn run_python(script: &str, args: &[&str], server: &Server) -> String {
+    let out = Command::new(test_python())
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("start python");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.log_text()
+    );
+    stdout
+}

@@ -29,10 +29,7 @@ async fn run(
 ) -> Result<Response, ApiError> {
     // A wasm image's tag is checked in the background at most every --image-refresh; this call
     // runs the version deployed now.
-    if app
-        .deployer
-        .image_may_have_moved(&deployed.service.definition)
-    {
+    if deployed.follows_tag {
         let (deployer, name) = (app.deployer.clone(), name.clone());
         tokio::spawn(async move {
             if let Err(e) = deployer.refresh_image(&name, false).await {

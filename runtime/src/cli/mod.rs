@@ -172,16 +172,9 @@ pub struct PushArgs {
     pub file: PathBuf,
     /// Where to publish it: `registry/repository:tag`.
     pub reference: String,
-    /// Registries (`host:port`) spoken to over plain HTTP; repeatable.
-    #[arg(
-        long = "insecure-registry",
-        env = "OSCAR_WASM_INSECURE_REGISTRIES",
-        value_delimiter = ','
-    )]
-    pub insecure_registries: Vec<String>,
-    /// Registry credentials: a docker `config.json`.
-    #[arg(long, env = "OSCAR_WASM_REGISTRY_AUTH_FILE")]
-    pub registry_auth_file: Option<PathBuf>,
+    /// How the registry is reached.
+    #[command(flatten)]
+    pub registries: crate::config::RegistryArgs,
 }
 
 /// `oscar-wasm run ...`.

@@ -54,6 +54,12 @@ impl Refresh for Deployer {
     }
 }
 
+/// Whether a service runs a wasm image by tag, whose tag may move: decided once per
+/// deployment ([`crate::registry::Deployed::follows_tag`]), not per call.
+pub fn follows_tag(definition: &Map<String, Value>) -> bool {
+    wasm_image(definition).is_some_and(|(image, _)| !is_pinned(image))
+}
+
 /// The image of a service deployed from a wasm image (`image` plus [`IMAGE_DIGEST`]).
 pub fn wasm_image(definition: &Map<String, Value>) -> Option<(&str, &str)> {
     let image = definition.get("image")?.as_str()?;
@@ -126,11 +132,6 @@ impl Deployer {
             }
             Err(e) => Err(e.into()),
         }
-    }
-
-    /// Whether a synchronous call of this service should check its tag in the background.
-    pub fn image_may_have_moved(&self, definition: &Map<String, Value>) -> bool {
-        wasm_image(definition).is_some_and(|(image, _)| !is_pinned(image))
     }
 
     /// Checks a wasm image service's tag (always with `force`, else at most every

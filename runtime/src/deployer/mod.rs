@@ -7,7 +7,7 @@
 
 mod images;
 
-pub use images::{IMAGE_DIGEST, Refresh, wasm_image as images_of};
+pub use images::{IMAGE_DIGEST, Refresh, follows_tag, wasm_image as images_of};
 
 use crate::jobs::record::JobRecord;
 use crate::jobs::{CreateError, JobInput, Jobs};

@@ -68,55 +68,10 @@ pub fn job_name(service: &str, invocation: &str) -> String {
 
 /// Builds the Job.
 pub fn job(request: &JobRequest<'_>, settings: &JobSettings) -> Job {
-    let name = job_name(request.service, request.invocation);
-    let labels: BTreeMap<String, String> = [
-        ("app.kubernetes.io/managed-by", "oscar-wasm"),
-        (SERVICE_LABEL, request.service),
-        (INVOCATION_LABEL, request.invocation),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    let mut env: Vec<EnvVar> = request
-        .env
-        .iter()
-        .map(|(name, value)| EnvVar {
-            name: name.clone(),
-            value: Some(value.clone()),
-            ..Default::default()
-        })
-        .collect();
-    for (name, value) in [
-        ("OSCAR_WASM_CALLBACK", request.callback),
-        ("OSCAR_WASM_INVOCATION_TOKEN", request.token),
-    ] {
-        env.push(EnvVar {
-            name: name.into(),
-            value: Some(value.into()),
-            ..Default::default()
-        });
-    }
-    let mut limits = BTreeMap::new();
-    if let Some(memory) = request.memory {
-        limits.insert("memory".to_string(), Quantity(memory.to_string()));
-    }
-    if let Some(cpu) = request.cpu {
-        limits.insert("cpu".to_string(), Quantity(cpu.to_string()));
-    }
-    let resources = (!limits.is_empty()).then(|| ResourceRequirements {
-        // As OSCAR does: what the service asks for is both its request and its limit.
-        requests: Some(limits.clone()),
-        limits: Some(limits),
-        ..Default::default()
-    });
-    let mount = VolumeMount {
-        name: "oscar-wasm-bin".into(),
-        mount_path: "/oscar-wasm/bin".into(),
-        ..Default::default()
-    };
+    let labels = labels(request);
     Job {
         metadata: ObjectMeta {
-            name: Some(name),
+            name: Some(job_name(request.service, request.invocation)),
             namespace: Some(settings.namespace.clone()),
             labels: Some(labels.clone()),
             ..Default::default()
@@ -131,43 +86,100 @@ pub fn job(request: &JobRequest<'_>, settings: &JobSettings) -> Job {
                     labels: Some(labels),
                     ..Default::default()
                 }),
-                spec: Some(PodSpec {
-                    restart_policy: Some("Never".into()),
-                    volumes: Some(vec![Volume {
-                        name: "oscar-wasm-bin".into(),
-                        empty_dir: Some(EmptyDirVolumeSource::default()),
-                        ..Default::default()
-                    }]),
-                    init_containers: Some(vec![Container {
-                        name: "oscar-wasm-supervisor".into(),
-                        image: Some(settings.supervisor_image.clone()),
-                        command: Some(vec![
-                            "cp".into(),
-                            SUPERVISOR_IN_IMAGE.into(),
-                            SUPERVISOR_PATH.into(),
-                        ]),
-                        volume_mounts: Some(vec![mount.clone()]),
-                        ..Default::default()
-                    }]),
-                    containers: vec![Container {
-                        name: "service".into(),
-                        image: Some(request.image.to_string()),
-                        // OSCAR's rule for asynchronous invocations: a tag is pulled again, so
-                        // a pushed fix reaches the next job.
-                        image_pull_policy: request.asynchronous.then(|| "Always".to_string()),
-                        command: Some(vec![SUPERVISOR_PATH.into()]),
-                        env: Some(env),
-                        resources,
-                        volume_mounts: Some(vec![mount]),
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                }),
+                spec: Some(pod(request, settings)),
             },
             ..Default::default()
         }),
         ..Default::default()
     }
+}
+
+/// The labels that tie the Job and its pod to the service and the invocation.
+fn labels(request: &JobRequest<'_>) -> BTreeMap<String, String> {
+    [
+        ("app.kubernetes.io/managed-by", "oscar-wasm"),
+        (SERVICE_LABEL, request.service),
+        (INVOCATION_LABEL, request.invocation),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// The pod: an init container copies the supervisor into a shared folder, and the user's
+/// image runs it.
+fn pod(request: &JobRequest<'_>, settings: &JobSettings) -> PodSpec {
+    let mount = VolumeMount {
+        name: "oscar-wasm-bin".into(),
+        mount_path: "/oscar-wasm/bin".into(),
+        ..Default::default()
+    };
+    PodSpec {
+        restart_policy: Some("Never".into()),
+        volumes: Some(vec![Volume {
+            name: "oscar-wasm-bin".into(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Default::default()
+        }]),
+        init_containers: Some(vec![Container {
+            name: "oscar-wasm-supervisor".into(),
+            image: Some(settings.supervisor_image.clone()),
+            command: Some(vec![
+                "cp".into(),
+                SUPERVISOR_IN_IMAGE.into(),
+                SUPERVISOR_PATH.into(),
+            ]),
+            volume_mounts: Some(vec![mount.clone()]),
+            ..Default::default()
+        }]),
+        containers: vec![Container {
+            name: "service".into(),
+            image: Some(request.image.to_string()),
+            // OSCAR's rule for asynchronous invocations: a tag is pulled again, so a pushed
+            // fix reaches the next job.
+            image_pull_policy: request.asynchronous.then(|| "Always".to_string()),
+            command: Some(vec![SUPERVISOR_PATH.into()]),
+            env: Some(environment(request)),
+            resources: resources(request),
+            volume_mounts: Some(vec![mount]),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// The service's variables, then where and how the supervisor reaches the runtime.
+fn environment(request: &JobRequest<'_>) -> Vec<EnvVar> {
+    let variable = |name: &str, value: &str| EnvVar {
+        name: name.to_string(),
+        value: Some(value.to_string()),
+        ..Default::default()
+    };
+    request
+        .env
+        .iter()
+        .map(|(name, value)| variable(name, value))
+        .chain([
+            variable("OSCAR_WASM_CALLBACK", request.callback),
+            variable("OSCAR_WASM_INVOCATION_TOKEN", request.token),
+        ])
+        .collect()
+}
+
+/// `memory` and `cpu` as both request and limit, as OSCAR sets them; none when neither is set.
+fn resources(request: &JobRequest<'_>) -> Option<ResourceRequirements> {
+    let mut limits = BTreeMap::new();
+    if let Some(memory) = request.memory {
+        limits.insert("memory".to_string(), Quantity(memory.to_string()));
+    }
+    if let Some(cpu) = request.cpu {
+        limits.insert("cpu".to_string(), Quantity(cpu.to_string()));
+    }
+    (!limits.is_empty()).then(|| ResourceRequirements {
+        requests: Some(limits.clone()),
+        limits: Some(limits),
+        ..Default::default()
+    })
 }
 
 #[cfg(test)]

@@ -269,11 +269,21 @@ impl BucketAdmin {
     /// buckets).
     pub async fn delete(&self, name: &str) -> Result<(), BucketError> {
         let bucket = self.bucket(name)?;
+        let mut previous_first: Option<String> = None;
         loop {
             let page = self.objects(name, None, MAX_PAGE).await?;
-            if page.objects.is_empty() {
+            let Some(first) = page.objects.first().map(|o| o.key.clone()) else {
                 break;
+            };
+            // A store that reports success but keeps the objects would loop here forever.
+            if previous_first.as_ref() == Some(&first) {
+                return Err(BucketError::Store {
+                    operation: "DeleteObjects",
+                    status: 200,
+                    reason: format!("the store reported {first} deleted but still lists it"),
+                });
             }
+            previous_first = Some(first);
             self.delete_keys(&bucket, page.objects).await?;
         }
         let url = bucket

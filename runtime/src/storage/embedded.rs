@@ -57,9 +57,9 @@ pub fn stored_keys(data_dir: &Path) -> std::io::Result<(String, String)> {
 /// Who may reach a bucket with a user's keys: `(user, bucket) -> allowed`.
 pub type BucketAccess = Arc<dyn Fn(&str, &str) -> bool + Send + Sync>;
 
-/// The store's keys: the administrator's (everything), and each OIDC user's (their own
-/// buckets, those shared with them, and those of services they may use).
-pub struct StoreKeys {
+/// Who may use the store: the administrator's keys (everything), and each OIDC user's (their
+/// own buckets, those shared with them, and those of services they may use).
+pub struct StoreAuth {
     /// The administrator's access key.
     pub access_key: String,
     /// The administrator's secret key.
@@ -70,21 +70,25 @@ pub struct StoreKeys {
     pub access: BucketAccess,
 }
 
+/// Checks a request's signature against [`StoreAuth`]'s keys.
+struct Keys(Arc<StoreAuth>);
+
 #[async_trait::async_trait]
-impl s3s::auth::S3Auth for StoreKeys {
+impl s3s::auth::S3Auth for Keys {
     async fn get_secret_key(&self, access_key: &str) -> s3s::S3Result<s3s::auth::SecretKey> {
-        if crate::auth::secrets_equal(access_key.as_bytes(), self.access_key.as_bytes()) {
-            return Ok(self.secret_key.clone().into());
+        let auth = &self.0;
+        if crate::auth::secrets_equal(access_key.as_bytes(), auth.access_key.as_bytes()) {
+            return Ok(auth.secret_key.clone().into());
         }
-        match self.users.by_access_key(access_key) {
+        match auth.users.by_access_key(access_key) {
             Some((_, secret)) => Ok(secret.into()),
             None => Err(s3s::s3_error!(InvalidAccessKeyId)),
         }
     }
 }
 
-/// Applies [`StoreKeys`]' rule to every request, before it is read.
-struct StoreAccess(Arc<StoreKeys>);
+/// Applies [`StoreAuth`]'s rule to every request, before it is read.
+struct StoreAccess(Arc<StoreAuth>);
 
 #[async_trait::async_trait]
 impl s3s::access::S3Access for StoreAccess {
@@ -132,24 +136,14 @@ impl s3s::access::S3Access for StoreAccess {
 }
 
 /// Builds the S3 service over `root` (created when missing).
-pub fn service(root: &Path, keys: StoreKeys) -> std::io::Result<S3Service> {
+pub fn service(root: &Path, auth: StoreAuth) -> std::io::Result<S3Service> {
     crate::fsutil::create_private_dir(root)?;
     let fs = s3s_fs::FileSystem::new(root).map_err(|e| std::io::Error::other(format!("{e:?}")))?;
     let mut builder = s3s::service::S3ServiceBuilder::new(fs);
-    let keys = Arc::new(keys);
-    builder.set_auth(SharedKeys(keys.clone()));
-    builder.set_access(StoreAccess(keys));
+    let auth = Arc::new(auth);
+    builder.set_auth(Keys(auth.clone()));
+    builder.set_access(StoreAccess(auth));
     Ok(builder.build())
-}
-
-/// [`StoreKeys`] shared between the authentication and the access rule.
-struct SharedKeys(Arc<StoreKeys>);
-
-#[async_trait::async_trait]
-impl s3s::auth::S3Auth for SharedKeys {
-    async fn get_secret_key(&self, access_key: &str) -> s3s::S3Result<s3s::auth::SecretKey> {
-        self.0.get_secret_key(access_key).await
-    }
 }
 
 /// Serves `s3` on `listener` within `limits` until `shutdown`, reporting created objects to

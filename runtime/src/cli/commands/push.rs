@@ -13,16 +13,10 @@ pub fn push(args: PushArgs) -> Result<(), CliError> {
             args.file.display()
         )));
     }
-    let settings = crate::oci::RegistrySettings {
-        insecure: args.insecure_registries.clone(),
-        auths: match &args.registry_auth_file {
-            Some(path) => {
-                crate::oci::auth::Auths::from_docker_config(path).map_err(CliError::Usage)?
-            }
-            None => Default::default(),
-        },
-        max_module: u64::MAX,
-    };
+    let settings = args
+        .registries
+        .settings(u64::MAX)
+        .map_err(CliError::Usage)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
