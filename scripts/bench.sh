@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs the benchmark and writes BENCHMARKS.md: builds release binaries and the example modules,
-# installs FaaS Supervisor (the peer) into a virtualenv, and, when asked with --with-wasmtime
-# (or BENCH_WASMTIME=1), installs `wasmtime` 48.0.8 (about 10 minutes) and builds the wasi-http
-# component it serves. Other arguments go to the benchmark (`--duration SECS`, ...).
+# installs `wrk` (Debian) when missing and FaaS Supervisor (the peer) into a virtualenv, and
+# measures `wasmtime serve` 48 with a wasi-http component when `wasmtime` 48 is installed. With
+# --with-wasmtime (or BENCH_WASMTIME=1) it installs `wasmtime` 48.0.8 first (about 10 minutes).
+# Other arguments go to the benchmark (`--duration SECS`, `--scale 100,1000,10000,100000`, ...).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -13,6 +14,15 @@ args=()
 for a in "$@"; do
   if [ "$a" = "--with-wasmtime" ]; then with_wasmtime=1; else args+=("$a"); fi
 done
+
+if ! command -v wrk >/dev/null; then
+  echo "bench: installing wrk"
+  sudo_cmd=""
+  [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq wrk >/dev/null
+fi
+args+=(--wrk "$(command -v wrk)")
 
 "$root/scripts/build-guests.sh" >/dev/null
 cargo build --release --locked -p oscar-wasm -p oscar-wasm-bench
@@ -28,8 +38,10 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import faassupervisor
 fi
 args+=(--python "$venv/bin/python")
 
-if [ "$with_wasmtime" = 1 ]; then
-  if ! wasmtime --version 2>/dev/null | grep -q '^wasmtime 48\.'; then
+have_wasmtime=0
+wasmtime --version 2>/dev/null | grep -q '^wasmtime 48\.' && have_wasmtime=1
+if [ "$with_wasmtime" = 1 ] || [ "$have_wasmtime" = 1 ]; then
+  if [ "$have_wasmtime" = 0 ]; then
     echo "bench: installing wasmtime-cli 48.0.8 (about 10 minutes)"
     cargo install wasmtime-cli --version 48.0.8 --locked
   fi

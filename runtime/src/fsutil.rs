@@ -3,6 +3,7 @@
 
 use std::fs::{self, File};
 use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt as _;
 use std::path::Path;
 
 /// Writes `bytes` to `path` atomically: temporary file in the same folder, fsync, rename,
@@ -150,6 +151,40 @@ pub fn remove_tree(path: &Path) -> io::Result<()> {
     fs::remove_dir(path)
 }
 
+/// Empties the folder `path` and keeps it: files and symlinks are unlinked, subfolders removed
+/// with [`remove_tree`]. Fails if `path` is not a folder (a symlink included), so a caller
+/// recycling a folder never empties one it did not make.
+pub fn empty_dir(path: &Path) -> io::Result<()> {
+    use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+    let dir = rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let mut entries = rustix::fs::Dir::read_from(&dir)?;
+    // Removing the entries already returned does not hide any other from the same pass.
+    while let Some(entry) = entries.read() {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name == c"." || name == c".." {
+            continue;
+        }
+        let file_type = match entry.file_type() {
+            FileType::Unknown => FileType::from_raw_mode(
+                rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW)?.st_mode,
+            ),
+            known => known,
+        };
+        if file_type == FileType::Directory {
+            let name = std::ffi::OsStr::from_bytes(name.to_bytes());
+            remove_tree(&path.join(name))?;
+        } else {
+            rustix::fs::unlinkat(&dir, name, AtFlags::empty())?;
+        }
+    }
+    Ok(())
+}
+
 /// Creates `path` (and missing parents) readable by its owner only: folders holding secrets
 /// or users' data. An existing folder is narrowed to 0700 as well.
 pub fn create_private_dir(path: &Path) -> io::Result<()> {
@@ -224,5 +259,27 @@ mod tests {
         remove_stale_temporaries(dir.path()).unwrap();
         assert!(!dir.path().join(".a.json.tmp-123").exists());
         assert!(dir.path().join("b.json").exists());
+    }
+
+    #[test]
+    fn empty_dir_keeps_the_folder_and_refuses_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("out");
+        fs::create_dir(&root).unwrap();
+        fs::write(root.join("a"), b"x").unwrap();
+        fs::create_dir_all(root.join("b/c/d")).unwrap();
+        fs::write(root.join("b/c/d/e"), b"x").unwrap();
+        let outside = dir.path().join("outside");
+        fs::create_dir(&outside).unwrap();
+        fs::write(outside.join("kept"), b"x").unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("link")).unwrap();
+        empty_dir(&root).unwrap();
+        assert!(root.is_dir());
+        assert_eq!(fs::read_dir(&root).unwrap().count(), 0);
+        assert!(outside.join("kept").exists(), "a symlink was followed");
+        let link = dir.path().join("link-to-outside");
+        std::os::unix::fs::symlink(&outside, &link).unwrap();
+        assert!(empty_dir(&link).is_err());
+        assert!(outside.join("kept").exists());
     }
 }

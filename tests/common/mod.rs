@@ -174,16 +174,46 @@ impl TestDir {
     pub fn scratch(&self) -> PathBuf {
         self.tmp.path().join("scratch")
     }
-    /// The invocation folders left in the scratch root (its `.lock` and `.staging` aside).
+    /// What invocations left in the scratch root (its `.lock` and `.staging` aside): every
+    /// entry inside a scratch folder's `in/` or `out/`, and anything else that is not such
+    /// a folder. Emptied folders kept for reuse (`<id>/in`, `<id>/out`) do not count.
     pub fn scratch_left(&self) -> Vec<String> {
-        std::fs::read_dir(self.scratch())
-            .map(|d| {
-                d.flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| !n.starts_with('.'))
-                    .collect()
-            })
-            .unwrap_or_default()
+        let root = self.scratch();
+        let mut left = Vec::new();
+        let Ok(slots) = std::fs::read_dir(&root) else {
+            return left;
+        };
+        for slot in slots.flatten() {
+            let name = slot.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            if !slot.file_type().is_ok_and(|t| t.is_dir()) {
+                left.push(name);
+                continue;
+            }
+            for part in std::fs::read_dir(slot.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let part_name = part.file_name().to_string_lossy().into_owned();
+                let path = format!("{name}/{part_name}");
+                let is_dir = part.file_type().is_ok_and(|t| t.is_dir());
+                if !is_dir || (part_name != "in" && part_name != "out") {
+                    left.push(path);
+                    continue;
+                }
+                for entry in std::fs::read_dir(part.path())
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                {
+                    left.push(format!("{path}/{}", entry.file_name().to_string_lossy()));
+                }
+            }
+        }
+        left
     }
 }
 

@@ -21,6 +21,12 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 /// How often the epoch advances; deadlines and cancellation are checked at this granularity.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
+/// Bytes of a used linear memory slot kept resident and reset in place (a Rust guest's
+/// stack and first heap pages), see [`WasmEngine::new`].
+const KEEP_RESIDENT_MEMORY: usize = 2 << 20;
+/// The same for tables.
+const KEEP_RESIDENT_TABLE: usize = 64 << 10;
+
 /// When a guest must stop: its deadline, or its caller going away.
 #[derive(Debug, Clone)]
 pub struct Interrupt {
@@ -171,6 +177,14 @@ impl WasmEngine {
             .total_tables(n * 4)
             .max_memories_per_module(1)
             .max_memory_size(usize::try_from(settings.max_memory).unwrap_or(usize::MAX));
+        // Reset a used slot by rewriting the pages the guest touched (found with Linux's
+        // PAGEMAP_SCAN where the kernel has it) instead of `madvise`: each `madvise` flushed
+        // the TLB of every core, and the guest then faulted its pages back in. A profile under
+        // load had those flushes as the largest single cost; with this, requests/s at
+        // concurrency 16 went up by half. Up to this many bytes stay resident per used slot.
+        pool.linear_memory_keep_resident(KEEP_RESIDENT_MEMORY)
+            .table_keep_resident(KEEP_RESIDENT_TABLE)
+            .pagemap_scan(wasmtime::Enabled::Auto);
         let mut config = Config::new();
         config
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
