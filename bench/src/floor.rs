@@ -1,4 +1,4 @@
-//! The in-process floor: the same invocations through the runtime library, without HTTP.
+//! The in-process path: the same invocations through the runtime library, without HTTP.
 
 use crate::load::Stats;
 use clap::Parser;

@@ -1,11 +1,7 @@
-//! A keep-alive HTTP/1.1 load generator: `concurrency` connections, each sending one request
-//! after another for a fixed time, every latency recorded.
+//! Latencies of the measurements taken in this process (the in-process path, the bare
+//! wasmtime sequence, FaaS Supervisor), where no HTTP load tool applies.
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::Request;
-use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Latencies and counts of one run.
 #[derive(Debug, Clone, Default)]
@@ -47,97 +43,4 @@ impl Stats {
     pub fn max(&self) -> Duration {
         self.latencies.last().copied().unwrap_or_default()
     }
-}
-
-/// What to send and what to expect back.
-#[derive(Clone)]
-pub struct Target {
-    /// Server address.
-    pub addr: SocketAddr,
-    /// Request path.
-    pub path: String,
-    /// Request body.
-    pub body: Bytes,
-    /// The expected response body.
-    pub expect: Bytes,
-    /// Extra headers.
-    pub headers: Vec<(String, String)>,
-}
-
-/// Drives `target` with `concurrency` connections: `warmup` unmeasured, then `duration`.
-pub async fn drive(
-    target: &Target,
-    concurrency: usize,
-    warmup: Duration,
-    duration: Duration,
-) -> Stats {
-    let start = Instant::now() + warmup;
-    let end = start + duration;
-    let mut tasks = Vec::new();
-    for _ in 0..concurrency {
-        let target = target.clone();
-        tasks.push(tokio::spawn(
-            async move { connection(target, start, end).await },
-        ));
-    }
-    let mut latencies = Vec::new();
-    let mut errors = 0;
-    for task in tasks {
-        if let Ok((l, e)) = task.await {
-            latencies.extend(l);
-            errors += e;
-        }
-    }
-    Stats::new(latencies, errors, duration)
-}
-
-async fn connection(target: Target, start: Instant, end: Instant) -> (Vec<Duration>, u64) {
-    let mut latencies = Vec::new();
-    let mut errors = 0;
-    let Ok(stream) = tokio::net::TcpStream::connect(target.addr).await else {
-        return (latencies, 1);
-    };
-    let _ = stream.set_nodelay(true);
-    let io = hyper_util::rt::TokioIo::new(stream);
-    let Ok((mut sender, conn)) = hyper::client::conn::http1::handshake(io).await else {
-        return (latencies, 1);
-    };
-    tokio::spawn(conn);
-    loop {
-        let now = Instant::now();
-        if now >= end {
-            break;
-        }
-        let mut request = Request::post(&target.path);
-        for (k, v) in &target.headers {
-            request = request.header(k, v);
-        }
-        let request = request
-            .header("host", "bench")
-            .body(Full::new(target.body.clone()))
-            .expect("request");
-        let sent = Instant::now();
-        let ok = match sender.send_request(request).await {
-            Ok(response) => {
-                let status = response.status();
-                match response.into_body().collect().await {
-                    Ok(body) => status.is_success() && body.to_bytes() == target.expect,
-                    Err(_) => false,
-                }
-            }
-            Err(_) => {
-                errors += 1;
-                break;
-            }
-        };
-        let latency = sent.elapsed();
-        if sent >= start {
-            if ok {
-                latencies.push(latency);
-            } else {
-                errors += 1;
-            }
-        }
-    }
-    (latencies, errors)
 }

@@ -1,0 +1,374 @@
+//! BENCHMARKS.md: the figures of one run, the ratios between them, and each target met or not.
+
+use crate::load::Stats;
+use crate::scale::Step;
+use crate::wrk::Figures;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+/// Everything measured in one run.
+#[derive(Default)]
+pub struct Report {
+    /// POST /run: concurrency, figures, server CPU per request.
+    pub http: Vec<(usize, Figures, Duration)>,
+    /// The runtime library without HTTP: concurrency, latencies.
+    pub in_process: Vec<(usize, Stats)>,
+    /// The bare wasmtime sequence: threads, latencies.
+    pub bare: Vec<(usize, Stats)>,
+    /// `wasmtime serve`: concurrency, figures, server CPU per request.
+    pub wasmtime: Vec<(usize, Figures, Duration)>,
+    /// FaaS Supervisor: parallel runs, latencies.
+    pub peer: Vec<(usize, Stats)>,
+    /// Module name, size, upload to first answer.
+    pub cold_upload: Vec<(String, usize, Duration)>,
+    /// Server start to first answer.
+    pub restart: Option<Duration>,
+    /// The scale table.
+    pub scale: Vec<Step>,
+}
+
+/// One line of wrk figures, for the progress log.
+pub fn line(f: &Figures) -> String {
+    format!(
+        "{:.0}/s p50 {} p99 {} max {} errors {}",
+        f.rps,
+        us(f.p50),
+        us(f.p99),
+        us(f.max),
+        f.errors
+    )
+}
+
+fn us(d: Duration) -> String {
+    format!("{:.0} µs", d.as_secs_f64() * 1e6)
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1e3)
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.0} MiB", kib as f64 / 1024.0)
+}
+
+fn best(stats: &[(usize, Stats)]) -> f64 {
+    stats
+        .iter()
+        .map(|(_, s)| s.throughput())
+        .fold(0.0, f64::max)
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "**not met**" }
+}
+
+impl Report {
+    /// The Markdown report.
+    pub fn render(&self, commit: &str, duration: Duration) -> String {
+        let mut out = String::new();
+        self.header(&mut out, commit, duration);
+        self.load_tables(&mut out);
+        self.process_tables(&mut out);
+        self.cold_tables(&mut out);
+        self.scale_table(&mut out);
+        self.targets(&mut out);
+        out
+    }
+
+    fn header(&self, out: &mut String, commit: &str, duration: Duration) {
+        let cpu = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|c| {
+                c.lines().find_map(|l| {
+                    l.strip_prefix("model name")
+                        .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())
+                })
+            })
+            .unwrap_or_else(|| "unknown".into());
+        let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+        let mem_kib: u64 = std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|m| {
+                m.lines()
+                    .next()
+                    .and_then(|l| l.split_whitespace().nth(1).and_then(|n| n.parse().ok()))
+            })
+            .unwrap_or(0);
+        let date = std::process::Command::new("date")
+            .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default();
+        let _ = writeln!(out, "# Benchmarks\n");
+        let _ = writeln!(
+            out,
+            "Written by `scripts/bench.sh` (`just bench`); re-run it to refresh this file. Every figure below comes from the same run.\n"
+        );
+        let _ = writeln!(out, "| | |\n|---|---|");
+        let _ = writeln!(
+            out,
+            "| machine | {cpu}, {cores} cores, {:.0} GiB |",
+            mem_kib as f64 / 1024.0 / 1024.0
+        );
+        let _ = writeln!(out, "| date | {date} |\n| commit | `{commit}` |");
+        let _ = writeln!(
+            out,
+            "| workload | the `uppercase` example: a 1 KiB text input sent base64-encoded to POST /run, one output file returned base64-encoded |"
+        );
+        let _ = writeln!(
+            out,
+            "| HTTP load | `wrk` (Debian's package), keep-alive HTTP/1.1, on the same machine; {} s measured per level after a warm-up |",
+            duration.as_secs_f64()
+        );
+        let _ = writeln!(
+            out,
+            "| in-process figures | measured inside the benchmark's own process, where no HTTP tool applies |\n"
+        );
+    }
+
+    fn load_tables(&self, out: &mut String) {
+        let table = |out: &mut String, rows: &[(usize, Figures, Duration)]| {
+            let _ = writeln!(
+                out,
+                "| concurrency | requests/s | p50 | p90 | p99 | max | server CPU per request | errors |\n|---|---|---|---|---|---|---|---|"
+            );
+            for (c, f, cpu) in rows {
+                let _ = writeln!(
+                    out,
+                    "| {c} | {:.0} | {} | {} | {} | {} | {} | {} |",
+                    f.rps,
+                    us(f.p50),
+                    us(f.p90),
+                    us(f.p99),
+                    us(f.max),
+                    us(*cpu),
+                    f.errors
+                );
+            }
+        };
+        let _ = writeln!(out, "## POST /run over HTTP\n");
+        table(out, &self.http);
+        if !self.wasmtime.is_empty() {
+            let _ = writeln!(
+                out,
+                "\n## `wasmtime serve` 48 with a wasi-http component (no files)\n"
+            );
+            let _ = writeln!(
+                out,
+                "The body upper-cased in memory by a wasi-http handler: what a user could run instead, without OSCAR's file contract. Same `wrk`, same levels.\n"
+            );
+            table(out, &self.wasmtime);
+        }
+    }
+
+    fn process_tables(&self, out: &mut String) {
+        let table = |out: &mut String, what: &str, rows: &[(usize, Stats)]| {
+            let _ = writeln!(
+                out,
+                "| {what} | invocations/s | p50 | p99 | max | errors |\n|---|---|---|---|---|---|"
+            );
+            for (c, s) in rows {
+                let _ = writeln!(
+                    out,
+                    "| {c} | {:.0} | {} | {} | {} | {} |",
+                    s.throughput(),
+                    us(s.percentile(50.0)),
+                    us(s.percentile(99.0)),
+                    us(s.max()),
+                    s.errors
+                );
+            }
+        };
+        let _ = writeln!(out, "\n## In-process path (runtime library, no HTTP)\n");
+        let _ = writeln!(
+            out,
+            "Body decoding, admission, invocation (scratch folders, instantiate, run, outputs, cleanup) and response building, on a tokio runtime with one worker per core.\n"
+        );
+        table(out, "concurrency", &self.in_process);
+        let _ = writeln!(out, "\n## Bare wasmtime sequence (bench/src/bare.rs)\n");
+        let _ = writeln!(
+            out,
+            "wasmtime and wasmtime-wasi alone, per invocation: scratch folder with `in/` and `out/`, input written, WASI preview 1 context with both preopens, instantiate from an `InstancePre`, `_start`, outputs read, folder removed. Same engine settings as the server.\n"
+        );
+        table(out, "threads", &self.bare);
+        if !self.peer.is_empty() {
+            let _ = writeln!(
+                out,
+                "\n## Peer: OSCAR's FaaS Supervisor, once per request\n"
+            );
+            let _ = writeln!(
+                out,
+                "PyPI faas-supervisor 1.5.8 run as OSCAR runs it in a container (minus Kubernetes): one process per invocation, the body on stdin, a /bin/sh script doing the same upper-casing.\n"
+            );
+            let _ = writeln!(
+                out,
+                "| parallel runs | invocations/s | p50 | p99 |\n|---|---|---|---|"
+            );
+            for (c, s) in &self.peer {
+                let _ = writeln!(
+                    out,
+                    "| {c} | {:.2} | {} | {} |",
+                    s.throughput(),
+                    ms(s.percentile(50.0)),
+                    ms(s.percentile(99.0))
+                );
+            }
+        }
+    }
+
+    fn cold_tables(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "\n## Upload to first answer\n\nUpload of a module new to the server, creation of a service, first POST /run answered.\n\n| module | size | time |\n|---|---|---|"
+        );
+        for (name, size, took) in &self.cold_upload {
+            let _ = writeln!(out, "| `{name}` | {} KiB | {} |", size / 1024, ms(*took));
+        }
+        if let Some(t) = self.restart {
+            let _ = writeln!(
+                out,
+                "\nServer start to first answer of a deployed service (nothing recompiled): {}.",
+                ms(t)
+            );
+        }
+    }
+
+    fn scale_table(&self, out: &mut String) {
+        if self.scale.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "\n## Cost as services grow\n\nOne server, {} distinct modules shared by every service; each step adds services to the same data folder. Memory is resident memory after every module ran and the load.\n",
+            crate::scale::MODULES
+        );
+        let _ = writeln!(
+            out,
+            "| services | POST /run req/s (concurrency 16) | restart to first answer | `GET /system/services` | memory |\n|---|---|---|---|---|"
+        );
+        for s in &self.scale {
+            let _ = writeln!(
+                out,
+                "| {} | {:.0} | {} | {} | {} |",
+                s.services,
+                s.rps,
+                ms(s.restart),
+                ms(s.list),
+                mib(s.memory_kib)
+            );
+        }
+    }
+
+    fn targets(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "\n## Targets\n\n| figure | value | target | |\n|---|---|---|---|"
+        );
+        let mut row = |figure: &str, value: String, target: &str, met: bool| {
+            let _ = writeln!(out, "| {figure} | {value} | {target} | {} |", verdict(met));
+        };
+        let http = |c: usize| self.http.iter().find(|(k, ..)| *k == c);
+        let bare = best(&self.bare);
+        if let (Some((_, ours, our_cpu)), Some((_, theirs, their_cpu))) =
+            (http(16), self.wasmtime.iter().find(|(k, ..)| *k == 16))
+        {
+            let ratio = ours.rps / theirs.rps;
+            row(
+                "POST /run / `wasmtime serve`, requests/s at concurrency 16",
+                format!(
+                    "{:.0}% ({:.0} / {:.0})",
+                    100.0 * ratio,
+                    ours.rps,
+                    theirs.rps
+                ),
+                "≥ 100%",
+                ratio >= 1.0,
+            );
+            row(
+                "server CPU per request at concurrency 16, ours / theirs",
+                format!("{} / {}", us(*our_cpu), us(*their_cpu)),
+                "≤ theirs",
+                our_cpu <= their_cpu,
+            );
+        }
+        if bare > 0.0 {
+            let in_process = best(&self.in_process);
+            row(
+                "in-process path / bare wasmtime (best of each)",
+                format!(
+                    "{:.0}% ({in_process:.0} / {bare:.0})",
+                    100.0 * in_process / bare
+                ),
+                "≥ 80%",
+                in_process >= 0.8 * bare,
+            );
+            if let Some((_, f, _)) = http(16) {
+                row(
+                    "HTTP at concurrency 16 / bare wasmtime",
+                    format!("{:.0}% ({:.0} / {bare:.0})", 100.0 * f.rps / bare, f.rps),
+                    "≥ 75%",
+                    f.rps >= 0.75 * bare,
+                );
+            }
+        }
+        if let Some((_, f, _)) = http(1) {
+            row(
+                "p50 at concurrency 1",
+                us(f.p50),
+                "≤ 300 µs",
+                f.p50 <= Duration::from_micros(300),
+            );
+        }
+        if let Some((_, f, _)) = http(4) {
+            row(
+                "p99 at concurrency 4",
+                us(f.p99),
+                "≤ 2 ms",
+                f.p99 <= Duration::from_millis(2),
+            );
+        }
+        if let Some((name, _, slowest)) = self.cold_upload.iter().max_by_key(|(_, _, t)| *t) {
+            row(
+                "upload to first answer, slowest module",
+                format!("{} (`{name}`)", ms(*slowest)),
+                "≤ 50 ms",
+                *slowest <= Duration::from_millis(50),
+            );
+        }
+        let (Some(first), Some(last)) = (self.scale.first(), self.scale.last()) else {
+            return;
+        };
+        let n = last.services;
+        if let Some((_, one, _)) = http(16) {
+            row(
+                &format!("POST /run with {n} services / with one"),
+                format!(
+                    "{:.0}% ({:.0} / {:.0})",
+                    100.0 * last.rps / one.rps,
+                    last.rps,
+                    one.rps
+                ),
+                "≥ 90%",
+                last.rps >= 0.9 * one.rps,
+            );
+        }
+        row(
+            &format!("restart to first answer, {n} services"),
+            ms(last.restart),
+            "≤ 1 s",
+            last.restart <= Duration::from_secs(1),
+        );
+        row(
+            &format!("`GET /system/services`, {n} services"),
+            ms(last.list),
+            "≤ 100 ms",
+            last.list <= Duration::from_millis(100),
+        );
+        row(
+            &format!("memory, {n} services / {} services", first.services),
+            format!("{} / {}", mib(last.memory_kib), mib(first.memory_kib)),
+            "≤ 2x",
+            last.memory_kib <= 2 * first.memory_kib,
+        );
+    }
+}
