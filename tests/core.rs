@@ -672,6 +672,10 @@ fn services_and_modules_survive_kill_9_without_recompiling() {
         text(&run(&server, "upper", b64(b"before")).2),
         b64(b"BEFORE")
     );
+    // Answered on Winch's code; Cranelift's artifact is written in the background.
+    eventually("the module to be optimized", || {
+        server.log_text().contains("module optimized")
+    });
     server.kill();
 
     let server = Server::start(&dir.data(), &[]);

@@ -100,6 +100,7 @@ impl App {
         let engine = WasmEngine::new(&EngineSettings {
             max_instances: u32::try_from(args.max_concurrency).unwrap_or(u32::MAX),
             max_memory: args.max_memory,
+            baseline: !args.no_baseline_compiler,
         })
         .map_err(|e| StartError::Engine(format!("{e:#}")))?;
         let metrics = Arc::new(Metrics::new());
@@ -112,7 +113,7 @@ impl App {
             &modules,
             settings.service_concurrency,
         )?);
-        let invoker = open_invoker(args, &data_dir, engine, &settings, &metrics)?;
+        let invoker = open_invoker(args, &data_dir, &settings, &metrics)?;
         let jobs = Arc::new(open_jobs(args, &data_dir, &metrics)?);
         let storage = Arc::new(open_storage(
             args,
@@ -250,7 +251,6 @@ fn restore_services(
 fn open_invoker(
     args: &ServeArgs,
     data_dir: &Path,
-    engine: Arc<WasmEngine>,
     settings: &Settings,
     metrics: &Metrics,
 ) -> Result<Invoker, StartError> {
@@ -260,7 +260,6 @@ fn open_invoker(
         scratch_path.display()
     )))?;
     Ok(Invoker::new(
-        engine,
         scratch,
         InvokerSettings {
             default_timeout: settings.default_timeout,

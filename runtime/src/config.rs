@@ -168,6 +168,10 @@ pub struct ServeArgs {
     /// Serve without a password on a non-loopback address.
     #[arg(long, env = "OSCAR_WASM_INSECURE")]
     pub insecure: bool,
+    /// Compile every upload with Cranelift before answering, instead of answering once Winch
+    /// (a baseline compiler) has compiled it and switching to Cranelift's code when ready.
+    #[arg(long, env = "OSCAR_WASM_NO_BASELINE_COMPILER")]
+    pub no_baseline_compiler: bool,
     /// Address and port of the embedded S3-compatible store (`minio.default`; port 0 picks a
     /// free one). Not started when --storage-endpoint names an external store.
     #[arg(long, env = "OSCAR_WASM_S3_LISTEN", default_value = "127.0.0.1:9000")]

@@ -8,16 +8,21 @@
 //!
 //! In memory, each module in use is kept as a pre-linked [`Runnable`], shared by every service
 //! that names it. Replacing a service's module swaps an `Arc`, so running invocations keep theirs.
+//!
+//! An upload is answered once the baseline compiler (Winch) has compiled it; Cranelift
+//! compiles it again on the optimizer thread, one module at a time, writes the artifact and
+//! switches the [`Runnable`] to its code. A server stopped before that compiles the module
+//! with Cranelift when it next loads it, as for any missing artifact.
 
 use crate::fsutil;
 use crate::metrics::Metrics;
-use crate::wasm::{CompileError, Runnable, WasmEngine};
+use crate::wasm::{CompileError, Runnable, Tier, WasmEngine};
 use sha2::Digest as _;
 use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, mpsc};
 
 /// A module's identity: the SHA-256 of its bytes, written `sha256:<hex>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -97,11 +102,78 @@ pub struct Stored {
 pub struct ModuleStore {
     engine: Arc<WasmEngine>,
     metrics: Arc<Metrics>,
+    layout: Layout,
     wasm_dir: PathBuf,
-    artifact_dir: PathBuf,
     loaded: RwLock<HashMap<Digest, Arc<Runnable>>>,
     /// Serialises writers so that two uploads of one module compile it once.
     write_lock: Mutex<()>,
+    /// The thread compiling modules that run baseline code; stopped with the store.
+    optimizer: Optimizer,
+}
+
+/// Where a module's files are.
+#[derive(Clone)]
+struct Layout {
+    wasm_dir: PathBuf,
+    artifact_dir: PathBuf,
+}
+
+impl Layout {
+    fn wasm_path(&self, digest: &Digest) -> PathBuf {
+        self.wasm_dir.join(format!("{}.wasm", digest.hex()))
+    }
+
+    fn artifact_path(&self, digest: &Digest) -> PathBuf {
+        self.artifact_dir.join(format!("{}.cwasm", digest.hex()))
+    }
+}
+
+/// The optimizer thread and its queue. Dropping it skips what is still queued (those modules
+/// are compiled when next loaded) and waits for the module being compiled.
+struct Optimizer {
+    queue: Option<mpsc::Sender<Optimize>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Optimizer {
+    fn start(engine: Arc<WasmEngine>, layout: Layout) -> io::Result<Self> {
+        let (queue, jobs) = mpsc::channel();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("module-optimizer".into())
+            .spawn(move || optimize_all(&engine, &layout, jobs, &stopped))?;
+        Ok(Self {
+            queue: Some(queue),
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    fn send(&self, job: Optimize) {
+        if let Some(queue) = &self.queue {
+            // The thread outlives the sender, so this cannot fail.
+            let _ = queue.send(job);
+        }
+    }
+}
+
+impl Drop for Optimizer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.queue = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A module to compile with Cranelift.
+struct Optimize {
+    digest: Digest,
+    wasm: Vec<u8>,
+    runnable: Arc<Runnable>,
 }
 
 impl ModuleStore {
@@ -117,26 +189,28 @@ impl ModuleStore {
         fsutil::create_private_dir(&artifact_dir)?;
         fsutil::remove_stale_temporaries(&wasm_dir)?;
         fsutil::remove_stale_temporaries(&artifact_dir)?;
+        let layout = Layout {
+            wasm_dir: wasm_dir.clone(),
+            artifact_dir,
+        };
+        let optimizer = Optimizer::start(engine.clone(), layout.clone())?;
         Ok(Self {
             engine,
             metrics,
+            layout,
             wasm_dir,
-            artifact_dir,
             loaded: RwLock::default(),
             write_lock: Mutex::new(()),
+            optimizer,
         })
     }
 
     fn wasm_path(&self, digest: &Digest) -> PathBuf {
-        self.wasm_path_hex(&digest.hex())
-    }
-
-    fn wasm_path_hex(&self, hex: &str) -> PathBuf {
-        self.wasm_dir.join(format!("{hex}.wasm"))
+        self.layout.wasm_path(digest)
     }
 
     fn artifact_path(&self, digest: &Digest) -> PathBuf {
-        self.artifact_dir.join(format!("{}.cwasm", digest.hex()))
+        self.layout.artifact_path(digest)
     }
 
     /// Validates, compiles and stores an upload. CPU-heavy: call it off the async reactor.
@@ -154,7 +228,26 @@ impl ModuleStore {
             });
         }
         let started = std::time::Instant::now();
-        let (runnable, artifact) = self.engine.compile(wasm)?;
+        if let Some(linked) = self.engine.compile_baseline(wasm) {
+            self.metrics
+                .compile_seconds
+                .observe(started.elapsed().as_secs_f64());
+            tracing::info!(%digest, size, compile_ms = started.elapsed().as_millis() as u64, "module compiled by the baseline compiler; optimizing it in the background");
+            fsutil::atomic_write(&self.wasm_path(&digest), wasm)?;
+            let runnable = Arc::new(Runnable::new(linked, Tier::Baseline));
+            self.write_loaded().insert(digest, runnable.clone());
+            self.optimizer.send(Optimize {
+                digest,
+                wasm: wasm.to_vec(),
+                runnable,
+            });
+            return Ok(Stored {
+                digest,
+                size,
+                created: true,
+            });
+        }
+        let (linked, artifact) = self.engine.compile(wasm)?;
         self.metrics
             .compile_seconds
             .observe(started.elapsed().as_secs_f64());
@@ -163,7 +256,8 @@ impl ModuleStore {
         // a module without one.
         fsutil::atomic_write(&self.artifact_path(&digest), &artifact)?;
         fsutil::atomic_write(&self.wasm_path(&digest), wasm)?;
-        self.write_loaded().insert(digest, Arc::new(runnable));
+        self.write_loaded()
+            .insert(digest, Arc::new(Runnable::new(linked, Tier::Optimized)));
         Ok(Stored {
             digest,
             size,
@@ -228,7 +322,7 @@ impl ModuleStore {
                 runnable
             }
         };
-        let runnable = Arc::new(runnable);
+        let runnable = Arc::new(Runnable::new(runnable, Tier::Optimized));
         self.write_loaded().insert(*digest, runnable.clone());
         Ok(runnable)
     }
@@ -271,7 +365,7 @@ impl ModuleStore {
     /// Removes a module and its artifact. The caller checks that no service uses it.
     pub fn delete(&self, digest: &Digest) -> Result<(), ModuleError> {
         let _guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let path = self.wasm_path_hex(&digest.hex());
+        let path = self.wasm_path(digest);
         if !path.exists() {
             return Err(ModuleError::NotFound(*digest));
         }
@@ -286,6 +380,40 @@ impl ModuleStore {
     }
 }
 
+/// The optimizer thread: compiles each queued module with Cranelift, writes its artifact and
+/// switches its runnable to the optimized code. Ends when the store is dropped.
+fn optimize_all(
+    engine: &WasmEngine,
+    layout: &Layout,
+    queue: mpsc::Receiver<Optimize>,
+    stop: &std::sync::atomic::AtomicBool,
+) {
+    for job in queue {
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            break;
+        }
+        let started = std::time::Instant::now();
+        let digest = job.digest;
+        let (linked, artifact) = match engine.compile(&job.wasm) {
+            Ok(compiled) => compiled,
+            Err(e) => {
+                tracing::warn!(%digest, error = %e, "Cranelift refused a module the baseline compiler took; it keeps running the baseline code");
+                continue;
+            }
+        };
+        let artifact_path = layout.artifact_path(&digest);
+        if let Err(e) = fsutil::atomic_write(&artifact_path, &artifact) {
+            tracing::warn!(%digest, error = %e, "could not write a compiled artifact; the module is compiled again at the next start");
+        }
+        // Deleted meanwhile: its artifact goes too (a leftover would only take room).
+        if !layout.wasm_path(&digest).exists() {
+            let _ = std::fs::remove_file(&artifact_path);
+        }
+        job.runnable.optimize(linked);
+        tracing::info!(%digest, compile_ms = started.elapsed().as_millis() as u64, "module optimized (Cranelift)");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,6 +423,7 @@ mod tests {
         let engine = WasmEngine::new(&EngineSettings {
             max_instances: 4,
             max_memory: 64 << 20,
+            baseline: true,
         })
         .unwrap();
         ModuleStore::open(dir, engine, Arc::default()).unwrap()
@@ -313,6 +442,34 @@ mod tests {
         assert_eq!(Digest::parse(&d.hex()), Ok(d));
         assert!(Digest::parse("sha256:abc").is_err());
         assert!(Digest::parse("sha256:../../../etc/passwd").is_err());
+    }
+
+    #[test]
+    fn an_upload_runs_baseline_code_until_cranelift_has_compiled_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let wasm = wat::parse_str(MODULE).unwrap();
+        let s = store(dir.path());
+        #[cfg(target_arch = "x86_64")]
+        assert!(
+            s.engine.compile_baseline(&wasm).is_some(),
+            "Winch took no module"
+        );
+        let stored = s.put(&wasm).unwrap();
+        let runnable = s.runnable(&stored.digest).unwrap();
+        let started = std::time::Instant::now();
+        while runnable.tier() == Tier::Baseline {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(60),
+                "never optimized"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(s.artifact_path(&stored.digest).exists());
+        assert!(matches!(*runnable.linked(), crate::wasm::Linked::Core(_)));
+        drop(s);
+        // The next start loads Cranelift's artifact: optimized at once.
+        let s = store(dir.path());
+        assert_eq!(s.runnable(&stored.digest).unwrap().tier(), Tier::Optimized);
     }
 
     #[test]

@@ -13,7 +13,6 @@ pub mod scratch;
 use crate::faas::{LogLevel, LogLine, OutputFile};
 use crate::metrics::Metrics;
 use crate::registry::Deployed;
-use crate::wasm::WasmEngine;
 pub use outputs::OutputLimits;
 pub use sandbox::Exit;
 use scratch::ScratchRoot;
@@ -133,7 +132,6 @@ pub struct Completed {
 
 /// What every invocation's blocking task needs.
 struct Shared {
-    engine: Arc<WasmEngine>,
     scratch: ScratchRoot,
     settings: InvokerSettings,
 }
@@ -146,18 +144,9 @@ pub struct Invoker {
 
 impl Invoker {
     /// An invoker whose scratch folders live under `scratch`.
-    pub fn new(
-        engine: Arc<WasmEngine>,
-        scratch: ScratchRoot,
-        settings: InvokerSettings,
-        metrics: &Metrics,
-    ) -> Self {
+    pub fn new(scratch: ScratchRoot, settings: InvokerSettings, metrics: &Metrics) -> Self {
         Self {
-            shared: Arc::new(Shared {
-                engine,
-                scratch,
-                settings,
-            }),
+            shared: Arc::new(Shared { scratch, settings }),
             running: metrics.running.clone(),
         }
     }
@@ -217,11 +206,12 @@ fn run_blocking(
     request_id: &str,
 ) -> Result<Completed, InvokeError> {
     let Shared {
-        engine,
         scratch: scratch_root,
         settings,
     } = shared;
     let spec = &deployed.service.spec;
+    // Taken once: the module may switch to optimized code while this call runs.
+    let linked = runnable.linked();
     let scratch = scratch_root.create().map_err(host)?;
     let staged = stage_input(&scratch, input)?;
     let env: std::borrow::Cow<[(String, String)]> = if staged.env.is_empty() {
@@ -236,7 +226,7 @@ fn run_blocking(
                 "Running service {} ({}, {}), request {request_id}",
                 spec.name,
                 spec.backend,
-                runnable.abi()
+                linked.abi()
             ),
         ),
         LogLine::now(
@@ -253,8 +243,7 @@ fn run_blocking(
     let timeout = spec.timeout.unwrap_or(settings.default_timeout);
     let started = Instant::now();
     let run = sandbox::run(sandbox::GuestRun {
-        engine: engine.engine(),
-        runnable,
+        linked: &linked,
         program: &spec.name,
         env: &env,
         input_dir: &scratch.input,

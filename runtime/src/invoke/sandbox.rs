@@ -8,7 +8,7 @@
 use super::capture::CappedPipe;
 use super::outputs::{self, OutputLimits};
 use crate::protocol::Outcome;
-use crate::wasm::{GuestClock, Interrupt, Interrupted, P1State, P2State, Runnable};
+use crate::wasm::{GuestClock, Interrupt, Interrupted, Linked, P1State, P2State};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -24,10 +24,8 @@ pub const GUEST_OUTPUT_DIR: &str = "/tmp/output";
 
 /// Everything one run needs.
 pub struct GuestRun<'a> {
-    /// The engine the module was compiled with.
-    pub engine: &'a Engine,
-    /// The pre-linked module.
-    pub runnable: &'a Runnable,
+    /// The pre-linked module (its stores use the engine that compiled it).
+    pub linked: &'a Linked,
     /// argv[0]: the service name.
     pub program: &'a str,
     /// The service's environment variables.
@@ -130,15 +128,15 @@ pub fn run(r: GuestRun<'_>) -> wasmtime::Result<RunOutput> {
         Ok(UpdateDeadline::Continue(1))
     };
 
-    let exit = match r.runnable {
-        Runnable::Core(pre) => {
+    let exit = match r.linked {
+        Linked::Core(pre) => {
             let state = P1State {
                 wasi: builder.build_p1(),
                 limits,
                 interrupt,
                 clock,
             };
-            let mut store = guarded_store(r.engine, state, check);
+            let mut store = guarded_store(r.linked.engine(), state, check);
             let result = pre.instantiate(&mut store).and_then(|instance| {
                 let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
                 start.call(&mut store, ())
@@ -148,13 +146,13 @@ pub fn run(r: GuestRun<'_>) -> wasmtime::Result<RunOutput> {
                 Err(e) => classify(e),
             }
         }
-        Runnable::Component(pre) => {
+        Linked::Component(pre) => {
             let state = P2State {
                 ctx: builder.build(),
                 table: ResourceTable::new(),
                 limits,
             };
-            let mut store = guarded_store(r.engine, state, check);
+            let mut store = guarded_store(r.linked.engine(), state, check);
             let result = pre
                 .instantiate(&mut store)
                 .and_then(|command| command.wasi_cli_run().call_run(&mut store));

@@ -3,6 +3,11 @@
 //!
 //! Two kinds of guest are run natively: WASI preview 1 core modules (what most toolchains emit)
 //! through `wasmtime_wasi::p1`, and preview 2 command components through `wasmtime_wasi::p2`.
+//!
+//! Two compilers: Cranelift (optimizing, its artifacts kept on disk) and, for a core module
+//! just uploaded, Winch (a baseline compiler, many times faster to compile, slower code) so
+//! that the first call does not wait for Cranelift. A [`Runnable`] starts on Winch's code and
+//! switches to Cranelift's when [`crate::modules`] has it ready.
 
 mod poll;
 
@@ -112,20 +117,78 @@ impl WasiView for P2State {
 }
 
 /// A compiled module, linked against WASI and ready to instantiate.
-pub enum Runnable {
+pub enum Linked {
     /// A WASI preview 1 core module exporting `_start`.
     Core(wasmtime::InstancePre<P1State>),
     /// A WASI preview 2 command component exporting `wasi:cli/run`.
     Component(CommandPre<P2State>),
 }
 
-impl Runnable {
+impl Linked {
     /// A short name of the guest's ABI, for logs.
     pub fn abi(&self) -> &'static str {
         match self {
             Self::Core(_) => "WASI preview 1 module",
             Self::Component(_) => "WASI preview 2 component",
         }
+    }
+
+    /// The engine that compiled it, which its stores must use.
+    pub fn engine(&self) -> &Engine {
+        match self {
+            Self::Core(pre) => pre.module().engine(),
+            Self::Component(pre) => pre.engine(),
+        }
+    }
+}
+
+/// Which compiler's code a [`Runnable`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tier {
+    /// Winch's, while Cranelift's is being compiled.
+    Baseline,
+    /// Cranelift's.
+    Optimized,
+}
+
+/// A module ready to run: its linked code, replaced once when optimized code is ready.
+pub struct Runnable {
+    linked: arc_swap::ArcSwap<Linked>,
+    optimized: AtomicBool,
+}
+
+impl Runnable {
+    /// A runnable on `linked`, compiled by `tier`'s compiler.
+    pub fn new(linked: Linked, tier: Tier) -> Self {
+        Self {
+            linked: arc_swap::ArcSwap::from_pointee(linked),
+            optimized: AtomicBool::new(tier == Tier::Optimized),
+        }
+    }
+
+    /// The code to instantiate now.
+    pub fn linked(&self) -> Arc<Linked> {
+        self.linked.load_full()
+    }
+
+    /// Whose code runs now.
+    pub fn tier(&self) -> Tier {
+        if self.optimized.load(Ordering::Acquire) {
+            Tier::Optimized
+        } else {
+            Tier::Baseline
+        }
+    }
+
+    /// Switches to optimized code; calls already running finish on the old code.
+    pub fn optimize(&self, linked: Linked) {
+        self.linked.store(Arc::new(linked));
+        self.optimized.store(true, Ordering::Release);
+    }
+
+    /// A short name of the guest's ABI, for logs.
+    pub fn abi(&self) -> &'static str {
+        self.linked.load().abi()
     }
 }
 
@@ -153,6 +216,8 @@ pub struct EngineSettings {
     pub max_instances: u32,
     /// The largest linear memory any guest may have, in bytes.
     pub max_memory: u64,
+    /// Compile uploads with Winch first, Cranelift in the background.
+    pub baseline: bool,
 }
 
 /// The wasmtime engine, its WASI linkers, and the key of its compiled artifacts.
@@ -161,6 +226,13 @@ pub struct WasmEngine {
     p1_linker: wasmtime::Linker<P1State>,
     p2_linker: component::Linker<P2State>,
     artifact_key: String,
+    baseline: Option<Baseline>,
+}
+
+/// Winch's engine and its WASI linker, for core modules' first calls.
+struct Baseline {
+    engine: Engine,
+    p1_linker: wasmtime::Linker<P1State>,
 }
 
 impl WasmEngine {
@@ -192,19 +264,32 @@ impl WasmEngine {
             .memory_init_cow(true);
         let engine = Engine::new(&config)?;
 
-        let mut p1_linker = wasmtime::Linker::new(&engine);
-        wasmtime_wasi::p1::add_to_linker_sync(&mut p1_linker, |s: &mut P1State| &mut s.wasi)?;
-        poll::shadow_poll_oneoff(&mut p1_linker)?;
+        let p1_linker = p1_linker(&engine)?;
         let mut p2_linker = component::Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut p2_linker)?;
+        let baseline = if settings.baseline {
+            Baseline::new()
+                .inspect_err(|e| tracing::warn!(error = %e, "no baseline compiler (Winch) on this machine; uploads wait for Cranelift"))
+                .ok()
+        } else {
+            None
+        };
 
         let artifact_key = artifact_key(&engine);
-        let ticker = engine.weak();
+        let tickers: Vec<_> = std::iter::once(&engine)
+            .chain(baseline.as_ref().map(|b| &b.engine))
+            .map(Engine::weak)
+            .collect();
         std::thread::Builder::new()
             .name("epoch-ticker".into())
             .spawn(move || {
-                while let Some(engine) = ticker.upgrade() {
+                while let Some(engine) = tickers[0].upgrade() {
                     engine.increment_epoch();
+                    for other in &tickers[1..] {
+                        if let Some(other) = other.upgrade() {
+                            other.increment_epoch();
+                        }
+                    }
                     drop(engine);
                     std::thread::sleep(EPOCH_TICK);
                 }
@@ -215,6 +300,7 @@ impl WasmEngine {
             p1_linker,
             p2_linker,
             artifact_key,
+            baseline,
         }))
     }
 
@@ -229,8 +315,23 @@ impl WasmEngine {
         &self.artifact_key
     }
 
-    /// Compiles and links an uploaded module; returns it with its serialised artifact.
-    pub fn compile(&self, wasm: &[u8]) -> Result<(Runnable, Vec<u8>), CompileError> {
+    /// Compiles a core module with the baseline compiler, when there is one and it takes the
+    /// module; `None` otherwise (a component, a feature Winch lacks, any error: [`compile`]
+    /// then gives the module its verdict).
+    ///
+    /// [`compile`]: WasmEngine::compile
+    pub fn compile_baseline(&self, wasm: &[u8]) -> Option<Linked> {
+        let baseline = self.baseline.as_ref()?;
+        if wasm.len() < 8 || wasm[..8] != *b"\0asm\x01\0\0\0" {
+            return None;
+        }
+        let module = Module::from_binary(&baseline.engine, wasm).ok()?;
+        link_module(&baseline.p1_linker, &module).ok()
+    }
+
+    /// Compiles (Cranelift) and links an uploaded module; returns it with its serialised
+    /// artifact.
+    pub fn compile(&self, wasm: &[u8]) -> Result<(Linked, Vec<u8>), CompileError> {
         if wasm.len() < 8 || &wasm[..4] != b"\0asm" {
             return Err(CompileError::NotWasm);
         }
@@ -252,7 +353,7 @@ impl WasmEngine {
     /// Loads an artifact written by [`WasmEngine::compile`] with this engine.
     ///
     /// Fails, rather than misbehaving, on an artifact from another engine configuration.
-    pub fn load_artifact(&self, path: &Path) -> wasmtime::Result<Runnable> {
+    pub fn load_artifact(&self, path: &Path) -> wasmtime::Result<Linked> {
         let kind = Engine::detect_precompiled_file(path)?.ok_or_else(|| {
             wasmtime::format_err!("{} is not a compiled artifact", path.display())
         })?;
@@ -272,41 +373,72 @@ impl WasmEngine {
         }
     }
 
-    fn link_module(&self, module: &Module) -> Result<Runnable, CompileError> {
-        match module.get_export("_start") {
-            Some(wasmtime::ExternType::Func(_)) => {}
-            _ => {
-                return Err(CompileError::NotCommand(
-                    "it exports no `_start` function; build a program with a main function (a WASI command), not a library".into(),
-                ));
-            }
-        }
-        let foreign: Vec<String> = module
-            .imports()
-            .filter(|i| i.module() != "wasi_snapshot_preview1")
-            .map(|i| format!("{}::{}", i.module(), i.name()))
-            .collect();
-        if !foreign.is_empty() {
-            return Err(CompileError::UnsatisfiedImports(format!(
-                "{} (only `wasi_snapshot_preview1` functions are available)",
-                foreign.join(", ")
-            )));
-        }
-        self.p1_linker
-            .instantiate_pre(module)
-            .map(Runnable::Core)
-            .map_err(|e| CompileError::UnsatisfiedImports(format!("{e:#}")))
+    fn link_module(&self, module: &Module) -> Result<Linked, CompileError> {
+        link_module(&self.p1_linker, module)
     }
 
-    fn link_component(&self, component: &component::Component) -> Result<Runnable, CompileError> {
+    fn link_component(&self, component: &component::Component) -> Result<Linked, CompileError> {
         let pre = self
             .p2_linker
             .instantiate_pre(component)
             .map_err(|e| CompileError::UnsatisfiedImports(format!("{e:#}")))?;
-        CommandPre::new(pre).map(Runnable::Component).map_err(|e| {
+        CommandPre::new(pre).map(Linked::Component).map_err(|e| {
             CompileError::NotCommand(format!("it does not export `wasi:cli/run`: {e:#}"))
         })
     }
+}
+
+impl Baseline {
+    /// Winch's engine, set up as the main one minus the pooling allocator: it runs a module
+    /// only until Cranelift's code is ready, so instantiation speed matters less than memory.
+    fn new() -> wasmtime::Result<Self> {
+        let mut config = Config::new();
+        config
+            .strategy(wasmtime::Strategy::Winch)
+            .epoch_interruption(true)
+            .memory_init_cow(true);
+        let engine = Engine::new(&config)?;
+        let p1_linker = p1_linker(&engine)?;
+        Ok(Self { engine, p1_linker })
+    }
+}
+
+/// The preview 1 linker: WASI plus the interruptible `poll_oneoff`.
+fn p1_linker(engine: &Engine) -> wasmtime::Result<wasmtime::Linker<P1State>> {
+    let mut linker = wasmtime::Linker::new(engine);
+    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut P1State| &mut s.wasi)?;
+    poll::shadow_poll_oneoff(&mut linker)?;
+    Ok(linker)
+}
+
+/// Links a core module: it must be a WASI command importing nothing but preview 1.
+fn link_module(
+    linker: &wasmtime::Linker<P1State>,
+    module: &Module,
+) -> Result<Linked, CompileError> {
+    match module.get_export("_start") {
+        Some(wasmtime::ExternType::Func(_)) => {}
+        _ => {
+            return Err(CompileError::NotCommand(
+                    "it exports no `_start` function; build a program with a main function (a WASI command), not a library".into(),
+                ));
+        }
+    }
+    let foreign: Vec<String> = module
+        .imports()
+        .filter(|i| i.module() != "wasi_snapshot_preview1")
+        .map(|i| format!("{}::{}", i.module(), i.name()))
+        .collect();
+    if !foreign.is_empty() {
+        return Err(CompileError::UnsatisfiedImports(format!(
+            "{} (only `wasi_snapshot_preview1` functions are available)",
+            foreign.join(", ")
+        )));
+    }
+    linker
+        .instantiate_pre(module)
+        .map(Linked::Core)
+        .map_err(|e| CompileError::UnsatisfiedImports(format!("{e:#}")))
 }
 
 /// A stable digest of everything wasmtime says makes compiled code compatible (target, compiler
@@ -338,6 +470,7 @@ mod tests {
         WasmEngine::new(&EngineSettings {
             max_instances: 4,
             max_memory: 64 << 20,
+            baseline: true,
         })
         .unwrap()
     }
@@ -373,7 +506,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.cwasm");
         std::fs::write(&path, &artifact).unwrap();
-        assert!(matches!(e.load_artifact(&path).unwrap(), Runnable::Core(_)));
+        assert!(matches!(e.load_artifact(&path).unwrap(), Linked::Core(_)));
         std::fs::write(&path, b"not an artifact").unwrap();
         assert!(e.load_artifact(&path).is_err());
         assert!(e.artifact_key().starts_with("wasmtime-"));
