@@ -674,7 +674,13 @@ fn services_and_modules_survive_kill_9_without_recompiling() {
     );
     // Answered on Winch's code; Cranelift's artifact is written in the background.
     eventually("the module to be optimized", || {
-        server.log_text().contains("module optimized")
+        let modules: Vec<Value> = client()
+            .get(server.url("/system/modules"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        modules[0]["compiled"] == "optimized"
     });
     server.kill();
 

@@ -56,6 +56,8 @@ pub fn measure(rt: &tokio::runtime::Runtime, setup: &Setup<'_>, steps: &[usize])
     for &n in steps {
         rt.block_on(create_services(server.addr, &digests, deployed, n));
         deployed = n;
+        // The creations' writes reach the disk now, not during the measurement.
+        let _ = std::process::Command::new("sync").status();
         // Every module once, so that all are loaded (memory) and the first is warm.
         for i in 0..MODULES.min(n) {
             let (status, _) = rt.block_on(post(

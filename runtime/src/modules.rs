@@ -85,6 +85,10 @@ pub struct ModuleInfo {
     pub digest: String,
     /// Size of the uploaded bytes.
     pub size: u64,
+    /// Whose code runs it, once loaded: `baseline` (Winch's, while Cranelift compiles it in
+    /// the background) or `optimized` (Cranelift's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compiled: Option<&'static str>,
 }
 
 /// The result of storing an upload.
@@ -344,6 +348,7 @@ impl ModuleStore {
     /// Every stored module, ordered by digest.
     pub fn list(&self) -> Result<Vec<ModuleInfo>, ModuleError> {
         let mut out = Vec::new();
+        let loaded = self.loaded.read().unwrap_or_else(|e| e.into_inner());
         for entry in std::fs::read_dir(&self.wasm_dir)? {
             let entry = entry?;
             let name = entry.file_name();
@@ -353,9 +358,14 @@ impl ModuleStore {
             let Ok(digest) = Digest::parse(hex) else {
                 continue;
             };
+            let compiled = loaded.get(&digest).map(|r| match r.tier() {
+                Tier::Baseline => "baseline",
+                Tier::Optimized => "optimized",
+            });
             out.push(ModuleInfo {
                 digest: digest.to_string(),
                 size: entry.metadata()?.len(),
+                compiled,
             });
         }
         out.sort_by(|a, b| a.digest.cmp(&b.digest));
