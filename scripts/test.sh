@@ -22,13 +22,14 @@ if ((${#need[@]})); then
 fi
 
 # A real S3 peer for the storage tests: moto's server mode (S3 and SNS), with boto3 to drive it,
-# OSCAR's own Python client, and Playwright for the browser tests, in a virtualenv beside the
-# build folder.
+# OSCAR's own Python client, Playwright for the browser tests, and MinIO's Python SDK (whose
+# madmin decryption checks what the MinIO stand-in receives), in a virtualenv beside the build
+# folder.
 venv="${CARGO_TARGET_DIR:-$root/target}/test-venv"
-if ! "$venv/bin/python" -c 'import moto.server, boto3, oscar_python.client, playwright.sync_api' 2>/dev/null; then
-  echo "test: installing moto[server] 5.2.5, boto3, oscar-python 2.2.0 and playwright 1.65.2 into $venv"
+if ! "$venv/bin/python" -c 'import moto.server, boto3, oscar_python.client, playwright.sync_api, minio.crypto' 2>/dev/null; then
+  echo "test: installing moto[server] 5.2.5, boto3, oscar-python 2.2.0, playwright 1.65.2 and minio 7.2.20 into $venv"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q "moto[server]==5.2.5" boto3 "oscar-python==2.2.0" "playwright==1.65.2"
+  "$venv/bin/pip" install -q "moto[server]==5.2.5" boto3 "oscar-python==2.2.0" "playwright==1.65.2" "minio==7.2.20"
 fi
 export OSCAR_TEST_PYTHON="$venv/bin/python"
 cargo fmt --all -- --check

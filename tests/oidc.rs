@@ -571,3 +571,197 @@ print("ok")
         &server,
     );
 }
+
+/// tests/minio/fake_admin.py: moto's S3 plus MinIO's admin calls, checked by botocore and
+/// minio-py; stopped when dropped.
+struct FakeMinio {
+    child: std::process::Child,
+    endpoint: String,
+}
+
+impl FakeMinio {
+    fn start(access_key: &str, secret_key: &str) -> Self {
+        use std::io::BufRead as _;
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/minio/fake_admin.py");
+        let mut child = std::process::Command::new(test_python())
+            .arg(script)
+            .args([access_key, secret_key])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start the MinIO stand-in");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("{line}"));
+        Self {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    fn state(&self) -> Value {
+        client()
+            .get(format!("{}/_fake/state", self.endpoint))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    }
+
+    /// The buckets the policy attached to user `access_key` grants.
+    fn buckets_of(&self, access_key: &str) -> Vec<String> {
+        let state = self.state();
+        let Some(policy) = state["user_policy"][access_key].as_str() else {
+            return vec![];
+        };
+        let mut buckets: Vec<String> = state["policies"][policy]["Statement"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|s| s["Resource"].as_array().cloned().unwrap_or_default())
+            .filter_map(|r| {
+                r.as_str()?
+                    .strip_prefix("arn:aws:s3:::")
+                    .map(str::to_string)
+            })
+            .filter(|r| !r.contains('/'))
+            .collect();
+        buckets.sort();
+        buckets
+    }
+}
+
+impl Drop for FakeMinio {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// With an external MinIO and `--storage-minio-admin`, each user is made a MinIO user with the
+/// keys GET /system/config gives them, and their policy follows the buckets OSCAR's rules open
+/// to them; a server whose keys MinIO refuses says so at login.
+#[test]
+fn users_become_minio_users_whose_policies_follow_their_buckets() {
+    let idp = Idp::start();
+    for sub in ["dana-sub", "erin-sub"] {
+        idp.user(
+            sub,
+            json!({"name": sub, "group_membership": [format!("/{GROUP}")]}),
+        );
+    }
+    let (dana, erin) = (
+        idp.token("dana-sub", json!({})),
+        idp.token("erin-sub", json!({})),
+    );
+    let minio = FakeMinio::start("root", "root-secret-key");
+    let dir = TestDir::new();
+    let server = Server::start(
+        &dir.data(),
+        &[
+            "--password",
+            "pw",
+            "--oidc-issuer",
+            &idp.issuer,
+            "--oidc-group",
+            GROUP,
+            "--storage-endpoint",
+            &minio.endpoint,
+            "--storage-access-key",
+            "root",
+            "--storage-secret-key",
+            "root-secret-key",
+            "--storage-minio-admin",
+        ],
+    );
+    let c = client();
+    let keys = |token: &str| {
+        let (status, text) = with(token, c.get(server.url("/system/config")));
+        assert_eq!(status, 200, "{text}");
+        let config: Value = serde_json::from_str(&text).unwrap();
+        let provider = &config["minio_provider"];
+        (
+            provider["access_key"].as_str().unwrap().to_string(),
+            provider["secret_key"].as_str().unwrap().to_string(),
+        )
+    };
+
+    // Dana's first request makes her a MinIO user with the keys she is given.
+    let (dana_key, dana_secret) = keys(&dana);
+    assert!(!dana_key.is_empty() && dana_key != "root");
+    let state = minio.state();
+    assert_eq!(
+        state["users"][&dana_key]["secretKey"],
+        json!(dana_secret),
+        "{state}"
+    );
+    assert_eq!(state["users"][&dana_key]["status"], "enabled");
+    assert_eq!(state["refused"], 0, "a request MinIO would refuse: {state}");
+    assert!(minio.buckets_of(&dana_key).is_empty());
+
+    // Her new bucket reaches her policy; Erin's policy has none of it.
+    let (status, text) = with(
+        &dana,
+        c.post(server.url("/system/buckets"))
+            .json(&json!({"bucket_name": "dana-data"})),
+    );
+    assert_eq!(status, 201, "{text}");
+    eventually("Dana's policy to grant her bucket", || {
+        minio.buckets_of(&dana_key) == ["dana-data"]
+    });
+    let (erin_key, _) = keys(&erin);
+    assert_ne!(erin_key, dana_key);
+    assert!(minio.buckets_of(&erin_key).is_empty(), "{}", minio.state());
+
+    // Shared with Erin: her policy follows; made private again: it goes.
+    let share = |visibility: &str, users: Value| {
+        let (status, text) = with(
+            &dana,
+            c.put(server.url("/system/buckets")).json(&json!({
+                "bucket_name": "dana-data", "visibility": visibility, "allowed_users": users,
+            })),
+        );
+        assert_eq!(status, 204, "{text}");
+    };
+    share("restricted", json!(["erin-sub"]));
+    eventually("Erin's policy to grant the shared bucket", || {
+        minio.buckets_of(&erin_key) == ["dana-data"]
+    });
+    share("private", json!([]));
+    eventually("Erin's policy to lose it", || {
+        minio.buckets_of(&erin_key).is_empty()
+    });
+    assert_eq!(minio.buckets_of(&dana_key), ["dana-data"]);
+    assert_eq!(minio.state()["refused"], 0);
+
+    // A server whose keys MinIO refuses cannot make users, and says so.
+    drop(server);
+    let dir = TestDir::new();
+    let server = Server::start(
+        &dir.data(),
+        &[
+            "--password",
+            "pw",
+            "--oidc-issuer",
+            &idp.issuer,
+            "--oidc-group",
+            GROUP,
+            "--storage-endpoint",
+            &minio.endpoint,
+            "--storage-access-key",
+            "root",
+            "--storage-secret-key",
+            "not-the-secret",
+            "--storage-minio-admin",
+        ],
+    );
+    let (status, text) = with(&dana, c.get(server.url("/system/config")));
+    assert_eq!(status, 502, "{text}");
+    assert!(text.contains("MinIO") && text.contains("403"), "{text}");
+}

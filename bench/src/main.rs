@@ -325,7 +325,10 @@ async fn wait_optimized(addr: SocketAddr) {
         if !baseline {
             return;
         }
-        assert!(started.elapsed() < Duration::from_secs(120), "never optimized");
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "never optimized"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }

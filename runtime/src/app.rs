@@ -69,8 +69,10 @@ pub struct App {
     pub bucket_records: Arc<crate::storage::bucket_records::BucketRecords>,
     /// OIDC tokens from the trusted issuers.
     pub oidc: Arc<crate::oidc::Oidc>,
-    /// OIDC users' own keys for the embedded store.
+    /// OIDC users' own keys for the store.
     pub store_users: Arc<crate::storage::store_users::StoreUsers>,
+    /// Those users as users of the external MinIO, with `--storage-minio-admin`.
+    pub minio_users: Option<Arc<crate::storage::minio_users::MinioUsers>>,
     /// The data folder (canonical).
     pub data_dir: PathBuf,
     /// Bounds on request bodies.
@@ -83,6 +85,14 @@ pub struct App {
 }
 
 impl App {
+    /// Says that buckets or services changed, so that what users may reach on an external
+    /// MinIO is written again.
+    pub fn storage_access_changed(&self) {
+        if let Some(users) = &self.minio_users {
+            users.changed();
+        }
+    }
+
     /// Opens the data folder (creating it), loads services and their modules, and prepares the
     /// scratch root. Services whose module cannot be loaded stay registered and answer 503.
     pub fn open(args: &ServeArgs) -> Result<Arc<Self>, StartError> {
@@ -160,6 +170,7 @@ impl App {
             },
             metrics.clone(),
         );
+        let minio_users = open_minio_users(args, &storage)?;
         Ok(Arc::new(Self {
             executor: Arc::new(executor),
             deployer: Arc::new(deployer),
@@ -169,6 +180,7 @@ impl App {
             bucket_records,
             oidc,
             store_users,
+            minio_users,
             settings: cluster_settings,
             registry,
             modules,
@@ -313,6 +325,28 @@ fn open_buckets(
     let records = crate::storage::bucket_records::BucketRecords::open(data_dir)
         .map_err(io_context("reading the bucket records"))?;
     Ok((admin, Arc::new(records)))
+}
+
+/// The external MinIO's users, when its admin API is to be used.
+fn open_minio_users(
+    args: &ServeArgs,
+    storage: &crate::storage::Storage,
+) -> Result<Option<Arc<crate::storage::minio_users::MinioUsers>>, StartError> {
+    if !args.storage_minio_admin {
+        return Ok(None);
+    }
+    let provider = &storage.default_provider;
+    let admin = crate::storage::minio_admin::MinioAdmin::new(
+        provider.endpoint.as_deref().unwrap_or_default(),
+        &provider.access_key,
+        &provider.secret_key,
+        &provider.region,
+        provider.verify,
+    )
+    .map_err(|e| StartError::Config(e.to_string()))?;
+    Ok(Some(Arc::new(
+        crate::storage::minio_users::MinioUsers::new(admin),
+    )))
 }
 
 /// The OIDC verifier and the users' store keys. Trusting issuers needs an administrator

@@ -74,7 +74,7 @@ impl EmbeddedStore {
 impl Background {
     /// Starts the job workers and the poller of `app`, and the embedded store when there is
     /// one. Call inside the server's runtime.
-    pub fn start(app: &App, embedded: Option<EmbeddedStore>) -> Self {
+    pub fn start(app: &Arc<App>, embedded: Option<EmbeddedStore>) -> Self {
         let (stop, stopped) = watch::channel(false);
         let mut tasks = worker::start(
             Arc::new(WorkerParts {
@@ -97,6 +97,9 @@ impl Background {
             },
             stopped.clone(),
         )));
+        if app.minio_users.is_some() {
+            tasks.push(tokio::spawn(crate::minio_sync::keep_policies(app.clone())));
+        }
         if let Some(store) = embedded {
             let mut stopped = stopped;
             tasks.push(tokio::spawn(crate::storage::embedded::serve(

@@ -188,6 +188,11 @@ pub struct ServeArgs {
     /// The external store's region.
     #[arg(long, env = "OSCAR_WASM_STORAGE_REGION", default_value = "us-east-1")]
     pub storage_region: String,
+    /// The external store is MinIO and its keys may manage users: each OIDC user becomes a
+    /// MinIO user with their own keys and a policy granting the buckets open to them, as OSCAR
+    /// does through MinIO's admin API.
+    #[arg(long, env = "OSCAR_WASM_STORAGE_MINIO_ADMIN")]
+    pub storage_minio_admin: bool,
     /// This server's URL as pods reach it: enables image services, run as Kubernetes Jobs
     /// (with KUBECONFIG or the in-cluster service account) when the API server answers.
     #[arg(long, env = "OSCAR_WASM_KUBE_CALLBACK_URL")]
@@ -286,6 +291,9 @@ impl ServeArgs {
             return Err(
                 "--storage-endpoint needs --storage-access-key and --storage-secret-key".into(),
             );
+        }
+        if self.storage_minio_admin && self.storage_endpoint.is_none() {
+            return Err("--storage-minio-admin needs --storage-endpoint (a MinIO server)".into());
         }
         Ok(())
     }

@@ -43,6 +43,7 @@ pub mod jobs;
 pub mod kube;
 pub mod listener;
 pub mod metrics;
+pub mod minio_sync;
 pub mod modules;
 pub mod oci;
 pub mod oidc;

@@ -95,6 +95,12 @@ pub async fn oidc_user(app: &AppState, token: &[u8]) -> Result<Caller, Response>
                     .into_response()
             })?;
     }
+    crate::minio_sync::provision(app, &user.sub)
+        .await
+        .map_err(|e| {
+            super::ApiError::Storage(format!("making you a user of the MinIO store: {e}"))
+                .into_response()
+        })?;
     Ok(Caller::User(std::sync::Arc::new(user)))
 }
 

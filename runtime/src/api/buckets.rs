@@ -302,14 +302,16 @@ async fn keep_record(
     bucket: &str,
     record: Option<BucketRecord>,
 ) -> Result<(), ApiError> {
-    let (app, bucket) = (app.clone(), bucket.to_string());
+    let (shared, bucket) = (app.clone(), bucket.to_string());
     tokio::task::spawn_blocking(move || match record {
-        Some(record) => app.bucket_records.put(&bucket, record),
-        None => app.bucket_records.remove(&bucket),
+        Some(record) => shared.bucket_records.put(&bucket, record),
+        None => shared.bucket_records.remove(&bucket),
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))?
-    .map_err(|e| ApiError::Internal(format!("keeping the bucket's record: {e}")))
+    .map_err(|e| ApiError::Internal(format!("keeping the bucket's record: {e}")))?;
+    app.storage_access_changed();
+    Ok(())
 }
 
 /// OSCAR's PresignRequest. oscar-python 2.2.0 sends the validity as `expires`, which OSCAR

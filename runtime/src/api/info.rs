@@ -41,16 +41,15 @@ async fn info(State(app): State<AppState>) -> Json<Value> {
 /// /system.
 async fn config(State(app): State<AppState>, caller: crate::access::Caller) -> Json<Value> {
     let minio = &app.storage.default_provider;
-    // A user gets their own keys for the embedded store (made at their first login); with an
-    // external store, none (it has no users of this server's making).
+    // A user gets their own keys (made at their first login) for the embedded store, or for
+    // an external MinIO managed through its admin API; for any other external store, none (it
+    // has no users of this server's making).
+    let own_keys = app.storage.embedded_buckets.is_some() || app.minio_users.is_some();
     let (access_key, secret_key) = match caller.user() {
         None => (minio.access_key.clone(), minio.secret_key.clone()),
-        Some(user) => match (
-            &app.storage.embedded_buckets,
-            app.store_users.get(&user.sub),
-        ) {
-            (Some(_), Some(keys)) => (keys.access_key, keys.secret_key),
-            _ => (String::new(), String::new()),
+        Some(user) => match app.store_users.get(&user.sub).filter(|_| own_keys) {
+            Some(keys) => (keys.access_key, keys.secret_key),
+            None => (String::new(), String::new()),
         },
     };
     Json(json!({

@@ -51,8 +51,7 @@ async fn list(
                 let services = Digest::parse(&m.digest)
                     .map(|d| app.registry.users_of(&d))
                     .unwrap_or_default();
-                let mut module =
-                    json!({"digest": m.digest, "size": m.size, "services": services});
+                let mut module = json!({"digest": m.digest, "size": m.size, "services": services});
                 if let Some(compiled) = m.compiled {
                     module["compiled"] = json!(compiled);
                 }

@@ -146,6 +146,7 @@ async fn create(
         crate::oscar_definition::set_owner(map, &user.sub, &user.name);
     }
     let deployed = app.deployer.create_service(definition).await?;
+    app.storage_access_changed();
     tracing::info!(service = %deployed.service.spec.name, backend = %deployed.service.spec.backend, "service created");
     Ok((StatusCode::CREATED, Json(deployed.service.to_public_json())))
 }
@@ -175,6 +176,7 @@ async fn update(
         }
     }
     let deployed = app.deployer.update_service(definition).await?;
+    app.storage_access_changed();
     tracing::info!(service = %deployed.service.spec.name, backend = %deployed.service.spec.backend, "service updated");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -186,6 +188,7 @@ async fn delete(
 ) -> Result<StatusCode, ApiError> {
     changeable(&app, &caller, &name)?;
     app.deployer.delete_service(&name).await?;
+    app.storage_access_changed();
     app.metrics.forget(&name);
     tracing::info!(service = %name, "service deleted");
     Ok(StatusCode::NO_CONTENT)

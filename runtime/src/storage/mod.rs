@@ -6,7 +6,8 @@
 //! - [`objects`]: streamed downloads and uploads with object_store;
 //! - [`buckets`] and [`bucket_records`]: bucket administration for `/system/buckets`;
 //! - [`embedded`]: the S3-compatible store `oscar-wasm serve` offers as `minio.default`;
-//! - [`store_users`]: each OIDC user's own keys for the embedded store;
+//! - [`store_users`]: each OIDC user's own keys for the store;
+//! - [`minio_admin`] and [`minio_users`]: those users made users of an external MinIO;
 //! - [`poller`]: the optional poller of input folders on stores that send no notifications.
 //!
 //! This module joins them: which provider an event's object is read from, staging it as the
@@ -16,6 +17,8 @@ pub mod bucket_records;
 pub mod buckets;
 pub mod embedded;
 pub mod event;
+pub mod minio_admin;
+pub mod minio_users;
 pub mod objects;
 pub mod poller;
 pub mod spec;

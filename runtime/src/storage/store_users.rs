@@ -1,7 +1,8 @@
-//! Each OIDC user's own keys for the embedded store, made at their first login (as OSCAR makes
-//! each user a MinIO user) and kept in `<data_dir>/store-users.json`: GET /system/config gives
-//! users their own, and the store lets a user's keys reach only that user's buckets, the
-//! buckets shared with them, and those of the services they may use.
+//! Each OIDC user's own store keys, made at their first login (as OSCAR makes each user a MinIO
+//! user) and kept in `<data_dir>/store-users.json`: GET /system/config gives users their own,
+//! and the embedded store lets a user's keys reach only that user's buckets, the buckets
+//! shared with them, and those of the services they may use. With an external MinIO the same
+//! keys become a MinIO user ([`super::minio_users`]).
 
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
