@@ -9,11 +9,14 @@ cd "$root"
 "$root/scripts/build-guests.sh"
 
 # Debian packages the end-to-end tests start: the CNCF distribution registry (wasm-image
-# tests; each test runs its own on loopback, never the system service) and chromium (the
-# dashboard's browser tests, driven by Playwright, which cannot download browsers here).
+# tests; each test runs its own on loopback, never the system service), chromium (the
+# dashboard's browser tests, driven by Playwright, which cannot download browsers here) and
+# busybox-static (the only thing in the chroots where the image-service tests run the
+# supervisor, as in a minimal Alpine image).
 need=()
 command -v docker-registry >/dev/null || need+=(docker-registry)
 [ -x /usr/bin/chromium ] || need+=(chromium)
+dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
 if ((${#need[@]})); then
   echo "test: installing ${need[*]} (Debian packages)"
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -32,6 +35,11 @@ if ! "$venv/bin/python" -c 'import moto.server, boto3, oscar_python.client, play
   "$venv/bin/pip" install -q "moto[server]==5.2.5" boto3 "oscar-python==2.2.0" "playwright==1.65.2" "minio==7.2.20"
 fi
 export OSCAR_TEST_PYTHON="$venv/bin/python"
+
+# The image services' supervisor, linked statically as it is shipped (scripts/build-supervisor.sh).
+OSCAR_TEST_SUPERVISOR=$("$root/scripts/build-supervisor.sh" --debug)
+export OSCAR_TEST_SUPERVISOR
+
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked

@@ -2,11 +2,12 @@
 //! server that this test starts on loopback. The fake checks and records the requests the
 //! runtime makes (paths, verbs, bodies, label and field selectors, watch parameters) and
 //! answers as the API server does, watch events and pod logs included. Its "pods" are real:
-//! for each Job it runs the `oscar-wasm-supervisor` binary as a local process with the Job's
-//! environment, which talks to the real runtime exactly as it would from a pod.
+//! for each Job it runs the init container's command (the statically linked
+//! `oscar-wasm-supervisor` installing itself), then the supervisor with the Job's environment
+//! in a chroot holding only busybox-static (as in a minimal Alpine image), where it talks to
+//! the real runtime exactly as it would from a pod.
 //!
-//! What only a real cluster covers (the init container copying the supervisor, image pulls,
-//! RBAC) is in `real_cluster_runs_an_image_service`, ignored by default: run it with
+//! What only a real cluster covers (the supervisor image, image pulls, RBAC) is in `real_cluster_runs_an_image_service`, ignored by default: run it with
 //! `KUBECONFIG=... OSCAR_WASM_TEST_CALLBACK=http://<this host as pods reach it>:<port>
 //! cargo test -p oscar-wasm --test kube -- --ignored`.
 
@@ -23,6 +24,70 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// Where the Job's init container puts the supervisor, and its container runs it.
+const SUPERVISOR_PATH: &str = "/oscar-wasm/bin/oscar-wasm-supervisor";
+
+/// A "pod" of `job`: a folder to chroot into that holds what an Alpine image holds, Debian's
+/// busybox-static as /bin/sh with its applets linked to it, plus /dev/null and /tmp; the init
+/// container's command (the statically linked supervisor installing itself) is run as written
+/// in the Job, so the supervisor must start with no C library at all.
+fn pod_root(job: &Value) -> std::path::PathBuf {
+    let root = tempfile::tempdir().unwrap().keep();
+    let bin = root.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::create_dir_all(root.join("tmp")).unwrap();
+    std::fs::copy(busybox(), bin.join("sh")).unwrap();
+    let applets = std::process::Command::new(busybox())
+        .arg("--list")
+        .output()
+        .unwrap();
+    for applet in String::from_utf8_lossy(&applets.stdout).lines() {
+        if applet != "sh" {
+            let _ = std::os::unix::fs::symlink("/bin/sh", bin.join(applet));
+        }
+    }
+    std::fs::create_dir_all(root.join("dev")).unwrap();
+    let made = std::process::Command::new("mknod")
+        .arg(root.join("dev/null"))
+        .args(["c", "1", "3"])
+        .status()
+        .unwrap();
+    assert!(
+        made.success(),
+        "mknod /dev/null (the tests run as root, for chroot)"
+    );
+    let init = &job["spec"]["template"]["spec"]["initContainers"][0]["command"];
+    assert_eq!(init[0], "/oscar-wasm-supervisor", "{init}");
+    let installed = std::process::Command::new(supervisor_bin())
+        .args(init.as_array().unwrap()[1..].iter().map(|a| {
+            let a = a.as_str().unwrap();
+            // The shared emptyDir is inside the pod's root here.
+            match a.strip_prefix('/') {
+                Some(inside) => root.join(inside).display().to_string(),
+                None => a.to_string(),
+            }
+        }))
+        .status()
+        .unwrap();
+    assert!(installed.success(), "the init container's command failed");
+    root
+}
+
+/// Debian's busybox-static, which scripts/test.sh installs.
+fn busybox() -> &'static str {
+    "/bin/busybox"
+}
+
+/// The statically linked supervisor that scripts/test.sh builds.
+fn supervisor_bin() -> String {
+    std::env::var("OSCAR_TEST_SUPERVISOR").unwrap_or_else(|_| {
+        panic!(
+            "OSCAR_TEST_SUPERVISOR is not set: run ./scripts/test.sh, which builds the \
+             statically linked oscar-wasm-supervisor these tests run in a busybox-only chroot"
+        )
+    })
+}
 
 /// One Job the fake knows.
 struct FakeJob {
@@ -95,16 +160,17 @@ async fn jobs(
                         )
                     })
                     .collect();
-            let workdir = tempfile::tempdir().unwrap().keep();
-            let mut child =
-                tokio::process::Command::new(env!("CARGO_BIN_EXE_oscar-wasm-supervisor"))
-                    .envs(&env)
-                    .env("OSCAR_WASM_WORKDIR", &workdir)
-                    .stdout(std::process::Stdio::piped())
-                    .stderr(std::process::Stdio::piped())
-                    .kill_on_drop(true)
-                    .spawn()
-                    .unwrap();
+            let pod = pod_root(&job);
+            let mut child = tokio::process::Command::new("/usr/sbin/chroot")
+                .arg(&pod)
+                .arg(SUPERVISOR_PATH)
+                .env_clear()
+                .envs(&env)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap();
             let (done, _) = tokio::sync::watch::channel(None);
             let log = Arc::new(Mutex::new(String::new()));
             let stdout = child.stdout.take().unwrap();
@@ -443,7 +509,10 @@ fn a_sync_call_runs_a_job_and_answers_by_the_same_rules() {
             .any(|e| e["name"] == "GREETING" && e["value"] == "hi there")
     );
     let init = &job["spec"]["template"]["spec"]["initContainers"][0];
-    assert_eq!(init["command"][0], "cp");
+    assert_eq!(
+        init["command"],
+        json!(["/oscar-wasm-supervisor", "--install", SUPERVISOR_PATH])
+    );
 
     // The one-time token is spent: the invocation's routes answer 404 now.
     let token = env

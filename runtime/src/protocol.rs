@@ -17,7 +17,7 @@ pub mod headers {
     /// The job a POST /job created.
     pub const JOB: &str = "x-oscar-wasm-job";
     /// The input file's name, for a pod's supervisor.
-    pub const INPUT_NAME: &str = "x-oscar-wasm-input-name";
+    pub const INPUT_NAME: &str = oscar_wasm_supervisor::INPUT_NAME_HEADER;
     /// The id that ties a synchronous call's log lines together.
     pub const REQUEST_ID: &str = "x-request-id";
 }

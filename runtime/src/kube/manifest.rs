@@ -124,9 +124,10 @@ fn pod(request: &JobRequest<'_>, settings: &JobSettings) -> PodSpec {
         init_containers: Some(vec![Container {
             name: "oscar-wasm-supervisor".into(),
             image: Some(settings.supervisor_image.clone()),
+            // The supervisor copies itself: its image holds nothing else, not even `cp`.
             command: Some(vec![
-                "cp".into(),
                 SUPERVISOR_IN_IMAGE.into(),
+                "--install".into(),
                 SUPERVISOR_PATH.into(),
             ]),
             volume_mounts: Some(vec![mount.clone()]),

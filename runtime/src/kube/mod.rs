@@ -69,25 +69,7 @@ pub struct Invocation<'a> {
     pub asynchronous: bool,
 }
 
-/// What the supervisor posts back.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-pub struct PodResult {
-    /// The script's exit code.
-    pub exit_code: i32,
-    /// The script's stdout and stderr.
-    pub output: String,
-    /// The output files, base64.
-    pub files: Vec<ResultFile>,
-}
-
-/// One output file of a [`PodResult`].
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-pub struct ResultFile {
-    /// Path relative to the output folder.
-    pub path: String,
-    /// Contents, base64.
-    pub base64: String,
-}
+pub use oscar_wasm_supervisor::{PodResult, ResultFile};
 
 /// An invocation waiting for its pod.
 struct Pending {

@@ -8,20 +8,40 @@
 //! Environment: OSCAR_WASM_CALLBACK (`<runtime>/kube/invocations/<id>`),
 //! OSCAR_WASM_INVOCATION_TOKEN, and OSCAR_WASM_WORKDIR (default `/tmp`: input in `/tmp/input`,
 //! outputs in `/tmp/output`, as in OSCAR).
+//!
+//! `oscar-wasm-supervisor --install PATH` copies the binary to PATH instead: the pod's init
+//! container runs that, so the supervisor image needs nothing but this static binary.
 
 use base64::Engine as _;
-use oscar_wasm::kube::{PodResult, ResultFile};
+use oscar_wasm_supervisor::{INPUT_NAME_HEADER, PodResult, ResultFile};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 fn main() -> ExitCode {
-    match run() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let outcome = match args.as_slice() {
+        [] => run(),
+        [flag, target] if flag == "--install" => install(Path::new(target)).map(|()| 0),
+        _ => Err("usage: oscar-wasm-supervisor [--install PATH]".into()),
+    };
+    match outcome {
         Ok(code) => ExitCode::from(u8::try_from(code.clamp(0, 255)).unwrap_or(1)),
         Err(e) => {
             eprintln!("oscar-wasm-supervisor: {e}");
             ExitCode::from(1)
         }
     }
+}
+
+/// Copies this binary to `target` (its folder created), executable.
+fn install(target: &Path) -> Result<(), String> {
+    let me = std::env::current_exe().map_err(|e| format!("finding this binary: {e}"))?;
+    if let Some(dir) = target.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    }
+    std::fs::copy(&me, target).map_err(|e| format!("copying to {}: {e}", target.display()))?;
+    std::fs::set_permissions(target, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .map_err(|e| format!("making {} executable: {e}", target.display()))
 }
 
 fn var(name: &str) -> Result<String, String> {
@@ -33,11 +53,17 @@ fn run() -> Result<i32, String> {
     let token = var("OSCAR_WASM_INVOCATION_TOKEN")?;
     let workdir =
         PathBuf::from(std::env::var("OSCAR_WASM_WORKDIR").unwrap_or_else(|_| "/tmp".into()));
-    let client = reqwest::blocking::Client::builder()
+    let mut builder = reqwest::blocking::Client::builder()
         .timeout(None)
-        .connect_timeout(std::time::Duration::from_secs(10))
-        .build()
-        .map_err(|e| e.to_string())?;
+        .connect_timeout(std::time::Duration::from_secs(10));
+    if callback.starts_with("http://") {
+        // No TLS, so no CA certificates to load: many minimal images have none, and the
+        // platform verifier refuses to start without them.
+        builder = builder.tls_certs_only(Vec::new());
+    }
+    let client = builder.build().map_err(|e| {
+        format!("setting up HTTP (for an https callback the image needs CA certificates): {e}")
+    })?;
     let get = |what: &str| {
         client
             .get(format!("{callback}/{what}"))
@@ -50,7 +76,7 @@ fn run() -> Result<i32, String> {
     let input = get("input")?;
     let name = input
         .headers()
-        .get(oscar_wasm::protocol::headers::INPUT_NAME)
+        .get(INPUT_NAME_HEADER)
         .and_then(|v| v.to_str().ok())
         .and_then(|n| Path::new(n).file_name())
         .map_or_else(|| "event-file".into(), |n| n.to_string_lossy().into_owned());
