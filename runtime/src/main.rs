@@ -74,11 +74,17 @@ fn main() -> ExitCode {
     }
 }
 
+/// The log filter when OSCAR_WASM_LOG sets none. wasmtime-wasi wraps every WASI call of a
+/// guest in an `#[instrument]` span, whose default level is INFO: at plain `info` each
+/// invocation built and formatted dozens of spans nobody reads (a profile under load showed
+/// them), so wasmtime-wasi's spans are kept to warnings.
+const DEFAULT_LOG: &str = "info,wasmtime_wasi=warn";
+
 fn serve(args: ServeArgs) -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("OSCAR_WASM_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG)),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
