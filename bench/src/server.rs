@@ -30,7 +30,8 @@ impl Process {
             ])
             .arg(data_dir)
             .args(extra)
-            .env("OSCAR_WASM_LOG", "warn,oscar_wasm::server=info")
+            // The default log filter, as users run it.
+            .env_remove("OSCAR_WASM_LOG")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
