@@ -672,15 +672,17 @@ fn services_and_modules_survive_kill_9_without_recompiling() {
         text(&run(&server, "upper", b64(b"before")).2),
         b64(b"BEFORE")
     );
-    // Answered on Winch's code; Cranelift's artifact is written in the background.
-    eventually("the module to be optimized", || {
-        let modules: Vec<Value> = client()
+    let modules = |server: &Server| -> Vec<Value> {
+        client()
             .get(server.url("/system/modules"))
             .send()
             .unwrap()
             .json()
-            .unwrap();
-        modules[0]["compiled"] == "optimized"
+            .unwrap()
+    };
+    // Answered on Winch's code; Cranelift's artifact is written in the background.
+    eventually("the module to be optimized", || {
+        modules(&server)[0]["compiled"] == "optimized"
     });
     server.kill();
 
@@ -694,12 +696,7 @@ fn services_and_modules_survive_kill_9_without_recompiling() {
         !log.contains("compiling") && !log.contains("module compiled"),
         "recompiled after restart:\n{log}"
     );
-    let modules: Vec<Value> = client()
-        .get(server.url("/system/modules"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let modules = modules(&server);
     assert_eq!(modules.len(), 1);
     assert_eq!(modules[0]["services"], json!(["upper"]));
 }

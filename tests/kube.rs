@@ -37,8 +37,8 @@ fn pod_root(job: &Value) -> std::path::PathBuf {
     let bin = root.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
     std::fs::create_dir_all(root.join("tmp")).unwrap();
-    std::fs::copy(busybox(), bin.join("sh")).unwrap();
-    let applets = std::process::Command::new(busybox())
+    std::fs::copy(BUSYBOX, bin.join("sh")).unwrap();
+    let applets = std::process::Command::new(BUSYBOX)
         .arg("--list")
         .output()
         .unwrap();
@@ -75,9 +75,7 @@ fn pod_root(job: &Value) -> std::path::PathBuf {
 }
 
 /// Debian's busybox-static, which scripts/test.sh installs.
-fn busybox() -> &'static str {
-    "/bin/busybox"
-}
+const BUSYBOX: &str = "/bin/busybox";
 
 /// The statically linked supervisor that scripts/test.sh builds.
 fn supervisor_bin() -> String {

@@ -177,17 +177,21 @@ impl Idp {
 
 /// A server trusting `idp` for members of GROUP, with an administrator password.
 fn server_for(idp: &Idp, dir: &TestDir) -> Server {
-    Server::start(
-        &dir.data(),
-        &[
-            "--password",
-            "pw",
-            "--oidc-issuer",
-            &idp.issuer,
-            "--oidc-group",
-            GROUP,
-        ],
-    )
+    server_with(idp, dir, &[])
+}
+
+/// [`server_for`] with `extra` flags.
+fn server_with(idp: &Idp, dir: &TestDir, extra: &[&str]) -> Server {
+    let mut args = vec![
+        "--password",
+        "pw",
+        "--oidc-issuer",
+        &idp.issuer,
+        "--oidc-group",
+        GROUP,
+    ];
+    args.extend_from_slice(extra);
+    Server::start(&dir.data(), &args)
 }
 
 /// Sends `request` with `token` as Bearer; (status, body).
@@ -661,25 +665,24 @@ fn users_become_minio_users_whose_policies_follow_their_buckets() {
         idp.token("erin-sub", json!({})),
     );
     let minio = FakeMinio::start("root", "root-secret-key");
+    // A server on that MinIO, signing its admin calls with `secret`.
+    let server_on_minio = |dir: &TestDir, secret: &str| {
+        server_with(
+            &idp,
+            dir,
+            &[
+                "--storage-endpoint",
+                &minio.endpoint,
+                "--storage-access-key",
+                "root",
+                "--storage-secret-key",
+                secret,
+                "--storage-minio-admin",
+            ],
+        )
+    };
     let dir = TestDir::new();
-    let server = Server::start(
-        &dir.data(),
-        &[
-            "--password",
-            "pw",
-            "--oidc-issuer",
-            &idp.issuer,
-            "--oidc-group",
-            GROUP,
-            "--storage-endpoint",
-            &minio.endpoint,
-            "--storage-access-key",
-            "root",
-            "--storage-secret-key",
-            "root-secret-key",
-            "--storage-minio-admin",
-        ],
-    );
+    let server = server_on_minio(&dir, "root-secret-key");
     let c = client();
     let keys = |token: &str| {
         let (status, text) = with(token, c.get(server.url("/system/config")));
@@ -743,24 +746,7 @@ fn users_become_minio_users_whose_policies_follow_their_buckets() {
     // A server whose keys MinIO refuses cannot make users, and says so.
     drop(server);
     let dir = TestDir::new();
-    let server = Server::start(
-        &dir.data(),
-        &[
-            "--password",
-            "pw",
-            "--oidc-issuer",
-            &idp.issuer,
-            "--oidc-group",
-            GROUP,
-            "--storage-endpoint",
-            &minio.endpoint,
-            "--storage-access-key",
-            "root",
-            "--storage-secret-key",
-            "not-the-secret",
-            "--storage-minio-admin",
-        ],
-    );
+    let server = server_on_minio(&dir, "not-the-secret");
     let (status, text) = with(&dana, c.get(server.url("/system/config")));
     assert_eq!(status, 502, "{text}");
     assert!(text.contains("MinIO") && text.contains("403"), "{text}");

@@ -67,8 +67,8 @@ fn engine() -> Engine {
         .total_memories(64)
         .total_tables(64)
         .max_memory_size(256 << 20)
-        .linear_memory_keep_resident(2 << 20)
-        .table_keep_resident(64 << 10)
+        .linear_memory_keep_resident(oscar_wasm::wasm::KEEP_RESIDENT_MEMORY)
+        .table_keep_resident(oscar_wasm::wasm::KEEP_RESIDENT_TABLE)
         .pagemap_scan(wasmtime::Enabled::Auto);
     let mut config = Config::new();
     config

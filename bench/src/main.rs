@@ -107,14 +107,7 @@ fn main() {
             body: &body,
             headers: vec![],
         };
-        for c in CONCURRENCIES {
-            wrk.run(&load, c, warmup);
-            let cpu = server.cpu_time();
-            let figures = wrk.run(&load, c, duration);
-            let cpu = per_request(server.cpu_time() - cpu, figures.requests);
-            eprintln!("http c={c}: {}", report::line(&figures));
-            report.http.push((c, figures, cpu));
-        }
+        report.http = levels(&wrk, &load, &server, "http", warmup, duration);
         server.stop();
     }
 
@@ -140,14 +133,7 @@ fn main() {
             body: &input,
             headers: vec![],
         };
-        for c in CONCURRENCIES {
-            wrk.run(&load, c, warmup);
-            let cpu = server.cpu_time();
-            let figures = wrk.run(&load, c, duration);
-            let cpu = per_request(server.cpu_time() - cpu, figures.requests);
-            eprintln!("wasmtime serve c={c}: {}", report::line(&figures));
-            report.wasmtime.push((c, figures, cpu));
-        }
+        report.wasmtime = levels(&wrk, &load, &server, "wasmtime serve", warmup, duration);
         server.stop();
     }
 
@@ -208,6 +194,29 @@ fn main() {
     let text = report.render(&args.commit, duration);
     std::fs::write(&args.output, &text).expect("write report");
     println!("{text}");
+}
+
+/// `load` on `server` at every level of [`CONCURRENCIES`], each after a warm-up: the figures
+/// and the server's CPU time per request.
+fn levels(
+    wrk: &Wrk,
+    load: &Load<'_>,
+    server: &Process,
+    what: &str,
+    warmup: Duration,
+    duration: Duration,
+) -> Vec<(usize, wrk::Figures, Duration)> {
+    CONCURRENCIES
+        .into_iter()
+        .map(|c| {
+            wrk.run(load, c, warmup);
+            let cpu = server.cpu_time();
+            let figures = wrk.run(load, c, duration);
+            let cpu = per_request(server.cpu_time() - cpu, figures.requests);
+            eprintln!("{what} c={c}: {}", report::line(&figures));
+            (c, figures, cpu)
+        })
+        .collect()
 }
 
 /// Every `.wasm` in `dir`, by name.

@@ -98,7 +98,10 @@ impl Background {
             stopped.clone(),
         )));
         if app.minio_users.is_some() {
-            tasks.push(tokio::spawn(crate::minio_sync::keep_policies(app.clone())));
+            tasks.push(tokio::spawn(crate::minio_sync::keep_policies(
+                app.clone(),
+                stopped.clone(),
+            )));
         }
         if let Some(store) = embedded {
             let mut stopped = stopped;

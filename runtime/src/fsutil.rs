@@ -3,7 +3,6 @@
 
 use std::fs::{self, File};
 use std::io::{self, Write};
-use std::os::unix::ffi::OsStrExt as _;
 use std::path::Path;
 
 /// Writes `bytes` to `path` atomically: temporary file in the same folder, fsync, rename,
@@ -95,22 +94,45 @@ pub fn remove_stale_temporaries(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Removes a folder and everything under it, however deep, holding two folder handles at a
-/// time and no recursion: the usual recursive removal opens one handle per level (a folder
-/// 6,000 levels deep exhausts the open-file limit, and its stack) and builds paths longer
-/// than the kernel accepts. It walks down one handle at a time and climbs back through `..`,
-/// keeping only the stack of names. Symlinks are removed, never followed. A missing path is
-/// not an error. Meant for trees nobody else is changing (a finished invocation's scratch).
+/// Removes a folder and everything under it, however deep (see [`remove_contents`]). Symlinks
+/// are removed, never followed. A missing path is not an error. Meant for trees nobody else is
+/// changing (a finished invocation's scratch).
 pub fn remove_tree(path: &Path) -> io::Result<()> {
-    use rustix::fs::{AtFlags, FileType, Mode, OFlags};
-    let dir_flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let mut current = match rustix::fs::open(path, dir_flags, Mode::empty()) {
+    let dir = match rustix::fs::open(path, DIR_FLAGS, rustix::fs::Mode::empty()) {
         Ok(fd) => fd,
         Err(rustix::io::Errno::NOENT) => return Ok(()),
         // A file or a symlink where a folder was expected: remove that.
         Err(rustix::io::Errno::NOTDIR | rustix::io::Errno::LOOP) => return fs::remove_file(path),
         Err(e) => return Err(e.into()),
     };
+    remove_contents(dir)?;
+    fs::remove_dir(path)
+}
+
+/// Empties the folder `path` and keeps it. Fails if `path` is not a folder (a symlink
+/// included), so a caller recycling a folder never empties one it did not make.
+pub fn empty_dir(path: &Path) -> io::Result<()> {
+    remove_contents(rustix::fs::open(
+        path,
+        DIR_FLAGS,
+        rustix::fs::Mode::empty(),
+    )?)
+}
+
+/// How folders are opened for removal: never through a symlink.
+const DIR_FLAGS: rustix::fs::OFlags = rustix::fs::OFlags::RDONLY
+    .union(rustix::fs::OFlags::DIRECTORY)
+    .union(rustix::fs::OFlags::NOFOLLOW)
+    .union(rustix::fs::OFlags::CLOEXEC);
+
+/// Removes everything in the open folder `root`, holding two folder handles at a time and no
+/// recursion: the usual recursive removal opens one handle per level (a folder 6,000 levels
+/// deep exhausts the open-file limit, and its stack) and builds paths longer than the kernel
+/// accepts. It walks down one handle at a time and climbs back through `..`, keeping only the
+/// stack of names.
+fn remove_contents(root: rustix::fd::OwnedFd) -> io::Result<()> {
+    use rustix::fs::{AtFlags, FileType, Mode};
+    let mut current = root;
     let mut names: Vec<std::ffi::CString> = Vec::new();
     loop {
         let mut entries = rustix::fs::Dir::read_from(&current)?;
@@ -135,54 +157,20 @@ pub fn remove_tree(path: &Path) -> io::Result<()> {
         }
         match down {
             Some(name) => {
-                current = rustix::fs::openat(&current, &name, dir_flags, Mode::empty())?;
+                current = rustix::fs::openat(&current, &name, DIR_FLAGS, Mode::empty())?;
                 names.push(name);
             }
             None => {
-                // `current` is empty now: climb to its parent and remove it.
-                let Some(name) = names.pop() else { break };
-                let parent = rustix::fs::openat(&current, c"..", dir_flags, Mode::empty())?;
+                // `current` is empty now: climb to its parent and remove it; done at the root.
+                let Some(name) = names.pop() else {
+                    return Ok(());
+                };
+                let parent = rustix::fs::openat(&current, c"..", DIR_FLAGS, Mode::empty())?;
                 rustix::fs::unlinkat(&parent, &name, AtFlags::REMOVEDIR)?;
                 current = parent;
             }
         }
     }
-    drop(current);
-    fs::remove_dir(path)
-}
-
-/// Empties the folder `path` and keeps it: files and symlinks are unlinked, subfolders removed
-/// with [`remove_tree`]. Fails if `path` is not a folder (a symlink included), so a caller
-/// recycling a folder never empties one it did not make.
-pub fn empty_dir(path: &Path) -> io::Result<()> {
-    use rustix::fs::{AtFlags, FileType, Mode, OFlags};
-    let dir = rustix::fs::open(
-        path,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
-    let mut entries = rustix::fs::Dir::read_from(&dir)?;
-    // Removing the entries already returned does not hide any other from the same pass.
-    while let Some(entry) = entries.read() {
-        let entry = entry?;
-        let name = entry.file_name();
-        if name == c"." || name == c".." {
-            continue;
-        }
-        let file_type = match entry.file_type() {
-            FileType::Unknown => FileType::from_raw_mode(
-                rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW)?.st_mode,
-            ),
-            known => known,
-        };
-        if file_type == FileType::Directory {
-            let name = std::ffi::OsStr::from_bytes(name.to_bytes());
-            remove_tree(&path.join(name))?;
-        } else {
-            rustix::fs::unlinkat(&dir, name, AtFlags::empty())?;
-        }
-    }
-    Ok(())
 }
 
 /// Creates `path` (and missing parents) readable by its owner only: folders holding secrets

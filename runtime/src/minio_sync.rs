@@ -47,13 +47,16 @@ pub async fn provision(app: &App, sub: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Rewrites every provisioned user's policy after each change; runs until the server stops.
-pub async fn keep_policies(app: Arc<App>) {
+/// Rewrites every provisioned user's policy after each change, until `stop` turns true.
+pub async fn keep_policies(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let Some(users) = app.minio_users.clone() else {
         return;
     };
     loop {
-        users.next_change().await;
+        tokio::select! {
+            () = users.next_change() => {}
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
         for sub in users.provisioned() {
             let Some(keys) = app.store_users.get(&sub) else {
                 continue;

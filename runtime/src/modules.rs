@@ -348,7 +348,14 @@ impl ModuleStore {
     /// Every stored module, ordered by digest.
     pub fn list(&self) -> Result<Vec<ModuleInfo>, ModuleError> {
         let mut out = Vec::new();
-        let loaded = self.loaded.read().unwrap_or_else(|e| e.into_inner());
+        // Taken before the folder is read, so no lock is held across file system calls.
+        let tiers: HashMap<Digest, Tier> = self
+            .loaded
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(digest, runnable)| (*digest, runnable.tier()))
+            .collect();
         for entry in std::fs::read_dir(&self.wasm_dir)? {
             let entry = entry?;
             let name = entry.file_name();
@@ -358,7 +365,7 @@ impl ModuleStore {
             let Ok(digest) = Digest::parse(hex) else {
                 continue;
             };
-            let compiled = loaded.get(&digest).map(|r| match r.tier() {
+            let compiled = tiers.get(&digest).map(|tier| match tier {
                 Tier::Baseline => "baseline",
                 Tier::Optimized => "optimized",
             });

@@ -28,9 +28,9 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// Bytes of a used linear memory slot kept resident and reset in place (a Rust guest's
 /// stack and first heap pages), see [`WasmEngine::new`].
-const KEEP_RESIDENT_MEMORY: usize = 2 << 20;
+pub const KEEP_RESIDENT_MEMORY: usize = 2 << 20;
 /// The same for tables.
-const KEEP_RESIDENT_TABLE: usize = 64 << 10;
+pub const KEEP_RESIDENT_TABLE: usize = 64 << 10;
 
 /// When a guest must stop: its deadline, or its caller going away.
 #[derive(Debug, Clone)]
