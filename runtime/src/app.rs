@@ -81,7 +81,46 @@ pub struct App {
     pub started_ms: u64,
     /// Recent invocation requests, OSCAR's execution log.
     pub executions: crate::api::executions::Executions,
+    /// The cluster this server is a member of, with `--cluster`.
+    pub cluster: Option<crate::cluster::Cluster>,
     _data_lock: std::fs::File,
+}
+
+/// Where the shared state is kept: the data folder, or a cluster's NATS.
+pub struct StateStores {
+    /// Service definitions.
+    pub services: Box<dyn crate::registry::ServiceStore>,
+    /// Modules' bytes.
+    pub modules: Arc<dyn crate::modules::ModuleBlobs>,
+    /// Job records and files.
+    pub jobs: Box<dyn crate::jobs::store::JobBackend>,
+    /// The job queue.
+    pub queue: Box<dyn crate::jobs::queue::JobQueue>,
+}
+
+impl StateStores {
+    /// The stores of a server alone, in its data folder.
+    pub fn local(data_dir: &Path) -> std::io::Result<Self> {
+        Ok(Self {
+            services: Box::new(crate::registry::local::LocalServices::open(data_dir)?),
+            modules: Arc::new(crate::modules::local::LocalModules::open(data_dir)?),
+            jobs: Box::new(crate::jobs::local::LocalJobs::open(data_dir)?),
+            queue: Box::new(crate::jobs::queue::LocalQueue::default()),
+        })
+    }
+
+    /// The stores of a cluster member, in NATS JetStream.
+    pub async fn cluster(
+        cluster: &crate::cluster::Cluster,
+    ) -> Result<Self, crate::cluster::ClusterError> {
+        use crate::cluster::{jobs, modules, queue, services};
+        Ok(Self {
+            services: Box::new(services::NatsServices::open(cluster).await?),
+            modules: Arc::new(modules::NatsModules::open(cluster).await?),
+            jobs: Box::new(jobs::NatsJobs::open(cluster).await?),
+            queue: Box::new(queue::NatsQueue::open(cluster).await?),
+        })
+    }
 }
 
 impl App {
@@ -96,16 +135,25 @@ impl App {
     /// Opens the data folder (creating it), loads services and their modules, and prepares the
     /// scratch root. Services whose module cannot be loaded stay registered and answer 503.
     pub fn open(args: &ServeArgs) -> Result<Arc<Self>, StartError> {
-        Self::open_with(args, None, None)
+        Self::open_with(args, None, None, None)
     }
 
-    /// [`App::open`], with the embedded store's bound address when it runs.
+    /// [`App::open`], with the embedded store's bound address when it runs, the Kubernetes
+    /// client for image services, and the cluster whose NATS keeps the shared state.
     pub fn open_with(
         args: &ServeArgs,
         embedded_store: Option<std::net::SocketAddr>,
         kube: Option<crate::kube::Kube>,
+        cluster: Option<(crate::cluster::Cluster, StateStores)>,
     ) -> Result<Arc<Self>, StartError> {
         let (data_dir, data_lock) = open_data_dir(&args.data_dir)?;
+        let (cluster, stores) = match cluster {
+            Some((cluster, stores)) => (Some(cluster), stores),
+            None => (
+                None,
+                StateStores::local(&data_dir).map_err(io_context("opening the data folder"))?,
+            ),
+        };
         let settings = Settings::check(args)?;
         let engine = WasmEngine::new(&EngineSettings {
             max_instances: u32::try_from(args.max_concurrency).unwrap_or(u32::MAX),
@@ -115,16 +163,16 @@ impl App {
         .map_err(|e| StartError::Engine(format!("{e:#}")))?;
         let metrics = Arc::new(Metrics::new());
         let modules = Arc::new(
-            ModuleStore::open(&data_dir, engine.clone(), metrics.clone())
+            ModuleStore::with_blobs(&data_dir, stores.modules, engine.clone(), metrics.clone())
                 .map_err(io_context("opening the module store"))?,
         );
         let registry = Arc::new(restore_services(
-            &data_dir,
+            stores.services,
             &modules,
             settings.service_concurrency,
         )?);
         let invoker = open_invoker(args, &data_dir, &settings, &metrics)?;
-        let jobs = Arc::new(open_jobs(args, &data_dir, &metrics)?);
+        let jobs = Arc::new(open_jobs(args, stores.jobs, stores.queue, &metrics)?);
         let storage = Arc::new(open_storage(
             args,
             &data_dir,
@@ -190,6 +238,7 @@ impl App {
             requests: args.request_limits(),
             started_ms: crate::jobs::record::now_ms(),
             executions: Default::default(),
+            cluster,
             _data_lock: data_lock,
         }))
     }
@@ -239,13 +288,13 @@ fn open_data_dir(data_dir: &Path) -> Result<(PathBuf, std::fs::File), StartError
 /// The registry with every stored service; a service whose module cannot be loaded stays
 /// registered and answers 503.
 fn restore_services(
-    data_dir: &Path,
+    store: Box<dyn crate::registry::ServiceStore>,
     modules: &ModuleStore,
     service_concurrency: usize,
 ) -> Result<Registry, StartError> {
     let (registry, stored) =
-        Registry::open(data_dir).map_err(io_context("opening the service registry"))?;
-    for service in stored {
+        Registry::with_store(store).map_err(io_context("opening the service registry"))?;
+    for (service, revision) in stored {
         let runnable = match service.spec.backend.module().map(|m| modules.runnable(m)) {
             Some(Ok(r)) => Some(r),
             Some(Err(e)) => {
@@ -254,7 +303,9 @@ fn restore_services(
             }
             None => None,
         };
-        registry.restore(Deployed::new(service, runnable, service_concurrency));
+        let mut deployed = Deployed::new(service, runnable, service_concurrency);
+        deployed.revision = revision;
+        registry.restore(deployed);
     }
     Ok(registry)
 }
@@ -289,11 +340,13 @@ fn open_invoker(
 /// The job store and queue, within the retention and pending limits.
 fn open_jobs(
     args: &ServeArgs,
-    data_dir: &Path,
+    backend: Box<dyn crate::jobs::store::JobBackend>,
+    queue: Box<dyn crate::jobs::queue::JobQueue>,
     metrics: &Arc<Metrics>,
 ) -> Result<Jobs, StartError> {
-    Jobs::open(
-        data_dir,
+    Jobs::with_parts(
+        backend,
+        queue,
         Retention {
             max_jobs: args.max_jobs,
             max_bytes: args.max_job_bytes,

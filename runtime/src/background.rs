@@ -86,8 +86,42 @@ impl Background {
             }),
             stopped.clone(),
         );
+        // The poller runs on one server of a cluster at a time: the lease holder's.
+        let lead = Arc::new(std::sync::atomic::AtomicBool::new(app.cluster.is_none()));
+        if let Some(cluster) = &app.cluster {
+            tasks.push(tokio::spawn(crate::cluster::lease::hold(
+                cluster.clone(),
+                "poller".into(),
+                lead.clone(),
+                stopped.clone(),
+            )));
+        }
+        // Other servers' changes to services and job records, when they are shared.
+        if let Some(mut changes) = app.registry.follow() {
+            let (deployer, mut stopped) = (app.deployer.clone(), stopped.clone());
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    let change = tokio::select! {
+                        change = changes.recv() => change,
+                        _ = stopped.wait_for(|stop| *stop) => None,
+                    };
+                    let Some(change) = change else { break };
+                    deployer.apply_remote(change).await;
+                }
+            }));
+        }
+        {
+            let (jobs, mut stopped) = (app.jobs.clone(), stopped.clone());
+            tasks.push(tokio::spawn(async move {
+                tokio::select! {
+                    () = jobs.follow() => {}
+                    _ = stopped.wait_for(|stop| *stop) => {}
+                }
+            }));
+        }
         tasks.push(tokio::spawn(poller::run(
             PollerParts {
+                lead,
                 registry: app.registry.clone(),
                 storage: app.storage.clone(),
                 open_bucket: poller::s3_buckets(),

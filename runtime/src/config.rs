@@ -121,6 +121,8 @@ pub struct ServeArgs {
     pub oidc_groups: Vec<String>,
     /// How OCI registries are reached.
     #[command(flatten)]
+    pub cluster: crate::cluster::ClusterArgs,
+    #[command(flatten)]
     pub registries: RegistryArgs,
     /// How often, at most, a synchronous invocation of a service whose `image` is a wasm tag
     /// checks whether the tag moved (seconds); jobs check before each run.

@@ -31,6 +31,7 @@ pub mod app;
 pub mod auth;
 pub mod background;
 pub mod cli;
+pub mod cluster;
 pub mod cluster_settings;
 pub mod config;
 pub mod delivery;

@@ -58,7 +58,19 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
         },
         None => None,
     };
-    let app = App::open_with(&args, s3_addr, kube)?;
+    let cluster = if args.cluster.enabled() {
+        let cluster = crate::cluster::Cluster::connect(&args.cluster)
+            .await
+            .map_err(|e| StartError::Config(e.to_string()))?;
+        let stores = crate::app::StateStores::cluster(&cluster)
+            .await
+            .map_err(|e| StartError::Config(e.to_string()))?;
+        tracing::info!(nats = %args.cluster.nats_urls.join(","), "cluster member: services, modules and jobs are kept in NATS JetStream");
+        Some((cluster, stores))
+    } else {
+        None
+    };
+    let app = App::open_with(&args, s3_addr, kube, cluster)?;
     let limits = crate::listener::ConnectionLimits {
         max_connections: args.max_connections,
         header_timeout: std::time::Duration::try_from_secs_f64(args.header_timeout)

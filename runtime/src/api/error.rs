@@ -72,7 +72,9 @@ impl ApiError {
                 DeployError::Definition(_) | DeployError::UnknownModule(_) => {
                     StatusCode::BAD_REQUEST
                 }
-                DeployError::Registry(RegistryError::Exists(_)) => StatusCode::CONFLICT,
+                DeployError::Registry(RegistryError::Exists(_) | RegistryError::Conflict(_)) => {
+                    StatusCode::CONFLICT
+                }
                 DeployError::Registry(RegistryError::NotFound(_)) => StatusCode::NOT_FOUND,
                 DeployError::Registry(RegistryError::Io(_)) => StatusCode::INTERNAL_SERVER_ERROR,
                 DeployError::Module(ModuleError::Compile(_)) => StatusCode::BAD_REQUEST,

@@ -8,6 +8,7 @@
 
 use super::{DeployError, Deployer};
 use crate::oci::{Resolved, is_pinned};
+use crate::registry::{Deployed, RegistryError};
 use crate::service::DefinitionError;
 use futures::future::BoxFuture;
 use serde_json::{Map, Value};
@@ -42,6 +43,9 @@ impl Checks {
 pub trait Refresh: Send + Sync + 'static {
     /// Checks `service` now.
     fn refresh<'a>(&'a self, service: &'a str) -> BoxFuture<'a, Result<Option<String>, String>>;
+    /// A service this server has not heard of yet but the shared registry holds (created on
+    /// another server a moment ago), deployed here; `None` when there is no such service.
+    fn catch_up<'a>(&'a self, service: &'a str) -> BoxFuture<'a, Option<Arc<Deployed>>>;
 }
 
 impl Refresh for Deployer {
@@ -50,6 +54,24 @@ impl Refresh for Deployer {
             self.refresh_image(service, true)
                 .await
                 .map_err(|e| e.to_string())
+        })
+    }
+
+    fn catch_up<'a>(&'a self, service: &'a str) -> BoxFuture<'a, Option<Arc<Deployed>>> {
+        Box::pin(async move {
+            let (registry, name) = (self.registry.clone(), service.to_string());
+            match super::blocking(move || registry.fetch(&name).map_err(RegistryError::from)).await
+            {
+                Ok(Some(stored)) => {
+                    self.apply_remote(crate::registry::ServiceChange::Put(stored))
+                        .await;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(service, error = %e, "could not read the service from the shared registry");
+                }
+            }
+            self.registry.get(service)
         })
     }
 }
@@ -167,6 +189,7 @@ impl Deployer {
         let Some(deployed) = self.registry.get(service) else {
             return Ok(None);
         };
+        let revision = deployed.revision;
         let mut map = deployed.service.definition.clone();
         self.resolve_image(&mut map).await?;
         let Some((_, pulled)) = wasm_image(&map).map(|(i, d)| (i.to_string(), d.to_string()))
@@ -182,7 +205,7 @@ impl Deployer {
         let service_value = self.validate(Value::Object(map))?;
         let deployed = self.deploy(service_value).await?;
         let registry = self.registry.clone();
-        super::blocking(move || registry.replace(deployed)).await?;
+        super::blocking(move || registry.replace(deployed, revision)).await?;
         let line = format!(
             "{image} moved from {current} to {pulled}; the service now runs module {}",
             module.as_str().unwrap_or("?")

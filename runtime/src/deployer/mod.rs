@@ -255,13 +255,13 @@ impl Deployer {
         mut definition: Value,
     ) -> Result<Arc<Deployed>, DeployError> {
         let _guard = self.deploy_lock.lock().await;
+        let existing = definition
+            .get("name")
+            .and_then(Value::as_str)
+            .and_then(|name| self.registry.get(name));
         if let Value::Object(map) = &mut definition {
             oscar_definition::normalize(map);
-            let existing = map
-                .get("name")
-                .and_then(Value::as_str)
-                .and_then(|name| self.registry.get(name));
-            if let Some(existing) = existing {
+            if let Some(existing) = &existing {
                 // OSCAR keeps the token when the new definition has none, or an empty one (as
                 // oscar-cli sends on every apply).
                 if map
@@ -282,12 +282,64 @@ impl Deployer {
             self.resolve_image(map).await?;
         }
         let service = self.validate(definition)?;
-        if self.registry.get(&service.spec.name).is_none() {
+        // The update replaces the revision it was built from: a change that landed meanwhile
+        // (on another server) makes it a conflict, never a mix of the two.
+        let Some(existing) = existing.filter(|e| e.service.spec.name == service.spec.name) else {
             return Err(RegistryError::NotFound(service.spec.name).into());
-        }
+        };
         let deployed = self.deploy(service).await?;
         let registry = self.registry.clone();
-        blocking(move || registry.replace(deployed)).await
+        blocking(move || registry.replace(deployed, existing.revision)).await
+    }
+
+    /// Applies a change another server made to the shared registry: deploys the definition
+    /// here (its module compiled from the shared module store), or forgets a deleted
+    /// service, its running jobs here stopped.
+    pub async fn apply_remote(&self, change: crate::registry::ServiceChange) {
+        use crate::registry::ServiceChange;
+        match change {
+            ServiceChange::Put(stored) => {
+                if self
+                    .registry
+                    .get(&stored.name)
+                    .is_some_and(|d| d.revision >= stored.revision)
+                {
+                    return;
+                }
+                let service = match crate::registry::parse(&stored.bytes) {
+                    Ok(service) => service,
+                    Err(reason) => {
+                        tracing::error!(service = %stored.name, %reason, "another server stored a definition this one cannot read; skipped");
+                        return;
+                    }
+                };
+                let runnable = match service.spec.backend.module().copied() {
+                    None => None,
+                    Some(digest) => {
+                        let modules = self.modules.clone();
+                        match blocking(move || modules.runnable(&digest)).await {
+                            Ok(runnable) => Some(runnable),
+                            Err(e) => {
+                                tracing::error!(service = %stored.name, error = %e, "service module unavailable");
+                                None
+                            }
+                        }
+                    }
+                };
+                let mut deployed =
+                    Deployed::new(service, runnable, self.limits.service_concurrency);
+                deployed.revision = stored.revision;
+                if self.registry.restore(deployed) {
+                    tracing::info!(service = %stored.name, revision = stored.revision, "service changed on another server: applied");
+                }
+            }
+            ServiceChange::Deleted { name, revision } => {
+                if self.registry.forget(&name, revision).is_some() {
+                    self.image_checks.forget(&name);
+                    tracing::info!(service = %name, "service deleted on another server: removed");
+                }
+            }
+        }
     }
 
     /// DELETE /system/services/{name}: the service, then its jobs (running ones stopped).
@@ -340,7 +392,7 @@ impl Deployer {
         let service = self.validate(Value::Object(definition))?;
         let deployed = self.deploy(service).await?;
         let registry = self.registry.clone();
-        blocking(move || registry.replace(deployed)).await?;
+        blocking(move || registry.replace(deployed, existing.revision)).await?;
         Ok(stored)
     }
 
@@ -363,7 +415,9 @@ impl Deployer {
         input: JobInput,
     ) -> Result<JobRecord, CreateError> {
         let _gate = self.jobs_gate.read().await;
-        if self.registry.get(service).is_none() {
+        if self.registry.get(service).is_none()
+            && images::Refresh::catch_up(self, service).await.is_none()
+        {
             return Err(CreateError::NoService(service.to_string()));
         }
         self.jobs.accept_async(service, input).await

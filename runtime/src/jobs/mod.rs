@@ -10,19 +10,22 @@
 //! Failed synchronous invocations are kept here too (origin `run`, a bounded number per
 //! service), so that their logs can be read through the same API.
 
+pub mod local;
+pub mod queue;
 pub mod record;
 pub mod store;
 pub mod worker;
 
 use crate::faas::LogLine;
 use crate::metrics::Metrics;
+use queue::{Delivery, JobQueue};
 use record::{JobRecord, Origin, Status, to_ms};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 pub use store::CreateError;
-use store::{JobStore, Retention};
-use tokio::sync::{Notify, mpsc};
+use store::{JobBackend, JobStore, Retention};
+use tokio::sync::Notify;
 
 type Key = (String, String);
 
@@ -79,10 +82,9 @@ impl Jobs {
 
 /// The job queue, its workers' shared state, and the job store.
 pub struct Jobs {
-    /// Records, logs and outputs on disk.
+    /// Records, logs and outputs.
     pub store: JobStore,
-    sender: mpsc::UnboundedSender<Key>,
-    receiver: tokio::sync::Mutex<mpsc::UnboundedReceiver<Key>>,
+    queue: Box<dyn JobQueue>,
     /// Cancellation handles of running jobs.
     running: Mutex<HashMap<Key, Arc<Notify>>>,
     /// How many workers run jobs.
@@ -91,23 +93,31 @@ pub struct Jobs {
 }
 
 impl Jobs {
-    /// Opens the store and queues every job that has yet to run.
+    /// Opens the store in `data_dir` and queues every job that has yet to run.
     pub fn open(
         data_dir: &Path,
         retention: Retention,
         workers: usize,
         metrics: Arc<Metrics>,
     ) -> std::io::Result<Self> {
-        let (store, pending) = JobStore::open(data_dir, retention)?;
-        let (sender, receiver) = mpsc::unbounded_channel();
-        for record in pending {
-            // The receiver is alive: sending cannot fail.
-            let _ = sender.send((record.service, record.name));
-        }
+        let backend = Box::new(local::LocalJobs::open(data_dir)?);
+        let queue = Box::new(queue::LocalQueue::default());
+        Self::with_parts(backend, queue, retention, workers, metrics)
+    }
+
+    /// The jobs kept by `backend` and queued on `queue`.
+    pub fn with_parts(
+        backend: Box<dyn JobBackend>,
+        queue: Box<dyn JobQueue>,
+        retention: Retention,
+        workers: usize,
+        metrics: Arc<Metrics>,
+    ) -> std::io::Result<Self> {
+        let (store, pending) = JobStore::with_backend(backend, retention)?;
+        queue.restore(&pending);
         let jobs = Self {
             store,
-            sender,
-            receiver: tokio::sync::Mutex::new(receiver),
+            queue,
             running: Mutex::default(),
             workers: workers.max(1),
             metrics,
@@ -144,21 +154,41 @@ impl Jobs {
         trigger: Option<crate::storage::event::ObjectEvent>,
     ) -> Result<JobRecord, CreateError> {
         let record = self.store.create(service, Origin::Job, input, trigger)?;
-        self.store.append_log(
-            service,
-            &record.name,
-            &[(record.created_ms, "Job accepted".into())],
-        )?;
-        let _ = self
-            .sender
-            .send((record.service.clone(), record.name.clone()));
+        let queued = self
+            .store
+            .append_log(
+                service,
+                &record.name,
+                &[(record.created_ms, "Job accepted".into())],
+            )
+            .and_then(|()| self.queue.push(&record.service, &record.name));
+        if let Err(e) = queued {
+            // Not queued: not accepted either, so nothing is left that would never run.
+            self.store.remove(service, &record.name);
+            return Err(e.into());
+        }
         self.refresh_gauge();
         Ok(record)
     }
 
     /// The next job to run; `None` once the queue is closed.
-    pub async fn next(&self) -> Option<(String, String)> {
-        self.receiver.lock().await.recv().await
+    pub async fn next(&self) -> Option<Delivery> {
+        self.queue.next().await
+    }
+
+    /// Applies other servers' changes to the job records (a shared store's), stopping the jobs
+    /// running here that another server deleted. Runs until the changes end.
+    pub async fn follow(self: Arc<Self>) {
+        let Some(mut changes) = self.store.follow() else {
+            return;
+        };
+        while let Some(change) = changes.recv().await {
+            if let store::RecordChange::Removed { service, job } = &change {
+                self.cancel(service, job);
+            }
+            self.store.apply(change);
+            self.refresh_gauge();
+        }
     }
 
     /// Runs `f` on the store off the reactor: the one place where the workers' job I/O (file
@@ -191,8 +221,64 @@ impl Jobs {
     }
 
     /// A job's stored input.
-    pub async fn read_input(&self, service: &str, job: &str) -> std::io::Result<Vec<u8>> {
-        tokio::fs::read(self.store.input_path(service, job)).await
+    pub async fn read_input(
+        self: &Arc<Self>,
+        service: &str,
+        job: &str,
+    ) -> std::io::Result<Vec<u8>> {
+        let (service, job) = (service.to_string(), job.to_string());
+        self.off_reactor(move |jobs| jobs.store.read_input(&service, &job))
+            .await
+    }
+
+    /// A job's record, asking the store's backend when this server has not seen it yet.
+    pub async fn record(
+        self: &Arc<Self>,
+        service: &str,
+        job: &str,
+    ) -> std::io::Result<Option<JobRecord>> {
+        if let Some(record) = self.store.get(service, job) {
+            return Ok(Some(record));
+        }
+        let (service, job) = (service.to_string(), job.to_string());
+        self.off_reactor(move |jobs| jobs.store.get_fresh(&service, &job))
+            .await
+    }
+
+    /// Sets a job that could not start back to Pending, its attempt not counted, with `reason`
+    /// in its log; the queue delivers it again.
+    pub async fn run_later(
+        self: &Arc<Self>,
+        mut record: JobRecord,
+        reason: String,
+    ) -> std::io::Result<()> {
+        self.off_reactor(move |jobs| {
+            let line = format!("{reason}; it will be tried again");
+            jobs.store
+                .append_log(&record.service, &record.name, &[(record::now_ms(), line)])?;
+            record.status = Status::Pending;
+            record.started_ms = None;
+            record.attempts = record.attempts.saturating_sub(1);
+            jobs.store.update(&record)?;
+            jobs.refresh_gauge();
+            Ok(())
+        })
+        .await
+    }
+
+    /// Sets a job back to Pending (or Failed after too many attempts) after the server that
+    /// ran it stopped, as the queue's redelivery says; stored off the reactor.
+    pub async fn recover(self: &Arc<Self>, record: JobRecord) -> std::io::Result<JobRecord> {
+        self.off_reactor(move |jobs| {
+            let mut record = record;
+            jobs.store.recover_interrupted(
+                &mut record,
+                "The server running this job stopped before it finished",
+            )?;
+            jobs.refresh_gauge();
+            Ok(record)
+        })
+        .await
     }
 
     /// Runs `run` for a job, unless the job is deleted first: `None` then (dropping `run`
@@ -289,47 +375,26 @@ impl Jobs {
         service: &str,
         job: &str,
     ) -> std::io::Result<Vec<crate::faas::OutputFile>> {
-        let dir = self.store.outputs_dir(service, job);
-        self.off_reactor(move |_| {
-            if !dir.exists() {
-                return Ok(Vec::new());
-            }
-            // Written by this server from an invocation's bounded outputs.
-            let limits = crate::invoke::OutputLimits {
-                max_files: usize::MAX,
-                max_bytes: u64::MAX,
-            };
-            let mut files = crate::invoke::outputs::collect(&dir, limits)
-                .map_err(std::io::Error::other)?
-                .files;
+        let (service, job) = (service.to_string(), job.to_string());
+        self.off_reactor(move |jobs| {
+            let mut files = jobs.store.output_files(&service, &job)?;
             files.sort_by(|a, b| a.path.cmp(&b.path));
             Ok(files)
         })
         .await
     }
 
-    /// One kept output file, read through cap-std so that `relative` cannot leave the job's
-    /// output folder; `None` when there is no such regular file.
+    /// One kept output file; `None` when there is no such regular file (a path that would
+    /// leave the job's outputs included).
     pub async fn output_file(
         self: &Arc<Self>,
         service: &str,
         job: &str,
         relative: std::path::PathBuf,
     ) -> std::io::Result<Option<Vec<u8>>> {
-        let dir = self.store.outputs_dir(service, job);
-        self.off_reactor(move |_| {
-            let read = || {
-                let root =
-                    cap_std::fs::Dir::open_ambient_dir(&dir, cap_std::ambient_authority()).ok()?;
-                let meta = root.symlink_metadata(&relative).ok()?;
-                if !meta.is_file() {
-                    return None;
-                }
-                root.read(&relative).ok()
-            };
-            Ok(read())
-        })
-        .await
+        let (service, job) = (service.to_string(), job.to_string());
+        self.off_reactor(move |jobs| jobs.store.output_file(&service, &job, &relative))
+            .await
     }
 
     /// Keeps the log of a failed synchronous invocation, off the reactor.

@@ -1,14 +1,13 @@
-//! Jobs on disk, one folder each: `jobs/<service>/<job>/` holding `job.json` (the record,
-//! written atomically), `input` (the decoded input, fsynced before the job is accepted),
-//! `log.txt` (lines `<unix ms> <text>`) and `outputs/` (the module's output files).
-//! An in-memory index answers listings without touching the disk.
+//! The job store: every job's record in an in-memory index that answers listings, admits new
+//! jobs within the pending limits and enforces retention, over a [`JobBackend`] that keeps
+//! records, inputs, logs and outputs: a folder on one machine ([`super::local`]), or NATS
+//! (`crate::cluster::jobs`), where every server of a cluster reads them.
 
 use super::record::{JobRecord, Origin, Status, now_ms};
 use crate::faas::OutputFile;
-use crate::fsutil;
 use std::collections::{BTreeMap, HashMap};
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::io;
+use std::path::Path;
 use std::sync::Mutex;
 
 /// Runs a job may start: one more start after this many interrupted ones is not made.
@@ -59,69 +58,121 @@ pub enum CreateError {
     Io(#[from] io::Error),
 }
 
+/// A change another server made to a shared backend's records.
+#[derive(Debug, Clone)]
+pub enum RecordChange {
+    /// A record created or changed.
+    Put(JobRecord),
+    /// A job deleted.
+    Removed {
+        /// Its service.
+        service: String,
+        /// The job.
+        job: String,
+    },
+}
+
+/// Where jobs are kept. Blocking: call off the async reactor. Job and service names are
+/// validated before they get here.
+pub trait JobBackend: Send + Sync {
+    /// Every stored record.
+    fn load(&self) -> io::Result<Vec<JobRecord>>;
+    /// Whether this server is the only one running the backend's jobs, so that a job found
+    /// Running at start-up was interrupted by this server's stop.
+    fn exclusive(&self) -> bool;
+    /// Stores a new job: its input, then its record, durably.
+    fn create(&self, record: &JobRecord, input: Option<&[u8]>) -> io::Result<()>;
+    /// Saves a changed record.
+    fn save(&self, record: &JobRecord) -> io::Result<()>;
+    /// Appends text (whole lines) to the job's log.
+    fn append_log(&self, service: &str, job: &str, text: &str) -> io::Result<()>;
+    /// The job's log as stored (lines `<unix ms> <text>`); empty when there is none.
+    fn read_log(&self, service: &str, job: &str) -> io::Result<String>;
+    /// The job's input.
+    fn read_input(&self, service: &str, job: &str) -> io::Result<Vec<u8>>;
+    /// Replaces the job's output files, durably.
+    fn write_outputs(&self, service: &str, job: &str, files: &[OutputFile]) -> io::Result<()>;
+    /// The job's output files.
+    fn output_files(&self, service: &str, job: &str) -> io::Result<Vec<OutputFile>>;
+    /// One output file by its relative path; `None` when there is no such file.
+    fn output_file(&self, service: &str, job: &str, path: &Path) -> io::Result<Option<Vec<u8>>>;
+    /// Removes a job and everything kept for it.
+    fn remove(&self, service: &str, job: &str);
+    /// Removes every job of a deleted service (`jobs` are the ones the index knows).
+    fn remove_service(&self, service: &str, jobs: &[JobRecord]) {
+        for record in jobs {
+            self.remove(service, &record.name);
+        }
+    }
+    /// Bytes kept for a job.
+    fn measure(&self, service: &str, job: &str) -> u64;
+    /// A record as stored now, for one the index may not have seen yet (a shared backend's);
+    /// `None` from a backend the index always knows in full.
+    fn fetch(&self, _service: &str, _job: &str) -> io::Result<Option<JobRecord>> {
+        Ok(None)
+    }
+    /// Changes other servers make, for a shared backend; `None` otherwise.
+    fn follow(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<RecordChange>> {
+        None
+    }
+}
+
+type Index = HashMap<String, BTreeMap<String, JobRecord>>;
+
 /// Every job of every service.
 pub struct JobStore {
-    root: PathBuf,
-    index: Mutex<HashMap<String, BTreeMap<String, JobRecord>>>,
+    backend: Box<dyn JobBackend>,
+    index: Mutex<Index>,
     retention: Retention,
 }
 
 impl JobStore {
-    /// Opens (creating) `data_dir/jobs` and indexes every record. Jobs that were running when
-    /// the server stopped are set back to Pending, with a log line, to be run again.
-    /// Returns the store and the jobs to queue, oldest first.
+    /// Opens (creating) a store in `data_dir/jobs` (see [`JobStore::with_backend`]).
     pub fn open(data_dir: &Path, retention: Retention) -> io::Result<(Self, Vec<JobRecord>)> {
-        let root = data_dir.join("jobs");
-        // Owner-only: job folders hold users' inputs, outputs and logs.
-        fsutil::create_private_dir(&root)?;
+        Self::with_backend(
+            Box::new(super::local::LocalJobs::open(data_dir)?),
+            retention,
+        )
+    }
+
+    /// Indexes every record of `backend`. On an exclusive backend, jobs that were running when
+    /// the server stopped are set back to Pending, with a log line, to be run again. Returns
+    /// the store and the pending jobs, oldest first.
+    pub fn with_backend(
+        backend: Box<dyn JobBackend>,
+        retention: Retention,
+    ) -> io::Result<(Self, Vec<JobRecord>)> {
         let store = Self {
-            root,
+            backend,
             index: Mutex::default(),
             retention,
         };
         let mut pending = Vec::new();
-        for service in std::fs::read_dir(&store.root)? {
-            let service = service?;
-            if !service.file_type()?.is_dir() {
-                continue;
+        for mut record in store.backend.load()? {
+            if record.status == Status::Running && store.backend.exclusive() {
+                store.recover_interrupted(
+                    &mut record,
+                    "The server stopped while this job was running",
+                )?;
             }
-            for job in std::fs::read_dir(service.path())? {
-                let job_dir = job?.path();
-                let record: JobRecord = match std::fs::read(job_dir.join("job.json"))
-                    .map_err(|e| e.to_string())
-                    .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
-                {
-                    Ok(r) => r,
-                    Err(reason) => {
-                        // A job folder without a complete record was never accepted.
-                        tracing::warn!(dir = %job_dir.display(), %reason, "removing an incomplete job folder");
-                        let _ = std::fs::remove_dir_all(&job_dir);
-                        continue;
-                    }
-                };
-                let mut record = record;
-                if record.status == Status::Running {
-                    store.recover_interrupted(&mut record)?;
-                }
-                if record.status == Status::Pending {
-                    pending.push(record.clone());
-                }
-                store
-                    .lock()
-                    .entry(record.service.clone())
-                    .or_default()
-                    .insert(record.name.clone(), record);
+            if record.status == Status::Pending {
+                pending.push(record.clone());
             }
+            store
+                .lock()
+                .entry(record.service.clone())
+                .or_default()
+                .insert(record.name.clone(), record);
         }
         pending.sort_by_key(|r| (r.created_ms, r.name.clone()));
         Ok((store, pending))
     }
 
-    /// A job that was running when the server stopped: run again, unless it has been started
-    /// [`MAX_ATTEMPTS`] times already. The count is on disk before each run starts, so a job
-    /// whose module brings the process down (a host bug a module found) ends Failed instead of
-    /// killing every restart.
-    fn recover_interrupted(&self, record: &mut JobRecord) -> io::Result<()> {
+    /// A job whose run was interrupted (`why`): set back to Pending, to run again, unless it
+    /// has been started [`MAX_ATTEMPTS`] times already (then Failed). The count is stored
+    /// before each run starts, so a job whose module brings the process down (a host bug a
+    /// module found) ends Failed instead of killing every restart.
+    pub fn recover_interrupted(&self, record: &mut JobRecord, why: &str) -> io::Result<()> {
         let now = now_ms();
         if record.attempts >= MAX_ATTEMPTS {
             self.append_log(
@@ -129,10 +180,7 @@ impl JobStore {
                 &record.name,
                 &[(
                     now,
-                    format!(
-                        "The server stopped while this job was running, {} times; it is not run again",
-                        record.attempts
-                    ),
+                    format!("{why}, {} times; it is not run again", record.attempts),
                 )],
             )?;
             record.status = Status::Failed;
@@ -142,49 +190,53 @@ impl JobStore {
             self.append_log(
                 &record.service,
                 &record.name,
-                &[(
-                    now,
-                    "The server stopped while this job was running; it will run again".into(),
-                )],
+                &[(now, format!("{why}; it will run again"))],
             )?;
             record.status = Status::Pending;
             record.started_ms = None;
         }
-        self.persist(record)
+        self.backend.save(record)?;
+        self.remember(record.clone());
+        Ok(())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, BTreeMap<String, JobRecord>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Index> {
         self.index.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The job's folder. Names are validated before they get here.
-    pub fn dir(&self, service: &str, job: &str) -> PathBuf {
-        self.root.join(service).join(job)
+    fn remember(&self, record: JobRecord) {
+        self.lock()
+            .entry(record.service.clone())
+            .or_default()
+            .insert(record.name.clone(), record);
     }
 
-    /// The input file of a job.
-    pub fn input_path(&self, service: &str, job: &str) -> PathBuf {
-        self.dir(service, job).join("input")
+    /// Applies another server's change to the index.
+    pub fn apply(&self, change: RecordChange) {
+        match change {
+            RecordChange::Put(record) => self.remember(record),
+            RecordChange::Removed { service, job } => {
+                let mut index = self.lock();
+                if let Some(jobs) = index.get_mut(&service) {
+                    jobs.remove(&job);
+                    if jobs.is_empty() {
+                        index.remove(&service);
+                    }
+                }
+            }
+        }
     }
 
-    /// The output folder of a job.
-    pub fn outputs_dir(&self, service: &str, job: &str) -> PathBuf {
-        self.dir(service, job).join("outputs")
+    /// Changes other servers make, for a shared backend.
+    pub fn follow(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<RecordChange>> {
+        self.backend.follow()
     }
 
-    fn persist(&self, record: &JobRecord) -> io::Result<()> {
-        let bytes = serde_json::to_vec_pretty(record).map_err(io::Error::other)?;
-        fsutil::atomic_write(
-            &self.dir(&record.service, &record.name).join("job.json"),
-            &bytes,
-        )
-    }
-
-    /// Accepts a job: its input and record are on disk (fsynced) before this returns.
+    /// Accepts a job: its input and record are stored (durably) before this returns.
     ///
     /// A job (origin `job`) is admitted only within the pending limits: it is counted in the
-    /// index, under its lock, before its files are written, so concurrent submissions cannot
-    /// overshoot.
+    /// index, under its lock, before its files are written, so concurrent submissions to one
+    /// server cannot overshoot.
     pub fn create(
         &self,
         service: &str,
@@ -217,23 +269,18 @@ impl JobStore {
                 .or_default()
                 .insert(record.name.clone(), record.clone());
         }
-        let written = self.write_new(&record, input);
-        if let Err(e) = written {
+        if let Err(e) = self.backend.create(&record, input) {
             if let Some(jobs) = self.lock().get_mut(service) {
                 jobs.remove(&record.name);
             }
-            let _ = std::fs::remove_dir_all(self.dir(service, &record.name));
+            self.backend.remove(service, &record.name);
             return Err(e.into());
         }
         Ok(record)
     }
 
     /// Refuses `record` if its service or the server is at its pending limit.
-    fn admit(
-        &self,
-        index: &HashMap<String, BTreeMap<String, JobRecord>>,
-        record: &JobRecord,
-    ) -> Result<(), CreateError> {
+    fn admit(&self, index: &Index, record: &JobRecord) -> Result<(), CreateError> {
         let unfinished = |r: &&JobRecord| r.origin == Origin::Job && !r.status.is_finished();
         let total = index
             .values()
@@ -262,32 +309,25 @@ impl JobStore {
         Ok(())
     }
 
-    fn write_new(&self, record: &JobRecord, input: Option<&[u8]>) -> io::Result<()> {
-        let dir = self.dir(&record.service, &record.name);
-        fsutil::create_private_dir(&self.root.join(&record.service))?;
-        std::fs::create_dir(&dir)?;
-        if let Some(input) = input {
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create_new(true);
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            let mut file = options.open(dir.join("input"))?;
-            file.write_all(input)?;
-            file.sync_all()?;
-        }
-        self.persist(record)?;
-        fsutil::sync_dir(&self.root.join(&record.service))
-    }
-
     /// Saves a changed record, unless the job was deleted meanwhile (then `false`).
+    ///
+    /// The index is not locked while the backend works (a shared backend's writes wait on the
+    /// network, and request handlers read the index on the async workers); a deletion that
+    /// falls between the check and the save is carried out again after it.
     pub fn update(&self, record: &JobRecord) -> io::Result<bool> {
+        if self.get(&record.service, &record.name).is_none() {
+            return Ok(false);
+        }
+        self.backend.save(record)?;
         let mut index = self.lock();
         let Some(slot) = index
             .get_mut(&record.service)
             .and_then(|jobs| jobs.get_mut(&record.name))
         else {
+            drop(index);
+            self.backend.remove(&record.service, &record.name);
             return Ok(false);
         };
-        self.persist(record)?;
         *slot = record.clone();
         Ok(true)
     }
@@ -300,19 +340,13 @@ impl JobStore {
                 text.push_str(&format!("{ms} {part}\n"));
             }
         }
-        let mut options = std::fs::OpenOptions::new();
-        options.create(true).append(true);
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(self.dir(service, job).join("log.txt"))?;
-        file.write_all(text.as_bytes())?;
-        file.sync_data()
+        self.backend.append_log(service, job, &text)
     }
 
     /// The job's log text; with `timestamps`, each line starts with its RFC 3339 time.
     pub fn read_log(&self, service: &str, job: &str, timestamps: bool) -> Option<String> {
         self.get(service, job)?;
-        let raw =
-            std::fs::read_to_string(self.dir(service, job).join("log.txt")).unwrap_or_default();
+        let raw = self.backend.read_log(service, job).unwrap_or_default();
         let mut out = String::with_capacity(raw.len());
         for line in raw.lines() {
             let (ms, text) = line.split_once(' ').unwrap_or(("0", line));
@@ -326,51 +360,63 @@ impl JobStore {
         Some(out)
     }
 
-    /// Writes a job's output files; `false` when the job was deleted meanwhile.
+    /// The job's input.
+    pub fn read_input(&self, service: &str, job: &str) -> io::Result<Vec<u8>> {
+        self.backend.read_input(service, job)
+    }
+
+    /// Writes a job's output files (replacing an earlier attempt's); `false` when the job was
+    /// deleted meanwhile.
     pub fn write_outputs(
         &self,
         service: &str,
         job: &str,
         files: &[OutputFile],
     ) -> io::Result<bool> {
-        let dir = self.outputs_dir(service, job);
-        match std::fs::create_dir(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                // A previous attempt's outputs: replaced by this attempt's.
-                std::fs::remove_dir_all(&dir)?;
-                std::fs::create_dir(&dir)?;
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(e),
+        if self.get(service, job).is_none() {
+            return Ok(false);
         }
-        let mut folders = std::collections::BTreeSet::new();
-        for file in files {
-            // Paths come from our own walk of the output folder: relative, no `..`.
-            let path = dir.join(&file.path);
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent)?;
-                folders.insert(parent.to_path_buf());
-            }
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create_new(true);
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            let mut out = options.open(&path)?;
-            out.write_all(&file.bytes)?;
-            // Durable before the job is marked Succeeded.
-            out.sync_all()?;
-        }
-        // The new names too: deepest folders first, then the job's folder that holds them.
-        for folder in folders.iter().rev() {
-            fsutil::sync_dir(folder)?;
-        }
-        fsutil::sync_dir(&self.dir(service, job))?;
+        self.backend.write_outputs(service, job, files)?;
         Ok(true)
+    }
+
+    /// A job's kept output files; empty for an unknown job.
+    pub fn output_files(&self, service: &str, job: &str) -> io::Result<Vec<OutputFile>> {
+        if self.get(service, job).is_none() {
+            return Ok(Vec::new());
+        }
+        self.backend.output_files(service, job)
+    }
+
+    /// One kept output file; `None` when there is no such file.
+    pub fn output_file(
+        &self,
+        service: &str,
+        job: &str,
+        path: &Path,
+    ) -> io::Result<Option<Vec<u8>>> {
+        if self.get(service, job).is_none() {
+            return Ok(None);
+        }
+        self.backend.output_file(service, job, path)
     }
 
     /// One record.
     pub fn get(&self, service: &str, job: &str) -> Option<JobRecord> {
         self.lock().get(service)?.get(job).cloned()
+    }
+
+    /// One record, asking the backend when the index has not seen it yet (a job another
+    /// server accepted a moment ago). Blocking.
+    pub fn get_fresh(&self, service: &str, job: &str) -> io::Result<Option<JobRecord>> {
+        if let Some(record) = self.get(service, job) {
+            return Ok(Some(record));
+        }
+        let fetched = self.backend.fetch(service, job)?;
+        if let Some(record) = &fetched {
+            self.remember(record.clone());
+        }
+        Ok(fetched)
     }
 
     /// A service's records, oldest first.
@@ -384,19 +430,24 @@ impl JobStore {
         jobs
     }
 
-    /// Jobs not yet started, all services together.
-    pub fn pending_count(&self) -> usize {
+    /// Jobs by status, all services together.
+    pub fn count(&self, status: Status) -> usize {
         self.lock()
             .values()
             .flat_map(|j| j.values())
-            .filter(|r| r.status == Status::Pending)
+            .filter(|r| r.status == status)
             .count()
     }
 
-    /// Removes a job from the index and the disk; `None` if there was none.
+    /// Jobs not yet started, all services together.
+    pub fn pending_count(&self) -> usize {
+        self.count(Status::Pending)
+    }
+
+    /// Removes a job; `None` if there was none.
     pub fn remove(&self, service: &str, job: &str) -> Option<JobRecord> {
         let record = self.lock().get_mut(service)?.remove(job)?;
-        remove_dir_retrying(&self.dir(service, job));
+        self.backend.remove(service, job);
         Some(record)
     }
 
@@ -407,22 +458,13 @@ impl JobStore {
             .remove(service)
             .map(|j| j.into_values().collect())
             .unwrap_or_default();
-        remove_dir_retrying(&self.root.join(service));
+        self.backend.remove_service(service, &records);
         records
     }
 
-    /// Bytes a finished job keeps on disk.
+    /// Bytes a job keeps.
     pub fn measure(&self, service: &str, job: &str) -> u64 {
-        fn size(path: &Path) -> u64 {
-            match std::fs::symlink_metadata(path) {
-                Ok(m) if m.is_dir() => std::fs::read_dir(path)
-                    .map(|d| d.flatten().map(|e| size(&e.path())).sum())
-                    .unwrap_or(0),
-                Ok(m) => m.len(),
-                Err(_) => 0,
-            }
-        }
-        size(&self.dir(service, job))
+        self.backend.measure(service, job)
     }
 
     /// Enforces the retention limits of `service`: removes its oldest finished records.
@@ -458,18 +500,6 @@ impl JobStore {
         }
         doomed
     }
-}
-
-/// `remove_dir_all`, retried: a worker may be finishing a file in it at that moment.
-fn remove_dir_retrying(dir: &Path) {
-    for _ in 0..5 {
-        match std::fs::remove_dir_all(dir) {
-            Ok(()) => return,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return,
-            Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
-        }
-    }
-    tracing::warn!(dir = %dir.display(), "could not remove a job folder");
 }
 
 #[cfg(test)]
@@ -603,7 +633,7 @@ mod tests {
         }
         let removed = store.enforce_retention("svc");
         assert_eq!(removed, names[..2].to_vec());
-        assert!(!store.dir("svc", &names[0]).exists());
+        assert!(!dir.path().join("jobs/svc").join(&names[0]).exists());
         assert_eq!(store.list("svc").len(), 3);
     }
 

@@ -66,24 +66,77 @@ pub fn start<E: Execute>(
                         next = parts.jobs.next() => next,
                         _ = stop.wait_for(|stop| *stop) => None,
                     };
-                    let Some((service, job)) = next else { break };
-                    run_job(&parts, &service, &job).await;
+                    let Some(delivery) = next else { break };
+                    take(&parts, delivery).await;
                 }
             })
         })
         .collect()
 }
 
-/// Runs one job, if it is still pending, and records its end.
-pub async fn run_job<E: Execute>(parts: &WorkerParts<E>, service: &str, job: &str) {
-    let Some(mut record) = parts
-        .jobs
-        .store
-        .get(service, job)
-        .filter(|r| r.status == Status::Pending)
-    else {
+/// Runs a delivered job, telling a shared queue that it still runs while it does, and that
+/// it is done once its record is final (not when the record could not be stored: then it is
+/// delivered again).
+async fn take<E: Execute>(parts: &WorkerParts<E>, delivery: super::queue::Delivery) {
+    let run = run(
+        parts,
+        &delivery.service,
+        &delivery.job,
+        delivery.redelivered,
+    );
+    let Some(acker) = &delivery.acker else {
+        run.await;
         return;
     };
+    tokio::pin!(run);
+    let mut ticks = tokio::time::interval(acker.progress_every());
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    let settled = loop {
+        tokio::select! {
+            settled = &mut run => break settled,
+            _ = ticks.tick() => acker.progress().await,
+        }
+    };
+    if settled {
+        acker.ack().await;
+    }
+}
+
+/// Runs one job, if it is still pending, and records its end.
+pub async fn run_job<E: Execute>(parts: &WorkerParts<E>, service: &str, job: &str) {
+    run(parts, service, job, false).await;
+}
+
+/// Runs one job if it is pending, or if it was running on a server that stopped
+/// (`redelivered`); `false` when its state could not be stored, so it must run again.
+async fn run<E: Execute>(
+    parts: &WorkerParts<E>,
+    service: &str,
+    job: &str,
+    redelivered: bool,
+) -> bool {
+    let mut record = match parts.jobs.record(service, job).await {
+        Ok(Some(record)) => record,
+        // Deleted.
+        Ok(None) => return true,
+        Err(e) => {
+            tracing::error!(service, job, error = %e, "the job's record could not be read");
+            return false;
+        }
+    };
+    if record.status == Status::Running && redelivered {
+        record = match parts.jobs.recover(record).await {
+            Ok(record) => record,
+            Err(e) => {
+                tracing::error!(service, job, error = %e, "an interrupted job could not be set back to pending");
+                return false;
+            }
+        };
+    }
+    if record.status != Status::Pending {
+        return true;
+    }
     let mut notes = Vec::new();
     if let Some(refresh) = &parts.refresh {
         match refresh.refresh(service).await {
@@ -97,37 +150,64 @@ pub async fn run_job<E: Execute>(parts: &WorkerParts<E>, service: &str, job: &st
             )),
         }
     }
-    let ending = match parts.registry.get(service) {
+    let deployed = match parts.registry.get(service) {
+        Some(deployed) => Some(deployed),
+        // Another server may have created it a moment ago.
+        None => match &parts.refresh {
+            Some(refresh) => refresh.catch_up(service).await,
+            None => None,
+        },
+    };
+    let ending = match deployed {
         None => Ending::error(notes, format!("Service {service} no longer exists")),
         Some(deployed) => {
             match parts.jobs.start(&mut record).await {
                 Ok(true) => {}
                 // Deleted meanwhile.
-                Ok(false) => return,
+                Ok(false) => return true,
                 Err(e) => {
-                    tracing::error!(service, job, error = %e, "the job could not be marked running; it stays pending until the next start");
-                    return;
+                    tracing::error!(service, job, error = %e, "the job could not be marked running; it stays pending");
+                    return false;
                 }
             }
             match execute(parts, deployed, &record, notes).await {
-                Some(ending) => ending,
+                Run::Ended(ending) => ending,
                 // Deleted while it ran.
-                None => return,
+                Run::Deleted => return true,
+                Run::Again(reason) => {
+                    if let Err(e) = parts.jobs.run_later(record, reason).await {
+                        tracing::error!(service, job, error = %e, "the job could not be set back to pending; it runs again after the queue's ack wait");
+                    }
+                    return false;
+                }
             }
         }
     };
     if let Err(e) = parts.jobs.finish(record, ending).await {
-        tracing::error!(service, job, error = %e, "the job's end could not be recorded; it runs again after a restart");
+        tracing::error!(service, job, error = %e, "the job's end could not be recorded; it runs again");
+        return false;
     }
+    true
 }
 
-/// Fetches the input and runs the invocation; `None` when the job was deleted meanwhile.
+/// How a run went.
+enum Run {
+    /// To its end (succeeded or failed).
+    Ended(Ending),
+    /// The job was deleted meanwhile.
+    Deleted,
+    /// Not run: the job store did not answer in time (a NATS cluster electing a leader); the
+    /// job is to run again later.
+    Again(String),
+}
+
+/// Fetches the input and runs the invocation.
 async fn execute<E: Execute>(
     parts: &WorkerParts<E>,
     deployed: Arc<Deployed>,
     record: &JobRecord,
     mut lines: Vec<(u64, String)>,
-) -> Option<Ending> {
+) -> Run {
     if let Some((image, manifest)) = crate::deployer::images_of(&deployed.service.definition) {
         let module = deployed
             .service
@@ -145,18 +225,22 @@ async fn execute<E: Execute>(
     }
     let input = match fetch_input(parts, &deployed, record, &mut lines).await {
         Ok(input) => input,
-        Err(message) => return Some(Ending::error(lines, message)),
+        Err(Fetch::Again(message)) => return Run::Again(message),
+        Err(Fetch::Failed(message)) => return Run::Ended(Ending::error(lines, message)),
     };
     let request = Request {
         kind: Kind::Job,
         id: record.name.clone(),
     };
     let run = parts.executor.execute(deployed.clone(), input, request);
-    let result = parts
+    let Some(result) = parts
         .jobs
         .cancellable(&record.service, &record.name, run)
-        .await?;
-    Some(match result {
+        .await
+    else {
+        return Run::Deleted;
+    };
+    Run::Ended(match result {
         Err(e) => Ending::error(lines, format!("The job could not run: {e}")),
         Ok(done) => {
             let spec = &deployed.service.spec;
@@ -191,6 +275,14 @@ async fn execute<E: Execute>(
     })
 }
 
+/// Why a job's input is missing.
+enum Fetch {
+    /// For good: the job fails with this message.
+    Failed(String),
+    /// For now: the job runs again later.
+    Again(String),
+}
+
 /// The job's input: the object its storage event names (downloaded now, from the provider
 /// the service's current definition gives), else the stored body.
 async fn fetch_input<E: Execute>(
@@ -198,25 +290,32 @@ async fn fetch_input<E: Execute>(
     deployed: &Deployed,
     record: &JobRecord,
     lines: &mut Vec<(u64, String)>,
-) -> Result<Input, String> {
+) -> Result<Input, Fetch> {
     let Some(event) = &record.trigger else {
         return parts
             .jobs
             .read_input(&record.service, &record.name)
             .await
             .map(Input::Body)
-            .map_err(|e| format!("The job's input could not be read: {e}"));
+            .map_err(|e| {
+                let message = format!("The job's input could not be read: {e}");
+                if e.kind() == std::io::ErrorKind::TimedOut {
+                    Fetch::Again(message)
+                } else {
+                    Fetch::Failed(message)
+                }
+            });
     };
     let provider = parts
         .storage
         .source_for(&deployed.service.spec.storage, event)
-        .map_err(|e| format!("The job's object cannot be read: {e}"))?
+        .map_err(|e| Fetch::Failed(format!("The job's object cannot be read: {e}")))?
         .clone();
     let (input, size) = parts
         .storage
         .stage(&provider, event)
         .await
-        .map_err(|e| format!("Input download failed: {e}"))?;
+        .map_err(|e| Fetch::Failed(format!("Input download failed: {e}")))?;
     lines.push((
         now_ms(),
         format!(
@@ -324,14 +423,11 @@ mod tests {
         assert_eq!(done.outcome, Some(crate::protocol::Outcome::Success));
         assert_eq!(done.attempts, 1);
         assert!(done.finished_ms.is_some() && done.bytes > 0);
-        let kept = std::fs::read(
-            parts
-                .jobs
-                .store
-                .outputs_dir("svc", &job)
-                .join("out/upper.txt"),
-        );
-        assert_eq!(kept.unwrap(), b"HELLO");
+        let kept = parts
+            .jobs
+            .output_file("svc", &job, "out/upper.txt".into())
+            .await;
+        assert_eq!(kept.unwrap().unwrap(), b"HELLO");
         assert!(log(&parts, &job).contains("module says hi"));
         // A job that is not pending any more is not run again.
         run_job(&parts, "svc", &job).await;
@@ -391,6 +487,6 @@ mod tests {
         assert!(parts.jobs.delete("svc", &job));
         running.await.unwrap();
         assert!(parts.jobs.store.get("svc", &job).is_none());
-        assert!(!parts.jobs.store.dir("svc", &job).exists());
+        assert!(!_dir.path().join("jobs/svc").join(&job).exists());
     }
 }

@@ -134,6 +134,9 @@ pub struct PollerParts<S> {
     pub jobs: Arc<Jobs>,
     /// Where the pollers keep what they have seen.
     pub data_dir: PathBuf,
+    /// Whether this server polls now: always alone, only while it holds the cluster's poller
+    /// lease in a cluster.
+    pub lead: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// How often the pollers look for work that is due.
@@ -149,6 +152,11 @@ pub async fn run<S: Submit>(parts: PollerParts<S>, mut stop: tokio::sync::watch:
         tokio::select! {
             () = tokio::time::sleep(TICK) => {}
             _ = stop.wait_for(|stop| *stop) => return,
+        }
+        if !parts.lead.load(std::sync::atomic::Ordering::Relaxed) {
+            // Another server polls; what this one saw is read again when it takes over.
+            states.clear();
+            continue;
         }
         let (data_dir, app) = (&parts.data_dir, &parts);
         let now = Instant::now();
@@ -306,6 +314,7 @@ mod tests {
                 submit: Arc::new(Store(jobs.clone())),
                 jobs,
                 data_dir: dir.path().to_path_buf(),
+                lead: Arc::new(std::sync::atomic::AtomicBool::new(true)),
             },
             bucket,
             dir,

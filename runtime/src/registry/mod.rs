@@ -1,14 +1,73 @@
-//! The service registry: validated definitions, persisted one file per service
-//! (`services/<name>.json`, written atomically), and the runnable module each one runs.
+//! The service registry: the deployed services (validated definitions and the runnable module
+//! each one runs) in memory, over a [`ServiceStore`] that keeps the definitions: a folder on
+//! one machine ([`local::LocalServices`]), or a NATS key-value bucket shared by a cluster
+//! (`crate::cluster::services`). Every stored definition has a revision, and an update names
+//! the revision it replaces, so two concurrent updates cannot both land.
 
-use crate::fsutil;
+pub mod local;
+
 use crate::modules::Digest;
 use crate::service::{DefinitionError, Service};
 use crate::wasm::Runnable;
 use std::collections::BTreeMap;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, RwLock};
+
+/// A definition's version in its store; higher is newer.
+pub type Revision = u64;
+
+/// A stored definition as its store holds it.
+#[derive(Debug, Clone)]
+pub struct StoredDefinition {
+    /// The service's name (the store's key).
+    pub name: String,
+    /// The definition's JSON.
+    pub bytes: Vec<u8>,
+    /// Its revision.
+    pub revision: Revision,
+}
+
+/// A change another server made, as a shared store reports it.
+#[derive(Debug, Clone)]
+pub enum ServiceChange {
+    /// Created or updated.
+    Put(StoredDefinition),
+    /// Deleted at `revision`.
+    Deleted {
+        /// The service.
+        name: String,
+        /// The deletion's revision.
+        revision: Revision,
+    },
+}
+
+/// Where definitions are kept. Blocking: call off the async reactor.
+pub trait ServiceStore: Send + Sync {
+    /// Every stored definition.
+    fn load(&self) -> io::Result<Vec<StoredDefinition>>;
+    /// Stores a new definition; `Exists` if the name is taken.
+    fn create(&self, name: &str, definition: &[u8]) -> Result<Revision, RegistryError>;
+    /// Replaces the definition at revision `expected`; `Conflict` if it changed meanwhile.
+    fn update(
+        &self,
+        name: &str,
+        definition: &[u8],
+        expected: Revision,
+    ) -> Result<Revision, RegistryError>;
+    /// Removes a definition.
+    fn delete(&self, name: &str) -> Result<(), RegistryError>;
+    /// One definition as stored now, for a store that other servers write too (a service this
+    /// server has not heard of yet); `None` from a store this registry always knows in full.
+    fn fetch(&self, _name: &str) -> io::Result<Option<StoredDefinition>> {
+        Ok(None)
+    }
+    /// Changes made elsewhere, for a store shared with other servers; `None` for one that
+    /// only this server writes.
+    fn follow(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<ServiceChange>> {
+        None
+    }
+}
 
 /// A service ready to invoke: its definition and its pre-linked module.
 pub struct Deployed {
@@ -28,6 +87,8 @@ pub struct Deployed {
     pub public_json: bytes::Bytes,
     /// Runs a wasm image by tag, which a synchronous call checks in the background.
     pub follows_tag: bool,
+    /// The stored definition's revision (set by the registry when it is stored).
+    pub revision: Revision,
 }
 
 impl Deployed {
@@ -61,6 +122,7 @@ impl Deployed {
             slots: Arc::new(tokio::sync::Semaphore::new(slots)),
             slot_count: slots,
             generation: GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            revision: 0,
         }
     }
 }
@@ -74,14 +136,19 @@ pub enum RegistryError {
     /// Update or delete of a name that does not exist.
     #[error("service {0:?} not found")]
     NotFound(String),
-    /// The file system failed.
+    /// Another change to the service landed first.
+    #[error(
+        "service {0:?} was changed by another request at the same time; read it again and retry"
+    )]
+    Conflict(String),
+    /// The store failed.
     #[error("service registry I/O error: {0}")]
     Io(#[from] io::Error),
 }
 
 /// Every service, by name, and which service each token belongs to.
 pub struct Registry {
-    dir: PathBuf,
+    store: Box<dyn ServiceStore>,
     services: RwLock<Tables>,
 }
 
@@ -92,6 +159,17 @@ pub struct Registry {
 struct Tables {
     by_name: BTreeMap<String, Arc<Deployed>>,
     by_token: std::collections::HashMap<[u8; 32], String>,
+}
+
+/// A stored definition's bytes as a validated service.
+pub(crate) fn parse(bytes: &[u8]) -> Result<Service, String> {
+    let value = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    Service::from_definition(value).map_err(|e: DefinitionError| e.to_string())
+}
+
+/// A service's definition as stored (secrets included).
+fn encode(service: &Service) -> io::Result<Vec<u8>> {
+    serde_json::to_vec_pretty(&service.to_json()).map_err(io::Error::other)
 }
 
 fn token_digest(token: &[u8]) -> [u8; 32] {
@@ -121,90 +199,122 @@ impl Tables {
 }
 
 impl Registry {
-    /// Opens (creating) the registry under `data_dir` and reads every stored definition.
-    /// Definitions that no longer validate are reported and skipped, never deleted.
-    pub fn open(data_dir: &Path) -> io::Result<(Self, Vec<Service>)> {
-        let dir = data_dir.join("services");
-        fsutil::create_private_dir(&dir)?;
-        fsutil::remove_stale_temporaries(&dir)?;
-        let mut found = Vec::new();
-        for entry in std::fs::read_dir(&dir)? {
-            let path = entry?.path();
-            if path.extension().and_then(|e| e.to_str()) != Some("json") {
-                continue;
-            }
-            let parsed = std::fs::read(&path)
-                .map_err(|e| e.to_string())
-                .and_then(|bytes| serde_json::from_slice(&bytes).map_err(|e| e.to_string()))
-                .and_then(|value| {
-                    Service::from_definition(value).map_err(|e: DefinitionError| e.to_string())
-                });
-            match parsed {
-                Ok(service) => found.push(service),
+    /// Opens (creating) the registry in a folder under `data_dir`, and reads every stored
+    /// definition (see [`Registry::with_store`]).
+    pub fn open(data_dir: &Path) -> io::Result<(Self, Vec<(Service, Revision)>)> {
+        Self::with_store(Box::new(local::LocalServices::open(data_dir)?))
+    }
+
+    /// The registry over `store`, and every stored definition with its revision. Definitions
+    /// that no longer validate are reported and skipped, never deleted.
+    pub fn with_store(
+        store: Box<dyn ServiceStore>,
+    ) -> io::Result<(Self, Vec<(Service, Revision)>)> {
+        let found = store
+            .load()?
+            .into_iter()
+            .filter_map(|stored| match parse(&stored.bytes) {
+                Ok(service) => Some((service, stored.revision)),
                 Err(reason) => {
-                    tracing::error!(path = %path.display(), %reason, "skipping unreadable service definition")
+                    tracing::error!(service = %stored.name, %reason, "skipping unreadable service definition");
+                    None
                 }
-            }
-        }
+            })
+            .collect();
         Ok((
             Self {
-                dir,
+                store,
                 services: RwLock::default(),
             },
             found,
         ))
     }
 
-    fn path(&self, name: &str) -> PathBuf {
-        // Names are validated DNS labels, so they are safe as file names.
-        self.dir.join(format!("{name}.json"))
+    /// A definition as its store holds it now (see [`ServiceStore::fetch`]). Blocking.
+    pub fn fetch(&self, name: &str) -> io::Result<Option<StoredDefinition>> {
+        self.store.fetch(name)
     }
 
-    fn persist(&self, service: &Service) -> io::Result<()> {
-        let bytes = serde_json::to_vec_pretty(&service.to_json()).map_err(io::Error::other)?;
-        fsutil::atomic_write(&self.path(&service.spec.name), &bytes)
+    /// Changes other servers make to the shared store, when there is one.
+    pub fn follow(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<ServiceChange>> {
+        self.store.follow()
     }
 
-    /// Adds a service loaded at start-up, without writing it again.
-    pub fn restore(&self, deployed: Deployed) {
+    /// Adds a service that is already stored (loaded at start-up, or changed by another
+    /// server), unless what this registry holds under its name is as new or newer. Returns
+    /// whether it was added.
+    pub fn restore(&self, deployed: Deployed) -> bool {
         let name = deployed.service.spec.name.clone();
-        self.write().insert(name, Arc::new(deployed));
-    }
-
-    /// Creates a service; fails if the name is taken.
-    pub fn create(&self, deployed: Deployed) -> Result<Arc<Deployed>, RegistryError> {
         let mut services = self.write();
+        if services
+            .by_name
+            .get(&name)
+            .is_some_and(|d| d.revision >= deployed.revision)
+        {
+            return false;
+        }
+        services.insert(name, Arc::new(deployed));
+        true
+    }
+
+    /// Forgets a service another server deleted at `revision`, unless this registry holds a
+    /// newer one under its name (created again since).
+    pub fn forget(&self, name: &str, revision: Revision) -> Option<Arc<Deployed>> {
+        let mut services = self.write();
+        let current = services.by_name.get(name)?.clone();
+        if current.revision > revision {
+            return None;
+        }
+        services.remove(name);
+        Some(current)
+    }
+
+    /// Creates a service; fails if the name is taken. Blocking.
+    pub fn create(&self, mut deployed: Deployed) -> Result<Arc<Deployed>, RegistryError> {
         let name = deployed.service.spec.name.clone();
-        if services.by_name.contains_key(&name) {
+        if self.get(&name).is_some() {
             return Err(RegistryError::Exists(name));
         }
-        self.persist(&deployed.service)?;
-        let deployed = Arc::new(deployed);
-        services.insert(name, deployed.clone());
-        Ok(deployed)
+        deployed.revision = self.store.create(&name, &encode(&deployed.service)?)?;
+        Ok(self.install(deployed))
     }
 
-    /// Replaces an existing service. Invocations already running keep the old one.
-    pub fn replace(&self, deployed: Deployed) -> Result<Arc<Deployed>, RegistryError> {
-        let mut services = self.write();
+    /// Replaces the service stored at revision `expected`; `Conflict` when another change
+    /// landed since. Invocations already running keep the old one. Blocking.
+    pub fn replace(
+        &self,
+        mut deployed: Deployed,
+        expected: Revision,
+    ) -> Result<Arc<Deployed>, RegistryError> {
         let name = deployed.service.spec.name.clone();
-        if !services.by_name.contains_key(&name) {
-            return Err(RegistryError::NotFound(name));
-        }
-        self.persist(&deployed.service)?;
-        let deployed = Arc::new(deployed);
-        services.insert(name, deployed.clone());
-        Ok(deployed)
+        deployed.revision = self
+            .store
+            .update(&name, &encode(&deployed.service)?, expected)?;
+        Ok(self.install(deployed))
     }
 
-    /// Removes a service.
-    pub fn remove(&self, name: &str) -> Result<Arc<Deployed>, RegistryError> {
+    /// Puts a just-stored service in the tables, unless a newer revision got there first
+    /// (another server's change, seen through the store meanwhile).
+    fn install(&self, deployed: Deployed) -> Arc<Deployed> {
+        let name = deployed.service.spec.name.clone();
+        let deployed = Arc::new(deployed);
         let mut services = self.write();
-        let Some(deployed) = services.by_name.get(name).cloned() else {
+        match services.by_name.get(&name) {
+            Some(current) if current.revision > deployed.revision => current.clone(),
+            _ => {
+                services.insert(name, deployed.clone());
+                deployed
+            }
+        }
+    }
+
+    /// Removes a service. Blocking.
+    pub fn remove(&self, name: &str) -> Result<Arc<Deployed>, RegistryError> {
+        let Some(deployed) = self.get(name) else {
             return Err(RegistryError::NotFound(name.to_string()));
         };
-        fsutil::remove_durably(&self.path(name))?;
-        services.remove(name);
+        self.store.delete(name)?;
+        self.write().remove(name);
         Ok(deployed)
     }
 
@@ -273,8 +383,16 @@ mod tests {
             Err(RegistryError::Exists(_))
         ));
         assert!(matches!(
-            reg.replace(Deployed::new(service("b"), None, 4)),
+            reg.replace(Deployed::new(service("b"), None, 4), 0),
             Err(RegistryError::NotFound(_))
+        ));
+        let first = reg.get("a").unwrap().revision;
+        reg.replace(Deployed::new(service("a"), None, 4), first)
+            .unwrap();
+        // A second update from the same read lost the race: refused, never merged.
+        assert!(matches!(
+            reg.replace(Deployed::new(service("a"), None, 4), first),
+            Err(RegistryError::Conflict(_))
         ));
         reg.create(Deployed::new(service("b"), None, 4)).unwrap();
         reg.remove("b").unwrap();
@@ -282,7 +400,7 @@ mod tests {
 
         let (_, found) = Registry::open(dir.path()).unwrap();
         assert_eq!(found.len(), 1);
-        assert_eq!(found[0].definition["extra"], json!([1]));
+        assert_eq!(found[0].0.definition["extra"], json!([1]));
     }
 
     #[test]
@@ -299,7 +417,8 @@ mod tests {
             .unwrap();
         assert_eq!(reg.owner_of_token(b"first").unwrap().service.spec.name, "a");
         assert!(reg.owner_of_token(b"other").is_none());
-        reg.replace(Deployed::new(with_token("second"), None, 1))
+        let revision = reg.get("a").unwrap().revision;
+        reg.replace(Deployed::new(with_token("second"), None, 1), revision)
             .unwrap();
         assert!(reg.owner_of_token(b"first").is_none());
         assert!(reg.owner_of_token(b"second").is_some());

@@ -1,10 +1,12 @@
 //! The content-addressed module store and its compiled-artifact cache.
 //!
-//! On disk, under the data folder:
-//! - `modules/<hex>.wasm`: the module as uploaded, named by its SHA-256;
-//! - `compiled/<engine key>/<hex>.cwasm`: wasmtime's compiled artifact. The engine key changes
-//!   with the wasmtime version and configuration, so another build recompiles from the `.wasm`
-//!   instead of loading a stale artifact.
+//! - The modules as uploaded, named by their SHA-256, are kept by a [`ModuleBlobs`]: a folder
+//!   on one machine (`modules/<hex>.wasm`, [`local::LocalModules`]), or a NATS object store
+//!   shared by a cluster (`crate::cluster::modules`).
+//! - Each server keeps its own compiled artifacts under its data folder,
+//!   `compiled/<engine key>/<hex>.cwasm`. The engine key changes with the wasmtime version and
+//!   configuration, so another build recompiles from the module instead of loading a stale
+//!   artifact.
 //!
 //! In memory, each module in use is kept as a pre-linked [`Runnable`], shared by every service
 //! that names it. Replacing a service's module swaps an `Arc`, so running invocations keep theirs.
@@ -23,6 +25,22 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock, mpsc};
+
+pub mod local;
+
+/// Where modules' bytes are kept. Blocking: call off the async reactor.
+pub trait ModuleBlobs: Send + Sync {
+    /// Whether a module is stored.
+    fn contains(&self, digest: &Digest) -> io::Result<bool>;
+    /// A module's bytes; `None` when it is not stored.
+    fn read(&self, digest: &Digest) -> io::Result<Option<Vec<u8>>>;
+    /// Stores a module's bytes (durably, before this returns).
+    fn write(&self, digest: &Digest, wasm: &[u8]) -> io::Result<()>;
+    /// Removes a module; `false` when it was not stored.
+    fn delete(&self, digest: &Digest) -> io::Result<bool>;
+    /// Every stored module and its size.
+    fn list(&self) -> io::Result<Vec<(Digest, u64)>>;
+}
 
 /// A module's identity: the SHA-256 of its bytes, written `sha256:<hex>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -107,7 +125,6 @@ pub struct ModuleStore {
     engine: Arc<WasmEngine>,
     metrics: Arc<Metrics>,
     layout: Layout,
-    wasm_dir: PathBuf,
     loaded: RwLock<HashMap<Digest, Arc<Runnable>>>,
     /// Serialises writers so that two uploads of one module compile it once.
     write_lock: Mutex<()>,
@@ -115,18 +132,14 @@ pub struct ModuleStore {
     optimizer: Optimizer,
 }
 
-/// Where a module's files are.
+/// Where a module's bytes and artifact are.
 #[derive(Clone)]
 struct Layout {
-    wasm_dir: PathBuf,
+    blobs: Arc<dyn ModuleBlobs>,
     artifact_dir: PathBuf,
 }
 
 impl Layout {
-    fn wasm_path(&self, digest: &Digest) -> PathBuf {
-        self.wasm_dir.join(format!("{}.wasm", digest.hex()))
-    }
-
     fn artifact_path(&self, digest: &Digest) -> PathBuf {
         self.artifact_dir.join(format!("{}.cwasm", digest.hex()))
     }
@@ -181,20 +194,28 @@ struct Optimize {
 }
 
 impl ModuleStore {
-    /// Opens (creating) the store under `data_dir`.
+    /// Opens (creating) the store under `data_dir`, its modules in a folder there.
     pub fn open(
         data_dir: &Path,
         engine: Arc<WasmEngine>,
         metrics: Arc<Metrics>,
     ) -> io::Result<Self> {
-        let wasm_dir = data_dir.join("modules");
+        let blobs = Arc::new(local::LocalModules::open(data_dir)?);
+        Self::with_blobs(data_dir, blobs, engine, metrics)
+    }
+
+    /// Opens the store over `blobs`, its compiled artifacts under `data_dir`.
+    pub fn with_blobs(
+        data_dir: &Path,
+        blobs: Arc<dyn ModuleBlobs>,
+        engine: Arc<WasmEngine>,
+        metrics: Arc<Metrics>,
+    ) -> io::Result<Self> {
         let artifact_dir = data_dir.join("compiled").join(engine.artifact_key());
-        fsutil::create_private_dir(&wasm_dir)?;
         fsutil::create_private_dir(&artifact_dir)?;
-        fsutil::remove_stale_temporaries(&wasm_dir)?;
         fsutil::remove_stale_temporaries(&artifact_dir)?;
         let layout = Layout {
-            wasm_dir: wasm_dir.clone(),
+            blobs,
             artifact_dir,
         };
         let optimizer = Optimizer::start(engine.clone(), layout.clone())?;
@@ -202,15 +223,10 @@ impl ModuleStore {
             engine,
             metrics,
             layout,
-            wasm_dir,
             loaded: RwLock::default(),
             write_lock: Mutex::new(()),
             optimizer,
         })
-    }
-
-    fn wasm_path(&self, digest: &Digest) -> PathBuf {
-        self.layout.wasm_path(digest)
     }
 
     fn artifact_path(&self, digest: &Digest) -> PathBuf {
@@ -222,7 +238,7 @@ impl ModuleStore {
         let digest = Digest::of(wasm);
         let size = wasm.len() as u64;
         let _guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
-        if self.wasm_path(&digest).exists() {
+        if self.layout.blobs.contains(&digest)? {
             // Make sure it is runnable (and its artifact current) before saying it is stored.
             self.runnable(&digest)?;
             return Ok(Stored {
@@ -237,7 +253,7 @@ impl ModuleStore {
                 .compile_seconds
                 .observe(started.elapsed().as_secs_f64());
             tracing::info!(%digest, size, compile_ms = started.elapsed().as_millis() as u64, "module compiled by the baseline compiler; optimizing it in the background");
-            fsutil::atomic_write(&self.wasm_path(&digest), wasm)?;
+            self.layout.blobs.write(&digest, wasm)?;
             let runnable = Arc::new(Runnable::new(linked, Tier::Baseline));
             self.write_loaded().insert(digest, runnable.clone());
             self.optimizer.send(Optimize {
@@ -259,7 +275,7 @@ impl ModuleStore {
         // The artifact first: a crash between the two writes leaves an orphan artifact, never
         // a module without one.
         fsutil::atomic_write(&self.artifact_path(&digest), &artifact)?;
-        fsutil::atomic_write(&self.wasm_path(&digest), wasm)?;
+        self.layout.blobs.write(&digest, wasm)?;
         self.write_loaded()
             .insert(digest, Arc::new(Runnable::new(linked, Tier::Optimized)));
         Ok(Stored {
@@ -284,8 +300,7 @@ impl ModuleStore {
                 .inc();
             return Ok(r.clone());
         }
-        let wasm_path = self.wasm_path(digest);
-        if !wasm_path.exists() {
+        if !self.layout.blobs.contains(digest)? {
             return Err(ModuleError::NotFound(*digest));
         }
         let artifact_path = self.artifact_path(digest);
@@ -308,7 +323,11 @@ impl ModuleStore {
                     .module_cache
                     .with_label_values(&["compiled"])
                     .inc();
-                let wasm = std::fs::read(&wasm_path)?;
+                let wasm = self
+                    .layout
+                    .blobs
+                    .read(digest)?
+                    .ok_or(ModuleError::NotFound(*digest))?;
                 if Digest::of(&wasm) != *digest {
                     return Err(ModuleError::Unloadable {
                         digest: *digest,
@@ -331,18 +350,17 @@ impl ModuleStore {
         Ok(runnable)
     }
 
-    /// Whether a module is stored.
+    /// Whether a module is stored (an unreadable store counts as no).
     pub fn contains(&self, digest: &Digest) -> bool {
-        self.wasm_path(digest).exists()
+        self.layout.blobs.contains(digest).unwrap_or(false)
     }
 
     /// The module's bytes as uploaded.
     pub fn read(&self, digest: &Digest) -> Result<Vec<u8>, ModuleError> {
-        match std::fs::read(self.wasm_path(digest)) {
-            Ok(bytes) => Ok(bytes),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(ModuleError::NotFound(*digest)),
-            Err(e) => Err(e.into()),
-        }
+        self.layout
+            .blobs
+            .read(digest)?
+            .ok_or(ModuleError::NotFound(*digest))
     }
 
     /// Every stored module, ordered by digest.
@@ -356,22 +374,14 @@ impl ModuleStore {
             .iter()
             .map(|(digest, runnable)| (*digest, runnable.tier()))
             .collect();
-        for entry in std::fs::read_dir(&self.wasm_dir)? {
-            let entry = entry?;
-            let name = entry.file_name();
-            let Some(hex) = name.to_str().and_then(|n| n.strip_suffix(".wasm")) else {
-                continue;
-            };
-            let Ok(digest) = Digest::parse(hex) else {
-                continue;
-            };
+        for (digest, size) in self.layout.blobs.list()? {
             let compiled = tiers.get(&digest).map(|tier| match tier {
                 Tier::Baseline => "baseline",
                 Tier::Optimized => "optimized",
             });
             out.push(ModuleInfo {
                 digest: digest.to_string(),
-                size: entry.metadata()?.len(),
+                size,
                 compiled,
             });
         }
@@ -382,11 +392,9 @@ impl ModuleStore {
     /// Removes a module and its artifact. The caller checks that no service uses it.
     pub fn delete(&self, digest: &Digest) -> Result<(), ModuleError> {
         let _guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let path = self.wasm_path(digest);
-        if !path.exists() {
+        if !self.layout.blobs.delete(digest)? {
             return Err(ModuleError::NotFound(*digest));
         }
-        fsutil::remove_durably(&path)?;
         fsutil::remove_durably(&self.artifact_path(digest))?;
         self.write_loaded().remove(digest);
         Ok(())
@@ -423,7 +431,7 @@ fn optimize_all(
             tracing::warn!(%digest, error = %e, "could not write a compiled artifact; the module is compiled again at the next start");
         }
         // Deleted meanwhile: its artifact goes too (a leftover would only take room).
-        if !layout.wasm_path(&digest).exists() {
+        if !layout.blobs.contains(&digest).unwrap_or(true) {
             let _ = std::fs::remove_file(&artifact_path);
         }
         job.runnable.optimize(linked);

@@ -1,0 +1,304 @@
+//! Cluster mode (`--cluster nats://...`): several servers act as one, their shared state in
+//! NATS JetStream, replicated across a NATS cluster. Each piece here implements one interface
+//! of the single-server code over NATS, chosen at start-up:
+//! - [`services`]: the registry's definitions in a key-value bucket, watched by every server;
+//! - [`modules`]: modules' bytes in an object store (each server compiles its own artifacts);
+//! - [`jobs`]: job records in a key-value bucket, inputs, logs and outputs in an object store;
+//! - [`queue`]: the job queue as a work-queue stream with acknowledgements and redelivery;
+//! - [`lease`]: which server runs the storage poller.
+//!
+//! This file owns the connection: its flags, and the buckets and streams it opens.
+
+pub mod jobs;
+pub mod lease;
+pub mod modules;
+pub mod queue;
+pub mod services;
+
+use async_nats::jetstream;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// `--cluster` and the NATS connection options, as NATS users expect them.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClusterArgs {
+    /// Makes this server a member of a cluster whose state is in NATS JetStream at these URLs
+    /// (`nats://host:4222`, comma-separated for several). Without it the server keeps
+    /// everything in its data folder.
+    #[arg(long = "cluster", env = "OSCAR_WASM_CLUSTER", value_delimiter = ',')]
+    pub nats_urls: Vec<String>,
+    /// A NATS credentials file (JWT and NKey seed), as `nats --creds` takes.
+    #[arg(long = "cluster-creds", env = "OSCAR_WASM_CLUSTER_CREDS")]
+    pub nats_creds: Option<PathBuf>,
+    /// NATS user name (with `--cluster-password`).
+    #[arg(long = "cluster-user", env = "OSCAR_WASM_CLUSTER_USER")]
+    pub nats_user: Option<String>,
+    /// NATS password.
+    #[arg(long = "cluster-password", env = "OSCAR_WASM_CLUSTER_PASSWORD")]
+    pub nats_password: Option<String>,
+    /// NATS token.
+    #[arg(long = "cluster-token", env = "OSCAR_WASM_CLUSTER_TOKEN")]
+    pub nats_token: Option<String>,
+    /// CA certificate (PEM) that NATS servers' TLS certificates must chain to; implies TLS.
+    #[arg(long = "cluster-tls-ca", env = "OSCAR_WASM_CLUSTER_TLS_CA")]
+    pub nats_tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for NATS servers that verify clients (with `--cluster-tls-key`).
+    #[arg(long = "cluster-tls-cert", env = "OSCAR_WASM_CLUSTER_TLS_CERT")]
+    pub nats_tls_cert: Option<PathBuf>,
+    /// The client certificate's key (PEM).
+    #[arg(long = "cluster-tls-key", env = "OSCAR_WASM_CLUSTER_TLS_KEY")]
+    pub nats_tls_key: Option<PathBuf>,
+    /// Copies JetStream keeps of every bucket and stream (at most the NATS cluster's size;
+    /// 3 survives the loss of one NATS server).
+    #[arg(
+        long = "cluster-replicas",
+        env = "OSCAR_WASM_CLUSTER_REPLICAS",
+        default_value_t = 1
+    )]
+    pub nats_replicas: usize,
+    /// Seconds a job taken by a server may go without a sign of life (sent every third of
+    /// this while it runs) before it is delivered to another server.
+    #[arg(
+        long = "cluster-ack-wait",
+        env = "OSCAR_WASM_CLUSTER_ACK_WAIT",
+        default_value_t = 30.0
+    )]
+    pub nats_ack_wait: f64,
+}
+
+/// Failures to join the cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// A setting is unusable.
+    #[error("{0}")]
+    Config(String),
+    /// NATS could not be reached.
+    #[error("could not connect to NATS at {urls}: {reason}")]
+    Connect {
+        /// Where.
+        urls: String,
+        /// Why.
+        reason: String,
+    },
+    /// A bucket or stream could not be opened.
+    #[error("could not open JetStream {what}: {reason}")]
+    JetStream {
+        /// Which.
+        what: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The names of what the cluster keeps in JetStream.
+pub mod names {
+    /// Key-value bucket of service definitions, by name.
+    pub const SERVICES: &str = "oscar_services";
+    /// Object store of modules, by digest.
+    pub const MODULES: &str = "oscar_modules";
+    /// Key-value bucket of job records, `<service>.<job>`.
+    pub const JOBS: &str = "oscar_jobs";
+    /// Object store of jobs' inputs, logs and outputs.
+    pub const JOB_FILES: &str = "oscar_job_files";
+    /// Work-queue stream of jobs waiting for a worker.
+    pub const QUEUE: &str = "OSCAR_JOB_QUEUE";
+    /// Its subject.
+    pub const QUEUE_SUBJECT: &str = "oscar.jobs.queue";
+    /// Key-value bucket of leases (which server runs the poller).
+    pub const LEASES: &str = "oscar_leases";
+}
+
+/// A connection to the cluster's NATS, with JetStream.
+#[derive(Clone)]
+pub struct Cluster {
+    /// The NATS client (reconnects on its own, to any server of the NATS cluster).
+    pub client: async_nats::Client,
+    /// Its JetStream context.
+    pub jetstream: jetstream::Context,
+    /// `--cluster-replicas`.
+    pub replicas: usize,
+    /// `--cluster-ack-wait`.
+    pub ack_wait: Duration,
+    /// The runtime that blocking callers use to wait on NATS.
+    pub handle: tokio::runtime::Handle,
+}
+
+impl ClusterArgs {
+    /// Whether the server is to join a cluster.
+    pub fn enabled(&self) -> bool {
+        self.nats_urls.iter().any(|u| !u.trim().is_empty())
+    }
+}
+
+impl Cluster {
+    /// Connects to NATS. Call inside the server's (multi-threaded) runtime.
+    pub async fn connect(args: &ClusterArgs) -> Result<Self, ClusterError> {
+        let ack_wait = Duration::try_from_secs_f64(args.nats_ack_wait)
+            .ok()
+            .filter(|d| *d >= Duration::from_secs(1))
+            .ok_or_else(|| {
+                ClusterError::Config("--cluster-ack-wait must be at least 1 second".into())
+            })?;
+        if args.nats_replicas == 0 || args.nats_replicas > 5 {
+            return Err(ClusterError::Config(
+                "--cluster-replicas must be between 1 and 5 (JetStream's limit)".into(),
+            ));
+        }
+        let urls: Vec<String> = args
+            .nats_urls
+            .iter()
+            .map(|u| u.trim().to_string())
+            .filter(|u| !u.is_empty())
+            .collect();
+        let addrs = urls
+            .iter()
+            .map(|u| {
+                u.parse::<async_nats::ServerAddr>()
+                    .map_err(|e| ClusterError::Config(format!("--cluster {u}: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut options = async_nats::ConnectOptions::new()
+            .name(format!("oscar-wasm {}", env!("CARGO_PKG_VERSION")))
+            .connection_timeout(Duration::from_secs(5))
+            // Reconnects forever once connected: a NATS server that goes away is replaced by
+            // another of the cluster, or waited for.
+            .max_reconnects(None);
+        if let Some(creds) = &args.nats_creds {
+            options = options.credentials_file(creds).await.map_err(|e| {
+                ClusterError::Config(format!("--cluster-creds {}: {e}", creds.display()))
+            })?;
+        }
+        match (&args.nats_user, &args.nats_password) {
+            (Some(user), Some(password)) => {
+                options = options.user_and_password(user.clone(), password.clone());
+            }
+            (None, None) => {}
+            _ => {
+                return Err(ClusterError::Config(
+                    "--cluster-user and --cluster-password go together".into(),
+                ));
+            }
+        }
+        if let Some(token) = &args.nats_token {
+            options = options.token(token.clone());
+        }
+        if let Some(ca) = &args.nats_tls_ca {
+            options = options.add_root_certificates(ca.clone()).require_tls(true);
+        }
+        match (&args.nats_tls_cert, &args.nats_tls_key) {
+            (Some(cert), Some(key)) => {
+                options = options
+                    .add_client_certificate(cert.clone(), key.clone())
+                    .require_tls(true);
+            }
+            (None, None) => {}
+            _ => {
+                return Err(ClusterError::Config(
+                    "--cluster-tls-cert and --cluster-tls-key go together".into(),
+                ));
+            }
+        }
+        let client = options
+            .connect(addrs)
+            .await
+            .map_err(|e| ClusterError::Connect {
+                urls: urls.join(","),
+                reason: e.to_string(),
+            })?;
+        Ok(Self {
+            jetstream: jetstream::new(client.clone()),
+            client,
+            replicas: args.nats_replicas,
+            ack_wait,
+            handle: tokio::runtime::Handle::current(),
+        })
+    }
+
+    /// A key-value bucket, created when missing (several servers may start at once).
+    ///
+    /// Its stream is created here with the configuration async-nats gives key-value buckets
+    /// (ADR-8): the client's own `create_key_value` first reads the account's information,
+    /// whose answer from NATS 2.9 lacks fields that this client requires.
+    pub async fn key_value(
+        &self,
+        bucket: &str,
+        max_age: Duration,
+    ) -> Result<jetstream::kv::Store, ClusterError> {
+        use jetstream::stream;
+        let config = stream::Config {
+            name: format!("KV_{bucket}"),
+            subjects: vec![format!("$KV.{bucket}.>")],
+            max_messages_per_subject: 1,
+            max_age,
+            storage: stream::StorageType::File,
+            num_replicas: self.replicas,
+            allow_rollup: true,
+            deny_delete: true,
+            deny_purge: false,
+            allow_direct: true,
+            discard: stream::DiscardPolicy::New,
+            max_bytes: -1,
+            max_messages: -1,
+            max_message_size: -1,
+            max_consumers: -1,
+            ..Default::default()
+        };
+        let failed = |e: String| ClusterError::JetStream {
+            what: format!("key-value bucket {bucket}"),
+            reason: e,
+        };
+        self.jetstream
+            .get_or_create_stream(config)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        self.jetstream
+            .get_key_value(bucket)
+            .await
+            .map_err(|e| failed(e.to_string()))
+    }
+
+    /// An object store, created when missing.
+    pub async fn object_store(
+        &self,
+        bucket: &str,
+    ) -> Result<jetstream::object_store::ObjectStore, ClusterError> {
+        let config = jetstream::object_store::Config {
+            bucket: bucket.to_string(),
+            num_replicas: self.replicas,
+            storage: jetstream::stream::StorageType::File,
+            ..Default::default()
+        };
+        match self.jetstream.create_object_store(config).await {
+            Ok(store) => Ok(store),
+            Err(created) => {
+                self.jetstream
+                    .get_object_store(bucket)
+                    .await
+                    .map_err(|e| ClusterError::JetStream {
+                        what: format!("object store {bucket}"),
+                        reason: format!("{created}; {e}"),
+                    })
+            }
+        }
+    }
+
+    /// Runs `future` to its end from blocking code (a `spawn_blocking` thread, or a runtime
+    /// worker, which hands its other tasks over meanwhile).
+    pub fn wait<F: std::future::Future>(&self, future: F) -> F::Output {
+        tokio::task::block_in_place(|| self.handle.block_on(future))
+    }
+}
+
+/// Any NATS error as an I/O error, for the stores' blocking interfaces. A timeout keeps its
+/// kind ([`std::io::ErrorKind::TimedOut`]): it is worth retrying, as while the NATS cluster
+/// elects a new leader. async-nats has one error-kind type per operation, so the message is
+/// what they share.
+pub fn io_error(what: &str, e: impl std::fmt::Display) -> std::io::Error {
+    let text = e.to_string();
+    let kind = if text.contains("timed out") || text.contains("timeout") {
+        std::io::ErrorKind::TimedOut
+    } else {
+        std::io::ErrorKind::Other
+    };
+    std::io::Error::new(kind, format!("NATS: {what}: {text}"))
+}

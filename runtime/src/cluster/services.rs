@@ -1,0 +1,180 @@
+//! The registry's store in a cluster: service definitions in the JetStream key-value bucket
+//! `oscar_services`, keyed by name. A key's revision is its message's sequence in the bucket's
+//! stream, so updates are compare-and-set on it, and every server watches the bucket to apply
+//! the others' changes.
+
+use super::{Cluster, ClusterError, io_error, names};
+use crate::registry::{RegistryError, Revision, ServiceChange, ServiceStore, StoredDefinition};
+use async_nats::jetstream::kv;
+use futures::StreamExt;
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Definitions in a key-value bucket.
+pub struct NatsServices {
+    cluster: Cluster,
+    kv: kv::Store,
+    /// The bucket's last revision when it was loaded: the watch starts after it.
+    loaded_at: Arc<AtomicU64>,
+}
+
+impl NatsServices {
+    /// Opens (creating) the bucket.
+    pub async fn open(cluster: &Cluster) -> Result<Self, ClusterError> {
+        Ok(Self {
+            kv: cluster.key_value(names::SERVICES, Duration::ZERO).await?,
+            cluster: cluster.clone(),
+            loaded_at: Arc::default(),
+        })
+    }
+}
+
+/// The last sequence of a key-value bucket's stream, asked of the server now.
+pub(super) async fn last_revision(cluster: &Cluster, bucket: &str) -> io::Result<u64> {
+    let mut stream = cluster
+        .jetstream
+        .get_stream(format!("KV_{bucket}"))
+        .await
+        .map_err(|e| io_error(bucket, e))?;
+    let info = stream.info().await.map_err(|e| io_error(bucket, e))?;
+    Ok(info.state.last_sequence)
+}
+
+/// Every live entry of a bucket (key, value, revision).
+pub(super) async fn entries(store: &kv::Store) -> io::Result<Vec<kv::Entry>> {
+    let mut keys = store.keys().await.map_err(|e| io_error("keys", e))?;
+    let mut names = Vec::new();
+    while let Some(key) = keys.next().await {
+        names.push(key.map_err(|e| io_error("keys", e))?);
+    }
+    let mut out = Vec::with_capacity(names.len());
+    for key in names {
+        if let Some(entry) = store.entry(key).await.map_err(|e| io_error("entry", e))?
+            && entry.operation == kv::Operation::Put
+        {
+            out.push(entry);
+        }
+    }
+    Ok(out)
+}
+
+/// Watches every key of `store` after revision `after`, forever (a broken watch is opened
+/// again from the last revision seen), sending each change through `send` until it says no.
+pub(super) fn watch(
+    store: kv::Store,
+    after: Arc<AtomicU64>,
+    mut send: impl FnMut(kv::Entry) -> bool + Send + 'static,
+) {
+    tokio::spawn(async move {
+        loop {
+            let from = after.load(Ordering::Relaxed) + 1;
+            let mut watch = match store.watch_all_from_revision(from).await {
+                Ok(watch) => watch,
+                Err(e) => {
+                    tracing::warn!(bucket = %store.name, error = %e, "cannot watch the bucket; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            while let Some(entry) = watch.next().await {
+                match entry {
+                    Ok(entry) => {
+                        after.fetch_max(entry.revision, Ordering::Relaxed);
+                        if !send(entry) {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(bucket = %store.name, error = %e, "the bucket's watch broke; opening it again");
+                        break;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+}
+
+impl ServiceStore for NatsServices {
+    fn load(&self) -> io::Result<Vec<StoredDefinition>> {
+        self.cluster.wait(async {
+            let last = last_revision(&self.cluster, names::SERVICES).await?;
+            self.loaded_at.store(last, Ordering::Relaxed);
+            Ok(entries(&self.kv)
+                .await?
+                .into_iter()
+                .map(|entry| StoredDefinition {
+                    name: entry.key,
+                    bytes: entry.value.to_vec(),
+                    revision: entry.revision,
+                })
+                .collect())
+        })
+    }
+
+    fn create(&self, name: &str, definition: &[u8]) -> Result<Revision, RegistryError> {
+        let bytes = bytes::Bytes::copy_from_slice(definition);
+        self.cluster
+            .wait(self.kv.create(name, bytes))
+            .map_err(|e| match e.kind() {
+                kv::CreateErrorKind::AlreadyExists => RegistryError::Exists(name.to_string()),
+                _ => io_error("storing the service", e).into(),
+            })
+    }
+
+    fn update(
+        &self,
+        name: &str,
+        definition: &[u8],
+        expected: Revision,
+    ) -> Result<Revision, RegistryError> {
+        let bytes = bytes::Bytes::copy_from_slice(definition);
+        self.cluster
+            .wait(self.kv.update(name, bytes, expected))
+            .map_err(|e| match e.kind() {
+                kv::UpdateErrorKind::WrongLastRevision => RegistryError::Conflict(name.to_string()),
+                _ => io_error("storing the service", e).into(),
+            })
+    }
+
+    fn delete(&self, name: &str) -> Result<(), RegistryError> {
+        self.cluster
+            .wait(self.kv.delete(name))
+            .map_err(|e| io_error("deleting the service", e).into())
+    }
+
+    fn fetch(&self, name: &str) -> io::Result<Option<StoredDefinition>> {
+        let entry = self
+            .cluster
+            .wait(self.kv.entry(name))
+            .map_err(|e| io_error("reading the service", e))?;
+        Ok(entry
+            .filter(|e| e.operation == kv::Operation::Put)
+            .map(|entry| StoredDefinition {
+                name: entry.key,
+                bytes: entry.value.to_vec(),
+                revision: entry.revision,
+            }))
+    }
+
+    fn follow(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<ServiceChange>> {
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+        watch(self.kv.clone(), self.loaded_at.clone(), move |entry| {
+            let change = match entry.operation {
+                kv::Operation::Put => ServiceChange::Put(StoredDefinition {
+                    name: entry.key,
+                    bytes: entry.value.to_vec(),
+                    revision: entry.revision,
+                }),
+                kv::Operation::Delete | kv::Operation::Purge => ServiceChange::Deleted {
+                    name: entry.key,
+                    revision: entry.revision,
+                },
+            };
+            sender.send(change).is_ok()
+        });
+        Some(receiver)
+    }
+}

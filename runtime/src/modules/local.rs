@@ -1,0 +1,68 @@
+//! Module bytes on one machine: `modules/<hex>.wasm` under the data folder, written atomically.
+
+use super::{Digest, ModuleBlobs};
+use crate::fsutil;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Modules as files in a folder.
+pub struct LocalModules {
+    dir: PathBuf,
+}
+
+impl LocalModules {
+    /// Opens (creating) `data_dir/modules`.
+    pub fn open(data_dir: &Path) -> io::Result<Self> {
+        let dir = data_dir.join("modules");
+        fsutil::create_private_dir(&dir)?;
+        fsutil::remove_stale_temporaries(&dir)?;
+        Ok(Self { dir })
+    }
+
+    fn path(&self, digest: &Digest) -> PathBuf {
+        self.dir.join(format!("{}.wasm", digest.hex()))
+    }
+}
+
+impl ModuleBlobs for LocalModules {
+    fn contains(&self, digest: &Digest) -> io::Result<bool> {
+        self.path(digest).try_exists()
+    }
+
+    fn read(&self, digest: &Digest) -> io::Result<Option<Vec<u8>>> {
+        match std::fs::read(self.path(digest)) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn write(&self, digest: &Digest, wasm: &[u8]) -> io::Result<()> {
+        fsutil::atomic_write(&self.path(digest), wasm)
+    }
+
+    fn delete(&self, digest: &Digest) -> io::Result<bool> {
+        if !self.path(digest).try_exists()? {
+            return Ok(false);
+        }
+        fsutil::remove_durably(&self.path(digest))?;
+        Ok(true)
+    }
+
+    fn list(&self) -> io::Result<Vec<(Digest, u64)>> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some(digest) = name
+                .to_str()
+                .and_then(|n| n.strip_suffix(".wasm"))
+                .and_then(|hex| Digest::parse(hex).ok())
+            else {
+                continue;
+            };
+            out.push((digest, entry.metadata()?.len()));
+        }
+        Ok(out)
+    }
+}
