@@ -260,6 +260,12 @@ fn three_servers_share_services_modules_and_jobs() {
         assert_eq!(output.text().unwrap(), format!("job-{i}"));
         assert!(log_of(reader, "probe", job).contains("Job accepted"));
     }
+    // Job counts are the cluster's, on every server.
+    for server in servers {
+        eventually("cluster-wide job counts", || {
+            metrics_text(server).contains("oscar_wasm_jobs{status=\"Succeeded\"} 300")
+        });
+    }
     let ran_twice: Vec<&String> = submitted
         .iter()
         .map(|(job, _)| job)
@@ -439,4 +445,53 @@ fn the_cluster_keeps_working_when_a_nats_server_stops() {
 fn runs_probe(server: &Server) -> bool {
     let (status, _, _) = run(server, "probe", b64(b"output o.txt z\n"));
     status == 200
+}
+
+#[test]
+fn the_kubernetes_manifest_sets_only_real_settings() {
+    let manifest =
+        std::fs::read_to_string(repo_root().join("deploy/kubernetes/oscar-wasm.yaml")).unwrap();
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_oscar-wasm"))
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    let names: Vec<&str> = manifest
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- name: "))
+        .filter(|name| name.starts_with("OSCAR_WASM_"))
+        .collect();
+    assert!(names.contains(&"OSCAR_WASM_CLUSTER"), "{names:?}");
+    for name in names {
+        assert!(
+            help.contains(&format!("[env: {name}")),
+            "{name} is not a setting of oscar-wasm serve"
+        );
+    }
+    // The readiness probe asks a route that exists, and that reports NATS's loss.
+    assert!(manifest.contains("path: /health"));
+}
+
+#[test]
+fn a_server_that_lost_nats_is_not_ready_until_it_is_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nats = Nats::start(dir.path());
+    nats.wait_ready();
+    let server = member(dir.path(), "a", &nats.url(), &[]);
+    let health = || {
+        client()
+            .get(server.url("/health"))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(health(), 200);
+    nats.stop();
+    eventually("the server to report NATS lost", || health() == 503);
+    nats.spawn();
+    nats.wait_ready();
+    eventually("the server to be ready again", || health() == 200);
+    deploy(&server, &guest("uppercase"), json!({"name": "upper"}));
+    assert!(runs_uppercase(&server, "upper"));
 }

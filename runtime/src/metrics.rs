@@ -20,6 +20,9 @@ pub struct Metrics {
     pub waiting: IntGauge,
     /// Jobs accepted and not yet started.
     pub jobs_pending: IntGauge,
+    /// Jobs kept, by status; in a cluster, every server's (the job store is shared), while
+    /// the other metrics are this server's.
+    pub jobs: prometheus::IntGaugeVec,
     /// Seconds spent compiling uploaded modules.
     pub compile_seconds: Histogram,
     /// Lookups of a runnable module, by where it was found: `memory`, `artifact` (the on-disk
@@ -122,6 +125,14 @@ impl Metrics {
             "Jobs accepted and not yet started",
         )
         .expect("metric");
+        let jobs = prometheus::IntGaugeVec::new(
+            Opts::new(
+                "oscar_wasm_jobs",
+                "Jobs kept, by status (in a cluster, all servers' jobs)",
+            ),
+            &["status"],
+        )
+        .expect("metric");
         let compile_seconds = Histogram::with_opts(
             HistogramOpts::new(
                 "oscar_wasm_module_compile_seconds",
@@ -144,6 +155,7 @@ impl Metrics {
             Box::new(running.clone()),
             Box::new(waiting.clone()),
             Box::new(jobs_pending.clone()),
+            Box::new(jobs.clone()),
             Box::new(compile_seconds.clone()),
             Box::new(module_cache.clone()),
         ] {
@@ -156,6 +168,7 @@ impl Metrics {
             running,
             waiting,
             jobs_pending,
+            jobs,
             compile_seconds,
             module_cache,
             recent: Default::default(),

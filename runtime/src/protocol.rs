@@ -23,7 +23,7 @@ pub mod headers {
 }
 
 /// A job's status, Kubernetes-like, as OSCAR reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum JobStatus {
     /// Accepted, waiting for a worker.
     Pending,

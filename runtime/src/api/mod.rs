@@ -56,7 +56,7 @@ pub fn router(app: AppState, max_body: u64) -> Router {
             auth::authenticate,
         ));
     Router::new()
-        .route("/health", get(|| async { "Ok" }))
+        .route("/health", get(health))
         .merge(ui::routes())
         .merge(system)
         .merge(
@@ -94,6 +94,24 @@ async fn no_challenge_for_scripts(
             .remove(axum::http::header::WWW_AUTHENTICATE);
     }
     response
+}
+
+/// GET /health: `Ok`, or 503 while a cluster member has lost NATS (its readiness: a load
+/// balancer sends requests elsewhere meanwhile).
+async fn health(
+    axum::extract::State(app): axum::extract::State<AppState>,
+) -> (axum::http::StatusCode, &'static str) {
+    match &app.cluster {
+        Some(cluster)
+            if cluster.client.connection_state() != async_nats::connection::State::Connected =>
+        {
+            (
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "NATS is unreachable",
+            )
+        }
+        _ => (axum::http::StatusCode::OK, "Ok"),
+    }
 }
 
 /// GET /metrics: Prometheus text format (the administrator's).

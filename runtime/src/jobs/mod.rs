@@ -127,9 +127,22 @@ impl Jobs {
     }
 
     fn refresh_gauge(&self) {
-        self.metrics
-            .jobs_pending
-            .set(self.store.pending_count() as i64);
+        let counts = self.store.counts();
+        for status in [
+            Status::Pending,
+            Status::Running,
+            Status::Succeeded,
+            Status::Failed,
+        ] {
+            let count = counts.get(&status).copied().unwrap_or(0) as i64;
+            if status == Status::Pending {
+                self.metrics.jobs_pending.set(count);
+            }
+            self.metrics
+                .jobs
+                .with_label_values(&[status.name()])
+                .set(count);
+        }
     }
 
     /// Accepts a job; it is durable when this returns. Blocking I/O: call off the reactor.

@@ -430,18 +430,20 @@ impl JobStore {
         jobs
     }
 
-    /// Jobs by status, all services together.
-    pub fn count(&self, status: Status) -> usize {
-        self.lock()
-            .values()
-            .flat_map(|j| j.values())
-            .filter(|r| r.status == status)
-            .count()
+    /// Jobs (failed synchronous runs not counted) by status, all services together.
+    pub fn counts(&self) -> HashMap<Status, usize> {
+        let mut counts = HashMap::new();
+        for record in self.lock().values().flat_map(|j| j.values()) {
+            if record.origin == Origin::Job {
+                *counts.entry(record.status).or_default() += 1;
+            }
+        }
+        counts
     }
 
     /// Jobs not yet started, all services together.
     pub fn pending_count(&self) -> usize {
-        self.count(Status::Pending)
+        self.counts().get(&Status::Pending).copied().unwrap_or(0)
     }
 
     /// Removes a job; `None` if there was none.
