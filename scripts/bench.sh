@@ -23,6 +23,14 @@ if ! command -v wrk >/dev/null; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq wrk >/dev/null
 fi
 args+=(--wrk "$(command -v wrk)")
+# Cluster mode's cost is measured on Debian's nats-server (JetStream) on loopback.
+if ! command -v nats-server >/dev/null; then
+  echo "bench: installing nats-server"
+  sudo_cmd=""
+  [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq nats-server >/dev/null
+fi
+args+=(--nats-server "$(command -v nats-server)")
 
 "$root/scripts/build-guests.sh" >/dev/null
 cargo build --release --locked -p oscar-wasm -p oscar-wasm-bench

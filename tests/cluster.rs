@@ -495,3 +495,73 @@ fn a_server_that_lost_nats_is_not_ready_until_it_is_back() {
     deploy(&server, &guest("uppercase"), json!({"name": "upper"}));
     assert!(runs_uppercase(&server, "upper"));
 }
+
+#[test]
+fn the_poller_runs_on_one_server_and_another_carries_on_after_it_dies() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::start(dir.path());
+    nats.wait_ready();
+    // The external store: a server of its own, whose embedded store holds bucket `pollb`.
+    let store = Server::start(&dir.path().join("store/data"), &[]);
+    deploy(
+        &store,
+        &guest("uppercase"),
+        json!({"name": "buckets", "output": [{"storage_provider": "minio", "path": "pollb/out"}]}),
+    );
+    let endpoint = store.s3.clone().unwrap();
+    let flags = [
+        "--storage-endpoint",
+        endpoint.as_str(),
+        "--storage-access-key",
+        "oscar",
+        "--storage-secret-key",
+        "oscar",
+    ];
+    let mut a = member(dir.path(), "a", &nats.url(), &flags);
+    let mut b = member(dir.path(), "b", &nats.url(), &flags);
+    let bucket = s3(&endpoint, "pollb", "oscar", "oscar");
+    put(&bucket, "in/before.txt", b"already there").unwrap();
+    deploy(
+        &a,
+        &guest("uppercase"),
+        json!({"name": "poll", "poll_interval": 1,
+               "input": [{"storage_provider": "minio", "path": "pollb/in"}],
+               "output": [{"storage_provider": "minio", "path": "pollb/out"}]}),
+    );
+    let first_round = "poller: first round";
+    eventually("the poller's first round", || {
+        a.log_text().contains(first_round) || b.log_text().contains(first_round)
+    });
+    put(&bucket, "in/one.txt", b"one").unwrap();
+    all_ended(&[&a, &b], "poll", 1);
+
+    // The lease holder dies; the other server takes the poller over, with what it had seen.
+    let holds = "lease changed hands lease=poller holds=true";
+    let (leader, survivor) = if a.log_text().contains(holds) {
+        (&mut a, &b)
+    } else {
+        (&mut b, &a)
+    };
+    leader.kill();
+    put(&bucket, "in/two.txt", b"two").unwrap();
+    let listing = all_ended(&[survivor], "poll", 2);
+    put(&bucket, "in/three.txt", b"three").unwrap();
+    let listing_after = all_ended(&[survivor], "poll", 3);
+    // Once each: one.txt was not taken for new by the second holder, nor before.txt.
+    assert_eq!(listing.len(), 2, "{listing:?}");
+    assert_eq!(listing_after.len(), 3, "{listing_after:?}");
+    let mut downloaded: Vec<String> = listing_after
+        .keys()
+        .map(|job| {
+            let log = log_of(survivor, "poll", job);
+            assert!(log.contains("Downloaded s3://pollb/in/"), "{log}");
+            log.split("Downloaded s3://pollb/in/")
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next())
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    downloaded.sort();
+    assert_eq!(downloaded, ["one.txt", "three.txt", "two.txt"]);
+}

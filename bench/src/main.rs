@@ -9,6 +9,7 @@
 //! answer for every example module; restart to first answer; and the cost as services grow.
 
 mod bare;
+mod cluster;
 mod floor;
 mod load;
 mod peer;
@@ -58,6 +59,9 @@ struct Args {
     /// Service counts of the scale table (100 distinct modules shared among them).
     #[arg(long, value_delimiter = ',', default_value = "100,1000,10000")]
     scale: Vec<usize>,
+    /// `nats-server` (with JetStream): measures cluster mode next to local mode.
+    #[arg(long)]
+    nats_server: Option<PathBuf>,
     /// Where to write the report.
     #[arg(long, default_value = "BENCHMARKS.md")]
     output: PathBuf,
@@ -191,6 +195,11 @@ fn main() {
     };
     report.scale = scale::measure(&rt, &setup, &args.scale);
 
+    // 8. Cluster mode next to local mode.
+    if let Some(nats) = &args.nats_server {
+        report.cluster = cluster::measure(&rt, &setup, nats);
+    }
+
     let text = report.render(&args.commit, duration);
     std::fs::write(&args.output, &text).expect("write report");
     println!("{text}");
@@ -206,9 +215,22 @@ fn levels(
     warmup: Duration,
     duration: Duration,
 ) -> Vec<(usize, wrk::Figures, Duration)> {
-    CONCURRENCIES
-        .into_iter()
-        .map(|c| {
+    levels_at(&CONCURRENCIES, wrk, load, server, what, warmup, duration)
+}
+
+/// [`levels`] at the given concurrencies.
+fn levels_at(
+    concurrencies: &[usize],
+    wrk: &Wrk,
+    load: &Load<'_>,
+    server: &Process,
+    what: &str,
+    warmup: Duration,
+    duration: Duration,
+) -> Vec<(usize, wrk::Figures, Duration)> {
+    concurrencies
+        .iter()
+        .map(|&c| {
             wrk.run(load, c, warmup);
             let cpu = server.cpu_time();
             let figures = wrk.run(load, c, duration);

@@ -25,6 +25,8 @@ pub struct Report {
     pub restart: Option<Duration>,
     /// The scale table.
     pub scale: Vec<Step>,
+    /// Local mode next to cluster mode.
+    pub cluster: Vec<crate::cluster::Mode>,
 }
 
 /// One line of wrk figures, for the progress log.
@@ -71,6 +73,7 @@ impl Report {
         self.process_tables(&mut out);
         self.cold_tables(&mut out);
         self.scale_table(&mut out);
+        self.cluster_table(&mut out);
         self.targets(&mut out);
         out
     }
@@ -257,6 +260,78 @@ impl Report {
                 mib(s.memory_kib)
             );
         }
+    }
+
+    fn cluster_table(&self, out: &mut String) {
+        let mode = |name: &str| self.cluster.iter().find(|m| m.name == name);
+        let (Some(local), Some(cluster)) = (mode("local"), mode("cluster")) else {
+            return;
+        };
+        let _ = writeln!(
+            out,
+            "\n## Cluster mode\n\nThe same server alone (`local`: its data folder) and as a cluster member (`--cluster`, one `nats-server` 2.9 with JetStream on file storage, on this machine, one replica). A synchronous call touches no NATS; a job is stored, queued, taken, recorded and acknowledged through it. Jobs: {} submitted by {} clients at once, default 2 job workers; CPU is the process's user and system time over the batch, divided by the jobs.\n",
+            local.jobs.count,
+            crate::cluster::SUBMITTERS
+        );
+        let _ = writeln!(
+            out,
+            "| | local | cluster | cluster / local |\n|---|---|---|---|"
+        );
+        let mut row = |what: &str, a: String, b: String, ratio: String| {
+            let _ = writeln!(out, "| {what} | {a} | {b} | {ratio} |");
+        };
+        for (c, ours, cpu) in &local.run {
+            if let Some((_, theirs, their_cpu)) = cluster.run.iter().find(|(k, ..)| k == c) {
+                row(
+                    &format!("POST /run, concurrency {c}: req/s"),
+                    format!("{:.0}", ours.rps),
+                    format!("{:.0}", theirs.rps),
+                    format!("{:.2}", theirs.rps / ours.rps),
+                );
+                row(
+                    &format!("POST /run, concurrency {c}: p50, server CPU per call"),
+                    format!("{}, {}", us(ours.p50), us(*cpu)),
+                    format!("{}, {}", us(theirs.p50), us(*their_cpu)),
+                    String::new(),
+                );
+            }
+        }
+        let pct = |jobs: &crate::cluster::Jobs, q: f64| {
+            let i = ((jobs.accept.len() as f64 - 1.0) * q).round() as usize;
+            jobs.accept.get(i).copied().unwrap_or_default()
+        };
+        let (a, b) = (&local.jobs, &cluster.jobs);
+        row(
+            "POST /job answered (201): p50 / p99",
+            format!("{} / {}", ms(pct(a, 0.5)), ms(pct(a, 0.99))),
+            format!("{} / {}", ms(pct(b, 0.5)), ms(pct(b, 0.99))),
+            format!(
+                "{:.1}",
+                pct(b, 0.5).as_secs_f64() / pct(a, 0.5).as_secs_f64()
+            ),
+        );
+        let rate = |j: &crate::cluster::Jobs| j.count as f64 / j.drained.as_secs_f64();
+        row(
+            "jobs per second, first submission to last Succeeded",
+            format!("{:.0}", rate(a)),
+            format!("{:.0}", rate(b)),
+            format!("{:.2}", rate(b) / rate(a)),
+        );
+        row(
+            "server CPU per job",
+            us(a.server_cpu),
+            us(b.server_cpu),
+            format!(
+                "{:.1}",
+                b.server_cpu.as_secs_f64() / a.server_cpu.as_secs_f64()
+            ),
+        );
+        row(
+            "NATS CPU per job",
+            "—".into(),
+            b.nats_cpu.map_or_else(|| "—".into(), us),
+            String::new(),
+        );
     }
 
     fn targets(&self, out: &mut String) {

@@ -83,6 +83,8 @@ pub struct App {
     pub executions: crate::api::executions::Executions,
     /// The cluster this server is a member of, with `--cluster`.
     pub cluster: Option<crate::cluster::Cluster>,
+    /// What the storage pollers have seen.
+    pub pollers: Arc<dyn crate::storage::poller::PollerStates>,
     _data_lock: std::fs::File,
 }
 
@@ -96,6 +98,8 @@ pub struct StateStores {
     pub jobs: Box<dyn crate::jobs::store::JobBackend>,
     /// The job queue.
     pub queue: Box<dyn crate::jobs::queue::JobQueue>,
+    /// What the storage pollers have seen.
+    pub pollers: Arc<dyn crate::storage::poller::PollerStates>,
 }
 
 impl StateStores {
@@ -106,6 +110,7 @@ impl StateStores {
             modules: Arc::new(crate::modules::local::LocalModules::open(data_dir)?),
             jobs: Box::new(crate::jobs::local::LocalJobs::open(data_dir)?),
             queue: Box::new(crate::jobs::queue::LocalQueue::default()),
+            pollers: Arc::new(crate::storage::poller::LocalPollerStates::new(data_dir)),
         })
     }
 
@@ -113,12 +118,13 @@ impl StateStores {
     pub async fn cluster(
         cluster: &crate::cluster::Cluster,
     ) -> Result<Self, crate::cluster::ClusterError> {
-        use crate::cluster::{jobs, modules, queue, services};
+        use crate::cluster::{jobs, modules, pollers, queue, services};
         Ok(Self {
             services: Box::new(services::NatsServices::open(cluster).await?),
             modules: Arc::new(modules::NatsModules::open(cluster).await?),
             jobs: Box::new(jobs::NatsJobs::open(cluster).await?),
             queue: Box::new(queue::NatsQueue::open(cluster).await?),
+            pollers: Arc::new(pollers::NatsPollerStates::open(cluster).await?),
         })
     }
 }
@@ -193,7 +199,7 @@ impl App {
                 storage: storage.clone(),
                 jobs: jobs.clone(),
                 kube: kube.clone(),
-                data_dir: data_dir.clone(),
+                pollers: stores.pollers.clone(),
                 settings: cluster_settings.clone(),
                 registries: Arc::new(crate::oci::Registries::new(
                     args.registry_settings().map_err(StartError::Config)?,
@@ -239,6 +245,7 @@ impl App {
             started_ms: crate::jobs::record::now_ms(),
             executions: Default::default(),
             cluster,
+            pollers: stores.pollers,
             _data_lock: data_lock,
         }))
     }

@@ -127,7 +127,7 @@ impl Background {
                 open_bucket: poller::s3_buckets(),
                 submit: app.deployer.clone(),
                 jobs: app.jobs.clone(),
-                data_dir: app.data_dir.clone(),
+                states: app.pollers.clone(),
             },
             stopped.clone(),
         )));

@@ -5,13 +5,14 @@
 //! - [`modules`]: modules' bytes in an object store (each server compiles its own artifacts);
 //! - [`jobs`]: job records in a key-value bucket, inputs, logs and outputs in an object store;
 //! - [`queue`]: the job queue as a work-queue stream with acknowledgements and redelivery;
-//! - [`lease`]: which server runs the storage poller.
+//! - [`lease`]: which server runs the storage poller, and [`pollers`]: what it has seen.
 //!
 //! This file owns the connection: its flags, and the buckets and streams it opens.
 
 pub mod jobs;
 pub mod lease;
 pub mod modules;
+pub mod pollers;
 pub mod queue;
 pub mod services;
 
@@ -106,6 +107,8 @@ pub mod names {
     pub const QUEUE_SUBJECT: &str = "oscar.jobs.queue";
     /// Key-value bucket of leases (which server runs the poller).
     pub const LEASES: &str = "oscar_leases";
+    /// Object store of the pollers' states, by service.
+    pub const POLLERS: &str = "oscar_pollers";
 }
 
 /// A connection to the cluster's NATS, with JetStream.

@@ -18,7 +18,6 @@ use crate::registry::{Deployed, Registry, RegistryError};
 use crate::service::{DefinitionError, Service};
 use crate::storage::Storage;
 use serde_json::Value;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -85,7 +84,7 @@ pub struct Deployer {
     /// When each wasm-image service's tag was last checked, one check at a time per service.
     image_checks: images::Checks,
     /// Where the poller keeps its state (forgotten with a deleted service).
-    data_dir: PathBuf,
+    pollers: Arc<dyn crate::storage::poller::PollerStates>,
     limits: DeployLimits,
     /// Held shared while a job is accepted and exclusively while a service is deleted.
     jobs_gate: tokio::sync::RwLock<()>,
@@ -105,8 +104,8 @@ pub struct DeployerParts {
     pub jobs: Arc<Jobs>,
     /// The cluster's Jobs go with their service too.
     pub kube: Option<Arc<Kube>>,
-    /// The data folder.
-    pub data_dir: PathBuf,
+    /// Where the pollers keep what they have seen.
+    pub pollers: Arc<dyn crate::storage::poller::PollerStates>,
     /// The administrator's run-time settings (allowed image repositories).
     pub settings: Arc<crate::cluster_settings::ClusterSettings>,
     /// The OCI registries client.
@@ -126,7 +125,7 @@ impl Deployer {
             storage: parts.storage,
             jobs: parts.jobs,
             kube: parts.kube,
-            data_dir: parts.data_dir,
+            pollers: parts.pollers,
             limits,
             jobs_gate: tokio::sync::RwLock::new(()),
             deploy_lock: tokio::sync::Mutex::new(()),
@@ -354,11 +353,10 @@ impl Deployer {
         {
             tracing::warn!(service = %name, error = %e, "could not delete the service's Jobs");
         }
-        let (jobs, poller_state, name) =
-            (self.jobs.clone(), self.data_dir.clone(), name.to_string());
+        let (jobs, pollers, name) = (self.jobs.clone(), self.pollers.clone(), name.to_string());
         blocking(move || {
             jobs.delete_service(&name);
-            if let Err(e) = crate::storage::poller::forget(&poller_state, &name) {
+            if let Err(e) = pollers.forget(&name) {
                 tracing::warn!(service = %name, error = %e, "could not forget the service's poller state");
             }
             Ok::<_, DeployError>(())

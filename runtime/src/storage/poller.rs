@@ -33,28 +33,66 @@ struct Seen {
     baseline: bool,
 }
 
-fn state_path(data_dir: &Path, service: &str) -> PathBuf {
-    data_dir.join("pollers").join(format!("{service}.json"))
+/// Where the pollers keep what they have seen, by service: a folder on one machine
+/// ([`LocalPollerStates`]), NATS in a cluster (`crate::cluster::pollers`), so that the server
+/// that takes the poller over carries on where the last one stopped. Blocking.
+pub trait PollerStates: Send + Sync {
+    /// A service's state as saved; `None` when there is none.
+    fn load(&self, service: &str) -> std::io::Result<Option<Vec<u8>>>;
+    /// Saves a service's state (durably).
+    fn save(&self, service: &str, state: &[u8]) -> std::io::Result<()>;
+    /// Forgets a deleted service's state, so that a service created again with the same name
+    /// starts afresh.
+    fn forget(&self, service: &str) -> std::io::Result<()>;
 }
 
-fn load(path: &Path) -> Seen {
-    std::fs::read(path)
-        .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .unwrap_or_default()
+/// Pollers' states as files, `DATA_DIR/pollers/<service>.json`.
+pub struct LocalPollerStates {
+    dir: PathBuf,
 }
 
-fn save(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+impl LocalPollerStates {
+    /// The states under `data_dir`.
+    pub fn new(data_dir: &Path) -> Self {
+        Self {
+            dir: data_dir.join("pollers"),
+        }
     }
-    crate::fsutil::atomic_write(path, bytes)
+
+    fn path(&self, service: &str) -> PathBuf {
+        self.dir.join(format!("{service}.json"))
+    }
 }
 
-/// Forgets a deleted service's poller state (its deletion's, so that a service created again
-/// with the same name starts afresh).
-pub fn forget(data_dir: &Path, service: &str) -> std::io::Result<()> {
-    crate::fsutil::remove_durably(&state_path(data_dir, service))
+impl PollerStates for LocalPollerStates {
+    fn load(&self, service: &str) -> std::io::Result<Option<Vec<u8>>> {
+        match std::fs::read(self.path(service)) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn save(&self, service: &str, state: &[u8]) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.dir)?;
+        crate::fsutil::atomic_write(&self.path(service), state)
+    }
+
+    fn forget(&self, service: &str) -> std::io::Result<()> {
+        crate::fsutil::remove_durably(&self.path(service))
+    }
+}
+
+/// A service's state, or a fresh one (nothing seen yet) when none is saved or it cannot be read.
+fn load(states: &dyn PollerStates, service: &str) -> Seen {
+    match states.load(service) {
+        Ok(Some(bytes)) => serde_json::from_slice(&bytes).unwrap_or_default(),
+        Ok(None) => Seen::default(),
+        Err(e) => {
+            tracing::warn!(service, error = %e, "the poller's state could not be read; starting afresh");
+            Seen::default()
+        }
+    }
 }
 
 /// Why a round of a service's poller failed (it is tried again at the next one).
@@ -133,7 +171,7 @@ pub struct PollerParts<S> {
     /// Where a job already enqueued for an object is found.
     pub jobs: Arc<Jobs>,
     /// Where the pollers keep what they have seen.
-    pub data_dir: PathBuf,
+    pub states: Arc<dyn PollerStates>,
     /// Whether this server polls now: always alone, only while it holds the cluster's poller
     /// lease in a cluster.
     pub lead: Arc<std::sync::atomic::AtomicBool>,
@@ -158,7 +196,7 @@ pub async fn run<S: Submit>(parts: PollerParts<S>, mut stop: tokio::sync::watch:
             states.clear();
             continue;
         }
-        let (data_dir, app) = (&parts.data_dir, &parts);
+        let app = &parts;
         let now = Instant::now();
         let deployed_now = app.registry.list();
         states.retain(|name, _| deployed_now.iter().any(|d| &d.service.spec.name == name));
@@ -175,8 +213,9 @@ pub async fn run<S: Submit>(parts: PollerParts<S>, mut stop: tokio::sync::watch:
             let identity = deployed.generation;
             let fresh = states.get(&spec.name).is_none_or(|(id, _)| *id != identity);
             if fresh {
-                let path = state_path(data_dir, &spec.name);
-                let Ok(seen) = tokio::task::spawn_blocking(move || load(&path)).await else {
+                let (saved, name) = (app.states.clone(), spec.name.clone());
+                let Ok(seen) = tokio::task::spawn_blocking(move || load(&*saved, &name)).await
+                else {
                     continue;
                 };
                 states.insert(spec.name.clone(), (identity, seen));
@@ -184,7 +223,7 @@ pub async fn run<S: Submit>(parts: PollerParts<S>, mut stop: tokio::sync::watch:
             let Some((_, seen)) = states.get_mut(&spec.name) else {
                 continue;
             };
-            if let Err(e) = poll_service(app, data_dir, &spec.name, &spec.storage, seen).await {
+            if let Err(e) = poll_service(app, &spec.name, &spec.storage, seen).await {
                 tracing::warn!(service = %spec.name, error = %e, "storage poll failed");
             }
         }
@@ -193,12 +232,10 @@ pub async fn run<S: Submit>(parts: PollerParts<S>, mut stop: tokio::sync::watch:
 
 async fn poll_service<S: Submit>(
     app: &PollerParts<S>,
-    data_dir: &Path,
     service: &str,
     spec: &super::spec::StorageSpec,
     seen: &mut Seen,
 ) -> Result<(), PollError> {
-    let path = state_path(data_dir, service);
     let mut changed = false;
     for input in &spec.inputs {
         if input.provider == super::spec::DEFAULT_PROVIDER && app.storage.embedded_buckets.is_some()
@@ -242,9 +279,17 @@ async fn poll_service<S: Submit>(
         }
     }
     if !seen.baseline || changed {
+        if !seen.baseline {
+            tracing::info!(
+                service,
+                objects = seen.objects.len(),
+                "poller: first round, took note of the objects already there"
+            );
+        }
         seen.baseline = true;
         let bytes = serde_json::to_vec(&*seen).map_err(std::io::Error::other)?;
-        tokio::task::spawn_blocking(move || save(&path, &bytes))
+        let (states, service) = (app.states.clone(), service.to_string());
+        tokio::task::spawn_blocking(move || states.save(&service, &bytes))
             .await
             .map_err(std::io::Error::other)??;
     }
@@ -313,7 +358,7 @@ mod tests {
                 open_bucket: Arc::new(move |_, _| Ok(opened.clone() as Arc<dyn ObjectStore>)),
                 submit: Arc::new(Store(jobs.clone())),
                 jobs,
-                data_dir: dir.path().to_path_buf(),
+                states: Arc::new(LocalPollerStates::new(dir.path())),
                 lead: Arc::new(std::sync::atomic::AtomicBool::new(true)),
             },
             bucket,
@@ -353,12 +398,14 @@ mod tests {
 
     #[tokio::test]
     async fn each_new_object_or_version_is_one_job_across_restarts() {
-        let Setup { dir, bucket, parts } = setup();
+        let Setup {
+            dir: _dir,
+            bucket,
+            parts,
+        } = setup();
         let spec = spec();
         let round = async |seen: &mut Seen| {
-            poll_service(&parts, dir.path(), "poll", &spec, seen)
-                .await
-                .unwrap();
+            poll_service(&parts, "poll", &spec, seen).await.unwrap();
         };
         put(&bucket, "in/before.txt", b"old").await;
         let mut seen = Seen::default();
@@ -371,7 +418,7 @@ mod tests {
         assert_eq!(keys(&parts), ["in/after.txt"]);
 
         // A restart reads what was seen from disk: nothing is enqueued again.
-        let mut seen = load(&state_path(dir.path(), "poll"));
+        let mut seen = load(&*parts.states, "poll");
         put(&bucket, "in/third.txt", b"3").await;
         round(&mut seen).await;
         assert_eq!(keys(&parts), ["in/after.txt", "in/third.txt"]);
