@@ -269,7 +269,7 @@ impl Report {
         };
         let _ = writeln!(
             out,
-            "\n## Cluster mode\n\nThe same server alone (`local`: its data folder) and as a cluster member (`--cluster`, one `nats-server` 2.9 with JetStream on file storage, on this machine, one replica). A synchronous call touches no NATS; a job is stored, queued, taken, recorded and acknowledged through it. Jobs: {} submitted by {} clients at once, default 2 job workers; CPU is the process's user and system time over the batch, divided by the jobs.\n",
+            "\n## Cluster mode\n\nThe same server alone (`local`: its data folder) and as a cluster member (`--cluster`, one `nats-server` 2.9 with JetStream on file storage, on this machine, one replica). A synchronous call touches no NATS; a job is stored, queued, taken, recorded and acknowledged through it. Jobs: {} submitted by {} clients at once, default 2 job workers; CPU is the process's user and system time over the batch, divided by the jobs. Durability differs: local mode fsyncs each job's input, record, log and outputs before it answers or records them; JetStream acknowledges a write once it is in its file store and flushes to disk on its own schedule (its `sync_interval`, 2 minutes by default), so with one NATS server an acknowledged job survives a crash of oscar-wasm but not a power cut, and `--cluster-replicas 3` on a three-node NATS cluster is what makes it survive the loss of a machine. Much of the local mode's cost per job is those fsyncs.\n",
             local.jobs.count,
             crate::cluster::SUBMITTERS
         );

@@ -3,7 +3,7 @@
 //! renews it (compare-and-set on its revision) every third of its lifetime; when the holder
 //! stops or dies, the key expires and the next server to try takes it.
 
-use super::{Cluster, ClusterError, names};
+use super::{Cluster, names};
 use async_nats::jetstream::kv;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,7 +24,6 @@ pub async fn hold(
         match cluster.key_value(names::LEASES, LIFETIME).await {
             Ok(store) => break store,
             Err(e) => {
-                let e: ClusterError = e;
                 tracing::warn!(error = %e, "cannot open the lease bucket; retrying");
                 tokio::select! {
                     () = tokio::time::sleep(LIFETIME / 3) => {}
@@ -34,26 +33,24 @@ pub async fn hold(
         }
     };
     let me = uuid::Uuid::new_v4().to_string();
-    {
-        let mut revision: Option<u64> = None;
-        loop {
-            revision = match revision {
-                None => store.create(&name, me.clone().into()).await.ok(),
-                Some(r) => store.update(&name, me.clone().into(), r).await.ok(),
-            };
-            let holds = revision.is_some();
-            if held.swap(holds, Ordering::Relaxed) != holds {
-                tracing::info!(lease = %name, holds, "cluster lease changed hands");
-            }
-            tokio::select! {
-                () = tokio::time::sleep(LIFETIME / 3) => {}
-                _ = stop.wait_for(|stop| *stop) => break,
-            }
+    let mut revision: Option<u64> = None;
+    loop {
+        revision = match revision {
+            None => store.create(&name, me.clone().into()).await.ok(),
+            Some(r) => store.update(&name, me.clone().into(), r).await.ok(),
+        };
+        let holds = revision.is_some();
+        if held.swap(holds, Ordering::Relaxed) != holds {
+            tracing::info!(lease = %name, holds, "cluster lease changed hands");
         }
-        held.store(false, Ordering::Relaxed);
-        if let Some(r) = revision {
-            // Given up at once, so that another server takes over without waiting.
-            let _ = store.delete_expect_revision(&name, Some(r)).await;
+        tokio::select! {
+            () = tokio::time::sleep(LIFETIME / 3) => {}
+            _ = stop.wait_for(|stop| *stop) => break,
         }
+    }
+    held.store(false, Ordering::Relaxed);
+    if let Some(r) = revision {
+        // Given up at once, so that another server takes over without waiting.
+        let _ = store.delete_expect_revision(&name, Some(r)).await;
     }
 }
