@@ -30,6 +30,19 @@ impl Nats {
             .collect()
     }
 
+    /// A single NATS server that lets in only `user` with `password`.
+    fn with_login(dir: &Path, user: &str, password: &str) -> Self {
+        let mut nats = Self::launch(dir, "login", None);
+        nats.stop();
+        let mut config = std::fs::read_to_string(&nats.config).unwrap();
+        config.push_str(&format!(
+            "authorization {{ user: {user}, password: {password} }}\n"
+        ));
+        std::fs::write(&nats.config, config).unwrap();
+        nats.spawn();
+        nats
+    }
+
     fn launch(dir: &Path, name: &str, cluster: Option<(usize, &[u16])>) -> Self {
         let (port, monitor) = (free_port(), free_port());
         let store = dir.join(format!("nats-{name}"));
@@ -564,4 +577,35 @@ fn the_poller_runs_on_one_server_and_another_carries_on_after_it_dies() {
         .collect();
     downloaded.sort();
     assert_eq!(downloaded, ["one.txt", "three.txt", "two.txt"]);
+}
+
+#[test]
+fn nats_logins_are_used_and_a_refused_one_stops_the_start_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::with_login(dir.path(), "oscar", "s3cret");
+    nats.wait_ready();
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_oscar-wasm"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--s3-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path().join("refused"))
+        .args(["--cluster", &nats.url()])
+        .args(["--cluster-user", "oscar", "--cluster-password", "wrong"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("could not connect to NATS"), "{stderr}");
+    let server = Server::start_with_env(
+        &dir.path().join("a/data"),
+        &["--cluster", &nats.url(), "--cluster-user", "oscar"],
+        &[("OSCAR_WASM_CLUSTER_PASSWORD", "s3cret")],
+    );
+    deploy(&server, &guest("uppercase"), json!({"name": "upper"}));
+    assert!(runs_uppercase(&server, "upper"));
 }
