@@ -609,3 +609,68 @@ fn nats_logins_are_used_and_a_refused_one_stops_the_start_clearly() {
     deploy(&server, &guest("uppercase"), json!({"name": "upper"}));
     assert!(runs_uppercase(&server, "upper"));
 }
+
+#[test]
+fn settings_and_bucket_records_are_the_clusters() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::start(dir.path());
+    nats.wait_ready();
+    let store = Server::start(&dir.path().join("store/data"), &[]);
+    let endpoint = store.s3.clone().unwrap();
+    let flags = [
+        "--storage-endpoint",
+        endpoint.as_str(),
+        "--storage-access-key",
+        "oscar",
+        "--storage-secret-key",
+        "oscar",
+    ];
+    let a = member(dir.path(), "a", &nats.url(), &flags);
+    let b = member(dir.path(), "b", &nats.url(), &flags);
+
+    let put = client()
+        .put(a.url("/system/config"))
+        .json(&json!({"allowed_image_repositories": ["ghcr.io/grycap/"]}))
+        .send()
+        .unwrap();
+    assert_eq!(put.status(), 200);
+    eventually("b to have a's settings", || {
+        let config: Value = client()
+            .get(b.url("/system/config"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        config["allowed_image_repositories"] == json!(["ghcr.io/grycap/"])
+    });
+
+    // Two buckets made at once on two servers: both records kept, on both servers.
+    std::thread::scope(|scope| {
+        for (server, name) in [(&a, "from-a"), (&b, "from-b")] {
+            scope.spawn(move || {
+                let created = client()
+                    .post(server.url("/system/buckets"))
+                    .json(&json!({"bucket_name": name, "visibility": "public"}))
+                    .send()
+                    .unwrap();
+                assert_eq!(created.status(), 201, "{}", created.text().unwrap());
+            });
+        }
+    });
+    for server in [&a, &b] {
+        eventually("both buckets public on every server", || {
+            let buckets: Value = client()
+                .get(server.url("/system/buckets"))
+                .send()
+                .unwrap()
+                .json()
+                .unwrap();
+            ["from-a", "from-b"].iter().all(|name| {
+                buckets.as_array().is_some_and(|list| {
+                    list.iter()
+                        .any(|b| b["bucket_name"] == *name && b["visibility"] == "public")
+                })
+            })
+        });
+    }
+}

@@ -85,6 +85,8 @@ pub struct App {
     pub cluster: Option<crate::cluster::Cluster>,
     /// What the storage pollers have seen.
     pub pollers: Arc<dyn crate::storage::poller::PollerStates>,
+    /// Where the settings, bucket records and users' keys are kept.
+    pub documents: Arc<dyn crate::documents::DocumentStore>,
     _data_lock: std::fs::File,
 }
 
@@ -100,6 +102,8 @@ pub struct StateStores {
     pub queue: Box<dyn crate::jobs::queue::JobQueue>,
     /// What the storage pollers have seen.
     pub pollers: Arc<dyn crate::storage::poller::PollerStates>,
+    /// The run-time settings, bucket records and users' store keys.
+    pub documents: Arc<dyn crate::documents::DocumentStore>,
 }
 
 impl StateStores {
@@ -111,6 +115,7 @@ impl StateStores {
             jobs: Box::new(crate::jobs::local::LocalJobs::open(data_dir)?),
             queue: Box::new(crate::jobs::queue::LocalQueue::default()),
             pollers: Arc::new(crate::storage::poller::LocalPollerStates::new(data_dir)),
+            documents: Arc::new(crate::documents::LocalDocuments::new(data_dir)),
         })
     }
 
@@ -118,13 +123,14 @@ impl StateStores {
     pub async fn cluster(
         cluster: &crate::cluster::Cluster,
     ) -> Result<Self, crate::cluster::ClusterError> {
-        use crate::cluster::{jobs, modules, pollers, queue, services};
+        use crate::cluster::{documents, jobs, modules, pollers, queue, services};
         Ok(Self {
             services: Box::new(services::NatsServices::open(cluster).await?),
             modules: Arc::new(modules::NatsModules::open(cluster).await?),
             jobs: Box::new(jobs::NatsJobs::open(cluster).await?),
             queue: Box::new(queue::NatsQueue::open(cluster).await?),
             pollers: Arc::new(pollers::NatsPollerStates::open(cluster).await?),
+            documents: Arc::new(documents::NatsDocuments::open(cluster).await?),
         })
     }
 }
@@ -185,10 +191,10 @@ impl App {
             embedded_store,
             invoker.scratch_root(),
         )?);
-        let (bucket_admin, bucket_records) = open_buckets(&storage, &data_dir)?;
-        let (oidc, store_users) = open_users(args, &data_dir)?;
+        let (bucket_admin, bucket_records) = open_buckets(&storage, &stores.documents)?;
+        let (oidc, store_users) = open_users(args, &stores.documents)?;
         let cluster_settings = Arc::new(
-            crate::cluster_settings::ClusterSettings::open(&data_dir)
+            crate::cluster_settings::ClusterSettings::open_in(stores.documents.clone())
                 .map_err(io_context("reading the cluster settings"))?,
         );
         let kube = kube.map(Arc::new);
@@ -246,6 +252,7 @@ impl App {
             executions: Default::default(),
             cluster,
             pollers: stores.pollers,
+            documents: stores.documents,
             _data_lock: data_lock,
         }))
     }
@@ -372,7 +379,7 @@ fn open_jobs(
 /// Bucket administration on `minio.default` and the records of buckets made through the API.
 fn open_buckets(
     storage: &crate::storage::Storage,
-    data_dir: &Path,
+    documents: &Arc<dyn crate::documents::DocumentStore>,
 ) -> Result<
     (
         crate::storage::buckets::BucketAdmin,
@@ -382,7 +389,7 @@ fn open_buckets(
 > {
     let admin = crate::storage::buckets::BucketAdmin::new(&storage.default_provider)
         .map_err(StartError::Config)?;
-    let records = crate::storage::bucket_records::BucketRecords::open(data_dir)
+    let records = crate::storage::bucket_records::BucketRecords::open_in(documents.clone())
         .map_err(io_context("reading the bucket records"))?;
     Ok((admin, Arc::new(records)))
 }
@@ -413,7 +420,7 @@ fn open_minio_users(
 /// password: without one every request without a token is the administrator's.
 fn open_users(
     args: &ServeArgs,
-    data_dir: &Path,
+    documents: &Arc<dyn crate::documents::DocumentStore>,
 ) -> Result<
     (
         Arc<crate::oidc::Oidc>,
@@ -429,7 +436,7 @@ fn open_users(
         ));
     }
     let oidc = crate::oidc::Oidc::new(settings).map_err(StartError::Config)?;
-    let users = crate::storage::store_users::StoreUsers::open(data_dir)
+    let users = crate::storage::store_users::StoreUsers::open_in(documents.clone())
         .map_err(io_context("reading the store users"))?;
     Ok((Arc::new(oidc), Arc::new(users)))
 }

@@ -110,6 +110,19 @@ impl Background {
                 }
             }));
         }
+        if let Some(mut changes) = app.documents.follow() {
+            let (app, mut stopped) = (app.clone(), stopped.clone());
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    let change = tokio::select! {
+                        change = changes.recv() => change,
+                        _ = stopped.wait_for(|stop| *stop) => None,
+                    };
+                    let Some(change) = change else { break };
+                    apply_document(&app, &change);
+                }
+            }));
+        }
         {
             let (jobs, mut stopped) = (app.jobs.clone(), stopped.clone());
             tasks.push(tokio::spawn(async move {
@@ -162,5 +175,24 @@ impl Background {
                 abort.abort();
             }
         }
+    }
+}
+
+/// Applies another server's change to a state document.
+fn apply_document(app: &App, change: &crate::documents::Changed) {
+    let (bytes, revision) = (change.bytes.as_slice(), change.revision);
+    match change.name.as_str() {
+        crate::cluster_settings::DOCUMENT => {
+            app.settings.apply(bytes, revision);
+        }
+        crate::storage::bucket_records::DOCUMENT => {
+            if app.bucket_records.apply(bytes, revision) {
+                app.storage_access_changed();
+            }
+        }
+        crate::storage::store_users::DOCUMENT => {
+            app.store_users.apply(bytes, revision);
+        }
+        other => tracing::debug!(document = other, "a document this server does not keep"),
     }
 }

@@ -1,10 +1,12 @@
 //! What the administrator changes at run time through `PUT /system/config`, as OSCAR keeps
 //! it in its additional-configuration ConfigMap: the image repositories services may pull
-//! from. Kept in `<data_dir>/cluster-settings.json`.
+//! from. Kept as the document `cluster-settings` ([`crate::documents`]):
+//! `<data_dir>/cluster-settings.json`, or shared by a cluster.
 
+use crate::documents::{Document, DocumentStore, LocalDocuments};
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::path::Path;
+use std::sync::Arc;
 
 /// At most this many repositories are kept.
 pub const MAX_REPOSITORIES: usize = 1000;
@@ -55,38 +57,41 @@ impl Settings {
     }
 }
 
-/// The settings, in memory and on disk.
+/// The settings, in memory and in their store.
 #[derive(Debug)]
 pub struct ClusterSettings {
-    path: PathBuf,
-    current: RwLock<Settings>,
+    document: Document<Settings>,
 }
+
+/// The settings' document name.
+pub const DOCUMENT: &str = "cluster-settings";
 
 impl ClusterSettings {
     /// Loads `<data_dir>/cluster-settings.json` (none yet: the defaults).
     pub fn open(data_dir: &Path) -> std::io::Result<Self> {
-        let path = data_dir.join("cluster-settings.json");
-        let current = crate::fsutil::read_json_or_default(&path)?;
+        Self::open_in(Arc::new(LocalDocuments::new(data_dir)))
+    }
+
+    /// Loads the settings from `store`.
+    pub fn open_in(store: Arc<dyn DocumentStore>) -> std::io::Result<Self> {
         Ok(Self {
-            path,
-            current: RwLock::new(current),
+            document: Document::open(store, DOCUMENT)?,
         })
     }
 
     /// The current settings.
     pub fn get(&self) -> Settings {
-        self.current
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.document.read(Settings::clone)
     }
 
-    /// Replaces the settings, on disk before in memory.
+    /// Replaces the settings, stored before memory follows. Blocking.
     pub fn set(&self, settings: Settings) -> std::io::Result<()> {
-        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
-        crate::fsutil::write_json(&self.path, &settings)?;
-        *current = settings;
-        Ok(())
+        self.document.update(|current| *current = settings.clone())
+    }
+
+    /// Applies another server's version.
+    pub fn apply(&self, bytes: &[u8], revision: crate::documents::Revision) -> bool {
+        self.document.apply(bytes, revision)
     }
 }
 

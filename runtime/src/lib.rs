@@ -36,6 +36,7 @@ pub mod cluster_settings;
 pub mod config;
 pub mod delivery;
 pub mod deployer;
+pub mod documents;
 pub mod executor;
 pub mod faas;
 pub mod fsutil;

@@ -5,10 +5,12 @@
 //! - [`modules`]: modules' bytes in an object store (each server compiles its own artifacts);
 //! - [`jobs`]: job records in a key-value bucket, inputs, logs and outputs in an object store;
 //! - [`queue`]: the job queue as a work-queue stream with acknowledgements and redelivery;
-//! - [`lease`]: which server runs the storage poller, and [`pollers`]: what it has seen.
+//! - [`lease`]: which server runs the storage poller, and [`pollers`]: what it has seen;
+//! - [`documents`]: the run-time settings, bucket records and users' store keys.
 //!
 //! This file owns the connection: its flags, and the buckets and streams it opens.
 
+pub mod documents;
 pub mod jobs;
 pub mod lease;
 pub mod modules;
@@ -107,6 +109,8 @@ pub mod names {
     pub const QUEUE_SUBJECT: &str = "oscar.jobs.queue";
     /// Key-value bucket of leases (which server runs the poller).
     pub const LEASES: &str = "oscar_leases";
+    /// Key-value bucket of the small state documents.
+    pub const DOCUMENTS: &str = "oscar_documents";
     /// Object store of the pollers' states, by service.
     pub const POLLERS: &str = "oscar_pollers";
 }

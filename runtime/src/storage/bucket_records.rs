@@ -1,13 +1,14 @@
 //! What OSCAR keeps about a bucket besides its objects (in MinIO, as tags and policies): who
 //! owns it, its visibility and the users allowed on it. Here they are records in
-//! `<data_dir>/buckets.json`, kept for the buckets created through `/system/buckets`; a
-//! service's buckets take theirs from the service, and buckets made straight through S3 have
-//! none.
+//! the document `buckets` ([`crate::documents`]: `<data_dir>/buckets.json`, or shared by a
+//! cluster), kept for the buckets created through `/system/buckets`; a service's buckets take
+//! theirs from the service, and buckets made straight through S3 have none.
 
+use crate::documents::{Document, DocumentStore, LocalDocuments};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::path::Path;
+use std::sync::Arc;
 
 /// At most this many users may be named on one bucket.
 pub const MAX_ALLOWED_USERS: usize = 1000;
@@ -84,60 +85,50 @@ pub fn check_users(users: &[String]) -> Result<(), String> {
     }
 }
 
-/// The records, in memory and on disk.
+/// The records, in memory and in their store.
 #[derive(Debug)]
 pub struct BucketRecords {
-    path: PathBuf,
-    records: Mutex<BTreeMap<String, BucketRecord>>,
+    document: Document<BTreeMap<String, BucketRecord>>,
 }
+
+/// The records' document name.
+pub const DOCUMENT: &str = "buckets";
 
 impl BucketRecords {
     /// Loads `<data_dir>/buckets.json` (none yet is no records).
     pub fn open(data_dir: &Path) -> std::io::Result<Self> {
-        let path = data_dir.join("buckets.json");
-        let records = crate::fsutil::read_json_or_default(&path)?;
+        Self::open_in(Arc::new(LocalDocuments::new(data_dir)))
+    }
+
+    /// Loads the records from `store`.
+    pub fn open_in(store: Arc<dyn DocumentStore>) -> std::io::Result<Self> {
         Ok(Self {
-            path,
-            records: Mutex::new(records),
+            document: Document::open(store, DOCUMENT)?,
         })
     }
 
     /// The record of `bucket`, if one is kept.
     pub fn get(&self, bucket: &str) -> Option<BucketRecord> {
-        self.lock().get(bucket).cloned()
+        self.document.read(|records| records.get(bucket).cloned())
     }
 
-    /// Keeps `record` for `bucket`, on disk before returning.
+    /// Keeps `record` for `bucket`, stored before returning. Blocking.
     pub fn put(&self, bucket: &str, record: BucketRecord) -> std::io::Result<()> {
-        self.change(|records| {
-            records.insert(bucket.to_string(), record);
+        self.document.update(|records| {
+            records.insert(bucket.to_string(), record.clone());
         })
     }
 
-    /// Forgets `bucket`.
+    /// Forgets `bucket`. Blocking.
     pub fn remove(&self, bucket: &str) -> std::io::Result<()> {
-        self.change(|records| {
+        self.document.update(|records| {
             records.remove(bucket);
         })
     }
 
-    fn change(
-        &self,
-        edit: impl FnOnce(&mut BTreeMap<String, BucketRecord>),
-    ) -> std::io::Result<()> {
-        let mut records = self.lock();
-        let mut next = records.clone();
-        edit(&mut next);
-        crate::fsutil::write_json(&self.path, &next)?;
-        // Memory follows the disk only once the disk has it.
-        *records = next;
-        Ok(())
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, BucketRecord>> {
-        // A panic while holding the lock cannot leave a half-edited map: edits are applied to
-        // a copy that replaces the map whole.
-        self.records.lock().unwrap_or_else(|e| e.into_inner())
+    /// Applies another server's version.
+    pub fn apply(&self, bytes: &[u8], revision: crate::documents::Revision) -> bool {
+        self.document.apply(bytes, revision)
     }
 }
 

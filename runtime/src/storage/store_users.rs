@@ -1,13 +1,15 @@
 //! Each OIDC user's own store keys, made at their first login (as OSCAR makes each user a MinIO
-//! user) and kept in `<data_dir>/store-users.json`: GET /system/config gives users their own,
+//! user) and kept as the document `store-users` ([`crate::documents`]:
+//! `<data_dir>/store-users.json`, or shared by a cluster): GET /system/config gives users their own,
 //! and the embedded store lets a user's keys reach only that user's buckets, the buckets
 //! shared with them, and those of the services they may use. With an external MinIO the same
 //! keys become a MinIO user ([`super::minio_users`]).
 
+use crate::documents::{Document, DocumentStore, LocalDocuments};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
 
 /// One user's keys.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,16 +28,11 @@ impl std::fmt::Debug for StoreKeys {
     }
 }
 
-#[derive(Default)]
-struct Tables {
-    by_user: HashMap<String, StoreKeys>,
-    by_access_key: HashMap<String, String>,
-}
-
-/// The users' keys, in memory and on disk.
+/// The users' keys, in memory and in their store.
 pub struct StoreUsers {
-    path: PathBuf,
-    tables: RwLock<Tables>,
+    document: Document<HashMap<String, StoreKeys>>,
+    /// Users by access key, rebuilt from the document at each change.
+    by_access_key: RwLock<HashMap<String, String>>,
 }
 
 impl std::fmt::Debug for StoreUsers {
@@ -44,62 +41,85 @@ impl std::fmt::Debug for StoreUsers {
     }
 }
 
+/// The keys' document name.
+pub const DOCUMENT: &str = "store-users";
+
 impl StoreUsers {
     /// Loads `<data_dir>/store-users.json` (none yet: no users).
     pub fn open(data_dir: &Path) -> std::io::Result<Self> {
-        let path = data_dir.join("store-users.json");
-        let by_user: HashMap<String, StoreKeys> = crate::fsutil::read_json_or_default(&path)?;
-        let by_access_key = by_user
-            .iter()
-            .map(|(user, keys)| (keys.access_key.clone(), user.clone()))
-            .collect();
-        Ok(Self {
-            path,
-            tables: RwLock::new(Tables {
-                by_user,
-                by_access_key,
-            }),
-        })
+        Self::open_in(Arc::new(LocalDocuments::new(data_dir)))
     }
 
-    /// `user`'s keys, made and kept on disk the first time.
+    /// Loads the keys from `store`.
+    pub fn open_in(store: Arc<dyn DocumentStore>) -> std::io::Result<Self> {
+        let users = Self {
+            document: Document::open(store, DOCUMENT)?,
+            by_access_key: RwLock::default(),
+        };
+        users.reindex();
+        Ok(users)
+    }
+
+    fn reindex(&self) {
+        let index = self.document.read(|by_user| {
+            by_user
+                .iter()
+                .map(|(user, keys)| (keys.access_key.clone(), user.clone()))
+                .collect()
+        });
+        *self
+            .by_access_key
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = index;
+    }
+
+    /// `user`'s keys, made and stored the first time. Blocking.
     pub fn ensure(&self, user: &str) -> std::io::Result<StoreKeys> {
         if let Some(keys) = self.get(user) {
             return Ok(keys);
         }
-        let mut tables = self.tables.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(keys) = tables.by_user.get(user) {
-            return Ok(keys.clone());
-        }
-        let keys = StoreKeys {
+        let fresh = StoreKeys {
             access_key: random("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", 20),
             secret_key: random(
                 "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
                 40,
             ),
         };
-        let mut next = tables.by_user.clone();
-        next.insert(user.to_string(), keys.clone());
-        crate::fsutil::write_json(&self.path, &next)?;
-        tables.by_user = next;
-        tables
-            .by_access_key
-            .insert(keys.access_key.clone(), user.to_string());
+        // Another request (or server) may have made them meanwhile: theirs are kept.
+        let keys = self.document.update(|by_user| {
+            by_user
+                .entry(user.to_string())
+                .or_insert_with(|| fresh.clone())
+                .clone()
+        })?;
+        self.reindex();
         Ok(keys)
     }
 
     /// `user`'s keys, if they have logged in.
     pub fn get(&self, user: &str) -> Option<StoreKeys> {
-        let tables = self.tables.read().unwrap_or_else(|e| e.into_inner());
-        tables.by_user.get(user).cloned()
+        self.document.read(|by_user| by_user.get(user).cloned())
     }
 
     /// The user and secret of `access_key`.
     pub fn by_access_key(&self, access_key: &str) -> Option<(String, String)> {
-        let tables = self.tables.read().unwrap_or_else(|e| e.into_inner());
-        let user = tables.by_access_key.get(access_key)?;
-        let keys = tables.by_user.get(user)?;
-        Some((user.clone(), keys.secret_key.clone()))
+        let user = self
+            .by_access_key
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(access_key)?
+            .clone();
+        let keys = self.get(&user)?;
+        Some((user, keys.secret_key))
+    }
+
+    /// Applies another server's version.
+    pub fn apply(&self, bytes: &[u8], revision: crate::documents::Revision) -> bool {
+        let applied = self.document.apply(bytes, revision);
+        if applied {
+            self.reindex();
+        }
+        applied
     }
 }
 
