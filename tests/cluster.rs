@@ -154,12 +154,18 @@ fn runs_uppercase(server: &Server, name: &str) -> bool {
 
 /// Every job of `service` (one page of up to 1,000).
 fn jobs_of(server: &Server, service: &str) -> serde_json::Map<String, Value> {
-    let body: Value = client()
+    let response = client()
         .get(server.url(&format!("/system/logs/{service}?limit=1000")))
         .send()
-        .unwrap()
-        .json()
         .unwrap();
+    let status = response.status();
+    let text = response.text().unwrap();
+    assert!(
+        status.is_success(),
+        "{status}: {text}\n{}",
+        server.log_text()
+    );
+    let body: Value = serde_json::from_str(&text).unwrap();
     body["jobs"].as_object().cloned().unwrap_or_default()
 }
 
@@ -500,13 +506,25 @@ fn a_server_that_lost_nats_is_not_ready_until_it_is_back() {
             .as_u16()
     };
     assert_eq!(health(), 200);
+    deploy(&server, &guest("uppercase"), json!({"name": "upper"}));
     nats.stop();
     eventually("the server to report NATS lost", || health() == 503);
+    // A job cannot be stored meanwhile: 503, to be tried again, never a lost job.
+    let refused = client()
+        .post(server.url("/job/upper"))
+        .body(b64(b"later"))
+        .send()
+        .unwrap();
+    assert_eq!(refused.status(), 503, "{}", refused.text().unwrap());
+    assert!(refused.headers().contains_key("retry-after"));
+    // Synchronous calls need no NATS.
+    assert!(runs_uppercase(&server, "upper"));
     nats.spawn();
     nats.wait_ready();
     eventually("the server to be ready again", || health() == 200);
-    deploy(&server, &guest("uppercase"), json!({"name": "upper"}));
-    assert!(runs_uppercase(&server, "upper"));
+    let job = submit(&server, "upper", b"later");
+    all_ended(&[&server], "upper", 1);
+    assert_eq!(jobs_of(&server, "upper")[&job]["status"], "Succeeded");
 }
 
 #[test]
@@ -541,6 +559,8 @@ fn the_poller_runs_on_one_server_and_another_carries_on_after_it_dies() {
                "input": [{"storage_provider": "minio", "path": "pollb/in"}],
                "output": [{"storage_provider": "minio", "path": "pollb/out"}]}),
     );
+    // b deploys a's service once it has compiled the module itself.
+    eventually("b to have the service", || service(&b, "poll").is_some());
     let first_round = "poller: first round";
     eventually("the poller's first round", || {
         a.log_text().contains(first_round) || b.log_text().contains(first_round)

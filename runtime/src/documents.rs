@@ -165,7 +165,8 @@ impl<T: Serialize + DeserializeOwned + Default + Clone> Document<T> {
 
     fn replace(&self, value: T, revision: Revision) -> bool {
         let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
-        if current.1 > revision {
+        // The same revision again (a watch read again) changes nothing.
+        if current.1 >= revision && current.1 != 0 {
             return false;
         }
         *current = (value, revision);

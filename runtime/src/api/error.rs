@@ -102,6 +102,10 @@ impl ApiError {
                 crate::jobs::CreateError::ServiceFull { .. } => StatusCode::TOO_MANY_REQUESTS,
                 crate::jobs::CreateError::ServerFull(_) => StatusCode::SERVICE_UNAVAILABLE,
                 crate::jobs::CreateError::NoService(_) => StatusCode::NOT_FOUND,
+                // A cluster's NATS away for now (see `cluster::io_error`): try again.
+                crate::jobs::CreateError::Io(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
                 crate::jobs::CreateError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
             Self::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
@@ -139,7 +143,8 @@ impl IntoResponse for ApiError {
                     crate::jobs::CreateError::ServiceFull { .. }
                         | crate::jobs::CreateError::ServerFull(_)
                 )
-            );
+            )
+            || matches!(&self, Self::Submit(crate::jobs::CreateError::Io(e)) if e.kind() == std::io::ErrorKind::TimedOut);
         if retry {
             response
                 .headers_mut()

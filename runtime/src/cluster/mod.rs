@@ -296,13 +296,23 @@ impl Cluster {
     }
 }
 
-/// Any NATS error as an I/O error, for the stores' blocking interfaces. A timeout keeps its
-/// kind ([`std::io::ErrorKind::TimedOut`]): it is worth retrying, as while the NATS cluster
-/// elects a new leader. async-nats has one error-kind type per operation, so the message is
-/// what they share.
+/// Any NATS error as an I/O error, for the stores' blocking interfaces. NATS being away for
+/// now (a timeout, no server answering, a stream without a leader while the NATS cluster
+/// elects one) is [`std::io::ErrorKind::TimedOut`]: worth retrying, and answered 503 rather
+/// than 500. async-nats has one error-kind type per operation, so the message is what they
+/// share.
 pub fn io_error(what: &str, e: impl std::fmt::Display) -> std::io::Error {
     let text = e.to_string();
-    let kind = if text.contains("timed out") || text.contains("timeout") {
+    let transient = [
+        "timed out",
+        "timeout",
+        "no responders",
+        "no stream found",
+        "not connected",
+        "disconnected",
+        "leadership",
+    ];
+    let kind = if transient.iter().any(|t| text.contains(t)) {
         std::io::ErrorKind::TimedOut
     } else {
         std::io::ErrorKind::Other

@@ -60,34 +60,73 @@ pub(super) async fn entries(store: &kv::Store) -> io::Result<Vec<kv::Entry>> {
     Ok(out)
 }
 
+/// After a watch breaks, for this long, a quiet watch is not trusted: the whole bucket is read
+/// again every [`RESYNC_EVERY`] of quiet. NATS 2.9 may place a watch's consumer on a NATS
+/// server that is down, where it delivers nothing until it is found dead.
+const DISTRUST: Duration = Duration::from_secs(60);
+/// See [`DISTRUST`].
+const RESYNC_EVERY: Duration = Duration::from_secs(3);
+
 /// Watches every key of `store` after revision `after`, forever (a broken watch is opened
-/// again from the last revision seen), sending each change through `send` until it says no.
+/// again from the last revision seen, and the bucket read whole while the new one is not yet
+/// trusted), sending each entry through `send` until it says no. `send` sees some entries
+/// more than once, and must ignore revisions it has applied.
 pub(super) fn watch(
     store: kv::Store,
     after: Arc<AtomicU64>,
     mut send: impl FnMut(kv::Entry) -> bool + Send + 'static,
 ) {
     tokio::spawn(async move {
+        let mut broke_at: Option<tokio::time::Instant> = None;
         loop {
             let from = after.load(Ordering::Relaxed) + 1;
             let mut watch = match store.watch_all_from_revision(from).await {
                 Ok(watch) => watch,
                 Err(e) => {
                     tracing::warn!(bucket = %store.name, error = %e, "cannot watch the bucket; retrying");
+                    broke_at = Some(tokio::time::Instant::now());
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
                 }
             };
-            while let Some(entry) = watch.next().await {
-                match entry {
-                    Ok(entry) => {
+            loop {
+                let distrusted = broke_at.is_some_and(|at| at.elapsed() < DISTRUST);
+                let next = if distrusted {
+                    match tokio::time::timeout(RESYNC_EVERY, watch.next()).await {
+                        Ok(next) => next,
+                        Err(_) => {
+                            match entries(&store).await {
+                                Ok(all) => {
+                                    for entry in all {
+                                        if !send(entry) {
+                                            return;
+                                        }
+                                    }
+                                }
+                                Err(e) => {
+                                    tracing::debug!(bucket = %store.name, error = %e, "could not read the bucket again")
+                                }
+                            }
+                            continue;
+                        }
+                    }
+                } else {
+                    watch.next().await
+                };
+                match next {
+                    Some(Ok(entry)) => {
                         after.fetch_max(entry.revision, Ordering::Relaxed);
                         if !send(entry) {
                             return;
                         }
                     }
-                    Err(e) => {
+                    Some(Err(e)) => {
                         tracing::warn!(bucket = %store.name, error = %e, "the bucket's watch broke; opening it again");
+                        broke_at = Some(tokio::time::Instant::now());
+                        break;
+                    }
+                    None => {
+                        broke_at = Some(tokio::time::Instant::now());
                         break;
                     }
                 }
