@@ -125,6 +125,31 @@ fn member(dir: &Path, name: &str, urls: &str, extra: &[&str]) -> Server {
     Server::start(&data, &args)
 }
 
+/// The S3 store every member shares: a server of its own, whose embedded store holds the
+/// bucket `pollb`; its address.
+fn external_store(dir: &Path) -> (Server, String) {
+    let store = Server::start(&dir.join("store/data"), &[]);
+    deploy(
+        &store,
+        &guest("uppercase"),
+        json!({"name": "buckets", "output": [{"storage_provider": "minio", "path": "pollb/out"}]}),
+    );
+    let endpoint = store.s3.clone().unwrap();
+    (store, endpoint)
+}
+
+/// The flags that make a member use the store at `endpoint`.
+fn external_flags(endpoint: &str) -> [&str; 6] {
+    [
+        "--storage-endpoint",
+        endpoint,
+        "--storage-access-key",
+        "oscar",
+        "--storage-secret-key",
+        "oscar",
+    ]
+}
+
 fn submit(server: &Server, service: &str, input: &[u8]) -> String {
     let response = client()
         .post(server.url(&format!("/job/{service}")))
@@ -532,22 +557,8 @@ fn the_poller_runs_on_one_server_and_another_carries_on_after_it_dies() {
     let dir = tempfile::tempdir().unwrap();
     let nats = Nats::start(dir.path());
     nats.wait_ready();
-    // The external store: a server of its own, whose embedded store holds bucket `pollb`.
-    let store = Server::start(&dir.path().join("store/data"), &[]);
-    deploy(
-        &store,
-        &guest("uppercase"),
-        json!({"name": "buckets", "output": [{"storage_provider": "minio", "path": "pollb/out"}]}),
-    );
-    let endpoint = store.s3.clone().unwrap();
-    let flags = [
-        "--storage-endpoint",
-        endpoint.as_str(),
-        "--storage-access-key",
-        "oscar",
-        "--storage-secret-key",
-        "oscar",
-    ];
+    let (_store, endpoint) = external_store(dir.path());
+    let flags = external_flags(&endpoint);
     let mut a = member(dir.path(), "a", &nats.url(), &flags);
     let mut b = member(dir.path(), "b", &nats.url(), &flags);
     let bucket = s3(&endpoint, "pollb", "oscar", "oscar");
@@ -635,16 +646,8 @@ fn settings_and_bucket_records_are_the_clusters() {
     let dir = tempfile::tempdir().unwrap();
     let nats = Nats::start(dir.path());
     nats.wait_ready();
-    let store = Server::start(&dir.path().join("store/data"), &[]);
-    let endpoint = store.s3.clone().unwrap();
-    let flags = [
-        "--storage-endpoint",
-        endpoint.as_str(),
-        "--storage-access-key",
-        "oscar",
-        "--storage-secret-key",
-        "oscar",
-    ];
+    let (_store, endpoint) = external_store(dir.path());
+    let flags = external_flags(&endpoint);
     let a = member(dir.path(), "a", &nats.url(), &flags);
     let b = member(dir.path(), "b", &nats.url(), &flags);
 

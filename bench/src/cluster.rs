@@ -4,8 +4,8 @@
 //! CPU time the server and NATS spend per job).
 
 use crate::scale::Setup;
-use crate::server::{Process, cpu_time};
-use crate::{deploy, free_addr, get, levels_at, post, wrk};
+use crate::server::{Process, cpu_time, wait_for_port};
+use crate::{deploy, free_addr, get, levels, post, wrk};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -64,14 +64,7 @@ impl Nats {
             .stderr(Stdio::null())
             .spawn()
             .expect("start nats-server");
-        let started = Instant::now();
-        while std::net::TcpStream::connect(addr).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "nats-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for_port(addr, "nats-server");
         Self {
             child,
             url: format!("nats://{addr}"),
@@ -119,7 +112,7 @@ pub fn measure(rt: &tokio::runtime::Runtime, setup: &Setup<'_>, nats_bin: &Path)
             body: setup.body,
             headers: vec![],
         };
-        let run = levels_at(
+        let run = levels(
             &[1, 16],
             setup.wrk,
             &load,

@@ -111,7 +111,15 @@ fn main() {
             body: &body,
             headers: vec![],
         };
-        report.http = levels(&wrk, &load, &server, "http", warmup, duration);
+        report.http = levels(
+            &CONCURRENCIES,
+            &wrk,
+            &load,
+            &server,
+            "http",
+            warmup,
+            duration,
+        );
         server.stop();
     }
 
@@ -137,7 +145,15 @@ fn main() {
             body: &input,
             headers: vec![],
         };
-        report.wasmtime = levels(&wrk, &load, &server, "wasmtime serve", warmup, duration);
+        report.wasmtime = levels(
+            &CONCURRENCIES,
+            &wrk,
+            &load,
+            &server,
+            "wasmtime serve",
+            warmup,
+            duration,
+        );
         server.stop();
     }
 
@@ -205,21 +221,9 @@ fn main() {
     println!("{text}");
 }
 
-/// `load` on `server` at every level of [`CONCURRENCIES`], each after a warm-up: the figures
-/// and the server's CPU time per request.
+/// `load` on `server` at each of `concurrencies`, each after a warm-up: the figures and the
+/// server's CPU time per request.
 fn levels(
-    wrk: &Wrk,
-    load: &Load<'_>,
-    server: &Process,
-    what: &str,
-    warmup: Duration,
-    duration: Duration,
-) -> Vec<(usize, wrk::Figures, Duration)> {
-    levels_at(&CONCURRENCIES, wrk, load, server, what, warmup, duration)
-}
-
-/// [`levels`] at the given concurrencies.
-fn levels_at(
     concurrencies: &[usize],
     wrk: &Wrk,
     load: &Load<'_>,

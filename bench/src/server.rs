@@ -50,14 +50,7 @@ impl Process {
             .stderr(Stdio::null())
             .spawn()
             .expect("start wasmtime serve");
-        let started = Instant::now();
-        while std::net::TcpStream::connect(addr).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "wasmtime serve did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for_port(addr, "wasmtime serve");
         Process { child, addr }
     }
 
@@ -85,6 +78,18 @@ impl Process {
     pub fn stop(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Waits until `addr` accepts connections; `what` (the program) did not start after 30 s.
+pub fn wait_for_port(addr: SocketAddr, what: &str) {
+    let started = Instant::now();
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{what} did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

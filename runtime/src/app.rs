@@ -167,12 +167,7 @@ impl App {
             ),
         };
         let settings = Settings::check(args)?;
-        let engine = WasmEngine::new(&EngineSettings {
-            max_instances: u32::try_from(args.max_concurrency).unwrap_or(u32::MAX),
-            max_memory: args.max_memory,
-            baseline: !args.no_baseline_compiler,
-        })
-        .map_err(|e| StartError::Engine(format!("{e:#}")))?;
+        let engine = open_engine(args)?;
         let metrics = Arc::new(Metrics::new());
         let modules = Arc::new(
             ModuleStore::with_blobs(&data_dir, stores.modules, engine.clone(), metrics.clone())
@@ -198,7 +193,9 @@ impl App {
                 .map_err(io_context("reading the cluster settings"))?,
         );
         let kube = kube.map(Arc::new);
-        let deployer = Deployer::new(
+        let deployer = open_deployer(
+            args,
+            &settings,
             DeployerParts {
                 registry: registry.clone(),
                 modules: modules.clone(),
@@ -210,14 +207,6 @@ impl App {
                 registries: Arc::new(crate::oci::Registries::new(
                     args.registry_settings().map_err(StartError::Config)?,
                 )),
-            },
-            DeployLimits {
-                max_memory: args.max_memory,
-                max_timeout: settings.max_timeout,
-                service_concurrency: settings.service_concurrency,
-                allow_local_endpoints: args.allow_local_endpoints,
-                default_memory: args.default_memory,
-                image_refresh: std::time::Duration::from_secs(args.image_refresh),
             },
         );
         let executor = Executor::new(
@@ -256,6 +245,31 @@ impl App {
             _data_lock: data_lock,
         }))
     }
+}
+
+/// The wasm engine, sized by the flags.
+fn open_engine(args: &ServeArgs) -> Result<Arc<WasmEngine>, StartError> {
+    WasmEngine::new(&EngineSettings {
+        max_instances: u32::try_from(args.max_concurrency).unwrap_or(u32::MAX),
+        max_memory: args.max_memory,
+        baseline: !args.no_baseline_compiler,
+    })
+    .map_err(|e| StartError::Engine(format!("{e:#}")))
+}
+
+/// The deployer over `parts`, within the limits the flags set.
+fn open_deployer(args: &ServeArgs, settings: &Settings, parts: DeployerParts) -> Deployer {
+    Deployer::new(
+        parts,
+        DeployLimits {
+            max_memory: args.max_memory,
+            max_timeout: settings.max_timeout,
+            service_concurrency: settings.service_concurrency,
+            allow_local_endpoints: args.allow_local_endpoints,
+            default_memory: args.default_memory,
+            image_refresh: std::time::Duration::from_secs(args.image_refresh),
+        },
+    )
 }
 
 /// The settings that need checking beyond what the flags' parsers check.

@@ -97,31 +97,27 @@ impl Background {
             )));
         }
         // Other servers' changes to services and job records, when they are shared.
-        if let Some(mut changes) = app.registry.follow() {
-            let (deployer, mut stopped) = (app.deployer.clone(), stopped.clone());
-            tasks.push(tokio::spawn(async move {
-                loop {
-                    let change = tokio::select! {
-                        change = changes.recv() => change,
-                        _ = stopped.wait_for(|stop| *stop) => None,
-                    };
-                    let Some(change) = change else { break };
-                    deployer.apply_remote(change).await;
-                }
-            }));
+        if let Some(changes) = app.registry.follow() {
+            let deployer = app.deployer.clone();
+            tasks.push(tokio::spawn(follow(
+                changes,
+                stopped.clone(),
+                move |change| {
+                    let deployer = deployer.clone();
+                    async move { deployer.apply_remote(change).await }
+                },
+            )));
         }
-        if let Some(mut changes) = app.documents.follow() {
-            let (app, mut stopped) = (app.clone(), stopped.clone());
-            tasks.push(tokio::spawn(async move {
-                loop {
-                    let change = tokio::select! {
-                        change = changes.recv() => change,
-                        _ = stopped.wait_for(|stop| *stop) => None,
-                    };
-                    let Some(change) = change else { break };
+        if let Some(changes) = app.documents.follow() {
+            let app = app.clone();
+            tasks.push(tokio::spawn(follow(
+                changes,
+                stopped.clone(),
+                move |change| {
                     apply_document(&app, &change);
-                }
-            }));
+                    std::future::ready(())
+                },
+            )));
         }
         {
             let (jobs, mut stopped) = (app.jobs.clone(), stopped.clone());
@@ -175,6 +171,25 @@ impl Background {
                 abort.abort();
             }
         }
+    }
+}
+
+/// Applies each of another server's changes with `apply`, one at a time, until the changes end
+/// or `stop` turns true.
+async fn follow<T, F>(
+    mut changes: tokio::sync::mpsc::UnboundedReceiver<T>,
+    mut stop: watch::Receiver<bool>,
+    mut apply: impl FnMut(T) -> F,
+) where
+    F: std::future::Future<Output = ()>,
+{
+    loop {
+        let change = tokio::select! {
+            change = changes.recv() => change,
+            _ = stop.wait_for(|stop| *stop) => None,
+        };
+        let Some(change) = change else { break };
+        apply(change).await;
     }
 }
 

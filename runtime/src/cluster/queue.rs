@@ -28,9 +28,9 @@ pub struct NatsQueue {
 impl NatsQueue {
     /// Opens (creating) the stream and the consumer.
     pub async fn open(cluster: &Cluster) -> Result<Self, ClusterError> {
-        let failed = |what: &str| {
-            let what = what.to_string();
-            move |e: String| ClusterError::JetStream { what, reason: e }
+        let failed = |what: &str, reason: String| ClusterError::JetStream {
+            what: what.to_string(),
+            reason,
         };
         let stream = cluster
             .jetstream
@@ -43,7 +43,7 @@ impl NatsQueue {
                 ..Default::default()
             })
             .await
-            .map_err(|e| failed("stream")(e.to_string()))?;
+            .map_err(|e| failed("job queue stream", e.to_string()))?;
         let consumer = stream
             .get_or_create_consumer(
                 "workers",
@@ -59,7 +59,7 @@ impl NatsQueue {
                 },
             )
             .await
-            .map_err(|e| failed("consumer")(e.to_string()))?;
+            .map_err(|e| failed("job queue consumer", e.to_string()))?;
         Ok(Self {
             cluster: cluster.clone(),
             consumer,

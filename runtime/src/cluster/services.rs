@@ -60,80 +60,94 @@ pub(super) async fn entries(store: &kv::Store) -> io::Result<Vec<kv::Entry>> {
     Ok(out)
 }
 
-/// After a watch breaks, for this long, a quiet watch is not trusted: the whole bucket is read
-/// again every [`RESYNC_EVERY`] of quiet. NATS 2.9 may place a watch's consumer on a NATS
-/// server that is down, where it delivers nothing until it is found dead.
-const DISTRUST: Duration = Duration::from_secs(60);
-/// See [`DISTRUST`].
-const RESYNC_EVERY: Duration = Duration::from_secs(3);
+/// How long a watch may be quiet before it is checked against the bucket's last revision.
+const CHECK_EVERY: Duration = Duration::from_secs(3);
 
-/// Watches every key of `store` after revision `after`, forever (a broken watch is opened
-/// again from the last revision seen, and the bucket read whole while the new one is not yet
-/// trusted), sending each entry through `send` until it says no. `send` sees some entries
-/// more than once, and must ignore revisions it has applied.
+/// Watches every key of `store` after revision `after`, forever, sending each entry through
+/// `send` until it says no. A watch is a consumer that NATS 2.9 may place on a NATS server
+/// that is down, where it delivers nothing and may never report an error; so a watch that is
+/// quiet while the bucket has moved past what it delivered, two checks in a row, is given
+/// up: the bucket is read whole and the watch opened again. A broken watch is opened again
+/// from the last revision seen. `send` sees some entries more than once, and must ignore
+/// revisions it has applied.
 pub(super) fn watch(
     store: kv::Store,
     after: Arc<AtomicU64>,
     mut send: impl FnMut(kv::Entry) -> bool + Send + 'static,
 ) {
     tokio::spawn(async move {
-        let mut broke_at: Option<tokio::time::Instant> = None;
         loop {
             let from = after.load(Ordering::Relaxed) + 1;
             let mut watch = match store.watch_all_from_revision(from).await {
                 Ok(watch) => watch,
                 Err(e) => {
                     tracing::warn!(bucket = %store.name, error = %e, "cannot watch the bucket; retrying");
-                    broke_at = Some(tokio::time::Instant::now());
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
                 }
             };
+            let mut behind = false;
             loop {
-                let distrusted = broke_at.is_some_and(|at| at.elapsed() < DISTRUST);
-                let next = if distrusted {
-                    match tokio::time::timeout(RESYNC_EVERY, watch.next()).await {
-                        Ok(next) => next,
-                        Err(_) => {
-                            match entries(&store).await {
-                                Ok(all) => {
-                                    for entry in all {
-                                        if !send(entry) {
-                                            return;
-                                        }
-                                    }
-                                }
-                                Err(e) => {
-                                    tracing::debug!(bucket = %store.name, error = %e, "could not read the bucket again")
-                                }
-                            }
-                            continue;
-                        }
-                    }
-                } else {
-                    watch.next().await
-                };
-                match next {
-                    Some(Ok(entry)) => {
+                match tokio::time::timeout(CHECK_EVERY, watch.next()).await {
+                    Ok(Some(Ok(entry))) => {
+                        behind = false;
                         after.fetch_max(entry.revision, Ordering::Relaxed);
                         if !send(entry) {
                             return;
                         }
                     }
-                    Some(Err(e)) => {
+                    Ok(Some(Err(e))) => {
                         tracing::warn!(bucket = %store.name, error = %e, "the bucket's watch broke; opening it again");
-                        broke_at = Some(tokio::time::Instant::now());
                         break;
                     }
-                    None => {
-                        broke_at = Some(tokio::time::Instant::now());
-                        break;
+                    Ok(None) => break,
+                    Err(_quiet) => {
+                        let moved = match store.stream.clone().info().await {
+                            Ok(info) => info.state.last_sequence > after.load(Ordering::Relaxed),
+                            Err(_) => false,
+                        };
+                        if moved && behind {
+                            tracing::warn!(bucket = %store.name, "the bucket's watch stopped delivering; reading the bucket again");
+                            if !resync(&store, &after, &mut send).await {
+                                return;
+                            }
+                            break;
+                        }
+                        behind = moved;
                     }
                 }
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     });
+}
+
+/// Sends every live entry of `store` through `send`, and notes the bucket's last revision
+/// read; `false` when `send` said to stop.
+async fn resync(
+    store: &kv::Store,
+    after: &AtomicU64,
+    send: &mut impl FnMut(kv::Entry) -> bool,
+) -> bool {
+    let last = match store.stream.clone().info().await {
+        Ok(info) => info.state.last_sequence,
+        Err(_) => return true,
+    };
+    match entries(store).await {
+        Ok(all) => {
+            for entry in all {
+                if !send(entry) {
+                    return false;
+                }
+            }
+            // What was deleted meanwhile is not in the entries; what comes after is watched.
+            after.fetch_max(last, Ordering::Relaxed);
+        }
+        Err(e) => {
+            tracing::debug!(bucket = %store.name, error = %e, "could not read the bucket again")
+        }
+    }
+    true
 }
 
 impl ServiceStore for NatsServices {

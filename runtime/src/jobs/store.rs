@@ -441,11 +441,6 @@ impl JobStore {
         counts
     }
 
-    /// Jobs not yet started, all services together.
-    pub fn pending_count(&self) -> usize {
-        self.counts().get(&Status::Pending).copied().unwrap_or(0)
-    }
-
     /// Removes a job; `None` if there was none.
     pub fn remove(&self, service: &str, job: &str) -> Option<JobRecord> {
         let record = self.lock().get_mut(service)?.remove(job)?;
