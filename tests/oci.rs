@@ -456,7 +456,7 @@ fn a_layer_that_does_not_match_its_digest_is_refused() {
     let text = r.text().unwrap();
     assert_eq!(status, 400, "{text}");
     assert!(
-        text.contains(&image) && text.contains("Invalid digest"),
+        text.contains(&image) && text.contains("arrived with digest"),
         "{text}"
     );
     let listed = admin_json(&server, "", "/system/services");

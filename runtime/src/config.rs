@@ -35,6 +35,9 @@ impl RegistryArgs {
                 .collect(),
             auths: crate::oci::auth::Auths::load(self.registry_auth_file.as_deref())?,
             max_module,
+            // The user's own client (push) goes where the user says; `serve` sets this from
+            // --allow-local-endpoints.
+            allow_local: true,
         })
     }
 }
@@ -316,7 +319,9 @@ impl ServeArgs {
 
     /// How registries are reached: insecure ones, credentials, the module size limit.
     pub fn registry_settings(&self) -> Result<crate::oci::RegistrySettings, String> {
-        self.registries.settings(self.max_body)
+        let mut settings = self.registries.settings(self.max_body)?;
+        settings.allow_local = self.allow_local_endpoints;
+        Ok(settings)
     }
 
     /// The limits on request bodies (checked by [`ServeArgs::check`]).

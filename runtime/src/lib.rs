@@ -23,6 +23,7 @@
 //! - [`modules`]: the content-addressed module store and its compiled-artifact cache;
 //! - [`wasm`]: the wasmtime engine, linkers and pre-instantiated modules;
 //! - [`metrics`], [`config`], [`fsutil`]: figures, settings, crash-safe file operations;
+//! - [`bounded`]: answers of outbound requests read within a bound;
 //! - [`cli`]: the client commands of the binary (service, run, job, jobs, logs, ...).
 
 pub mod access;
@@ -30,6 +31,7 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod background;
+pub mod bounded;
 pub mod cli;
 pub mod cluster;
 pub mod cluster_settings;

@@ -29,6 +29,36 @@ pub struct ConnectionLimits {
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// Raises the soft open-file limit to the hard one (a server, not an interactive shell, is
+/// what the hard limit is for) and returns the files the process may then hold open; `None`
+/// when the system says no limit or cannot tell.
+pub fn raise_open_file_limit() -> Option<u64> {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        let raised = rustix::process::Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        match setrlimit(Resource::Nofile, raised) {
+            Ok(()) => limit = getrlimit(Resource::Nofile),
+            Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
+        }
+    }
+    limit.current
+}
+
+/// The connections each of `listeners` may serve at once, at most `requested`, so that all of
+/// them together leave `reserve` of the process's `open_files` for everything else (module
+/// and job files, scratch folders, outbound connections). A connection beyond what the
+/// process can open would be accepted and then fail every request, /health included.
+pub fn fit_connections(requested: usize, open_files: u64, listeners: usize, reserve: u64) -> usize {
+    let per_listener = open_files.saturating_sub(reserve) / listeners.max(1) as u64;
+    requested
+        .min(usize::try_from(per_listener).unwrap_or(usize::MAX))
+        .max(1)
+}
+
 /// Serves `service` on every connection `listener` accepts, until `shutdown` completes.
 pub async fn serve<S, B>(
     listener: TcpListener,
@@ -91,5 +121,19 @@ pub async fn serve<S, B>(
         .is_err()
     {
         tracing::warn!("requests still running after {DRAIN:?}; stopping anyway");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fit_connections;
+
+    #[test]
+    fn connections_fit_the_open_file_limit() {
+        assert_eq!(fit_connections(512, 1 << 20, 2, 192), 512);
+        assert_eq!(fit_connections(512, 256, 2, 192), 32);
+        assert_eq!(fit_connections(512, 256, 1, 192), 64);
+        // Never zero: one connection is always served.
+        assert_eq!(fit_connections(512, 100, 2, 192), 1);
     }
 }

@@ -348,13 +348,9 @@ impl Oidc {
         if !status.is_success() {
             return Err(format!("GET {url}: {status}"));
         }
-        let bytes = response
-            .bytes()
+        let bytes = crate::bounded::read(response, 1 << 20)
             .await
-            .map_err(|e| format!("GET {url}: {}", e.without_url()))?;
-        if bytes.len() > 1 << 20 {
-            return Err(format!("GET {url}: an answer of {} bytes", bytes.len()));
-        }
+            .map_err(|e| format!("GET {url}: {e}"))?;
         serde_json::from_slice(&bytes).map_err(|e| format!("GET {url}: {e}"))
     }
 }

@@ -62,9 +62,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
         let cluster = crate::cluster::Cluster::connect(&args.cluster)
             .await
             .map_err(|e| StartError::Config(e.to_string()))?;
-        let stores = crate::app::StateStores::cluster(&cluster)
-            .await
-            .map_err(|e| StartError::Config(e.to_string()))?;
+        let stores = open_cluster_stores(&cluster).await?;
         tracing::info!(nats = %args.cluster.nats_urls.join(","), "cluster member: services, modules and jobs are kept in NATS JetStream");
         Some((cluster, stores))
     } else {
@@ -72,7 +70,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
     };
     let app = App::open_with(&args, s3_addr, kube, cluster)?;
     let limits = crate::listener::ConnectionLimits {
-        max_connections: args.max_connections,
+        max_connections: connection_cap(&args, if s3_listener.is_some() { 2 } else { 1 }),
         header_timeout: std::time::Duration::try_from_secs_f64(args.header_timeout)
             .unwrap_or(std::time::Duration::from_secs(30)),
     };
@@ -101,6 +99,51 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
     app.executor.wasm().remove_scratch_root();
     tracing::info!("oscar-wasm stopped");
     Ok(())
+}
+
+/// The cluster's buckets and streams, retried for a minute: servers started together race
+/// to create them, and a NATS cluster that just formed (or lost a node) takes a few seconds to
+/// place a new stream and elect its leader ("stream not found" right after it was created).
+async fn open_cluster_stores(
+    cluster: &crate::cluster::Cluster,
+) -> Result<crate::app::StateStores, StartError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut pause = std::time::Duration::from_millis(250);
+    loop {
+        match crate::app::StateStores::cluster(cluster).await {
+            Ok(stores) => return Ok(stores),
+            Err(e @ crate::cluster::ClusterError::JetStream { .. })
+                if std::time::Instant::now() + pause < deadline =>
+            {
+                tracing::warn!(error = %e, "the cluster's streams are not ready yet; trying again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(4));
+            }
+            Err(e) => return Err(StartError::Config(e.to_string())),
+        }
+    }
+}
+
+/// `--max-connections`, lowered when the process cannot open that many files: each of the
+/// `listeners` gets its share of the open-file limit (raised to the hard limit first), minus
+/// a reserve for what invocations open (a few files each) and the server's own files.
+fn connection_cap(args: &crate::config::ServeArgs, listeners: usize) -> usize {
+    let Some(open_files) = crate::listener::raise_open_file_limit() else {
+        return args.max_connections;
+    };
+    let reserve = 64 + 4 * args.max_concurrency as u64;
+    let cap =
+        crate::listener::fit_connections(args.max_connections, open_files, listeners, reserve);
+    if cap < args.max_connections {
+        tracing::warn!(
+            open_files,
+            requested = args.max_connections,
+            serving = cap,
+            "the process may open only {open_files} files: serving {cap} connections per listener instead of --max-connections {} (raise the open-file limit, `ulimit -n`, to serve more)",
+            args.max_connections
+        );
+    }
+    cap
 }
 
 async fn shutdown_signal() {

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod idp;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -38,7 +40,24 @@ impl Server {
         Self::launch(data_dir, extra, &[], false)
     }
 
+    /// [`Server::start`] as an operator runs it: storage endpoints and registries on loopback
+    /// refused (no `--allow-local-endpoints`), and at most `open_files` files open (the
+    /// soft and hard limits, as `ulimit -n` sets them).
+    pub fn start_strict(data_dir: &Path, extra: &[&str], open_files: u64) -> Server {
+        Self::launch_with(data_dir, extra, &[], (true, false), Some(open_files))
+    }
+
     fn launch(data_dir: &Path, extra: &[&str], env: &[(&str, &str)], known_keys: bool) -> Server {
+        Self::launch_with(data_dir, extra, env, (known_keys, known_keys), None)
+    }
+
+    fn launch_with(
+        data_dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        (known_keys, allow_local): (bool, bool),
+        open_files: Option<u64>,
+    ) -> Server {
         let scratch = data_dir.parent().unwrap().join("scratch");
         // The embedded S3 store on a free port too, unless the test places it.
         let s3_listen: &[&str] = if extra
@@ -60,7 +79,7 @@ impl Server {
             &["--store-access-key", "oscar", "--store-secret-key", "oscar"]
         };
         // Tests' external stores (moto) listen on loopback.
-        let local_endpoints: &[&str] = if known_keys {
+        let local_endpoints: &[&str] = if allow_local {
             &["--allow-local-endpoints"]
         } else {
             &[]
@@ -75,7 +94,22 @@ impl Server {
         } else {
             &["--scratch-dir".as_ref(), scratch.as_os_str()]
         };
-        let mut child = Command::new(env!("CARGO_BIN_EXE_oscar-wasm"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_oscar-wasm"));
+        if let Some(open_files) = open_files {
+            use std::os::unix::process::CommandExt as _;
+            // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+            unsafe {
+                command.pre_exec(move || {
+                    let limit = rustix::process::Rlimit {
+                        current: Some(open_files),
+                        maximum: Some(open_files),
+                    };
+                    rustix::process::setrlimit(rustix::process::Resource::Nofile, limit)
+                        .map_err(std::io::Error::from)
+                });
+            }
+        }
+        let mut child = command
             .arg("serve")
             .args(s3_listen)
             .args(store_keys)
@@ -735,4 +769,77 @@ pub fn run_python(script: &str, args: &[&str], server: &Server) -> String {
         server.log_text()
     );
     stdout
+}
+
+/// Sends one S3 request exactly as written (no URL normalization, so `..` and `%2e` reach the
+/// server as given), signed with SigV4 for `key`/`secret`; (status, body).
+pub fn s3_raw(
+    endpoint: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    (key, secret): (&str, &str),
+) -> (u16, String) {
+    use aws_sigv4::http_request::{
+        PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings,
+        UriPathNormalizationMode, sign,
+    };
+    use std::io::{Read as _, Write as _};
+    let host = endpoint.trim_start_matches("http://").trim_end_matches('/');
+    let url = format!("http://{host}{path}");
+    let identity = aws_credential_types::Credentials::new(key, secret, None, None, "test").into();
+    let mut settings = SigningSettings::default();
+    settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+    settings.percent_encoding_mode = PercentEncodingMode::Single;
+    settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region("us-east-1")
+        .name("s3")
+        .time(std::time::SystemTime::now())
+        .settings(settings)
+        .build()
+        .unwrap()
+        .into();
+    let mut all: Vec<(String, String)> = headers
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+    all.push(("host".into(), host.into()));
+    let signable = SignableRequest::new(
+        method,
+        &url,
+        all.iter().map(|(n, v)| (n.as_str(), v.as_str())),
+        SignableBody::Bytes(body),
+    )
+    .unwrap();
+    let (instructions, _) = sign(signable, &params).unwrap().into_parts();
+    for (name, value) in instructions.headers() {
+        all.push((name.to_string(), value.to_string()));
+    }
+    let mut request = format!("{method} {path} HTTP/1.1\r\n");
+    for (name, value) in &all {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str(&format!(
+        "content-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    ));
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    (status, body.to_string())
 }

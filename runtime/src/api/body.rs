@@ -22,19 +22,51 @@ impl FromRequest<AppState> for Body {
     }
 }
 
+/// A JSON request body (a definition, a bucket, a setting) read within `--max-json-body`:
+/// parsed as a tree it costs many times its size, so the smaller cap holds before a byte is
+/// read when Content-Length says so, and while reading otherwise (413 either way).
+pub struct JsonBody(pub Bytes);
+
+impl FromRequest<AppState> for JsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, app: &AppState) -> Result<Self, Self::Rejection> {
+        let limits = RequestLimits {
+            max_body: app.requests.max_json_body.min(app.requests.max_body),
+            ..app.requests.clone()
+        };
+        read_within(request.into_body(), &limits, |max| {
+            ApiError::TooLarge(format!(
+                "a JSON request body is limited to {max} bytes on this server (--max-json-body)"
+            ))
+        })
+        .await
+        .map(JsonBody)
+    }
+}
+
 /// Reads `body` whole within `limits`.
 pub async fn read(body: axum::body::Body, limits: &RequestLimits) -> Result<Bytes, ApiError> {
+    read_within(body, limits, |_| too_large(limits)).await
+}
+
+/// Reads `body` whole within `limits`; `over(max)` says why one is too large.
+async fn read_within(
+    body: axum::body::Body,
+    limits: &RequestLimits,
+    over: impl Fn(u64) -> ApiError,
+) -> Result<Bytes, ApiError> {
     let max = usize::try_from(limits.max_body).unwrap_or(usize::MAX);
     // A declared length over the cap is refused before anything is read.
     if http_body::Body::size_hint(&body).lower() > limits.max_body {
-        return Err(too_large(limits));
+        return Err(over(limits.max_body));
     }
     match tokio::time::timeout(limits.body_timeout, axum::body::to_bytes(body, max)).await {
         Err(_) => Err(ApiError::Timeout(format!(
             "the request body did not arrive within {} s",
             limits.body_timeout.as_secs_f64()
         ))),
-        Ok(Err(e)) if is_length_limit(&e) => Err(too_large(limits)),
+        Ok(Err(e)) if is_length_limit(&e) => Err(over(limits.max_body)),
         Ok(Err(e)) => Err(ApiError::BadRequest(format!(
             "the request body could not be read: {e}"
         ))),

@@ -10,7 +10,8 @@
 use super::{ApiError, AppState};
 use crate::access::{ADMIN_BUCKET_OWNER, BucketFacts, Caller};
 use crate::storage::bucket_records::{BucketRecord, Visibility, check_users};
-use crate::storage::buckets::{Access, BucketError, MAX_PAGE, PRESIGN_EXPIRY, check_name};
+use crate::storage::buckets::{Access, BucketError, MAX_PAGE, PRESIGN_EXPIRY};
+use crate::storage::names::{self, MAX_KEY_LEN};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -19,8 +20,6 @@ use bytes::Bytes;
 use serde_json::{Map, Value, json};
 use std::time::Duration;
 
-/// A folder key longer than this is refused (S3's key limit).
-const MAX_KEY_LEN: usize = 1024;
 /// At most this many extra headers are signed into a presigned URL.
 const MAX_EXTRA_HEADERS: usize = 32;
 /// OSCAR's validity of a presigned URL when the request names none, in seconds.
@@ -78,17 +77,10 @@ impl BucketBody {
             Some((bucket, folder)) => (bucket, Some(folder.trim_matches('/'))),
             None => (path, None),
         };
-        check_name(bucket).map_err(ApiError::BadRequest)?;
+        names::check_bucket(bucket).map_err(|e| ApiError::BadRequest(e.to_string()))?;
         let folder = folder.filter(|f| !f.is_empty());
         if let Some(folder) = folder {
-            let bad_segment = folder
-                .split('/')
-                .any(|s| s.is_empty() || s == "." || s == "..");
-            if folder.len() > MAX_KEY_LEN || bad_segment {
-                return Err(ApiError::BadRequest(format!(
-                    "'{folder}' is not a valid folder: use at most {MAX_KEY_LEN} bytes, without empty, '.' or '..' segments"
-                )));
-            }
+            names::check_folder(folder).map_err(|e| ApiError::BadRequest(e.to_string()))?;
         }
         Ok((bucket.to_string(), folder.map(str::to_string)))
     }
@@ -139,7 +131,7 @@ fn usable(app: &AppState, caller: &Caller, bucket: &str) -> Result<BucketFacts, 
 
 fn bucket_param(bucket: &str) -> Result<&str, ApiError> {
     let bucket = bucket.trim();
-    check_name(bucket).map_err(ApiError::BadRequest)?;
+    names::check_bucket(bucket).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     Ok(bucket)
 }
 
@@ -160,7 +152,7 @@ async fn list(State(app): State<AppState>, caller: Caller) -> Result<Json<Vec<Va
 async fn create(
     State(app): State<AppState>,
     caller: Caller,
-    super::body::Body(body): super::body::Body,
+    super::body::JsonBody(body): super::body::JsonBody,
 ) -> Result<StatusCode, ApiError> {
     let request = BucketBody::read(&body, &app)?;
     let (bucket, folder) = request.path()?;
@@ -190,7 +182,7 @@ async fn create(
 async fn update(
     State(app): State<AppState>,
     caller: Caller,
-    super::body::Body(body): super::body::Body,
+    super::body::JsonBody(body): super::body::JsonBody,
 ) -> Result<StatusCode, ApiError> {
     let request = BucketBody::read(&body, &app)?;
     let (bucket, _) = request.path()?;
@@ -332,13 +324,33 @@ struct PresignBody {
     extra_headers: Option<std::collections::BTreeMap<String, String>>,
 }
 
+impl PresignBody {
+    /// The URL's validity in seconds: OSCAR's default when none is asked, else within its
+    /// bounds.
+    fn validity(&self) -> Result<u64, ApiError> {
+        match self.expires_in.or(self.expires).unwrap_or(0) {
+            0 => Ok(DEFAULT_PRESIGN_SECS),
+            n => u64::try_from(n)
+                .ok()
+                .filter(|n| PRESIGN_EXPIRY.contains(n))
+                .ok_or_else(|| {
+                    ApiError::BadRequest(format!(
+                        "invalid expiration {n}: allowed range is {}-{} seconds",
+                        PRESIGN_EXPIRY.start(),
+                        PRESIGN_EXPIRY.end()
+                    ))
+                }),
+        }
+    }
+}
+
 /// POST /system/buckets/{bucket}/presign: a URL to download or upload one object, valid 1 s
 /// to 7 days (900 s unless asked).
 async fn presign(
     State(app): State<AppState>,
     caller: Caller,
     Path(bucket): Path<String>,
-    super::body::Body(body): super::body::Body,
+    super::body::JsonBody(body): super::body::JsonBody,
 ) -> Result<Json<Value>, ApiError> {
     let bucket = bucket_param(&bucket)?;
     usable(&app, &caller, bucket)?;
@@ -356,12 +368,14 @@ async fn presign(
     )?;
     let request: PresignBody = serde_json::from_value(Value::Object(map))
         .map_err(|e| ApiError::BadRequest(format!("invalid presign request: {e}")))?;
+    // As OSCAR trims it; then one canonical form, as every edge of the store takes keys.
     let key = request.object_key.trim().trim_matches('/');
     if key.is_empty() || key.len() > MAX_KEY_LEN {
         return Err(ApiError::BadRequest(format!(
             "object_key must have 1 to {MAX_KEY_LEN} bytes"
         )));
     }
+    names::check_key(key).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let operation = request.operation.trim().to_ascii_lowercase();
     let access = match operation.as_str() {
         "download" => Access::Download,
@@ -373,19 +387,7 @@ async fn presign(
             )));
         }
     };
-    let seconds = match request.expires_in.or(request.expires).unwrap_or(0) {
-        0 => DEFAULT_PRESIGN_SECS,
-        n => u64::try_from(n)
-            .ok()
-            .filter(|n| PRESIGN_EXPIRY.contains(n))
-            .ok_or_else(|| {
-                ApiError::BadRequest(format!(
-                    "invalid expiration {n}: allowed range is {}-{} seconds",
-                    PRESIGN_EXPIRY.start(),
-                    PRESIGN_EXPIRY.end()
-                ))
-            })?,
-    };
+    let seconds = request.validity()?;
     let extra = request.extra_headers.unwrap_or_default();
     if extra.len() > MAX_EXTRA_HEADERS {
         return Err(ApiError::BadRequest(format!(

@@ -48,9 +48,24 @@ pub enum ApiError {
     /// A storage provider failed (download or upload): the gateway's fault, 502 as in OSCAR.
     #[error("storage: {0}")]
     Storage(String),
+    /// A store the server depends on (a cluster's NATS) is away for now: 503, retry.
+    #[error("unavailable, retry: {0}")]
+    Unavailable(String),
     /// A failure of the server itself.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl ApiError {
+    /// A failed read or write of the server's own stores: 503 with `Retry-After` while they
+    /// are away (a timeout), 500 otherwise.
+    pub fn store(e: std::io::Error) -> Self {
+        if e.kind() == std::io::ErrorKind::TimedOut {
+            Self::Unavailable(e.to_string())
+        } else {
+            Self::Internal(e.to_string())
+        }
+    }
 }
 
 impl From<ModuleError> for ApiError {
@@ -114,6 +129,7 @@ impl ApiError {
             Self::Bucket(e) => match e {
                 crate::storage::buckets::BucketError::NotFound(_) => StatusCode::NOT_FOUND,
                 crate::storage::buckets::BucketError::Exists(_) => StatusCode::CONFLICT,
+                crate::storage::buckets::BucketError::Refused(_) => StatusCode::BAD_REQUEST,
                 // The store's failure: an upstream's.
                 crate::storage::buckets::BucketError::Store { .. }
                 | crate::storage::buckets::BucketError::Unreachable { .. } => {
@@ -124,6 +140,7 @@ impl ApiError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Storage(_) => StatusCode::BAD_GATEWAY,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -136,15 +153,16 @@ impl IntoResponse for ApiError {
             tracing::error!(error = %self, "request failed");
         }
         let mut response = (status, format!("{self}\n")).into_response();
-        let retry = matches!(self, Self::Invoke(InvokeError::Overloaded))
-            || matches!(
-                self,
-                Self::Submit(
-                    crate::jobs::CreateError::ServiceFull { .. }
-                        | crate::jobs::CreateError::ServerFull(_)
-                )
+        let retry = matches!(
+            self,
+            Self::Invoke(InvokeError::Overloaded) | Self::Unavailable(_)
+        ) || matches!(
+            self,
+            Self::Submit(
+                crate::jobs::CreateError::ServiceFull { .. }
+                    | crate::jobs::CreateError::ServerFull(_)
             )
-            || matches!(&self, Self::Submit(crate::jobs::CreateError::Io(e)) if e.kind() == std::io::ErrorKind::TimedOut);
+        ) || matches!(&self, Self::Submit(crate::jobs::CreateError::Io(e)) if e.kind() == std::io::ErrorKind::TimedOut);
         if retry {
             response
                 .headers_mut()

@@ -85,7 +85,7 @@ async fn config(State(app): State<AppState>, caller: crate::access::Caller) -> J
 async fn update_config(
     State(app): State<AppState>,
     caller: crate::access::Caller,
-    super::body::Body(body): super::body::Body,
+    super::body::JsonBody(body): super::body::JsonBody,
 ) -> Result<Json<Value>, ApiError> {
     super::auth::admin_only(&caller, "change the configuration")?;
     let mut map: serde_json::Map<String, Value> = serde_json::from_slice(&body).map_err(|e| {

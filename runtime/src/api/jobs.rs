@@ -144,7 +144,7 @@ async fn log(
             flag("timestamps", query.timestamps.as_deref())?,
         )
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(ApiError::store)?
         .ok_or_else(|| job_not_found(&service, &job))?;
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
 }
@@ -161,7 +161,7 @@ async fn delete_one(
         .jobs
         .remove(&service, &job)
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+        .map_err(ApiError::store)?;
     if removed {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -184,7 +184,7 @@ async fn delete_all(
         .jobs
         .remove_all(&service, flag("all", query.all.as_deref())?)
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+        .map_err(ApiError::store)?;
     tracing::info!(removed, "jobs deleted");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -207,9 +207,9 @@ async fn outputs(
         .jobs
         .output_files(&service, &job)
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+        .map_err(ApiError::store)?;
     if query.format.as_deref() == Some("zip") {
-        let bytes = faas::zip_stored(&files).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let bytes = faas::zip_stored(&files).map_err(ApiError::store)?;
         let disposition = format!("attachment; filename=\"{job}.zip\"");
         return Ok((
             [
@@ -248,7 +248,7 @@ async fn output_file(
         .jobs
         .output_file(&service, &job, relative.to_path_buf())
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(ApiError::store)?
         .ok_or_else(not_found)?;
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
 }

@@ -137,7 +137,7 @@ fn changeable(
 async fn create(
     State(app): State<AppState>,
     caller: Caller,
-    super::body::Body(body): super::body::Body,
+    super::body::JsonBody(body): super::body::JsonBody,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut definition = parse_json(&body)?;
     // A user owns what they create, as in OSCAR; the administrator's services are
@@ -145,6 +145,7 @@ async fn create(
     if let (Some(user), Value::Object(map)) = (caller.user(), &mut definition) {
         crate::oscar_definition::set_owner(map, &user.sub, &user.name);
     }
+    check_buckets(&app, &caller, &definition).await?;
     let deployed = app.deployer.create_service(definition).await?;
     app.storage_access_changed();
     tracing::info!(service = %deployed.service.spec.name, backend = %deployed.service.spec.backend, "service created");
@@ -154,7 +155,7 @@ async fn create(
 async fn update(
     State(app): State<AppState>,
     caller: Caller,
-    super::body::Body(body): super::body::Body,
+    super::body::JsonBody(body): super::body::JsonBody,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut definition = parse_json(&body)?;
     if let Value::Object(map) = &mut definition {
@@ -175,10 +176,72 @@ async fn update(
             }
         }
     }
+    check_buckets(&app, &caller, &definition).await?;
     let deployed = app.deployer.update_service(definition).await?;
     app.storage_access_changed();
     tracing::info!(service = %deployed.service.spec.name, backend = %deployed.service.spec.backend, "service updated");
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A user's service may name only buckets of `minio.default` that the user may give it: one
+/// that does not exist yet (the service then owns it), or one the user owns (by its record)
+/// and only the user's own services use. Anything else would open another's bucket to the
+/// service's users (`access.rs` opens a service's buckets to whoever may use the service), so
+/// it is refused with 403 before anything is deployed. OSCAR refuses a new service naming any
+/// existing bucket; buckets made for a service here are reused by the owner's next services.
+async fn check_buckets(
+    app: &AppState,
+    caller: &Caller,
+    definition: &Value,
+) -> Result<(), ApiError> {
+    let Some(user) = caller.user() else {
+        return Ok(());
+    };
+    // An invalid definition is refused by the deployer, with its reason.
+    let Ok(service) = crate::service::Service::from_definition(definition.clone()) else {
+        return Ok(());
+    };
+    let storage = &service.spec.storage;
+    let buckets: std::collections::BTreeSet<&str> = storage
+        .inputs
+        .iter()
+        .chain(&storage.outputs)
+        .filter(|p| p.provider == crate::storage::spec::DEFAULT_PROVIDER)
+        .map(|p| p.bucket.as_str())
+        .collect();
+    let refused = |bucket: &str, why: &str| {
+        ApiError::Forbidden(format!(
+            "{} may not name the bucket '{bucket}' in a service: {why}",
+            caller.describe()
+        ))
+    };
+    for bucket in buckets {
+        let facts = crate::access::bucket_facts(&app.bucket_records, &app.registry, bucket);
+        if let Some(other) = facts
+            .services
+            .iter()
+            .find(|d| crate::access::owner_of(&d.service.definition) != Some(user.sub.as_str()))
+        {
+            return Err(refused(
+                bucket,
+                &format!(
+                    "the service '{}' of another owner uses it",
+                    other.service.spec.name
+                ),
+            ));
+        }
+        match app.bucket_records.get(bucket) {
+            Some(record) if record.owner != user.sub => {
+                return Err(refused(bucket, "it belongs to another owner"));
+            }
+            Some(_) => {}
+            None if facts.services.is_empty() && app.bucket_admin.exists(bucket).await? => {
+                return Err(refused(bucket, "it belongs to the administrator"));
+            }
+            None => {}
+        }
+    }
+    Ok(())
 }
 
 async fn delete(

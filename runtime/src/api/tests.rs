@@ -166,8 +166,22 @@ async fn a_service_round_trips_and_runs() {
 
 #[tokio::test]
 async fn bodies_are_bounded_before_they_are_read() {
-    let h = harness(&["--max-body", "1Ki", "--max-json-body", "64"]);
+    let h = harness(&["--max-body", "1Ki", "--max-json-body", "128"]);
     deploy_noop(&h, "noop").await;
+    // A definition over --max-json-body: refused before it is parsed, on every JSON route.
+    let definition = json!({"name": "big", "x": "y".repeat(200)}).to_string();
+    for (method, path) in [
+        ("POST", "/system/services"),
+        ("PUT", "/system/services"),
+        ("POST", "/system/buckets"),
+        ("PUT", "/system/config"),
+    ] {
+        assert_eq!(
+            h.call(method, path, definition.clone()).await.0,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "{method} {path}"
+        );
+    }
     // Declared too large: refused from the header.
     let request = Request::post("/run/noop")
         .header(header::CONTENT_LENGTH, "4096")
@@ -175,7 +189,7 @@ async fn bodies_are_bounded_before_they_are_read() {
         .unwrap();
     assert_eq!(h.send(request).await.0, StatusCode::PAYLOAD_TOO_LARGE);
     // A JSON object over --max-json-body.
-    let object = format!("{{\"a\": \"{}\"}}", "x".repeat(100));
+    let object = format!("{{\"a\": \"{}\"}}", "x".repeat(200));
     assert_eq!(
         h.call("POST", "/run/noop", object).await.0,
         StatusCode::PAYLOAD_TOO_LARGE

@@ -58,14 +58,22 @@ impl DocumentStore for NatsDocuments {
             self.cluster
                 .wait(self.kv.create(name, value))
                 .map_err(|e| match e.kind() {
-                    kv::CreateErrorKind::AlreadyExists => None,
+                    _ if super::lost_race(e.kind() == kv::CreateErrorKind::AlreadyExists, &e) => {
+                        None
+                    }
                     _ => Some(io_error(name, e)),
                 })
         } else {
             self.cluster
                 .wait(self.kv.update(name, value, expected))
                 .map_err(|e| match e.kind() {
-                    kv::UpdateErrorKind::WrongLastRevision => None,
+                    _ if super::lost_race(
+                        e.kind() == kv::UpdateErrorKind::WrongLastRevision,
+                        &e,
+                    ) =>
+                    {
+                        None
+                    }
                     _ => Some(io_error(name, e)),
                 })
         };

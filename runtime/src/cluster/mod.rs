@@ -52,13 +52,10 @@ pub struct ClusterArgs {
     #[arg(long = "cluster-tls-key", env = "OSCAR_WASM_CLUSTER_TLS_KEY")]
     pub nats_tls_key: Option<PathBuf>,
     /// Copies JetStream keeps of every bucket and stream (at most the NATS cluster's size;
-    /// 3 survives the loss of one NATS server).
-    #[arg(
-        long = "cluster-replicas",
-        env = "OSCAR_WASM_CLUSTER_REPLICAS",
-        default_value_t = 1
-    )]
-    pub nats_replicas: usize,
+    /// 3 survives the loss of one NATS server) [default: 3 on a NATS cluster of three or more
+    /// servers, else 1].
+    #[arg(long = "cluster-replicas", env = "OSCAR_WASM_CLUSTER_REPLICAS")]
+    pub nats_replicas: Option<usize>,
     /// Seconds a job taken by a server may go without a sign of life (sent every third of
     /// this while it runs) before it is delivered to another server.
     #[arg(
@@ -146,7 +143,7 @@ impl Cluster {
             .ok_or_else(|| {
                 ClusterError::Config("--cluster-ack-wait must be at least 1 second".into())
             })?;
-        if args.nats_replicas == 0 || args.nats_replicas > 5 {
+        if args.nats_replicas.is_some_and(|n| n == 0 || n > 5) {
             return Err(ClusterError::Config(
                 "--cluster-replicas must be between 1 and 5 (JetStream's limit)".into(),
             ));
@@ -212,13 +209,62 @@ impl Cluster {
                 urls: urls.join(","),
                 reason: e.to_string(),
             })?;
+        let info = client.server_info();
+        let nodes = info.connect_urls.len().max(urls.len()).max(1);
+        let replicas = replicas_for(args.nats_replicas, nodes, &info.version)?;
+        if replicas == 1 && nodes > 1 {
+            tracing::warn!(
+                nats_servers = nodes,
+                "running with one copy of each stream on a NATS cluster of {nodes} servers: losing the server that holds a stream stops the cluster until it is back, and an unflushed write is lost with it; run with --cluster-replicas 3"
+            );
+        }
+        tracing::info!(nats_version = %info.version, nats_servers = nodes, replicas, "joined the cluster's NATS");
         Ok(Self {
             jetstream: jetstream::new(client.clone()),
             client,
-            replicas: args.nats_replicas,
+            replicas,
             ack_wait,
             handle: tokio::runtime::Handle::current(),
         })
+    }
+
+    /// Creates the stream `config` describes, or brings an existing one to its replica count
+    /// and its read path: streams are read through their leader (`allow_direct` off), since a
+    /// direct get is answered by any replica, including one that lost unflushed writes in a
+    /// crash and has not caught up yet, and then says "not found" for what exists.
+    pub(crate) async fn stream(
+        &self,
+        config: jetstream::stream::Config,
+    ) -> Result<jetstream::stream::Stream, String> {
+        let mut stream = self
+            .jetstream
+            .get_or_create_stream(config.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        let current = stream
+            .info()
+            .await
+            .map_err(|e| e.to_string())?
+            .config
+            .clone();
+        if current.allow_direct != config.allow_direct
+            || current.num_replicas != config.num_replicas
+        {
+            let mut wanted = current;
+            wanted.allow_direct = config.allow_direct;
+            wanted.num_replicas = config.num_replicas;
+            self.jetstream
+                .update_stream(wanted)
+                .await
+                .map_err(|e| format!("updating stream {}: {e}", config.name))?;
+            tracing::info!(stream = %config.name, replicas = config.num_replicas, "stream brought to this server's settings");
+            stream = self
+                .jetstream
+                .get_stream(&config.name)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(stream)
     }
 
     /// A key-value bucket, created when missing (several servers may start at once).
@@ -242,7 +288,7 @@ impl Cluster {
             allow_rollup: true,
             deny_delete: true,
             deny_purge: false,
-            allow_direct: true,
+            allow_direct: false,
             discard: stream::DiscardPolicy::New,
             max_bytes: -1,
             max_messages: -1,
@@ -254,39 +300,39 @@ impl Cluster {
             what: format!("key-value bucket {bucket}"),
             reason: e,
         };
-        self.jetstream
-            .get_or_create_stream(config)
-            .await
-            .map_err(|e| failed(e.to_string()))?;
+        self.stream(config).await.map_err(failed)?;
         self.jetstream
             .get_key_value(bucket)
             .await
             .map_err(|e| failed(e.to_string()))
     }
 
-    /// An object store, created when missing.
+    /// An object store, created when missing. Its stream is created here with the
+    /// configuration async-nats gives object stores (ADR-20), but read through its leader.
     pub async fn object_store(
         &self,
         bucket: &str,
     ) -> Result<jetstream::object_store::ObjectStore, ClusterError> {
-        let config = jetstream::object_store::Config {
-            bucket: bucket.to_string(),
-            num_replicas: self.replicas,
-            storage: jetstream::stream::StorageType::File,
-            ..Default::default()
+        let failed = |reason: String| ClusterError::JetStream {
+            what: format!("object store {bucket}"),
+            reason,
         };
-        match self.jetstream.create_object_store(config).await {
-            Ok(store) => Ok(store),
-            Err(created) => {
-                self.jetstream
-                    .get_object_store(bucket)
-                    .await
-                    .map_err(|e| ClusterError::JetStream {
-                        what: format!("object store {bucket}"),
-                        reason: format!("{created}; {e}"),
-                    })
-            }
-        }
+        self.stream(jetstream::stream::Config {
+            name: format!("OBJ_{bucket}"),
+            subjects: vec![format!("$O.{bucket}.C.>"), format!("$O.{bucket}.M.>")],
+            storage: jetstream::stream::StorageType::File,
+            num_replicas: self.replicas,
+            discard: jetstream::stream::DiscardPolicy::New,
+            allow_rollup: true,
+            allow_direct: false,
+            ..Default::default()
+        })
+        .await
+        .map_err(failed)?;
+        self.jetstream
+            .get_object_store(bucket)
+            .await
+            .map_err(|e| failed(e.to_string()))
     }
 
     /// Runs `future` to its end from blocking code (a `spawn_blocking` thread, or a runtime
@@ -294,6 +340,50 @@ impl Cluster {
     pub fn wait<F: std::future::Future>(&self, future: F) -> F::Output {
         tokio::task::block_in_place(|| self.handle.block_on(future))
     }
+}
+
+/// The first nats-server release whose compare-and-set holds on replicated key-value buckets:
+/// before it, two concurrent updates naming the same expected revision can both succeed on a
+/// stream with more than one replica (fixed in nats-server 2.9.21; issue 25 saw it on
+/// Debian's 2.9.10 in 14 of 40 rounds with three replicas, never with one).
+pub const MIN_REPLICATED_NATS: (u64, u64, u64) = (2, 9, 21);
+
+/// The replica count: `requested`, else 3 on a NATS cluster of 3 or more servers and 1
+/// otherwise; refused above 1 on a NATS `version` whose compare-and-set does not hold there.
+pub fn replicas_for(
+    requested: Option<usize>,
+    nodes: usize,
+    version: &str,
+) -> Result<usize, ClusterError> {
+    let replicas = requested.unwrap_or(if nodes >= 3 { 3 } else { 1 });
+    let parsed = parse_version(version);
+    if replicas > 1 && parsed.is_some_and(|v| v < MIN_REPLICATED_NATS) {
+        let (a, b, c) = MIN_REPLICATED_NATS;
+        return Err(ClusterError::Config(format!(
+            "NATS {version} cannot keep {replicas} replicas safely: before nats-server {a}.{b}.{c}, two concurrent updates of a replicated key-value entry can both succeed, and one server's change to a service would silently undo another's. Upgrade NATS (any current release), or run with --cluster-replicas 1 (one copy: no survival of a NATS server's loss)"
+        )));
+    }
+    Ok(replicas)
+}
+
+/// `major.minor.patch` of a nats-server version (`2.9.10`, `v2.15.1`, `2.10.0-beta.1`).
+fn parse_version(version: &str) -> Option<(u64, u64, u64)> {
+    let mut parts = version
+        .trim()
+        .trim_start_matches('v')
+        .split(['.', '-', '+'])
+        .map(|p| p.parse::<u64>());
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(Ok(a)), Some(Ok(b)), Some(Ok(c))) => Some((a, b, c)),
+        _ => None,
+    }
+}
+
+/// Whether a failed key-value write lost a compare-and-set (`conflict`: the error's kind says
+/// so). async-nats 0.51 knows NATS's error code 10071 for it, but current NATS servers answer
+/// 10164 ("wrong last sequence") on replicated streams, which it reports as another kind.
+pub fn lost_race(conflict: bool, e: &impl std::fmt::Display) -> bool {
+    conflict || e.to_string().contains("wrong last sequence")
 }
 
 /// Any NATS error as an I/O error, for the stores' blocking interfaces. NATS being away for
@@ -318,4 +408,23 @@ pub fn io_error(what: &str, e: impl std::fmt::Display) -> std::io::Error {
         std::io::ErrorKind::Other
     };
     std::io::Error::new(kind, format!("NATS: {what}: {text}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replicas_follow_the_nats_cluster_and_its_version() {
+        assert_eq!(replicas_for(None, 1, "2.9.10").unwrap(), 1);
+        assert_eq!(replicas_for(None, 3, "2.15.1").unwrap(), 3);
+        assert_eq!(replicas_for(None, 5, "v2.10.0").unwrap(), 3);
+        assert_eq!(replicas_for(Some(1), 3, "2.9.10").unwrap(), 1);
+        assert_eq!(replicas_for(Some(3), 3, "2.9.21").unwrap(), 3);
+        let refused = replicas_for(None, 3, "2.9.10").unwrap_err().to_string();
+        assert!(refused.contains("2.9.21") && refused.contains("--cluster-replicas 1"));
+        assert!(replicas_for(Some(3), 3, "2.9.20").is_err());
+        assert_eq!(parse_version("2.10.0-beta.1"), Some((2, 10, 0)));
+        assert_eq!(parse_version("dev"), None);
+    }
 }

@@ -12,7 +12,7 @@ use futures::StreamExt;
 use sha2::Digest as _;
 use std::io;
 
-/// An object store and its stream, whose chunks are read with direct gets.
+/// An object store and its stream, whose chunks are read through the stream's leader.
 #[derive(Clone)]
 pub struct Objects {
     /// The object store.
@@ -69,9 +69,10 @@ pub(super) async fn size(store: &ObjectStore, name: &str) -> io::Result<Option<u
 
 /// An object's bytes, checked against its digest; `None` when there is none.
 ///
-/// The chunks are read one by one with direct gets, which any replica answers, rather than
-/// through the client's `get`: that creates a consumer per read, and NATS 2.9 may place it
-/// on a server that is down, so reads time out while a NATS server is missing.
+/// The chunks are read one by one through the stream's leader (which holds every
+/// acknowledged write; a replica that lost unflushed writes in a crash may not yet), rather
+/// than through the client's `get`: that creates a consumer per read, and NATS 2.9 may place
+/// it on a server that is down, so reads time out while a NATS server is missing.
 pub(super) async fn read(objects: &Objects, name: &str) -> io::Result<Option<Vec<u8>>> {
     let info = match objects.store.info(name).await {
         Ok(info) if !info.deleted => info,
@@ -81,15 +82,21 @@ pub(super) async fn read(objects: &Objects, name: &str) -> io::Result<Option<Vec
     };
     let subject = format!("$O.{}.C.{}", objects.bucket, info.nuid);
     let mut bytes = Vec::with_capacity(info.size);
-    let mut next = None;
+    let mut next = 1;
     for _ in 0..info.chunks {
         let chunk = objects
             .stream
-            .direct_get_next_for_subject(subject.as_str(), next)
+            .raw_message_builder()
+            .sequence(next)
+            .next_by_subject(subject.as_str())
+            .send()
             .await
             .map_err(|e| io_error(name, e))?;
+        if bytes.len() + chunk.payload.len() > info.size {
+            return Err(io_error(name, "the stored object is larger than its size"));
+        }
         bytes.extend_from_slice(&chunk.payload);
-        next = Some(chunk.sequence + 1);
+        next = chunk.sequence + 1;
     }
     let digest = format!(
         "SHA-256={}",

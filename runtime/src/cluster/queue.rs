@@ -33,8 +33,7 @@ impl NatsQueue {
             reason,
         };
         let stream = cluster
-            .jetstream
-            .get_or_create_stream(stream::Config {
+            .stream(stream::Config {
                 name: names::QUEUE.to_string(),
                 subjects: vec![names::QUEUE_SUBJECT.to_string()],
                 retention: stream::RetentionPolicy::WorkQueue,
@@ -43,7 +42,7 @@ impl NatsQueue {
                 ..Default::default()
             })
             .await
-            .map_err(|e| failed("job queue stream", e.to_string()))?;
+            .map_err(|e| failed("job queue stream", e))?;
         let consumer = stream
             .get_or_create_consumer(
                 "workers",

@@ -172,7 +172,9 @@ impl ServiceStore for NatsServices {
         self.cluster
             .wait(self.kv.create(name, bytes))
             .map_err(|e| match e.kind() {
-                kv::CreateErrorKind::AlreadyExists => RegistryError::Exists(name.to_string()),
+                _ if super::lost_race(e.kind() == kv::CreateErrorKind::AlreadyExists, &e) => {
+                    RegistryError::Exists(name.to_string())
+                }
                 _ => io_error("storing the service", e).into(),
             })
     }
@@ -187,7 +189,9 @@ impl ServiceStore for NatsServices {
         self.cluster
             .wait(self.kv.update(name, bytes, expected))
             .map_err(|e| match e.kind() {
-                kv::UpdateErrorKind::WrongLastRevision => RegistryError::Conflict(name.to_string()),
+                _ if super::lost_race(e.kind() == kv::UpdateErrorKind::WrongLastRevision, &e) => {
+                    RegistryError::Conflict(name.to_string())
+                }
                 _ => io_error("storing the service", e).into(),
             })
     }

@@ -211,7 +211,7 @@ fn run_blocking(
     } = shared;
     let spec = &deployed.service.spec;
     // Taken once: the module may switch to optimized code while this call runs.
-    let linked = runnable.linked();
+    let linked = runnable.linked().map_err(InvokeError::Unavailable)?;
     let scratch = scratch_root.create().map_err(host)?;
     let staged = stage_input(&scratch, input)?;
     let env: std::borrow::Cow<[(String, String)]> = if staged.env.is_empty() {

@@ -104,6 +104,7 @@ pub fn run(r: GuestRun<'_>) -> wasmtime::Result<RunOutput> {
 
     let limits = StoreLimitsBuilder::new()
         .memory_size(usize::try_from(r.memory_limit).unwrap_or(usize::MAX))
+        .table_elements(crate::wasm::MAX_TABLE_ELEMENTS)
         .build();
     let interrupt = Interrupt {
         deadline: r.deadline,

@@ -364,7 +364,7 @@ impl Jobs {
         timestamps: bool,
     ) -> std::io::Result<Option<String>> {
         let (service, job) = (service.to_string(), job.to_string());
-        self.off_reactor(move |jobs| Ok(jobs.store.read_log(&service, &job, timestamps)))
+        self.off_reactor(move |jobs| jobs.store.read_log(&service, &job, timestamps))
             .await
     }
 

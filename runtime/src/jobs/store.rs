@@ -344,9 +344,17 @@ impl JobStore {
     }
 
     /// The job's log text; with `timestamps`, each line starts with its RFC 3339 time.
-    pub fn read_log(&self, service: &str, job: &str, timestamps: bool) -> Option<String> {
-        self.get(service, job)?;
-        let raw = self.backend.read_log(service, job).unwrap_or_default();
+    pub fn read_log(
+        &self,
+        service: &str,
+        job: &str,
+        timestamps: bool,
+    ) -> io::Result<Option<String>> {
+        if self.get(service, job).is_none() {
+            return Ok(None);
+        }
+        // A store that cannot be read says so: an empty log would claim the job said nothing.
+        let raw = self.backend.read_log(service, job)?;
         let mut out = String::with_capacity(raw.len());
         for line in raw.lines() {
             let (ms, text) = line.split_once(' ').unwrap_or(("0", line));
@@ -357,7 +365,7 @@ impl JobStore {
             out.push_str(text);
             out.push('\n');
         }
-        Some(out)
+        Ok(Some(out))
     }
 
     /// The job's input.
@@ -539,6 +547,7 @@ mod tests {
             store
                 .read_log("svc", &job.name, false)
                 .unwrap()
+                .unwrap()
                 .contains("3 times; it is not run again")
         );
     }
@@ -609,6 +618,7 @@ mod tests {
             store
                 .read_log("svc", &running.name, false)
                 .unwrap()
+                .unwrap()
                 .contains("will run again")
         );
         assert_eq!(
@@ -642,12 +652,15 @@ mod tests {
         store
             .append_log("svc", &r.name, &[(1_700_000_000_123, "one\ntwo".into())])
             .unwrap();
-        assert_eq!(store.read_log("svc", &r.name, false).unwrap(), "one\ntwo\n");
         assert_eq!(
-            store.read_log("svc", &r.name, true).unwrap(),
+            store.read_log("svc", &r.name, false).unwrap().unwrap(),
+            "one\ntwo\n"
+        );
+        assert_eq!(
+            store.read_log("svc", &r.name, true).unwrap().unwrap(),
             "2023-11-14T22:13:20.123Z one\n2023-11-14T22:13:20.123Z two\n"
         );
         assert!(store.remove("svc", &r.name).is_some());
-        assert!(store.read_log("svc", &r.name, false).is_none());
+        assert!(store.read_log("svc", &r.name, false).unwrap().is_none());
     }
 }

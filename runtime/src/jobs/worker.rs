@@ -410,7 +410,12 @@ mod tests {
     }
 
     fn log(parts: &WorkerParts<Fake>, job: &str) -> String {
-        parts.jobs.store.read_log("svc", job, false).unwrap()
+        parts
+            .jobs
+            .store
+            .read_log("svc", job, false)
+            .unwrap()
+            .unwrap()
     }
 
     #[tokio::test]
@@ -466,6 +471,7 @@ mod tests {
                 .jobs
                 .store
                 .read_log("gone", &orphan, false)
+                .unwrap()
                 .unwrap()
                 .contains("Service gone no longer exists")
         );

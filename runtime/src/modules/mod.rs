@@ -422,7 +422,9 @@ fn optimize_all(
         let (linked, artifact) = match engine.compile(&job.wasm) {
             Ok(compiled) => compiled,
             Err(e) => {
-                tracing::warn!(%digest, error = %e, "Cranelift refused a module the baseline compiler took; it keeps running the baseline code");
+                tracing::warn!(%digest, error = %e, "Cranelift refused a module the baseline compiler took; it no longer runs");
+                job.runnable
+                    .refuse(format!("the optimizing compiler refused it: {e}"));
                 continue;
             }
         };
@@ -490,7 +492,10 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
         assert!(s.artifact_path(&stored.digest).exists());
-        assert!(matches!(*runnable.linked(), crate::wasm::Linked::Core(_)));
+        assert!(matches!(
+            *runnable.linked().unwrap(),
+            crate::wasm::Linked::Core(_)
+        ));
         drop(s);
         // The next start loads Cranelift's artifact: optimized at once.
         let s = store(dir.path());

@@ -11,9 +11,9 @@
 
 pub mod auth;
 pub mod layers;
+pub mod pull;
 
-use futures::StreamExt;
-use oci_client::manifest::{OciDescriptor, OciImageManifest, OciManifest};
+use oci_client::manifest::{OciDescriptor, OciImageIndex, OciImageManifest};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use std::time::Duration;
@@ -57,6 +57,15 @@ pub enum OciError {
     /// The registry could not be reached or failed.
     #[error("{reference}: the registry could not be reached or failed: {reason}")]
     Unreachable {
+        /// The reference.
+        reference: String,
+        /// Why.
+        reason: String,
+    },
+    /// The reference (or its registry's redirect or token realm) points where this server
+    /// does not connect: this machine or its link-local network.
+    #[error("{reference}: {reason}")]
+    Refused {
         /// The reference.
         reference: String,
         /// Why.
@@ -142,11 +151,16 @@ pub struct RegistrySettings {
     pub auths: auth::Auths,
     /// A module larger than this is refused.
     pub max_module: u64,
+    /// `--allow-local-endpoints`: registries on this machine are reached without being listed.
+    pub allow_local: bool,
 }
 
 /// The OCI client with the server's settings.
 pub struct Registries {
+    /// For pushing (`oscar-wasm push`, the user's side).
     client: Client,
+    /// For every read the server makes: bounded, addresses checked.
+    puller: pull::Puller,
     settings: RegistrySettings,
 }
 
@@ -183,8 +197,13 @@ impl Registries {
             read_timeout: Some(Duration::from_secs(60)),
             ..Default::default()
         };
+        let puller = pull::Puller::new(pull::AddressRule {
+            listed: settings.insecure.clone(),
+            allow_local: settings.allow_local,
+        });
         Self {
             client: Client::new(config),
+            puller,
             settings,
         }
     }
@@ -198,24 +217,20 @@ impl Registries {
     /// The digest `image` names now: one manifest HEAD (or GET when the registry needs it).
     pub async fn current_digest(&self, image: &str) -> Result<String, OciError> {
         let reference = parse_reference(image)?;
-        self.client
-            .fetch_manifest_digest(&reference, &self.auth(&reference))
+        self.puller
+            .current_digest(image, &reference, &self.auth(&reference))
             .await
-            .map_err(|e| OciError::from_client(image, e))
     }
 
     /// What `image` names: a wasm module (pulled and digest-checked) or a container image.
     pub async fn resolve(&self, image: &str) -> Result<Resolved, OciError> {
         let reference = parse_reference(image)?;
         let auth = self.auth(&reference);
-        let (manifest, digest) = self
-            .client
-            .pull_manifest(&reference, &auth)
-            .await
-            .map_err(|e| OciError::from_client(image, e))?;
-        let (manifest, digest) = match manifest {
-            OciManifest::Image(manifest) => (manifest, digest),
-            OciManifest::ImageIndex(index) => {
+        let raw = self.puller.manifest(image, &reference, &auth).await?;
+        let digest = raw.digest.clone();
+        let manifest = match parse_manifest(image, &raw)? {
+            Manifest::Image(manifest) => manifest,
+            Manifest::Index(index) => {
                 // A multi-platform image: its wasi/wasm entry, else it is a container image.
                 let Some(entry) = index.manifests.iter().find(|m| {
                     m.platform.as_ref().is_some_and(|p| {
@@ -225,12 +240,16 @@ impl Registries {
                     return Ok(Resolved::Container);
                 };
                 let pinned = reference.clone_with_digest(entry.digest.clone());
-                let (manifest, _) = self
-                    .client
-                    .pull_image_manifest(&pinned, &auth)
-                    .await
-                    .map_err(|e| OciError::from_client(image, e))?;
-                (manifest, digest)
+                let raw = self.puller.manifest(image, &pinned, &auth).await?;
+                match parse_manifest(image, &raw)? {
+                    Manifest::Image(manifest) => manifest,
+                    Manifest::Index(_) => {
+                        return Err(OciError::Invalid {
+                            reference: image.to_string(),
+                            reason: "its index names another index for wasi/wasm".into(),
+                        });
+                    }
+                }
             }
         };
         match self.module_of(image, &reference, &manifest).await? {
@@ -349,24 +368,16 @@ impl Registries {
         if layer.size < 0 || layer.size as u64 > limit {
             return Err(too_large(layer.size.max(0) as u64));
         }
-        let mut stream = self
-            .client
-            .pull_blob_stream(reference, layer)
+        // Bounded and digest-checked as it is read.
+        self.puller
+            .blob(
+                image,
+                reference,
+                &self.auth(reference),
+                &layer.digest,
+                limit,
+            )
             .await
-            .map_err(|e| OciError::from_client(image, e))?;
-        let mut bytes = Vec::with_capacity(layer.size as usize);
-        while let Some(chunk) = stream.stream.next().await {
-            // The stream checks the layer's digest at its end and fails on a mismatch.
-            let chunk = chunk.map_err(|e| OciError::Invalid {
-                reference: image.to_string(),
-                reason: format!("reading layer {}: {e}", layer.digest),
-            })?;
-            if (bytes.len() + chunk.len()) as u64 > limit {
-                return Err(too_large((bytes.len() + chunk.len()) as u64));
-            }
-            bytes.extend_from_slice(&chunk);
-        }
-        Ok(bytes)
     }
 
     /// Publishes `module` at `image` as a CNCF wasm artifact; returns the manifest's URL.
@@ -398,6 +409,34 @@ impl Registries {
             .await
             .map_err(|e| OciError::from_client(image, e))?;
         Ok(pushed.manifest_url)
+    }
+}
+
+/// A manifest by its kind.
+enum Manifest {
+    Image(Box<OciImageManifest>),
+    Index(OciImageIndex),
+}
+
+/// Reads a manifest or an index, by its media type.
+fn parse_manifest(image: &str, raw: &pull::RawManifest) -> Result<Manifest, OciError> {
+    let invalid = |e: serde_json::Error| OciError::Invalid {
+        reference: image.to_string(),
+        reason: format!("its manifest ({}) is not valid: {e}", raw.media_type),
+    };
+    let is_index = matches!(
+        raw.media_type.as_str(),
+        oci_client::manifest::OCI_IMAGE_INDEX_MEDIA_TYPE
+            | oci_client::manifest::IMAGE_MANIFEST_LIST_MEDIA_TYPE
+    );
+    if is_index {
+        serde_json::from_slice(&raw.bytes)
+            .map(Manifest::Index)
+            .map_err(invalid)
+    } else {
+        serde_json::from_slice(&raw.bytes)
+            .map(|m| Manifest::Image(Box::new(m)))
+            .map_err(invalid)
     }
 }
 

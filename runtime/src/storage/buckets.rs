@@ -14,6 +14,8 @@ use std::time::Duration;
 
 /// How long the URLs this server signs for its own requests stay valid.
 const OWN_REQUEST_VALIDITY: Duration = Duration::from_secs(300);
+/// The largest answer read from the store.
+const MAX_ANSWER: u64 = 16 << 20;
 /// S3's largest page of keys, and the largest DeleteObjects batch.
 pub const MAX_PAGE: usize = 1000;
 /// The bounds OSCAR puts on a presigned URL's validity, in seconds.
@@ -38,6 +40,9 @@ pub enum BucketError {
         /// The store's code and message.
         reason: String,
     },
+    /// A name or header the request gave is refused before anything is signed or sent.
+    #[error("{0}")]
+    Refused(String),
     /// The store could not be reached, or its answer could not be read.
     #[error("the store could not be reached for {operation}: {reason}")]
     Unreachable {
@@ -344,6 +349,13 @@ impl BucketAdmin {
         content_type: Option<&str>,
         extra_headers: &std::collections::BTreeMap<String, String>,
     ) -> Result<Presigned, BucketError> {
+        super::names::check_bucket(bucket).map_err(|e| BucketError::Refused(e.to_string()))?;
+        super::names::check_key(key).map_err(|e| BucketError::Refused(e.to_string()))?;
+        if let Some(name) = extra_headers.keys().find(|name| !presignable(name)) {
+            return Err(BucketError::Refused(format!(
+                "extra_headers names '{name}', which a presigned URL does not sign: only {PRESIGNABLE}"
+            )));
+        }
         let bucket = self.bucket(bucket)?;
         let mut headers: Vec<(String, String)> = Vec::new();
         if let (Access::Upload, Some(ct)) = (access, content_type) {
@@ -405,7 +417,13 @@ impl BucketAdmin {
         };
         let response = request.send().await.map_err(unreachable)?;
         let status = response.status();
-        let body = response.bytes().await.map_err(unreachable)?;
+        // A page of 1,000 keys of 1 KiB with their XML fits many times over.
+        let body = crate::bounded::read(response, MAX_ANSWER)
+            .await
+            .map_err(|e| BucketError::Unreachable {
+                operation,
+                reason: e.to_string(),
+            })?;
         if status.is_success() {
             return Ok(body);
         }
@@ -495,23 +513,31 @@ fn parse_error(body: &[u8]) -> (String, String) {
         .unwrap_or_default()
 }
 
-/// Checks a bucket name against S3's rules: 3 to 63 lowercase letters, digits, dots and
-/// hyphens, starting and ending with a letter or digit.
-pub fn check_name(name: &str) -> Result<(), String> {
-    let bytes = name.as_bytes();
-    let allowed = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'.' || *b == b'-';
-    let edge = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-    if !(3..=63).contains(&bytes.len())
-        || !bytes.iter().all(allowed)
-        || !edge(bytes.first())
-        || !edge(bytes.last())
-        || name.contains("..")
-    {
-        return Err(format!(
-            "'{name}' is not a valid bucket name: use 3 to 63 lowercase letters, digits, dots and hyphens, starting and ending with a letter or a digit"
-        ));
-    }
-    Ok(())
+/// The headers a presigned URL may sign: those a browser upload or download sends about its
+/// own object. Anything else (above all `x-amz-copy-source`, which would turn an upload into
+/// a copy out of another bucket) is refused.
+const PRESIGNABLE: &str = "content-type, content-md5, content-disposition, content-encoding, content-language, cache-control, expires, range, if-match, if-none-match, if-modified-since, if-unmodified-since, x-amz-meta-*, x-amz-checksum-*";
+
+/// Whether `name` is in [`PRESIGNABLE`].
+pub fn presignable(name: &str) -> bool {
+    let name = name.trim().to_ascii_lowercase();
+    matches!(
+        name.as_str(),
+        "content-type"
+            | "content-md5"
+            | "content-disposition"
+            | "content-encoding"
+            | "content-language"
+            | "cache-control"
+            | "expires"
+            | "range"
+            | "if-match"
+            | "if-none-match"
+            | "if-modified-since"
+            | "if-unmodified-since"
+    ) || ["x-amz-meta-", "x-amz-checksum-"]
+        .iter()
+        .any(|prefix| name.len() > prefix.len() && name.starts_with(prefix))
 }
 
 #[cfg(test)]
@@ -549,7 +575,7 @@ mod tests {
     #[test]
     fn bucket_names_follow_s3() {
         for good in ["abc", "my-bucket.1", "0-9"] {
-            assert!(check_name(good).is_ok(), "{good}");
+            assert!(super::super::names::check_bucket(good).is_ok(), "{good}");
         }
         for bad in [
             "ab",
@@ -561,7 +587,7 @@ mod tests {
             &"a".repeat(64),
             "a/b",
         ] {
-            assert!(check_name(bad).is_err(), "{bad}");
+            assert!(super::super::names::check_bucket(bad).is_err(), "{bad}");
         }
     }
 }

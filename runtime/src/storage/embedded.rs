@@ -87,8 +87,64 @@ impl s3s::auth::S3Auth for Keys {
     }
 }
 
-/// Applies [`StoreAuth`]'s rule to every request, before it is read.
+/// Applies [`StoreAuth`]'s rule to every request: the names it carries must be canonical
+/// ([`super::names`]), whoever signed it, and a user's keys reach only the buckets open to that
+/// user, for the bucket in the path and for every other object the request names (a copy's
+/// source). The table in SECURITY.md lists each operation and its rule.
 struct StoreAccess(Arc<StoreAuth>);
+
+impl StoreAccess {
+    /// The user behind a request's keys; `None` for the administrator's.
+    fn user_of(&self, access_key: &str) -> s3s::S3Result<Option<String>> {
+        let keys = &self.0;
+        if crate::auth::secrets_equal(access_key.as_bytes(), keys.access_key.as_bytes()) {
+            return Ok(None);
+        }
+        match keys.users.by_access_key(access_key) {
+            Some((user, _)) => Ok(Some(user)),
+            None => Err(s3s::s3_error!(AccessDenied)),
+        }
+    }
+
+    /// Refuses `bucket` unless the request's keys may use it.
+    fn require_bucket<T>(&self, req: &s3s::S3Request<T>, bucket: &str) -> s3s::S3Result<()> {
+        let Some(credentials) = &req.credentials else {
+            return Err(s3s::s3_error!(
+                AccessDenied,
+                "anonymous requests are refused"
+            ));
+        };
+        match self.user_of(&credentials.access_key)? {
+            Some(user) if !(self.0.access)(&user, bucket) => Err(s3s::s3_error!(
+                AccessDenied,
+                "this user may not use the bucket {bucket}"
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// A copy's source: a canonical key in a bucket the keys may read.
+    fn copy_source<T>(
+        &self,
+        req: &s3s::S3Request<T>,
+        source: &s3s::dto::CopySource,
+    ) -> s3s::S3Result<()> {
+        let s3s::dto::CopySource::Bucket { bucket, key, .. } = source else {
+            return Err(s3s::s3_error!(
+                NotImplemented,
+                "copy sources are path-style bucket/key names here"
+            ));
+        };
+        checked(super::names::check_bucket(bucket))?;
+        checked(super::names::check_key(key))?;
+        self.require_bucket(req, bucket)
+    }
+}
+
+/// A refused name as S3's error.
+fn checked(result: Result<(), super::names::NameError>) -> s3s::S3Result<()> {
+    result.map_err(|e| s3s::S3Error::with_message(s3s::S3ErrorCode::InvalidArgument, e.to_string()))
+}
 
 #[async_trait::async_trait]
 impl s3s::access::S3Access for StoreAccess {
@@ -99,32 +155,35 @@ impl s3s::access::S3Access for StoreAccess {
                 "anonymous requests are refused"
             ));
         };
-        let keys = &self.0;
-        if crate::auth::secrets_equal(
-            credentials.access_key.as_bytes(),
-            keys.access_key.as_bytes(),
-        ) {
-            return Ok(());
-        }
-        let Some((user, _)) = keys.users.by_access_key(&credentials.access_key) else {
-            return Err(s3s::s3_error!(AccessDenied));
-        };
+        // Canonical names for every caller: the store keeps objects as files under
+        // <bucket>/<key>, so `..` in a key would reach another bucket.
         let bucket = match cx.s3_path() {
-            // ListBuckets: names only (the dashboard lists them, then asks the API).
-            s3s::path::S3Path::Root => return Ok(()),
+            s3s::path::S3Path::Root => None,
             s3s::path::S3Path::Bucket { bucket } => {
-                // Buckets are made and removed through /system/buckets, which records owners.
-                if matches!(cx.s3_op().name(), "CreateBucket" | "DeleteBucket") {
-                    return Err(s3s::s3_error!(
-                        AccessDenied,
-                        "users create and delete buckets through /system/buckets"
-                    ));
-                }
-                bucket.to_string()
+                checked(super::names::check_bucket(bucket))?;
+                Some(bucket.to_string())
             }
-            s3s::path::S3Path::Object { bucket, .. } => bucket.to_string(),
+            s3s::path::S3Path::Object { bucket, key } => {
+                checked(super::names::check_bucket(bucket))?;
+                checked(super::names::check_key(key))?;
+                Some(bucket.to_string())
+            }
         };
-        if (keys.access)(&user, &bucket) {
+        let Some(user) = self.user_of(&credentials.access_key)? else {
+            return Ok(());
+        };
+        let Some(bucket) = bucket else {
+            // ListBuckets: names only (the dashboard lists them, then asks the API).
+            return Ok(());
+        };
+        // Buckets are made and removed through /system/buckets, which records owners.
+        if matches!(cx.s3_op().name(), "CreateBucket" | "DeleteBucket") {
+            return Err(s3s::s3_error!(
+                AccessDenied,
+                "users create and delete buckets through /system/buckets"
+            ));
+        }
+        if (self.0.access)(&user, &bucket) {
             Ok(())
         } else {
             Err(s3s::s3_error!(
@@ -133,6 +192,48 @@ impl s3s::access::S3Access for StoreAccess {
             ))
         }
     }
+
+    async fn copy_object(
+        &self,
+        req: &mut s3s::S3Request<s3s::dto::CopyObjectInput>,
+    ) -> s3s::S3Result<()> {
+        self.copy_source(req, &req.input.copy_source)
+    }
+
+    async fn upload_part_copy(
+        &self,
+        req: &mut s3s::S3Request<s3s::dto::UploadPartCopyInput>,
+    ) -> s3s::S3Result<()> {
+        self.copy_source(req, &req.input.copy_source)
+    }
+
+    async fn delete_objects(
+        &self,
+        req: &mut s3s::S3Request<s3s::dto::DeleteObjectsInput>,
+    ) -> s3s::S3Result<()> {
+        for object in &req.input.delete.objects {
+            checked(super::names::check_key(&object.key))?;
+        }
+        Ok(())
+    }
+
+    async fn list_objects(
+        &self,
+        req: &mut s3s::S3Request<s3s::dto::ListObjectsInput>,
+    ) -> s3s::S3Result<()> {
+        checked(super::names::check_prefix(
+            req.input.prefix.as_deref().unwrap_or(""),
+        ))
+    }
+
+    async fn list_objects_v2(
+        &self,
+        req: &mut s3s::S3Request<s3s::dto::ListObjectsV2Input>,
+    ) -> s3s::S3Result<()> {
+        checked(super::names::check_prefix(
+            req.input.prefix.as_deref().unwrap_or(""),
+        ))
+    }
 }
 
 /// Builds the S3 service over `root` (created when missing).
@@ -140,10 +241,64 @@ pub fn service(root: &Path, auth: StoreAuth) -> std::io::Result<S3Service> {
     crate::fsutil::create_private_dir(root)?;
     let fs = s3s_fs::FileSystem::new(root).map_err(|e| std::io::Error::other(format!("{e:?}")))?;
     let mut builder = s3s::service::S3ServiceBuilder::new(fs);
+    builder.set_config(Arc::new(s3s::config::StaticConfigProvider::new(Arc::new(
+        limits(),
+    ))));
     let auth = Arc::new(auth);
     builder.set_auth(Keys(auth.clone()));
     builder.set_access(StoreAccess(auth));
     Ok(builder.build())
+}
+
+/// The largest XML body the store reads (DeleteObjects of 1,000 keys of 1 KiB, or a
+/// CompleteMultipartUpload of 10,000 parts, fit): XML bodies are read whole before parsing.
+const MAX_XML_BODY: usize = 2 << 20;
+
+/// s3s's bounds for what clients send. Browser form uploads (POST object) are refused before
+/// s3s sees them (see [`is_form_upload`]), so the form bounds are AWS's own only as a second
+/// line.
+fn limits() -> s3s::config::S3Config {
+    let mut config = s3s::config::S3Config::default();
+    config.xml_max_body_size = MAX_XML_BODY;
+    config.form_max_fields_size = 20 << 10;
+    config.form_max_field_size = 20 << 10;
+    config.form_max_parts = 64;
+    config.post_object_max_file_size = 0;
+    config
+}
+
+/// Whether a request is a browser form upload (S3's POST object): a multipart form POSTed to
+/// a bucket. s3s reads such a form, file included, into memory before it checks the form's
+/// signature, so an anonymous client could make the server buffer gigabytes; the store
+/// refuses them before reading a byte. Presigned PUT URLs (POST
+/// /system/buckets/{bucket}/presign) do the same job with a bounded, signed request.
+pub fn is_form_upload(method: &hyper::Method, headers: &hyper::HeaderMap) -> bool {
+    *method == hyper::Method::POST
+        && headers
+            .get(hyper::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("multipart/form-data")
+            })
+}
+
+/// S3's error document for a refused form upload.
+fn form_upload_refused() -> s3s::HttpResponse {
+    let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>NotImplemented</Code><Message>browser form uploads (POST object) are not served by this store: use a presigned PUT URL (POST /system/buckets/{bucket}/presign)</Message></Error>";
+    let mut response = s3s::HttpResponse::new(s3s::Body::from(body.to_string()));
+    *response.status_mut() = hyper::StatusCode::NOT_IMPLEMENTED;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/xml"),
+    );
+    // The body is not read: the connection cannot be reused.
+    response.headers_mut().insert(
+        hyper::header::CONNECTION,
+        hyper::header::HeaderValue::from_static("close"),
+    );
+    response
 }
 
 /// Serves `s3` on `listener` within `limits` until `shutdown`, reporting created objects to
@@ -163,6 +318,11 @@ pub async fn serve(
             if request.method() == hyper::Method::OPTIONS {
                 let mut response = s3s::HttpResponse::new(s3s::Body::empty());
                 *response.status_mut() = hyper::StatusCode::NO_CONTENT;
+                allow_browsers(response.headers_mut());
+                return Ok(response);
+            }
+            if is_form_upload(request.method(), request.headers()) {
+                let mut response = form_upload_refused();
                 allow_browsers(response.headers_mut());
                 return Ok(response);
             }

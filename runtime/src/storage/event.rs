@@ -104,9 +104,10 @@ fn object_event(source: &str, record: &Value, whole: &Value) -> Result<Trigger, 
         .filter(|k| !k.is_empty())
         .ok_or("the event names no object (s3.object.key)")?;
     let key = unquote_plus(raw_key)?;
-    if key.split('/').any(|s| s == "..") || key.ends_with('/') {
+    if key.ends_with('/') {
         return Err(format!("the object key {key:?} is not a file name"));
     }
+    super::names::check_key(&key).map_err(|e| e.to_string())?;
     Ok(Trigger::Object(ObjectEvent {
         source: source.to_string(),
         bucket: bucket.to_string(),

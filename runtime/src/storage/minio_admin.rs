@@ -130,7 +130,10 @@ impl MinioAdmin {
         if status.is_success() {
             return Ok(());
         }
-        let body = response.text().await.unwrap_or_default();
+        let body = crate::bounded::read(response, 64 << 10)
+            .await
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
         Err(AdminError::Refused {
             what: what.to_string(),
             status: status.as_u16(),

@@ -19,6 +19,7 @@ pub mod embedded;
 pub mod event;
 pub mod minio_admin;
 pub mod minio_users;
+pub mod names;
 pub mod objects;
 pub mod poller;
 pub mod spec;

@@ -325,16 +325,10 @@ fn parse_paths(
             format!("{service}/{path}")
         };
         let (bucket, folder) = path.split_once('/').unwrap_or((path.as_str(), ""));
-        check_bucket(bucket).map_err(|reason| err(format!("{field}.path"), reason))?;
-        if folder
-            .split('/')
-            .any(|s| s.is_empty() || s == "." || s == "..")
-        {
-            return Err(err(
-                format!("{field}.path"),
-                format!("{path:?} has an empty, '.' or '..' segment"),
-            ));
-        }
+        super::names::check_bucket(bucket)
+            .map_err(|reason| err(format!("{field}.path"), reason.to_string()))?;
+        super::names::check_folder(folder)
+            .map_err(|reason| err(format!("{field}.path"), reason.to_string()))?;
         let strings = |key: &str| -> Result<Vec<String>, StorageError> {
             match entry.get(key) {
                 None | Some(Value::Null) => Ok(Vec::new()),
@@ -358,24 +352,6 @@ fn parse_paths(
         });
     }
     Ok(out)
-}
-
-/// S3's bucket naming rules.
-fn check_bucket(bucket: &str) -> Result<(), String> {
-    let ok = (3..=63).contains(&bucket.len())
-        && bucket
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
-        && bucket.as_bytes()[0].is_ascii_alphanumeric()
-        && bucket.as_bytes()[bucket.len() - 1].is_ascii_alphanumeric()
-        && !bucket.contains("..");
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "bucket {bucket:?} (the path's first segment) must be 3 to 63 lower-case letters, digits, '-' or '.'"
-        ))
-    }
 }
 
 /// The definition as responses show it: every provider's credentials replaced by `"hidden"`.

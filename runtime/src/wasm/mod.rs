@@ -155,6 +155,8 @@ pub enum Tier {
 pub struct Runnable {
     linked: arc_swap::ArcSwap<Linked>,
     optimized: AtomicBool,
+    /// Set when Cranelift refused what Winch took: the module then runs no more.
+    refused: std::sync::OnceLock<String>,
 }
 
 impl Runnable {
@@ -163,12 +165,22 @@ impl Runnable {
         Self {
             linked: arc_swap::ArcSwap::from_pointee(linked),
             optimized: AtomicBool::new(tier == Tier::Optimized),
+            refused: std::sync::OnceLock::new(),
         }
     }
 
-    /// The code to instantiate now.
-    pub fn linked(&self) -> Arc<Linked> {
-        self.linked.load_full()
+    /// The code to instantiate now; the reason when the module may not run.
+    pub fn linked(&self) -> Result<Arc<Linked>, String> {
+        match self.refused.get() {
+            Some(reason) => Err(reason.clone()),
+            None => Ok(self.linked.load_full()),
+        }
+    }
+
+    /// Stops the module from running: the optimizing compiler refused it, and baseline code
+    /// must never run what the optimized configuration would not.
+    pub fn refuse(&self, reason: String) {
+        let _ = self.refused.set(reason);
     }
 
     /// Whose code runs now.
@@ -239,27 +251,9 @@ impl WasmEngine {
     /// Builds the engine (pooling allocator, epoch interruption) and links WASI once; starts
     /// the thread that ticks the epoch.
     pub fn new(settings: &EngineSettings) -> wasmtime::Result<Arc<Self>> {
-        let mut pool = PoolingAllocationConfig::default();
-        let n = settings.max_instances.max(1);
-        // A component built with the preview 1 adapter holds a few core instances and two
-        // memories; size the pool for that so components never exhaust it before modules do.
-        pool.total_component_instances(n)
-            .total_core_instances(n * 4)
-            .total_memories(n * 2)
-            .total_tables(n * 4)
-            .max_memories_per_module(1)
-            .max_memory_size(usize::try_from(settings.max_memory).unwrap_or(usize::MAX));
-        // Reset a used slot by rewriting the pages the guest touched (found with Linux's
-        // PAGEMAP_SCAN where the kernel has it) instead of `madvise`: each `madvise` flushed
-        // the TLB of every core, and the guest then faulted its pages back in. A profile under
-        // load had those flushes as the largest single cost; with this, requests/s at
-        // concurrency 16 went up by half. Up to this many bytes stay resident per used slot.
-        pool.linear_memory_keep_resident(KEEP_RESIDENT_MEMORY)
-            .table_keep_resident(KEEP_RESIDENT_TABLE)
-            .pagemap_scan(wasmtime::Enabled::Auto);
         let mut config = Config::new();
         config
-            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling(settings)))
             .epoch_interruption(true)
             .memory_init_cow(true);
         let engine = Engine::new(&config)?;
@@ -268,7 +262,7 @@ impl WasmEngine {
         let mut p2_linker = component::Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut p2_linker)?;
         let baseline = if settings.baseline {
-            Baseline::new()
+            Baseline::new(settings)
                 .inspect_err(|e| tracing::warn!(error = %e, "no baseline compiler (Winch) on this machine; uploads wait for Cranelift"))
                 .ok()
         } else {
@@ -388,13 +382,47 @@ impl WasmEngine {
     }
 }
 
+/// Guest bounds that hold whichever compiler made the code: the pooling allocator's, which
+/// both engines use, and the stores' limiter ([`MAX_TABLE_ELEMENTS`]).
+///
+/// Every engine is built on this, so that a module cannot get more tables, memories,
+/// instances or table entries by running on Winch's code (the on-demand allocator once let a
+/// baseline module grow a table to 33 million entries under a 64 MiB memory limit).
+fn pooling(settings: &EngineSettings) -> PoolingAllocationConfig {
+    let mut pool = PoolingAllocationConfig::default();
+    let n = settings.max_instances.max(1);
+    // A component built with the preview 1 adapter holds a few core instances and two
+    // memories; size the pool for that so components never exhaust it before modules do.
+    pool.total_component_instances(n)
+        .total_core_instances(n * 4)
+        .total_memories(n * 2)
+        .total_tables(n * 4)
+        .max_memories_per_module(1)
+        .table_elements(MAX_TABLE_ELEMENTS)
+        .max_memory_size(usize::try_from(settings.max_memory).unwrap_or(usize::MAX));
+    // Reset a used slot by rewriting the pages the guest touched (found with Linux's
+    // PAGEMAP_SCAN where the kernel has it) instead of `madvise`: each `madvise` flushed
+    // the TLB of every core, and the guest then faulted its pages back in. A profile under
+    // load had those flushes as the largest single cost; with this, requests/s at
+    // concurrency 16 went up by half. Up to this many bytes stay resident per used slot.
+    pool.linear_memory_keep_resident(KEEP_RESIDENT_MEMORY)
+        .table_keep_resident(KEEP_RESIDENT_TABLE)
+        .pagemap_scan(wasmtime::Enabled::Auto);
+    pool
+}
+
+/// Entries a guest's table may hold (wasmtime's pooling default, which a C# module in debug
+/// mode was seen to need); also each store's limit, so `table.grow` beyond it fails.
+pub const MAX_TABLE_ELEMENTS: usize = 20_000;
+
 impl Baseline {
-    /// Winch's engine, set up as the main one minus the pooling allocator: it runs a module
-    /// only until Cranelift's code is ready, so instantiation speed matters less than memory.
-    fn new() -> wasmtime::Result<Self> {
+    /// Winch's engine, set up as the main one (the same pool, so the same bounds): it runs a
+    /// module only until Cranelift's code is ready.
+    fn new(settings: &EngineSettings) -> wasmtime::Result<Self> {
         let mut config = Config::new();
         config
             .strategy(wasmtime::Strategy::Winch)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling(settings)))
             .epoch_interruption(true)
             .memory_init_cow(true);
         let engine = Engine::new(&config)?;
