@@ -170,6 +170,27 @@ impl Drop for Nats {
     }
 }
 
+/// Starts `oscar-wasm serve` with `data` and `flags`, which must make it refuse to start;
+/// what it said.
+fn refused_start(data: &Path, flags: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_oscar-wasm"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--s3-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(data)
+        .args(flags)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!output.status.success(), "it started: {stderr}");
+    stderr
+}
+
 /// An oscar-wasm server of the cluster at `urls`, with its own data folder `dir/name`.
 fn member(dir: &Path, name: &str, urls: &str, extra: &[&str]) -> Server {
     let data = dir.join(name).join("data");
@@ -671,22 +692,17 @@ fn nats_logins_are_used_and_a_refused_one_stops_the_start_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let nats = Nats::with_login(dir.path(), "oscar", "s3cret");
     nats.wait_ready();
-    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_oscar-wasm"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--s3-listen",
-            "127.0.0.1:0",
-        ])
-        .arg("--data-dir")
-        .arg(dir.path().join("refused"))
-        .args(["--cluster", &nats.url()])
-        .args(["--cluster-user", "oscar", "--cluster-password", "wrong"])
-        .output()
-        .unwrap();
-    assert!(!refused.status.success());
-    let stderr = String::from_utf8_lossy(&refused.stderr);
+    let stderr = refused_start(
+        &dir.path().join("refused"),
+        &[
+            "--cluster",
+            &nats.url(),
+            "--cluster-user",
+            "oscar",
+            "--cluster-password",
+            "wrong",
+        ],
+    );
     assert!(stderr.contains("could not connect to NATS"), "{stderr}");
     let server = Server::start_with_env(
         &dir.path().join("a/data"),
@@ -1028,23 +1044,7 @@ fn an_old_nats_cluster_gets_one_replica_or_a_clear_refusal() {
         node.wait_ready();
     }
     let all = nodes.iter().map(Nats::url).collect::<Vec<_>>().join(",");
-    let data = dir.path().join("refused/data");
-    std::fs::create_dir_all(&data).unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_oscar-wasm"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--s3-listen",
-            "127.0.0.1:0",
-        ])
-        .arg("--data-dir")
-        .arg(&data)
-        .args(["--cluster", &all])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "{stderr}");
+    let stderr = refused_start(&dir.path().join("refused"), &["--cluster", &all]);
     assert!(
         stderr.contains("2.9.21") && stderr.contains("--cluster-replicas 1"),
         "{stderr}"

@@ -272,7 +272,7 @@ fn credentials_are_checked_before_a_body_is_read_and_bodies_have_a_deadline() {
     let dir = TestDir::new();
     let server = Server::start(&dir.data(), &["--password", "pw", "--body-timeout", "1"]);
     deploy_as(&server, "pw", &guest("uppercase"), json!({"name": "upper"}));
-    let rss = || server_rss_kib(&server);
+    let rss = || rss_kib(&server);
     let before = rss();
     // 2 GiB announced, nothing sent: refused at once, nothing read.
     for path in ["/run/upper", "/job/upper", "/kube/invocations/x/result"] {
@@ -319,14 +319,6 @@ fn credentials_are_checked_before_a_body_is_read_and_bodies_have_a_deadline() {
 }
 
 /// The server's resident memory in KiB.
-fn server_rss_kib(server: &Server) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
 
 #[test]
 fn idle_connections_are_capped_and_closed() {
@@ -370,7 +362,7 @@ fn json_bodies_cost_bounded_memory() {
     let dir = TestDir::new();
     let server = Server::start(&dir.data(), &["--max-json-body", "1Mi"]);
     deploy(&server, &guest("uppercase"), json!({"name": "upper"}));
-    let before = server_rss_kib(&server);
+    let before = rss_kib(&server);
     // An 8 MiB array of numbers: refused without being built as a tree (once: +423 MiB).
     let array = format!("[{}1]", "1,".repeat(4 << 20));
     let r = client()
@@ -380,7 +372,7 @@ fn json_bodies_cost_bounded_memory() {
         .unwrap();
     assert_eq!(r.status(), 400);
     assert!(r.text().unwrap().contains("JSON array"));
-    let grown = server_rss_kib(&server).saturating_sub(before);
+    let grown = rss_kib(&server).saturating_sub(before);
     assert!(grown < 100 * 1024, "the server grew by {grown} KiB");
     // A JSON object over --max-json-body: 413 with the way out.
     let object = format!("{{\"a\": [{}1]}}", "1,".repeat(1 << 20));

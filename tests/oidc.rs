@@ -234,18 +234,8 @@ print("ok")
     }
 
     // Each user's own keys for the embedded store, from GET /system/config.
-    let store = |token: &str| -> (String, String, String) {
-        let config: Value =
-            serde_json::from_str(&with(token, c.get(server.url("/system/config"))).1).unwrap();
-        let m = &config["minio_provider"];
-        (
-            m["endpoint"].as_str().unwrap().to_string(),
-            m["access_key"].as_str().unwrap().to_string(),
-            m["secret_key"].as_str().unwrap().to_string(),
-        )
-    };
-    let (endpoint, alice_key, alice_secret) = store(&alice);
-    let (_, bob_key, bob_secret) = store(&bob);
+    let (endpoint, alice_key, alice_secret) = user_store_keys(&server, &alice);
+    let (_, bob_key, bob_secret) = user_store_keys(&server, &bob);
     let admin_config: Value =
         serde_json::from_str(&as_admin(c.get(server.url("/system/config"))).1).unwrap();
     assert!(!alice_key.is_empty() && alice_key != bob_key);
@@ -253,7 +243,11 @@ print("ok")
         admin_config["minio_provider"]["access_key"],
         alice_key.as_str()
     );
-    assert_eq!(store(&alice).1, alice_key, "a user's keys are made once");
+    assert_eq!(
+        user_store_keys(&server, &alice).1,
+        alice_key,
+        "a user's keys are made once"
+    );
 
     // Alice's private bucket: hers, not Bob's; the administrator sees everything.
     let (status, text) = with(

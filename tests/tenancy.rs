@@ -28,15 +28,6 @@ fn as_admin(request: reqwest::blocking::RequestBuilder) -> (u16, String) {
     (r.status().as_u16(), r.text().unwrap())
 }
 
-fn rss_kib(server: &Server) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
 /// A listener that counts the connections made to it and answers none.
 fn trap(ip: &str) -> (String, Arc<AtomicUsize>) {
     let listener = TcpListener::bind(format!("{ip}:0")).unwrap();
@@ -172,18 +163,8 @@ fn one_user_never_reaches_anothers_data() {
         256,
     );
     let c = client();
-    let keys = |token: &str| -> (String, String, String) {
-        let config: Value =
-            serde_json::from_str(&with(token, c.get(server.url("/system/config"))).1).unwrap();
-        let m = &config["minio_provider"];
-        (
-            m["endpoint"].as_str().unwrap().to_string(),
-            m["access_key"].as_str().unwrap().to_string(),
-            m["secret_key"].as_str().unwrap().to_string(),
-        )
-    };
-    let (endpoint, alice_key, alice_secret) = keys(&alice);
-    let (_, bob_key, bob_secret) = keys(&bob);
+    let (endpoint, alice_key, alice_secret) = user_store_keys(&server, &alice);
+    let (_, bob_key, bob_secret) = user_store_keys(&server, &bob);
     let bob_keys = (bob_key.as_str(), bob_secret.as_str());
     for (token, bucket) in [(&alice, "alice-data"), (&bob, "bob-data")] {
         let (status, text) = with(

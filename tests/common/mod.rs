@@ -843,3 +843,28 @@ pub fn s3_raw(
     let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
     (status, body.to_string())
 }
+
+/// The server process's resident memory, in KiB.
+pub fn rss_kib(server: &Server) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// An OIDC user's own keys for the embedded store, from GET /system/config with `token`:
+/// (endpoint, access key, secret key).
+pub fn user_store_keys(server: &Server, token: &str) -> (String, String, String) {
+    let config: serde_json::Value = client()
+        .get(server.url("/system/config"))
+        .bearer_auth(token)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let m = &config["minio_provider"];
+    let text = |k: &str| m[k].as_str().unwrap().to_string();
+    (text("endpoint"), text("access_key"), text("secret_key"))
+}
