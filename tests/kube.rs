@@ -535,6 +535,78 @@ fn a_sync_call_runs_a_job_and_answers_by_the_same_rules() {
     assert_eq!(r.status(), 404);
 }
 
+/// What OSCAR sets on a Job from the definition reaches the Job the fake API server gets:
+/// pull secrets, labels and annotations (on the Job and its pod), the GPU limit and the
+/// ephemeral storage request.
+#[test]
+fn the_definitions_pod_settings_reach_the_job() {
+    let dir = TestDir::new();
+    let (fake, kubeconfig) = start_fake(&dir.data().parent().unwrap().join("k"));
+    let server = start_server(&dir, &kubeconfig);
+    let refused = client()
+        .post(server.url("/system/services"))
+        .json(
+            &json!({"name": "bad", "image": "alpine:3", "script": UPPER_SCRIPT,
+                      "image_pull_secrets": ["Not A Secret"]}),
+        )
+        .send()
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    create(
+        &server,
+        json!({"name": "gpu-sh", "image": "alpine:3", "script": UPPER_SCRIPT,
+               "image_pull_secrets": ["regcred", "mirror-cred"],
+               "labels": {"team": "vision", "bad label": "x"},
+               "annotations": {"example.org/purpose": "a test, with any text"},
+               "enable_gpu": true, "ephemeral_storage_request": "2Gi"}),
+    );
+    let submitted = client()
+        .post(server.url("/job/gpu-sh"))
+        .body(b64(b"hello gpu"))
+        .send()
+        .unwrap();
+    assert_eq!(submitted.status(), 201);
+    let name: Value = submitted.json().unwrap();
+    let name = name["job_name"].as_str().unwrap().to_string();
+    wait_status(&server, "gpu-sh", &name, "Succeeded");
+    let job = fake
+        .jobs
+        .lock()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap()
+        .body
+        .clone();
+    for meta in [&job["metadata"], &job["spec"]["template"]["metadata"]] {
+        assert_eq!(meta["labels"]["team"], "vision");
+        assert_eq!(
+            meta["labels"]["oscar_service"], "gpu-sh",
+            "OSCAR's default labels"
+        );
+        assert_eq!(meta["labels"]["oscar-wasm.io/service"], "gpu-sh");
+        assert!(meta["labels"].get("bad label").is_none());
+        assert_eq!(
+            meta["annotations"]["example.org/purpose"],
+            "a test, with any text"
+        );
+    }
+    let pod = &job["spec"]["template"]["spec"];
+    assert_eq!(
+        pod["imagePullSecrets"],
+        json!([{"name": "regcred"}, {"name": "mirror-cred"}])
+    );
+    let resources = &pod["containers"][0]["resources"];
+    assert_eq!(resources["limits"]["nvidia.com/gpu"], "1");
+    assert_eq!(resources["requests"]["ephemeral-storage"], "2Gi");
+    // The label Kubernetes would refuse is named in the job's log.
+    let log = log_of(&server, "gpu-sh", &name);
+    assert!(
+        log.contains("Left off the Job") && log.contains("bad label"),
+        "{log}"
+    );
+}
+
 #[test]
 fn image_services_get_the_same_admission_control_as_modules() {
     let dir = TestDir::new();

@@ -581,3 +581,71 @@ fn users_become_minio_users_whose_policies_follow_their_buckets() {
     assert_eq!(status, 502, "{text}");
     assert!(text.contains("MinIO") && text.contains("403"), "{text}");
 }
+
+/// `vo`, as OSCAR has it: a user's service names one of the user's groups (or gets the first
+/// of the server's they are in), and a service of a VO is its members' only.
+#[test]
+fn a_services_vo_holds_its_users_to_its_members() {
+    let idp = Idp::start();
+    idp.user(
+        "bob-sub",
+        json!({"name": "Bob", "group_membership": [format!("/{GROUP}"), "/other-vo"]}),
+    );
+    idp.user(
+        "carol-sub",
+        json!({"name": "Carol", "group_membership": [format!("/{GROUP}")]}),
+    );
+    let (bob, carol) = (
+        idp.token("bob-sub", json!({})),
+        idp.token("carol-sub", json!({})),
+    );
+    let dir = TestDir::new();
+    let server = server_with(&idp, &dir, &["--oidc-group", "other-vo"]);
+    let c = client();
+    let (status, text) = with(
+        &bob,
+        c.post(server.url("/system/modules"))
+            .body(guest("uppercase")),
+    );
+    assert_eq!(status, 201, "{text}");
+    let module: Value = serde_json::from_str(&text).unwrap();
+    let service = |name: &str, vo: &str| json!({"name": name, "module": module["digest"], "visibility": "public", "vo": vo});
+    // Not one of Bob's groups: refused.
+    let (status, text) = with(
+        &bob,
+        c.post(server.url("/system/services"))
+            .json(&service("x", "vo.else")),
+    );
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("vo.else"), "{text}");
+    // None named: the first of the server's groups Bob is in, as the vo and its label.
+    let (status, text) = with(
+        &bob,
+        c.post(server.url("/system/services"))
+            .json(&service("mine", "")),
+    );
+    assert_eq!(status, 201, "{text}");
+    let created: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(created["vo"], GROUP);
+    assert_eq!(created["labels"]["vo"], GROUP);
+    // A public service of other-vo: Bob's to see and run, not Carol's.
+    let (status, text) = with(
+        &bob,
+        c.post(server.url("/system/services"))
+            .json(&service("others", "other-vo")),
+    );
+    assert_eq!(status, 201, "{text}");
+    let listed = |token: &str| names(&with(token, c.get(server.url("/system/services"))).1);
+    assert_eq!(listed(&bob), ["mine", "others"]);
+    assert_eq!(listed(&carol), ["mine"]);
+    let invoke = |token: &str| with(token, c.post(server.url("/run/others")).body(b64(b"hi"))).0;
+    assert_eq!(invoke(&bob), 200);
+    assert_eq!(invoke(&carol), 403);
+    // An update cannot move a service to a VO its owner is not in.
+    let (status, text) = with(
+        &bob,
+        c.put(server.url("/system/services"))
+            .json(&service("mine", "vo.else")),
+    );
+    assert_eq!(status, 403, "{text}");
+}

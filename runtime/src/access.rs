@@ -28,11 +28,11 @@ impl Caller {
     }
 
     /// Whether the caller may see and invoke the service `definition` describes (OSCAR's
-    /// hasPermission).
+    /// hasPermission), and is in its VO when it names one.
     pub fn may_use(&self, definition: &Map<String, Value>) -> bool {
         match self {
             Self::Admin => true,
-            Self::User(user) => may_use(&user.sub, definition),
+            Self::User(user) => may_use(&user.sub, definition) && in_vo(user, definition),
         }
     }
 
@@ -68,6 +68,21 @@ impl Caller {
             Self::User(user) => format!("user {}", user.sub),
         }
     }
+}
+
+/// The service's VO (`vo`), when it names one.
+pub fn vo_of(definition: &Map<String, Value>) -> Option<&str> {
+    definition
+        .get("vo")
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|vo| !vo.is_empty())
+}
+
+/// Whether `user` is in the VO of the service `definition` describes (any user, when it names
+/// none): a service of a VO is its members' only, as OSCAR checks at create and update.
+pub fn in_vo(user: &User, definition: &Map<String, Value>) -> bool {
+    vo_of(definition).is_none_or(|vo| user.groups.iter().any(|g| g == vo))
 }
 
 /// The service's owner.
@@ -220,6 +235,20 @@ mod tests {
         assert!(!carol.may_use(&private) && carol.may_use(&public) && !carol.may_use(&restricted));
         // No visibility is private, as OSCAR defaults it.
         assert!(!bob.may_use(&definition(json!({"owner": "alice"}))));
+    }
+
+    #[test]
+    fn a_services_vo_is_its_members_only() {
+        let member = Caller::User(Arc::new(User {
+            sub: "bob".into(),
+            name: String::new(),
+            groups: vec!["vo.a".into(), "vo.b".into()],
+        }));
+        let public =
+            |vo: &str| definition(json!({"owner": "alice", "visibility": "public", "vo": vo}));
+        assert!(member.may_use(&public("vo.b")) && member.may_use(&public("")));
+        assert!(!member.may_use(&public("vo.c")) && !user("carol").may_use(&public("vo.a")));
+        assert!(Caller::Admin.may_use(&public("vo.c")));
     }
 
     #[test]

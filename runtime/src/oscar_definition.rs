@@ -263,11 +263,20 @@ pub fn restore_blank_secrets(new: &mut Map<String, Value>, stored: &Map<String, 
     }
 }
 
-/// The fields of `definition` that OSCAR acts on and this runtime does not, when set.
-pub fn not_acted_on(definition: &Map<String, Value>) -> Vec<&'static str> {
+/// The fields of [`NOT_ACTED_ON`] that image services act on (their Job and pod carry them).
+pub const ACTED_ON_BY_IMAGES: &[&str] = &[
+    "enable_gpu",
+    "image_pull_secrets",
+    "ephemeral_storage_request",
+];
+
+/// The fields of `definition` that OSCAR acts on and this runtime does not, when set
+/// (`image`: for an image service, which acts on [`ACTED_ON_BY_IMAGES`]).
+pub fn not_acted_on(definition: &Map<String, Value>, image: bool) -> Vec<&'static str> {
     NOT_ACTED_ON
         .iter()
         .copied()
+        .filter(|key| !(image && ACTED_ON_BY_IMAGES.contains(key)))
         .filter(|key| definition.get(*key).is_some_and(is_set))
         .collect()
 }
@@ -369,6 +378,12 @@ mod tests {
             json!({"expose": {"api_port": 8080}, "enable_gpu": false, "mount": null,
                            "synchronous": {"min_scale": 1}}),
         );
-        assert_eq!(not_acted_on(&d), ["expose", "synchronous"]);
+        assert_eq!(not_acted_on(&d, false), ["expose", "synchronous"]);
+        let gpu = map(json!({"enable_gpu": true, "image_pull_secrets": ["r"]}));
+        assert_eq!(
+            not_acted_on(&gpu, false),
+            ["enable_gpu", "image_pull_secrets"]
+        );
+        assert!(not_acted_on(&gpu, true).is_empty());
     }
 }

@@ -53,7 +53,99 @@ pub enum Backend {
         image: String,
         /// The script, run with /bin/sh.
         script: String,
+        /// What OSCAR sets on the pod from the definition.
+        pod: PodSettings,
     },
+}
+
+/// The definition's settings that OSCAR puts on an image service's Job and pod
+/// (pkg/types/service.go `ToPodSpec`, pkg/handlers/job.go).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PodSettings {
+    /// `image_pull_secrets`: names of Secrets in the Jobs' namespace, for private registries.
+    pub image_pull_secrets: Vec<String>,
+    /// `labels`, on the Job and its pod.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// `annotations`, on the Job and its pod.
+    pub annotations: std::collections::BTreeMap<String, String>,
+    /// `enable_gpu`: a limit of one `nvidia.com/gpu`.
+    pub gpu: bool,
+    /// `ephemeral_storage_request`: the container's `ephemeral-storage` request.
+    pub ephemeral_storage: Option<String>,
+}
+
+/// `image_pull_secrets`, `labels`, `annotations`, `enable_gpu` and
+/// `ephemeral_storage_request`, checked as Kubernetes will take them.
+fn parse_pod_settings(definition: &Map<String, Value>) -> Result<PodSettings, DefinitionError> {
+    let strings = |field: &'static str| -> Result<std::collections::BTreeMap<String, String>, DefinitionError> {
+        match definition.get(field) {
+            None | Some(Value::Null) => Ok(Default::default()),
+            Some(Value::Object(map)) => map
+                .iter()
+                .map(|(k, v)| match v {
+                    Value::String(v) => Ok((k.clone(), v.clone())),
+                    _ => Err(invalid(field, format!("{k}: values must be strings"))),
+                })
+                .collect(),
+            Some(_) => Err(invalid(field, "must map names to strings")),
+        }
+    };
+    let image_pull_secrets = match definition.get("image_pull_secrets") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|item| match item.as_str() {
+                Some(name) if is_dns_subdomain(name) => Ok(name.to_string()),
+                _ => Err(invalid(
+                    "image_pull_secrets",
+                    format!("{item} is not the name of a Kubernetes Secret"),
+                )),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => {
+            return Err(invalid(
+                "image_pull_secrets",
+                "must be a list of Secret names",
+            ));
+        }
+    };
+    let gpu = match definition.get("enable_gpu") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(invalid("enable_gpu", "must be true or false")),
+    };
+    let ephemeral_storage = match definition.get("ephemeral_storage_request") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.trim().is_empty() => None,
+        Some(Value::String(s)) => {
+            parse_quantity(s).map_err(|r| invalid("ephemeral_storage_request", r))?;
+            Some(s.trim().to_string())
+        }
+        Some(_) => {
+            return Err(invalid(
+                "ephemeral_storage_request",
+                "must be a quantity such as \"2Gi\"",
+            ));
+        }
+    };
+    Ok(PodSettings {
+        image_pull_secrets,
+        labels: strings("labels")?,
+        annotations: strings("annotations")?,
+        gpu,
+        ephemeral_storage,
+    })
+}
+
+/// A Kubernetes object name (RFC 1123 subdomain).
+fn is_dns_subdomain(name: &str) -> bool {
+    let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    (1..=253).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && edge(name.chars().next())
+        && edge(name.chars().last())
 }
 
 impl Backend {
@@ -272,6 +364,7 @@ fn parse_backend(definition: &Map<String, Value>) -> Result<Backend, DefinitionE
             Some(Value::String(script)) if !script.trim().is_empty() => Ok(Backend::Image {
                 image,
                 script: script.clone(),
+                pod: parse_pod_settings(definition)?,
             }),
             Some(Value::String(_)) | None | Some(Value::Null) => {
                 Err(DefinitionError::MissingScript)
@@ -509,9 +602,42 @@ mod tests {
             image.spec.backend,
             Backend::Image {
                 image: "alpine".into(),
-                script: "echo hi".into()
+                script: "echo hi".into(),
+                pod: PodSettings::default(),
             }
         );
+        let Backend::Image { pod, .. } = Service::from_definition(json!({
+            "name": "x", "image": "alpine", "script": "echo hi",
+            "image_pull_secrets": ["regcred"], "labels": {"team": "a"},
+            "annotations": {"note": "b"}, "enable_gpu": true, "ephemeral_storage_request": "2Gi"}))
+        .unwrap()
+        .spec
+        .backend
+        else {
+            panic!("not an image service");
+        };
+        assert_eq!(pod.image_pull_secrets, ["regcred"]);
+        assert!(pod.gpu && pod.labels["team"] == "a" && pod.annotations["note"] == "b");
+        assert_eq!(pod.ephemeral_storage.as_deref(), Some("2Gi"));
+        for bad in [
+            json!({"image_pull_secrets": "regcred"}),
+            json!({"image_pull_secrets": ["Not_A_Name"]}),
+            json!({"labels": {"n": 1}}),
+            json!({"enable_gpu": "yes"}),
+            json!({"ephemeral_storage_request": "lots"}),
+        ] {
+            let mut definition = json!({"name": "x", "image": "alpine", "script": "echo hi"});
+            for (k, v) in bad.as_object().unwrap() {
+                definition[k] = v.clone();
+            }
+            assert!(
+                matches!(
+                    Service::from_definition(definition),
+                    Err(DefinitionError::InvalidField { .. })
+                ),
+                "{bad}"
+            );
+        }
         assert!(matches!(
             Service::from_definition(json!([1])),
             Err(DefinitionError::NotAnObject)

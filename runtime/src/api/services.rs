@@ -144,6 +144,7 @@ async fn create(
     // cluster_admin's unless the definition names an owner.
     if let (Some(user), Value::Object(map)) = (caller.user(), &mut definition) {
         crate::oscar_definition::set_owner(map, &user.sub, &user.name);
+        choose_vo(&app, user, map)?;
     }
     check_buckets(&app, &caller, &definition).await?;
     let deployed = app.deployer.create_service(definition).await?;
@@ -175,12 +176,47 @@ async fn update(
                 map.insert("owner".into(), owner.clone());
             }
         }
+        if let Some(user) = caller.user() {
+            choose_vo(&app, user, map)?;
+        }
     }
     check_buckets(&app, &caller, &definition).await?;
     let deployed = app.deployer.update_service(definition).await?;
     app.storage_access_changed();
     tracing::info!(service = %deployed.service.spec.name, backend = %deployed.service.spec.backend, "service updated");
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The VO of a service a user creates or updates, as OSCAR decides it: one the definition
+/// names must be one of the user's groups (403 otherwise); none named is the first of the
+/// server's groups (`--oidc-group`) the user is in. It is also the `vo` label, as in OSCAR.
+fn choose_vo(
+    app: &AppState,
+    user: &crate::oidc::User,
+    map: &mut serde_json::Map<String, Value>,
+) -> Result<(), ApiError> {
+    crate::oscar_definition::normalize(map);
+    let vo = match crate::access::vo_of(map) {
+        Some(vo) if user.groups.iter().any(|g| g == vo) => vo.to_string(),
+        Some(vo) => {
+            return Err(ApiError::Forbidden(format!(
+                "user {} is not a member of the VO '{vo}' that the service names; their groups are: {}",
+                user.sub,
+                user.groups.join(", ")
+            )));
+        }
+        None => match app.oidc.groups().iter().find(|g| user.groups.contains(g)) {
+            Some(vo) => vo.clone(),
+            None => return Ok(()),
+        },
+    };
+    map.insert("vo".into(), json!(vo));
+    if let Some(Value::Object(labels)) = map.get_mut("labels") {
+        labels.insert("vo".into(), json!(vo));
+    } else {
+        map.insert("labels".into(), json!({"vo": vo}));
+    }
+    Ok(())
 }
 
 /// A user's service may name only buckets of `minio.default` that the user may give it: one

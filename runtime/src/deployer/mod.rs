@@ -201,7 +201,10 @@ impl Deployer {
     }
 
     async fn deploy(&self, service: Service) -> Result<Deployed, DeployError> {
-        let ignored = oscar_definition::not_acted_on(&service.definition);
+        let ignored = oscar_definition::not_acted_on(
+            &service.definition,
+            service.spec.backend.module().is_none(),
+        );
         if !ignored.is_empty() {
             tracing::warn!(service = %service.spec.name, fields = ?ignored, "the definition sets fields that OSCAR acts on and this runtime keeps but does not act on (see the README)");
         }

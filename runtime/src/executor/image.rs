@@ -14,7 +14,8 @@ pub async fn run(
     request: &Request,
     default_timeout: Duration,
 ) -> Result<Completed, InvokeError> {
-    let crate::service::Backend::Image { image, script } = &deployed.service.spec.backend else {
+    let crate::service::Backend::Image { image, script, pod } = &deployed.service.spec.backend
+    else {
         return Err(InvokeError::Unavailable("the service has no image".into()));
     };
     let (input_name, input, extra_env) = match input {
@@ -35,6 +36,7 @@ pub async fn run(
         crate::kube::Invocation {
             image,
             script,
+            pod,
             input_name,
             input,
             extra_env,

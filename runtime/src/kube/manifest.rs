@@ -5,8 +5,8 @@
 
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Container, EmptyDirVolumeSource, EnvVar, PodSpec, PodTemplateSpec, ResourceRequirements,
-    Volume, VolumeMount,
+    Container, EmptyDirVolumeSource, EnvVar, LocalObjectReference, PodSpec, PodTemplateSpec,
+    ResourceRequirements, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -45,6 +45,8 @@ pub struct JobRequest<'a> {
     pub memory: Option<&'a str>,
     /// `cpu` of the definition, if any.
     pub cpu: Option<&'a str>,
+    /// The definition's pull secrets, labels, annotations, GPU and ephemeral storage.
+    pub pod: &'a crate::service::PodSettings,
     /// The service's variables.
     pub env: &'a [(String, String)],
     /// The invocation's deadline, in seconds.
@@ -66,14 +68,18 @@ pub fn job_name(service: &str, invocation: &str) -> String {
     name.trim_end_matches('-').to_string()
 }
 
-/// Builds the Job.
-pub fn job(request: &JobRequest<'_>, settings: &JobSettings) -> Job {
-    let labels = labels(request);
-    Job {
+/// Builds the Job; also names the definition's labels and annotations that Kubernetes would
+/// refuse (and so refuse the whole Job), which are left off.
+pub fn job(request: &JobRequest<'_>, settings: &JobSettings) -> (Job, Vec<String>) {
+    let (labels, mut left_off) = labels(request);
+    let (annotations, more) = annotations(request);
+    left_off.extend(more);
+    let job = Job {
         metadata: ObjectMeta {
             name: Some(job_name(request.service, request.invocation)),
             namespace: Some(settings.namespace.clone()),
             labels: Some(labels.clone()),
+            annotations: annotations.clone(),
             ..Default::default()
         },
         spec: Some(JobSpec {
@@ -84,6 +90,7 @@ pub fn job(request: &JobRequest<'_>, settings: &JobSettings) -> Job {
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(labels),
+                    annotations,
                     ..Default::default()
                 }),
                 spec: Some(pod(request, settings)),
@@ -91,19 +98,82 @@ pub fn job(request: &JobRequest<'_>, settings: &JobSettings) -> Job {
             ..Default::default()
         }),
         ..Default::default()
-    }
+    };
+    (job, left_off)
 }
 
-/// The labels that tie the Job and its pod to the service and the invocation.
-fn labels(request: &JobRequest<'_>) -> BTreeMap<String, String> {
-    [
+/// The definition's labels, as OSCAR puts them on the Job and its pod, then the labels that
+/// tie both to the service and the invocation (which win); and the labels left off.
+fn labels(request: &JobRequest<'_>) -> (BTreeMap<String, String>, Vec<String>) {
+    let mut left_off = Vec::new();
+    let mut labels: BTreeMap<String, String> = BTreeMap::new();
+    for (key, value) in &request.pod.labels {
+        if is_qualified_name(key) && is_label_value(value) {
+            labels.insert(key.clone(), value.clone());
+        } else {
+            left_off.push(format!("label {key}={value}"));
+        }
+    }
+    for (key, value) in [
         ("app.kubernetes.io/managed-by", "oscar-wasm"),
         (SERVICE_LABEL, request.service),
         (INVOCATION_LABEL, request.invocation),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect()
+    ] {
+        labels.insert(key.to_string(), value.to_string());
+    }
+    (labels, left_off)
+}
+
+/// The definition's annotations (none: `None`), and those left off.
+fn annotations(request: &JobRequest<'_>) -> (Option<BTreeMap<String, String>>, Vec<String>) {
+    let (kept, left_off): (Vec<_>, Vec<_>) = request
+        .pod
+        .annotations
+        .iter()
+        .partition(|(key, _)| is_qualified_name(key));
+    let kept: BTreeMap<String, String> = kept
+        .into_iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    (
+        (!kept.is_empty()).then_some(kept),
+        left_off
+            .into_iter()
+            .map(|(k, _)| format!("annotation {k}"))
+            .collect(),
+    )
+}
+
+/// A label or annotation key: an optional DNS-subdomain prefix and `/`, then a name of at
+/// most 63 letters, digits, `-`, `_` and `.`, starting and ending with a letter or digit.
+fn is_qualified_name(key: &str) -> bool {
+    let (prefix, name) = match key.rsplit_once('/') {
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, key),
+    };
+    let prefix_ok = prefix.is_none_or(|p| {
+        (1..=253).contains(&p.len())
+            && p.split('.').all(|part| {
+                !part.is_empty()
+                    && part
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            })
+    });
+    prefix_ok && !name.is_empty() && is_label_value(name)
+}
+
+/// A label value: empty, or at most 63 letters, digits, `-`, `_` and `.`, starting and ending
+/// with a letter or digit.
+fn is_label_value(value: &str) -> bool {
+    let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    value.is_empty()
+        || (value.len() <= 63
+            && value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && edge(value.chars().next())
+            && edge(value.chars().last()))
 }
 
 /// The pod: an init container copies the supervisor into a shared folder, and the user's
@@ -114,8 +184,15 @@ fn pod(request: &JobRequest<'_>, settings: &JobSettings) -> PodSpec {
         mount_path: "/oscar-wasm/bin".into(),
         ..Default::default()
     };
+    let pull_secrets = &request.pod.image_pull_secrets;
     PodSpec {
         restart_policy: Some("Never".into()),
+        image_pull_secrets: (!pull_secrets.is_empty()).then(|| {
+            pull_secrets
+                .iter()
+                .map(|name| LocalObjectReference { name: name.clone() })
+                .collect()
+        }),
         volumes: Some(vec![Volume {
             name: "oscar-wasm-bin".into(),
             empty_dir: Some(EmptyDirVolumeSource::default()),
@@ -167,7 +244,10 @@ fn environment(request: &JobRequest<'_>) -> Vec<EnvVar> {
         .collect()
 }
 
-/// `memory` and `cpu` as both request and limit, as OSCAR sets them; none when neither is set.
+/// `memory` and `cpu` as both request and limit (OSCAR sets the limits, which Kubernetes
+/// copies to requests), one `nvidia.com/gpu` when `enable_gpu` (a limit, as OSCAR sets it;
+/// OSCAR adds no node selection for it, the device plugin's resource places the pod), and the
+/// `ephemeral-storage` request; none when nothing is set.
 fn resources(request: &JobRequest<'_>) -> Option<ResourceRequirements> {
     let mut limits = BTreeMap::new();
     if let Some(memory) = request.memory {
@@ -176,9 +256,16 @@ fn resources(request: &JobRequest<'_>) -> Option<ResourceRequirements> {
     if let Some(cpu) = request.cpu {
         limits.insert("cpu".to_string(), Quantity(cpu.to_string()));
     }
-    (!limits.is_empty()).then(|| ResourceRequirements {
-        requests: Some(limits.clone()),
-        limits: Some(limits),
+    let mut requests = limits.clone();
+    if request.pod.gpu {
+        limits.insert("nvidia.com/gpu".to_string(), Quantity("1".to_string()));
+    }
+    if let Some(storage) = &request.pod.ephemeral_storage {
+        requests.insert("ephemeral-storage".to_string(), Quantity(storage.clone()));
+    }
+    (!limits.is_empty() || !requests.is_empty()).then(|| ResourceRequirements {
+        requests: (!requests.is_empty()).then_some(requests),
+        limits: (!limits.is_empty()).then_some(limits),
         ..Default::default()
     })
 }
@@ -195,19 +282,21 @@ mod tests {
             ttl_after_finished: 600,
         };
         let env = vec![("SIZE".to_string(), "64".to_string())];
+        let pod = crate::service::PodSettings::default();
         let request = JobRequest {
             service: "grayify",
             invocation: "0123abcd",
             image: "ghcr.io/example/imagemagick",
             memory: Some("256Mi"),
             cpu: Some("0.5"),
+            pod: &pod,
             env: &env,
             timeout_secs: 60,
             callback: "http://oscar-wasm:8080/kube/invocations/0123abcd",
             token: "t0k",
             asynchronous: true,
         };
-        let value = serde_json::to_value(job(&request, &settings)).unwrap();
+        let value = serde_json::to_value(job(&request, &settings).0).unwrap();
         assert_eq!(value["metadata"]["name"], "grayify-0123abcd");
         assert_eq!(value["metadata"]["namespace"], "oscar-svc");
         assert_eq!(value["metadata"]["labels"][SERVICE_LABEL], "grayify");
@@ -238,9 +327,73 @@ mod tests {
             asynchronous: false,
             ..request
         };
-        let value = serde_json::to_value(job(&sync, &settings)).unwrap();
+        let value = serde_json::to_value(job(&sync, &settings).0).unwrap();
         assert!(value["spec"].get("ttlSecondsAfterFinished").is_none());
         let main = &value["spec"]["template"]["spec"]["containers"][0];
         assert!(main.get("imagePullPolicy").is_none());
+        assert!(
+            value["spec"]["template"]["spec"]
+                .get("imagePullSecrets")
+                .is_none()
+        );
+        assert!(main["resources"]["limits"].get("nvidia.com/gpu").is_none());
+    }
+
+    #[test]
+    fn the_definitions_pod_settings_reach_the_job_and_its_pod() {
+        let settings = JobSettings {
+            namespace: "oscar-svc".into(),
+            supervisor_image: "supervisor".into(),
+            ttl_after_finished: 600,
+        };
+        let pod = crate::service::PodSettings {
+            image_pull_secrets: vec!["regcred".into()],
+            labels: [
+                ("team", "vision"),
+                ("owner_name", "José"),
+                (SERVICE_LABEL, "spoofed"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+            annotations: [("example.org/note", "any text at all"), ("bad key!", "x")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            gpu: true,
+            ephemeral_storage: Some("2Gi".into()),
+        };
+        let request = JobRequest {
+            service: "classify",
+            invocation: "42",
+            image: "ghcr.io/example/tf",
+            memory: Some("1Gi"),
+            cpu: None,
+            pod: &pod,
+            env: &[],
+            timeout_secs: 60,
+            callback: "http://x/kube/invocations/42",
+            token: "t",
+            asynchronous: true,
+        };
+        let (job, left_off) = job(&request, &settings);
+        let value = serde_json::to_value(job).unwrap();
+        for meta in [&value["metadata"], &value["spec"]["template"]["metadata"]] {
+            assert_eq!(meta["labels"]["team"], "vision");
+            assert_eq!(meta["labels"][SERVICE_LABEL], "classify", "ours win");
+            assert!(meta["labels"].get("owner_name").is_none());
+            assert_eq!(meta["annotations"]["example.org/note"], "any text at all");
+        }
+        assert_eq!(left_off, ["label owner_name=José", "annotation bad key!"]);
+        let spec = &value["spec"]["template"]["spec"];
+        assert_eq!(
+            spec["imagePullSecrets"],
+            serde_json::json!([{"name": "regcred"}])
+        );
+        let resources = &spec["containers"][0]["resources"];
+        assert_eq!(resources["limits"]["nvidia.com/gpu"], "1");
+        assert_eq!(resources["limits"]["memory"], "1Gi");
+        assert_eq!(resources["requests"]["ephemeral-storage"], "2Gi");
+        assert!(resources["limits"].get("ephemeral-storage").is_none());
     }
 }

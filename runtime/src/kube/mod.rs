@@ -57,6 +57,8 @@ pub struct Invocation<'a> {
     pub image: &'a str,
     /// The script it runs.
     pub script: &'a str,
+    /// What the definition sets on the pod.
+    pub pod: &'a crate::service::PodSettings,
     /// The input file's name.
     pub input_name: String,
     /// The input file's bytes.
@@ -188,7 +190,16 @@ impl Kube {
                 self.namespace()
             ),
         )];
-        let job = self.manifest(service, invocation, &registered);
+        let (job, left_off) = self.manifest(service, invocation, &registered);
+        if !left_off.is_empty() {
+            log.push(LogLine::now(
+                LogLevel::Warning,
+                format!(
+                    "Left off the Job, since Kubernetes refuses them: {}",
+                    left_off.join(", ")
+                ),
+            ));
+        }
         jobs.create(&PostParams::default(), &job)
             .await
             .map_err(KubeError::api(format!("creating Job {name}")))?;
@@ -254,7 +265,7 @@ impl Kube {
         service: &crate::service::Service,
         invocation: Invocation<'_>,
         registered: &Registered,
-    ) -> Job {
+    ) -> (Job, Vec<String>) {
         let callback = format!(
             "{}/kube/invocations/{}",
             self.settings.callback_url.trim_end_matches('/'),
@@ -276,6 +287,7 @@ impl Kube {
             memory: text("memory"),
             cpu: text("cpu"),
             env: &env,
+            pod: invocation.pod,
             timeout_secs: invocation.timeout.as_secs().max(1) as i64,
             callback: &callback,
             token: &registered.token,

@@ -243,7 +243,7 @@ fn manifest(
         let name = def.name().to_string();
         let service = Service::from_definition(Value::Object(def.value))
             .map_err(|e| file_error(file, format!("service {name}: {e}")))?;
-        let Backend::Image { image, .. } = &service.spec.backend else {
+        let Backend::Image { image, pod, .. } = &service.spec.backend else {
             eprintln!("service {name} runs a module: no Kubernetes objects");
             continue;
         };
@@ -258,6 +258,7 @@ fn manifest(
             image,
             memory: text("memory"),
             cpu: text("cpu"),
+            pod,
             env: &service.spec.env,
             timeout_secs: service
                 .spec
@@ -269,10 +270,14 @@ fn manifest(
         };
         // Serialised straight from the typed object (with its apiVersion and kind), not
         // through a JSON value, whose arbitrary-precision numbers YAML cannot show.
-        documents.push(
-            yaml_serde::to_string(&job(&request, &settings))
-                .map_err(|e| CliError::Usage(e.to_string()))?,
-        );
+        let (job, left_off) = job(&request, &settings);
+        if !left_off.is_empty() {
+            eprintln!(
+                "service {name}: left off the Job, since Kubernetes refuses them: {}",
+                left_off.join(", ")
+            );
+        }
+        documents.push(yaml_serde::to_string(&job).map_err(|e| CliError::Usage(e.to_string()))?);
     }
     print!("{}", documents.join("---\n"));
     Ok(())
