@@ -648,4 +648,14 @@ fn a_services_vo_holds_its_users_to_its_members() {
             .json(&service("mine", "vo.else")),
     );
     assert_eq!(status, 403, "{text}");
+    // The cluster's status says how users log in, as it is.
+    let status: Value =
+        serde_json::from_str(&as_admin(c.get(server.url("/system/status"))).1).unwrap();
+    assert_eq!(status["oscar"]["oidc"]["enabled"], true);
+    assert_eq!(status["oscar"]["oidc"]["issuers"], json!([idp.issuer]));
+    assert_eq!(
+        status["oscar"]["oidc"]["groups"],
+        json!([GROUP, "other-vo"])
+    );
+    assert_eq!(status["oscar"]["ready"], true);
 }

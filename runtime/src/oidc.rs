@@ -164,6 +164,11 @@ impl Oidc {
         &self.settings.groups
     }
 
+    /// The trusted issuers.
+    pub fn issuers(&self) -> &[String] {
+        &self.settings.issuers
+    }
+
     /// Whether any issuer is trusted.
     pub fn enabled(&self) -> bool {
         !self.issuers.is_empty()

@@ -81,7 +81,8 @@ async fn not_here(why: &'static str) -> (StatusCode, String) {
     (StatusCode::NOT_IMPLEMENTED, format!("{why}\n"))
 }
 
-/// OSCAR's StatusInfo, filled from this machine (one node) and this server.
+/// OSCAR's StatusInfo, filled from this machine (one node) and this server: its readiness
+/// (a cluster member's link to NATS) and its OIDC issuers and groups are the real ones.
 async fn status(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
     let buckets = app.storage.embedded_buckets.clone();
     let (machine, store) = tokio::task::spawn_blocking(move || {
@@ -134,7 +135,7 @@ async fn status(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
         },
         "oscar": {
             "deployment_name": "oscar-wasm",
-            "ready": true,
+            "ready": super::ready(&app),
             "deployment": {
                 "available_replicas": 1,
                 "ready_replicas": 1,
@@ -153,7 +154,11 @@ async fn status(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
                     "Failed": count("Failed"),
                 },
             },
-            "oidc": {"enabled": false, "issuers": [], "groups": []},
+            "oidc": {
+                "enabled": app.oidc.enabled(),
+                "issuers": app.oidc.issuers(),
+                "groups": app.oidc.groups(),
+            },
         },
         "minio": {"buckets_count": buckets_count, "total_objects": total_objects},
     })))

@@ -56,7 +56,9 @@ async fn config(State(app): State<AppState>, caller: crate::access::Caller) -> J
         "config": {
             "name": "oscar-wasm",
             "namespace": "oscar",
-            "services_namespace": "oscar-svc",
+            // Where image services' Jobs run (--kube-namespace); OSCAR's default without a
+            // cluster.
+            "services_namespace": app.executor.kube().map_or("oscar-svc", |k| k.namespace()),
             "controller_service_account": "",
             "gpu_available": false,
             "interLink_available": false,

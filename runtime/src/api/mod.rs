@@ -101,17 +101,21 @@ async fn no_challenge_for_scripts(
 async fn health(
     axum::extract::State(app): axum::extract::State<AppState>,
 ) -> (axum::http::StatusCode, &'static str) {
-    match &app.cluster {
-        Some(cluster)
-            if cluster.client.connection_state() != async_nats::connection::State::Connected =>
-        {
-            (
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                "NATS is unreachable",
-            )
-        }
-        _ => (axum::http::StatusCode::OK, "Ok"),
+    if ready(&app) {
+        (axum::http::StatusCode::OK, "Ok")
+    } else {
+        (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "NATS is unreachable",
+        )
     }
+}
+
+/// Whether this server can serve: always alone; a cluster member while it reaches NATS.
+pub(crate) fn ready(app: &AppState) -> bool {
+    app.cluster.as_ref().is_none_or(|cluster| {
+        cluster.client.connection_state() == async_nats::connection::State::Connected
+    })
 }
 
 /// GET /metrics: Prometheus text format (the administrator's).
