@@ -474,6 +474,11 @@ fn jobs_of_a_killed_server_finish_on_another() {
     eventually("b and c to have the service", || {
         service(&b, "slow").is_some() && service(&c, "slow").is_some()
     });
+    // The cluster's status counts its servers.
+    let members = |server: &Server| {
+        admin_json(server, "", "/system/status")["oscar"]["deployment"]["replicas"].clone()
+    };
+    eventually("three servers counted", || members(&b) == 3);
     let jobs: Vec<String> = (0..12)
         .map(|i| {
             submit(
@@ -495,6 +500,7 @@ fn jobs_of_a_killed_server_finish_on_another() {
     });
     a.kill();
     let listing = all_ended(&[&b, &c], "slow", jobs.len());
+    eventually("the killed server no longer counted", || members(&c) == 2);
     for job in &jobs {
         assert_eq!(
             listing[job]["status"], "Succeeded",

@@ -95,6 +95,11 @@ impl Background {
                 lead.clone(),
                 stopped.clone(),
             )));
+            tasks.push(tokio::spawn(crate::cluster::members::announce(
+                cluster.clone(),
+                cluster.members.clone(),
+                stopped.clone(),
+            )));
         }
         // Other servers' changes to services and job records, when they are shared.
         if let Some(changes) = app.registry.follow() {

@@ -81,8 +81,10 @@ async fn not_here(why: &'static str) -> (StatusCode, String) {
     (StatusCode::NOT_IMPLEMENTED, format!("{why}\n"))
 }
 
-/// OSCAR's StatusInfo, filled from this machine (one node) and this server: its readiness
-/// (a cluster member's link to NATS) and its OIDC issuers and groups are the real ones.
+/// OSCAR's StatusInfo, filled from this machine and this server: the cluster's servers as
+/// nodes and replicas (counted from their announcements in NATS), this server's readiness (a
+/// cluster member's link to NATS) and its OIDC issuers and groups. The node metrics are this
+/// machine's.
 async fn status(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
     let buckets = app.storage.embedded_buckets.clone();
     let (machine, store) = tokio::task::spawn_blocking(move || {
@@ -102,9 +104,14 @@ async fn status(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
     let jobs: usize = counts.values().sum();
     let count = |status: &str| counts.get(status).copied().unwrap_or(0);
     let (buckets_count, total_objects) = store.unwrap_or((0, 0));
+    // A cluster's servers, counted from their announcements in NATS; else this one.
+    let members = app
+        .cluster
+        .as_ref()
+        .map_or(1, |c| c.members.load(std::sync::atomic::Ordering::Relaxed));
     Ok(Json(json!({
         "cluster": {
-            "nodes_count": 1,
+            "nodes_count": members,
             "metrics": {
                 "cpu": {
                     "total_free_cores": machine.cores,
@@ -137,11 +144,11 @@ async fn status(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
             "deployment_name": "oscar-wasm",
             "ready": super::ready(&app),
             "deployment": {
-                "available_replicas": 1,
-                "ready_replicas": 1,
-                "replicas": 1,
+                "available_replicas": members,
+                "ready_replicas": members,
+                "replicas": members,
                 "creation_timestamp": crate::jobs::record::rfc3339(app.started_ms),
-                "strategy": "single process",
+                "strategy": if app.cluster.is_some() { "cluster of servers sharing NATS JetStream" } else { "single process" },
                 "labels": {},
             },
             "jobs_count": jobs,

@@ -6,6 +6,7 @@
 //! - [`jobs`]: job records in a key-value bucket, inputs, logs and outputs in an object store;
 //! - [`queue`]: the job queue as a work-queue stream with acknowledgements and redelivery;
 //! - [`lease`]: which server runs the storage poller, and [`pollers`]: what it has seen;
+//! - [`members`]: which servers are in the cluster;
 //! - [`documents`]: the run-time settings, bucket records and users' store keys.
 //!
 //! This file owns the connection: its flags, and the buckets and streams it opens.
@@ -13,6 +14,7 @@
 pub mod documents;
 pub mod jobs;
 pub mod lease;
+pub mod members;
 pub mod modules;
 pub mod pollers;
 pub mod queue;
@@ -110,6 +112,8 @@ pub mod names {
     pub const DOCUMENTS: &str = "oscar_documents";
     /// Object store of the pollers' states, by service.
     pub const POLLERS: &str = "oscar_pollers";
+    /// Key-value bucket of the servers' announcements, one expiring key each.
+    pub const MEMBERS: &str = "oscar_members";
 }
 
 /// A connection to the cluster's NATS, with JetStream.
@@ -125,6 +129,8 @@ pub struct Cluster {
     pub ack_wait: Duration,
     /// The runtime that blocking callers use to wait on NATS.
     pub handle: tokio::runtime::Handle,
+    /// Servers in the cluster, this one included, as [`members`] last counted them.
+    pub members: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl ClusterArgs {
@@ -225,6 +231,7 @@ impl Cluster {
             replicas,
             ack_wait,
             handle: tokio::runtime::Handle::current(),
+            members: std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(1)),
         })
     }
 
