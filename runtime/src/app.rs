@@ -136,6 +136,18 @@ impl StateStores {
 }
 
 impl App {
+    /// What keeping an external MinIO's users in step reads, when there is one to keep.
+    pub fn minio_sync(&self) -> Option<crate::minio_sync::Parts> {
+        let minio_users = self.minio_users.clone()?;
+        Some(crate::minio_sync::Parts {
+            bucket_admin: self.bucket_admin.clone(),
+            bucket_records: self.bucket_records.clone(),
+            registry: self.registry.clone(),
+            store_users: self.store_users.clone(),
+            minio_users,
+        })
+    }
+
     /// Says that buckets or services changed, so that what users may reach on an external
     /// MinIO is written again.
     pub fn storage_access_changed(&self) {

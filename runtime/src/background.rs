@@ -145,9 +145,9 @@ impl Background {
             },
             stopped.clone(),
         )));
-        if app.minio_users.is_some() {
+        if let Some(sync) = app.minio_sync() {
             tasks.push(tokio::spawn(crate::minio_sync::keep_policies(
-                app.clone(),
+                sync,
                 stopped.clone(),
             )));
         }

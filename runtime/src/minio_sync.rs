@@ -3,12 +3,32 @@
 //! buckets or services every provisioned user's policy is written again. The MinIO side is
 //! [`crate::storage::minio_users`]; which buckets a user may reach is [`crate::access`]'s.
 
-use crate::app::App;
+use crate::registry::Registry;
+use crate::storage::bucket_records::BucketRecords;
+use crate::storage::buckets::BucketAdmin;
+use crate::storage::minio_users::MinioUsers;
+use crate::storage::store_users::StoreUsers;
 use std::sync::Arc;
 
+/// What the sync reads and writes: the store's buckets and their records, the services
+/// (whose buckets are open to their users), the users' keys, and MinIO's users.
+#[derive(Clone)]
+pub struct Parts {
+    /// Lists the store's buckets.
+    pub bucket_admin: BucketAdmin,
+    /// Owners and visibility of buckets made through /system/buckets.
+    pub bucket_records: Arc<BucketRecords>,
+    /// The services.
+    pub registry: Arc<Registry>,
+    /// Each user's keys.
+    pub store_users: Arc<StoreUsers>,
+    /// The MinIO side.
+    pub minio_users: Arc<MinioUsers>,
+}
+
 /// The buckets of `minio.default` that `sub` may read and write.
-pub async fn user_buckets(app: &App, sub: &str) -> Result<Vec<String>, String> {
-    let buckets = app
+pub async fn user_buckets(parts: &Parts, sub: &str) -> Result<Vec<String>, String> {
+    let buckets = parts
         .bucket_admin
         .list()
         .await
@@ -17,24 +37,22 @@ pub async fn user_buckets(app: &App, sub: &str) -> Result<Vec<String>, String> {
         .into_iter()
         .map(|b| b.name)
         .filter(|name| {
-            crate::access::bucket_facts(&app.bucket_records, &app.registry, name).open_to(sub)
+            crate::access::bucket_facts(&parts.bucket_records, &parts.registry, name).open_to(sub)
         })
         .collect())
 }
 
 /// Makes `sub` a MinIO user with their keys and policy, unless done since start.
-pub async fn provision(app: &App, sub: &str) -> Result<(), String> {
-    let Some(users) = &app.minio_users else {
-        return Ok(());
-    };
+pub async fn provision(parts: &Parts, sub: &str) -> Result<(), String> {
+    let users = &parts.minio_users;
     if users.is_provisioned(sub) {
         return Ok(());
     }
-    let keys = app
+    let keys = parts
         .store_users
         .get(sub)
         .ok_or_else(|| format!("{sub} has no store keys"))?;
-    let buckets = user_buckets(app, sub).await?;
+    let buckets = user_buckets(parts, sub).await?;
     users
         .provision(sub, &keys, &buckets)
         .await
@@ -48,20 +66,18 @@ pub async fn provision(app: &App, sub: &str) -> Result<(), String> {
 }
 
 /// Rewrites every provisioned user's policy after each change, until `stop` turns true.
-pub async fn keep_policies(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let Some(users) = app.minio_users.clone() else {
-        return;
-    };
+pub async fn keep_policies(parts: Parts, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let users = parts.minio_users.clone();
     loop {
         tokio::select! {
             () = users.next_change() => {}
             _ = stop.wait_for(|stop| *stop) => return,
         }
         for sub in users.provisioned() {
-            let Some(keys) = app.store_users.get(&sub) else {
+            let Some(keys) = parts.store_users.get(&sub) else {
                 continue;
             };
-            let written = match user_buckets(&app, &sub).await {
+            let written = match user_buckets(&parts, &sub).await {
                 Ok(buckets) => users
                     .write_policy(&keys, &buckets)
                     .await

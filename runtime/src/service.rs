@@ -58,21 +58,7 @@ pub enum Backend {
     },
 }
 
-/// The definition's settings that OSCAR puts on an image service's Job and pod
-/// (pkg/types/service.go `ToPodSpec`, pkg/handlers/job.go).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PodSettings {
-    /// `image_pull_secrets`: names of Secrets in the Jobs' namespace, for private registries.
-    pub image_pull_secrets: Vec<String>,
-    /// `labels`, on the Job and its pod.
-    pub labels: std::collections::BTreeMap<String, String>,
-    /// `annotations`, on the Job and its pod.
-    pub annotations: std::collections::BTreeMap<String, String>,
-    /// `enable_gpu`: a limit of one `nvidia.com/gpu`.
-    pub gpu: bool,
-    /// `ephemeral_storage_request`: the container's `ephemeral-storage` request.
-    pub ephemeral_storage: Option<String>,
-}
+pub use crate::kube::manifest::PodSettings;
 
 /// `image_pull_secrets`, `labels`, `annotations`, `enable_gpu` and
 /// `ephemeral_storage_request`, checked as Kubernetes will take them.

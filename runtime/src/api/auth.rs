@@ -95,12 +95,19 @@ pub async fn oidc_user(app: &AppState, token: &[u8]) -> Result<Caller, Response>
                     .into_response()
             })?;
     }
-    crate::minio_sync::provision(app, &user.sub)
-        .await
-        .map_err(|e| {
-            super::ApiError::Storage(format!("making you a user of the MinIO store: {e}"))
-                .into_response()
-        })?;
+    if let Some(sync) = app
+        .minio_users
+        .as_ref()
+        .filter(|users| !users.is_provisioned(&user.sub))
+        .and_then(|_| app.minio_sync())
+    {
+        crate::minio_sync::provision(&sync, &user.sub)
+            .await
+            .map_err(|e| {
+                super::ApiError::Storage(format!("making you a user of the MinIO store: {e}"))
+                    .into_response()
+            })?;
+    }
     Ok(Caller::User(std::sync::Arc::new(user)))
 }
 

@@ -127,14 +127,6 @@ pub struct JobStore {
 }
 
 impl JobStore {
-    /// Opens (creating) a store in `data_dir/jobs` (see [`JobStore::with_backend`]).
-    pub fn open(data_dir: &Path, retention: Retention) -> io::Result<(Self, Vec<JobRecord>)> {
-        Self::with_backend(
-            Box::new(super::local::LocalJobs::open(data_dir)?),
-            retention,
-        )
-    }
-
     /// Indexes every record of `backend`. On an exclusive backend, jobs that were running when
     /// the server stopped are set back to Pending, with a log line, to be run again. Returns
     /// the store and the pending jobs, oldest first.
@@ -511,6 +503,14 @@ impl JobStore {
 mod tests {
     use super::*;
 
+    /// A store in `data_dir/jobs` on the local backend.
+    fn open_store(data_dir: &Path, retention: Retention) -> io::Result<(JobStore, Vec<JobRecord>)> {
+        JobStore::with_backend(
+            Box::new(crate::jobs::local::LocalJobs::open(data_dir)?),
+            retention,
+        )
+    }
+
     const KEEP: Retention = Retention {
         max_jobs: 3,
         max_bytes: u64::MAX,
@@ -522,7 +522,7 @@ mod tests {
     #[test]
     fn a_job_interrupted_too_often_ends_failed() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, _) = JobStore::open(dir.path(), KEEP).unwrap();
+        let (store, _) = open_store(dir.path(), KEEP).unwrap();
         let mut job = store.create("svc", Origin::Job, Some(b"in"), None).unwrap();
         for attempt in 1..=MAX_ATTEMPTS {
             // What the worker writes before each run.
@@ -535,7 +535,7 @@ mod tests {
                 attempt < MAX_ATTEMPTS,
             ));
         }
-        let (store, pending) = JobStore::open(dir.path(), KEEP).unwrap();
+        let (store, pending) = open_store(dir.path(), KEEP).unwrap();
         assert!(pending.is_empty());
         let record = store.get("svc", &job.name).unwrap();
         assert_eq!(record.status, Status::Failed);
@@ -554,7 +554,7 @@ mod tests {
 
     /// Reopens the store (a restart) and checks whether `job` was queued again.
     fn store_reopened_pending(dir: &Path, job: &str, expected: bool) -> JobStore {
-        let (store, pending) = JobStore::open(dir, KEEP).unwrap();
+        let (store, pending) = open_store(dir, KEEP).unwrap();
         assert_eq!(pending.iter().any(|r| r.name == job), expected);
         store
     }
@@ -568,7 +568,7 @@ mod tests {
             max_bytes: 10,
             ..KEEP
         };
-        let (store, _) = JobStore::open(dir.path(), limits).unwrap();
+        let (store, _) = open_store(dir.path(), limits).unwrap();
         store.create("a", Origin::Job, Some(b"1"), None).unwrap();
         let mut second = store.create("a", Origin::Job, Some(b"2"), None).unwrap();
         assert!(matches!(
@@ -603,7 +603,7 @@ mod tests {
     #[test]
     fn running_jobs_are_requeued_after_a_crash() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, _) = JobStore::open(dir.path(), KEEP).unwrap();
+        let (store, _) = open_store(dir.path(), KEEP).unwrap();
         let mut running = store.create("svc", Origin::Job, Some(b"in"), None).unwrap();
         running.status = Status::Running;
         store.update(&running).unwrap();
@@ -611,7 +611,7 @@ mod tests {
         let mut done = store.create("svc", Origin::Job, Some(b"in"), None).unwrap();
         finish(&store, &mut done);
         drop(store);
-        let (store, pending) = JobStore::open(dir.path(), KEEP).unwrap();
+        let (store, pending) = open_store(dir.path(), KEEP).unwrap();
         let names: Vec<_> = pending.iter().map(|r| r.name.clone()).collect();
         assert!(names.contains(&running.name) && names.contains(&queued.name) && names.len() == 2);
         assert!(
@@ -630,7 +630,7 @@ mod tests {
     #[test]
     fn retention_removes_the_oldest_finished_first() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, _) = JobStore::open(dir.path(), KEEP).unwrap();
+        let (store, _) = open_store(dir.path(), KEEP).unwrap();
         let mut names = Vec::new();
         for _ in 0..5 {
             let mut r = store.create("svc", Origin::Job, Some(b"x"), None).unwrap();
@@ -647,7 +647,7 @@ mod tests {
     #[test]
     fn logs_keep_lines_and_times() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, _) = JobStore::open(dir.path(), KEEP).unwrap();
+        let (store, _) = open_store(dir.path(), KEEP).unwrap();
         let r = store.create("svc", Origin::Job, None, None).unwrap();
         store
             .append_log("svc", &r.name, &[(1_700_000_000_123, "one\ntwo".into())])

@@ -21,6 +21,22 @@ pub const SERVICE_LABEL: &str = "oscar-wasm.io/service";
 /// Label naming the invocation.
 pub const INVOCATION_LABEL: &str = "oscar-wasm.io/invocation";
 
+/// The definition's settings that OSCAR puts on an image service's Job and pod
+/// (pkg/types/service.go `ToPodSpec`, pkg/handlers/job.go).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PodSettings {
+    /// `image_pull_secrets`: names of Secrets in the Jobs' namespace, for private registries.
+    pub image_pull_secrets: Vec<String>,
+    /// `labels`, on the Job and its pod.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// `annotations`, on the Job and its pod.
+    pub annotations: std::collections::BTreeMap<String, String>,
+    /// `enable_gpu`: a limit of one `nvidia.com/gpu`.
+    pub gpu: bool,
+    /// `ephemeral_storage_request`: the container's `ephemeral-storage` request.
+    pub ephemeral_storage: Option<String>,
+}
+
 /// Cluster-wide settings of image services.
 #[derive(Debug, Clone)]
 pub struct JobSettings {
@@ -46,7 +62,7 @@ pub struct JobRequest<'a> {
     /// `cpu` of the definition, if any.
     pub cpu: Option<&'a str>,
     /// The definition's pull secrets, labels, annotations, GPU and ephemeral storage.
-    pub pod: &'a crate::service::PodSettings,
+    pub pod: &'a PodSettings,
     /// The service's variables.
     pub env: &'a [(String, String)],
     /// The invocation's deadline, in seconds.
@@ -282,7 +298,7 @@ mod tests {
             ttl_after_finished: 600,
         };
         let env = vec![("SIZE".to_string(), "64".to_string())];
-        let pod = crate::service::PodSettings::default();
+        let pod = PodSettings::default();
         let request = JobRequest {
             service: "grayify",
             invocation: "0123abcd",
@@ -346,7 +362,7 @@ mod tests {
             supervisor_image: "supervisor".into(),
             ttl_after_finished: 600,
         };
-        let pod = crate::service::PodSettings {
+        let pod = PodSettings {
             image_pull_secrets: vec!["regcred".into()],
             labels: [
                 ("team", "vision"),

@@ -58,7 +58,7 @@ pub struct Invocation<'a> {
     /// The script it runs.
     pub script: &'a str,
     /// What the definition sets on the pod.
-    pub pod: &'a crate::service::PodSettings,
+    pub pod: &'a manifest::PodSettings,
     /// The input file's name.
     pub input_name: String,
     /// The input file's bytes.
