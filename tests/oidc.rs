@@ -30,17 +30,6 @@ fn server_with(idp: &Idp, dir: &TestDir, extra: &[&str]) -> Server {
     Server::start(&dir.data(), &args)
 }
 
-/// Sends `request` with `token` as Bearer; (status, body).
-fn with(token: &str, request: reqwest::blocking::RequestBuilder) -> (u16, String) {
-    let r = request.bearer_auth(token).send().unwrap();
-    (r.status().as_u16(), r.text().unwrap())
-}
-
-fn as_admin(request: reqwest::blocking::RequestBuilder) -> (u16, String) {
-    let r = request.basic_auth("oscar", Some("pw")).send().unwrap();
-    (r.status().as_u16(), r.text().unwrap())
-}
-
 fn names(body: &str) -> Vec<String> {
     let mut names: Vec<String> = serde_json::from_str::<Vec<Value>>(body)
         .unwrap_or_else(|e| panic!("{e}: {body}"))

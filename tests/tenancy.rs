@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::idp::Idp;
+use common::idp::{Idp, as_admin, with};
 use common::*;
 use serde_json::{Value, json};
 use std::io::{Read, Write};
@@ -17,16 +17,6 @@ use std::time::Duration;
 
 const GROUP: &str = "vo.test.eu";
 const SECRET: &[u8] = b"alice's secret";
-
-fn with(token: &str, request: reqwest::blocking::RequestBuilder) -> (u16, String) {
-    let r = request.bearer_auth(token).send().unwrap();
-    (r.status().as_u16(), r.text().unwrap())
-}
-
-fn as_admin(request: reqwest::blocking::RequestBuilder) -> (u16, String) {
-    let r = request.basic_auth("oscar", Some("pw")).send().unwrap();
-    (r.status().as_u16(), r.text().unwrap())
-}
 
 /// A listener that counts the connections made to it and answers none.
 fn trap(ip: &str) -> (String, Arc<AtomicUsize>) {

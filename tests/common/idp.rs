@@ -169,3 +169,15 @@ impl Idp {
         old
     }
 }
+
+/// Sends `request` with `token` as Bearer; (status, body).
+pub fn with(token: &str, request: reqwest::blocking::RequestBuilder) -> (u16, String) {
+    let r = request.bearer_auth(token).send().unwrap();
+    (r.status().as_u16(), r.text().unwrap())
+}
+
+/// Sends `request` as the administrator of a server whose password is `pw`; (status, body).
+pub fn as_admin(request: reqwest::blocking::RequestBuilder) -> (u16, String) {
+    let r = request.basic_auth("oscar", Some("pw")).send().unwrap();
+    (r.status().as_u16(), r.text().unwrap())
+}
