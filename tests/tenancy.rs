@@ -368,6 +368,36 @@ fn one_user_never_reaches_anothers_data() {
         )),
     );
     assert_eq!(status, 403, "{text}");
+    // Once Bob's service is gone, the bucket it made is still his (to read, reuse or delete),
+    // and still not Alice's.
+    let (status, text) = with(&bob, c.delete(server.url("/system/services/bobs")));
+    assert_eq!(status, 204, "{text}");
+    assert_eq!(
+        with(&bob, c.get(server.url("/system/buckets/bob-new"))).0,
+        200
+    );
+    assert_eq!(
+        with(&alice, c.get(server.url("/system/buckets/bob-new"))).0,
+        403
+    );
+    let (status, text) = with(
+        &alice,
+        c.post(server.url("/system/services")).json(&service(
+            "alices",
+            "bob-new/in",
+            "alice-data/out",
+        )),
+    );
+    assert_eq!(status, 403, "{text}");
+    let (status, text) = with(
+        &bob,
+        c.post(server.url("/system/services")).json(&service(
+            "bobs-again",
+            "bob-new/in",
+            "bob-data/out",
+        )),
+    );
+    assert_eq!(status, 201, "Bob reuses his bucket: {text}");
     assert_eq!(
         with(&bob, c.get(server.url("/system/buckets/alice-data"))).0,
         403

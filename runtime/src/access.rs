@@ -157,7 +157,11 @@ pub fn bucket_facts(records: &BucketRecords, registry: &Registry, bucket: &str) 
         })
         .collect();
     services.sort_by(|a, b| a.service.spec.name.cmp(&b.service.spec.name));
-    if let Some(record) = records.get(bucket) {
+    // A bucket a user created with a service follows its services while any uses it, and its
+    // record once none does.
+    if let Some(record) = records.get(bucket)
+        && (record.service.is_none() || services.is_empty())
+    {
         return BucketFacts {
             record,
             from_service: None,
@@ -171,6 +175,7 @@ pub fn bucket_facts(records: &BucketRecords, registry: &Registry, bucket: &str) 
                 owner_name: ADMIN_BUCKET_OWNER.into(),
                 visibility: Visibility::Private,
                 allowed_users: Vec::new(),
+                service: None,
             },
             from_service: None,
             services,
@@ -191,6 +196,7 @@ pub fn bucket_facts(records: &BucketRecords, registry: &Registry, bucket: &str) 
             .and_then(Value::as_array)
             .map(|users| users.iter().filter_map(|u| text(Some(u))).collect())
             .unwrap_or_default(),
+        service: None,
     };
     BucketFacts {
         record,
@@ -259,6 +265,7 @@ mod tests {
                 owner_name: "Alice".into(),
                 visibility: Visibility::Restricted,
                 allowed_users: vec!["bob".into()],
+                service: None,
             },
             from_service: None,
             services: vec![],

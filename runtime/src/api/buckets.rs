@@ -171,6 +171,7 @@ async fn create(
         owner_name,
         visibility,
         allowed_users,
+        service: None,
     };
     keep_record(&app, &bucket, Some(record)).await?;
     tracing::info!(%bucket, visibility = visibility.as_str(), "bucket created");
@@ -210,6 +211,7 @@ async fn update(
         owner_name: current.record.owner_name,
         visibility,
         allowed_users,
+        service: None,
     };
     keep_record(&app, &bucket, Some(record)).await?;
     tracing::info!(%bucket, visibility = visibility.as_str(), "bucket updated");
@@ -289,7 +291,7 @@ async fn delete(
 }
 
 /// Writes (or, with `None`, removes) a bucket's record off the reactor.
-async fn keep_record(
+pub(super) async fn keep_record(
     app: &AppState,
     bucket: &str,
     record: Option<BucketRecord>,

@@ -146,8 +146,11 @@ async fn create(
         crate::oscar_definition::set_owner(map, &user.sub, &user.name);
         choose_vo(&app, user, map)?;
     }
-    check_buckets(&app, &caller, &definition).await?;
+    let new_buckets = check_buckets(&app, &caller, &definition).await?;
     let deployed = app.deployer.create_service(definition).await?;
+    if let Some(user) = caller.user() {
+        keep_owner(&app, user, &deployed.service.spec.name, new_buckets).await?;
+    }
     app.storage_access_changed();
     tracing::info!(service = %deployed.service.spec.name, backend = %deployed.service.spec.backend, "service created");
     Ok((StatusCode::CREATED, Json(deployed.service.to_public_json())))
@@ -180,8 +183,11 @@ async fn update(
             choose_vo(&app, user, map)?;
         }
     }
-    check_buckets(&app, &caller, &definition).await?;
+    let new_buckets = check_buckets(&app, &caller, &definition).await?;
     let deployed = app.deployer.update_service(definition).await?;
+    if let Some(user) = caller.user() {
+        keep_owner(&app, user, &deployed.service.spec.name, new_buckets).await?;
+    }
     app.storage_access_changed();
     tracing::info!(service = %deployed.service.spec.name, backend = %deployed.service.spec.backend, "service updated");
     Ok(StatusCode::NO_CONTENT)
@@ -224,18 +230,20 @@ fn choose_vo(
 /// and only the user's own services use. Anything else would open another's bucket to the
 /// service's users (`access.rs` opens a service's buckets to whoever may use the service), so
 /// it is refused with 403 before anything is deployed. OSCAR refuses a new service naming any
-/// existing bucket; buckets made for a service here are reused by the owner's next services.
+/// existing bucket; buckets made for a service here stay their owner's (see [`keep_owner`]),
+/// to be reused by the owner's next services. Returns the buckets the service will make.
 async fn check_buckets(
     app: &AppState,
     caller: &Caller,
     definition: &Value,
-) -> Result<(), ApiError> {
+) -> Result<Vec<String>, ApiError> {
+    let mut new = Vec::new();
     let Some(user) = caller.user() else {
-        return Ok(());
+        return Ok(new);
     };
     // An invalid definition is refused by the deployer, with its reason.
     let Ok(service) = crate::service::Service::from_definition(definition.clone()) else {
-        return Ok(());
+        return Ok(new);
     };
     let storage = &service.spec.storage;
     let buckets: std::collections::BTreeSet<&str> = storage
@@ -271,11 +279,36 @@ async fn check_buckets(
                 return Err(refused(bucket, "it belongs to another owner"));
             }
             Some(_) => {}
-            None if facts.services.is_empty() && app.bucket_admin.exists(bucket).await? => {
-                return Err(refused(bucket, "it belongs to the administrator"));
+            None if facts.services.is_empty() => {
+                if app.bucket_admin.exists(bucket).await? {
+                    return Err(refused(bucket, "it belongs to the administrator"));
+                }
+                new.push(bucket.to_string());
             }
             None => {}
         }
+    }
+    Ok(new)
+}
+
+/// Records `user` as the owner of the `buckets` their service `service` made, so that they
+/// keep them (to reach, reuse with another service, or delete) once no service uses them;
+/// while one does, the services decide who reaches them, as before.
+async fn keep_owner(
+    app: &AppState,
+    user: &crate::oidc::User,
+    service: &str,
+    buckets: Vec<String>,
+) -> Result<(), ApiError> {
+    for bucket in buckets {
+        let record = crate::storage::bucket_records::BucketRecord {
+            owner: user.sub.clone(),
+            owner_name: user.name.clone(),
+            visibility: crate::storage::bucket_records::Visibility::Private,
+            allowed_users: Vec::new(),
+            service: Some(service.to_string()),
+        };
+        super::buckets::keep_record(app, &bucket, Some(record)).await?;
     }
     Ok(())
 }

@@ -63,6 +63,11 @@ pub struct BucketRecord {
     /// The users allowed on a restricted bucket.
     #[serde(default)]
     pub allowed_users: Vec<String>,
+    /// The service a user created the bucket with: while services use it, they decide who
+    /// reaches it; once none does, the record does, so its owner keeps it (as OSCAR tags a
+    /// service's buckets with their owner).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
 }
 
 /// Checks the users named on a bucket against the bounds above.
@@ -142,6 +147,7 @@ mod tests {
             owner_name: "oscar".into(),
             visibility,
             allowed_users: vec!["u1".into()],
+            service: None,
         }
     }
 
