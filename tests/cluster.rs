@@ -544,16 +544,7 @@ fn the_cluster_keeps_working_when_a_nats_server_stops() {
         .map(|i| {
             let server = [&a, &b][i % 2];
             eventually_some("a job to be accepted", || {
-                let response = client()
-                    .post(server.url("/job/probe"))
-                    .body(b64(b"output o.txt y\n"))
-                    .send()
-                    .ok()?;
-                if response.status() != 201 {
-                    return None;
-                }
-                let body: Value = response.json().ok()?;
-                body["job_name"].as_str().map(str::to_string)
+                try_submit(&server.base, "probe", b"output o.txt y\n")
             })
         })
         .collect();
@@ -776,22 +767,28 @@ fn settings_and_bucket_records_are_the_clusters() {
     }
 }
 
+/// Submits a job to the server at `base`; its name, or `None` when it did not accept it (a
+/// killed server refuses the connection, a server without NATS answers 503).
+fn try_submit(base: &str, service: &str, input: &[u8]) -> Option<String> {
+    let response = client()
+        .post(format!("{base}/job/{service}"))
+        .body(b64(input))
+        .send()
+        .ok()?;
+    if response.status() != 201 {
+        return None;
+    }
+    let body: Value = response.json().ok()?;
+    body["job_name"].as_str().map(str::to_string)
+}
+
 /// Submits a job to the first of `servers` that accepts it (a killed server refuses the
 /// connection, a server without NATS answers 503); its name.
 fn submit_anywhere(servers: &[&str], input: &[u8], start: usize) -> String {
     eventually_some("a server to accept the job", || {
         (0..servers.len()).find_map(|k| {
             let base = servers[(start + k) % servers.len()];
-            let response = client()
-                .post(format!("{base}/job/slow"))
-                .body(b64(input))
-                .send()
-                .ok()?;
-            if response.status() != 201 {
-                return None;
-            }
-            let body: Value = response.json().ok()?;
-            body["job_name"].as_str().map(str::to_string)
+            try_submit(base, "slow", input)
         })
     })
 }

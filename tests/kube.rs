@@ -401,6 +401,13 @@ fn start_server(dir: &TestDir, kubeconfig: &std::path::Path) -> Server {
     )
 }
 
+/// The one Job the fake API server was given, as sent.
+fn only_job(fake: &Shared) -> Value {
+    let jobs = fake.jobs.lock().unwrap();
+    assert_eq!(jobs.len(), 1, "one Job expected");
+    jobs.values().next().unwrap().body.clone()
+}
+
 fn requests(fake: &Shared) -> Vec<String> {
     fake.requests.lock().unwrap().clone()
 }
@@ -569,15 +576,7 @@ fn the_definitions_pod_settings_reach_the_job() {
     let name: Value = submitted.json().unwrap();
     let name = name["job_name"].as_str().unwrap().to_string();
     wait_status(&server, "gpu-sh", &name, "Succeeded");
-    let job = fake
-        .jobs
-        .lock()
-        .unwrap()
-        .values()
-        .next()
-        .unwrap()
-        .body
-        .clone();
+    let job = only_job(&fake);
     for meta in [&job["metadata"], &job["spec"]["template"]["metadata"]] {
         assert_eq!(meta["labels"]["team"], "vision");
         assert_eq!(
@@ -780,15 +779,7 @@ fn async_jobs_keep_logs_and_outputs_and_go_with_their_service() {
         "{metrics}"
     );
     // An asynchronous Job is left to its TTL.
-    let body = fake
-        .jobs
-        .lock()
-        .unwrap()
-        .values()
-        .next()
-        .unwrap()
-        .body
-        .clone();
+    let body = only_job(&fake);
     assert_eq!(body["spec"]["ttlSecondsAfterFinished"], 600);
 
     // Deleting the service deletes its Jobs, by label.

@@ -343,30 +343,20 @@ fn one_user_never_reaches_anothers_data() {
         assert_eq!(status, 403, "{input} -> {output}: {text}");
         assert!(text.contains("alice-data"), "{text}");
     }
-    let (status, text) = with(
-        &bob,
-        c.post(server.url("/system/services"))
-            .json(&service("bobs", "bob-data/in", "bob-new/out")),
-    );
+    let define = |token: &str, method: &str, name: &str, input: &str, output: &str| {
+        let url = server.url("/system/services");
+        let request = match method {
+            "PUT" => c.put(url),
+            _ => c.post(url),
+        };
+        with(token, request.json(&service(name, input, output)))
+    };
+    let (status, text) = define(&bob, "POST", "bobs", "bob-data/in", "bob-new/out");
     assert_eq!(status, 201, "his own bucket and a new one: {text}");
-    let (status, text) = with(
-        &bob,
-        c.put(server.url("/system/services")).json(&service(
-            "bobs",
-            "bob-data/in",
-            "alice-data/out",
-        )),
-    );
+    let (status, text) = define(&bob, "PUT", "bobs", "bob-data/in", "alice-data/out");
     assert_eq!(status, 403, "an update naming Alice's bucket: {text}");
     // Alice cannot take Bob's service's new bucket either.
-    let (status, text) = with(
-        &alice,
-        c.post(server.url("/system/services")).json(&service(
-            "alices",
-            "bob-new/in",
-            "alice-data/out",
-        )),
-    );
+    let (status, text) = define(&alice, "POST", "alices", "bob-new/in", "alice-data/out");
     assert_eq!(status, 403, "{text}");
     // Once Bob's service is gone, the bucket it made is still his (to read, reuse or delete),
     // and still not Alice's.
@@ -380,23 +370,9 @@ fn one_user_never_reaches_anothers_data() {
         with(&alice, c.get(server.url("/system/buckets/bob-new"))).0,
         403
     );
-    let (status, text) = with(
-        &alice,
-        c.post(server.url("/system/services")).json(&service(
-            "alices",
-            "bob-new/in",
-            "alice-data/out",
-        )),
-    );
+    let (status, text) = define(&alice, "POST", "alices", "bob-new/in", "alice-data/out");
     assert_eq!(status, 403, "{text}");
-    let (status, text) = with(
-        &bob,
-        c.post(server.url("/system/services")).json(&service(
-            "bobs-again",
-            "bob-new/in",
-            "bob-data/out",
-        )),
-    );
+    let (status, text) = define(&bob, "POST", "bobs-again", "bob-new/in", "bob-data/out");
     assert_eq!(status, 201, "Bob reuses his bucket: {text}");
     assert_eq!(
         with(&bob, c.get(server.url("/system/buckets/alice-data"))).0,

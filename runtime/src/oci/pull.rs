@@ -151,16 +151,8 @@ impl Puller {
         reference: &Reference,
         auth: &RegistryAuth,
     ) -> Result<RawManifest, OciError> {
-        let url = self.manifest_url(image, reference)?;
         let response = self
-            .send(
-                image,
-                reference,
-                auth,
-                reqwest::Method::GET,
-                &url,
-                Some(MANIFEST_TYPES),
-            )
+            .manifest_request(image, reference, auth, reqwest::Method::GET)
             .await?;
         let media_type = content_type(&response);
         let bytes = read_bounded(image, response, MAX_MANIFEST, "a manifest").await?;
@@ -195,16 +187,8 @@ impl Puller {
         reference: &Reference,
         auth: &RegistryAuth,
     ) -> Result<String, OciError> {
-        let url = self.manifest_url(image, reference)?;
         let response = self
-            .send(
-                image,
-                reference,
-                auth,
-                reqwest::Method::HEAD,
-                &url,
-                Some(MANIFEST_TYPES),
-            )
+            .manifest_request(image, reference, auth, reqwest::Method::HEAD)
             .await?;
         let header = response
             .headers()
@@ -251,6 +235,19 @@ impl Puller {
             });
         }
         Ok(bytes.to_vec())
+    }
+
+    /// `method` on the manifest `reference` names, asking for every manifest type.
+    async fn manifest_request(
+        &self,
+        image: &str,
+        reference: &Reference,
+        auth: &RegistryAuth,
+        method: reqwest::Method,
+    ) -> Result<reqwest::Response, OciError> {
+        let url = self.manifest_url(image, reference)?;
+        self.send(image, reference, auth, method, &url, Some(MANIFEST_TYPES))
+            .await
     }
 
     fn manifest_url(&self, image: &str, reference: &Reference) -> Result<String, OciError> {
