@@ -46,6 +46,9 @@ export OSCAR_TEST_NATS="$venv/bin/nats-server"
 OSCAR_TEST_SUPERVISOR=$("$root/scripts/build-supervisor.sh" --debug)
 export OSCAR_TEST_SUPERVISOR
 
+# The code map's import rules (ARCHITECTURE.md): no import cycle, no forbidden import.
+python3 "$root/scripts/check-imports.py"
+
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked

@@ -108,7 +108,7 @@ async fn one(app: &Arc<App>, body: &[u8]) -> Option<Vec<u8>> {
     let deployed = app.registry.get("upper")?;
     let level = deployed.service.spec.log_level;
     let input = faas::decode_body(body).ok()?;
-    let request = oscar_wasm::invoke::Request::sync();
+    let request = oscar_wasm::executor::invocation::Request::sync();
     let done = app.executor.run(deployed, input, request).await.ok()?;
     let response = faas::sync_response(done.files, &done.log, level, &done.output).ok()?;
     Some(response.into_body())

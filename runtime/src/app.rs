@@ -5,8 +5,9 @@
 use crate::auth::AdminCredentials;
 use crate::config::ServeArgs;
 use crate::deployer::{DeployLimits, Deployer, DeployerParts};
+use crate::executor::wasm::{Invoker, InvokerSettings, scratch::ScratchRoot};
 use crate::executor::{Executor, ExecutorSettings};
-use crate::invoke::{Invoker, InvokerSettings, OutputLimits, scratch::ScratchRoot};
+use crate::faas::outputs::OutputLimits;
 use crate::jobs::Jobs;
 use crate::jobs::store::Retention;
 use crate::metrics::Metrics;
@@ -53,6 +54,8 @@ pub struct App {
     pub deployer: Arc<Deployer>,
     /// Runs invocations on every backend.
     pub executor: Arc<Executor>,
+    /// The Kubernetes API, when image services run here (pods call back through /system/pods).
+    pub kube: Option<Arc<crate::kube::Kube>>,
     /// The administrator's credentials.
     pub admin: AdminCredentials,
     /// Asynchronous jobs and kept logs.
@@ -80,11 +83,11 @@ pub struct App {
     /// When the server started, in milliseconds since the Unix epoch.
     pub started_ms: u64,
     /// Recent invocation requests, OSCAR's execution log.
-    pub executions: crate::api::executions::Executions,
+    pub executions: crate::executions::Executions,
     /// The cluster this server is a member of, with `--cluster`.
     pub cluster: Option<crate::cluster::Cluster>,
     /// What the storage pollers have seen.
-    pub pollers: Arc<dyn crate::storage::poller::PollerStates>,
+    pub pollers: Arc<dyn crate::storage::poller_states::PollerStates>,
     /// Where the settings, bucket records and users' keys are kept.
     pub documents: Arc<dyn crate::documents::DocumentStore>,
     _data_lock: std::fs::File,
@@ -101,7 +104,7 @@ pub struct StateStores {
     /// The job queue.
     pub queue: Box<dyn crate::jobs::queue::JobQueue>,
     /// What the storage pollers have seen.
-    pub pollers: Arc<dyn crate::storage::poller::PollerStates>,
+    pub pollers: Arc<dyn crate::storage::poller_states::PollerStates>,
     /// The run-time settings, bucket records and users' store keys.
     pub documents: Arc<dyn crate::documents::DocumentStore>,
 }
@@ -114,7 +117,9 @@ impl StateStores {
             modules: Arc::new(crate::modules::local::LocalModules::open(data_dir)?),
             jobs: Box::new(crate::jobs::local::LocalJobs::open(data_dir)?),
             queue: Box::new(crate::jobs::queue::LocalQueue::default()),
-            pollers: Arc::new(crate::storage::poller::LocalPollerStates::new(data_dir)),
+            pollers: Arc::new(crate::storage::poller_states::LocalPollerStates::new(
+                data_dir,
+            )),
             documents: Arc::new(crate::documents::LocalDocuments::new(data_dir)),
         })
     }
@@ -221,19 +226,25 @@ impl App {
                 )),
             },
         );
+        let mut backends: Vec<Arc<dyn crate::executor::backend::Backend>> = vec![Arc::new(invoker)];
+        if let Some(kube) = &kube {
+            backends.push(Arc::new(crate::executor::image::ImageBackend::new(
+                kube.clone(),
+                settings.default_timeout,
+            )));
+        }
         let executor = Executor::new(
-            invoker,
-            kube,
+            backends,
             ExecutorSettings {
                 max_concurrency: args.max_concurrency,
                 max_queue: args.max_queue,
-                default_timeout: settings.default_timeout,
             },
             metrics.clone(),
         );
         let minio_users = open_minio_users(args, &storage)?;
         Ok(Arc::new(Self {
             executor: Arc::new(executor),
+            kube,
             deployer: Arc::new(deployer),
             data_dir,
             storage,
@@ -249,7 +260,7 @@ impl App {
             jobs,
             metrics,
             requests: args.request_limits(),
-            started_ms: crate::jobs::record::now_ms(),
+            started_ms: crate::clock::now_ms(),
             executions: Default::default(),
             cluster,
             pollers: stores.pollers,

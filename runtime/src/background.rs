@@ -3,8 +3,8 @@
 //! shutdown.
 
 use crate::app::App;
-use crate::jobs::worker::{self, WorkerParts};
-use crate::storage::poller::{self, PollerParts};
+use crate::pipeline::job_worker::{self as worker, WorkerParts};
+use crate::pipeline::poller::{self, PollerParts};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -54,10 +54,13 @@ impl EmbeddedStore {
             context: "opening the embedded S3 store".into(),
             source,
         })?;
-        let deployer = app.deployer.clone();
+        let (deployer, registry) = (app.deployer.clone(), app.registry.clone());
         let hook: crate::storage::embedded::CreatedHook = Arc::new(move |bucket, key| {
-            let deployer = deployer.clone();
-            Box::pin(async move { deployer.object_created(bucket, key).await })
+            let (deployer, registry) = (deployer.clone(), registry.clone());
+            Box::pin(async move {
+                crate::pipeline::bucket_events::object_created(&registry, &deployer, bucket, key)
+                    .await
+            })
         });
         if let Ok(addr) = listener.local_addr() {
             tracing::info!("embedded S3 store (minio.default) serving on http://{addr}");

@@ -1,7 +1,6 @@
 //! Server configuration: flags, their environment variables, and the embedded defaults that
 //! make `oscar-wasm serve` work with nothing else installed.
 
-use crate::service::parse_quantity;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -229,23 +228,8 @@ pub struct RequestLimits {
     pub max_json_body: u64,
 }
 
-/// `bytes` as a Kubernetes quantity, in the largest binary unit that divides it (`256Mi`).
-pub fn format_quantity(bytes: u64) -> String {
-    for (unit, size) in [
-        ("Ti", 1u64 << 40),
-        ("Gi", 1 << 30),
-        ("Mi", 1 << 20),
-        ("Ki", 1 << 10),
-    ] {
-        if bytes >= size && bytes.is_multiple_of(size) {
-            return format!("{}{unit}", bytes / size);
-        }
-    }
-    bytes.to_string()
-}
-
 fn quantity(text: &str) -> Result<u64, String> {
-    parse_quantity(text)
+    crate::quantity::parse(text)
 }
 
 impl ServeArgs {

@@ -180,7 +180,7 @@ impl Metrics {
         let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
         recent
             .get(service)
-            .map(|r| r.stats(crate::jobs::record::now_ms()))
+            .map(|r| r.stats(crate::clock::now_ms()))
             .unwrap_or_default()
     }
 
@@ -196,7 +196,7 @@ impl Metrics {
             .with_label_values(&[service, kind, outcome])
             .inc();
         self.duration.with_label_values(&[service]).observe(seconds);
-        let (now, failed) = (crate::jobs::record::now_ms(), outcome != "success");
+        let (now, failed) = (crate::clock::now_ms(), outcome != "success");
         let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
         // Bounded by the number of services: an entry per service, forgotten with it. The name
         // is copied only for a service's first call.

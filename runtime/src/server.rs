@@ -84,7 +84,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
     let api = api::service(app.clone(), args.max_body);
     tracing::info!(
         data_dir = %args.data_dir.display(),
-        scratch = %app.executor.wasm().scratch_root().display(),
+        scratch = %args.scratch_root(&app.data_dir).display(),
         services = app.registry.list().len(),
         "oscar-wasm listening on http://{addr}"
     );
@@ -96,7 +96,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
     crate::listener::serve(listener, service, limits, signal).await;
     background.stop().await;
     // What calls were still running is not needed any more: their inputs and outputs go.
-    app.executor.wasm().remove_scratch_root();
+    app.executor.stop();
     tracing::info!("oscar-wasm stopped");
     Ok(())
 }

@@ -104,7 +104,7 @@ fn parse_pod_settings(definition: &Map<String, Value>) -> Result<PodSettings, De
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if s.trim().is_empty() => None,
         Some(Value::String(s)) => {
-            parse_quantity(s).map_err(|r| invalid("ephemeral_storage_request", r))?;
+            crate::quantity::parse(s).map_err(|r| invalid("ephemeral_storage_request", r))?;
             Some(s.trim().to_string())
         }
         Some(_) => {
@@ -134,7 +134,24 @@ fn is_dns_subdomain(name: &str) -> bool {
         && edge(name.chars().last())
 }
 
+/// Which kind of backend runs a service; each kind has one runner in [`crate::executor`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BackendKind {
+    /// In-process wasmtime.
+    Wasm,
+    /// A Kubernetes Job.
+    Image,
+}
+
 impl Backend {
+    /// Its kind.
+    pub fn kind(&self) -> BackendKind {
+        match self {
+            Self::Wasm(_) => BackendKind::Wasm,
+            Self::Image { .. } => BackendKind::Image,
+        }
+    }
+
     /// The module of a wasm service.
     pub fn module(&self) -> Option<&Digest> {
         match self {
@@ -257,17 +274,26 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> DefinitionError {
     }
 }
 
-/// OSCAR's rule for names: a DNS-1123 label, at most 39 characters.
+/// The definition field naming the manifest digest a wasm image resolved to. Its presence
+/// also says that `module` came from `image`, so an update resolves `image` again.
+pub const IMAGE_DIGEST: &str = "image_digest";
+
+/// Whether a service runs a wasm image by tag, whose tag may move: decided once per
+/// deployment ([`crate::registry::Deployed::follows_tag`]), not per call.
+pub fn follows_tag(definition: &Map<String, Value>) -> bool {
+    wasm_image(definition).is_some_and(|(image, _)| !crate::oci::is_pinned(image))
+}
+
+/// The image of a service deployed from a wasm image (`image` plus [`IMAGE_DIGEST`]).
+pub fn wasm_image(definition: &Map<String, Value>) -> Option<(&str, &str)> {
+    let image = definition.get("image")?.as_str()?;
+    let digest = definition.get(IMAGE_DIGEST)?.as_str()?;
+    Some((image, digest))
+}
+
+/// OSCAR's rule for names ([`crate::protocol::is_service_name`]).
 pub fn validate_name(name: &str) -> Result<(), DefinitionError> {
-    let bytes = name.as_bytes();
-    let ok = !bytes.is_empty()
-        && bytes.len() <= 39
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
-        && bytes[0] != b'-'
-        && bytes[bytes.len() - 1] != b'-';
-    if ok {
+    if crate::protocol::is_service_name(name) {
         Ok(())
     } else {
         Err(DefinitionError::InvalidName(name.to_string()))
@@ -277,42 +303,6 @@ pub fn validate_name(name: &str) -> Result<(), DefinitionError> {
 /// A random token, 32 bytes as hex, as OSCAR generates one.
 fn generate_token() -> String {
     hex::encode(rand::random::<[u8; 32]>())
-}
-
-/// Kubernetes quantities as OSCAR uses them: "256Mi", "1Gi", "500M", "1e9", plain bytes.
-pub fn parse_quantity(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| c.is_ascii_alphabetic() && c != 'e' && c != 'E')
-        .unwrap_or(text.len());
-    let (number, suffix) = text.split_at(split);
-    let multiplier: f64 = match suffix {
-        "" => 1.0,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "Ki" => 1024.0,
-        "Mi" => 1024.0 * 1024.0,
-        "Gi" => 1024.0 * 1024.0 * 1024.0,
-        "Ti" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
-        other => {
-            return Err(format!(
-                "unknown unit {other:?} in {text:?} (use Ki, Mi, Gi, k, M, G)"
-            ));
-        }
-    };
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a quantity such as \"256Mi\""))?;
-    let bytes = value * multiplier;
-    if !bytes.is_finite() || bytes <= 0.0 {
-        return Err(format!("{text:?} must be a positive quantity"));
-    }
-    if bytes > u64::MAX as f64 {
-        return Err(format!("{text:?} is too large"));
-    }
-    Ok(bytes.ceil() as u64)
 }
 
 /// `token`: kept when given, generated when absent or empty.
@@ -380,10 +370,10 @@ fn parse_memory(value: Option<&Value>) -> Result<Option<u64>, DefinitionError> {
     match value {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.is_empty() => Ok(None),
-        Some(Value::String(s)) => parse_quantity(s)
+        Some(Value::String(s)) => crate::quantity::parse(s)
             .map(Some)
             .map_err(|r| invalid("memory", r)),
-        Some(Value::Number(n)) => parse_quantity(&n.to_string())
+        Some(Value::Number(n)) => crate::quantity::parse(&n.to_string())
             .map(Some)
             .map_err(|r| invalid("memory", r)),
         Some(_) => Err(invalid("memory", "must be a quantity such as \"256Mi\"")),
@@ -628,15 +618,5 @@ mod tests {
             Service::from_definition(json!([1])),
             Err(DefinitionError::NotAnObject)
         ));
-    }
-
-    #[test]
-    fn quantities() {
-        assert_eq!(parse_quantity("1Gi"), Ok(1 << 30));
-        assert_eq!(parse_quantity("500M"), Ok(500_000_000));
-        assert_eq!(parse_quantity("1e6"), Ok(1_000_000));
-        assert_eq!(parse_quantity("0.5Gi"), Ok(1 << 29));
-        assert!(parse_quantity("12Xi").is_err());
-        assert!(parse_quantity("0").is_err());
     }
 }

@@ -417,9 +417,8 @@ async fn presign(
         content_type,
         &extra,
     )?;
-    let expires_at = crate::jobs::record::rfc3339(
-        crate::jobs::record::now_ms().saturating_add(seconds.saturating_mul(1000)),
-    );
+    let expires_at =
+        crate::clock::rfc3339(crate::clock::now_ms().saturating_add(seconds.saturating_mul(1000)));
     let mut answer = json!({
         "object_key": key,
         "operation": operation,

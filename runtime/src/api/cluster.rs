@@ -147,7 +147,7 @@ async fn status(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
                 "available_replicas": members,
                 "ready_replicas": members,
                 "replicas": members,
-                "creation_timestamp": crate::jobs::record::rfc3339(app.started_ms),
+                "creation_timestamp": crate::clock::rfc3339(app.started_ms),
                 "strategy": if app.cluster.is_some() { "cluster of servers sharing NATS JetStream" } else { "single process" },
                 "labels": {},
             },
@@ -263,7 +263,7 @@ pub fn deployment_summary(app: &AppState, deployed: &crate::registry::Deployed) 
         ),
         Backend::Image { .. } => (
             "kubernetes-job",
-            app.executor.kube().is_some(),
+            app.kube.as_ref().is_some(),
             "no Kubernetes cluster is configured",
         ),
     };

@@ -1,8 +1,8 @@
 //! The one place where failures become HTTP statuses and plain-text bodies, as OSCAR answers.
 
 use crate::deployer::DeployError;
+use crate::executor::invocation::InvokeError;
 use crate::faas::BodyError;
-use crate::invoke::InvokeError;
 use crate::modules::ModuleError;
 use crate::registry::RegistryError;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -106,7 +106,7 @@ impl ApiError {
                 InvokeError::Overloaded | InvokeError::Unavailable(_) => {
                     StatusCode::SERVICE_UNAVAILABLE
                 }
-                InvokeError::Outputs(crate::invoke::outputs::OutputError::Io(_))
+                InvokeError::Outputs(crate::faas::outputs::OutputError::Io(_))
                 | InvokeError::Host(_) => StatusCode::INTERNAL_SERVER_ERROR,
                 // The cluster's API failed: an upstream's failure.
                 InvokeError::Backend(_) => StatusCode::BAD_GATEWAY,

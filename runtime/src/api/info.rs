@@ -28,7 +28,7 @@ async fn info(State(app): State<AppState>) -> Json<Value> {
         "serverless_backend": {"name": "oscar-wasm", "version": env!("CARGO_PKG_VERSION")},
         "backends": {
             "wasm": {"available": true, "engine": "wasmtime", "services": app.registry.list().len()},
-            "kubernetes": match app.executor.kube() {
+            "kubernetes": match app.kube.as_ref() {
                 Some(kube) => json!({"available": true, "namespace": kube.namespace()}),
                 None => json!({"available": false, "reason": "no Kubernetes cluster is configured (--kube-callback-url and KUBECONFIG or a service account)"}),
             }
@@ -58,7 +58,7 @@ async fn config(State(app): State<AppState>, caller: crate::access::Caller) -> J
             "namespace": "oscar",
             // Where image services' Jobs run (--kube-namespace); OSCAR's default without a
             // cluster.
-            "services_namespace": app.executor.kube().map_or("oscar-svc", |k| k.namespace()),
+            "services_namespace": app.kube.as_ref().map_or("oscar-svc", |k| k.namespace()),
             "controller_service_account": "",
             "gpu_available": false,
             "interLink_available": false,

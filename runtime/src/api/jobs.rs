@@ -3,9 +3,10 @@
 
 use super::names::{JobPath, ServicePath};
 use super::{ApiError, AppState};
+use crate::clock::rfc3339;
 use crate::faas;
 use crate::jobs::JobInput;
-use crate::jobs::record::{Origin, rfc3339};
+use crate::jobs::record::Origin;
 use crate::protocol::{JobCreated, headers};
 use crate::protocol::{JobName, ServiceName};
 use axum::Router;

@@ -38,7 +38,7 @@ async fn param<S: Send + Sync>(
 async fn service(parts: &mut Parts, app: &AppState) -> Result<ServiceName, ApiError> {
     let raw = param(parts, app, &["name", "service"]).await?;
     let name = ServiceName::parse(&raw)
-        .map_err(|_| ApiError::NotFound(format!("service {raw:?} not found")))?;
+        .ok_or_else(|| ApiError::NotFound(format!("service {raw:?} not found")))?;
     if let Some(caller @ Caller::User(_)) = parts.extensions.get::<Caller>()
         && let Some(deployed) = app.registry.get(&name)
         && !caller.may_use(&deployed.service.definition)

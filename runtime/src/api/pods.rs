@@ -35,7 +35,7 @@ async fn input(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let kube = app.executor.kube().ok_or_else(unknown)?;
+    let kube = app.kube.as_ref().ok_or_else(unknown)?;
     let input = kube.input(&id, &bearer(&headers)).ok_or_else(unknown)?;
     let mut response = (StatusCode::OK, input.bytes).into_response();
     if let Ok(value) = HeaderValue::from_str(&input.name) {
@@ -51,7 +51,7 @@ async fn script(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<String, ApiError> {
-    let kube = app.executor.kube().ok_or_else(unknown)?;
+    let kube = app.kube.as_ref().ok_or_else(unknown)?;
     kube.script(&id, &bearer(&headers)).ok_or_else(unknown)
 }
 
@@ -60,7 +60,7 @@ async fn result(
     Path(id): Path<String>,
     request: axum::extract::Request,
 ) -> Result<StatusCode, ApiError> {
-    let kube = app.executor.kube().ok_or_else(unknown)?;
+    let kube = app.kube.as_ref().ok_or_else(unknown)?;
     let token = bearer(request.headers());
     // The token first: nobody else's body is read.
     if !kube.expects_result(&id, &token) {

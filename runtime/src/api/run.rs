@@ -8,8 +8,8 @@
 use super::auth::Invocation;
 use super::body::Body;
 use super::{ApiError, AppState};
+use crate::executor::invocation::{Completed, Exit, Input, InvokeError, Request};
 use crate::faas::{self, LogLevel};
-use crate::invoke::{Completed, Exit, Input, InvokeError, Request};
 use crate::protocol::headers;
 use axum::Router;
 use axum::extract::{Path, State};
@@ -55,15 +55,16 @@ async fn run(
     // The invocation takes `deployed`; a second handle keeps its definition for what follows.
     let service = deployed.clone();
     let spec = &service.service.spec;
-    let started = crate::jobs::record::now_ms();
+    let started = crate::clock::now_ms();
     let request = Request::sync();
     let request_id = request.id.clone();
-    let completed = app.executor.run(deployed, input, request).await?;
-    // Outputs go to the service's output buckets before the answer, as in OSCAR.
-    let delivered = crate::delivery::to_buckets(&app.storage, &spec.storage, &completed).await;
-    if let Some(failure) = delivered.failure {
+    let settled =
+        crate::pipeline::invoke(&*app.executor, &app.storage, deployed, input, request).await?;
+    // Outputs went to the service's output buckets before the answer, as in OSCAR.
+    if let Some(failure) = settled.delivered.failure {
         return Err(ApiError::Storage(failure));
     }
+    let completed = settled.completed;
     let mut response = if completed.exit == Exit::Success {
         success(completed, spec.log_level)?
     } else {

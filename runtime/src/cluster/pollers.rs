@@ -5,7 +5,7 @@
 
 use super::modules::{self as objects, Objects};
 use super::{Cluster, ClusterError, names};
-use crate::storage::poller::PollerStates;
+use crate::storage::poller_states::PollerStates;
 use std::io;
 
 /// Pollers' states in an object store.

@@ -4,21 +4,17 @@
 //! switched to atomically, while running invocations finish on the version they started with.
 //!
 //! The stored definition keeps `image` as given and adds `module` (the module's digest) and
-//! [`IMAGE_DIGEST`] (the manifest's), so a restart runs the same version without a registry.
+//! [`IMAGE_DIGEST`](crate::service::IMAGE_DIGEST) (the manifest's), so a restart runs the same version without a registry.
 
 use super::{DeployError, Deployer};
-use crate::oci::{Resolved, is_pinned};
+use crate::oci::Resolved;
 use crate::registry::{Deployed, RegistryError};
-use crate::service::DefinitionError;
+use crate::service::{DefinitionError, IMAGE_DIGEST, wasm_image};
 use futures::future::BoxFuture;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-
-/// The definition field naming the manifest digest a wasm image resolved to. Its presence
-/// also says that `module` came from `image`, so an update resolves `image` again.
-pub const IMAGE_DIGEST: &str = "image_digest";
 
 /// When each service's tag was last checked; one check at a time per service.
 #[derive(Default)]
@@ -74,19 +70,6 @@ impl Refresh for Deployer {
             self.registry.get(service)
         })
     }
-}
-
-/// Whether a service runs a wasm image by tag, whose tag may move: decided once per
-/// deployment ([`crate::registry::Deployed::follows_tag`]), not per call.
-pub fn follows_tag(definition: &Map<String, Value>) -> bool {
-    wasm_image(definition).is_some_and(|(image, _)| !is_pinned(image))
-}
-
-/// The image of a service deployed from a wasm image (`image` plus [`IMAGE_DIGEST`]).
-pub fn wasm_image(definition: &Map<String, Value>) -> Option<(&str, &str)> {
-    let image = definition.get("image")?.as_str()?;
-    let digest = definition.get(IMAGE_DIGEST)?.as_str()?;
-    Some((image, digest))
 }
 
 impl Deployer {
@@ -168,7 +151,7 @@ impl Deployer {
             return Ok(None);
         };
         let Some((image, current)) = wasm_image(&deployed.service.definition)
-            .filter(|(image, _)| !is_pinned(image))
+            .filter(|(image, _)| !crate::oci::is_pinned(image))
             .map(|(i, d)| (i.to_string(), d.to_string()))
         else {
             return Ok(None);

@@ -7,7 +7,7 @@
 
 mod images;
 
-pub use images::{IMAGE_DIGEST, Refresh, follows_tag, wasm_image as images_of};
+pub use images::Refresh;
 
 use crate::jobs::record::JobRecord;
 use crate::jobs::{CreateError, JobInput, Jobs};
@@ -84,7 +84,7 @@ pub struct Deployer {
     /// When each wasm-image service's tag was last checked, one check at a time per service.
     image_checks: images::Checks,
     /// Where the poller keeps its state (forgotten with a deleted service).
-    pollers: Arc<dyn crate::storage::poller::PollerStates>,
+    pollers: Arc<dyn crate::storage::poller_states::PollerStates>,
     limits: DeployLimits,
     /// Held shared while a job is accepted and exclusively while a service is deleted.
     jobs_gate: tokio::sync::RwLock<()>,
@@ -105,7 +105,7 @@ pub struct DeployerParts {
     /// The cluster's Jobs go with their service too.
     pub kube: Option<Arc<Kube>>,
     /// Where the pollers keep what they have seen.
-    pub pollers: Arc<dyn crate::storage::poller::PollerStates>,
+    pub pollers: Arc<dyn crate::storage::poller_states::PollerStates>,
     /// The administrator's run-time settings (allowed image repositories).
     pub settings: Arc<crate::cluster_settings::ClusterSettings>,
     /// The OCI registries client.
@@ -193,7 +193,7 @@ impl Deployer {
     fn defaults(&self) -> oscar_definition::Defaults {
         let store = &self.storage.default_provider;
         oscar_definition::Defaults {
-            memory: crate::config::format_quantity(self.limits.default_memory),
+            memory: crate::quantity::format(self.limits.default_memory),
             store_endpoint: store.endpoint.clone(),
             store_verify: store.verify,
             store_region: store.region.clone(),
@@ -422,35 +422,6 @@ impl Deployer {
             return Err(CreateError::NoService(service.to_string()));
         }
         self.jobs.accept_async(service, input).await
-    }
-
-    /// An object was created in the embedded store: each service whose `minio.default` input
-    /// folder holds it gets one job, on disk before this returns (so before the uploader is
-    /// told its upload succeeded).
-    pub async fn object_created(&self, bucket: String, key: String) {
-        let targets: Vec<String> = self
-            .registry
-            .list()
-            .iter()
-            .filter(|d| {
-                d.service.spec.storage.inputs.iter().any(|input| {
-                    input.provider == crate::storage::spec::DEFAULT_PROVIDER
-                        && input.holds(&bucket, &key)
-                })
-            })
-            .map(|d| d.service.spec.name.clone())
-            .collect();
-        for service in targets {
-            let event = crate::storage::minio_event(&bucket, &key);
-            match self.submit_job(&service, JobInput::Event(event)).await {
-                Ok(record) => {
-                    tracing::info!(service = %service, job = %record.name, bucket = %bucket, key = %key, "object created: job accepted");
-                }
-                Err(e) => {
-                    tracing::error!(service = %service, bucket = %bucket, key = %key, error = %e, "object created: the job could not be stored");
-                }
-            }
-        }
     }
 }
 

@@ -3,8 +3,7 @@
 //! queue only while fewer than `--max-queue` calls wait, else it is refused at once (503);
 //! jobs are already queued on disk, so they wait without a bound.
 
-use super::InvokeError;
-use crate::invoke::Kind;
+use super::invocation::{InvokeError, Kind};
 use crate::metrics::Metrics;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,13 +1,53 @@
 //! The image backend: a service's container image and script, run as a Kubernetes Job through
 //! [`crate::kube::Kube`], with the input handed over in memory.
 
-use crate::invoke::{Completed, Input, InvokeError, Kind, Request};
+use super::admission::Admitted;
+use super::backend::Backend;
+use super::invocation::{Completed, Input, InvokeError, Kind, Request};
 use crate::kube::Kube;
 use crate::registry::Deployed;
+use crate::service::BackendKind;
+use futures::future::BoxFuture;
+use std::sync::Arc;
 use std::time::Duration;
 
-/// Runs `deployed`'s image on `input`; admission is the caller's.
-pub async fn run(
+/// Runs image services as Kubernetes Jobs.
+pub struct ImageBackend {
+    kube: Arc<Kube>,
+    default_timeout: Duration,
+}
+
+impl ImageBackend {
+    /// Jobs through `kube`, stopped after `default_timeout` when the service sets none.
+    pub fn new(kube: Arc<Kube>, default_timeout: Duration) -> Self {
+        Self {
+            kube,
+            default_timeout,
+        }
+    }
+}
+
+impl Backend for ImageBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Image
+    }
+
+    fn run<'a>(
+        &'a self,
+        deployed: Arc<Deployed>,
+        input: Input,
+        request: &'a Request,
+        admitted: Admitted,
+    ) -> BoxFuture<'a, Result<Completed, InvokeError>> {
+        Box::pin(async move {
+            let _admitted = admitted;
+            run(&self.kube, &deployed, input, request, self.default_timeout).await
+        })
+    }
+}
+
+/// Runs `deployed`'s image on `input`.
+async fn run(
     kube: &Kube,
     deployed: &Deployed,
     input: Input,

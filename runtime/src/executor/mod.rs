@@ -1,20 +1,22 @@
 //! Runs invocations on their service's backend, the one entry point for /run, jobs and storage
 //! events: admission control ([`admission`]: the service's slot, then the backend's, with a
-//! bounded queue for synchronous calls), then the backend (a wasm module in-process through
-//! [`crate::invoke::Invoker`], or an image as a Kubernetes Job through [`image`]), and the
-//! metrics. Every backend gets the same 503, the same timeouts and the same figures.
+//! bounded queue for synchronous calls), then the backend that runs the service's kind
+//! ([`backend::Backend`]: a wasm module in-process, [`wasm`], or an image as a Kubernetes Job,
+//! [`image`]), and the metrics. The invocation's own types are in
+//! [`invocation`]. Every backend gets the same 503, the same timeouts and the same figures.
 
 pub mod admission;
-mod image;
+pub mod backend;
+pub mod image;
+pub mod invocation;
+pub mod wasm;
 
-use crate::invoke::{Completed, Input, InvokeError, Invoker, Request};
-use crate::kube::Kube;
 use crate::metrics::Metrics;
 use crate::registry::Deployed;
-use crate::service::Backend;
 use admission::Admission;
+use backend::Backend;
+use invocation::{Completed, Input, InvokeError, Request};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::Semaphore;
 
 /// Server-wide settings of the executor.
@@ -24,59 +26,48 @@ pub struct ExecutorSettings {
     pub max_concurrency: usize,
     /// Synchronous calls waiting for a slot; beyond, refused at once.
     pub max_queue: usize,
-    /// Timeout of services whose definition has none.
-    pub default_timeout: Duration,
 }
 
 /// A backend and its server-wide slots.
-struct Slots<T> {
-    backend: T,
+struct Slots {
+    backend: Arc<dyn Backend>,
     slots: Arc<Semaphore>,
-}
-
-impl<T> Slots<T> {
-    fn new(backend: T, n: usize) -> Self {
-        Self {
-            backend,
-            slots: Arc::new(Semaphore::new(n.max(1))),
-        }
-    }
 }
 
 /// Runs invocations on every backend within the server's limits.
 pub struct Executor {
-    wasm: Slots<Invoker>,
-    images: Option<Slots<Arc<Kube>>>,
+    backends: Vec<Slots>,
     admission: Admission,
     metrics: Arc<Metrics>,
-    default_timeout: Duration,
 }
 
 impl Executor {
-    /// An executor over the wasm invoker and, when a cluster answered, Kubernetes.
+    /// An executor over `backends`, one per kind of service; each gets
+    /// `settings.max_concurrency` slots of its own.
     pub fn new(
-        wasm: Invoker,
-        kube: Option<Arc<Kube>>,
+        backends: Vec<Arc<dyn Backend>>,
         settings: ExecutorSettings,
         metrics: Arc<Metrics>,
     ) -> Self {
+        let backends = backends
+            .into_iter()
+            .map(|backend| Slots {
+                backend,
+                slots: Arc::new(Semaphore::new(settings.max_concurrency.max(1))),
+            })
+            .collect();
         Self {
-            wasm: Slots::new(wasm, settings.max_concurrency),
-            images: kube.map(|k| Slots::new(k, settings.max_concurrency)),
+            backends,
             admission: Admission::new(settings.max_queue, metrics.clone()),
             metrics,
-            default_timeout: settings.default_timeout,
         }
     }
 
-    /// The wasm backend (its scratch root, for start-up and shutdown).
-    pub fn wasm(&self) -> &Invoker {
-        &self.wasm.backend
-    }
-
-    /// The Kubernetes backend, when there is one.
-    pub fn kube(&self) -> Option<&Arc<Kube>> {
-        self.images.as_ref().map(|i| &i.backend)
+    /// Stops every backend (at shutdown, once no invocation runs).
+    pub fn stop(&self) {
+        for b in &self.backends {
+            b.backend.stop();
+        }
     }
 
     /// Runs `deployed` on `input` (already decoded by FaaS Supervisor's rules, [`crate::faas`]).
@@ -112,41 +103,18 @@ impl Executor {
             Input::Object { staged, .. } => Some(RemoveOnDrop(staged.clone())),
             Input::Body(_) => None,
         };
-        match &deployed.service.spec.backend {
-            Backend::Wasm(_) => {
-                let runnable = deployed.runnable.clone().ok_or_else(|| {
-                    InvokeError::Unavailable(format!(
-                        "{} could not be loaded at start-up; upload it again",
-                        deployed.service.spec.backend
-                    ))
-                })?;
-                let admitted = self
-                    .admission
-                    .admit(&deployed.slots, &self.wasm.slots, request.kind)
-                    .await?;
-                self.wasm
-                    .backend
-                    .run(deployed, runnable, input, request, admitted)
-                    .await
-            }
-            Backend::Image { .. } => {
-                let images = self.images.as_ref().ok_or_else(|| {
-                    InvokeError::Unavailable("image services need a Kubernetes cluster".into())
-                })?;
-                let _admitted = self
-                    .admission
-                    .admit(&deployed.slots, &images.slots, request.kind)
-                    .await?;
-                image::run(
-                    &images.backend,
-                    &deployed,
-                    input,
-                    request,
-                    self.default_timeout,
-                )
-                .await
-            }
-        }
+        let kind = deployed.service.spec.backend.kind();
+        let runner = self
+            .backends
+            .iter()
+            .find(|b| b.backend.kind() == kind)
+            .ok_or_else(|| backend::missing(kind))?;
+        runner.backend.check(&deployed)?;
+        let admitted = self
+            .admission
+            .admit(&deployed.slots, &runner.slots, request.kind)
+            .await?;
+        runner.backend.run(deployed, input, request, admitted).await
     }
 }
 

@@ -151,11 +151,11 @@ impl JobBackend for LocalJobs {
             return Ok(Vec::new());
         }
         // Written by this server from an invocation's bounded outputs.
-        let limits = crate::invoke::OutputLimits {
+        let limits = crate::faas::outputs::OutputLimits {
             max_files: usize::MAX,
             max_bytes: u64::MAX,
         };
-        let mut files = crate::invoke::outputs::collect(&dir, limits)
+        let mut files = crate::faas::outputs::collect(&dir, limits)
             .map_err(io::Error::other)?
             .files;
         files.sort_by(|a, b| a.path.cmp(&b.path));

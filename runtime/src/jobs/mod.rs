@@ -14,12 +14,12 @@ pub mod local;
 pub mod queue;
 pub mod record;
 pub mod store;
-pub mod worker;
 
+use crate::clock::to_ms;
 use crate::faas::LogLine;
 use crate::metrics::Metrics;
 use queue::{Delivery, JobQueue};
-use record::{JobRecord, Origin, Status, to_ms};
+use record::{JobRecord, Origin, Status};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -54,7 +54,7 @@ pub struct Ending {
 impl Ending {
     /// A job that could not run: `lines`, then `message`.
     pub fn error(mut lines: Vec<(u64, String)>, message: String) -> Self {
-        lines.push((record::now_ms(), message));
+        lines.push((crate::clock::now_ms(), message));
         Self {
             status: Status::Failed,
             outcome: record::Outcome::Error,
@@ -223,7 +223,7 @@ impl Jobs {
     /// Marks a job running, its attempt counted, durably; `false` if it was deleted.
     pub async fn start(self: &Arc<Self>, record: &mut JobRecord) -> std::io::Result<bool> {
         record.status = Status::Running;
-        record.started_ms = Some(record::now_ms());
+        record.started_ms = Some(crate::clock::now_ms());
         record.attempts += 1;
         let saved = record.clone();
         let started = self
@@ -267,8 +267,11 @@ impl Jobs {
     ) -> std::io::Result<()> {
         self.off_reactor(move |jobs| {
             let line = format!("{reason}; it will be tried again");
-            jobs.store
-                .append_log(&record.service, &record.name, &[(record::now_ms(), line)])?;
+            jobs.store.append_log(
+                &record.service,
+                &record.name,
+                &[(crate::clock::now_ms(), line)],
+            )?;
             record.status = Status::Pending;
             record.started_ms = None;
             record.attempts = record.attempts.saturating_sub(1);
@@ -335,7 +338,7 @@ impl Jobs {
                     Ok(true) => {}
                     Ok(false) => return Ok(()),
                     Err(e) => lines.push((
-                        record::now_ms(),
+                        crate::clock::now_ms(),
                         format!("Output files could not be kept: {e}"),
                     )),
                 }
@@ -346,7 +349,7 @@ impl Jobs {
             jobs.store.append_log(&service, &job, &lines)?;
             record.status = ending.status;
             record.outcome = Some(ending.outcome);
-            record.finished_ms = Some(record::now_ms());
+            record.finished_ms = Some(crate::clock::now_ms());
             record.bytes = jobs.store.measure(&service, &job);
             jobs.store.update(&record)?;
             jobs.store.enforce_retention(&service);
@@ -461,7 +464,7 @@ impl Jobs {
                 .map_err(std::io::Error::other)?;
             let mut lines: Vec<(u64, String)> =
                 log.iter().map(|l| (to_ms(l.time), l.format())).collect();
-            let finished = record::now_ms();
+            let finished = crate::clock::now_ms();
             if !output.is_empty() {
                 lines.push((
                     finished,

@@ -3,7 +3,8 @@
 //! records, inputs, logs and outputs: a folder on one machine ([`super::local`]), or NATS
 //! (`crate::cluster::jobs`), where every server of a cluster reads them.
 
-use super::record::{JobRecord, Origin, Status, now_ms};
+use super::record::{JobRecord, Origin, Status};
+use crate::clock::now_ms;
 use crate::faas::OutputFile;
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -351,7 +352,7 @@ impl JobStore {
         for line in raw.lines() {
             let (ms, text) = line.split_once(' ').unwrap_or(("0", line));
             if timestamps {
-                out.push_str(&super::record::rfc3339_ms(ms.parse().unwrap_or(0)));
+                out.push_str(&crate::clock::rfc3339_ms(ms.parse().unwrap_or(0)));
                 out.push(' ');
             }
             out.push_str(text);

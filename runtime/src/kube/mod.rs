@@ -10,8 +10,8 @@
 
 pub mod manifest;
 
+use crate::executor::invocation::{Completed, Exit};
 use crate::faas::{LogLevel, LogLine, OutputFile};
-use crate::invoke::{Completed, Exit};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;

@@ -385,7 +385,7 @@ impl Registries {
         let reference = parse_reference(image)?;
         let layer = oci_client::client::ImageLayer::new(module, WASM_LAYER.to_string(), None);
         let config = serde_json::json!({
-            "created": crate::jobs::record::rfc3339(crate::jobs::record::now_ms()),
+            "created": crate::clock::rfc3339(crate::clock::now_ms()),
             "architecture": "wasm",
             "os": "wasip1",
             "layerDigests": [layer.sha256_digest()],

@@ -116,7 +116,7 @@ impl Deployed {
             .into();
         Self {
             public_json,
-            follows_tag: crate::deployer::follows_tag(&service.definition),
+            follows_tag: crate::service::follows_tag(&service.definition),
             service,
             runnable,
             slots: Arc::new(tokio::sync::Semaphore::new(slots)),

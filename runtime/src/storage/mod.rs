@@ -21,12 +21,12 @@ pub mod minio_admin;
 pub mod minio_users;
 pub mod names;
 pub mod objects;
-pub mod poller;
+pub mod poller_states;
 pub mod spec;
 pub mod store_users;
 
+use crate::executor::invocation::Input;
 use crate::faas::OutputFile;
-use crate::invoke::Input;
 use event::ObjectEvent;
 use objects::ObjectError;
 use spec::{DEFAULT_PROVIDER, Provider, StorageSpec};
@@ -201,7 +201,7 @@ impl Storage {
 
 /// A MinIO-shaped event for an object created in the embedded store, as MinIO would post it.
 pub fn minio_event(bucket: &str, key: &str) -> ObjectEvent {
-    let time = crate::jobs::record::rfc3339_ms(crate::jobs::record::now_ms());
+    let time = crate::clock::rfc3339_ms(crate::clock::now_ms());
     let quoted: String =
         percent_encoding::utf8_percent_encode(key, percent_encoding::NON_ALPHANUMERIC).collect();
     let event = serde_json::json!({

@@ -413,7 +413,7 @@ pub fn restore_hidden(new: &mut Map<String, Value>, stored: &Map<String, Value>)
 
 #[cfg(test)]
 mod endpoint_tests {
-    use super::local_endpoint;
+    use crate::storage::spec::local_endpoint;
 
     #[test]
     fn local_and_link_local_endpoints_are_recognised() {

@@ -1,20 +1,23 @@
 //! One wasm invocation, from decoded input bytes to output files: a fresh scratch folder, the
 //! guest run on a thread allowed to block, the outputs read back, and the scratch removed
-//! whatever happened. Admission control is the executor's ([`crate::executor`]).
+//! whatever happened. Admission control is the executor's ([`super`]).
 //!
 //! The per-invocation path is short on purpose (see performance notes in the README):
 //! scratch folders, input write, WASI context, instantiate from an `InstancePre`, run, collect.
 
 pub mod capture;
-pub mod outputs;
 pub mod sandbox;
 pub mod scratch;
 
+use super::admission::Admitted;
+use super::backend::Backend;
+use super::invocation::{Completed, Exit, Input, InvokeError, Request};
+use crate::faas::outputs::{self, OutputLimits};
 use crate::faas::{LogLevel, LogLine, OutputFile};
 use crate::metrics::Metrics;
 use crate::registry::Deployed;
-pub use outputs::OutputLimits;
-pub use sandbox::Exit;
+use crate::service::BackendKind;
+use futures::future::BoxFuture;
 use scratch::ScratchRoot;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,103 +34,6 @@ pub struct InvokerSettings {
     pub output_limits: OutputLimits,
     /// Bytes of stdout/stderr kept per invocation.
     pub max_log_bytes: usize,
-}
-
-/// An invocation's input file.
-#[derive(Debug)]
-pub enum Input {
-    /// Bytes decoded from a request body: written as `event-file-<uuid>`, as FaaS Supervisor
-    /// names it.
-    Body(Vec<u8>),
-    /// A downloaded object waiting in a staging file: moved into the input folder as `name`
-    /// (the key's last segment), with the storage variables in `env`.
-    Object {
-        /// The staging file (removed whatever happens).
-        staged: std::path::PathBuf,
-        /// The input file's name.
-        name: String,
-        /// STORAGE_OBJECT_KEY, EVENT_TIME, EVENT.
-        env: Vec<(String, String)>,
-    },
-}
-
-impl From<Vec<u8>> for Input {
-    fn from(bytes: Vec<u8>) -> Self {
-        Self::Body(bytes)
-    }
-}
-
-/// What kind of invocation this is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// POST /run: a client waits, so the queue is bounded.
-    Sync,
-    /// A job from the persisted queue.
-    Job,
-}
-
-impl Kind {
-    /// The metrics label.
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Sync => "sync",
-            Self::Job => "job",
-        }
-    }
-}
-
-/// Who asked, for logs and metrics.
-#[derive(Debug, Clone)]
-pub struct Request {
-    /// Sync call or job.
-    pub kind: Kind,
-    /// The id that ties log lines to this invocation (the job name for jobs).
-    pub id: String,
-}
-
-impl Request {
-    /// A synchronous call with a fresh request id.
-    pub fn sync() -> Self {
-        Self {
-            kind: Kind::Sync,
-            id: uuid::Uuid::new_v4().simple().to_string(),
-        }
-    }
-}
-
-/// Why an invocation could not produce a result (as opposed to a module that failed).
-#[derive(Debug, thiserror::Error)]
-pub enum InvokeError {
-    /// Every slot busy and the queue full.
-    #[error("the server is at its concurrency limit and its queue is full; retry later")]
-    Overloaded,
-    /// The service's module could not be loaded.
-    #[error("the service's module is unavailable: {0}")]
-    Unavailable(String),
-    /// The output folder broke a limit or could not be read.
-    #[error(transparent)]
-    Outputs(#[from] outputs::OutputError),
-    /// The host failed (scratch folder, preopen, a panicked worker).
-    #[error("invocation failed on the host: {0}")]
-    Host(String),
-    /// The backend's own service failed (the Kubernetes API).
-    #[error("the cluster failed: {0}")]
-    Backend(String),
-}
-
-/// A finished invocation.
-#[derive(Debug)]
-pub struct Completed {
-    /// How the guest ended.
-    pub exit: Exit,
-    /// Regular files found in the output folder.
-    pub files: Vec<OutputFile>,
-    /// The guest's stdout and stderr, merged.
-    pub output: Vec<u8>,
-    /// The runtime's log lines for this invocation.
-    pub log: Vec<LogLine>,
-    /// Wall time of the run itself.
-    pub elapsed: Duration,
 }
 
 /// What every invocation's blocking task needs.
@@ -195,6 +101,43 @@ impl Invoker {
         cancel_on_drop.armed = false;
         result?
     }
+}
+
+impl Backend for Invoker {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Wasm
+    }
+
+    fn check(&self, deployed: &Deployed) -> Result<(), InvokeError> {
+        runnable(deployed).map(drop)
+    }
+
+    fn run<'a>(
+        &'a self,
+        deployed: Arc<Deployed>,
+        input: Input,
+        request: &'a Request,
+        admitted: Admitted,
+    ) -> BoxFuture<'a, Result<Completed, InvokeError>> {
+        Box::pin(async move {
+            let runnable = runnable(&deployed)?;
+            Invoker::run(self, deployed, runnable, input, request, admitted).await
+        })
+    }
+
+    fn stop(&self) {
+        self.remove_scratch_root();
+    }
+}
+
+/// The service's module, or why it cannot run.
+fn runnable(deployed: &Deployed) -> Result<Arc<crate::wasm::Runnable>, InvokeError> {
+    deployed.runnable.clone().ok_or_else(|| {
+        InvokeError::Unavailable(format!(
+            "{} could not be loaded at start-up; upload it again",
+            deployed.service.spec.backend
+        ))
+    })
 }
 
 fn run_blocking(

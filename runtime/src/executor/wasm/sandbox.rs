@@ -6,8 +6,8 @@
 //! stderr merged into one captured stream, as FaaS Supervisor merges them.
 
 use super::capture::CappedPipe;
-use super::outputs::{self, OutputLimits};
-use crate::protocol::Outcome;
+use crate::executor::invocation::Exit;
+use crate::faas::outputs::{self, OutputLimits};
 use crate::wasm::{GuestClock, Interrupt, Interrupted, Linked, P1State, P2State};
 use std::path::Path;
 use std::sync::Arc;
@@ -46,23 +46,6 @@ pub struct GuestRun<'a> {
     pub output_capacity: usize,
     /// Caps on the output folder, checked while the guest runs.
     pub output_limits: OutputLimits,
-}
-
-/// How a run ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Exit {
-    /// Returned from main, or exited with status 0.
-    Success,
-    /// Exited with a non-zero status.
-    Status(i32),
-    /// Trapped (panic, unreachable, out of bounds, stack overflow, out of memory, ...).
-    Trap(String),
-    /// Ran past its deadline.
-    Timeout,
-    /// Stopped because the caller went away.
-    Cancelled,
-    /// Stopped for writing more output than allowed.
-    Limit(String),
 }
 
 /// How the guest ended and what it printed.
@@ -200,34 +183,6 @@ fn guarded_store<T: Limited>(
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |_| check());
     store
-}
-
-impl Exit {
-    /// How the run ended, as job records and metrics name it.
-    pub fn outcome(&self) -> Outcome {
-        match self {
-            Self::Success => Outcome::Success,
-            Self::Status(_) => Outcome::Exit,
-            Self::Trap(_) => Outcome::Trap,
-            Self::Timeout => Outcome::Timeout,
-            Self::Cancelled => Outcome::Cancelled,
-            Self::Limit(_) => Outcome::Limit,
-        }
-    }
-
-    /// The label of [`Exit::outcome`]: `success`, `exit`, `trap`, ...
-    pub fn label(&self) -> &'static str {
-        self.outcome().label()
-    }
-
-    /// The value of the outcome header: the label, with the status of a non-zero exit
-    /// (`exit:3`).
-    pub fn header_value(&self) -> String {
-        match self {
-            Self::Status(code) => format!("exit:{code}"),
-            other => other.label().to_string(),
-        }
-    }
 }
 
 fn classify(error: wasmtime::Error) -> Exit {

@@ -3,7 +3,7 @@
 //! caller hears of the result), and the invocation's outcome is settled: how it ended, and
 //! whether its outputs arrived.
 
-use crate::invoke::{Completed, Exit};
+use crate::executor::invocation::{Completed, Exit};
 use crate::protocol::Outcome;
 use crate::storage::Storage;
 use crate::storage::spec::StorageSpec;

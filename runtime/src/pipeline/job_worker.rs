@@ -4,38 +4,15 @@
 //! records how it ended. Workers get the narrow pieces they use ([`WorkerParts`]), so that they
 //! can be tested without a server.
 
-use super::record::{JobRecord, Status, now_ms, to_ms};
-use super::{Ending, Jobs};
-use crate::executor::Executor;
-use crate::faas::LogLevel;
-use crate::invoke::{Completed, Input, InvokeError, Kind, Request};
+use super::Execute;
+use crate::clock::now_ms;
+use crate::executor::invocation::{Input, Kind, Request};
+use crate::jobs::record::{JobRecord, Status};
+use crate::jobs::{Ending, Jobs};
 use crate::registry::{Deployed, Registry};
 use crate::storage::Storage;
-use std::future::Future;
 use std::sync::Arc;
 use tokio::task::JoinHandle;
-
-/// What runs a job's invocation: the executor, or a stand-in in tests.
-pub trait Execute: Send + Sync + 'static {
-    /// Runs `deployed` on `input`.
-    fn execute(
-        &self,
-        deployed: Arc<Deployed>,
-        input: Input,
-        request: Request,
-    ) -> impl Future<Output = Result<Completed, InvokeError>> + Send;
-}
-
-impl Execute for Executor {
-    fn execute(
-        &self,
-        deployed: Arc<Deployed>,
-        input: Input,
-        request: Request,
-    ) -> impl Future<Output = Result<Completed, InvokeError>> + Send {
-        self.run(deployed, input, request)
-    }
-}
 
 /// The pieces the workers use.
 pub struct WorkerParts<E> {
@@ -77,7 +54,7 @@ pub fn start<E: Execute>(
 /// Runs a delivered job, telling a shared queue that it still runs while it does, and that
 /// it is done once its record is final (not when the record could not be stored: then it is
 /// delivered again).
-async fn take<E: Execute>(parts: &WorkerParts<E>, delivery: super::queue::Delivery) {
+async fn take<E: Execute>(parts: &WorkerParts<E>, delivery: crate::jobs::queue::Delivery) {
     let run = run(
         parts,
         &delivery.service,
@@ -208,7 +185,7 @@ async fn execute<E: Execute>(
     record: &JobRecord,
     mut lines: Vec<(u64, String)>,
 ) -> Run {
-    if let Some((image, manifest)) = crate::deployer::images_of(&deployed.service.definition) {
+    if let Some((image, manifest)) = crate::service::wasm_image(&deployed.service.definition) {
         let module = deployed
             .service
             .spec
@@ -232,7 +209,13 @@ async fn execute<E: Execute>(
         kind: Kind::Job,
         id: record.name.clone(),
     };
-    let run = parts.executor.execute(deployed.clone(), input, request);
+    let run = super::invoke(
+        &*parts.executor,
+        &parts.storage,
+        deployed.clone(),
+        input,
+        request,
+    );
     let Some(result) = parts
         .jobs
         .cancellable(&record.service, &record.name, run)
@@ -242,34 +225,18 @@ async fn execute<E: Execute>(
     };
     Run::Ended(match result {
         Err(e) => Ending::error(lines, format!("The job could not run: {e}")),
-        Ok(done) => {
-            let spec = &deployed.service.spec;
-            let delivered = crate::delivery::to_buckets(&parts.storage, &spec.storage, &done).await;
+        Ok(settled) => {
             // The service's log level filters the runtime's lines, as in OSCAR; errors show.
-            let level = spec.log_level.min(LogLevel::Error);
-            lines.extend(
-                done.log
-                    .iter()
-                    .filter(|l| l.level >= level)
-                    .map(|l| (to_ms(l.time), l.format())),
-            );
-            if !done.output.is_empty() {
-                let output = String::from_utf8_lossy(&done.output);
-                lines.push((now_ms(), output.trim_end_matches('\n').to_string()));
-            }
-            lines.extend(delivered.lines.iter().map(|l| (now_ms(), l.clone())));
-            if let Some(failure) = &delivered.failure {
-                lines.push((now_ms(), capitalised(failure)));
-            }
+            lines.extend(settled.log_lines(deployed.service.spec.log_level));
             Ending {
-                status: if delivered.succeeded(&done) {
+                status: if settled.succeeded() {
                     Status::Succeeded
                 } else {
                     Status::Failed
                 },
-                outcome: delivered.outcome(&done),
+                outcome: settled.outcome(),
                 lines,
-                files: Some(done.files),
+                files: Some(settled.completed.files),
             }
         }
     })
@@ -326,19 +293,11 @@ async fn fetch_input<E: Execute>(
     Ok(input)
 }
 
-fn capitalised(text: &str) -> String {
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars).collect(),
-        None => String::new(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::executor::invocation::{Completed, Exit, InvokeError};
     use crate::faas::OutputFile;
-    use crate::invoke::Exit;
     use std::time::Duration;
 
     /// Stands in for the executor: succeeds, fails, or waits until told to go on.

@@ -9,91 +9,19 @@
 //! would not report objects created before it existed. Inputs on the embedded store are not
 //! polled: its uploads trigger jobs directly.
 
-use super::Storage;
-use super::event::ObjectEvent;
-use super::spec::Provider;
 use crate::deployer::Deployer;
 use crate::jobs::record::JobRecord;
 use crate::jobs::{CreateError, JobInput, Jobs};
 use crate::registry::Registry;
+use crate::storage::Storage;
+use crate::storage::event::ObjectEvent;
+use crate::storage::poller_states::{PollerStates, Seen, load};
+use crate::storage::spec::Provider;
 use futures::StreamExt;
 use object_store::ObjectStore;
-use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// What a service's poller has seen.
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct Seen {
-    /// `bucket/key` -> version (ETag, else modification time).
-    objects: BTreeMap<String, String>,
-    /// Whether the first round (which only takes note) is done.
-    baseline: bool,
-}
-
-/// Where the pollers keep what they have seen, by service: a folder on one machine
-/// ([`LocalPollerStates`]), NATS in a cluster (`crate::cluster::pollers`), so that the server
-/// that takes the poller over carries on where the last one stopped. Blocking.
-pub trait PollerStates: Send + Sync {
-    /// A service's state as saved; `None` when there is none.
-    fn load(&self, service: &str) -> std::io::Result<Option<Vec<u8>>>;
-    /// Saves a service's state (durably).
-    fn save(&self, service: &str, state: &[u8]) -> std::io::Result<()>;
-    /// Forgets a deleted service's state, so that a service created again with the same name
-    /// starts afresh.
-    fn forget(&self, service: &str) -> std::io::Result<()>;
-}
-
-/// Pollers' states as files, `DATA_DIR/pollers/<service>.json`.
-pub struct LocalPollerStates {
-    dir: PathBuf,
-}
-
-impl LocalPollerStates {
-    /// The states under `data_dir`.
-    pub fn new(data_dir: &Path) -> Self {
-        Self {
-            dir: data_dir.join("pollers"),
-        }
-    }
-
-    fn path(&self, service: &str) -> PathBuf {
-        self.dir.join(format!("{service}.json"))
-    }
-}
-
-impl PollerStates for LocalPollerStates {
-    fn load(&self, service: &str) -> std::io::Result<Option<Vec<u8>>> {
-        match std::fs::read(self.path(service)) {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
-    fn save(&self, service: &str, state: &[u8]) -> std::io::Result<()> {
-        std::fs::create_dir_all(&self.dir)?;
-        crate::fsutil::atomic_write(&self.path(service), state)
-    }
-
-    fn forget(&self, service: &str) -> std::io::Result<()> {
-        crate::fsutil::remove_durably(&self.path(service))
-    }
-}
-
-/// A service's state, or a fresh one (nothing seen yet) when none is saved or it cannot be read.
-fn load(states: &dyn PollerStates, service: &str) -> Seen {
-    match states.load(service) {
-        Ok(Some(bytes)) => serde_json::from_slice(&bytes).unwrap_or_default(),
-        Ok(None) => Seen::default(),
-        Err(e) => {
-            tracing::warn!(service, error = %e, "the poller's state could not be read; starting afresh");
-            Seen::default()
-        }
-    }
-}
 
 /// Why a round of a service's poller failed (it is tried again at the next one).
 #[derive(Debug, thiserror::Error)]
@@ -153,7 +81,7 @@ pub type OpenBucket =
 /// A provider's bucket through object_store's S3 client.
 pub fn s3_buckets() -> OpenBucket {
     Arc::new(|provider, bucket| {
-        super::objects::bucket(provider, bucket)
+        crate::storage::objects::bucket(provider, bucket)
             .map(|store| Arc::new(store) as Arc<dyn ObjectStore>)
     })
 }
@@ -233,12 +161,13 @@ pub async fn run<S: Submit>(parts: PollerParts<S>, mut stop: tokio::sync::watch:
 async fn poll_service<S: Submit>(
     app: &PollerParts<S>,
     service: &str,
-    spec: &super::spec::StorageSpec,
+    spec: &crate::storage::spec::StorageSpec,
     seen: &mut Seen,
 ) -> Result<(), PollError> {
     let mut changed = false;
     for input in &spec.inputs {
-        if input.provider == super::spec::DEFAULT_PROVIDER && app.storage.embedded_buckets.is_some()
+        if input.provider == crate::storage::spec::DEFAULT_PROVIDER
+            && app.storage.embedded_buckets.is_some()
         {
             continue;
         }
@@ -271,7 +200,7 @@ async fn poll_service<S: Submit>(
             }
             changed = true;
             if seen.baseline && !already_queued(app, service, &input.bucket, &key, &version) {
-                let mut event = super::minio_event(&input.bucket, &key);
+                let mut event = crate::storage::minio_event(&input.bucket, &key);
                 event.time = meta.last_modified.to_rfc3339();
                 enqueue(app, service, event, &version).await?;
             }
@@ -358,7 +287,9 @@ mod tests {
                 open_bucket: Arc::new(move |_, _| Ok(opened.clone() as Arc<dyn ObjectStore>)),
                 submit: Arc::new(Store(jobs.clone())),
                 jobs,
-                states: Arc::new(LocalPollerStates::new(dir.path())),
+                states: Arc::new(crate::storage::poller_states::LocalPollerStates::new(
+                    dir.path(),
+                )),
                 lead: Arc::new(std::sync::atomic::AtomicBool::new(true)),
             },
             bucket,
@@ -366,7 +297,7 @@ mod tests {
         }
     }
 
-    fn spec() -> super::super::spec::StorageSpec {
+    fn spec() -> crate::storage::spec::StorageSpec {
         let definition = serde_json::json!({
             "name": "poll", "module": format!("sha256:{}", "ab".repeat(32)), "poll_interval": 1,
             "input": [{"storage_provider": "minio", "path": "inbox/in"}]
