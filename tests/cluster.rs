@@ -767,6 +767,102 @@ fn settings_and_bucket_records_are_the_clusters() {
     }
 }
 
+/// With an external MinIO and `--storage-minio-admin`, a user's MinIO policy is rewritten by
+/// every server that provisioned them whenever services change, wherever they changed: a
+/// service created on one server opens its bucket to its users' policies written by another.
+#[test]
+fn a_service_made_on_one_server_reaches_policies_another_server_keeps() {
+    use common::idp::{Idp, as_admin, with};
+    use common::minio::FakeMinio;
+    const GROUP: &str = "vo.cluster.eu";
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::start(dir.path());
+    nats.wait_ready();
+    let idp = Idp::start();
+    idp.user(
+        "dana-sub",
+        json!({"name": "Dana", "group_membership": [format!("/{GROUP}")]}),
+    );
+    let dana = idp.token("dana-sub", json!({}));
+    let minio = FakeMinio::start("root", "root-secret-key");
+    let flags = [
+        "--password",
+        "pw",
+        "--oidc-issuer",
+        &idp.issuer,
+        "--oidc-group",
+        GROUP,
+        "--storage-endpoint",
+        &minio.endpoint,
+        "--storage-access-key",
+        "root",
+        "--storage-secret-key",
+        "root-secret-key",
+        "--storage-minio-admin",
+    ];
+    let a = member(dir.path(), "a", &nats.url(), &flags);
+    let b = member(dir.path(), "b", &nats.url(), &flags);
+    let c = client();
+
+    // Dana logs in on b only: b alone provisioned her, with no bucket yet.
+    let (status, text) = with(&dana, c.get(b.url("/system/config")));
+    assert_eq!(status, 200, "{text}");
+    let config: Value = serde_json::from_str(&text).unwrap();
+    let dana_key = config["minio_provider"]["access_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    eventually("Dana to be a MinIO user", || {
+        minio.state()["users"].get(&dana_key).is_some()
+    });
+    assert!(minio.buckets_of(&dana_key).is_empty());
+
+    // A bucket made on MinIO directly (no record anywhere), then a service on a that uses it
+    // and lets Dana in: b hears of the service and writes her policy again.
+    let script = r#"
+import sys, boto3
+s3 = boto3.client("s3", endpoint_url=sys.argv[1], aws_access_key_id="root",
+                  aws_secret_access_key="root-secret-key", region_name="us-east-1")
+s3.create_bucket(Bucket="team-in")
+"#;
+    let made = std::process::Command::new(test_python())
+        .args(["-c", script, &minio.endpoint])
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let (status, text) = as_admin(c.post(a.url("/system/modules")).body(guest("uppercase")));
+    assert!(status < 300, "{status} {text}");
+    let digest = serde_json::from_str::<Value>(&text).unwrap()["digest"].clone();
+    let (status, text) = as_admin(c.post(a.url("/system/services")).json(&json!({
+        "name": "team",
+        "module": digest,
+        "visibility": "restricted",
+        "allowed_users": ["dana-sub"],
+        "input": [{"storage_provider": "minio", "path": "team-in/in"}],
+    })));
+    assert_eq!(status, 201, "{text}");
+    eventually(
+        "b to rewrite Dana's policy with the service's bucket",
+        || minio.buckets_of(&dana_key) == ["team-in"],
+    );
+    assert!(
+        !a.log_text().contains("MinIO user provisioned"),
+        "a provisioned nobody: the policy is b's"
+    );
+
+    // Deleted on a: b takes the bucket out of her policy again.
+    let (status, text) = as_admin(c.delete(a.url("/system/services/team")));
+    assert_eq!(status, 204, "{text}");
+    eventually("b to take the bucket out of Dana's policy", || {
+        minio.buckets_of(&dana_key).is_empty()
+    });
+    assert_eq!(minio.state()["refused"], 0, "{}", minio.state());
+}
+
 /// Submits a job to the server at `base`; its name, or `None` when it did not accept it (a
 /// killed server refuses the connection, a server without NATS answers 503).
 fn try_submit(base: &str, service: &str, input: &[u8]) -> Option<String> {

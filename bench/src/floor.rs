@@ -38,7 +38,7 @@ pub fn measure(
         .build()
         .expect("runtime");
     runtime.block_on(async {
-        let app = App::open(&args.serve).expect("open app");
+        let app = App::open(&args.serve).await.expect("open app");
         let stored = app
             .deployer
             .put_module(bytes::Bytes::copy_from_slice(wasm))

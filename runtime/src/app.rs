@@ -37,6 +37,21 @@ pub enum StartError {
         /// The error.
         source: std::io::Error,
     },
+    /// A state store failed, or is away.
+    #[error("{context}: {source}")]
+    Store {
+        /// What was being done.
+        context: String,
+        /// The error.
+        source: crate::stores::StoreError,
+    },
+}
+
+fn store_context(
+    context: impl Into<String>,
+) -> impl FnOnce(crate::stores::StoreError) -> StartError {
+    let context = context.into();
+    move |source| StartError::Store { context, source }
 }
 
 fn io_context(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartError {
@@ -153,23 +168,15 @@ impl App {
         })
     }
 
-    /// Says that buckets or services changed, so that what users may reach on an external
-    /// MinIO is written again.
-    pub fn storage_access_changed(&self) {
-        if let Some(users) = &self.minio_users {
-            users.changed();
-        }
-    }
-
     /// Opens the data folder (creating it), loads services and their modules, and prepares the
     /// scratch root. Services whose module cannot be loaded stay registered and answer 503.
-    pub fn open(args: &ServeArgs) -> Result<Arc<Self>, StartError> {
-        Self::open_with(args, None, None, None)
+    pub async fn open(args: &ServeArgs) -> Result<Arc<Self>, StartError> {
+        Self::open_with(args, None, None, None).await
     }
 
     /// [`App::open`], with the embedded store's bound address when it runs, the Kubernetes
     /// client for image services, and the cluster whose NATS keeps the shared state.
-    pub fn open_with(
+    pub async fn open_with(
         args: &ServeArgs,
         embedded_store: Option<std::net::SocketAddr>,
         kube: Option<crate::kube::Kube>,
@@ -190,24 +197,23 @@ impl App {
             ModuleStore::with_blobs(&data_dir, stores.modules, engine.clone(), metrics.clone())
                 .map_err(io_context("opening the module store"))?,
         );
-        let registry = Arc::new(restore_services(
-            stores.services,
-            &modules,
-            settings.service_concurrency,
-        )?);
+        let registry = Arc::new(
+            restore_services(stores.services, &modules, settings.service_concurrency).await?,
+        );
         let invoker = open_invoker(args, &data_dir, &settings, &metrics)?;
-        let jobs = Arc::new(open_jobs(args, stores.jobs, stores.queue, &metrics)?);
+        let jobs = Arc::new(open_jobs(args, stores.jobs, stores.queue, &metrics).await?);
         let storage = Arc::new(open_storage(
             args,
             &data_dir,
             embedded_store,
             invoker.scratch_root(),
         )?);
-        let (bucket_admin, bucket_records) = open_buckets(&storage, &stores.documents)?;
-        let (oidc, store_users) = open_users(args, &stores.documents)?;
+        let (bucket_admin, bucket_records) = open_buckets(&storage, &stores.documents).await?;
+        let (oidc, store_users) = open_users(args, &stores.documents).await?;
         let cluster_settings = Arc::new(
             crate::cluster_settings::ClusterSettings::open_in(stores.documents.clone())
-                .map_err(io_context("reading the cluster settings"))?,
+                .await
+                .map_err(store_context("reading the cluster settings"))?,
         );
         let kube = kube.map(Arc::new);
         let deployer = open_deployer(
@@ -338,20 +344,23 @@ fn open_data_dir(data_dir: &Path) -> Result<(PathBuf, std::fs::File), StartError
 
 /// The registry with every stored service; a service whose module cannot be loaded stays
 /// registered and answers 503.
-fn restore_services(
+async fn restore_services(
     store: Box<dyn crate::registry::ServiceStore>,
     modules: &ModuleStore,
     service_concurrency: usize,
 ) -> Result<Registry, StartError> {
-    let (registry, stored) =
-        Registry::with_store(store).map_err(io_context("opening the service registry"))?;
+    let (registry, stored) = Registry::with_store(store)
+        .await
+        .map_err(store_context("opening the service registry"))?;
     for (service, revision) in stored {
-        let runnable = match service.spec.backend.module().map(|m| modules.runnable(m)) {
-            Some(Ok(r)) => Some(r),
-            Some(Err(e)) => {
-                tracing::error!(service = %service.spec.name, error = %e, "service module unavailable");
-                None
-            }
+        let runnable = match service.spec.backend.module() {
+            Some(digest) => match modules.runnable(digest).await {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    tracing::error!(service = %service.spec.name, error = %e, "service module unavailable");
+                    None
+                }
+            },
             None => None,
         };
         let mut deployed = Deployed::new(service, runnable, service_concurrency);
@@ -389,7 +398,7 @@ fn open_invoker(
 }
 
 /// The job store and queue, within the retention and pending limits.
-fn open_jobs(
+async fn open_jobs(
     args: &ServeArgs,
     backend: Box<dyn crate::jobs::store::JobBackend>,
     queue: Box<dyn crate::jobs::queue::JobQueue>,
@@ -408,13 +417,14 @@ fn open_jobs(
         args.job_workers,
         metrics.clone(),
     )
-    .map_err(io_context("opening the job store"))
+    .await
+    .map_err(store_context("opening the job store"))
 }
 
 /// The storage settings: `minio.default` (the embedded store at `embedded_store`, or the
 /// external one), and a clean staging folder beside the scratch folders.
 /// Bucket administration on `minio.default` and the records of buckets made through the API.
-fn open_buckets(
+async fn open_buckets(
     storage: &crate::storage::Storage,
     documents: &Arc<dyn crate::documents::DocumentStore>,
 ) -> Result<
@@ -427,7 +437,8 @@ fn open_buckets(
     let admin = crate::storage::buckets::BucketAdmin::new(&storage.default_provider)
         .map_err(StartError::Config)?;
     let records = crate::storage::bucket_records::BucketRecords::open_in(documents.clone())
-        .map_err(io_context("reading the bucket records"))?;
+        .await
+        .map_err(store_context("reading the bucket records"))?;
     Ok((admin, Arc::new(records)))
 }
 
@@ -455,7 +466,7 @@ fn open_minio_users(
 
 /// The OIDC verifier and the users' store keys. Trusting issuers needs an administrator
 /// password: without one every request without a token is the administrator's.
-fn open_users(
+async fn open_users(
     args: &ServeArgs,
     documents: &Arc<dyn crate::documents::DocumentStore>,
 ) -> Result<
@@ -474,7 +485,8 @@ fn open_users(
     }
     let oidc = crate::oidc::Oidc::new(settings).map_err(StartError::Config)?;
     let users = crate::storage::store_users::StoreUsers::open_in(documents.clone())
-        .map_err(io_context("reading the store users"))?;
+        .await
+        .map_err(store_context("reading the store users"))?;
     Ok((Arc::new(oidc), Arc::new(users)))
 }
 

@@ -148,6 +148,12 @@ impl Background {
             },
             stopped.clone(),
         )));
+        {
+            let (deployer, stopped) = (app.deployer.clone(), stopped.clone());
+            tasks.push(tokio::spawn(async move {
+                deployer.follow_removals(stopped).await
+            }));
+        }
         if let Some(sync) = app.minio_sync() {
             tasks.push(tokio::spawn(crate::minio_sync::keep_policies(
                 sync,
@@ -209,9 +215,7 @@ fn apply_document(app: &App, change: &crate::documents::Changed) {
             app.settings.apply(bytes, revision);
         }
         crate::storage::bucket_records::DOCUMENT => {
-            if app.bucket_records.apply(bytes, revision) {
-                app.storage_access_changed();
-            }
+            app.bucket_records.apply(bytes, revision);
         }
         crate::storage::store_users::DOCUMENT => {
             app.store_users.apply(bytes, revision);

@@ -3,9 +3,9 @@
 //! from. Kept as the document `cluster-settings` ([`crate::documents`]):
 //! `<data_dir>/cluster-settings.json`, or shared by a cluster.
 
-use crate::documents::{Document, DocumentStore, LocalDocuments};
+use crate::documents::{Document, DocumentStore};
+use crate::stores::StoreError;
 use serde::{Deserialize, Serialize};
-use std::path::Path;
 use std::sync::Arc;
 
 /// At most this many repositories are kept.
@@ -67,15 +67,16 @@ pub struct ClusterSettings {
 pub const DOCUMENT: &str = "cluster-settings";
 
 impl ClusterSettings {
+    #[cfg(test)]
     /// Loads `<data_dir>/cluster-settings.json` (none yet: the defaults).
-    pub fn open(data_dir: &Path) -> std::io::Result<Self> {
-        Self::open_in(Arc::new(LocalDocuments::new(data_dir)))
+    pub async fn open(data_dir: &std::path::Path) -> Result<Self, StoreError> {
+        Self::open_in(Arc::new(crate::documents::LocalDocuments::new(data_dir))).await
     }
 
     /// Loads the settings from `store`.
-    pub fn open_in(store: Arc<dyn DocumentStore>) -> std::io::Result<Self> {
+    pub async fn open_in(store: Arc<dyn DocumentStore>) -> Result<Self, StoreError> {
         Ok(Self {
-            document: Document::open(store, DOCUMENT)?,
+            document: Document::open(store, DOCUMENT).await?,
         })
     }
 
@@ -84,9 +85,11 @@ impl ClusterSettings {
         self.document.read(Settings::clone)
     }
 
-    /// Replaces the settings, stored before memory follows. Blocking.
-    pub fn set(&self, settings: Settings) -> std::io::Result<()> {
-        self.document.update(|current| *current = settings.clone())
+    /// Replaces the settings, stored before memory follows.
+    pub async fn set(&self, settings: Settings) -> Result<(), StoreError> {
+        self.document
+            .update(|current| *current = settings.clone())
+            .await
     }
 
     /// Applies another server's version.
@@ -112,16 +115,19 @@ mod tests {
         assert!(refused.contains("not allowed"), "{refused}");
     }
 
-    #[test]
-    fn settings_survive_a_reopen_and_are_bounded() {
+    #[tokio::test]
+    async fn settings_survive_a_reopen_and_are_bounded() {
         let dir = tempfile::tempdir().unwrap();
-        let settings = ClusterSettings::open(dir.path()).unwrap();
+        let settings = ClusterSettings::open(dir.path()).await.unwrap();
         assert_eq!(settings.get(), Settings::default());
         let narrow = Settings {
             allowed_image_repositories: vec!["ghcr.io/".into()],
         };
-        settings.set(narrow.clone()).unwrap();
-        assert_eq!(ClusterSettings::open(dir.path()).unwrap().get(), narrow);
+        settings.set(narrow.clone()).await.unwrap();
+        assert_eq!(
+            ClusterSettings::open(dir.path()).await.unwrap().get(),
+            narrow
+        );
         let blank = Settings {
             allowed_image_repositories: vec![" ".into()],
         };

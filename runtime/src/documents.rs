@@ -6,6 +6,7 @@
 //! document's revision and made again on a lost race, so two servers changing one document
 //! at once both land.
 
+use crate::stores::{StoreError, blocking};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
@@ -28,12 +29,18 @@ pub struct Changed {
 }
 
 /// Where documents are kept. Blocking: call off the async reactor.
+#[async_trait::async_trait]
 pub trait DocumentStore: Send + Sync {
     /// A document's bytes (`None` when it is not stored) and revision.
-    fn load(&self, name: &str) -> io::Result<(Option<Vec<u8>>, Revision)>;
+    async fn load(&self, name: &str) -> Result<(Option<Vec<u8>>, Revision), StoreError>;
     /// Stores a document if it is still at revision `expected`: its new revision, or `None`
     /// when another change landed first.
-    fn save(&self, name: &str, bytes: &[u8], expected: Revision) -> io::Result<Option<Revision>>;
+    async fn save(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        expected: Revision,
+    ) -> Result<Option<Revision>, StoreError>;
     /// Changes other servers make, for a store shared with them; `None` otherwise.
     fn follow(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Changed>> {
         None
@@ -42,26 +49,53 @@ pub trait DocumentStore: Send + Sync {
 
 /// Documents as files, `<data_dir>/<name>.json`, written atomically. This server is their only
 /// writer, so revisions only count its own changes.
-pub struct LocalDocuments {
+pub struct LocalDocuments(Files);
+
+/// The folder and the revisions, for the blocking tasks that read and write them.
+#[derive(Clone)]
+struct Files {
     dir: PathBuf,
-    revisions: Mutex<HashMap<String, Revision>>,
+    revisions: Arc<Mutex<HashMap<String, Revision>>>,
 }
 
 impl LocalDocuments {
     /// Documents in `data_dir`.
     pub fn new(data_dir: &Path) -> Self {
-        Self {
+        Self(Files {
             dir: data_dir.to_path_buf(),
-            revisions: Mutex::default(),
-        }
+            revisions: Arc::default(),
+        })
     }
+}
 
+impl Files {
     fn revisions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Revision>> {
         self.revisions.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
+#[async_trait::async_trait]
 impl DocumentStore for LocalDocuments {
+    async fn load(&self, name: &str) -> Result<(Option<Vec<u8>>, Revision), StoreError> {
+        let this = self.0.clone();
+        let name = name.to_string();
+        blocking(move || this.load(&name).map_err(StoreError::from)).await
+    }
+
+    async fn save(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        expected: Revision,
+    ) -> Result<Option<Revision>, StoreError> {
+        let this = self.0.clone();
+        let name = name.to_string();
+        let bytes = bytes.to_vec();
+        blocking(move || this.save(&name, &bytes, expected).map_err(StoreError::from)).await
+    }
+}
+
+impl Files {
     fn load(&self, name: &str) -> io::Result<(Option<Vec<u8>>, Revision)> {
         let revision = self.revisions().get(name).copied().unwrap_or(0);
         match std::fs::read(self.dir.join(format!("{name}.json"))) {
@@ -91,7 +125,7 @@ pub struct Document<T> {
     /// on the async workers, and a shared store's writes wait on the network.
     current: RwLock<(T, Revision)>,
     /// Serialises this server's changes.
-    writer: Mutex<()>,
+    writer: tokio::sync::Mutex<()>,
 }
 
 impl<T> std::fmt::Debug for Document<T> {
@@ -105,17 +139,20 @@ impl<T> std::fmt::Debug for Document<T> {
 /// How often a change is made again after losing races before it gives up.
 const ATTEMPTS: usize = 16;
 
-impl<T: Serialize + DeserializeOwned + Default + Clone> Document<T> {
+impl<T: Serialize + DeserializeOwned + Default + Clone + Send + Sync> Document<T> {
     /// Reads `name` from `store` (none stored yet: the default). A stored document that cannot
     /// be read is an error, never a silent default.
-    pub fn open(store: Arc<dyn DocumentStore>, name: &'static str) -> io::Result<Self> {
-        let (bytes, revision) = store.load(name)?;
+    pub async fn open(
+        store: Arc<dyn DocumentStore>,
+        name: &'static str,
+    ) -> Result<Self, StoreError> {
+        let (bytes, revision) = store.load(name).await?;
         let value = parse(name, bytes.as_deref())?;
         Ok(Self {
             store,
             name,
             current: RwLock::new((value, revision)),
-            writer: Mutex::new(()),
+            writer: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -125,9 +162,12 @@ impl<T: Serialize + DeserializeOwned + Default + Clone> Document<T> {
     }
 
     /// Changes the value with `edit` (applied to a copy), stored before memory follows; on a
-    /// lost race the document is read again and `edit` applied to what won. Blocking.
-    pub fn update<R>(&self, mut edit: impl FnMut(&mut T) -> R) -> io::Result<R> {
-        let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+    /// lost race the document is read again and `edit` applied to what won.
+    pub async fn update<R: Send>(
+        &self,
+        mut edit: impl FnMut(&mut T) -> R + Send,
+    ) -> Result<R, StoreError> {
+        let _writer = self.writer.lock().await;
         let (mut next, mut revision) = self
             .current
             .read()
@@ -137,17 +177,17 @@ impl<T: Serialize + DeserializeOwned + Default + Clone> Document<T> {
             let mut edited = next.clone();
             let result = edit(&mut edited);
             let bytes = serde_json::to_vec_pretty(&edited).map_err(io::Error::other)?;
-            if let Some(stored) = self.store.save(self.name, &bytes, revision)? {
+            if let Some(stored) = self.store.save(self.name, &bytes, revision).await? {
                 self.replace(edited, stored);
                 return Ok(result);
             }
-            let (bytes, stored) = self.store.load(self.name)?;
+            let (bytes, stored) = self.store.load(self.name).await?;
             next = parse(self.name, bytes.as_deref())?;
             revision = stored;
             self.replace(next.clone(), revision);
         }
-        Err(io::Error::other(format!(
-            "{} kept changing under this change; try again",
+        Err(StoreError::Conflict(format!(
+            "{} (it kept changing under this change; try again)",
             self.name
         )))
     }
@@ -192,49 +232,55 @@ mod tests {
         lost: Mutex<bool>,
     }
 
+    #[async_trait::async_trait]
     impl DocumentStore for Racy {
-        fn load(&self, name: &str) -> io::Result<(Option<Vec<u8>>, Revision)> {
-            self.inner.load(name)
+        async fn load(&self, name: &str) -> Result<(Option<Vec<u8>>, Revision), StoreError> {
+            self.inner.load(name).await
         }
 
-        fn save(
+        async fn save(
             &self,
             name: &str,
             bytes: &[u8],
             expected: Revision,
-        ) -> io::Result<Option<Revision>> {
-            let mut lost = self.lost.lock().unwrap();
-            if !*lost {
-                *lost = true;
+        ) -> Result<Option<Revision>, StoreError> {
+            let first = !std::mem::replace(&mut *self.lost.lock().unwrap(), true);
+            if first {
                 // The other server's change lands first.
-                self.inner.save(name, br#"{"other": 1}"#, expected)?;
+                self.inner.save(name, br#"{"other": 1}"#, expected).await?;
                 return Ok(None);
             }
-            self.inner.save(name, bytes, expected)
+            self.inner.save(name, bytes, expected).await
         }
     }
 
-    #[test]
-    fn a_change_that_loses_a_race_is_made_again_on_what_won() {
+    #[tokio::test]
+    async fn a_change_that_loses_a_race_is_made_again_on_what_won() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Racy {
             inner: LocalDocuments::new(dir.path()),
             lost: Mutex::new(false),
         });
-        let doc: Document<HashMap<String, u32>> = Document::open(store, "doc").unwrap();
-        doc.update(|map| map.insert("mine".into(), 2)).unwrap();
+        let doc: Document<HashMap<String, u32>> = Document::open(store, "doc").await.unwrap();
+        doc.update(|map| map.insert("mine".into(), 2))
+            .await
+            .unwrap();
         assert_eq!(doc.read(|m| m.len()), 2, "both changes kept");
         let again: Document<HashMap<String, u32>> =
-            Document::open(Arc::new(LocalDocuments::new(dir.path())), "doc").unwrap();
+            Document::open(Arc::new(LocalDocuments::new(dir.path())), "doc")
+                .await
+                .unwrap();
         assert_eq!(again.read(|m| m.get("other").copied()), Some(1));
         assert_eq!(again.read(|m| m.get("mine").copied()), Some(2));
     }
 
-    #[test]
-    fn an_older_version_from_elsewhere_is_not_applied() {
+    #[tokio::test]
+    async fn an_older_version_from_elsewhere_is_not_applied() {
         let dir = tempfile::tempdir().unwrap();
         let doc: Document<HashMap<String, u32>> =
-            Document::open(Arc::new(LocalDocuments::new(dir.path())), "doc").unwrap();
+            Document::open(Arc::new(LocalDocuments::new(dir.path())), "doc")
+                .await
+                .unwrap();
         assert!(doc.apply(br#"{"a": 1}"#, 5));
         assert!(!doc.apply(br#"{"a": 0}"#, 4));
         assert_eq!(doc.read(|m| m.get("a").copied()), Some(1));

@@ -59,4 +59,5 @@ pub mod registry;
 pub mod server;
 pub mod service;
 pub mod storage;
+pub mod stores;
 pub mod wasm;

@@ -65,14 +65,34 @@ pub async fn provision(parts: &Parts, sub: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Rewrites every provisioned user's policy after each change, until `stop` turns true.
+/// Rewrites every provisioned user's policy after each change to the services or the bucket
+/// records (this server's or another's: it follows the registry's events and the records'
+/// changes), until `stop` turns true. Changes that arrive while a rewrite runs are taken
+/// together by the next one.
 pub async fn keep_policies(parts: Parts, mut stop: tokio::sync::watch::Receiver<bool>) {
+    use tokio::sync::broadcast::error::{RecvError, TryRecvError};
     let users = parts.minio_users.clone();
+    let mut services = parts.registry.subscribe();
+    let mut records = parts.bucket_records.subscribe();
     loop {
         tokio::select! {
-            () = users.next_change() => {}
+            event = services.recv() => {
+                if matches!(event, Err(RecvError::Closed)) {
+                    return;
+                }
+            }
+            changed = records.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
             _ = stop.wait_for(|stop| *stop) => return,
         }
+        while !matches!(
+            services.try_recv(),
+            Err(TryRecvError::Empty | TryRecvError::Closed)
+        ) {}
+        records.borrow_and_update();
         for sub in users.provisioned() {
             let Some(keys) = parts.store_users.get(&sub) else {
                 continue;

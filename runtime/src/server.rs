@@ -68,7 +68,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
     } else {
         None
     };
-    let app = App::open_with(&args, s3_addr, kube, cluster)?;
+    let app = App::open_with(&args, s3_addr, kube, cluster).await?;
     let limits = crate::listener::ConnectionLimits {
         max_connections: connection_cap(&args, if s3_listener.is_some() { 2 } else { 1 }),
         header_timeout: std::time::Duration::try_from_secs_f64(args.header_timeout)

@@ -85,15 +85,11 @@ pub async fn oidc_user(app: &AppState, token: &[u8]) -> Result<Caller, Response>
     let token = std::str::from_utf8(token)
         .map_err(|_| oidc_refusal(&crate::oidc::OidcError::Malformed("not UTF-8".into())))?;
     let user = app.oidc.verify(token).await.map_err(|e| oidc_refusal(&e))?;
-    let (users, sub) = (app.store_users.clone(), user.sub.clone());
-    if users.get(&sub).is_none() {
-        tokio::task::spawn_blocking(move || users.ensure(&sub))
+    if app.store_users.get(&user.sub).is_none() {
+        app.store_users
+            .ensure(&user.sub)
             .await
-            .map_err(|e| super::ApiError::Internal(e.to_string()).into_response())?
-            .map_err(|e| {
-                super::ApiError::Internal(format!("keeping the user's store keys: {e}"))
-                    .into_response()
-            })?;
+            .map_err(|e| super::ApiError::store(e).into_response())?;
     }
     if let Some(sync) = app
         .minio_users

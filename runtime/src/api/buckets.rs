@@ -290,21 +290,16 @@ async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Writes (or, with `None`, removes) a bucket's record off the reactor.
+/// Writes (or, with `None`, removes) a bucket's record.
 pub(super) async fn keep_record(
     app: &AppState,
     bucket: &str,
     record: Option<BucketRecord>,
 ) -> Result<(), ApiError> {
-    let (shared, bucket) = (app.clone(), bucket.to_string());
-    tokio::task::spawn_blocking(move || match record {
-        Some(record) => shared.bucket_records.put(&bucket, record),
-        None => shared.bucket_records.remove(&bucket),
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))?
-    .map_err(|e| ApiError::Internal(format!("keeping the bucket's record: {e}")))?;
-    app.storage_access_changed();
+    match record {
+        Some(record) => app.bucket_records.put(bucket, record).await?,
+        None => app.bucket_records.remove(bucket).await?,
+    }
     Ok(())
 }
 

@@ -5,6 +5,7 @@ use crate::executor::invocation::InvokeError;
 use crate::faas::BodyError;
 use crate::modules::ModuleError;
 use crate::registry::RegistryError;
+use crate::stores::StoreError;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
@@ -58,13 +59,30 @@ pub enum ApiError {
 
 impl ApiError {
     /// A failed read or write of the server's own stores: 503 with `Retry-After` while they
-    /// are away (a timeout), 500 otherwise.
-    pub fn store(e: std::io::Error) -> Self {
-        if e.kind() == std::io::ErrorKind::TimedOut {
-            Self::Unavailable(e.to_string())
-        } else {
-            Self::Internal(e.to_string())
+    /// are away, 409 and 404 for what they say of the key, 500 otherwise.
+    pub fn store(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(_) => Self::Unavailable(e.to_string()),
+            StoreError::Conflict(_) => Self::Conflict(e.to_string()),
+            StoreError::NotFound(_) => Self::NotFound(e.to_string()),
+            StoreError::Io(_) => Self::Internal(e.to_string()),
         }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        Self::store(e)
+    }
+}
+
+/// The status of a store's failure inside another error.
+fn store_status(e: &StoreError) -> StatusCode {
+    match e {
+        StoreError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        StoreError::Conflict(_) => StatusCode::CONFLICT,
+        StoreError::NotFound(_) => StatusCode::NOT_FOUND,
+        StoreError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
@@ -91,9 +109,10 @@ impl ApiError {
                     StatusCode::CONFLICT
                 }
                 DeployError::Registry(RegistryError::NotFound(_)) => StatusCode::NOT_FOUND,
-                DeployError::Registry(RegistryError::Io(_)) => StatusCode::INTERNAL_SERVER_ERROR,
+                DeployError::Registry(RegistryError::Store(e)) => store_status(e),
                 DeployError::Module(ModuleError::Compile(_)) => StatusCode::BAD_REQUEST,
                 DeployError::Module(ModuleError::NotFound(_)) => StatusCode::NOT_FOUND,
+                DeployError::Module(ModuleError::Store(e)) => store_status(e),
                 DeployError::Module(_) | DeployError::Internal(_) => {
                     StatusCode::INTERNAL_SERVER_ERROR
                 }
@@ -117,11 +136,8 @@ impl ApiError {
                 crate::jobs::CreateError::ServiceFull { .. } => StatusCode::TOO_MANY_REQUESTS,
                 crate::jobs::CreateError::ServerFull(_) => StatusCode::SERVICE_UNAVAILABLE,
                 crate::jobs::CreateError::NoService(_) => StatusCode::NOT_FOUND,
-                // A cluster's NATS away for now (see `cluster::io_error`): try again.
-                crate::jobs::CreateError::Io(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                    StatusCode::SERVICE_UNAVAILABLE
-                }
-                crate::jobs::CreateError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                // A cluster's NATS away for now: try again.
+                crate::jobs::CreateError::Store(e) => store_status(e),
             },
             Self::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -153,16 +169,14 @@ impl IntoResponse for ApiError {
             tracing::error!(error = %self, "request failed");
         }
         let mut response = (status, format!("{self}\n")).into_response();
-        let retry = matches!(
-            self,
-            Self::Invoke(InvokeError::Overloaded) | Self::Unavailable(_)
-        ) || matches!(
-            self,
-            Self::Submit(
-                crate::jobs::CreateError::ServiceFull { .. }
-                    | crate::jobs::CreateError::ServerFull(_)
-            )
-        ) || matches!(&self, Self::Submit(crate::jobs::CreateError::Io(e)) if e.kind() == std::io::ErrorKind::TimedOut);
+        // What may work a moment later says when to try again (a module that could not be
+        // loaded, or a backend this server lacks, will not).
+        let retry = (status == StatusCode::SERVICE_UNAVAILABLE
+            && !matches!(self, Self::Invoke(InvokeError::Unavailable(_))))
+            || matches!(
+                self,
+                Self::Submit(crate::jobs::CreateError::ServiceFull { .. })
+            );
         if retry {
             response
                 .headers_mut()

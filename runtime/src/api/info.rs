@@ -106,11 +106,7 @@ async fn update_config(
     };
     settings.check().map_err(ApiError::BadRequest)?;
     let answer = json!(settings.allowed_image_repositories);
-    let kept = app.clone();
-    tokio::task::spawn_blocking(move || kept.settings.set(settings))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(|e| ApiError::Internal(format!("keeping the settings: {e}")))?;
+    app.settings.set(settings).await?;
     tracing::info!(repositories = %answer, "allowed image repositories changed");
     Ok(Json(answer))
 }

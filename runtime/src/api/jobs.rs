@@ -158,12 +158,7 @@ async fn delete_one(
     State(app): State<AppState>,
     JobPath { service, job }: JobPath,
 ) -> Result<StatusCode, ApiError> {
-    let removed = app
-        .jobs
-        .remove(&service, &job)
-        .await
-        .map_err(ApiError::store)?;
-    if removed {
+    if app.jobs.remove(&service, &job).await {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(job_not_found(&service, &job))
@@ -184,8 +179,7 @@ async fn delete_all(
     let removed = app
         .jobs
         .remove_all(&service, flag("all", query.all.as_deref())?)
-        .await
-        .map_err(ApiError::store)?;
+        .await;
     tracing::info!(removed, "jobs deleted");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -210,7 +204,7 @@ async fn outputs(
         .await
         .map_err(ApiError::store)?;
     if query.format.as_deref() == Some("zip") {
-        let bytes = faas::zip_stored(&files).map_err(ApiError::store)?;
+        let bytes = faas::zip_stored(&files).map_err(|e| ApiError::Internal(e.to_string()))?;
         let disposition = format!("attachment; filename=\"{job}.zip\"");
         return Ok((
             [

@@ -43,7 +43,7 @@ async fn list(
     caller: crate::access::Caller,
 ) -> Result<Json<Vec<Value>>, ApiError> {
     super::auth::admin_only(&caller, "list the modules")?;
-    let modules = app.modules.list()?;
+    let modules = app.modules.list().await?;
     Ok(Json(
         modules
             .into_iter()
@@ -68,7 +68,7 @@ async fn download(
 ) -> Result<impl IntoResponse, ApiError> {
     super::auth::admin_only(&caller, "download modules")?;
     let digest = parse_digest(&digest)?;
-    let bytes = app.modules.read(&digest)?;
+    let bytes = app.modules.read(&digest).await?;
     Ok(([(header::CONTENT_TYPE, "application/wasm")], bytes))
 }
 

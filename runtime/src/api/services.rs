@@ -151,7 +151,6 @@ async fn create(
     if let Some(user) = caller.user() {
         keep_owner(&app, user, &deployed.service.spec.name, new_buckets).await?;
     }
-    app.storage_access_changed();
     tracing::info!(service = %deployed.service.spec.name, backend = %deployed.service.spec.backend, "service created");
     Ok((StatusCode::CREATED, Json(deployed.service.to_public_json())))
 }
@@ -188,7 +187,6 @@ async fn update(
     if let Some(user) = caller.user() {
         keep_owner(&app, user, &deployed.service.spec.name, new_buckets).await?;
     }
-    app.storage_access_changed();
     tracing::info!(service = %deployed.service.spec.name, backend = %deployed.service.spec.backend, "service updated");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -320,7 +318,6 @@ async fn delete(
 ) -> Result<StatusCode, ApiError> {
     changeable(&app, &caller, &name)?;
     app.deployer.delete_service(&name).await?;
-    app.storage_access_changed();
     app.metrics.forget(&name);
     tracing::info!(service = %name, "service deleted");
     Ok(StatusCode::NO_CONTENT)

@@ -21,7 +21,7 @@ struct Harness {
     app: Arc<App>,
 }
 
-fn harness(flags: &[&str]) -> Harness {
+async fn harness(flags: &[&str]) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let scratch = dir.path().join("scratch");
@@ -38,7 +38,7 @@ fn harness(flags: &[&str]) -> Harness {
     ];
     argv.extend(flags.iter().map(|f| f.to_string()));
     let args = Cli::parse_from(argv).serve;
-    let app = App::open(&args).unwrap();
+    let app = App::open(&args).await.unwrap();
     Harness { _dir: dir, app }
 }
 
@@ -86,7 +86,7 @@ async fn deploy_noop(h: &Harness, name: &str) -> Value {
 
 #[tokio::test]
 async fn system_routes_need_the_admin_and_say_how() {
-    let h = harness(&["--password", "pw"]);
+    let h = harness(&["--password", "pw"]).await;
     let (status, headers, _) = h
         .send(
             Request::get("/system/services")
@@ -115,7 +115,7 @@ async fn system_routes_need_the_admin_and_say_how() {
 
 #[tokio::test]
 async fn names_that_cannot_be_names_are_not_found() {
-    let h = harness(&[]);
+    let h = harness(&[]).await;
     deploy_noop(&h, "upper").await;
     for uri in [
         "/system/services/UPPER",
@@ -136,7 +136,7 @@ async fn names_that_cannot_be_names_are_not_found() {
 
 #[tokio::test]
 async fn a_service_round_trips_and_runs() {
-    let h = harness(&[]);
+    let h = harness(&[]).await;
     let created = deploy_noop(&h, "noop").await;
     assert_eq!(created["token"].as_str().unwrap().len(), 64);
     let (status, body) = h.call("GET", "/system/services/noop", Body::empty()).await;
@@ -166,7 +166,7 @@ async fn a_service_round_trips_and_runs() {
 
 #[tokio::test]
 async fn bodies_are_bounded_before_they_are_read() {
-    let h = harness(&["--max-body", "1Ki", "--max-json-body", "128"]);
+    let h = harness(&["--max-body", "1Ki", "--max-json-body", "128"]).await;
     deploy_noop(&h, "noop").await;
     // A definition over --max-json-body: refused before it is parsed, on every JSON route.
     let definition = json!({"name": "big", "x": "y".repeat(200)}).to_string();
@@ -202,7 +202,7 @@ async fn bodies_are_bounded_before_they_are_read() {
 
 #[tokio::test]
 async fn pending_jobs_past_the_limit_get_429_with_retry_after() {
-    let h = harness(&["--max-pending-jobs", "1"]);
+    let h = harness(&["--max-pending-jobs", "1"]).await;
     deploy_noop(&h, "noop").await;
     // No workers run in this harness: the first job stays pending.
     assert_eq!(
@@ -222,7 +222,7 @@ async fn pending_jobs_past_the_limit_get_429_with_retry_after() {
 
 #[tokio::test]
 async fn oscar_clients_shapes_trailing_slashes_and_blank_secrets() {
-    let h = harness(&[]);
+    let h = harness(&[]).await;
     // oscar-python asks for /system/config/ with a trailing slash and reads ["config"].
     let (status, body) = h.call("GET", "/system/config/", Body::empty()).await;
     assert_eq!(status, StatusCode::OK);
@@ -264,7 +264,7 @@ async fn oscar_clients_shapes_trailing_slashes_and_blank_secrets() {
 
 #[tokio::test]
 async fn cluster_routes_answer_in_oscar_shapes_or_say_why_not() {
-    let h = harness(&[]);
+    let h = harness(&[]).await;
     deploy_noop(&h, "noop").await;
     let (status, body) = h.call("GET", "/system/status", Body::empty()).await;
     assert_eq!(status, StatusCode::OK);
@@ -346,7 +346,7 @@ async fn cluster_routes_answer_in_oscar_shapes_or_say_why_not() {
 /// pages/ui/info and pages/ui/cluster_info.
 #[tokio::test]
 async fn every_field_the_dashboard_reads_is_there() {
-    let h = harness(&[]);
+    let h = harness(&[]).await;
     deploy_noop(&h, "noop").await;
     let get = async |uri: &str| -> Value {
         let (status, body) = h.call("GET", uri, Body::empty()).await;
@@ -422,7 +422,7 @@ async fn every_field_the_dashboard_reads_is_there() {
 /// administrator or the service's own token, as OSCAR's service auth chain decides.
 #[tokio::test]
 async fn service_auth_accepts_the_admin_and_the_service_token() {
-    let h = harness(&[]);
+    let h = harness(&[]).await;
     let token = deploy_noop(&h, "noop").await["token"]
         .as_str()
         .unwrap()
@@ -446,7 +446,7 @@ async fn service_auth_accepts_the_admin_and_the_service_token() {
                 "pw",
             ])
             .serve;
-            App::open(&args).unwrap()
+            App::open(&args).await.unwrap()
         },
         _dir: h._dir,
     };
@@ -484,7 +484,7 @@ async fn service_auth_accepts_the_admin_and_the_service_token() {
 /// PUT /system/config changes what GET shows; anything but a list of strings is a 400.
 #[tokio::test]
 async fn config_updates_the_allowed_image_repositories() {
-    let h = harness(&[]);
+    let h = harness(&[]).await;
     let (status, body) = h
         .call(
             "PUT",
@@ -514,7 +514,7 @@ async fn config_updates_the_allowed_image_repositories() {
 /// carries the last hour's calls the dashboard's table shows.
 #[tokio::test]
 async fn the_dashboard_is_served_and_its_stats_count_calls() {
-    let h = harness(&[]);
+    let h = harness(&[]).await;
     let (status, headers, _) = h.send(Request::get("/").body(Body::empty()).unwrap()).await;
     assert!(status.is_redirection());
     assert_eq!(headers[header::LOCATION], "/ui");

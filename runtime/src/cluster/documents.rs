@@ -3,17 +3,16 @@
 //! server.
 
 use super::services::{last_revision, watch};
-use super::{Cluster, ClusterError, io_error, names};
+use super::{Cluster, ClusterError, names, store_error};
 use crate::documents::{Changed, DocumentStore, Revision};
+use crate::stores::StoreError;
 use async_nats::jetstream::kv;
-use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Documents in a key-value bucket.
 pub struct NatsDocuments {
-    cluster: Cluster,
     kv: kv::Store,
     /// The bucket's last revision when this server started: the watch starts after it.
     opened_at: Arc<AtomicU64>,
@@ -31,18 +30,19 @@ impl NatsDocuments {
             })?;
         Ok(Self {
             kv,
-            cluster: cluster.clone(),
             opened_at: Arc::new(AtomicU64::new(opened_at)),
         })
     }
 }
 
+#[async_trait::async_trait]
 impl DocumentStore for NatsDocuments {
-    fn load(&self, name: &str) -> io::Result<(Option<Vec<u8>>, Revision)> {
+    async fn load(&self, name: &str) -> Result<(Option<Vec<u8>>, Revision), StoreError> {
         let entry = self
-            .cluster
-            .wait(self.kv.entry(name))
-            .map_err(|e| io_error(name, e))?;
+            .kv
+            .entry(name)
+            .await
+            .map_err(|e| store_error(name, e))?;
         Ok(match entry {
             Some(entry) if entry.operation == kv::Operation::Put => {
                 (Some(entry.value.to_vec()), entry.revision)
@@ -52,20 +52,27 @@ impl DocumentStore for NatsDocuments {
         })
     }
 
-    fn save(&self, name: &str, bytes: &[u8], expected: Revision) -> io::Result<Option<Revision>> {
+    async fn save(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        expected: Revision,
+    ) -> Result<Option<Revision>, StoreError> {
         let value = bytes::Bytes::copy_from_slice(bytes);
         let stored = if expected == 0 {
-            self.cluster
-                .wait(self.kv.create(name, value))
+            self.kv
+                .create(name, value)
+                .await
                 .map_err(|e| match e.kind() {
                     _ if super::lost_race(e.kind() == kv::CreateErrorKind::AlreadyExists, &e) => {
                         None
                     }
-                    _ => Some(io_error(name, e)),
+                    _ => Some(store_error(name, e)),
                 })
         } else {
-            self.cluster
-                .wait(self.kv.update(name, value, expected))
+            self.kv
+                .update(name, value, expected)
+                .await
                 .map_err(|e| match e.kind() {
                     _ if super::lost_race(
                         e.kind() == kv::UpdateErrorKind::WrongLastRevision,
@@ -74,7 +81,7 @@ impl DocumentStore for NatsDocuments {
                     {
                         None
                     }
-                    _ => Some(io_error(name, e)),
+                    _ => Some(store_error(name, e)),
                 })
         };
         match stored {

@@ -8,10 +8,11 @@
 //! wrote itself are not applied again when the watch brings them back.
 
 use super::services::{entries, last_revision, watch};
-use super::{Cluster, ClusterError, io_error, modules as objects, names};
+use super::{Cluster, ClusterError, modules as objects, names, store_error};
 use crate::faas::OutputFile;
 use crate::jobs::record::JobRecord;
 use crate::jobs::store::{JobBackend, RecordChange};
+use crate::stores::StoreError;
 use async_nats::jetstream::kv;
 use std::collections::HashMap;
 use std::io::{self, Read};
@@ -62,94 +63,89 @@ impl NatsJobs {
         true
     }
 
-    fn put(&self, record: &JobRecord) -> io::Result<()> {
+    async fn put(&self, record: &JobRecord) -> Result<(), StoreError> {
         let k = key(&record.service, &record.name);
         let bytes = serde_json::to_vec(record).map_err(io::Error::other)?;
         let revision = self
-            .cluster
-            .wait(self.records.put(&k, bytes.into()))
-            .map_err(|e| io_error("storing the job record", e))?;
+            .records
+            .put(&k, bytes.into())
+            .await
+            .map_err(|e| store_error("storing the job record", e))?;
         Self::note(&self.seen, &k, revision);
         Ok(())
     }
 }
 
+#[async_trait::async_trait]
 impl JobBackend for NatsJobs {
-    fn load(&self) -> io::Result<Vec<JobRecord>> {
-        self.cluster.wait(async {
-            let last = last_revision(&self.cluster, names::JOBS).await?;
-            self.loaded_at.store(last, Ordering::Relaxed);
-            let mut out = Vec::new();
-            for entry in entries(&self.records).await? {
-                match serde_json::from_slice::<JobRecord>(&entry.value) {
-                    Ok(record) => {
-                        Self::note(&self.seen, &entry.key, entry.revision);
-                        out.push(record);
-                    }
-                    Err(e) => {
-                        tracing::warn!(key = %entry.key, error = %e, "skipping an unreadable job record")
-                    }
+    async fn load(&self) -> Result<Vec<JobRecord>, StoreError> {
+        let last = last_revision(&self.cluster, names::JOBS).await?;
+        self.loaded_at.store(last, Ordering::Relaxed);
+        let mut out = Vec::new();
+        for entry in entries(&self.records).await? {
+            match serde_json::from_slice::<JobRecord>(&entry.value) {
+                Ok(record) => {
+                    Self::note(&self.seen, &entry.key, entry.revision);
+                    out.push(record);
+                }
+                Err(e) => {
+                    tracing::warn!(key = %entry.key, error = %e, "skipping an unreadable job record")
                 }
             }
-            Ok(out)
-        })
+        }
+        Ok(out)
     }
 
     fn exclusive(&self) -> bool {
         false
     }
 
-    fn create(&self, record: &JobRecord, input: Option<&[u8]>) -> io::Result<()> {
+    async fn create(&self, record: &JobRecord, input: Option<&[u8]>) -> Result<(), StoreError> {
         if let Some(input) = input {
-            self.cluster.wait(objects::write(
+            objects::write(
                 &self.files.store,
                 &file(&record.service, &record.name, "input"),
                 input,
-            ))?;
+            )
+            .await?;
         }
-        self.put(record)
+        self.put(record).await
     }
 
-    fn save(&self, record: &JobRecord) -> io::Result<()> {
-        self.put(record)
+    async fn save(&self, record: &JobRecord) -> Result<(), StoreError> {
+        self.put(record).await
     }
 
-    fn append_log(&self, service: &str, job: &str, text: &str) -> io::Result<()> {
+    async fn append_log(&self, service: &str, job: &str, text: &str) -> Result<(), StoreError> {
         let name = file(service, job, "log");
-        self.cluster.wait(async {
-            let mut log = objects::read(&self.files, &name).await?.unwrap_or_default();
-            log.extend_from_slice(text.as_bytes());
-            objects::write(&self.files.store, &name, &log).await
-        })
+        let mut log = objects::read(&self.files, &name).await?.unwrap_or_default();
+        log.extend_from_slice(text.as_bytes());
+        objects::write(&self.files.store, &name, &log).await
     }
 
-    fn read_log(&self, service: &str, job: &str) -> io::Result<String> {
-        let log = self
-            .cluster
-            .wait(objects::read(&self.files, &file(service, job, "log")))?;
+    async fn read_log(&self, service: &str, job: &str) -> Result<String, StoreError> {
+        let log = objects::read(&self.files, &file(service, job, "log")).await?;
         Ok(String::from_utf8_lossy(&log.unwrap_or_default()).into_owned())
     }
 
-    fn read_input(&self, service: &str, job: &str) -> io::Result<Vec<u8>> {
-        self.cluster
-            .wait(objects::read(&self.files, &file(service, job, "input")))?
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "the job's input is gone"))
+    async fn read_input(&self, service: &str, job: &str) -> Result<Vec<u8>, StoreError> {
+        objects::read(&self.files, &file(service, job, "input"))
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("the input of job {job}")))
     }
 
-    fn write_outputs(&self, service: &str, job: &str, files: &[OutputFile]) -> io::Result<()> {
+    async fn write_outputs(
+        &self,
+        service: &str,
+        job: &str,
+        files: &[OutputFile],
+    ) -> Result<(), StoreError> {
         let zip = crate::faas::zip_stored(files)?;
-        self.cluster.wait(objects::write(
-            &self.files.store,
-            &file(service, job, "outputs.zip"),
-            &zip,
-        ))
+        objects::write(&self.files.store, &file(service, job, "outputs.zip"), &zip).await
     }
 
-    fn output_files(&self, service: &str, job: &str) -> io::Result<Vec<OutputFile>> {
-        let Some(zip) = self.cluster.wait(objects::read(
-            &self.files,
-            &file(service, job, "outputs.zip"),
-        ))?
+    async fn output_files(&self, service: &str, job: &str) -> Result<Vec<OutputFile>, StoreError> {
+        let Some(zip) = objects::read(&self.files, &file(service, job, "outputs.zip")).await?
         else {
             return Ok(Vec::new());
         };
@@ -167,62 +163,68 @@ impl JobBackend for NatsJobs {
         Ok(out)
     }
 
-    fn output_file(&self, service: &str, job: &str, path: &Path) -> io::Result<Option<Vec<u8>>> {
+    async fn output_file(
+        &self,
+        service: &str,
+        job: &str,
+        path: &Path,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
         // Entries are looked up by name: there is no folder to leave.
         let Some(wanted) = path.to_str() else {
             return Ok(None);
         };
         Ok(self
-            .output_files(service, job)?
+            .output_files(service, job)
+            .await?
             .into_iter()
             .find(|f| f.path == wanted)
             .map(|f| f.bytes))
     }
 
-    fn remove(&self, service: &str, job: &str) {
+    async fn remove(&self, service: &str, job: &str) {
         let k = key(service, job);
-        let removed = self.cluster.wait(async {
+        let removed = async {
             self.records
                 .purge(&k)
                 .await
-                .map_err(|e| io_error("deleting the job record", e))?;
+                .map_err(|e| store_error("deleting the job record", e))?;
             for what in ["input", "log", "outputs.zip"] {
                 objects::delete(&self.files.store, &file(service, job, what)).await?;
             }
-            Ok::<_, io::Error>(())
-        });
+            Ok::<_, StoreError>(())
+        }
+        .await;
         if let Err(e) = removed {
             tracing::warn!(service, job, error = %e, "could not remove everything kept for a job");
         }
     }
 
-    fn measure(&self, service: &str, job: &str) -> u64 {
-        self.cluster.wait(async {
-            let mut total = 0;
-            for what in ["input", "log", "outputs.zip"] {
-                total += objects::size(&self.files.store, &file(service, job, what))
-                    .await
-                    .ok()
-                    .flatten()
-                    .unwrap_or(0);
-            }
-            total
-        })
+    async fn measure(&self, service: &str, job: &str) -> u64 {
+        let mut total = 0;
+        for what in ["input", "log", "outputs.zip"] {
+            total += objects::size(&self.files.store, &file(service, job, what))
+                .await
+                .ok()
+                .flatten()
+                .unwrap_or(0);
+        }
+        total
     }
 
-    fn fetch(&self, service: &str, job: &str) -> io::Result<Option<JobRecord>> {
+    async fn fetch(&self, service: &str, job: &str) -> Result<Option<JobRecord>, StoreError> {
         let k = key(service, job);
         let entry = self
-            .cluster
-            .wait(self.records.entry(k.clone()))
-            .map_err(|e| io_error("reading the job record", e))?;
+            .records
+            .entry(k.clone())
+            .await
+            .map_err(|e| store_error("reading the job record", e))?;
         let Some(entry) = entry.filter(|e| e.operation == kv::Operation::Put) else {
             return Ok(None);
         };
         Self::note(&self.seen, &k, entry.revision);
         serde_json::from_slice(&entry.value)
             .map(Some)
-            .map_err(io::Error::other)
+            .map_err(|e| StoreError::Io(io::Error::other(e)))
     }
 
     fn follow(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<RecordChange>> {

@@ -20,6 +20,7 @@ pub mod pollers;
 pub mod queue;
 pub mod services;
 
+use crate::stores::StoreError;
 use async_nats::jetstream;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -127,8 +128,6 @@ pub struct Cluster {
     pub replicas: usize,
     /// `--cluster-ack-wait`.
     pub ack_wait: Duration,
-    /// The runtime that blocking callers use to wait on NATS.
-    pub handle: tokio::runtime::Handle,
     /// Servers in the cluster, this one included, as [`members`] last counted them.
     pub members: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
@@ -230,7 +229,6 @@ impl Cluster {
             client,
             replicas,
             ack_wait,
-            handle: tokio::runtime::Handle::current(),
             members: std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(1)),
         })
     }
@@ -341,12 +339,6 @@ impl Cluster {
             .await
             .map_err(|e| failed(e.to_string()))
     }
-
-    /// Runs `future` to its end from blocking code (a `spawn_blocking` thread, or a runtime
-    /// worker, which hands its other tasks over meanwhile).
-    pub fn wait<F: std::future::Future>(&self, future: F) -> F::Output {
-        tokio::task::block_in_place(|| self.handle.block_on(future))
-    }
 }
 
 /// The first nats-server release whose compare-and-set holds on replicated key-value buckets:
@@ -393,12 +385,12 @@ pub fn lost_race(conflict: bool, e: &impl std::fmt::Display) -> bool {
     conflict || e.to_string().contains("wrong last sequence")
 }
 
-/// Any NATS error as an I/O error, for the stores' blocking interfaces. NATS being away for
-/// now (a timeout, no server answering, a stream without a leader while the NATS cluster
-/// elects one) is [`std::io::ErrorKind::TimedOut`]: worth retrying, and answered 503 rather
-/// than 500. async-nats has one error-kind type per operation, so the message is what they
-/// share.
-pub fn io_error(what: &str, e: impl std::fmt::Display) -> std::io::Error {
+/// Any NATS error as a store's error. NATS being away for now (a timeout, no server
+/// answering, a stream without a leader while the NATS cluster elects one) is
+/// [`StoreError::Unavailable`]: worth retrying, and answered 503 rather than 500. async-nats
+/// has one error-kind type per operation, and its kinds do not all tell a timeout from a
+/// lost leader, so the message is what they share; this is the one place that reads it.
+pub fn store_error(what: &str, e: impl std::fmt::Display) -> StoreError {
     let text = e.to_string();
     let transient = [
         "timed out",
@@ -409,12 +401,12 @@ pub fn io_error(what: &str, e: impl std::fmt::Display) -> std::io::Error {
         "disconnected",
         "leadership",
     ];
-    let kind = if transient.iter().any(|t| text.contains(t)) {
-        std::io::ErrorKind::TimedOut
+    let message = format!("NATS: {what}: {text}");
+    if transient.iter().any(|t| text.contains(t)) {
+        StoreError::Unavailable(message)
     } else {
-        std::io::ErrorKind::Other
-    };
-    std::io::Error::new(kind, format!("NATS: {what}: {text}"))
+        StoreError::Io(std::io::Error::other(message))
+    }
 }
 
 #[cfg(test)]

@@ -6,11 +6,10 @@
 use super::modules::{self as objects, Objects};
 use super::{Cluster, ClusterError, names};
 use crate::storage::poller_states::PollerStates;
-use std::io;
+use crate::stores::StoreError;
 
 /// Pollers' states in an object store.
 pub struct NatsPollerStates {
-    cluster: Cluster,
     objects: Objects,
 }
 
@@ -19,24 +18,23 @@ impl NatsPollerStates {
     pub async fn open(cluster: &Cluster) -> Result<Self, ClusterError> {
         Ok(Self {
             objects: Objects::open(cluster, names::POLLERS).await?,
-            cluster: cluster.clone(),
         })
     }
 }
 
+#[async_trait::async_trait]
 impl PollerStates for NatsPollerStates {
-    fn load(&self, service: &str) -> io::Result<Option<Vec<u8>>> {
-        self.cluster.wait(objects::read(&self.objects, service))
+    async fn load(&self, service: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        objects::read(&self.objects, service).await
     }
 
-    fn save(&self, service: &str, state: &[u8]) -> io::Result<()> {
-        self.cluster
-            .wait(objects::write(&self.objects.store, service, state))
+    async fn save(&self, service: &str, state: &[u8]) -> Result<(), StoreError> {
+        objects::write(&self.objects.store, service, state).await
     }
 
-    fn forget(&self, service: &str) -> io::Result<()> {
-        self.cluster
-            .wait(objects::delete(&self.objects.store, service))
+    async fn forget(&self, service: &str) -> Result<(), StoreError> {
+        objects::delete(&self.objects.store, service)
+            .await
             .map(|_| ())
     }
 }

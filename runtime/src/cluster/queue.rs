@@ -4,9 +4,10 @@
 //! final; while the job runs its worker says so every third of the ack wait, so a server that
 //! dies (`kill -9` included) leaves its jobs to be delivered to another after one ack wait.
 
-use super::{Cluster, ClusterError, io_error, names};
+use super::{Cluster, ClusterError, names, store_error};
 use crate::jobs::queue::{Acker, Delivery, JobQueue};
 use crate::jobs::record::JobRecord;
+use crate::stores::StoreError;
 use async_nats::jetstream::{self, AckKind, consumer, stream};
 use futures::StreamExt;
 use std::io;
@@ -95,23 +96,21 @@ impl Acker for NatsAcker {
 
 #[async_trait::async_trait]
 impl JobQueue for NatsQueue {
-    fn push(&self, service: &str, job: &str) -> io::Result<()> {
+    async fn push(&self, service: &str, job: &str) -> Result<(), StoreError> {
         let payload = serde_json::to_vec(&Queued {
             service: service.to_string(),
             job: job.to_string(),
         })
         .map_err(io::Error::other)?;
-        self.cluster.wait(async {
-            // Awaiting the acknowledgement: the job is in the stream (replicated) after this.
-            self.cluster
-                .jetstream
-                .publish(names::QUEUE_SUBJECT, payload.into())
-                .await
-                .map_err(|e| io_error("queueing the job", e))?
-                .await
-                .map_err(|e| io_error("queueing the job", e))?;
-            Ok(())
-        })
+        // Awaiting the acknowledgement: the job is in the stream (replicated) after this.
+        self.cluster
+            .jetstream
+            .publish(names::QUEUE_SUBJECT, payload.into())
+            .await
+            .map_err(|e| store_error("queueing the job", e))?
+            .await
+            .map_err(|e| store_error("queueing the job", e))?;
+        Ok(())
     }
 
     fn restore(&self, _pending: &[JobRecord]) {

@@ -3,11 +3,11 @@
 //! stream, so updates are compare-and-set on it, and every server watches the bucket to apply
 //! the others' changes.
 
-use super::{Cluster, ClusterError, io_error, names};
-use crate::registry::{RegistryError, Revision, ServiceChange, ServiceStore, StoredDefinition};
+use super::{Cluster, ClusterError, names, store_error};
+use crate::registry::{Revision, ServiceChange, ServiceStore, StoredDefinition};
+use crate::stores::StoreError;
 use async_nats::jetstream::kv;
 use futures::StreamExt;
-use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -32,26 +32,29 @@ impl NatsServices {
 }
 
 /// The last sequence of a key-value bucket's stream, asked of the server now.
-pub(super) async fn last_revision(cluster: &Cluster, bucket: &str) -> io::Result<u64> {
+pub(super) async fn last_revision(cluster: &Cluster, bucket: &str) -> Result<u64, StoreError> {
     let mut stream = cluster
         .jetstream
         .get_stream(format!("KV_{bucket}"))
         .await
-        .map_err(|e| io_error(bucket, e))?;
-    let info = stream.info().await.map_err(|e| io_error(bucket, e))?;
+        .map_err(|e| store_error(bucket, e))?;
+    let info = stream.info().await.map_err(|e| store_error(bucket, e))?;
     Ok(info.state.last_sequence)
 }
 
 /// Every live entry of a bucket (key, value, revision).
-pub(super) async fn entries(store: &kv::Store) -> io::Result<Vec<kv::Entry>> {
-    let mut keys = store.keys().await.map_err(|e| io_error("keys", e))?;
+pub(super) async fn entries(store: &kv::Store) -> Result<Vec<kv::Entry>, StoreError> {
+    let mut keys = store.keys().await.map_err(|e| store_error("keys", e))?;
     let mut names = Vec::new();
     while let Some(key) = keys.next().await {
-        names.push(key.map_err(|e| io_error("keys", e))?);
+        names.push(key.map_err(|e| store_error("keys", e))?);
     }
     let mut out = Vec::with_capacity(names.len());
     for key in names {
-        if let Some(entry) = store.entry(key).await.map_err(|e| io_error("entry", e))?
+        if let Some(entry) = store
+            .entry(key)
+            .await
+            .map_err(|e| store_error("entry", e))?
             && entry.operation == kv::Operation::Put
         {
             out.push(entry);
@@ -150,63 +153,62 @@ async fn resync(
     true
 }
 
+#[async_trait::async_trait]
 impl ServiceStore for NatsServices {
-    fn load(&self) -> io::Result<Vec<StoredDefinition>> {
-        self.cluster.wait(async {
-            let last = last_revision(&self.cluster, names::SERVICES).await?;
-            self.loaded_at.store(last, Ordering::Relaxed);
-            Ok(entries(&self.kv)
-                .await?
-                .into_iter()
-                .map(|entry| StoredDefinition {
-                    name: entry.key,
-                    bytes: entry.value.to_vec(),
-                    revision: entry.revision,
-                })
-                .collect())
+    async fn load(&self) -> Result<Vec<StoredDefinition>, StoreError> {
+        let last = last_revision(&self.cluster, names::SERVICES).await?;
+        self.loaded_at.store(last, Ordering::Relaxed);
+        Ok(entries(&self.kv)
+            .await?
+            .into_iter()
+            .map(|entry| StoredDefinition {
+                name: entry.key,
+                bytes: entry.value.to_vec(),
+                revision: entry.revision,
+            })
+            .collect())
+    }
+
+    async fn create(&self, name: &str, definition: &[u8]) -> Result<Revision, StoreError> {
+        let bytes = bytes::Bytes::copy_from_slice(definition);
+        self.kv.create(name, bytes).await.map_err(|e| {
+            if super::lost_race(e.kind() == kv::CreateErrorKind::AlreadyExists, &e) {
+                StoreError::Conflict(name.to_string())
+            } else {
+                store_error("storing the service", e)
+            }
         })
     }
 
-    fn create(&self, name: &str, definition: &[u8]) -> Result<Revision, RegistryError> {
-        let bytes = bytes::Bytes::copy_from_slice(definition);
-        self.cluster
-            .wait(self.kv.create(name, bytes))
-            .map_err(|e| match e.kind() {
-                _ if super::lost_race(e.kind() == kv::CreateErrorKind::AlreadyExists, &e) => {
-                    RegistryError::Exists(name.to_string())
-                }
-                _ => io_error("storing the service", e).into(),
-            })
-    }
-
-    fn update(
+    async fn update(
         &self,
         name: &str,
         definition: &[u8],
         expected: Revision,
-    ) -> Result<Revision, RegistryError> {
+    ) -> Result<Revision, StoreError> {
         let bytes = bytes::Bytes::copy_from_slice(definition);
-        self.cluster
-            .wait(self.kv.update(name, bytes, expected))
-            .map_err(|e| match e.kind() {
-                _ if super::lost_race(e.kind() == kv::UpdateErrorKind::WrongLastRevision, &e) => {
-                    RegistryError::Conflict(name.to_string())
-                }
-                _ => io_error("storing the service", e).into(),
-            })
+        self.kv.update(name, bytes, expected).await.map_err(|e| {
+            if super::lost_race(e.kind() == kv::UpdateErrorKind::WrongLastRevision, &e) {
+                StoreError::Conflict(name.to_string())
+            } else {
+                store_error("storing the service", e)
+            }
+        })
     }
 
-    fn delete(&self, name: &str) -> Result<(), RegistryError> {
-        self.cluster
-            .wait(self.kv.delete(name))
-            .map_err(|e| io_error("deleting the service", e).into())
+    async fn delete(&self, name: &str) -> Result<(), StoreError> {
+        self.kv
+            .delete(name)
+            .await
+            .map_err(|e| store_error("deleting the service", e))
     }
 
-    fn fetch(&self, name: &str) -> io::Result<Option<StoredDefinition>> {
+    async fn fetch(&self, name: &str) -> Result<Option<StoredDefinition>, StoreError> {
         let entry = self
-            .cluster
-            .wait(self.kv.entry(name))
-            .map_err(|e| io_error("reading the service", e))?;
+            .kv
+            .entry(name)
+            .await
+            .map_err(|e| store_error("reading the service", e))?;
         Ok(entry
             .filter(|e| e.operation == kv::Operation::Put)
             .map(|entry| StoredDefinition {

@@ -8,7 +8,7 @@
 
 use super::{DeployError, Deployer};
 use crate::oci::Resolved;
-use crate::registry::{Deployed, RegistryError};
+use crate::registry::Deployed;
 use crate::service::{DefinitionError, IMAGE_DIGEST, wasm_image};
 use futures::future::BoxFuture;
 use serde_json::{Map, Value};
@@ -26,11 +26,43 @@ impl Checks {
         map.entry(service.to_string()).or_default().clone()
     }
 
-    pub(super) fn forget(&self, service: &str) {
+    fn forget(&self, service: &str) {
         self.0
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(service);
+    }
+
+    fn retain(&self, keep: impl Fn(&str) -> bool) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|service, _| keep(service));
+    }
+}
+
+impl Deployer {
+    /// Forgets the tag checks of removed services, whichever server removed them, until the
+    /// registry's events end or `stop` turns true.
+    pub async fn follow_removals(&self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        use crate::registry::ServiceEvent;
+        use tokio::sync::broadcast::error::RecvError;
+        let mut events = self.registry.subscribe();
+        loop {
+            let event = tokio::select! {
+                event = events.recv() => event,
+                _ = stop.wait_for(|stop| *stop) => return,
+            };
+            match event {
+                Ok(ServiceEvent::Removed(name)) => self.image_checks.forget(&name),
+                Ok(ServiceEvent::Deployed(_)) => {}
+                // Missed some: keep only the services that still exist.
+                Err(RecvError::Lagged(_)) => self
+                    .image_checks
+                    .retain(|name| self.registry.get(name).is_some()),
+                Err(RecvError::Closed) => return,
+            }
+        }
     }
 }
 
@@ -55,9 +87,7 @@ impl Refresh for Deployer {
 
     fn catch_up<'a>(&'a self, service: &'a str) -> BoxFuture<'a, Option<Arc<Deployed>>> {
         Box::pin(async move {
-            let (registry, name) = (self.registry.clone(), service.to_string());
-            match super::blocking(move || registry.fetch(&name).map_err(RegistryError::from)).await
-            {
+            match self.registry.fetch(service).await {
                 Ok(Some(stored)) => {
                     self.apply_remote(crate::registry::ServiceChange::Put(stored))
                         .await;
@@ -187,8 +217,7 @@ impl Deployer {
         let module = map.get("module").cloned().unwrap_or(Value::Null);
         let service_value = self.validate(Value::Object(map))?;
         let deployed = self.deploy(service_value).await?;
-        let registry = self.registry.clone();
-        super::blocking(move || registry.replace(deployed, revision)).await?;
+        self.registry.replace(deployed, revision).await?;
         let line = format!(
             "{image} moved from {current} to {pulled}; the service now runs module {}",
             module.as_str().unwrap_or("?")

@@ -219,9 +219,12 @@ impl Deployer {
                 self.limits.service_concurrency,
             ));
         };
-        let modules = self.modules.clone();
-        let runnable = blocking(move || modules.runnable(&digest)).await;
-        match runnable {
+        match self
+            .modules
+            .runnable(&digest)
+            .await
+            .map_err(DeployError::from)
+        {
             Ok(runnable) => Ok(Deployed::new(
                 service,
                 Some(runnable),
@@ -247,8 +250,7 @@ impl Deployer {
         let service = self.validate(definition)?;
         let _guard = self.deploy_lock.lock().await;
         let deployed = self.deploy(service).await?;
-        let registry = self.registry.clone();
-        blocking(move || registry.create(deployed)).await
+        Ok(self.registry.create(deployed).await?)
     }
 
     /// PUT /system/services: replaces the definition; keeps the token when the new one has none.
@@ -290,8 +292,7 @@ impl Deployer {
             return Err(RegistryError::NotFound(service.spec.name).into());
         };
         let deployed = self.deploy(service).await?;
-        let registry = self.registry.clone();
-        blocking(move || registry.replace(deployed, existing.revision)).await
+        Ok(self.registry.replace(deployed, existing.revision).await?)
     }
 
     /// Applies a change another server made to the shared registry: deploys the definition
@@ -317,16 +318,13 @@ impl Deployer {
                 };
                 let runnable = match service.spec.backend.module().copied() {
                     None => None,
-                    Some(digest) => {
-                        let modules = self.modules.clone();
-                        match blocking(move || modules.runnable(&digest)).await {
-                            Ok(runnable) => Some(runnable),
-                            Err(e) => {
-                                tracing::error!(service = %stored.name, error = %e, "service module unavailable");
-                                None
-                            }
+                    Some(digest) => match self.modules.runnable(&digest).await {
+                        Ok(runnable) => Some(runnable),
+                        Err(e) => {
+                            tracing::error!(service = %stored.name, error = %e, "service module unavailable");
+                            None
                         }
-                    }
+                    },
                 };
                 let mut deployed =
                     Deployed::new(service, runnable, self.limits.service_concurrency);
@@ -337,7 +335,6 @@ impl Deployer {
             }
             ServiceChange::Deleted { name, revision } => {
                 if self.registry.forget(&name, revision).is_some() {
-                    self.image_checks.forget(&name);
                     tracing::info!(service = %name, "service deleted on another server: removed");
                 }
             }
@@ -348,29 +345,22 @@ impl Deployer {
     pub async fn delete_service(&self, name: &str) -> Result<(), DeployError> {
         let _guard = self.deploy_lock.lock().await;
         let _no_new_jobs = self.jobs_gate.write().await;
-        let (registry, doomed) = (self.registry.clone(), name.to_string());
-        blocking(move || registry.remove(&doomed)).await?;
-        self.image_checks.forget(name);
+        self.registry.remove(name).await?;
         if let Some(kube) = &self.kube
             && let Err(e) = kube.delete_service_jobs(name).await
         {
             tracing::warn!(service = %name, error = %e, "could not delete the service's Jobs");
         }
-        let (jobs, pollers, name) = (self.jobs.clone(), self.pollers.clone(), name.to_string());
-        blocking(move || {
-            jobs.delete_service(&name);
-            if let Err(e) = pollers.forget(&name) {
-                tracing::warn!(service = %name, error = %e, "could not forget the service's poller state");
-            }
-            Ok::<_, DeployError>(())
-        })
-        .await
+        self.jobs.remove_service(name).await;
+        if let Err(e) = self.pollers.forget(name).await {
+            tracing::warn!(service = %name, error = %e, "could not forget the service's poller state");
+        }
+        Ok(())
     }
 
     /// POST /system/modules: validates, compiles and stores a module.
     pub async fn put_module(&self, wasm: bytes::Bytes) -> Result<Stored, DeployError> {
-        let modules = self.modules.clone();
-        blocking(move || modules.put(&wasm)).await
+        Ok(self.modules.put(wasm).await?)
     }
 
     /// PUT /system/services/{name}/module: stores a module and points the service at it.
@@ -392,8 +382,7 @@ impl Deployer {
         definition.insert("module".into(), Value::String(stored.digest.to_string()));
         let service = self.validate(Value::Object(definition))?;
         let deployed = self.deploy(service).await?;
-        let registry = self.registry.clone();
-        blocking(move || registry.replace(deployed, existing.revision)).await?;
+        self.registry.replace(deployed, existing.revision).await?;
         Ok(stored)
     }
 
@@ -404,8 +393,7 @@ impl Deployer {
         if !services.is_empty() {
             return Err(DeployError::ModuleInUse { digest, services });
         }
-        let modules = self.modules.clone();
-        blocking(move || modules.delete(&digest)).await
+        Ok(self.modules.delete(&digest).await?)
     }
 
     /// Accepts a job for `service`: durable when this returns, or refused (no such service,
@@ -421,17 +409,6 @@ impl Deployer {
         {
             return Err(CreateError::NoService(service.to_string()));
         }
-        self.jobs.accept_async(service, input).await
+        self.jobs.accept(service, input).await
     }
-}
-
-/// Runs store work (compiling, disk I/O) off the async reactor.
-async fn blocking<T, E>(f: impl FnOnce() -> Result<T, E> + Send + 'static) -> Result<T, DeployError>
-where
-    T: Send + 'static,
-    E: Into<DeployError> + Send + 'static,
-{
-    tokio::task::spawn_blocking(move || f().map_err(Into::into))
-        .await
-        .map_err(|e| DeployError::Internal(e.to_string()))?
 }

@@ -6,11 +6,16 @@ use super::record::JobRecord;
 use super::store::JobBackend;
 use crate::faas::OutputFile;
 use crate::fsutil;
+use crate::stores::{StoreError, blocking};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 /// Jobs as folders under the data folder.
-pub struct LocalJobs {
+pub struct LocalJobs(Files);
+
+/// The folder, for the blocking tasks that read and write it.
+#[derive(Clone)]
+struct Files {
     root: PathBuf,
 }
 
@@ -20,9 +25,11 @@ impl LocalJobs {
         let root = data_dir.join("jobs");
         // Owner-only: job folders hold users' inputs, outputs and logs.
         fsutil::create_private_dir(&root)?;
-        Ok(Self { root })
+        Ok(Self(Files { root }))
     }
+}
 
+impl Files {
     fn dir(&self, service: &str, job: &str) -> PathBuf {
         self.root.join(service).join(job)
     }
@@ -50,7 +57,136 @@ fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
     file.sync_all()
 }
 
+#[async_trait::async_trait]
 impl JobBackend for LocalJobs {
+    async fn load(&self) -> Result<Vec<JobRecord>, StoreError> {
+        let this = self.0.clone();
+        blocking(move || this.load().map_err(StoreError::from)).await
+    }
+
+    fn exclusive(&self) -> bool {
+        self.0.exclusive()
+    }
+
+    async fn create(&self, record: &JobRecord, input: Option<&[u8]>) -> Result<(), StoreError> {
+        let this = self.0.clone();
+        let record = record.clone();
+        let input = input.map(<[u8]>::to_vec);
+        blocking(move || {
+            this.create(&record, input.as_deref())
+                .map_err(StoreError::from)
+        })
+        .await
+    }
+
+    async fn save(&self, record: &JobRecord) -> Result<(), StoreError> {
+        let this = self.0.clone();
+        let record = record.clone();
+        blocking(move || this.save(&record).map_err(StoreError::from)).await
+    }
+
+    async fn append_log(&self, service: &str, job: &str, text: &str) -> Result<(), StoreError> {
+        let this = self.0.clone();
+        let service = service.to_string();
+        let job = job.to_string();
+        let text = text.to_string();
+        blocking(move || {
+            this.append_log(&service, &job, &text)
+                .map_err(StoreError::from)
+        })
+        .await
+    }
+
+    async fn read_log(&self, service: &str, job: &str) -> Result<String, StoreError> {
+        let this = self.0.clone();
+        let service = service.to_string();
+        let job = job.to_string();
+        blocking(move || this.read_log(&service, &job).map_err(StoreError::from)).await
+    }
+
+    async fn read_input(&self, service: &str, job: &str) -> Result<Vec<u8>, StoreError> {
+        let this = self.0.clone();
+        let service = service.to_string();
+        let job = job.to_string();
+        blocking(move || this.read_input(&service, &job).map_err(StoreError::from)).await
+    }
+
+    async fn write_outputs(
+        &self,
+        service: &str,
+        job: &str,
+        files: &[OutputFile],
+    ) -> Result<(), StoreError> {
+        let this = self.0.clone();
+        let service = service.to_string();
+        let job = job.to_string();
+        let files = files.to_vec();
+        blocking(move || {
+            this.write_outputs(&service, &job, &files)
+                .map_err(StoreError::from)
+        })
+        .await
+    }
+
+    async fn output_files(&self, service: &str, job: &str) -> Result<Vec<OutputFile>, StoreError> {
+        let this = self.0.clone();
+        let service = service.to_string();
+        let job = job.to_string();
+        blocking(move || this.output_files(&service, &job).map_err(StoreError::from)).await
+    }
+
+    async fn output_file(
+        &self,
+        service: &str,
+        job: &str,
+        path: &Path,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let this = self.0.clone();
+        let service = service.to_string();
+        let job = job.to_string();
+        let path = path.to_path_buf();
+        blocking(move || {
+            this.output_file(&service, &job, &path)
+                .map_err(StoreError::from)
+        })
+        .await
+    }
+
+    async fn remove(&self, service: &str, job: &str) {
+        let this = self.0.clone();
+        let service = service.to_string();
+        let job = job.to_string();
+        blocking(move || {
+            this.remove(&service, &job);
+            Ok(())
+        })
+        .await
+        .unwrap_or_else(|e| tracing::warn!(error = %e, "a store task failed"))
+    }
+
+    async fn remove_service(&self, service: &str, jobs: &[JobRecord]) {
+        let this = self.0.clone();
+        let service = service.to_string();
+        let jobs = jobs.to_vec();
+        blocking(move || {
+            this.remove_service(&service, &jobs);
+            Ok(())
+        })
+        .await
+        .unwrap_or_else(|e| tracing::warn!(error = %e, "a store task failed"))
+    }
+
+    async fn measure(&self, service: &str, job: &str) -> u64 {
+        let this = self.0.clone();
+        let service = service.to_string();
+        let job = job.to_string();
+        blocking(move || Ok(this.measure(&service, &job)))
+            .await
+            .unwrap_or_default()
+    }
+}
+
+impl Files {
     fn load(&self) -> io::Result<Vec<JobRecord>> {
         let mut records = Vec::new();
         for service in std::fs::read_dir(&self.root)? {

@@ -4,7 +4,7 @@
 //! to another.
 
 use super::record::JobRecord;
-use std::io;
+use crate::stores::StoreError;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -35,8 +35,8 @@ pub trait Acker: Send + Sync {
 /// Jobs waiting for a worker.
 #[async_trait::async_trait]
 pub trait JobQueue: Send + Sync {
-    /// Queues a job: on a shared queue it is stored (replicated) when this returns. Blocking.
-    fn push(&self, service: &str, job: &str) -> io::Result<()>;
+    /// Queues a job: on a shared queue it is stored (replicated) when this returns.
+    async fn push(&self, service: &str, job: &str) -> Result<(), StoreError>;
     /// Queues the jobs the store found pending at start-up. A shared queue holds its own and
     /// ignores them.
     fn restore(&self, pending: &[JobRecord]);
@@ -62,7 +62,7 @@ impl Default for LocalQueue {
 
 #[async_trait::async_trait]
 impl JobQueue for LocalQueue {
-    fn push(&self, service: &str, job: &str) -> io::Result<()> {
+    async fn push(&self, service: &str, job: &str) -> Result<(), StoreError> {
         // The receiver lives as long as the queue: sending cannot fail.
         let _ = self.sender.send((service.to_string(), job.to_string()));
         Ok(())
@@ -70,7 +70,9 @@ impl JobQueue for LocalQueue {
 
     fn restore(&self, pending: &[JobRecord]) {
         for record in pending {
-            let _ = self.push(&record.service, &record.name);
+            let _ = self
+                .sender
+                .send((record.service.clone(), record.name.clone()));
         }
     }
 

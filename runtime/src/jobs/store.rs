@@ -6,8 +6,8 @@
 use super::record::{JobRecord, Origin, Status};
 use crate::clock::now_ms;
 use crate::faas::OutputFile;
+use crate::stores::StoreError;
 use std::collections::{BTreeMap, HashMap};
-use std::io;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -54,9 +54,9 @@ pub enum CreateError {
     /// The service does not exist (any more).
     #[error("service {0:?} not found")]
     NoService(String),
-    /// The disk failed.
+    /// The store failed, or is away for now.
     #[error("the job could not be stored: {0}")]
-    Io(#[from] io::Error),
+    Store(#[from] StoreError),
 }
 
 /// A change another server made to a shared backend's records.
@@ -73,43 +73,54 @@ pub enum RecordChange {
     },
 }
 
-/// Where jobs are kept. Blocking: call off the async reactor. Job and service names are
+/// Where jobs are kept (see [`crate::stores`]). Job and service names are
 /// validated before they get here.
+#[async_trait::async_trait]
 pub trait JobBackend: Send + Sync {
     /// Every stored record.
-    fn load(&self) -> io::Result<Vec<JobRecord>>;
+    async fn load(&self) -> Result<Vec<JobRecord>, StoreError>;
     /// Whether this server is the only one running the backend's jobs, so that a job found
     /// Running at start-up was interrupted by this server's stop.
     fn exclusive(&self) -> bool;
     /// Stores a new job: its input, then its record, durably.
-    fn create(&self, record: &JobRecord, input: Option<&[u8]>) -> io::Result<()>;
+    async fn create(&self, record: &JobRecord, input: Option<&[u8]>) -> Result<(), StoreError>;
     /// Saves a changed record.
-    fn save(&self, record: &JobRecord) -> io::Result<()>;
+    async fn save(&self, record: &JobRecord) -> Result<(), StoreError>;
     /// Appends text (whole lines) to the job's log.
-    fn append_log(&self, service: &str, job: &str, text: &str) -> io::Result<()>;
+    async fn append_log(&self, service: &str, job: &str, text: &str) -> Result<(), StoreError>;
     /// The job's log as stored (lines `<unix ms> <text>`); empty when there is none.
-    fn read_log(&self, service: &str, job: &str) -> io::Result<String>;
+    async fn read_log(&self, service: &str, job: &str) -> Result<String, StoreError>;
     /// The job's input.
-    fn read_input(&self, service: &str, job: &str) -> io::Result<Vec<u8>>;
+    async fn read_input(&self, service: &str, job: &str) -> Result<Vec<u8>, StoreError>;
     /// Replaces the job's output files, durably.
-    fn write_outputs(&self, service: &str, job: &str, files: &[OutputFile]) -> io::Result<()>;
+    async fn write_outputs(
+        &self,
+        service: &str,
+        job: &str,
+        files: &[OutputFile],
+    ) -> Result<(), StoreError>;
     /// The job's output files.
-    fn output_files(&self, service: &str, job: &str) -> io::Result<Vec<OutputFile>>;
+    async fn output_files(&self, service: &str, job: &str) -> Result<Vec<OutputFile>, StoreError>;
     /// One output file by its relative path; `None` when there is no such file.
-    fn output_file(&self, service: &str, job: &str, path: &Path) -> io::Result<Option<Vec<u8>>>;
+    async fn output_file(
+        &self,
+        service: &str,
+        job: &str,
+        path: &Path,
+    ) -> Result<Option<Vec<u8>>, StoreError>;
     /// Removes a job and everything kept for it.
-    fn remove(&self, service: &str, job: &str);
+    async fn remove(&self, service: &str, job: &str);
     /// Removes every job of a deleted service (`jobs` are the ones the index knows).
-    fn remove_service(&self, service: &str, jobs: &[JobRecord]) {
+    async fn remove_service(&self, service: &str, jobs: &[JobRecord]) {
         for record in jobs {
-            self.remove(service, &record.name);
+            self.remove(service, &record.name).await;
         }
     }
     /// Bytes kept for a job.
-    fn measure(&self, service: &str, job: &str) -> u64;
+    async fn measure(&self, service: &str, job: &str) -> u64;
     /// A record as stored now, for one the index may not have seen yet (a shared backend's);
     /// `None` from a backend the index always knows in full.
-    fn fetch(&self, _service: &str, _job: &str) -> io::Result<Option<JobRecord>> {
+    async fn fetch(&self, _service: &str, _job: &str) -> Result<Option<JobRecord>, StoreError> {
         Ok(None)
     }
     /// Changes other servers make, for a shared backend; `None` otherwise.
@@ -131,22 +142,24 @@ impl JobStore {
     /// Indexes every record of `backend`. On an exclusive backend, jobs that were running when
     /// the server stopped are set back to Pending, with a log line, to be run again. Returns
     /// the store and the pending jobs, oldest first.
-    pub fn with_backend(
+    pub async fn with_backend(
         backend: Box<dyn JobBackend>,
         retention: Retention,
-    ) -> io::Result<(Self, Vec<JobRecord>)> {
+    ) -> Result<(Self, Vec<JobRecord>), StoreError> {
         let store = Self {
             backend,
             index: Mutex::default(),
             retention,
         };
         let mut pending = Vec::new();
-        for mut record in store.backend.load()? {
+        for mut record in store.backend.load().await? {
             if record.status == Status::Running && store.backend.exclusive() {
-                store.recover_interrupted(
-                    &mut record,
-                    "The server stopped while this job was running",
-                )?;
+                store
+                    .recover_interrupted(
+                        &mut record,
+                        "The server stopped while this job was running",
+                    )
+                    .await?;
             }
             if record.status == Status::Pending {
                 pending.push(record.clone());
@@ -165,7 +178,11 @@ impl JobStore {
     /// has been started [`MAX_ATTEMPTS`] times already (then Failed). The count is stored
     /// before each run starts, so a job whose module brings the process down (a host bug a
     /// module found) ends Failed instead of killing every restart.
-    pub fn recover_interrupted(&self, record: &mut JobRecord, why: &str) -> io::Result<()> {
+    pub async fn recover_interrupted(
+        &self,
+        record: &mut JobRecord,
+        why: &str,
+    ) -> Result<(), StoreError> {
         let now = now_ms();
         if record.attempts >= MAX_ATTEMPTS {
             self.append_log(
@@ -175,7 +192,8 @@ impl JobStore {
                     now,
                     format!("{why}, {} times; it is not run again", record.attempts),
                 )],
-            )?;
+            )
+            .await?;
             record.status = Status::Failed;
             record.finished_ms = Some(now);
             record.outcome = Some(super::record::Outcome::Interrupted);
@@ -184,11 +202,12 @@ impl JobStore {
                 &record.service,
                 &record.name,
                 &[(now, format!("{why}; it will run again"))],
-            )?;
+            )
+            .await?;
             record.status = Status::Pending;
             record.started_ms = None;
         }
-        self.backend.save(record)?;
+        self.backend.save(record).await?;
         self.remember(record.clone());
         Ok(())
     }
@@ -230,7 +249,7 @@ impl JobStore {
     /// A job (origin `job`) is admitted only within the pending limits: it is counted in the
     /// index, under its lock, before its files are written, so concurrent submissions to one
     /// server cannot overshoot.
-    pub fn create(
+    pub async fn create(
         &self,
         service: &str,
         origin: Origin,
@@ -262,11 +281,11 @@ impl JobStore {
                 .or_default()
                 .insert(record.name.clone(), record.clone());
         }
-        if let Err(e) = self.backend.create(&record, input) {
+        if let Err(e) = self.backend.create(&record, input).await {
             if let Some(jobs) = self.lock().get_mut(service) {
                 jobs.remove(&record.name);
             }
-            self.backend.remove(service, &record.name);
+            self.backend.remove(service, &record.name).await;
             return Err(e.into());
         }
         Ok(record)
@@ -307,47 +326,59 @@ impl JobStore {
     /// The index is not locked while the backend works (a shared backend's writes wait on the
     /// network, and request handlers read the index on the async workers); a deletion that
     /// falls between the check and the save is carried out again after it.
-    pub fn update(&self, record: &JobRecord) -> io::Result<bool> {
+    pub async fn update(&self, record: &JobRecord) -> Result<bool, StoreError> {
         if self.get(&record.service, &record.name).is_none() {
             return Ok(false);
         }
-        self.backend.save(record)?;
-        let mut index = self.lock();
-        let Some(slot) = index
-            .get_mut(&record.service)
-            .and_then(|jobs| jobs.get_mut(&record.name))
-        else {
-            drop(index);
-            self.backend.remove(&record.service, &record.name);
-            return Ok(false);
+        self.backend.save(record).await?;
+        let gone = {
+            let mut index = self.lock();
+            match index
+                .get_mut(&record.service)
+                .and_then(|jobs| jobs.get_mut(&record.name))
+            {
+                Some(slot) => {
+                    *slot = record.clone();
+                    false
+                }
+                None => true,
+            }
         };
-        *slot = record.clone();
+        if gone {
+            self.backend.remove(&record.service, &record.name).await;
+            return Ok(false);
+        }
         Ok(true)
     }
 
     /// Appends lines (`(unix ms, text)`) to the job's log.
-    pub fn append_log(&self, service: &str, job: &str, lines: &[(u64, String)]) -> io::Result<()> {
+    pub async fn append_log(
+        &self,
+        service: &str,
+        job: &str,
+        lines: &[(u64, String)],
+    ) -> Result<(), StoreError> {
         let mut text = String::new();
         for (ms, line) in lines {
             for part in line.split('\n') {
                 text.push_str(&format!("{ms} {part}\n"));
             }
         }
-        self.backend.append_log(service, job, &text)
+        self.backend.append_log(service, job, &text).await
     }
 
     /// The job's log text; with `timestamps`, each line starts with its RFC 3339 time.
-    pub fn read_log(
+    pub async fn read_log(
         &self,
         service: &str,
         job: &str,
         timestamps: bool,
-    ) -> io::Result<Option<String>> {
+    ) -> Result<Option<String>, StoreError> {
         if self.get(service, job).is_none() {
             return Ok(None);
         }
         // A store that cannot be read says so: an empty log would claim the job said nothing.
-        let raw = self.backend.read_log(service, job)?;
+        let raw = self.backend.read_log(service, job).await?;
         let mut out = String::with_capacity(raw.len());
         for line in raw.lines() {
             let (ms, text) = line.split_once(' ').unwrap_or(("0", line));
@@ -362,44 +393,48 @@ impl JobStore {
     }
 
     /// The job's input.
-    pub fn read_input(&self, service: &str, job: &str) -> io::Result<Vec<u8>> {
-        self.backend.read_input(service, job)
+    pub async fn read_input(&self, service: &str, job: &str) -> Result<Vec<u8>, StoreError> {
+        self.backend.read_input(service, job).await
     }
 
     /// Writes a job's output files (replacing an earlier attempt's); `false` when the job was
     /// deleted meanwhile.
-    pub fn write_outputs(
+    pub async fn write_outputs(
         &self,
         service: &str,
         job: &str,
         files: &[OutputFile],
-    ) -> io::Result<bool> {
+    ) -> Result<bool, StoreError> {
         if self.get(service, job).is_none() {
             return Ok(false);
         }
-        self.backend.write_outputs(service, job, files)?;
+        self.backend.write_outputs(service, job, files).await?;
         Ok(true)
     }
 
     /// A job's kept output files; empty for an unknown job.
-    pub fn output_files(&self, service: &str, job: &str) -> io::Result<Vec<OutputFile>> {
+    pub async fn output_files(
+        &self,
+        service: &str,
+        job: &str,
+    ) -> Result<Vec<OutputFile>, StoreError> {
         if self.get(service, job).is_none() {
             return Ok(Vec::new());
         }
-        self.backend.output_files(service, job)
+        self.backend.output_files(service, job).await
     }
 
     /// One kept output file; `None` when there is no such file.
-    pub fn output_file(
+    pub async fn output_file(
         &self,
         service: &str,
         job: &str,
         path: &Path,
-    ) -> io::Result<Option<Vec<u8>>> {
+    ) -> Result<Option<Vec<u8>>, StoreError> {
         if self.get(service, job).is_none() {
             return Ok(None);
         }
-        self.backend.output_file(service, job, path)
+        self.backend.output_file(service, job, path).await
     }
 
     /// One record.
@@ -408,12 +443,16 @@ impl JobStore {
     }
 
     /// One record, asking the backend when the index has not seen it yet (a job another
-    /// server accepted a moment ago). Blocking.
-    pub fn get_fresh(&self, service: &str, job: &str) -> io::Result<Option<JobRecord>> {
+    /// server accepted a moment ago).
+    pub async fn get_fresh(
+        &self,
+        service: &str,
+        job: &str,
+    ) -> Result<Option<JobRecord>, StoreError> {
         if let Some(record) = self.get(service, job) {
             return Ok(Some(record));
         }
-        let fetched = self.backend.fetch(service, job)?;
+        let fetched = self.backend.fetch(service, job).await?;
         if let Some(record) = &fetched {
             self.remember(record.clone());
         }
@@ -443,30 +482,30 @@ impl JobStore {
     }
 
     /// Removes a job; `None` if there was none.
-    pub fn remove(&self, service: &str, job: &str) -> Option<JobRecord> {
+    pub async fn remove(&self, service: &str, job: &str) -> Option<JobRecord> {
         let record = self.lock().get_mut(service)?.remove(job)?;
-        self.backend.remove(service, job);
+        self.backend.remove(service, job).await;
         Some(record)
     }
 
     /// Removes every job of a deleted service.
-    pub fn remove_service(&self, service: &str) -> Vec<JobRecord> {
+    pub async fn remove_service(&self, service: &str) -> Vec<JobRecord> {
         let records: Vec<JobRecord> = self
             .lock()
             .remove(service)
             .map(|j| j.into_values().collect())
             .unwrap_or_default();
-        self.backend.remove_service(service, &records);
+        self.backend.remove_service(service, &records).await;
         records
     }
 
     /// Bytes a job keeps.
-    pub fn measure(&self, service: &str, job: &str) -> u64 {
-        self.backend.measure(service, job)
+    pub async fn measure(&self, service: &str, job: &str) -> u64 {
+        self.backend.measure(service, job).await
     }
 
     /// Enforces the retention limits of `service`: removes its oldest finished records.
-    pub fn enforce_retention(&self, service: &str) -> Vec<String> {
+    pub async fn enforce_retention(&self, service: &str) -> Vec<String> {
         let jobs = self.list(service);
         let mut doomed = Vec::new();
         let finished = |origin| {
@@ -494,7 +533,7 @@ impl JobStore {
             doomed.push(record.name.clone());
         }
         for name in &doomed {
-            self.remove(service, name);
+            self.remove(service, name).await;
         }
         doomed
     }
@@ -505,11 +544,15 @@ mod tests {
     use super::*;
 
     /// A store in `data_dir/jobs` on the local backend.
-    fn open_store(data_dir: &Path, retention: Retention) -> io::Result<(JobStore, Vec<JobRecord>)> {
+    async fn open_store(
+        data_dir: &Path,
+        retention: Retention,
+    ) -> Result<(JobStore, Vec<JobRecord>), StoreError> {
         JobStore::with_backend(
             Box::new(crate::jobs::local::LocalJobs::open(data_dir)?),
             retention,
         )
+        .await
     }
 
     const KEEP: Retention = Retention {
@@ -520,23 +563,22 @@ mod tests {
         max_pending_total: 1000,
     };
 
-    #[test]
-    fn a_job_interrupted_too_often_ends_failed() {
+    #[tokio::test]
+    async fn a_job_interrupted_too_often_ends_failed() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, _) = open_store(dir.path(), KEEP).unwrap();
-        let mut job = store.create("svc", Origin::Job, Some(b"in"), None).unwrap();
+        let (store, _) = open_store(dir.path(), KEEP).await.unwrap();
+        let mut job = store
+            .create("svc", Origin::Job, Some(b"in"), None)
+            .await
+            .unwrap();
         for attempt in 1..=MAX_ATTEMPTS {
             // What the worker writes before each run.
             job.status = Status::Running;
             job.attempts = attempt;
-            store.update(&job).unwrap();
-            drop(store_reopened_pending(
-                dir.path(),
-                &job.name,
-                attempt < MAX_ATTEMPTS,
-            ));
+            store.update(&job).await.unwrap();
+            drop(store_reopened_pending(dir.path(), &job.name, attempt < MAX_ATTEMPTS).await);
         }
-        let (store, pending) = open_store(dir.path(), KEEP).unwrap();
+        let (store, pending) = open_store(dir.path(), KEEP).await.unwrap();
         assert!(pending.is_empty());
         let record = store.get("svc", &job.name).unwrap();
         assert_eq!(record.status, Status::Failed);
@@ -547,6 +589,7 @@ mod tests {
         assert!(
             store
                 .read_log("svc", &job.name, false)
+                .await
                 .unwrap()
                 .unwrap()
                 .contains("3 times; it is not run again")
@@ -554,14 +597,14 @@ mod tests {
     }
 
     /// Reopens the store (a restart) and checks whether `job` was queued again.
-    fn store_reopened_pending(dir: &Path, job: &str, expected: bool) -> JobStore {
-        let (store, pending) = open_store(dir, KEEP).unwrap();
+    async fn store_reopened_pending(dir: &Path, job: &str, expected: bool) -> JobStore {
+        let (store, pending) = open_store(dir, KEEP).await.unwrap();
         assert_eq!(pending.iter().any(|r| r.name == job), expected);
         store
     }
 
-    #[test]
-    fn pending_jobs_are_bounded_per_service_by_count_and_bytes_and_overall() {
+    #[tokio::test]
+    async fn pending_jobs_are_bounded_per_service_by_count_and_bytes_and_overall() {
         let dir = tempfile::tempdir().unwrap();
         let limits = Retention {
             max_pending: 2,
@@ -569,26 +612,38 @@ mod tests {
             max_bytes: 10,
             ..KEEP
         };
-        let (store, _) = open_store(dir.path(), limits).unwrap();
-        store.create("a", Origin::Job, Some(b"1"), None).unwrap();
-        let mut second = store.create("a", Origin::Job, Some(b"2"), None).unwrap();
+        let (store, _) = open_store(dir.path(), limits).await.unwrap();
+        store
+            .create("a", Origin::Job, Some(b"1"), None)
+            .await
+            .unwrap();
+        let mut second = store
+            .create("a", Origin::Job, Some(b"2"), None)
+            .await
+            .unwrap();
         assert!(matches!(
-            store.create("a", Origin::Job, Some(b"3"), None),
+            store.create("a", Origin::Job, Some(b"3"), None).await,
             Err(CreateError::ServiceFull { pending: 2, .. })
         ));
         // Failed synchronous runs are not jobs: never refused.
-        store.create("a", Origin::Run, None, None).unwrap();
+        store.create("a", Origin::Run, None, None).await.unwrap();
         assert!(matches!(
-            store.create("b", Origin::Job, Some(&[0; 11]), None),
+            store.create("b", Origin::Job, Some(&[0; 11]), None).await,
             Err(CreateError::ServiceFull { pending: 0, .. })
         ));
-        store.create("b", Origin::Job, Some(b"1"), None).unwrap();
+        store
+            .create("b", Origin::Job, Some(b"1"), None)
+            .await
+            .unwrap();
         assert!(matches!(
-            store.create("c", Origin::Job, None, None),
+            store.create("c", Origin::Job, None, None).await,
             Err(CreateError::ServerFull(3))
         ));
-        finish(&store, &mut second);
-        store.create("a", Origin::Job, Some(b"3"), None).unwrap();
+        finish(&store, &mut second).await;
+        store
+            .create("a", Origin::Job, Some(b"3"), None)
+            .await
+            .unwrap();
         // Refused jobs left nothing on disk.
         let on_disk = std::fs::read_dir(dir.path().join("jobs/a"))
             .unwrap()
@@ -596,28 +651,38 @@ mod tests {
         assert_eq!(on_disk, 4);
     }
 
-    fn finish(store: &JobStore, record: &mut JobRecord) {
+    async fn finish(store: &JobStore, record: &mut JobRecord) {
         record.status = Status::Succeeded;
-        store.update(record).unwrap();
+        store.update(record).await.unwrap();
     }
 
-    #[test]
-    fn running_jobs_are_requeued_after_a_crash() {
+    #[tokio::test]
+    async fn running_jobs_are_requeued_after_a_crash() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, _) = open_store(dir.path(), KEEP).unwrap();
-        let mut running = store.create("svc", Origin::Job, Some(b"in"), None).unwrap();
+        let (store, _) = open_store(dir.path(), KEEP).await.unwrap();
+        let mut running = store
+            .create("svc", Origin::Job, Some(b"in"), None)
+            .await
+            .unwrap();
         running.status = Status::Running;
-        store.update(&running).unwrap();
-        let queued = store.create("svc", Origin::Job, Some(b"in"), None).unwrap();
-        let mut done = store.create("svc", Origin::Job, Some(b"in"), None).unwrap();
-        finish(&store, &mut done);
+        store.update(&running).await.unwrap();
+        let queued = store
+            .create("svc", Origin::Job, Some(b"in"), None)
+            .await
+            .unwrap();
+        let mut done = store
+            .create("svc", Origin::Job, Some(b"in"), None)
+            .await
+            .unwrap();
+        finish(&store, &mut done).await;
         drop(store);
-        let (store, pending) = open_store(dir.path(), KEEP).unwrap();
+        let (store, pending) = open_store(dir.path(), KEEP).await.unwrap();
         let names: Vec<_> = pending.iter().map(|r| r.name.clone()).collect();
         assert!(names.contains(&running.name) && names.contains(&queued.name) && names.len() == 2);
         assert!(
             store
                 .read_log("svc", &running.name, false)
+                .await
                 .unwrap()
                 .unwrap()
                 .contains("will run again")
@@ -628,40 +693,54 @@ mod tests {
         );
     }
 
-    #[test]
-    fn retention_removes_the_oldest_finished_first() {
+    #[tokio::test]
+    async fn retention_removes_the_oldest_finished_first() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, _) = open_store(dir.path(), KEEP).unwrap();
+        let (store, _) = open_store(dir.path(), KEEP).await.unwrap();
         let mut names = Vec::new();
         for _ in 0..5 {
-            let mut r = store.create("svc", Origin::Job, Some(b"x"), None).unwrap();
-            finish(&store, &mut r);
+            let mut r = store
+                .create("svc", Origin::Job, Some(b"x"), None)
+                .await
+                .unwrap();
+            finish(&store, &mut r).await;
             names.push(r.name);
             std::thread::sleep(std::time::Duration::from_millis(2));
         }
-        let removed = store.enforce_retention("svc");
+        let removed = store.enforce_retention("svc").await;
         assert_eq!(removed, names[..2].to_vec());
         assert!(!dir.path().join("jobs/svc").join(&names[0]).exists());
         assert_eq!(store.list("svc").len(), 3);
     }
 
-    #[test]
-    fn logs_keep_lines_and_times() {
+    #[tokio::test]
+    async fn logs_keep_lines_and_times() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, _) = open_store(dir.path(), KEEP).unwrap();
-        let r = store.create("svc", Origin::Job, None, None).unwrap();
+        let (store, _) = open_store(dir.path(), KEEP).await.unwrap();
+        let r = store.create("svc", Origin::Job, None, None).await.unwrap();
         store
             .append_log("svc", &r.name, &[(1_700_000_000_123, "one\ntwo".into())])
+            .await
             .unwrap();
         assert_eq!(
-            store.read_log("svc", &r.name, false).unwrap().unwrap(),
+            store
+                .read_log("svc", &r.name, false)
+                .await
+                .unwrap()
+                .unwrap(),
             "one\ntwo\n"
         );
         assert_eq!(
-            store.read_log("svc", &r.name, true).unwrap().unwrap(),
+            store.read_log("svc", &r.name, true).await.unwrap().unwrap(),
             "2023-11-14T22:13:20.123Z one\n2023-11-14T22:13:20.123Z two\n"
         );
-        assert!(store.remove("svc", &r.name).is_some());
-        assert!(store.read_log("svc", &r.name, false).unwrap().is_none());
+        assert!(store.remove("svc", &r.name).await.is_some());
+        assert!(
+            store
+                .read_log("svc", &r.name, false)
+                .await
+                .unwrap()
+                .is_none()
+        );
     }
 }

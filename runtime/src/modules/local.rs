@@ -2,11 +2,16 @@
 
 use super::{Digest, ModuleBlobs};
 use crate::fsutil;
+use crate::stores::{StoreError, blocking};
 use std::io;
 use std::path::{Path, PathBuf};
 
 /// Modules as files in a folder.
-pub struct LocalModules {
+pub struct LocalModules(Files);
+
+/// The folder, for the blocking tasks that read and write it.
+#[derive(Clone)]
+struct Files {
     dir: PathBuf,
 }
 
@@ -16,15 +21,50 @@ impl LocalModules {
         let dir = data_dir.join("modules");
         fsutil::create_private_dir(&dir)?;
         fsutil::remove_stale_temporaries(&dir)?;
-        Ok(Self { dir })
+        Ok(Self(Files { dir }))
     }
+}
 
+impl Files {
     fn path(&self, digest: &Digest) -> PathBuf {
         self.dir.join(format!("{}.wasm", digest.hex()))
     }
 }
 
+#[async_trait::async_trait]
 impl ModuleBlobs for LocalModules {
+    async fn contains(&self, digest: &Digest) -> Result<bool, StoreError> {
+        let this = self.0.clone();
+        let digest = *digest;
+        blocking(move || this.contains(&digest).map_err(StoreError::from)).await
+    }
+
+    async fn read(&self, digest: &Digest) -> Result<Option<Vec<u8>>, StoreError> {
+        let this = self.0.clone();
+        let digest = *digest;
+        blocking(move || this.read(&digest).map_err(StoreError::from)).await
+    }
+
+    async fn write(&self, digest: &Digest, wasm: &[u8]) -> Result<(), StoreError> {
+        let this = self.0.clone();
+        let digest = *digest;
+        let wasm = wasm.to_vec();
+        blocking(move || this.write(&digest, &wasm).map_err(StoreError::from)).await
+    }
+
+    async fn delete(&self, digest: &Digest) -> Result<bool, StoreError> {
+        let this = self.0.clone();
+        let digest = *digest;
+        blocking(move || this.delete(&digest).map_err(StoreError::from)).await
+    }
+
+    async fn list(&self) -> Result<Vec<(Digest, u64)>, StoreError> {
+        let this = self.0.clone();
+        blocking(move || this.list().map_err(StoreError::from)).await
+    }
+}
+
+impl Files {
     fn contains(&self, digest: &Digest) -> io::Result<bool> {
         self.path(digest).try_exists()
     }

@@ -18,28 +18,30 @@
 
 use crate::fsutil;
 use crate::metrics::Metrics;
+use crate::stores::StoreError;
 use crate::wasm::{CompileError, Runnable, Tier, WasmEngine};
 use sha2::Digest as _;
 use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock, mpsc};
+use std::sync::{Arc, RwLock, mpsc};
 
 pub mod local;
 
-/// Where modules' bytes are kept. Blocking: call off the async reactor.
+/// Where modules' bytes are kept (see [`crate::stores`]).
+#[async_trait::async_trait]
 pub trait ModuleBlobs: Send + Sync {
     /// Whether a module is stored.
-    fn contains(&self, digest: &Digest) -> io::Result<bool>;
+    async fn contains(&self, digest: &Digest) -> Result<bool, StoreError>;
     /// A module's bytes; `None` when it is not stored.
-    fn read(&self, digest: &Digest) -> io::Result<Option<Vec<u8>>>;
+    async fn read(&self, digest: &Digest) -> Result<Option<Vec<u8>>, StoreError>;
     /// Stores a module's bytes (durably, before this returns).
-    fn write(&self, digest: &Digest, wasm: &[u8]) -> io::Result<()>;
+    async fn write(&self, digest: &Digest, wasm: &[u8]) -> Result<(), StoreError>;
     /// Removes a module; `false` when it was not stored.
-    fn delete(&self, digest: &Digest) -> io::Result<bool>;
+    async fn delete(&self, digest: &Digest) -> Result<bool, StoreError>;
     /// Every stored module and its size.
-    fn list(&self) -> io::Result<Vec<(Digest, u64)>>;
+    async fn list(&self) -> Result<Vec<(Digest, u64)>, StoreError>;
 }
 
 /// A module's identity: the SHA-256 of its bytes, written `sha256:<hex>`.
@@ -94,6 +96,9 @@ pub enum ModuleError {
     /// The file system failed.
     #[error("module store I/O error: {0}")]
     Io(#[from] io::Error),
+    /// The store of modules' bytes failed, or is away for now.
+    #[error("module store: {0}")]
+    Store(#[from] StoreError),
 }
 
 /// A stored module, as listed.
@@ -125,11 +130,23 @@ pub struct ModuleStore {
     engine: Arc<WasmEngine>,
     metrics: Arc<Metrics>,
     layout: Layout,
-    loaded: RwLock<HashMap<Digest, Arc<Runnable>>>,
+    loaded: Loaded,
     /// Serialises writers so that two uploads of one module compile it once.
-    write_lock: Mutex<()>,
+    write_lock: tokio::sync::Mutex<()>,
     /// The thread compiling modules that run baseline code; stopped with the store.
     optimizer: Optimizer,
+}
+
+/// The runnable form of the modules in use, shared with the optimizer thread.
+type Loaded = Arc<RwLock<HashMap<Digest, Arc<Runnable>>>>;
+
+/// Runs compile or file work on a thread allowed to block.
+async fn cpu<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ModuleError> + Send + 'static,
+) -> Result<T, ModuleError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ModuleError::Io(io::Error::other(format!("a compile task failed: {e}"))))?
 }
 
 /// Where a module's bytes and artifact are.
@@ -154,13 +171,13 @@ struct Optimizer {
 }
 
 impl Optimizer {
-    fn start(engine: Arc<WasmEngine>, layout: Layout) -> io::Result<Self> {
+    fn start(engine: Arc<WasmEngine>, layout: Layout, loaded: Loaded) -> io::Result<Self> {
         let (queue, jobs) = mpsc::channel();
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let stopped = stop.clone();
         let thread = std::thread::Builder::new()
             .name("module-optimizer".into())
-            .spawn(move || optimize_all(&engine, &layout, jobs, &stopped))?;
+            .spawn(move || optimize_all(&engine, &layout, &loaded, jobs, &stopped))?;
         Ok(Self {
             queue: Some(queue),
             stop,
@@ -194,6 +211,7 @@ struct Optimize {
 }
 
 impl ModuleStore {
+    #[cfg(test)]
     /// Opens (creating) the store under `data_dir`, its modules in a folder there.
     pub fn open(
         data_dir: &Path,
@@ -218,13 +236,14 @@ impl ModuleStore {
             blobs,
             artifact_dir,
         };
-        let optimizer = Optimizer::start(engine.clone(), layout.clone())?;
+        let loaded = Loaded::default();
+        let optimizer = Optimizer::start(engine.clone(), layout.clone(), loaded.clone())?;
         Ok(Self {
             engine,
             metrics,
             layout,
-            loaded: RwLock::default(),
-            write_lock: Mutex::new(()),
+            loaded,
+            write_lock: tokio::sync::Mutex::new(()),
             optimizer,
         })
     }
@@ -233,14 +252,14 @@ impl ModuleStore {
         self.layout.artifact_path(digest)
     }
 
-    /// Validates, compiles and stores an upload. CPU-heavy: call it off the async reactor.
-    pub fn put(&self, wasm: &[u8]) -> Result<Stored, ModuleError> {
-        let digest = Digest::of(wasm);
+    /// Validates, compiles (on a thread allowed to block) and stores an upload.
+    pub async fn put(&self, wasm: bytes::Bytes) -> Result<Stored, ModuleError> {
+        let digest = Digest::of(&wasm);
         let size = wasm.len() as u64;
-        let _guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
-        if self.layout.blobs.contains(&digest)? {
+        let _guard = self.write_lock.lock().await;
+        if self.layout.blobs.contains(&digest).await? {
             // Make sure it is runnable (and its artifact current) before saying it is stored.
-            self.runnable(&digest)?;
+            self.runnable(&digest).await?;
             return Ok(Stored {
                 digest,
                 size,
@@ -248,12 +267,14 @@ impl ModuleStore {
             });
         }
         let started = std::time::Instant::now();
-        if let Some(linked) = self.engine.compile_baseline(wasm) {
+        let (engine, bytes) = (self.engine.clone(), wasm.clone());
+        let baseline = cpu(move || Ok(engine.compile_baseline(&bytes))).await?;
+        if let Some(linked) = baseline {
             self.metrics
                 .compile_seconds
                 .observe(started.elapsed().as_secs_f64());
             tracing::info!(%digest, size, compile_ms = started.elapsed().as_millis() as u64, "module compiled by the baseline compiler; optimizing it in the background");
-            self.layout.blobs.write(&digest, wasm)?;
+            self.layout.blobs.write(&digest, &wasm).await?;
             let runnable = Arc::new(Runnable::new(linked, Tier::Baseline));
             self.write_loaded().insert(digest, runnable.clone());
             self.optimizer.send(Optimize {
@@ -267,15 +288,24 @@ impl ModuleStore {
                 created: true,
             });
         }
-        let (linked, artifact) = self.engine.compile(wasm)?;
+        let (engine, bytes, artifact_path) = (
+            self.engine.clone(),
+            wasm.clone(),
+            self.artifact_path(&digest),
+        );
+        let linked = cpu(move || {
+            let (linked, artifact) = engine.compile(&bytes)?;
+            // The artifact first: a crash between the two writes leaves an orphan artifact,
+            // never a module without one.
+            fsutil::atomic_write(&artifact_path, &artifact)?;
+            Ok(linked)
+        })
+        .await?;
         self.metrics
             .compile_seconds
             .observe(started.elapsed().as_secs_f64());
         tracing::info!(%digest, size, compile_ms = started.elapsed().as_millis() as u64, "module compiled");
-        // The artifact first: a crash between the two writes leaves an orphan artifact, never
-        // a module without one.
-        fsutil::atomic_write(&self.artifact_path(&digest), &artifact)?;
-        self.layout.blobs.write(&digest, wasm)?;
+        self.layout.blobs.write(&digest, &wasm).await?;
         self.write_loaded()
             .insert(digest, Arc::new(Runnable::new(linked, Tier::Optimized)));
         Ok(Stored {
@@ -287,7 +317,7 @@ impl ModuleStore {
 
     /// The runnable form of a stored module: from memory, else from its compiled artifact,
     /// else compiled again from the stored bytes (and the artifact rewritten).
-    pub fn runnable(&self, digest: &Digest) -> Result<Arc<Runnable>, ModuleError> {
+    pub async fn runnable(&self, digest: &Digest) -> Result<Arc<Runnable>, ModuleError> {
         if let Some(r) = self
             .loaded
             .read()
@@ -300,11 +330,12 @@ impl ModuleStore {
                 .inc();
             return Ok(r.clone());
         }
-        if !self.layout.blobs.contains(digest)? {
+        if !self.layout.blobs.contains(digest).await? {
             return Err(ModuleError::NotFound(*digest));
         }
         let artifact_path = self.artifact_path(digest);
-        let runnable = match self.engine.load_artifact(&artifact_path) {
+        let (engine, path) = (self.engine.clone(), artifact_path.clone());
+        let runnable = match cpu(move || Ok(engine.load_artifact(&path))).await? {
             Ok(r) => {
                 self.metrics
                     .module_cache
@@ -323,26 +354,7 @@ impl ModuleStore {
                     .module_cache
                     .with_label_values(&["compiled"])
                     .inc();
-                let wasm = self
-                    .layout
-                    .blobs
-                    .read(digest)?
-                    .ok_or(ModuleError::NotFound(*digest))?;
-                if Digest::of(&wasm) != *digest {
-                    return Err(ModuleError::Unloadable {
-                        digest: *digest,
-                        reason: "stored bytes do not match their digest".into(),
-                    });
-                }
-                let (runnable, artifact) =
-                    self.engine
-                        .compile(&wasm)
-                        .map_err(|e| ModuleError::Unloadable {
-                            digest: *digest,
-                            reason: e.to_string(),
-                        })?;
-                fsutil::atomic_write(&artifact_path, &artifact)?;
-                runnable
+                self.compile_stored(digest, artifact_path).await?
             }
         };
         let runnable = Arc::new(Runnable::new(runnable, Tier::Optimized));
@@ -350,23 +362,56 @@ impl ModuleStore {
         Ok(runnable)
     }
 
+    /// Compiles a stored module again (its artifact missing or stale) and rewrites the
+    /// artifact.
+    async fn compile_stored(
+        &self,
+        digest: &Digest,
+        artifact_path: PathBuf,
+    ) -> Result<crate::wasm::Linked, ModuleError> {
+        let wasm = self
+            .layout
+            .blobs
+            .read(digest)
+            .await?
+            .ok_or(ModuleError::NotFound(*digest))?;
+        if Digest::of(&wasm) != *digest {
+            return Err(ModuleError::Unloadable {
+                digest: *digest,
+                reason: "stored bytes do not match their digest".into(),
+            });
+        }
+        let (engine, digest) = (self.engine.clone(), *digest);
+        cpu(move || {
+            let (runnable, artifact) =
+                engine.compile(&wasm).map_err(|e| ModuleError::Unloadable {
+                    digest,
+                    reason: e.to_string(),
+                })?;
+            fsutil::atomic_write(&artifact_path, &artifact)?;
+            Ok(runnable)
+        })
+        .await
+    }
+
     /// Whether a module is stored (an unreadable store counts as no).
-    pub fn contains(&self, digest: &Digest) -> bool {
-        self.layout.blobs.contains(digest).unwrap_or(false)
+    pub async fn contains(&self, digest: &Digest) -> bool {
+        self.layout.blobs.contains(digest).await.unwrap_or(false)
     }
 
     /// The module's bytes as uploaded.
-    pub fn read(&self, digest: &Digest) -> Result<Vec<u8>, ModuleError> {
+    pub async fn read(&self, digest: &Digest) -> Result<Vec<u8>, ModuleError> {
         self.layout
             .blobs
-            .read(digest)?
+            .read(digest)
+            .await?
             .ok_or(ModuleError::NotFound(*digest))
     }
 
     /// Every stored module, ordered by digest.
-    pub fn list(&self) -> Result<Vec<ModuleInfo>, ModuleError> {
+    pub async fn list(&self) -> Result<Vec<ModuleInfo>, ModuleError> {
         let mut out = Vec::new();
-        // Taken before the folder is read, so no lock is held across file system calls.
+        // Taken before the store is read, so no lock is held while it works.
         let tiers: HashMap<Digest, Tier> = self
             .loaded
             .read()
@@ -374,7 +419,7 @@ impl ModuleStore {
             .iter()
             .map(|(digest, runnable)| (*digest, runnable.tier()))
             .collect();
-        for (digest, size) in self.layout.blobs.list()? {
+        for (digest, size) in self.layout.blobs.list().await? {
             let compiled = tiers.get(&digest).map(|tier| match tier {
                 Tier::Baseline => "baseline",
                 Tier::Optimized => "optimized",
@@ -390,12 +435,13 @@ impl ModuleStore {
     }
 
     /// Removes a module and its artifact. The caller checks that no service uses it.
-    pub fn delete(&self, digest: &Digest) -> Result<(), ModuleError> {
-        let _guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
-        if !self.layout.blobs.delete(digest)? {
+    pub async fn delete(&self, digest: &Digest) -> Result<(), ModuleError> {
+        let _guard = self.write_lock.lock().await;
+        if !self.layout.blobs.delete(digest).await? {
             return Err(ModuleError::NotFound(*digest));
         }
-        fsutil::remove_durably(&self.artifact_path(digest))?;
+        let artifact = self.artifact_path(digest);
+        cpu(move || Ok(fsutil::remove_durably(&artifact)?)).await?;
         self.write_loaded().remove(digest);
         Ok(())
     }
@@ -410,6 +456,7 @@ impl ModuleStore {
 fn optimize_all(
     engine: &WasmEngine,
     layout: &Layout,
+    loaded: &Loaded,
     queue: mpsc::Receiver<Optimize>,
     stop: &std::sync::atomic::AtomicBool,
 ) {
@@ -433,7 +480,11 @@ fn optimize_all(
             tracing::warn!(%digest, error = %e, "could not write a compiled artifact; the module is compiled again at the next start");
         }
         // Deleted meanwhile: its artifact goes too (a leftover would only take room).
-        if !layout.blobs.contains(&digest).unwrap_or(true) {
+        if !loaded
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&digest)
+        {
             let _ = std::fs::remove_file(&artifact_path);
         }
         job.runnable.optimize(linked);
@@ -471,8 +522,8 @@ mod tests {
         assert!(Digest::parse("sha256:../../../etc/passwd").is_err());
     }
 
-    #[test]
-    fn an_upload_runs_baseline_code_until_cranelift_has_compiled_it() {
+    #[tokio::test]
+    async fn an_upload_runs_baseline_code_until_cranelift_has_compiled_it() {
         let dir = tempfile::tempdir().unwrap();
         let wasm = wat::parse_str(MODULE).unwrap();
         let s = store(dir.path());
@@ -481,8 +532,8 @@ mod tests {
             s.engine.compile_baseline(&wasm).is_some(),
             "Winch took no module"
         );
-        let stored = s.put(&wasm).unwrap();
-        let runnable = s.runnable(&stored.digest).unwrap();
+        let stored = s.put(bytes::Bytes::copy_from_slice(&wasm)).await.unwrap();
+        let runnable = s.runnable(&stored.digest).await.unwrap();
         let started = std::time::Instant::now();
         while runnable.tier() == Tier::Baseline {
             assert!(
@@ -499,60 +550,83 @@ mod tests {
         drop(s);
         // The next start loads Cranelift's artifact: optimized at once.
         let s = store(dir.path());
-        assert_eq!(s.runnable(&stored.digest).unwrap().tier(), Tier::Optimized);
+        assert_eq!(
+            s.runnable(&stored.digest).await.unwrap().tier(),
+            Tier::Optimized
+        );
     }
 
-    #[test]
-    fn put_is_idempotent_and_survives_reopen() {
+    #[tokio::test]
+    async fn put_is_idempotent_and_survives_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let wasm = wat::parse_str(MODULE).unwrap();
         let s = store(dir.path());
-        let first = s.put(&wasm).unwrap();
+        let first = s.put(bytes::Bytes::copy_from_slice(&wasm)).await.unwrap();
         assert!(first.created);
-        assert!(!s.put(&wasm).unwrap().created);
+        assert!(
+            !s.put(bytes::Bytes::copy_from_slice(&wasm))
+                .await
+                .unwrap()
+                .created
+        );
         drop(s);
         let s = store(dir.path());
-        assert!(s.runnable(&first.digest).is_ok());
-        assert_eq!(s.read(&first.digest).unwrap(), wasm);
-        assert_eq!(s.list().unwrap().len(), 1);
+        assert!(s.runnable(&first.digest).await.is_ok());
+        assert_eq!(s.read(&first.digest).await.unwrap(), wasm);
+        assert_eq!(s.list().await.unwrap().len(), 1);
     }
 
-    #[test]
-    fn a_corrupt_artifact_is_recompiled() {
+    #[tokio::test]
+    async fn a_corrupt_artifact_is_recompiled() {
         let dir = tempfile::tempdir().unwrap();
         let wasm = wat::parse_str(MODULE).unwrap();
         let s = store(dir.path());
-        let digest = s.put(&wasm).unwrap().digest;
+        let digest = s
+            .put(bytes::Bytes::copy_from_slice(&wasm))
+            .await
+            .unwrap()
+            .digest;
         let artifact = s.artifact_path(&digest);
         drop(s);
         std::fs::write(&artifact, b"stale").unwrap();
         let s = store(dir.path());
-        assert!(s.runnable(&digest).is_ok());
+        assert!(s.runnable(&digest).await.is_ok());
         assert_ne!(std::fs::read(&artifact).unwrap(), b"stale");
     }
 
-    #[test]
-    fn an_artifact_of_another_engine_key_is_not_used() {
+    #[tokio::test]
+    async fn an_artifact_of_another_engine_key_is_not_used() {
         let dir = tempfile::tempdir().unwrap();
         let wasm = wat::parse_str(MODULE).unwrap();
         let s = store(dir.path());
-        let digest = s.put(&wasm).unwrap().digest;
+        let digest = s
+            .put(bytes::Bytes::copy_from_slice(&wasm))
+            .await
+            .unwrap()
+            .digest;
         drop(s);
         // Only the current engine key's folder is consulted: removing it forces a recompile.
         let compiled = dir.path().join("compiled");
         std::fs::remove_dir_all(&compiled).unwrap();
         let s = store(dir.path());
-        assert!(s.runnable(&digest).is_ok());
+        assert!(s.runnable(&digest).await.is_ok());
         assert!(s.artifact_path(&digest).exists());
     }
 
-    #[test]
-    fn delete_removes_files() {
+    #[tokio::test]
+    async fn delete_removes_files() {
         let dir = tempfile::tempdir().unwrap();
         let s = store(dir.path());
-        let digest = s.put(&wat::parse_str(MODULE).unwrap()).unwrap().digest;
-        s.delete(&digest).unwrap();
-        assert!(!s.contains(&digest));
-        assert!(matches!(s.delete(&digest), Err(ModuleError::NotFound(_))));
+        let digest = s
+            .put(wat::parse_str(MODULE).unwrap().into())
+            .await
+            .unwrap()
+            .digest;
+        s.delete(&digest).await.unwrap();
+        assert!(!s.contains(&digest).await);
+        assert!(matches!(
+            s.delete(&digest).await,
+            Err(ModuleError::NotFound(_))
+        ));
     }
 }

@@ -266,7 +266,7 @@ async fn fetch_input<E: Execute>(
             .map(Input::Body)
             .map_err(|e| {
                 let message = format!("The job's input could not be read: {e}");
-                if e.kind() == std::io::ErrorKind::TimedOut {
+                if e.is_unavailable() {
                     Fetch::Again(message)
                 } else {
                     Fetch::Failed(message)
@@ -298,6 +298,7 @@ mod tests {
     use super::*;
     use crate::executor::invocation::{Completed, Exit, InvokeError};
     use crate::faas::OutputFile;
+    use crate::jobs::JobInput;
     use std::time::Duration;
 
     /// Stands in for the executor: succeeds, fails, or waits until told to go on.
@@ -342,10 +343,10 @@ mod tests {
         parts: WorkerParts<Fake>,
     }
 
-    fn setup(fake: Fake) -> Setup {
+    async fn setup(fake: Fake) -> Setup {
         let dir = tempfile::tempdir().unwrap();
-        let jobs = Jobs::for_tests(dir.path());
-        let (registry, _) = Registry::open(dir.path()).unwrap();
+        let jobs = Jobs::for_tests(dir.path()).await;
+        let (registry, _) = Registry::open(dir.path()).await.unwrap();
         let service = crate::service::Service::from_definition(serde_json::json!({
             "name": "svc", "module": format!("sha256:{}", "ab".repeat(32))
         }))
@@ -368,19 +369,25 @@ mod tests {
         parts.jobs.store.get("svc", job).unwrap()
     }
 
-    fn log(parts: &WorkerParts<Fake>, job: &str) -> String {
+    async fn log(parts: &WorkerParts<Fake>, job: &str) -> String {
         parts
             .jobs
             .store
             .read_log("svc", job, false)
+            .await
             .unwrap()
             .unwrap()
     }
 
     #[tokio::test]
     async fn a_job_runs_and_keeps_its_outputs_and_log() {
-        let Setup { parts, _dir } = setup(Fake::Succeed);
-        let job = parts.jobs.submit("svc", b"hello").unwrap().name;
+        let Setup { parts, _dir } = setup(Fake::Succeed).await;
+        let job = parts
+            .jobs
+            .accept("svc", JobInput::Body(b"hello".to_vec()))
+            .await
+            .unwrap()
+            .name;
         run_job(&parts, "svc", &job).await;
         let done = record(&parts, &job);
         assert_eq!(done.status, Status::Succeeded);
@@ -392,7 +399,7 @@ mod tests {
             .output_file("svc", &job, "out/upper.txt".into())
             .await;
         assert_eq!(kept.unwrap().unwrap(), b"HELLO");
-        assert!(log(&parts, &job).contains("module says hi"));
+        assert!(log(&parts, &job).await.contains("module says hi"));
         // A job that is not pending any more is not run again.
         run_job(&parts, "svc", &job).await;
         assert_eq!(record(&parts, &job).attempts, 1);
@@ -400,8 +407,13 @@ mod tests {
 
     #[tokio::test]
     async fn failures_end_the_job_failed_with_the_reason_in_its_log() {
-        let Setup { parts, _dir } = setup(Fake::Fail);
-        let job = parts.jobs.submit("svc", b"hello").unwrap().name;
+        let Setup { parts, _dir } = setup(Fake::Fail).await;
+        let job = parts
+            .jobs
+            .accept("svc", JobInput::Body(b"hello".to_vec()))
+            .await
+            .unwrap()
+            .name;
         run_job(&parts, "svc", &job).await;
         let done = record(&parts, &job);
         assert_eq!(
@@ -410,18 +422,33 @@ mod tests {
         );
         assert!(
             log(&parts, &job)
+                .await
                 .contains("The job could not run: invocation failed on the host: the host broke")
         );
 
         // A storage job of a service without inputs: its object is never read.
         let event = crate::storage::minio_event("other", "secret.txt");
-        let job = parts.jobs.submit_event("svc", event).unwrap().name;
+        let job = parts
+            .jobs
+            .accept("svc", JobInput::Event(event))
+            .await
+            .unwrap()
+            .name;
         run_job(&parts, "svc", &job).await;
         assert_eq!(record(&parts, &job).status, Status::Failed);
-        assert!(log(&parts, &job).contains("The job's object cannot be read"));
+        assert!(
+            log(&parts, &job)
+                .await
+                .contains("The job's object cannot be read")
+        );
 
         // A job whose service is gone.
-        let orphan = parts.jobs.submit("gone", b"x").unwrap().name;
+        let orphan = parts
+            .jobs
+            .accept("gone", JobInput::Body(b"x".to_vec()))
+            .await
+            .unwrap()
+            .name;
         run_job(&parts, "gone", &orphan).await;
         let done = parts.jobs.store.get("gone", &orphan).unwrap();
         assert_eq!(done.status, Status::Failed);
@@ -430,6 +457,7 @@ mod tests {
                 .jobs
                 .store
                 .read_log("gone", &orphan, false)
+                .await
                 .unwrap()
                 .unwrap()
                 .contains("Service gone no longer exists")
@@ -439,9 +467,14 @@ mod tests {
     #[tokio::test]
     async fn a_job_deleted_while_it_runs_is_stopped_and_stays_deleted() {
         let go = Arc::new(tokio::sync::Notify::new());
-        let Setup { parts, _dir } = setup(Fake::Wait(go.clone()));
+        let Setup { parts, _dir } = setup(Fake::Wait(go.clone())).await;
         let parts = Arc::new(parts);
-        let job = parts.jobs.submit("svc", b"hello").unwrap().name;
+        let job = parts
+            .jobs
+            .accept("svc", JobInput::Body(b"hello".to_vec()))
+            .await
+            .unwrap()
+            .name;
         let running = {
             let (parts, job) = (parts.clone(), job.clone());
             tokio::spawn(async move { run_job(&parts, "svc", &job).await })
@@ -449,7 +482,7 @@ mod tests {
         while parts.jobs.store.get("svc", &job).map(|r| r.status) != Some(Status::Running) {
             tokio::task::yield_now().await;
         }
-        assert!(parts.jobs.delete("svc", &job));
+        assert!(parts.jobs.remove("svc", &job).await);
         running.await.unwrap();
         assert!(parts.jobs.store.get("svc", &job).is_none());
         assert!(!_dir.path().join("jobs/svc").join(&job).exists());

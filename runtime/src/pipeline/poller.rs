@@ -51,7 +51,7 @@ pub enum PollError {
     Enqueue(#[from] crate::jobs::CreateError),
     /// What the poller has seen could not be saved.
     #[error("saving the poller's state: {0}")]
-    Save(#[from] std::io::Error),
+    Save(#[from] crate::stores::StoreError),
 }
 
 /// Where new objects become jobs: the deployer, or a stand-in in tests.
@@ -141,11 +141,7 @@ pub async fn run<S: Submit>(parts: PollerParts<S>, mut stop: tokio::sync::watch:
             let identity = deployed.generation;
             let fresh = states.get(&spec.name).is_none_or(|(id, _)| *id != identity);
             if fresh {
-                let (saved, name) = (app.states.clone(), spec.name.clone());
-                let Ok(seen) = tokio::task::spawn_blocking(move || load(&*saved, &name)).await
-                else {
-                    continue;
-                };
+                let seen = load(&*app.states, &spec.name).await;
                 states.insert(spec.name.clone(), (identity, seen));
             }
             let Some((_, seen)) = states.get_mut(&spec.name) else {
@@ -216,11 +212,9 @@ async fn poll_service<S: Submit>(
             );
         }
         seen.baseline = true;
-        let bytes = serde_json::to_vec(&*seen).map_err(std::io::Error::other)?;
-        let (states, service) = (app.states.clone(), service.to_string());
-        tokio::task::spawn_blocking(move || states.save(&service, &bytes))
-            .await
-            .map_err(std::io::Error::other)??;
+        let bytes = serde_json::to_vec(&*seen)
+            .map_err(|e| crate::stores::StoreError::Io(std::io::Error::other(e)))?;
+        app.states.save(service, &bytes).await?;
     }
     Ok(())
 }
@@ -263,7 +257,7 @@ mod tests {
 
     impl Submit for Store {
         async fn submit(&self, service: &str, input: JobInput) -> Result<JobRecord, CreateError> {
-            self.0.accept_async(service, input).await
+            self.0.accept(service, input).await
         }
     }
 
@@ -273,10 +267,10 @@ mod tests {
         parts: PollerParts<Store>,
     }
 
-    fn setup() -> Setup {
+    async fn setup() -> Setup {
         let dir = tempfile::tempdir().unwrap();
-        let jobs = Jobs::for_tests(dir.path());
-        let (registry, _) = Registry::open(dir.path()).unwrap();
+        let jobs = Jobs::for_tests(dir.path()).await;
+        let (registry, _) = Registry::open(dir.path()).await.unwrap();
         let bucket = Arc::new(InMemory::new());
         let opened = bucket.clone();
         let storage = Storage::for_tests(dir.path());
@@ -333,7 +327,7 @@ mod tests {
             dir: _dir,
             bucket,
             parts,
-        } = setup();
+        } = setup().await;
         let spec = spec();
         let round = async |seen: &mut Seen| {
             poll_service(&parts, "poll", &spec, seen).await.unwrap();
@@ -349,7 +343,7 @@ mod tests {
         assert_eq!(keys(&parts), ["in/after.txt"]);
 
         // A restart reads what was seen from disk: nothing is enqueued again.
-        let mut seen = load(&*parts.states, "poll");
+        let mut seen = load(&*parts.states, "poll").await;
         put(&bucket, "in/third.txt", b"3").await;
         round(&mut seen).await;
         assert_eq!(keys(&parts), ["in/after.txt", "in/third.txt"]);

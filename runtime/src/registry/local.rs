@@ -4,14 +4,17 @@
 
 use super::{Revision, ServiceStore, StoredDefinition};
 use crate::fsutil;
-use crate::registry::RegistryError;
+use crate::stores::{StoreError, blocking};
 use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Definitions as files in a folder.
-pub struct LocalServices {
+pub struct LocalServices(Arc<Folder>);
+
+/// The folder and the revisions, shared with the blocking tasks that write it.
+struct Folder {
     dir: PathBuf,
     /// Each stored service's revision, and the last revision given out.
     revisions: Mutex<(HashMap<String, Revision>, Revision)>,
@@ -23,12 +26,42 @@ impl LocalServices {
         let dir = data_dir.join("services");
         fsutil::create_private_dir(&dir)?;
         fsutil::remove_stale_temporaries(&dir)?;
-        Ok(Self {
+        Ok(Self(Arc::new(Folder {
             dir,
             revisions: Mutex::default(),
-        })
+        })))
+    }
+}
+
+#[async_trait::async_trait]
+impl ServiceStore for LocalServices {
+    async fn load(&self) -> Result<Vec<StoredDefinition>, StoreError> {
+        let folder = self.0.clone();
+        blocking(move || folder.load()).await
     }
 
+    async fn create(&self, name: &str, definition: &[u8]) -> Result<Revision, StoreError> {
+        let (folder, name, definition) = (self.0.clone(), name.to_string(), definition.to_vec());
+        blocking(move || folder.create(&name, &definition)).await
+    }
+
+    async fn update(
+        &self,
+        name: &str,
+        definition: &[u8],
+        expected: Revision,
+    ) -> Result<Revision, StoreError> {
+        let (folder, name, definition) = (self.0.clone(), name.to_string(), definition.to_vec());
+        blocking(move || folder.update(&name, &definition, expected)).await
+    }
+
+    async fn delete(&self, name: &str) -> Result<(), StoreError> {
+        let (folder, name) = (self.0.clone(), name.to_string());
+        blocking(move || folder.delete(&name)).await
+    }
+}
+
+impl Folder {
     fn path(&self, name: &str) -> PathBuf {
         // Names are validated DNS labels, so they are safe as file names.
         self.dir.join(format!("{name}.json"))
@@ -46,8 +79,8 @@ impl LocalServices {
     }
 }
 
-impl ServiceStore for LocalServices {
-    fn load(&self) -> io::Result<Vec<StoredDefinition>> {
+impl Folder {
+    fn load(&self) -> Result<Vec<StoredDefinition>, StoreError> {
         let mut found = Vec::new();
         let mut revisions = self.revisions();
         for entry in std::fs::read_dir(&self.dir)? {
@@ -73,10 +106,10 @@ impl ServiceStore for LocalServices {
         Ok(found)
     }
 
-    fn create(&self, name: &str, definition: &[u8]) -> Result<Revision, RegistryError> {
+    fn create(&self, name: &str, definition: &[u8]) -> Result<Revision, StoreError> {
         let mut revisions = self.revisions();
         if revisions.0.contains_key(name) {
-            return Err(RegistryError::Exists(name.to_string()));
+            return Err(StoreError::Conflict(name.to_string()));
         }
         fsutil::atomic_write(&self.path(name), definition)?;
         Ok(Self::bump(&mut revisions, name))
@@ -87,12 +120,12 @@ impl ServiceStore for LocalServices {
         name: &str,
         definition: &[u8],
         expected: Revision,
-    ) -> Result<Revision, RegistryError> {
+    ) -> Result<Revision, StoreError> {
         let mut revisions = self.revisions();
         match revisions.0.get(name) {
-            None => return Err(RegistryError::NotFound(name.to_string())),
+            None => return Err(StoreError::NotFound(name.to_string())),
             Some(&current) if current != expected => {
-                return Err(RegistryError::Conflict(name.to_string()));
+                return Err(StoreError::Conflict(name.to_string()));
             }
             Some(_) => {}
         }
@@ -100,10 +133,10 @@ impl ServiceStore for LocalServices {
         Ok(Self::bump(&mut revisions, name))
     }
 
-    fn delete(&self, name: &str) -> Result<(), RegistryError> {
+    fn delete(&self, name: &str) -> Result<(), StoreError> {
         let mut revisions = self.revisions();
         if revisions.0.remove(name).is_none() {
-            return Err(RegistryError::NotFound(name.to_string()));
+            return Err(StoreError::NotFound(name.to_string()));
         }
         fsutil::remove_durably(&self.path(name))?;
         Ok(())

@@ -8,10 +8,10 @@ pub mod local;
 
 use crate::modules::Digest;
 use crate::service::{DefinitionError, Service};
+use crate::stores::StoreError;
 use crate::wasm::Runnable;
 use std::collections::BTreeMap;
 use std::io;
-use std::path::Path;
 use std::sync::{Arc, RwLock};
 
 /// A definition's version in its store; higher is newer.
@@ -42,24 +42,26 @@ pub enum ServiceChange {
     },
 }
 
-/// Where definitions are kept. Blocking: call off the async reactor.
+/// Where definitions are kept (see [`crate::stores`]).
+#[async_trait::async_trait]
 pub trait ServiceStore: Send + Sync {
     /// Every stored definition.
-    fn load(&self) -> io::Result<Vec<StoredDefinition>>;
-    /// Stores a new definition; `Exists` if the name is taken.
-    fn create(&self, name: &str, definition: &[u8]) -> Result<Revision, RegistryError>;
-    /// Replaces the definition at revision `expected`; `Conflict` if it changed meanwhile.
-    fn update(
+    async fn load(&self) -> Result<Vec<StoredDefinition>, StoreError>;
+    /// Stores a new definition; `Conflict` if the name is taken.
+    async fn create(&self, name: &str, definition: &[u8]) -> Result<Revision, StoreError>;
+    /// Replaces the definition at revision `expected`; `Conflict` if it changed meanwhile,
+    /// `NotFound` if there is none.
+    async fn update(
         &self,
         name: &str,
         definition: &[u8],
         expected: Revision,
-    ) -> Result<Revision, RegistryError>;
-    /// Removes a definition.
-    fn delete(&self, name: &str) -> Result<(), RegistryError>;
+    ) -> Result<Revision, StoreError>;
+    /// Removes a definition; `NotFound` if there is none.
+    async fn delete(&self, name: &str) -> Result<(), StoreError>;
     /// One definition as stored now, for a store that other servers write too (a service this
     /// server has not heard of yet); `None` from a store this registry always knows in full.
-    fn fetch(&self, _name: &str) -> io::Result<Option<StoredDefinition>> {
+    async fn fetch(&self, _name: &str) -> Result<Option<StoredDefinition>, StoreError> {
         Ok(None)
     }
     /// Changes made elsewhere, for a store shared with other servers; `None` for one that
@@ -141,15 +143,42 @@ pub enum RegistryError {
         "service {0:?} was changed by another request at the same time; read it again and retry"
     )]
     Conflict(String),
-    /// The store failed.
-    #[error("service registry I/O error: {0}")]
-    Io(#[from] io::Error),
+    /// The store failed, or is away for now.
+    #[error("service registry: {0}")]
+    Store(#[from] StoreError),
 }
+
+impl RegistryError {
+    /// `error` of the store, about the service `name`.
+    fn of(name: &str, error: StoreError, conflict: fn(String) -> Self) -> Self {
+        match error {
+            StoreError::Conflict(_) => conflict(name.to_string()),
+            StoreError::NotFound(_) => Self::NotFound(name.to_string()),
+            other => Self::Store(other),
+        }
+    }
+}
+
+/// What happened to a service in this registry, whichever server changed it: what the
+/// subscribers of [`Registry::subscribe`] (the external MinIO's policies, the wasm images'
+/// checks) follow instead of each change's caller remembering to tell them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServiceEvent {
+    /// Created or replaced.
+    Deployed(String),
+    /// Removed.
+    Removed(String),
+}
+
+/// How many events a slow subscriber may fall behind before it is told it lagged (and then
+/// looks at the whole registry again).
+const EVENT_BACKLOG: usize = 1024;
 
 /// Every service, by name, and which service each token belongs to.
 pub struct Registry {
     store: Box<dyn ServiceStore>,
     services: RwLock<Tables>,
+    events: tokio::sync::broadcast::Sender<ServiceEvent>,
 }
 
 /// The services by name, and their names by the SHA-256 of their token, so that an
@@ -168,8 +197,8 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Service, String> {
 }
 
 /// A service's definition as stored (secrets included).
-fn encode(service: &Service) -> io::Result<Vec<u8>> {
-    serde_json::to_vec_pretty(&service.to_json()).map_err(io::Error::other)
+fn encode(service: &Service) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec_pretty(&service.to_json()).map_err(|e| StoreError::Io(io::Error::other(e)))
 }
 
 fn token_digest(token: &[u8]) -> [u8; 32] {
@@ -199,19 +228,23 @@ impl Tables {
 }
 
 impl Registry {
+    #[cfg(test)]
     /// Opens (creating) the registry in a folder under `data_dir`, and reads every stored
     /// definition (see [`Registry::with_store`]).
-    pub fn open(data_dir: &Path) -> io::Result<(Self, Vec<(Service, Revision)>)> {
-        Self::with_store(Box::new(local::LocalServices::open(data_dir)?))
+    pub async fn open(
+        data_dir: &std::path::Path,
+    ) -> Result<(Self, Vec<(Service, Revision)>), StoreError> {
+        Self::with_store(Box::new(local::LocalServices::open(data_dir)?)).await
     }
 
     /// The registry over `store`, and every stored definition with its revision. Definitions
     /// that no longer validate are reported and skipped, never deleted.
-    pub fn with_store(
+    pub async fn with_store(
         store: Box<dyn ServiceStore>,
-    ) -> io::Result<(Self, Vec<(Service, Revision)>)> {
+    ) -> Result<(Self, Vec<(Service, Revision)>), StoreError> {
         let found = store
-            .load()?
+            .load()
+            .await?
             .into_iter()
             .filter_map(|stored| match parse(&stored.bytes) {
                 Ok(service) => Some((service, stored.revision)),
@@ -225,14 +258,25 @@ impl Registry {
             Self {
                 store,
                 services: RwLock::default(),
+                events: tokio::sync::broadcast::channel(EVENT_BACKLOG).0,
             },
             found,
         ))
     }
 
-    /// A definition as its store holds it now (see [`ServiceStore::fetch`]). Blocking.
-    pub fn fetch(&self, name: &str) -> io::Result<Option<StoredDefinition>> {
-        self.store.fetch(name)
+    /// A definition as its store holds it now (see [`ServiceStore::fetch`]).
+    pub async fn fetch(&self, name: &str) -> Result<Option<StoredDefinition>, StoreError> {
+        self.store.fetch(name).await
+    }
+
+    /// Every later change to the services, this server's and the others' alike.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<ServiceEvent> {
+        self.events.subscribe()
+    }
+
+    fn announce(&self, event: ServiceEvent) {
+        // No subscriber is no error.
+        let _ = self.events.send(event);
     }
 
     /// Changes other servers make to the shared store, when there is one.
@@ -253,7 +297,9 @@ impl Registry {
         {
             return false;
         }
-        services.insert(name, Arc::new(deployed));
+        services.insert(name.clone(), Arc::new(deployed));
+        drop(services);
+        self.announce(ServiceEvent::Deployed(name));
         true
     }
 
@@ -266,22 +312,28 @@ impl Registry {
             return None;
         }
         services.remove(name);
+        drop(services);
+        self.announce(ServiceEvent::Removed(name.to_string()));
         Some(current)
     }
 
-    /// Creates a service; fails if the name is taken. Blocking.
-    pub fn create(&self, mut deployed: Deployed) -> Result<Arc<Deployed>, RegistryError> {
+    /// Creates a service; fails if the name is taken.
+    pub async fn create(&self, mut deployed: Deployed) -> Result<Arc<Deployed>, RegistryError> {
         let name = deployed.service.spec.name.clone();
         if self.get(&name).is_some() {
             return Err(RegistryError::Exists(name));
         }
-        deployed.revision = self.store.create(&name, &encode(&deployed.service)?)?;
+        deployed.revision = self
+            .store
+            .create(&name, &encode(&deployed.service)?)
+            .await
+            .map_err(|e| RegistryError::of(&name, e, RegistryError::Exists))?;
         Ok(self.install(deployed))
     }
 
     /// Replaces the service stored at revision `expected`; `Conflict` when another change
-    /// landed since. Invocations already running keep the old one. Blocking.
-    pub fn replace(
+    /// landed since. Invocations already running keep the old one.
+    pub async fn replace(
         &self,
         mut deployed: Deployed,
         expected: Revision,
@@ -289,7 +341,9 @@ impl Registry {
         let name = deployed.service.spec.name.clone();
         deployed.revision = self
             .store
-            .update(&name, &encode(&deployed.service)?, expected)?;
+            .update(&name, &encode(&deployed.service)?, expected)
+            .await
+            .map_err(|e| RegistryError::of(&name, e, RegistryError::Conflict))?;
         Ok(self.install(deployed))
     }
 
@@ -302,19 +356,25 @@ impl Registry {
         match services.by_name.get(&name) {
             Some(current) if current.revision > deployed.revision => current.clone(),
             _ => {
-                services.insert(name, deployed.clone());
+                services.insert(name.clone(), deployed.clone());
+                drop(services);
+                self.announce(ServiceEvent::Deployed(name));
                 deployed
             }
         }
     }
 
-    /// Removes a service. Blocking.
-    pub fn remove(&self, name: &str) -> Result<Arc<Deployed>, RegistryError> {
+    /// Removes a service.
+    pub async fn remove(&self, name: &str) -> Result<Arc<Deployed>, RegistryError> {
         let Some(deployed) = self.get(name) else {
             return Err(RegistryError::NotFound(name.to_string()));
         };
-        self.store.delete(name)?;
+        self.store
+            .delete(name)
+            .await
+            .map_err(|e| RegistryError::of(name, e, RegistryError::Conflict))?;
         self.write().remove(name);
+        self.announce(ServiceEvent::Removed(name.to_string()));
         Ok(deployed)
     }
 
@@ -372,41 +432,47 @@ mod tests {
         .unwrap()
     }
 
-    #[test]
-    fn create_replace_remove_persist() {
+    #[tokio::test]
+    async fn create_replace_remove_persist() {
         let dir = tempfile::tempdir().unwrap();
-        let (reg, found) = Registry::open(dir.path()).unwrap();
+        let (reg, found) = Registry::open(dir.path()).await.unwrap();
         assert!(found.is_empty());
-        reg.create(Deployed::new(service("a"), None, 4)).unwrap();
+        reg.create(Deployed::new(service("a"), None, 4))
+            .await
+            .unwrap();
         assert!(matches!(
-            reg.create(Deployed::new(service("a"), None, 4)),
+            reg.create(Deployed::new(service("a"), None, 4)).await,
             Err(RegistryError::Exists(_))
         ));
         assert!(matches!(
-            reg.replace(Deployed::new(service("b"), None, 4), 0),
+            reg.replace(Deployed::new(service("b"), None, 4), 0).await,
             Err(RegistryError::NotFound(_))
         ));
         let first = reg.get("a").unwrap().revision;
         reg.replace(Deployed::new(service("a"), None, 4), first)
+            .await
             .unwrap();
         // A second update from the same read lost the race: refused, never merged.
         assert!(matches!(
-            reg.replace(Deployed::new(service("a"), None, 4), first),
+            reg.replace(Deployed::new(service("a"), None, 4), first)
+                .await,
             Err(RegistryError::Conflict(_))
         ));
-        reg.create(Deployed::new(service("b"), None, 4)).unwrap();
-        reg.remove("b").unwrap();
+        reg.create(Deployed::new(service("b"), None, 4))
+            .await
+            .unwrap();
+        reg.remove("b").await.unwrap();
         assert_eq!(reg.users_of(&Digest::of(b"m")), vec!["a".to_string()]);
 
-        let (_, found) = Registry::open(dir.path()).unwrap();
+        let (_, found) = Registry::open(dir.path()).await.unwrap();
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].0.definition["extra"], json!([1]));
     }
 
-    #[test]
-    fn tokens_are_looked_up_by_digest_and_follow_replace_and_remove() {
+    #[tokio::test]
+    async fn tokens_are_looked_up_by_digest_and_follow_replace_and_remove() {
         let dir = tempfile::tempdir().unwrap();
-        let (reg, _) = Registry::open(dir.path()).unwrap();
+        let (reg, _) = Registry::open(dir.path()).await.unwrap();
         let with_token = |token: &str| {
             Service::from_definition(
                 json!({"name": "a", "module": Digest::of(b"m").to_string(), "token": token}),
@@ -414,24 +480,26 @@ mod tests {
             .unwrap()
         };
         reg.create(Deployed::new(with_token("first"), None, 1))
+            .await
             .unwrap();
         assert_eq!(reg.owner_of_token(b"first").unwrap().service.spec.name, "a");
         assert!(reg.owner_of_token(b"other").is_none());
         let revision = reg.get("a").unwrap().revision;
         reg.replace(Deployed::new(with_token("second"), None, 1), revision)
+            .await
             .unwrap();
         assert!(reg.owner_of_token(b"first").is_none());
         assert!(reg.owner_of_token(b"second").is_some());
-        reg.remove("a").unwrap();
+        reg.remove("a").await.unwrap();
         assert!(reg.owner_of_token(b"second").is_none());
     }
 
-    #[test]
-    fn unreadable_definitions_are_skipped_not_deleted() {
+    #[tokio::test]
+    async fn unreadable_definitions_are_skipped_not_deleted() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("services")).unwrap();
         std::fs::write(dir.path().join("services/bad.json"), b"{not json").unwrap();
-        let (_, found) = Registry::open(dir.path()).unwrap();
+        let (_, found) = Registry::open(dir.path()).await.unwrap();
         assert!(found.is_empty());
         assert!(dir.path().join("services/bad.json").exists());
     }

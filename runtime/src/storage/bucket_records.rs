@@ -4,10 +4,10 @@
 //! cluster), kept for the buckets created through `/system/buckets`; a service's buckets take
 //! theirs from the service, and buckets made straight through S3 have none.
 
-use crate::documents::{Document, DocumentStore, LocalDocuments};
+use crate::documents::{Document, DocumentStore};
+use crate::stores::StoreError;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 
 /// At most this many users may be named on one bucket.
@@ -94,21 +94,25 @@ pub fn check_users(users: &[String]) -> Result<(), String> {
 #[derive(Debug)]
 pub struct BucketRecords {
     document: Document<BTreeMap<String, BucketRecord>>,
+    /// Counts changes, this server's and the others', for those who follow them.
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 /// The records' document name.
 pub const DOCUMENT: &str = "buckets";
 
 impl BucketRecords {
+    #[cfg(test)]
     /// Loads `<data_dir>/buckets.json` (none yet is no records).
-    pub fn open(data_dir: &Path) -> std::io::Result<Self> {
-        Self::open_in(Arc::new(LocalDocuments::new(data_dir)))
+    pub async fn open(data_dir: &std::path::Path) -> Result<Self, StoreError> {
+        Self::open_in(Arc::new(crate::documents::LocalDocuments::new(data_dir))).await
     }
 
     /// Loads the records from `store`.
-    pub fn open_in(store: Arc<dyn DocumentStore>) -> std::io::Result<Self> {
+    pub async fn open_in(store: Arc<dyn DocumentStore>) -> Result<Self, StoreError> {
         Ok(Self {
-            document: Document::open(store, DOCUMENT)?,
+            document: Document::open(store, DOCUMENT).await?,
+            changes: tokio::sync::watch::channel(0).0,
         })
     }
 
@@ -117,23 +121,44 @@ impl BucketRecords {
         self.document.read(|records| records.get(bucket).cloned())
     }
 
-    /// Keeps `record` for `bucket`, stored before returning. Blocking.
-    pub fn put(&self, bucket: &str, record: BucketRecord) -> std::io::Result<()> {
-        self.document.update(|records| {
-            records.insert(bucket.to_string(), record.clone());
-        })
+    /// Wakes at every later change of the records (this server's or another's).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
-    /// Forgets `bucket`. Blocking.
-    pub fn remove(&self, bucket: &str) -> std::io::Result<()> {
-        self.document.update(|records| {
-            records.remove(bucket);
-        })
+    fn changed(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Keeps `record` for `bucket`, stored before returning.
+    pub async fn put(&self, bucket: &str, record: BucketRecord) -> Result<(), StoreError> {
+        self.document
+            .update(|records| {
+                records.insert(bucket.to_string(), record.clone());
+            })
+            .await?;
+        self.changed();
+        Ok(())
+    }
+
+    /// Forgets `bucket`.
+    pub async fn remove(&self, bucket: &str) -> Result<(), StoreError> {
+        self.document
+            .update(|records| {
+                records.remove(bucket);
+            })
+            .await?;
+        self.changed();
+        Ok(())
     }
 
     /// Applies another server's version.
     pub fn apply(&self, bytes: &[u8], revision: crate::documents::Revision) -> bool {
-        self.document.apply(bytes, revision)
+        let applied = self.document.apply(bytes, revision);
+        if applied {
+            self.changed();
+        }
+        applied
     }
 }
 
@@ -151,23 +176,26 @@ mod tests {
         }
     }
 
-    #[test]
-    fn records_survive_a_reopen() {
+    #[tokio::test]
+    async fn records_survive_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let records = BucketRecords::open(dir.path()).unwrap();
-        records.put("a", record(Visibility::Restricted)).unwrap();
-        records.put("b", record(Visibility::Public)).unwrap();
-        records.remove("b").unwrap();
-        let again = BucketRecords::open(dir.path()).unwrap();
+        let records = BucketRecords::open(dir.path()).await.unwrap();
+        records
+            .put("a", record(Visibility::Restricted))
+            .await
+            .unwrap();
+        records.put("b", record(Visibility::Public)).await.unwrap();
+        records.remove("b").await.unwrap();
+        let again = BucketRecords::open(dir.path()).await.unwrap();
         assert_eq!(again.get("a"), Some(record(Visibility::Restricted)));
         assert_eq!(again.get("b"), None);
     }
 
-    #[test]
-    fn a_corrupt_file_is_an_error_not_an_empty_set() {
+    #[tokio::test]
+    async fn a_corrupt_file_is_an_error_not_an_empty_set() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("buckets.json"), b"{").unwrap();
-        assert!(BucketRecords::open(dir.path()).is_err());
+        assert!(BucketRecords::open(dir.path()).await.is_err());
     }
 
     #[test]

@@ -3,19 +3,17 @@
 //! user with their keys from [`super::store_users`] and writes their canned policy, which grants
 //! the buckets OSCAR's rules open to them ([`crate::access::BucketFacts::open_to`]); whenever
 //! buckets or services change, every provisioned user's policy is written again, by one
-//! background task that coalesces bursts of changes.
+//! background task that coalesces bursts of changes (`crate::minio_sync::keep_policies`).
 
 use super::minio_admin::{AdminError, MinioAdmin};
 use super::store_users::StoreKeys;
 use std::collections::HashSet;
 use std::sync::Mutex;
-use tokio::sync::Notify;
 
 /// The MinIO users this server keeps.
 pub struct MinioUsers {
     admin: MinioAdmin,
     provisioned: Mutex<HashSet<String>>,
-    changed: Notify,
 }
 
 impl MinioUsers {
@@ -24,7 +22,6 @@ impl MinioUsers {
         Self {
             admin,
             provisioned: Mutex::default(),
-            changed: Notify::new(),
         }
     }
 
@@ -65,16 +62,6 @@ impl MinioUsers {
     /// The users provisioned since start.
     pub fn provisioned(&self) -> Vec<String> {
         self.lock().iter().cloned().collect()
-    }
-
-    /// Says that buckets or services changed: the policies are written again soon.
-    pub fn changed(&self) {
-        self.changed.notify_one();
-    }
-
-    /// Waits for the next [`MinioUsers::changed`] (one wake-up for any number of them).
-    pub async fn next_change(&self) {
-        self.changed.notified().await;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {

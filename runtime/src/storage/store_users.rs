@@ -5,10 +5,10 @@
 //! shared with them, and those of the services they may use. With an external MinIO the same
 //! keys become a MinIO user ([`super::minio_users`]).
 
-use crate::documents::{Document, DocumentStore, LocalDocuments};
+use crate::documents::{Document, DocumentStore};
+use crate::stores::StoreError;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::{Arc, RwLock};
 
 /// One user's keys.
@@ -45,15 +45,16 @@ impl std::fmt::Debug for StoreUsers {
 pub const DOCUMENT: &str = "store-users";
 
 impl StoreUsers {
+    #[cfg(test)]
     /// Loads `<data_dir>/store-users.json` (none yet: no users).
-    pub fn open(data_dir: &Path) -> std::io::Result<Self> {
-        Self::open_in(Arc::new(LocalDocuments::new(data_dir)))
+    pub async fn open(data_dir: &std::path::Path) -> Result<Self, StoreError> {
+        Self::open_in(Arc::new(crate::documents::LocalDocuments::new(data_dir))).await
     }
 
     /// Loads the keys from `store`.
-    pub fn open_in(store: Arc<dyn DocumentStore>) -> std::io::Result<Self> {
+    pub async fn open_in(store: Arc<dyn DocumentStore>) -> Result<Self, StoreError> {
         let users = Self {
-            document: Document::open(store, DOCUMENT)?,
+            document: Document::open(store, DOCUMENT).await?,
             by_access_key: RwLock::default(),
         };
         users.reindex();
@@ -73,8 +74,8 @@ impl StoreUsers {
             .unwrap_or_else(|e| e.into_inner()) = index;
     }
 
-    /// `user`'s keys, made and stored the first time. Blocking.
-    pub fn ensure(&self, user: &str) -> std::io::Result<StoreKeys> {
+    /// `user`'s keys, made and stored the first time.
+    pub async fn ensure(&self, user: &str) -> Result<StoreKeys, StoreError> {
         if let Some(keys) = self.get(user) {
             return Ok(keys);
         }
@@ -86,12 +87,15 @@ impl StoreUsers {
             ),
         };
         // Another request (or server) may have made them meanwhile: theirs are kept.
-        let keys = self.document.update(|by_user| {
-            by_user
-                .entry(user.to_string())
-                .or_insert_with(|| fresh.clone())
-                .clone()
-        })?;
+        let keys = self
+            .document
+            .update(|by_user| {
+                by_user
+                    .entry(user.to_string())
+                    .or_insert_with(|| fresh.clone())
+                    .clone()
+            })
+            .await?;
         self.reindex();
         Ok(keys)
     }
@@ -136,15 +140,15 @@ fn random(alphabet: &str, n: usize) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn keys_are_made_once_and_survive_a_reopen() {
+    #[tokio::test]
+    async fn keys_are_made_once_and_survive_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let users = StoreUsers::open(dir.path()).unwrap();
-        let alice = users.ensure("alice").unwrap();
-        assert_eq!(users.ensure("alice").unwrap(), alice);
-        let bob = users.ensure("bob").unwrap();
+        let users = StoreUsers::open(dir.path()).await.unwrap();
+        let alice = users.ensure("alice").await.unwrap();
+        assert_eq!(users.ensure("alice").await.unwrap(), alice);
+        let bob = users.ensure("bob").await.unwrap();
         assert_ne!(alice.access_key, bob.access_key);
-        let again = StoreUsers::open(dir.path()).unwrap();
+        let again = StoreUsers::open(dir.path()).await.unwrap();
         assert_eq!(
             again.by_access_key(&alice.access_key),
             Some(("alice".into(), alice.secret_key.clone()))
