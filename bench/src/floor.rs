@@ -40,12 +40,14 @@ pub fn measure(
     runtime.block_on(async {
         let app = App::open(&args.serve).await.expect("open app");
         let stored = app
+            .services
             .deployer
             .put_module(bytes::Bytes::copy_from_slice(wasm))
             .await
             .expect("module");
         let definition = serde_json::json!({"name": "upper", "module": stored.digest.to_string()});
-        app.deployer
+        app.services
+            .deployer
             .create_service(definition)
             .await
             .expect("service");
@@ -105,11 +107,16 @@ async fn run(
 
 /// What POST /run does, minus HTTP.
 async fn one(app: &Arc<App>, body: &[u8]) -> Option<Vec<u8>> {
-    let deployed = app.registry.get("upper")?;
+    let deployed = app.services.registry.get("upper")?;
     let level = deployed.service.spec.log_level;
     let input = faas::decode_body(body).ok()?;
     let request = oscar_wasm::executor::invocation::Request::sync();
-    let done = app.executor.run(deployed, input, request).await.ok()?;
+    let done = app
+        .invocations
+        .executor
+        .run(deployed, input, request)
+        .await
+        .ok()?;
     let response = faas::sync_response(done.files, &done.log, level, &done.output).ok()?;
     Some(response.into_body())
 }

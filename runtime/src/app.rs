@@ -59,54 +59,109 @@ fn io_context(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Star
     move |source| StartError::Io { context, source }
 }
 
-/// Everything a request handler needs; cheap to share behind an `Arc`.
+/// Everything the server is made of, by concern; cheap to share behind an `Arc`. Routers and
+/// handlers that need one concern take only it (`State<Services>`, `State<Buckets>`, ...:
+/// axum's `FromRef`), the others the whole.
 pub struct App {
+    /// Services and their modules.
+    pub services: Services,
+    /// What runs invocations.
+    pub invocations: Invocations,
+    /// Asynchronous jobs and kept logs.
+    pub jobs: Arc<Jobs>,
+    /// Who may call.
+    pub users: Users,
+    /// Storage providers and buckets.
+    pub buckets: Buckets,
+    /// What operators see and set: metrics, settings, the cluster, the data folder.
+    pub operations: Operations,
+    _data_lock: std::fs::File,
+}
+
+/// Services and their modules: what the deployer changes.
+#[derive(Clone)]
+pub struct Services {
     /// Service definitions and their runnable modules.
     pub registry: Arc<Registry>,
     /// Uploaded modules.
     pub modules: Arc<ModuleStore>,
     /// Every change to services and modules.
     pub deployer: Arc<Deployer>,
+}
+
+/// What runs invocations, and what bounds and records the requests for them.
+#[derive(Clone)]
+pub struct Invocations {
     /// Runs invocations on every backend.
     pub executor: Arc<Executor>,
     /// The Kubernetes API, when image services run here (pods call back through /system/pods).
     pub kube: Option<Arc<crate::kube::Kube>>,
+    /// Recent invocation requests, OSCAR's execution log.
+    pub executions: Arc<crate::executions::Executions>,
+    /// Bounds on request bodies.
+    pub requests: crate::config::RequestLimits,
+}
+
+/// Who may call: the administrator, OIDC users and their store keys.
+#[derive(Clone)]
+pub struct Users {
     /// The administrator's credentials.
     pub admin: AdminCredentials,
-    /// Asynchronous jobs and kept logs.
-    pub jobs: Arc<Jobs>,
-    /// Prometheus metrics.
-    pub metrics: Arc<Metrics>,
-    /// Storage providers' defaults and the staging folder for downloads.
-    pub storage: Arc<crate::storage::Storage>,
-    /// What PUT /system/config changes.
-    pub settings: Arc<crate::cluster_settings::ClusterSettings>,
-    /// Bucket administration on `minio.default`, for /system/buckets.
-    pub bucket_admin: crate::storage::buckets::BucketAdmin,
-    /// Owners and visibility of the buckets created through /system/buckets.
-    pub bucket_records: Arc<crate::storage::bucket_records::BucketRecords>,
     /// OIDC tokens from the trusted issuers.
     pub oidc: Arc<crate::oidc::Oidc>,
     /// OIDC users' own keys for the store.
     pub store_users: Arc<crate::storage::store_users::StoreUsers>,
     /// Those users as users of the external MinIO, with `--storage-minio-admin`.
     pub minio_users: Option<Arc<crate::storage::minio_users::MinioUsers>>,
-    /// The data folder (canonical).
-    pub data_dir: PathBuf,
-    /// Bounds on request bodies.
-    pub requests: crate::config::RequestLimits,
-    /// When the server started, in milliseconds since the Unix epoch.
-    pub started_ms: u64,
-    /// Recent invocation requests, OSCAR's execution log.
-    pub executions: crate::executions::Executions,
+}
+
+/// Storage providers and the buckets of `minio.default`.
+#[derive(Clone)]
+pub struct Buckets {
+    /// Storage providers' defaults and the staging folder for downloads.
+    pub storage: Arc<crate::storage::Storage>,
+    /// Bucket administration on `minio.default`, for /system/buckets.
+    pub bucket_admin: crate::storage::buckets::BucketAdmin,
+    /// Owners and visibility of the buckets created through /system/buckets.
+    pub bucket_records: Arc<crate::storage::bucket_records::BucketRecords>,
+}
+
+/// What operators see and set.
+#[derive(Clone)]
+pub struct Operations {
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+    /// What PUT /system/config changes.
+    pub settings: Arc<crate::cluster_settings::ClusterSettings>,
     /// The cluster this server is a member of, with `--cluster`.
     pub cluster: Option<crate::cluster::Cluster>,
+    /// When the server started, in milliseconds since the Unix epoch.
+    pub started_ms: u64,
+    /// The data folder (canonical).
+    pub data_dir: PathBuf,
     /// What the storage pollers have seen.
     pub pollers: Arc<dyn crate::storage::poller_states::PollerStates>,
     /// Where the settings, bucket records and users' keys are kept.
     pub documents: Arc<dyn crate::documents::DocumentStore>,
-    _data_lock: std::fs::File,
 }
+
+macro_rules! part_of_app {
+    ($($part:ident => $field:ident),* $(,)?) => {
+        $(impl axum::extract::FromRef<Arc<App>> for $part {
+            fn from_ref(app: &Arc<App>) -> Self {
+                app.$field.clone()
+            }
+        })*
+    };
+}
+
+part_of_app!(
+    Services => services,
+    Invocations => invocations,
+    Users => users,
+    Buckets => buckets,
+    Operations => operations,
+);
 
 /// Where the shared state is kept: the data folder, or a cluster's NATS.
 pub struct StateStores {
@@ -158,12 +213,12 @@ impl StateStores {
 impl App {
     /// What keeping an external MinIO's users in step reads, when there is one to keep.
     pub fn minio_sync(&self) -> Option<crate::minio_sync::Parts> {
-        let minio_users = self.minio_users.clone()?;
+        let minio_users = self.users.minio_users.clone()?;
         Some(crate::minio_sync::Parts {
-            bucket_admin: self.bucket_admin.clone(),
-            bucket_records: self.bucket_records.clone(),
-            registry: self.registry.clone(),
-            store_users: self.store_users.clone(),
+            bucket_admin: self.buckets.bucket_admin.clone(),
+            bucket_records: self.buckets.bucket_records.clone(),
+            registry: self.services.registry.clone(),
+            store_users: self.users.store_users.clone(),
             minio_users,
         })
     }
@@ -249,28 +304,38 @@ impl App {
         );
         let minio_users = open_minio_users(args, &storage)?;
         Ok(Arc::new(Self {
-            executor: Arc::new(executor),
-            kube,
-            deployer: Arc::new(deployer),
-            data_dir,
-            storage,
-            bucket_admin,
-            bucket_records,
-            oidc,
-            store_users,
-            minio_users,
-            settings: cluster_settings,
-            registry,
-            modules,
-            admin: AdminCredentials::new(&args.user, args.password.as_deref()),
+            services: Services {
+                registry,
+                modules,
+                deployer: Arc::new(deployer),
+            },
+            invocations: Invocations {
+                executor: Arc::new(executor),
+                kube,
+                executions: Default::default(),
+                requests: args.request_limits(),
+            },
             jobs,
-            metrics,
-            requests: args.request_limits(),
-            started_ms: crate::clock::now_ms(),
-            executions: Default::default(),
-            cluster,
-            pollers: stores.pollers,
-            documents: stores.documents,
+            users: Users {
+                admin: AdminCredentials::new(&args.user, args.password.as_deref()),
+                oidc,
+                store_users,
+                minio_users,
+            },
+            buckets: Buckets {
+                storage,
+                bucket_admin,
+                bucket_records,
+            },
+            operations: Operations {
+                metrics,
+                settings: cluster_settings,
+                cluster,
+                started_ms: crate::clock::now_ms(),
+                data_dir,
+                pollers: stores.pollers,
+                documents: stores.documents,
+            },
             _data_lock: data_lock,
         }))
     }

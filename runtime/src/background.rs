@@ -36,17 +36,20 @@ impl EmbeddedStore {
         listener: tokio::net::TcpListener,
         limits: crate::listener::ConnectionLimits,
     ) -> Result<Self, crate::app::StartError> {
-        let minio = &app.storage.default_provider;
-        let (records, registry) = (app.bucket_records.clone(), app.registry.clone());
+        let minio = &app.buckets.storage.default_provider;
+        let (records, registry) = (
+            app.buckets.bucket_records.clone(),
+            app.services.registry.clone(),
+        );
         let access: crate::storage::embedded::BucketAccess = Arc::new(move |user, bucket| {
             crate::access::bucket_facts(&records, &registry, bucket).open_to(user)
         });
         let service = crate::storage::embedded::service(
-            &app.data_dir.join("buckets"),
+            &app.operations.data_dir.join("buckets"),
             crate::storage::embedded::StoreAuth {
                 access_key: minio.access_key.clone(),
                 secret_key: minio.secret_key.clone(),
-                users: app.store_users.clone(),
+                users: app.users.store_users.clone(),
                 access,
             },
         )
@@ -54,7 +57,7 @@ impl EmbeddedStore {
             context: "opening the embedded S3 store".into(),
             source,
         })?;
-        let (deployer, registry) = (app.deployer.clone(), app.registry.clone());
+        let (deployer, registry) = (app.services.deployer.clone(), app.services.registry.clone());
         let hook: crate::storage::embedded::CreatedHook = Arc::new(move |bucket, key| {
             let (deployer, registry) = (deployer.clone(), registry.clone());
             Box::pin(async move {
@@ -82,16 +85,18 @@ impl Background {
         let mut tasks = worker::start(
             Arc::new(WorkerParts {
                 jobs: app.jobs.clone(),
-                registry: app.registry.clone(),
-                storage: app.storage.clone(),
-                executor: app.executor.clone(),
-                refresh: Some(app.deployer.clone()),
+                registry: app.services.registry.clone(),
+                storage: app.buckets.storage.clone(),
+                executor: app.invocations.executor.clone(),
+                refresh: Some(app.services.deployer.clone()),
             }),
             stopped.clone(),
         );
         // The poller runs on one server of a cluster at a time: the lease holder's.
-        let lead = Arc::new(std::sync::atomic::AtomicBool::new(app.cluster.is_none()));
-        if let Some(cluster) = &app.cluster {
+        let lead = Arc::new(std::sync::atomic::AtomicBool::new(
+            app.operations.cluster.is_none(),
+        ));
+        if let Some(cluster) = &app.operations.cluster {
             tasks.push(tokio::spawn(crate::cluster::lease::hold(
                 cluster.clone(),
                 "poller".into(),
@@ -105,8 +110,8 @@ impl Background {
             )));
         }
         // Other servers' changes to services and job records, when they are shared.
-        if let Some(changes) = app.registry.follow() {
-            let deployer = app.deployer.clone();
+        if let Some(changes) = app.services.registry.follow() {
+            let deployer = app.services.deployer.clone();
             tasks.push(tokio::spawn(follow(
                 changes,
                 stopped.clone(),
@@ -116,7 +121,7 @@ impl Background {
                 },
             )));
         }
-        if let Some(changes) = app.documents.follow() {
+        if let Some(changes) = app.operations.documents.follow() {
             let app = app.clone();
             tasks.push(tokio::spawn(follow(
                 changes,
@@ -139,17 +144,17 @@ impl Background {
         tasks.push(tokio::spawn(poller::run(
             PollerParts {
                 lead,
-                registry: app.registry.clone(),
-                storage: app.storage.clone(),
+                registry: app.services.registry.clone(),
+                storage: app.buckets.storage.clone(),
                 open_bucket: poller::s3_buckets(),
-                submit: app.deployer.clone(),
+                submit: app.services.deployer.clone(),
                 jobs: app.jobs.clone(),
-                states: app.pollers.clone(),
+                states: app.operations.pollers.clone(),
             },
             stopped.clone(),
         )));
         {
-            let (deployer, stopped) = (app.deployer.clone(), stopped.clone());
+            let (deployer, stopped) = (app.services.deployer.clone(), stopped.clone());
             tasks.push(tokio::spawn(async move {
                 deployer.follow_removals(stopped).await
             }));
@@ -212,13 +217,13 @@ fn apply_document(app: &App, change: &crate::documents::Changed) {
     let (bytes, revision) = (change.bytes.as_slice(), change.revision);
     match change.name.as_str() {
         crate::cluster_settings::DOCUMENT => {
-            app.settings.apply(bytes, revision);
+            app.operations.settings.apply(bytes, revision);
         }
         crate::storage::bucket_records::DOCUMENT => {
-            app.bucket_records.apply(bytes, revision);
+            app.buckets.bucket_records.apply(bytes, revision);
         }
         crate::storage::store_users::DOCUMENT => {
-            app.store_users.apply(bytes, revision);
+            app.users.store_users.apply(bytes, revision);
         }
         other => tracing::debug!(document = other, "a document this server does not keep"),
     }

@@ -84,8 +84,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
     let api = api::service(app.clone(), args.max_body);
     tracing::info!(
         data_dir = %args.data_dir.display(),
-        scratch = %args.scratch_root(&app.data_dir).display(),
-        services = app.registry.list().len(),
+        scratch = %args.scratch_root(&app.operations.data_dir).display(),
+        services = app.services.registry.list().len(),
         "oscar-wasm listening on http://{addr}"
     );
     let service = hyper_util::service::TowerToHyperService::new(api);
@@ -96,7 +96,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
     crate::listener::serve(listener, service, limits, signal).await;
     background.stop().await;
     // What calls were still running is not needed any more: their inputs and outputs go.
-    app.executor.stop();
+    app.invocations.executor.stop();
     tracing::info!("oscar-wasm stopped");
     Ok(())
 }

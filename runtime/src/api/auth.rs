@@ -84,14 +84,21 @@ pub fn oidc_refusal(error: &crate::oidc::OidcError) -> Response {
 pub async fn oidc_user(app: &AppState, token: &[u8]) -> Result<Caller, Response> {
     let token = std::str::from_utf8(token)
         .map_err(|_| oidc_refusal(&crate::oidc::OidcError::Malformed("not UTF-8".into())))?;
-    let user = app.oidc.verify(token).await.map_err(|e| oidc_refusal(&e))?;
-    if app.store_users.get(&user.sub).is_none() {
-        app.store_users
+    let user = app
+        .users
+        .oidc
+        .verify(token)
+        .await
+        .map_err(|e| oidc_refusal(&e))?;
+    if app.users.store_users.get(&user.sub).is_none() {
+        app.users
+            .store_users
             .ensure(&user.sub)
             .await
             .map_err(|e| super::ApiError::store(e).into_response())?;
     }
     if let Some(sync) = app
+        .users
         .minio_users
         .as_ref()
         .filter(|users| !users.is_provisioned(&user.sub))
@@ -116,11 +123,13 @@ pub async fn authenticate(
 ) -> Response {
     let presented = presented(request.headers());
     let caller = match &presented {
-        Presented::Bearer(token) if app.oidc.enabled() => match oidc_user(&app, token).await {
-            Ok(caller) => caller,
-            Err(refused) => return refused,
-        },
-        _ => match auth::admin(&app.admin, &presented) {
+        Presented::Bearer(token) if app.users.oidc.enabled() => {
+            match oidc_user(&app, token).await {
+                Ok(caller) => caller,
+                Err(refused) => return refused,
+            }
+        }
+        _ => match auth::admin(&app.users.admin, &presented) {
             Decision::Allow => Caller::Admin,
             refused => return refusal(refused),
         },
@@ -163,10 +172,10 @@ pub async fn authorize_invocation(
     name: &str,
     headers: &HeaderMap,
 ) -> Result<(), Response> {
-    if app.admin.is_open() && !app.oidc.enabled() {
+    if app.users.admin.is_open() && !app.users.oidc.enabled() {
         return Ok(());
     }
-    let deployed = app.registry.get(name);
+    let deployed = app.services.registry.get(name);
     let token = deployed.as_ref().map(|d| d.service.spec.token.as_str());
     let mut presented = presented(headers);
     // Webhooks that can only carry credentials in their URL (SNS's http subscriptions:
@@ -178,11 +187,11 @@ pub async fn authorize_invocation(
     }
     // Whose token a bearer is: one hash and one lookup, whatever the number of services.
     let owner = match &presented {
-        Presented::Bearer(bearer) => app.registry.owner_of_token(bearer),
+        Presented::Bearer(bearer) => app.services.registry.owner_of_token(bearer),
         _ => None,
     };
     if let Presented::Bearer(bearer) = &presented
-        && app.oidc.enabled()
+        && app.users.oidc.enabled()
         && owner.is_none()
     {
         let caller = oidc_user(app, bearer).await?;
@@ -197,11 +206,11 @@ pub async fn authorize_invocation(
                 .into_response()),
         };
     }
-    if app.admin.is_open() {
+    if app.users.admin.is_open() {
         return Ok(());
     }
     let owner_token = owner.as_ref().map(|d| d.service.spec.token.as_str());
-    match auth::invoke(&app.admin, &presented, token, owner_token.into_iter()) {
+    match auth::invoke(&app.users.admin, &presented, token, owner_token.into_iter()) {
         Decision::Allow => Ok(()),
         // A token of another service asking for one that does not exist: say it does not.
         Decision::Forbidden if deployed.is_none() => Ok(()),
@@ -241,7 +250,7 @@ pub async fn invocation_target(
     authorize_invocation(app, name, headers)
         .await
         .map_err(Box::new)?;
-    app.registry.get(name).ok_or_else(|| {
+    app.services.registry.get(name).ok_or_else(|| {
         Box::new(
             super::ApiError::from(crate::registry::RegistryError::NotFound(name.to_string()))
                 .into_response(),

@@ -18,7 +18,9 @@ impl FromRequest<AppState> for Body {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, app: &AppState) -> Result<Self, Self::Rejection> {
-        read(request.into_body(), &app.requests).await.map(Body)
+        read(request.into_body(), &app.invocations.requests)
+            .await
+            .map(Body)
     }
 }
 
@@ -32,8 +34,12 @@ impl FromRequest<AppState> for JsonBody {
 
     async fn from_request(request: Request, app: &AppState) -> Result<Self, Self::Rejection> {
         let limits = RequestLimits {
-            max_body: app.requests.max_json_body.min(app.requests.max_body),
-            ..app.requests.clone()
+            max_body: app
+                .invocations
+                .requests
+                .max_json_body
+                .min(app.invocations.requests.max_body),
+            ..app.invocations.requests.clone()
         };
         read_within(request.into_body(), &limits, |max| {
             ApiError::TooLarge(format!(

@@ -38,11 +38,11 @@ fn parse_object(
     app: &AppState,
     keys: &[&str],
 ) -> Result<Map<String, Value>, ApiError> {
-    if body.len() as u64 > app.requests.max_json_body {
+    if body.len() as u64 > app.invocations.requests.max_json_body {
         return Err(ApiError::TooLarge(format!(
             "the body has {} bytes; a bucket request has at most {} (--max-json-body)",
             body.len(),
-            app.requests.max_json_body
+            app.invocations.requests.max_json_body
         )));
     }
     let mut map: Map<String, Value> = serde_json::from_slice(body)
@@ -113,7 +113,7 @@ fn to_json(facts: &BucketFacts, bucket: &str) -> Value {
 }
 
 fn facts(app: &AppState, bucket: &str) -> BucketFacts {
-    crate::access::bucket_facts(&app.bucket_records, &app.registry, bucket)
+    crate::access::bucket_facts(&app.buckets.bucket_records, &app.services.registry, bucket)
 }
 
 /// The bucket's facts when the caller may use it; 403 otherwise.
@@ -137,7 +137,7 @@ fn bucket_param(bucket: &str) -> Result<&str, ApiError> {
 
 /// GET /system/buckets: the store's buckets the caller may use, in OSCAR's MinIOBucket shape.
 async fn list(State(app): State<AppState>, caller: Caller) -> Result<Json<Vec<Value>>, ApiError> {
-    let buckets = app.bucket_admin.list().await?;
+    let buckets = app.buckets.bucket_admin.list().await?;
     Ok(Json(
         buckets
             .iter()
@@ -157,7 +157,10 @@ async fn create(
     let request = BucketBody::read(&body, &app)?;
     let (bucket, folder) = request.path()?;
     let (visibility, allowed_users) = request.access()?;
-    app.bucket_admin.create(&bucket, folder.as_deref()).await?;
+    app.buckets
+        .bucket_admin
+        .create(&bucket, folder.as_deref())
+        .await?;
     // The caller owns what they create, as in OSCAR.
     let (owner, owner_name) = match caller.user() {
         None => (
@@ -188,7 +191,7 @@ async fn update(
     let request = BucketBody::read(&body, &app)?;
     let (bucket, _) = request.path()?;
     let (visibility, allowed_users) = request.access()?;
-    if !app.bucket_admin.exists(&bucket).await? {
+    if !app.buckets.bucket_admin.exists(&bucket).await? {
         return Err(BucketError::NotFound(bucket).into());
     }
     let current = facts(&app, &bucket);
@@ -236,6 +239,7 @@ async fn get_one(
     let facts = usable(&app, &caller, bucket)?;
     let token = query.page.filter(|p| !p.is_empty());
     let page = app
+        .buckets
         .bucket_admin
         .objects(
             bucket,
@@ -284,7 +288,7 @@ async fn delete(
             caller.describe()
         )));
     }
-    app.bucket_admin.delete(bucket).await?;
+    app.buckets.bucket_admin.delete(bucket).await?;
     keep_record(&app, bucket, None).await?;
     tracing::info!(%bucket, "bucket deleted");
     Ok(StatusCode::NO_CONTENT)
@@ -297,8 +301,8 @@ pub(super) async fn keep_record(
     record: Option<BucketRecord>,
 ) -> Result<(), ApiError> {
     match record {
-        Some(record) => app.bucket_records.put(bucket, record).await?,
-        None => app.bucket_records.remove(bucket).await?,
+        Some(record) => app.buckets.bucket_records.put(bucket, record).await?,
+        None => app.buckets.bucket_records.remove(bucket).await?,
     }
     Ok(())
 }
@@ -400,11 +404,11 @@ async fn presign(
             "extra_headers names '{bad}', which is not an HTTP header name"
         )));
     }
-    if !app.bucket_admin.exists(bucket).await? {
+    if !app.buckets.bucket_admin.exists(bucket).await? {
         return Err(BucketError::NotFound(bucket.to_string()).into());
     }
     let content_type = Some(request.content_type.trim()).filter(|c| !c.is_empty());
-    let signed = app.bucket_admin.presign(
+    let signed = app.buckets.bucket_admin.presign(
         bucket,
         key,
         access,

@@ -6,6 +6,7 @@
 
 use super::names::ServicePath;
 use super::{ApiError, AppState};
+use crate::app::Services;
 use crate::service::Backend;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -86,13 +87,13 @@ async fn not_here(why: &'static str) -> (StatusCode, String) {
 /// cluster member's link to NATS) and its OIDC issuers and groups. The node metrics are this
 /// machine's.
 async fn status(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let buckets = app.storage.embedded_buckets.clone();
+    let buckets = app.buckets.storage.embedded_buckets.clone();
     let (machine, store) = tokio::task::spawn_blocking(move || {
         (Machine::read(), buckets.as_deref().map(count_objects))
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let services = app.registry.list();
+    let services = app.services.registry.list();
     let running: usize = services.iter().map(|d| d.active()).sum();
     // OSCAR counts its pods by phase; here: invocations running, and jobs by status.
     let mut counts = std::collections::BTreeMap::<&str, usize>::new();
@@ -106,6 +107,7 @@ async fn status(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
     let (buckets_count, total_objects) = store.unwrap_or((0, 0));
     // A cluster's servers, counted from their announcements in NATS; else this one.
     let members = app
+        .operations
         .cluster
         .as_ref()
         .map_or(1, |c| c.members.load(std::sync::atomic::Ordering::Relaxed));
@@ -147,8 +149,8 @@ async fn status(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
                 "available_replicas": members,
                 "ready_replicas": members,
                 "replicas": members,
-                "creation_timestamp": crate::clock::rfc3339(app.started_ms),
-                "strategy": if app.cluster.is_some() { "cluster of servers sharing NATS JetStream" } else { "single process" },
+                "creation_timestamp": crate::clock::rfc3339(app.operations.started_ms),
+                "strategy": if app.operations.cluster.is_some() { "cluster of servers sharing NATS JetStream" } else { "single process" },
                 "labels": {},
             },
             "jobs_count": jobs,
@@ -162,9 +164,9 @@ async fn status(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
                 },
             },
             "oidc": {
-                "enabled": app.oidc.enabled(),
-                "issuers": app.oidc.issuers(),
-                "groups": app.oidc.groups(),
+                "enabled": app.users.oidc.enabled(),
+                "issuers": app.users.oidc.issuers(),
+                "groups": app.users.oidc.groups(),
             },
         },
         "minio": {"buckets_count": buckets_count, "total_objects": total_objects},
@@ -247,7 +249,7 @@ async fn deployment(
     State(app): State<AppState>,
     ServicePath(name): ServicePath,
 ) -> Result<Json<Value>, ApiError> {
-    let deployed = app.registry.require(&name)?;
+    let deployed = app.services.registry.require(&name)?;
     let mut status = deployment_summary(&app, &deployed);
     status["service_name"] = json!(name.as_str());
     Ok(Json(status))
@@ -263,7 +265,7 @@ pub fn deployment_summary(app: &AppState, deployed: &crate::registry::Deployed) 
         ),
         Backend::Image { .. } => (
             "kubernetes-job",
-            app.kube.as_ref().is_some(),
+            app.invocations.kube.as_ref().is_some(),
             "no Kubernetes cluster is configured",
         ),
     };
@@ -282,10 +284,10 @@ pub fn deployment_summary(app: &AppState, deployed: &crate::registry::Deployed) 
 /// OSCAR's DeploymentLogStream: a service here has no long-running deployment whose log to
 /// show; its invocations' logs are its jobs'.
 async fn deployment_logs(
-    State(app): State<AppState>,
+    State(services): State<Services>,
     ServicePath(name): ServicePath,
 ) -> Result<Json<Value>, ApiError> {
-    app.registry.require(&name)?;
+    services.registry.require(&name)?;
     Ok(Json(json!({
         "service_name": name.as_str(),
         "available": false,

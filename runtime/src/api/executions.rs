@@ -2,7 +2,7 @@
 //! once answered ([`crate::executions`] keeps them), served by GET /system/logs as
 //! `{"logs": [...]}` in OSCAR's shape (the dashboard charts it).
 
-use super::AppState;
+use crate::app::Invocations;
 use crate::executions::Recorded;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
@@ -10,7 +10,11 @@ use axum::response::Response;
 use std::time::Instant;
 
 /// Middleware of the invocation routes: records each request once it is answered.
-pub async fn record(State(app): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn record(
+    State(invocations): State<Invocations>,
+    request: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_string();
@@ -19,7 +23,7 @@ pub async fn record(State(app): State<AppState>, request: Request, next: Next) -
         _ => String::new(),
     };
     let response = next.run(request).await;
-    app.executions.record(Recorded {
+    invocations.executions.record(Recorded {
         at_ms: crate::clock::now_ms(),
         status: response.status().as_u16(),
         latency: started.elapsed(),
@@ -32,11 +36,11 @@ pub async fn record(State(app): State<AppState>, request: Request, next: Next) -
 
 /// GET /system/logs.
 pub async fn list(
-    State(app): State<AppState>,
+    State(invocations): State<Invocations>,
     caller: crate::access::Caller,
 ) -> Result<axum::Json<serde_json::Value>, super::ApiError> {
     super::auth::admin_only(&caller, "read the execution log")?;
     Ok(axum::Json(
-        serde_json::json!({"logs": app.executions.all()}),
+        serde_json::json!({"logs": invocations.executions.all()}),
     ))
 }

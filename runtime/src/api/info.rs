@@ -8,6 +8,7 @@
 pub const OSCAR_API_VERSION: &str = "4.1.2";
 
 use super::{ApiError, AppState};
+use crate::app::Operations;
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -27,8 +28,8 @@ async fn info(State(app): State<AppState>) -> Json<Value> {
         "kubernetes_version": "",
         "serverless_backend": {"name": "oscar-wasm", "version": env!("CARGO_PKG_VERSION")},
         "backends": {
-            "wasm": {"available": true, "engine": "wasmtime", "services": app.registry.list().len()},
-            "kubernetes": match app.kube.as_ref() {
+            "wasm": {"available": true, "engine": "wasmtime", "services": app.services.registry.list().len()},
+            "kubernetes": match app.invocations.kube.as_ref() {
                 Some(kube) => json!({"available": true, "namespace": kube.namespace()}),
                 None => json!({"available": false, "reason": "no Kubernetes cluster is configured (--kube-callback-url and KUBECONFIG or a service account)"}),
             }
@@ -40,14 +41,15 @@ async fn info(State(app): State<AppState>) -> Json<Value> {
 /// `minio_provider` from it to reach the cluster's own store. Administrator only, like all of
 /// /system.
 async fn config(State(app): State<AppState>, caller: crate::access::Caller) -> Json<Value> {
-    let minio = &app.storage.default_provider;
+    let minio = &app.buckets.storage.default_provider;
     // A user gets their own keys (made at their first login) for the embedded store, or for
     // an external MinIO managed through its admin API; for any other external store, none (it
     // has no users of this server's making).
-    let own_keys = app.storage.embedded_buckets.is_some() || app.minio_users.is_some();
+    let own_keys =
+        app.buckets.storage.embedded_buckets.is_some() || app.users.minio_users.is_some();
     let (access_key, secret_key) = match caller.user() {
         None => (minio.access_key.clone(), minio.secret_key.clone()),
-        Some(user) => match app.store_users.get(&user.sub).filter(|_| own_keys) {
+        Some(user) => match app.users.store_users.get(&user.sub).filter(|_| own_keys) {
             Some(keys) => (keys.access_key, keys.secret_key),
             None => (String::new(), String::new()),
         },
@@ -58,7 +60,7 @@ async fn config(State(app): State<AppState>, caller: crate::access::Caller) -> J
             "namespace": "oscar",
             // Where image services' Jobs run (--kube-namespace); OSCAR's default without a
             // cluster.
-            "services_namespace": app.kube.as_ref().map_or("oscar-svc", |k| k.namespace()),
+            "services_namespace": app.invocations.kube.as_ref().map_or("oscar-svc", |k| k.namespace()),
             "controller_service_account": "",
             "gpu_available": false,
             "interLink_available": false,
@@ -66,9 +68,9 @@ async fn config(State(app): State<AppState>, caller: crate::access::Caller) -> J
             "yunikorn_enable": false,
             "kueue_enable": false,
             "volume_enable": false,
-            "oidc_groups": app.oidc.groups(),
+            "oidc_groups": app.users.oidc.groups(),
             "minio_quota_enabled": false,
-            "embedded_store": app.storage.embedded_buckets.is_some(),
+            "embedded_store": app.buckets.storage.embedded_buckets.is_some(),
         },
         "minio_provider": {
             "endpoint": minio.endpoint,
@@ -77,7 +79,7 @@ async fn config(State(app): State<AppState>, caller: crate::access::Caller) -> J
             "secret_key": secret_key,
             "region": minio.region,
         },
-        "allowed_image_repositories": app.settings.get().allowed_image_repositories,
+        "allowed_image_repositories": app.operations.settings.get().allowed_image_repositories,
     }))
 }
 
@@ -85,7 +87,7 @@ async fn config(State(app): State<AppState>, caller: crate::access::Caller) -> J
 /// changed; answers the list as OSCAR does. An image service is then deployed only when its
 /// image contains one of them (an empty list allows every image).
 async fn update_config(
-    State(app): State<AppState>,
+    State(operations): State<Operations>,
     caller: crate::access::Caller,
     super::body::JsonBody(body): super::body::JsonBody,
 ) -> Result<Json<Value>, ApiError> {
@@ -106,7 +108,7 @@ async fn update_config(
     };
     settings.check().map_err(ApiError::BadRequest)?;
     let answer = json!(settings.allowed_image_repositories);
-    app.settings.set(settings).await?;
+    operations.settings.set(settings).await?;
     tracing::info!(repositories = %answer, "allowed image repositories changed");
     Ok(Json(answer))
 }

@@ -46,7 +46,7 @@ async fn submit(
         super::trigger::Body::Event(found) => JobInput::Event(found.0),
         super::trigger::Body::Plain(input) => JobInput::Body(input),
     };
-    let record = app.deployer.submit_job(&name, input).await?;
+    let record = app.services.deployer.submit_job(&name, input).await?;
     tracing::info!(service = %name, job = %record.name, "job accepted");
     Ok(job_created(&record.name, &name))
 }
@@ -80,7 +80,7 @@ async fn list(
     ServicePath(service): ServicePath,
     Query(page): Query<Page>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    app.registry.require(&service)?;
+    app.services.registry.require(&service)?;
     let records = app.jobs.store.list(&service);
     let offset: usize = match page.page.as_deref() {
         None | Some("") => 0,
@@ -175,7 +175,7 @@ async fn delete_all(
     ServicePath(service): ServicePath,
     Query(query): Query<AllQuery>,
 ) -> Result<StatusCode, ApiError> {
-    app.registry.require(&service)?;
+    app.services.registry.require(&service)?;
     let removed = app
         .jobs
         .remove_all(&service, flag("all", query.all.as_deref())?)

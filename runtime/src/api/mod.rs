@@ -113,7 +113,7 @@ async fn health(
 
 /// Whether this server can serve: always alone; a cluster member while it reaches NATS.
 pub(crate) fn ready(app: &AppState) -> bool {
-    app.cluster.as_ref().is_none_or(|cluster| {
+    app.operations.cluster.as_ref().is_none_or(|cluster| {
         cluster.client.connection_state() == async_nats::connection::State::Connected
     })
 }
@@ -129,6 +129,6 @@ async fn metrics(
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4",
         )],
-        app.metrics.render(),
+        app.operations.metrics.render(),
     ))
 }

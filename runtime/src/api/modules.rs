@@ -1,6 +1,7 @@
 //! /system/modules: upload, list, download and delete content-addressed modules.
 
 use super::{ApiError, AppState};
+use crate::app::Services;
 use crate::modules::Digest;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
@@ -20,10 +21,10 @@ fn parse_digest(text: &str) -> Result<Digest, ApiError> {
 }
 
 async fn upload(
-    State(app): State<AppState>,
+    State(services): State<Services>,
     super::body::Body(body): super::body::Body,
 ) -> Result<impl IntoResponse, ApiError> {
-    let stored = app.deployer.put_module(body).await?;
+    let stored = services.deployer.put_module(body).await?;
     let status = if stored.created {
         StatusCode::CREATED
     } else {
@@ -39,17 +40,17 @@ async fn upload(
 }
 
 async fn list(
-    State(app): State<AppState>,
+    State(services): State<Services>,
     caller: crate::access::Caller,
 ) -> Result<Json<Vec<Value>>, ApiError> {
     super::auth::admin_only(&caller, "list the modules")?;
-    let modules = app.modules.list().await?;
+    let modules = services.modules.list().await?;
     Ok(Json(
         modules
             .into_iter()
             .map(|m| {
                 let services = Digest::parse(&m.digest)
-                    .map(|d| app.registry.users_of(&d))
+                    .map(|d| services.registry.users_of(&d))
                     .unwrap_or_default();
                 let mut module = json!({"digest": m.digest, "size": m.size, "services": services});
                 if let Some(compiled) = m.compiled {
@@ -62,24 +63,24 @@ async fn list(
 }
 
 async fn download(
-    State(app): State<AppState>,
+    State(services): State<Services>,
     caller: crate::access::Caller,
     Path(digest): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     super::auth::admin_only(&caller, "download modules")?;
     let digest = parse_digest(&digest)?;
-    let bytes = app.modules.read(&digest).await?;
+    let bytes = services.modules.read(&digest).await?;
     Ok(([(header::CONTENT_TYPE, "application/wasm")], bytes))
 }
 
 async fn delete(
-    State(app): State<AppState>,
+    State(services): State<Services>,
     caller: crate::access::Caller,
     Path(digest): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     super::auth::admin_only(&caller, "delete modules")?;
     let digest = parse_digest(&digest)?;
-    app.deployer.delete_module(digest).await?;
+    services.deployer.delete_module(digest).await?;
     tracing::info!(module = %digest, "module deleted");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -40,7 +40,7 @@ async fn service(parts: &mut Parts, app: &AppState) -> Result<ServiceName, ApiEr
     let name = ServiceName::parse(&raw)
         .ok_or_else(|| ApiError::NotFound(format!("service {raw:?} not found")))?;
     if let Some(caller @ Caller::User(_)) = parts.extensions.get::<Caller>()
-        && let Some(deployed) = app.registry.get(&name)
+        && let Some(deployed) = app.services.registry.get(&name)
         && !caller.may_use(&deployed.service.definition)
     {
         return Err(ApiError::Forbidden(format!(

@@ -2,6 +2,7 @@
 //! token as `Authorization: Bearer`: the input file, the script, and the result.
 
 use super::{ApiError, AppState};
+use crate::app::Invocations;
 use crate::kube::PodResult;
 use axum::Router;
 use axum::extract::{Path, State};
@@ -31,11 +32,11 @@ fn unknown() -> ApiError {
 }
 
 async fn input(
-    State(app): State<AppState>,
+    State(invocations): State<Invocations>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let kube = app.kube.as_ref().ok_or_else(unknown)?;
+    let kube = invocations.kube.as_ref().ok_or_else(unknown)?;
     let input = kube.input(&id, &bearer(&headers)).ok_or_else(unknown)?;
     let mut response = (StatusCode::OK, input.bytes).into_response();
     if let Ok(value) = HeaderValue::from_str(&input.name) {
@@ -47,26 +48,26 @@ async fn input(
 }
 
 async fn script(
-    State(app): State<AppState>,
+    State(invocations): State<Invocations>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<String, ApiError> {
-    let kube = app.kube.as_ref().ok_or_else(unknown)?;
+    let kube = invocations.kube.as_ref().ok_or_else(unknown)?;
     kube.script(&id, &bearer(&headers)).ok_or_else(unknown)
 }
 
 async fn result(
-    State(app): State<AppState>,
+    State(invocations): State<Invocations>,
     Path(id): Path<String>,
     request: axum::extract::Request,
 ) -> Result<StatusCode, ApiError> {
-    let kube = app.kube.as_ref().ok_or_else(unknown)?;
+    let kube = invocations.kube.as_ref().ok_or_else(unknown)?;
     let token = bearer(request.headers());
     // The token first: nobody else's body is read.
     if !kube.expects_result(&id, &token) {
         return Err(unknown());
     }
-    let body = super::body::read(request.into_body(), &app.requests).await?;
+    let body = super::body::read(request.into_body(), &invocations.requests).await?;
     let result: PodResult = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("invalid result: {e}")))?;
     if kube.deliver(&id, &token, result) {

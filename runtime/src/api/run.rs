@@ -30,7 +30,7 @@ async fn run(
     // A wasm image's tag is checked in the background at most every --image-refresh; this call
     // runs the version deployed now.
     if deployed.follows_tag {
-        let (deployer, name) = (app.deployer.clone(), name.clone());
+        let (deployer, name) = (app.services.deployer.clone(), name.clone());
         tokio::spawn(async move {
             if let Err(e) = deployer.refresh_image(&name, false).await {
                 tracing::warn!(service = %name, error = %e, "the service's image could not be checked");
@@ -44,6 +44,7 @@ async fn run(
         super::trigger::Body::Event(found) => {
             let (event, provider) = *found;
             let (input, _) = app
+                .buckets
                 .storage
                 .stage(&provider, &event)
                 .await
@@ -58,8 +59,14 @@ async fn run(
     let started = crate::clock::now_ms();
     let request = Request::sync();
     let request_id = request.id.clone();
-    let settled =
-        crate::pipeline::invoke(&*app.executor, &app.storage, deployed, input, request).await?;
+    let settled = crate::pipeline::invoke(
+        &*app.invocations.executor,
+        &app.buckets.storage,
+        deployed,
+        input,
+        request,
+    )
+    .await?;
     // Outputs went to the service's output buckets before the answer, as in OSCAR.
     if let Some(failure) = settled.delivered.failure {
         return Err(ApiError::Storage(failure));

@@ -4,6 +4,7 @@
 use super::names::ServicePath;
 use super::{ApiError, AppState};
 use crate::access::Caller;
+use crate::app::Services;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -59,6 +60,7 @@ async fn list(
     };
     let (with_deployment, with_stats) = (includes("deployment"), includes("stats"));
     let visible: Vec<_> = app
+        .services
         .registry
         .list()
         .into_iter()
@@ -95,7 +97,7 @@ async fn list(
                     shown["deployment"] = super::cluster::deployment_summary(&app, d);
                 }
                 if with_stats {
-                    shown["stats"] = json!(app.metrics.recent(&d.service.spec.name));
+                    shown["stats"] = json!(app.operations.metrics.recent(&d.service.spec.name));
                 }
                 shown
             })
@@ -105,11 +107,11 @@ async fn list(
 }
 
 async fn get_one(
-    State(app): State<AppState>,
+    State(services): State<Services>,
     ServicePath(name): ServicePath,
 ) -> Result<axum::response::Response, ApiError> {
     // ServicePath has checked that the caller may see it.
-    let deployed = app.registry.require(&name)?;
+    let deployed = services.registry.require(&name)?;
     Ok((
         [(axum::http::header::CONTENT_TYPE, "application/json")],
         deployed.public_json.clone(),
@@ -123,7 +125,7 @@ fn changeable(
     caller: &Caller,
     name: &str,
 ) -> Result<std::sync::Arc<crate::registry::Deployed>, ApiError> {
-    let deployed = app.registry.require(name)?;
+    let deployed = app.services.registry.require(name)?;
     if caller.may_change(&deployed.service.definition) {
         Ok(deployed)
     } else {
@@ -147,7 +149,7 @@ async fn create(
         choose_vo(&app, user, map)?;
     }
     let new_buckets = check_buckets(&app, &caller, &definition).await?;
-    let deployed = app.deployer.create_service(definition).await?;
+    let deployed = app.services.deployer.create_service(definition).await?;
     if let Some(user) = caller.user() {
         keep_owner(&app, user, &deployed.service.spec.name, new_buckets).await?;
     }
@@ -164,7 +166,7 @@ async fn update(
     if let Value::Object(map) = &mut definition {
         crate::oscar_definition::normalize(map);
         let name = map.get("name").and_then(Value::as_str).unwrap_or_default();
-        if let Some(existing) = app.registry.get(name) {
+        if let Some(existing) = app.services.registry.get(name) {
             if !caller.may_change(&existing.service.definition) {
                 return Err(ApiError::Forbidden(format!(
                     "{} may not change the service {name}: only its owner may",
@@ -183,7 +185,7 @@ async fn update(
         }
     }
     let new_buckets = check_buckets(&app, &caller, &definition).await?;
-    let deployed = app.deployer.update_service(definition).await?;
+    let deployed = app.services.deployer.update_service(definition).await?;
     if let Some(user) = caller.user() {
         keep_owner(&app, user, &deployed.service.spec.name, new_buckets).await?;
     }
@@ -209,7 +211,13 @@ fn choose_vo(
                 user.groups.join(", ")
             )));
         }
-        None => match app.oidc.groups().iter().find(|g| user.groups.contains(g)) {
+        None => match app
+            .users
+            .oidc
+            .groups()
+            .iter()
+            .find(|g| user.groups.contains(g))
+        {
             Some(vo) => vo.clone(),
             None => return Ok(()),
         },
@@ -258,7 +266,11 @@ async fn check_buckets(
         ))
     };
     for bucket in buckets {
-        let facts = crate::access::bucket_facts(&app.bucket_records, &app.registry, bucket);
+        let facts = crate::access::bucket_facts(
+            &app.buckets.bucket_records,
+            &app.services.registry,
+            bucket,
+        );
         if let Some(other) = facts
             .services
             .iter()
@@ -272,13 +284,13 @@ async fn check_buckets(
                 ),
             ));
         }
-        match app.bucket_records.get(bucket) {
+        match app.buckets.bucket_records.get(bucket) {
             Some(record) if record.owner != user.sub => {
                 return Err(refused(bucket, "it belongs to another owner"));
             }
             Some(_) => {}
             None if facts.services.is_empty() => {
-                if app.bucket_admin.exists(bucket).await? {
+                if app.buckets.bucket_admin.exists(bucket).await? {
                     return Err(refused(bucket, "it belongs to the administrator"));
                 }
                 new.push(bucket.to_string());
@@ -317,8 +329,8 @@ async fn delete(
     ServicePath(name): ServicePath,
 ) -> Result<StatusCode, ApiError> {
     changeable(&app, &caller, &name)?;
-    app.deployer.delete_service(&name).await?;
-    app.metrics.forget(&name);
+    app.services.deployer.delete_service(&name).await?;
+    app.operations.metrics.forget(&name);
     tracing::info!(service = %name, "service deleted");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -330,7 +342,7 @@ async fn attach_module(
     super::body::Body(body): super::body::Body,
 ) -> Result<Json<Value>, ApiError> {
     changeable(&app, &caller, &name)?;
-    let stored = app.deployer.attach_module(&name, body).await?;
+    let stored = app.services.deployer.attach_module(&name, body).await?;
     tracing::info!(service = %name, module = %stored.digest, "module attached");
     Ok(Json(
         json!({"digest": stored.digest.to_string(), "size": stored.size, "service": name}),

@@ -44,7 +44,7 @@ async fn harness(flags: &[&str]) -> Harness {
 
 impl Harness {
     async fn send(&self, request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
-        let api = super::service(self.app.clone(), self.app.requests.max_body);
+        let api = super::service(self.app.clone(), self.app.invocations.requests.max_body);
         let response = api.oneshot(request).await.unwrap();
         let (parts, body) = response.into_parts();
         let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
@@ -255,7 +255,7 @@ async fn oscar_clients_shapes_trailing_slashes_and_blank_secrets() {
     assert_eq!(shown["labels"]["owner_name"], "oscar");
     let (status, _) = h.call("PUT", "/system/services", shown.to_string()).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let stored = h.app.registry.get("s").unwrap();
+    let stored = h.app.services.registry.get("s").unwrap();
     assert_eq!(
         stored.service.definition["environment"]["secrets"]["S"],
         "s3cr3t"
@@ -434,7 +434,7 @@ async fn service_auth_accepts_the_admin_and_the_service_token() {
     let h = Harness {
         app: {
             // Same data folder, now with a password, so that credentials matter.
-            let data = h.app.data_dir.clone();
+            let data = h.app.operations.data_dir.clone();
             drop(h.app);
             let args = Cli::parse_from([
                 "serve",

@@ -26,7 +26,7 @@ pub fn classify(app: &AppState, deployed: &Deployed, body: &[u8]) -> Result<Body
     if !is_object {
         return Ok(Body::Plain(faas::decode_body(body)?));
     }
-    let limit = app.requests.max_json_body;
+    let limit = app.invocations.requests.max_json_body;
     if body.len() as u64 > limit {
         return Err(ApiError::TooLarge(format!(
             "a JSON body is limited to {limit} bytes on this server (--max-json-body); send larger inputs base64-encoded"
@@ -49,6 +49,7 @@ pub fn classify(app: &AppState, deployed: &Deployed, body: &[u8]) -> Result<Body
         Some(Ok(Trigger::Ignore(message))) => Ok(Body::Ignored(message)),
         Some(Ok(Trigger::Object(event))) => {
             let provider = app
+                .buckets
                 .storage
                 .source_for(&deployed.service.spec.storage, &event)
                 .map_err(|e| ApiError::BadRequest(e.to_string()))?
