@@ -7,6 +7,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 "$root/scripts/build-guests.sh"
+# The Python runtime (componentize-py from PyPI, pinned) that tests/python.rs runs scripts on.
+"$root/runtimes/python/build.sh"
 
 # Debian packages the end-to-end tests start: the CNCF distribution registry (wasm-image
 # tests; each test runs its own on loopback, never the system service), chromium (the

@@ -285,6 +285,7 @@ impl App {
                 registries: Arc::new(crate::oci::Registries::new(
                     args.registry_settings().map_err(StartError::Config)?,
                 )),
+                runtimes_dir: args.runtimes_dir.clone(),
             },
         );
         let mut backends: Vec<Arc<dyn crate::executor::backend::Backend>> = vec![Arc::new(invoker)];
@@ -457,6 +458,7 @@ fn open_invoker(
                 max_bytes: args.max_output,
             },
             max_log_bytes: usize::try_from(args.max_log).unwrap_or(usize::MAX),
+            apps_root: data_dir.join("apps"),
         },
         metrics,
     ))

@@ -130,6 +130,11 @@ pub struct ServeArgs {
     /// checks whether the tag moved (seconds); jobs check before each run.
     #[arg(long, env = "OSCAR_WASM_IMAGE_REFRESH", default_value_t = 60)]
     pub image_refresh: u64,
+    /// Folder of the script runtimes' components (`python-3.14.wasm`, built by
+    /// runtimes/python/build.sh): services whose `image` is `oscar-wasm/python:3.14` run
+    /// their `script` on it.
+    #[arg(long, env = "OSCAR_WASM_RUNTIMES_DIR", default_value = "runtimes/dist")]
+    pub runtimes_dir: PathBuf,
     /// Access key of the embedded S3 store (default: generated once, kept in the data folder).
     #[arg(long, env = "OSCAR_WASM_STORE_ACCESS_KEY")]
     pub store_access_key: Option<String>,

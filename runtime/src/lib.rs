@@ -56,6 +56,7 @@ pub mod pipeline;
 pub mod protocol;
 pub mod quantity;
 pub mod registry;
+pub mod runtimes;
 pub mod server;
 pub mod service;
 pub mod storage;

@@ -103,6 +103,48 @@ impl Refresh for Deployer {
 }
 
 impl Deployer {
+    /// A service on one of the server's runtimes: its `module` is the runtime's component
+    /// (stored and compiled once, whichever service comes first), its `script` the program.
+    async fn resolve_runtime(
+        &self,
+        map: &mut Map<String, Value>,
+        runtime: crate::runtimes::Runtime,
+    ) -> Result<(), DeployError> {
+        let has_script = map
+            .get("script")
+            .and_then(Value::as_str)
+            .is_some_and(|s| !s.trim().is_empty());
+        if !has_script {
+            return Err(DefinitionError::InvalidField {
+                field: "script",
+                reason: format!(
+                    "a service on {} runs its {} program from `script`, which is empty",
+                    runtime.image, runtime.language
+                ),
+            }
+            .into());
+        }
+        let path = self.runtimes_dir.join(runtime.file);
+        let bytes = tokio::fs::read(&path).await.map_err(|e| {
+            DefinitionError::InvalidField {
+                field: "image",
+                reason: format!(
+                    "the {} runtime is not installed on this server ({}: {e}); build it with {} and start the server with --runtimes-dir naming its output folder",
+                    runtime.language,
+                    path.display(),
+                    runtime.build_script
+                ),
+            }
+        })?;
+        let stored = self.put_module(bytes.into()).await?;
+        if stored.created {
+            tracing::info!(image = runtime.image, module = %stored.digest, "runtime stored and compiled");
+        }
+        map.remove(IMAGE_DIGEST);
+        map.insert("module".into(), Value::String(stored.digest.to_string()));
+        Ok(())
+    }
+
     /// Resolves `image` when the definition has no module of its own: a wasm artifact becomes
     /// its `module`; a container image is left for the Kubernetes backend.
     pub(super) async fn resolve_image(
@@ -118,6 +160,13 @@ impl Deployer {
         else {
             return Ok(());
         };
+        if let Some(runtime) = crate::runtimes::named(&image) {
+            let runtime = runtime.map_err(|reason| DefinitionError::InvalidField {
+                field: "image",
+                reason,
+            })?;
+            return self.resolve_runtime(map, runtime).await;
+        }
         // A module given by the user wins over the image, as before images could be wasm.
         if map.contains_key("module") && !map.contains_key(IMAGE_DIGEST) {
             return Ok(());

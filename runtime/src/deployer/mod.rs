@@ -77,6 +77,8 @@ pub struct Deployer {
     jobs: Arc<Jobs>,
     kube: Option<Arc<Kube>>,
     images_available: bool,
+    /// `--runtimes-dir`.
+    runtimes_dir: std::path::PathBuf,
     /// The image repositories services may pull from.
     settings: Arc<crate::cluster_settings::ClusterSettings>,
     /// Where wasm images come from.
@@ -110,6 +112,8 @@ pub struct DeployerParts {
     pub settings: Arc<crate::cluster_settings::ClusterSettings>,
     /// The OCI registries client.
     pub registries: Arc<crate::oci::Registries>,
+    /// Where the script runtimes' components are (`--runtimes-dir`).
+    pub runtimes_dir: std::path::PathBuf,
 }
 
 impl Deployer {
@@ -117,6 +121,7 @@ impl Deployer {
     pub fn new(parts: DeployerParts, limits: DeployLimits) -> Self {
         Self {
             images_available: parts.kube.is_some(),
+            runtimes_dir: parts.runtimes_dir,
             settings: parts.settings,
             registries: parts.registries,
             image_checks: Default::default(),

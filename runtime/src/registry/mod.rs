@@ -91,6 +91,8 @@ pub struct Deployed {
     pub follows_tag: bool,
     /// The stored definition's revision (set by the registry when it is stored).
     pub revision: Revision,
+    /// The read-only folder holding a runtime service's script, made at its first call.
+    pub app_dir: std::sync::OnceLock<std::path::PathBuf>,
 }
 
 impl Deployed {
@@ -125,6 +127,7 @@ impl Deployed {
             slot_count: slots,
             generation: GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             revision: 0,
+            app_dir: std::sync::OnceLock::new(),
         }
     }
 }

@@ -392,9 +392,11 @@ fn pooling(settings: &EngineSettings) -> PoolingAllocationConfig {
     let mut pool = PoolingAllocationConfig::default();
     let n = settings.max_instances.max(1);
     // A component built with the preview 1 adapter holds a few core instances and two
-    // memories; size the pool for that so components never exhaust it before modules do.
+    // memories, the Python runtime 14 core instances (componentize-py's libraries); size the
+    // pool for that so components never exhaust it before modules do. Unused instance slots
+    // cost address space, not memory.
     pool.total_component_instances(n)
-        .total_core_instances(n * 4)
+        .total_core_instances(n * 16)
         .total_memories(n * 2)
         .total_tables(n * 4)
         .max_memories_per_module(1)

@@ -34,6 +34,8 @@ pub struct InvokerSettings {
     pub output_limits: OutputLimits,
     /// Bytes of stdout/stderr kept per invocation.
     pub max_log_bytes: usize,
+    /// Where runtime services' script folders are made (content-addressed, read-only).
+    pub apps_root: std::path::PathBuf,
 }
 
 /// What every invocation's blocking task needs.
@@ -183,6 +185,7 @@ fn run_blocking(
         ),
     ];
 
+    let app_dir = app_dir(&settings.apps_root, deployed)?;
     let timeout = spec.timeout.unwrap_or(settings.default_timeout);
     let started = Instant::now();
     let run = sandbox::run(sandbox::GuestRun {
@@ -197,6 +200,7 @@ fn run_blocking(
         cancel,
         output_capacity: settings.max_log_bytes,
         output_limits: settings.output_limits,
+        app_dir: app_dir.as_deref(),
     })
     .map_err(|e| InvokeError::Host(format!("{e:#}")))?;
     let elapsed = started.elapsed();
@@ -223,6 +227,32 @@ fn run_blocking(
         log,
         elapsed,
     })
+}
+
+/// A runtime service's script folder: `apps_root/<sha256 of the script>/`, holding the
+/// script alone, written once (atomically) and shared by every service with that script.
+fn app_dir(
+    apps_root: &std::path::Path,
+    deployed: &Deployed,
+) -> Result<Option<std::path::PathBuf>, InvokeError> {
+    let Some((runtime, script)) = crate::runtimes::of(&deployed.service.definition) else {
+        return Ok(None);
+    };
+    if let Some(dir) = deployed.app_dir.get() {
+        return Ok(Some(dir.clone()));
+    }
+    use sha2::Digest as _;
+    let dir = apps_root.join(hex::encode(sha2::Sha256::digest(script.as_bytes())));
+    if !dir.join(runtime.script_file).is_file() {
+        let staging = apps_root.join(format!(".{}", uuid::Uuid::new_v4().simple()));
+        crate::fsutil::create_private_dir(&staging).map_err(host)?;
+        std::fs::write(staging.join(runtime.script_file), script).map_err(host)?;
+        // Another call may have made it meanwhile: theirs is the same script.
+        if std::fs::rename(&staging, &dir).is_err() {
+            let _ = std::fs::remove_dir_all(&staging);
+        }
+    }
+    Ok(Some(deployed.app_dir.get_or_init(|| dir).clone()))
 }
 
 fn host(e: std::io::Error) -> InvokeError {

@@ -46,6 +46,8 @@ pub struct GuestRun<'a> {
     pub output_capacity: usize,
     /// Caps on the output folder, checked while the guest runs.
     pub output_limits: OutputLimits,
+    /// A runtime service's script folder, seen read-only at [`crate::runtimes::APP_DIR`].
+    pub app_dir: Option<&'a Path>,
 }
 
 /// How the guest ended and what it printed.
@@ -78,6 +80,9 @@ pub fn run(r: GuestRun<'_>) -> wasmtime::Result<RunOutput> {
         .allow_ip_name_lookup(false);
     builder.preopened_dir(r.input_dir, GUEST_INPUT_DIR, FsPerms::ReadOnly)?;
     builder.preopened_dir(r.output_dir, GUEST_OUTPUT_DIR, FsPerms::ReadWrite)?;
+    if let Some(app) = r.app_dir {
+        builder.preopened_dir(app, crate::runtimes::APP_DIR, FsPerms::ReadOnly)?;
+    }
     let pipe = CappedPipe::new(r.output_capacity);
     builder.stdout(pipe.clone()).stderr(pipe.clone());
     let clock = GuestClock {

@@ -1,0 +1,214 @@
+//! Python services end to end: a definition whose `image` is the Python runtime
+//! (`oscar-wasm/python:3.14`) and whose `script` is a Python program runs that program under
+//! CPython compiled to WebAssembly, with OSCAR's contract and the sandbox of every module.
+//!
+//! The runtime is built by runtimes/python/build.sh (scripts/test.sh runs it) into
+//! runtimes/dist; one server runs every case, since compiling the 31 MB runtime is the slow
+//! part and each server does it once.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+
+const RUNTIME: &str = "oscar-wasm/python:3.14";
+
+/// The folder the runtime build writes (OSCAR_RUNTIMES_DIR when scripts/test.sh sets it).
+fn runtimes_dir() -> String {
+    std::env::var("OSCAR_RUNTIMES_DIR").unwrap_or_else(|_| {
+        repo_root()
+            .join("runtimes/dist")
+            .to_string_lossy()
+            .into_owned()
+    })
+}
+
+/// Creates a Python service `name` running `script`, with `extra` fields.
+fn create(server: &Server, name: &str, script: &str, extra: Value) -> (u16, String) {
+    let mut definition = json!({"name": name, "image": RUNTIME, "script": script});
+    if let (Some(map), Value::Object(more)) = (definition.as_object_mut(), extra) {
+        map.extend(more);
+    }
+    let response = client()
+        .post(server.url("/system/services"))
+        .json(&definition)
+        .send()
+        .unwrap();
+    (response.status().as_u16(), response.text().unwrap())
+}
+
+const UPPER: &str = r#"
+import os, sys, json, hashlib, csv, re, zipfile, gzip, base64, datetime, statistics
+source = os.environ["INPUT_FILE_PATH"]
+with open(source, "rb") as f:
+    data = f.read()
+out = os.environ["TMP_OUTPUT_DIR"]
+with open(os.path.join(out, "upper.txt"), "wb") as f:
+    f.write(data.upper())
+print("sha256", hashlib.sha256(data).hexdigest(), "greeting", os.environ.get("GREETING"))
+"#;
+
+#[test]
+fn python_scripts_run_as_services_with_the_file_contract_and_the_sandbox() {
+    let dir = TestDir::new();
+    let runtimes = runtimes_dir();
+    let server = Server::start(&dir.data(), &["--runtimes-dir", &runtimes]);
+
+    // The runtime compiles once (Cranelift, 31 MB); the service answers from then on.
+    let (status, text) = create(
+        &server,
+        "pyupper",
+        UPPER,
+        json!({"environment": {"variables": {"GREETING": "hola"}}}),
+    );
+    assert_eq!(status, 201, "{text}");
+    let (status, outcome, body) = run(&server, "pyupper", b64(b"hello python").into_bytes());
+    assert_eq!(
+        (status, outcome.as_str()),
+        (200, "success"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    assert_eq!(unb64(&body), b"HELLO PYTHON");
+
+    // As a job: the output kept, the script's print in the log.
+    let job = client()
+        .post(server.url("/job/pyupper"))
+        .body(b64(b"job input"))
+        .send()
+        .unwrap();
+    assert_eq!(job.status(), 201);
+    let jobs = wait_jobs(&server, "pyupper", 1);
+    let (name, record) = jobs.iter().next().unwrap();
+    assert_eq!(
+        record["status"],
+        "Succeeded",
+        "{}",
+        log_of(&server, "pyupper", name)
+    );
+    let log = log_of(&server, "pyupper", name);
+    assert!(log.contains("greeting hola"), "{log}");
+    let hash = hex_sha256(b"job input");
+    assert!(log.contains(&hash), "{log}");
+
+    // A second service shares the compiled runtime: its creation does not compile again.
+    let (status, text) = create(
+        &server,
+        "pyexit",
+        "import sys\nprint('leaving')\nsys.exit(3)\n",
+        json!({}),
+    );
+    assert_eq!(status, 201, "{text}");
+    let (status, outcome, body) = run(&server, "pyexit", b64(b"x").into_bytes());
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!((status, outcome.as_str()), (500, "exit:3"), "{body}");
+    assert!(body.contains("leaving"), "{body}");
+
+    // An exception: exit status 1 and the traceback, naming the script's line.
+    let raises = "def f():\n    raise ValueError('bad input')\nf()\n";
+    assert_eq!(create(&server, "pyraise", raises, json!({})).0, 201);
+    let (status, outcome, body) = run(&server, "pyraise", b64(b"x").into_bytes());
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!((status, outcome.as_str()), (500, "exit:1"), "{body}");
+    assert!(
+        body.contains("ValueError: bad input") && body.contains("line 2"),
+        "{body}"
+    );
+
+    // A native extension without a wasm build: a clear ImportError, not a crash.
+    assert_eq!(
+        create(&server, "pynative", "import ctypes\n", json!({})).0,
+        201
+    );
+    let (status, _, body) = run(&server, "pynative", b64(b"x").into_bytes());
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("No module named 'ctypes'"), "{body}");
+
+    // Nothing outside its folders: the host's files and the other folders are not there,
+    // the input and the script are read-only.
+    let escape = r#"
+import os
+for path in ["/etc/passwd", "/proc/self/environ", "../../etc/passwd"]:
+    try:
+        open(path).read()
+        print("READ", path)
+    except OSError as e:
+        print("refused", path, type(e).__name__)
+for path in [os.environ["INPUT_FILE_PATH"], "/oscar/app/script.py"]:
+    try:
+        open(path, "a").write("x")
+        print("WROTE", path)
+    except OSError as e:
+        print("refused", path, type(e).__name__)
+try:
+    os.listdir("/")
+    print("LISTED /")
+except OSError as e:
+    print("refused / " + type(e).__name__)
+"#;
+    assert_eq!(create(&server, "pyescape", escape, json!({})).0, 201);
+    let (status, _, body) = run(&server, "pyescape", b64(b"x").into_bytes());
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        !body.contains("READ") && !body.contains("WROTE") && !body.contains("LISTED"),
+        "{body}"
+    );
+    assert_eq!(body.matches("refused").count(), 6, "{body}");
+
+    // The service's limits hold: a loop that never ends stops at its timeout.
+    let (status, text) = create(
+        &server,
+        "pyloop",
+        "while True:\n    pass\n",
+        json!({"timeout": 2}),
+    );
+    assert_eq!(status, 201, "{text}");
+    let (status, outcome, _) = run(&server, "pyloop", b64(b"x").into_bytes());
+    assert_eq!((status, outcome.as_str()), (504, "timeout"));
+
+    // And its memory: a script that keeps allocating is stopped, the server keeps serving.
+    let hog = "blocks = []\nwhile True:\n    blocks.append(bytearray(8 << 20))\n";
+    assert_eq!(
+        create(&server, "pyhog", hog, json!({"memory": "96Mi"})).0,
+        201
+    );
+    let (status, outcome, body) = run(&server, "pyhog", b64(b"x").into_bytes());
+    assert_eq!(status, 500, "{}", String::from_utf8_lossy(&body));
+    assert!(outcome == "exit:1" || outcome == "trap", "{outcome}");
+    assert!(
+        String::from_utf8_lossy(&body).contains("MemoryError") || outcome == "trap",
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    let (status, _, body) = run(&server, "pyupper", b64(b"still here").into_bytes());
+    assert_eq!((status, unb64(&body)), (200, b"STILL HERE".to_vec()));
+
+    // A runtime image without a script, or an unknown runtime version: 400, saying why.
+    let (status, text) = create(&server, "pyempty", "", json!({}));
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("script"), "{text}");
+    let response = client()
+        .post(server.url("/system/services"))
+        .json(&json!({"name": "pyold", "image": "oscar-wasm/python:2.7", "script": "print(1)"}))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    assert!(response.text().unwrap().contains("oscar-wasm/python:3.14"));
+}
+
+#[test]
+fn a_server_without_the_runtime_says_how_to_get_it() {
+    let dir = TestDir::new();
+    let missing = dir.data().join("no-runtimes");
+    let server = Server::start(&dir.data(), &["--runtimes-dir", missing.to_str().unwrap()]);
+    let (status, text) = create(&server, "py", "print(1)", json!({}));
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("runtimes/python/build.sh"), "{text}");
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
