@@ -7,8 +7,16 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 "$root/scripts/build-guests.sh"
-# The Python runtime (componentize-py from PyPI, pinned) that tests/python.rs runs scripts on.
+# The script runtimes tests/python.rs and tests/javascript.rs run scripts on: Python
+# (componentize-py from PyPI) and JavaScript (componentize-js from npm, with the machine's
+# Node.js), both pinned.
 "$root/runtimes/python/build.sh"
+command -v npm >/dev/null || {
+  echo "test: installing nodejs and npm (Debian packages)"
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq nodejs npm >/dev/null
+}
+"$root/runtimes/javascript/build.sh"
 
 # Debian packages the end-to-end tests start: the CNCF distribution registry (wasm-image
 # tests; each test runs its own on loopback, never the system service), chromium (the

@@ -29,7 +29,13 @@ fn create(server: &Server, name: &str, script: &str, extra: Value) -> (u16, Stri
     if let (Some(map), Value::Object(more)) = (definition.as_object_mut(), extra) {
         map.extend(more);
     }
-    let response = client()
+    // The first service of a runtime waits for its compilation, which a debug build of the
+    // server (the tests') takes minutes for on a loaded machine.
+    let response = reqwest::blocking::Client::builder()
+        .no_proxy()
+        .timeout(std::time::Duration::from_secs(900))
+        .build()
+        .unwrap()
         .post(server.url("/system/services"))
         .json(&definition)
         .send()

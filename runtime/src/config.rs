@@ -130,8 +130,9 @@ pub struct ServeArgs {
     /// checks whether the tag moved (seconds); jobs check before each run.
     #[arg(long, env = "OSCAR_WASM_IMAGE_REFRESH", default_value_t = 60)]
     pub image_refresh: u64,
-    /// Folder of the script runtimes' components (`python-3.14.wasm`, built by
-    /// runtimes/python/build.sh): services whose `image` is `oscar-wasm/python:3.14` run
+    /// Folder of the script runtimes' components (`python-3.14.wasm` and `javascript-1.wasm`,
+    /// built by runtimes/python/build.sh and runtimes/javascript/build.sh): services whose
+    /// `image` is `oscar-wasm/python:3.14` or `oscar-wasm/javascript:1` run
     /// their `script` on it.
     #[arg(long, env = "OSCAR_WASM_RUNTIMES_DIR", default_value = "runtimes/dist")]
     pub runtimes_dir: PathBuf,

@@ -1,5 +1,5 @@
 //! The script runtimes this server ships: a definition whose `image` names one
-//! (`oscar-wasm/python:3.14`) and whose `script` is a program in its language becomes a wasm
+//! (`oscar-wasm/python:3.14`, `oscar-wasm/javascript:1`) and whose `script` is a program in its language becomes a wasm
 //! service running that program, with no build on the user's side. The runtime is one
 //! `wasi:cli/command` component per language (built by `runtimes/<language>/build.sh` into
 //! `--runtimes-dir`), stored and compiled once like any module and shared by every service of
@@ -32,8 +32,18 @@ pub const PYTHON: Runtime = Runtime {
     build_script: "runtimes/python/build.sh",
 };
 
+/// JavaScript: StarlingMonkey (SpiderMonkey) from componentize-js, `runtimes/javascript`; the
+/// `1` is the version of the API its runner gives scripts (files, environment, exit).
+pub const JAVASCRIPT: Runtime = Runtime {
+    image: "oscar-wasm/javascript:1",
+    file: "javascript-1.wasm",
+    language: "JavaScript",
+    script_file: "script.js",
+    build_script: "runtimes/javascript/build.sh",
+};
+
 /// Every runtime this server knows.
-pub const ALL: &[Runtime] = &[PYTHON];
+pub const ALL: &[Runtime] = &[PYTHON, JAVASCRIPT];
 
 /// The image names reserved for runtimes start with this.
 pub const PREFIX: &str = "oscar-wasm/";
@@ -77,6 +87,7 @@ mod tests {
     #[test]
     fn runtime_images_are_recognised_and_others_left_alone() {
         assert_eq!(named("oscar-wasm/python:3.14"), Some(Ok(PYTHON)));
+        assert_eq!(named("oscar-wasm/javascript:1"), Some(Ok(JAVASCRIPT)));
         assert!(named("oscar-wasm/python:2.7").unwrap().is_err());
         assert_eq!(named("ghcr.io/grycap/cowsay"), None);
         let definition = json!({"image": "oscar-wasm/python:3.14", "script": "print(1)"});

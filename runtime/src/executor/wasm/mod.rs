@@ -229,8 +229,9 @@ fn run_blocking(
     })
 }
 
-/// A runtime service's script folder: `apps_root/<sha256 of the script>/`, holding the
-/// script alone, written once (atomically) and shared by every service with that script.
+/// A runtime service's script folder: `apps_root/<sha256 of the runtime and the script>/`,
+/// holding the script alone, written once (atomically) and shared by every service with that
+/// script.
 fn app_dir(
     apps_root: &std::path::Path,
     deployed: &Deployed,
@@ -242,7 +243,12 @@ fn app_dir(
         return Ok(Some(dir.clone()));
     }
     use sha2::Digest as _;
-    let dir = apps_root.join(hex::encode(sha2::Sha256::digest(script.as_bytes())));
+    // Keyed by the runtime too: the same text as Python and as JavaScript is two folders.
+    let mut digest = sha2::Sha256::new();
+    digest.update(runtime.image.as_bytes());
+    digest.update([0]);
+    digest.update(script.as_bytes());
+    let dir = apps_root.join(hex::encode(digest.finalize()));
     if !dir.join(runtime.script_file).is_file() {
         let staging = apps_root.join(format!(".{}", uuid::Uuid::new_v4().simple()));
         crate::fsutil::create_private_dir(&staging).map_err(host)?;

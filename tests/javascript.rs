@@ -1,0 +1,145 @@
+//! JavaScript services end to end: a definition whose `image` is the JavaScript runtime
+//! (`oscar-wasm/javascript:1`) and whose `script` is a script runs it under StarlingMonkey
+//! (SpiderMonkey compiled to WebAssembly, from componentize-js), with OSCAR's contract and
+//! the sandbox of every module.
+//!
+//! The runtime is built by runtimes/javascript/build.sh (scripts/test.sh runs it) into
+//! runtimes/dist; one server runs every case, since compiling the runtime is the slow part.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+
+const RUNTIME: &str = "oscar-wasm/javascript:1";
+
+fn runtimes_dir() -> String {
+    std::env::var("OSCAR_RUNTIMES_DIR").unwrap_or_else(|_| {
+        repo_root()
+            .join("runtimes/dist")
+            .to_string_lossy()
+            .into_owned()
+    })
+}
+
+fn create(server: &Server, name: &str, script: &str, extra: Value) -> u16 {
+    let mut definition = json!({"name": name, "image": RUNTIME, "script": script});
+    if let (Some(map), Value::Object(more)) = (definition.as_object_mut(), extra) {
+        map.extend(more);
+    }
+    // The first service of a runtime waits for its compilation, which a debug build of the
+    // server (the tests') takes minutes for on a loaded machine.
+    let response = reqwest::blocking::Client::builder()
+        .no_proxy()
+        .timeout(std::time::Duration::from_secs(900))
+        .build()
+        .unwrap()
+        .post(server.url("/system/services"))
+        .json(&definition)
+        .send()
+        .unwrap();
+    let status = response.status().as_u16();
+    assert_eq!(status, 201, "{}", response.text().unwrap());
+    status
+}
+
+const UPPER: &str = r#"
+const input = readTextFile(env.INPUT_FILE_PATH);
+writeFile(env.TMP_OUTPUT_DIR + "/upper.txt", input.toUpperCase());
+console.log("upper-cased " + input.length + " characters for " + env.GREETING);
+"#;
+
+#[test]
+fn javascript_scripts_run_as_services_with_the_file_contract_and_the_sandbox() {
+    let dir = TestDir::new();
+    let runtimes = runtimes_dir();
+    let server = Server::start(&dir.data(), &["--runtimes-dir", &runtimes]);
+
+    create(
+        &server,
+        "jsupper",
+        UPPER,
+        json!({"environment": {"variables": {"GREETING": "hola"}}}),
+    );
+    let (status, outcome, body) = run(&server, "jsupper", b64(b"hello js").into_bytes());
+    assert_eq!(
+        (status, outcome.as_str()),
+        (200, "success"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    assert_eq!(unb64(&body), b"HELLO JS");
+
+    // As a job, with the script's output in the log.
+    let job = client()
+        .post(server.url("/job/jsupper"))
+        .body(b64(b"job input"))
+        .send()
+        .unwrap();
+    assert_eq!(job.status(), 201);
+    let jobs = wait_jobs(&server, "jsupper", 1);
+    let (name, record) = jobs.iter().next().unwrap();
+    let log = log_of(&server, "jsupper", name);
+    assert_eq!(record["status"], "Succeeded", "{log}");
+    assert!(log.contains("upper-cased 9 characters for hola"), "{log}");
+
+    // exit(3) is the status; an uncaught error exits 1 with its stack on the script's line.
+    create(
+        &server,
+        "jsexit",
+        "console.log('leaving');\nexit(3);\n",
+        json!({}),
+    );
+    let (status, outcome, body) = run(&server, "jsexit", b64(b"x").into_bytes());
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!((status, outcome.as_str()), (500, "exit:3"), "{body}");
+    assert!(body.contains("leaving"), "{body}");
+    create(
+        &server,
+        "jsthrow",
+        "function inner() {\n  throw new Error('boom');\n}\ninner();\n",
+        json!({}),
+    );
+    let (status, outcome, body) = run(&server, "jsthrow", b64(b"x").into_bytes());
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!((status, outcome.as_str()), (500, "exit:1"), "{body}");
+    assert!(
+        body.contains("boom") && body.contains("script.js:2"),
+        "{body}"
+    );
+
+    // Nothing outside its folders, the input and the script read-only, no network.
+    let escape = r#"
+for (const path of ["/etc/passwd", "/proc/self/environ", "../../etc/passwd"]) {
+  try { readFile(path); console.log("READ " + path); }
+  catch (e) { console.log("refused " + path + " " + e.code); }
+}
+for (const path of [env.INPUT_FILE_PATH, "/oscar/app/script.js"]) {
+  try { appendFile(path, "x"); console.log("WROTE " + path); }
+  catch (e) { console.log("refused " + path + " " + e.code); }
+}
+try { await fetch("http://127.0.0.1/"); console.log("FETCHED"); }
+catch (e) { console.log("refused fetch " + e.name); }
+"#;
+    create(&server, "jsescape", escape, json!({}));
+    let (status, _, body) = run(&server, "jsescape", b64(b"x").into_bytes());
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        !body.contains("READ") && !body.contains("WROTE") && !body.contains("FETCHED"),
+        "{body}"
+    );
+    assert_eq!(body.matches("refused").count(), 6, "{body}");
+
+    // The service's timeout holds.
+    create(
+        &server,
+        "jsloop",
+        "while (true) {}\n",
+        json!({"timeout": 2}),
+    );
+    let (status, outcome, _) = run(&server, "jsloop", b64(b"x").into_bytes());
+    assert_eq!((status, outcome.as_str()), (504, "timeout"));
+    let (status, _, body) = run(&server, "jsupper", b64(b"still here").into_bytes());
+    assert_eq!((status, unb64(&body)), (200, b"STILL HERE".to_vec()));
+}
