@@ -288,21 +288,7 @@ impl App {
                 runtimes_dir: args.runtimes_dir.clone(),
             },
         );
-        let mut backends: Vec<Arc<dyn crate::executor::backend::Backend>> = vec![Arc::new(invoker)];
-        if let Some(kube) = &kube {
-            backends.push(Arc::new(crate::executor::image::ImageBackend::new(
-                kube.clone(),
-                settings.default_timeout,
-            )));
-        }
-        let executor = Executor::new(
-            backends,
-            ExecutorSettings {
-                max_concurrency: args.max_concurrency,
-                max_queue: args.max_queue,
-            },
-            metrics.clone(),
-        );
+        let executor = open_executor(args, &settings, invoker, kube.clone(), metrics.clone());
         let minio_users = open_minio_users(args, &storage)?;
         Ok(Arc::new(Self {
             services: Services {
@@ -340,6 +326,31 @@ impl App {
             _data_lock: data_lock,
         }))
     }
+}
+
+/// The executor over the wasm backend and, when a Kubernetes API answered, the image one.
+fn open_executor(
+    args: &ServeArgs,
+    settings: &Settings,
+    invoker: Invoker,
+    kube: Option<Arc<crate::kube::Kube>>,
+    metrics: Arc<Metrics>,
+) -> Executor {
+    let mut backends: Vec<Arc<dyn crate::executor::backend::Backend>> = vec![Arc::new(invoker)];
+    if let Some(kube) = kube {
+        backends.push(Arc::new(crate::executor::image::ImageBackend::new(
+            kube,
+            settings.default_timeout,
+        )));
+    }
+    Executor::new(
+        backends,
+        ExecutorSettings {
+            max_concurrency: args.max_concurrency,
+            max_queue: args.max_queue,
+        },
+        metrics,
+    )
 }
 
 /// The wasm engine, sized by the flags.
