@@ -13,33 +13,9 @@ use serde_json::{Value, json};
 
 const RUNTIME: &str = "oscar-wasm/javascript:1";
 
-fn runtimes_dir() -> String {
-    std::env::var("OSCAR_RUNTIMES_DIR").unwrap_or_else(|_| {
-        repo_root()
-            .join("runtimes/dist")
-            .to_string_lossy()
-            .into_owned()
-    })
-}
-
 fn create(server: &Server, name: &str, script: &str, extra: Value) -> u16 {
-    let mut definition = json!({"name": name, "image": RUNTIME, "script": script});
-    if let (Some(map), Value::Object(more)) = (definition.as_object_mut(), extra) {
-        map.extend(more);
-    }
-    // The first service of a runtime waits for its compilation, which a debug build of the
-    // server (the tests') takes minutes for on a loaded machine.
-    let response = reqwest::blocking::Client::builder()
-        .no_proxy()
-        .timeout(std::time::Duration::from_secs(900))
-        .build()
-        .unwrap()
-        .post(server.url("/system/services"))
-        .json(&definition)
-        .send()
-        .unwrap();
-    let status = response.status().as_u16();
-    assert_eq!(status, 201, "{}", response.text().unwrap());
+    let (status, text) = create_script_service(server, RUNTIME, name, script, extra);
+    assert_eq!(status, 201, "{text}");
     status
 }
 

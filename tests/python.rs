@@ -13,34 +13,8 @@ use serde_json::{Value, json};
 
 const RUNTIME: &str = "oscar-wasm/python:3.14";
 
-/// The folder the runtime build writes (OSCAR_RUNTIMES_DIR when scripts/test.sh sets it).
-fn runtimes_dir() -> String {
-    std::env::var("OSCAR_RUNTIMES_DIR").unwrap_or_else(|_| {
-        repo_root()
-            .join("runtimes/dist")
-            .to_string_lossy()
-            .into_owned()
-    })
-}
-
-/// Creates a Python service `name` running `script`, with `extra` fields.
 fn create(server: &Server, name: &str, script: &str, extra: Value) -> (u16, String) {
-    let mut definition = json!({"name": name, "image": RUNTIME, "script": script});
-    if let (Some(map), Value::Object(more)) = (definition.as_object_mut(), extra) {
-        map.extend(more);
-    }
-    // The first service of a runtime waits for its compilation, which a debug build of the
-    // server (the tests') takes minutes for on a loaded machine.
-    let response = reqwest::blocking::Client::builder()
-        .no_proxy()
-        .timeout(std::time::Duration::from_secs(900))
-        .build()
-        .unwrap()
-        .post(server.url("/system/services"))
-        .json(&definition)
-        .send()
-        .unwrap();
-    (response.status().as_u16(), response.text().unwrap())
+    create_script_service(server, RUNTIME, name, script, extra)
 }
 
 const UPPER: &str = r#"

@@ -579,6 +579,44 @@ pub fn log_of(server: &Server, service: &str, job: &str) -> String {
         .unwrap()
 }
 
+/// The folder the script runtimes' builds write (runtimes/*/build.sh, which scripts/test.sh
+/// runs): `OSCAR_RUNTIMES_DIR`, else the checkout's runtimes/dist.
+pub fn runtimes_dir() -> String {
+    std::env::var("OSCAR_RUNTIMES_DIR").unwrap_or_else(|_| {
+        repo_root()
+            .join("runtimes/dist")
+            .to_string_lossy()
+            .into_owned()
+    })
+}
+
+/// Creates service `name` on the script runtime `image` running `script`, with the fields of
+/// `extra`; (status, body). The first service of a runtime waits for the runtime's
+/// compilation, which a debug build of the server (the tests') takes minutes for on a loaded
+/// machine: this request waits up to 15 minutes.
+pub fn create_script_service(
+    server: &Server,
+    image: &str,
+    name: &str,
+    script: &str,
+    extra: serde_json::Value,
+) -> (u16, String) {
+    let mut definition = serde_json::json!({"name": name, "image": image, "script": script});
+    if let (Some(map), serde_json::Value::Object(more)) = (definition.as_object_mut(), extra) {
+        map.extend(more);
+    }
+    let response = reqwest::blocking::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(900))
+        .build()
+        .unwrap()
+        .post(server.url("/system/services"))
+        .json(&definition)
+        .send()
+        .unwrap();
+    (response.status().as_u16(), response.text().unwrap())
+}
+
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
