@@ -33,17 +33,6 @@ impl StoreError {
     }
 }
 
-impl From<StoreError> for io::Error {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Io(e) => e,
-            StoreError::Unavailable(m) => io::Error::new(io::ErrorKind::TimedOut, m),
-            StoreError::NotFound(m) => io::Error::new(io::ErrorKind::NotFound, m),
-            StoreError::Conflict(m) => io::Error::other(format!("{m} was changed meanwhile")),
-        }
-    }
-}
-
 /// Runs a local store's file work on a thread allowed to block, so that the reactor's
 /// workers never wait on a disk.
 pub async fn blocking<T: Send + 'static>(
