@@ -125,6 +125,25 @@ impl Deployer {
             .into());
         }
         let path = self.runtimes_dir.join(runtime.file);
+        // The runtime is tens of megabytes: read and hashed only when its file changed.
+        let stamp = tokio::fs::metadata(&path)
+            .await
+            .ok()
+            .map(|m| (m.modified().ok(), m.len()));
+        let known = self
+            .runtime_modules
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(runtime.image)
+            .filter(|(seen, _)| stamp.is_some() && Some(*seen) == stamp)
+            .map(|(_, digest)| *digest);
+        if let Some(digest) = known
+            && self.modules.contains(&digest).await
+        {
+            map.remove(IMAGE_DIGEST);
+            map.insert("module".into(), Value::String(digest.to_string()));
+            return Ok(());
+        }
         let bytes = tokio::fs::read(&path).await.map_err(|e| {
             DefinitionError::InvalidField {
                 field: "image",
@@ -137,6 +156,12 @@ impl Deployer {
             }
         })?;
         let stored = self.put_module(bytes.into()).await?;
+        if let Some(stamp) = stamp {
+            self.runtime_modules
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(runtime.image, (stamp, stored.digest));
+        }
         if stored.created {
             tracing::info!(image = runtime.image, module = %stored.digest, "runtime stored and compiled");
         }

@@ -52,6 +52,11 @@ pub enum DeployError {
     Image(#[from] crate::oci::OciError),
 }
 
+/// Runtime image -> ((modified, length) of its file, the module stored from it).
+type RuntimeModules = std::sync::Mutex<
+    std::collections::HashMap<&'static str, ((Option<std::time::SystemTime>, u64), Digest)>,
+>;
+
 /// What a definition may ask of this server.
 #[derive(Debug, Clone, Copy)]
 pub struct DeployLimits {
@@ -79,6 +84,8 @@ pub struct Deployer {
     images_available: bool,
     /// `--runtimes-dir`.
     runtimes_dir: std::path::PathBuf,
+    /// Each runtime's module, by the file's modification time and size when it was stored.
+    runtime_modules: RuntimeModules,
     /// The image repositories services may pull from.
     settings: Arc<crate::cluster_settings::ClusterSettings>,
     /// Where wasm images come from.
@@ -122,6 +129,7 @@ impl Deployer {
         Self {
             images_available: parts.kube.is_some(),
             runtimes_dir: parts.runtimes_dir,
+            runtime_modules: Default::default(),
             settings: parts.settings,
             registries: parts.registries,
             image_checks: Default::default(),
