@@ -116,6 +116,103 @@ catch (e) { console.log("refused fetch " + e.name); }
     );
     let (status, outcome, _) = run(&server, "jsloop", b64(b"x").into_bytes());
     assert_eq!((status, outcome.as_str()), (504, "timeout"));
+
+    // And its memory: a script that keeps allocating is stopped, the server keeps serving.
+    create(
+        &server,
+        "jshog",
+        "const blocks = [];\nwhile (true) blocks.push(new Uint8Array(8 << 20).fill(1));\n",
+        json!({"memory": "96Mi"}),
+    );
+    let (status, outcome, body) = run(&server, "jshog", b64(b"x").into_bytes());
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, 500, "{body}");
+    assert!(
+        outcome == "trap" || (outcome == "exit:1" && body.contains("out of memory")),
+        "{outcome}: {body}"
+    );
     let (status, _, body) = run(&server, "jsupper", b64(b"still here").into_bytes());
     assert_eq!((status, unb64(&body)), (200, b"STILL HERE".to_vec()));
+
+    // A Node module the runtime does not have: a clear error naming it.
+    create(
+        &server,
+        "jsnative",
+        "require('child_process');\n",
+        json!({}),
+    );
+    let (status, outcome, body) = run(&server, "jsnative", b64(b"x").into_bytes());
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!((status, outcome.as_str()), (500, "exit:1"), "{body}");
+    assert!(
+        body.contains("Cannot find module 'child_process'"),
+        "{body}"
+    );
+
+    from_the_clients_and_a_bucket(&server, &dir);
+}
+
+/// The example's definition through our CLI (its `script` a file beside it), a file put into
+/// its input bucket, and oscar-python's create_service and run_service.
+fn from_the_clients_and_a_bucket(server: &Server, dir: &TestDir) {
+    let home = tempfile::tempdir().unwrap();
+    let cli = |args: &[&str], stdin: &[u8]| oscar_cli(Some(&server.base), home.path(), args, stdin);
+    cli(
+        &[
+            "service",
+            "apply",
+            "examples/javascript/word-frequency/service.yaml",
+        ],
+        b"",
+    )
+    .ok();
+    let counts: Value = serde_json::from_str(
+        &cli(
+            &["run", "word-frequency-js", "-i", "-"],
+            b"To be, or not to be",
+        )
+        .ok(),
+    )
+    .unwrap();
+    assert_eq!(
+        counts,
+        json!({"words": 6, "distinct": 4, "top": [["be", 2], ["to", 2], ["not", 1], ["or", 1]]})
+    );
+
+    let store = s3(server.s3.as_deref().unwrap(), "words-js", "oscar", "oscar");
+    put(&store, "in/hamlet.txt", b"the rest is silence, the rest").unwrap();
+    let jobs = wait_jobs(server, "word-frequency-js", 1);
+    let (job, record) = jobs.iter().next().unwrap();
+    let log = log_of(server, "word-frequency-js", job);
+    assert_eq!(record["status"], "Succeeded", "{log}");
+    assert!(log.contains("counted 6 words, 4 distinct"), "{log}");
+    let counts: Value = serde_json::from_slice(&get(&store, "out/counts.json").unwrap()).unwrap();
+    assert_eq!(counts["top"][0], json!(["rest", 2]));
+
+    let work = dir.data().parent().unwrap().join("oscar-python");
+    std::fs::create_dir_all(&work).unwrap();
+    let out = run_python(
+        r#"
+import base64, os, sys
+from oscar_python.client import Client
+endpoint, work = sys.argv[1:3]
+with open(os.path.join(work, "sum.js"), "w") as f:
+    f.write("const n = readTextFile(env.INPUT_FILE_PATH).split(/\\s+/).filter(Boolean);\n"
+            "writeFile(env.TMP_OUTPUT_DIR + '/sum.txt', String(n.reduce((a, b) => a + Number(b), 0)));\n")
+with open(os.path.join(work, "sum.yaml"), "w") as f:
+    f.write("functions:\n  oscar:\n  - wasm:\n      name: jssum\n"
+            "      image: oscar-wasm/javascript:1\n      script: sum.js\n"
+            "      cpu: 0.5\n      memory: 128Mi\n")
+c = Client({"cluster_id": "wasm", "endpoint": endpoint, "user": "oscar", "password": "any",
+            "ssl": "False"})
+print("create", c.create_service(os.path.join(work, "sum.yaml")).status_code)
+print("run", base64.b64decode(c.run_service("jssum", input="1 2 3 4").text).decode())
+"#,
+        &[&server.base, work.to_str().unwrap()],
+        server,
+    );
+    assert!(
+        out.contains("create 201") && out.contains("run 10"),
+        "{out}"
+    );
 }

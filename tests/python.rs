@@ -176,6 +176,77 @@ except OSError as e:
         .unwrap();
     assert_eq!(response.status(), 400);
     assert!(response.text().unwrap().contains("oscar-wasm/python:3.14"));
+
+    from_the_clients_and_a_bucket(&server, &dir);
+}
+
+/// The example's definition through our CLI (its `script` a file beside it), a file put into
+/// its input bucket, and oscar-python's create_service and run_service: the same service
+/// each way, answered by the same runtime.
+fn from_the_clients_and_a_bucket(server: &Server, dir: &TestDir) {
+    let home = tempfile::tempdir().unwrap();
+    let cli = |args: &[&str], stdin: &[u8]| oscar_cli(Some(&server.base), home.path(), args, stdin);
+    cli(
+        &[
+            "service",
+            "apply",
+            "examples/python/word-frequency/service.yaml",
+        ],
+        b"",
+    )
+    .ok();
+    let counts: Value = serde_json::from_str(
+        &cli(
+            &["run", "word-frequency", "-i", "-"],
+            b"To be, or not to be",
+        )
+        .ok(),
+    )
+    .unwrap();
+    assert_eq!(
+        counts,
+        json!({"words": 6, "distinct": 4, "top": [["to", 2], ["be", 2], ["or", 1], ["not", 1]]})
+    );
+
+    // A file put under the input folder is counted into the output folder.
+    let store = s3(server.s3.as_deref().unwrap(), "words", "oscar", "oscar");
+    put(&store, "in/hamlet.txt", b"the rest is silence, the rest").unwrap();
+    let jobs = wait_jobs(server, "word-frequency", 1);
+    let (job, record) = jobs.iter().next().unwrap();
+    let log = log_of(server, "word-frequency", job);
+    assert_eq!(record["status"], "Succeeded", "{log}");
+    assert!(log.contains("counted 6 words, 4 distinct"), "{log}");
+    let counts: Value = serde_json::from_slice(&get(&store, "out/counts.json").unwrap()).unwrap();
+    assert_eq!(counts["top"][0], json!(["the", 2]));
+
+    // oscar-python reads an FDL whose script is a file, as for any OSCAR service.
+    let work = dir.data().parent().unwrap().join("oscar-python");
+    std::fs::create_dir_all(&work).unwrap();
+    let out = run_python(
+        r#"
+import base64, os, sys
+from oscar_python.client import Client
+endpoint, work = sys.argv[1:3]
+with open(os.path.join(work, "sum.py"), "w") as f:
+    f.write("import os\nnumbers = open(os.environ['INPUT_FILE_PATH']).read().split()\n"
+            "open(os.path.join(os.environ['TMP_OUTPUT_DIR'], 'sum.txt'), 'w')"
+            ".write(str(sum(map(int, numbers))))\n")
+with open(os.path.join(work, "sum.yaml"), "w") as f:
+    f.write("functions:\n  oscar:\n  - wasm:\n      name: pysum\n"
+            "      image: oscar-wasm/python:3.14\n      script: sum.py\n"
+            "      cpu: 0.5\n      memory: 128Mi\n")
+c = Client({"cluster_id": "wasm", "endpoint": endpoint, "user": "oscar", "password": "any",
+            "ssl": "False"})
+print("create", c.create_service(os.path.join(work, "sum.yaml")).status_code)
+print("run", base64.b64decode(c.run_service("pysum", input="1 2 3 4").text).decode())
+"#,
+        &[&server.base, work.to_str().unwrap()],
+        server,
+    );
+    assert!(
+        out.contains("create 201") && out.contains("run 10"),
+        "{out}"
+    );
 }
 
 #[test]

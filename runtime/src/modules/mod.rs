@@ -267,21 +267,13 @@ impl ModuleStore {
             });
         }
         let started = std::time::Instant::now();
-        let (engine, bytes) = (self.engine.clone(), wasm.clone());
-        let baseline = cpu(move || Ok(engine.compile_baseline(&bytes))).await?;
-        if let Some(linked) = baseline {
+        if let Some(linked) = self.compile_baseline(&wasm).await? {
             self.metrics
                 .compile_seconds
                 .observe(started.elapsed().as_secs_f64());
             tracing::info!(%digest, size, compile_ms = started.elapsed().as_millis() as u64, "module compiled by the baseline compiler; optimizing it in the background");
             self.layout.blobs.write(&digest, &wasm).await?;
-            let runnable = Arc::new(Runnable::new(linked, Tier::Baseline));
-            self.write_loaded().insert(digest, runnable.clone());
-            self.optimizer.send(Optimize {
-                digest,
-                wasm: wasm.to_vec(),
-                runnable,
-            });
+            self.run_baseline(digest, linked, wasm);
             return Ok(Stored {
                 digest,
                 size,
@@ -354,7 +346,7 @@ impl ModuleStore {
                     .module_cache
                     .with_label_values(&["compiled"])
                     .inc();
-                self.compile_stored(digest, artifact_path).await?
+                return self.compile_stored(digest, artifact_path).await;
             }
         };
         let runnable = Arc::new(Runnable::new(runnable, Tier::Optimized));
@@ -362,27 +354,67 @@ impl ModuleStore {
         Ok(runnable)
     }
 
-    /// Compiles a stored module again (its artifact missing or stale) and rewrites the
-    /// artifact.
+    /// Winch's code for an upload, compiled on a thread allowed to block; `None` when there
+    /// is no baseline compiler or it did not take the upload.
+    async fn compile_baseline(
+        &self,
+        wasm: &bytes::Bytes,
+    ) -> Result<Option<crate::wasm::Linked>, ModuleError> {
+        let (engine, bytes) = (self.engine.clone(), wasm.clone());
+        cpu(move || Ok(engine.compile_baseline(&bytes))).await
+    }
+
+    /// Serves a module on Winch's code and queues it for Cranelift. The first runnable kept
+    /// wins, so two callers racing on one module queue it once.
+    fn run_baseline(
+        &self,
+        digest: Digest,
+        linked: crate::wasm::Linked,
+        wasm: bytes::Bytes,
+    ) -> Arc<Runnable> {
+        let runnable = {
+            let mut loaded = self.write_loaded();
+            if let Some(kept) = loaded.get(&digest) {
+                return kept.clone();
+            }
+            let runnable = Arc::new(Runnable::new(linked, Tier::Baseline));
+            loaded.insert(digest, runnable.clone());
+            runnable
+        };
+        self.optimizer.send(Optimize {
+            digest,
+            wasm: wasm.to_vec(),
+            runnable: runnable.clone(),
+        });
+        runnable
+    }
+
+    /// Compiles a stored module again (its artifact missing or stale): Winch's code at once
+    /// and Cranelift's in the background, as for an upload; Cranelift's alone, rewriting the
+    /// artifact, where there is no baseline compiler.
     async fn compile_stored(
         &self,
         digest: &Digest,
         artifact_path: PathBuf,
-    ) -> Result<crate::wasm::Linked, ModuleError> {
-        let wasm = self
+    ) -> Result<Arc<Runnable>, ModuleError> {
+        let wasm: bytes::Bytes = self
             .layout
             .blobs
             .read(digest)
             .await?
-            .ok_or(ModuleError::NotFound(*digest))?;
+            .ok_or(ModuleError::NotFound(*digest))?
+            .into();
         if Digest::of(&wasm) != *digest {
             return Err(ModuleError::Unloadable {
                 digest: *digest,
                 reason: "stored bytes do not match their digest".into(),
             });
         }
+        if let Some(linked) = self.compile_baseline(&wasm).await? {
+            return Ok(self.run_baseline(*digest, linked, wasm));
+        }
         let (engine, digest) = (self.engine.clone(), *digest);
-        cpu(move || {
+        let linked = cpu(move || {
             let (runnable, artifact) =
                 engine.compile(&wasm).map_err(|e| ModuleError::Unloadable {
                     digest,
@@ -391,7 +423,10 @@ impl ModuleStore {
             fsutil::atomic_write(&artifact_path, &artifact)?;
             Ok(runnable)
         })
-        .await
+        .await?;
+        let runnable = Arc::new(Runnable::new(linked, Tier::Optimized));
+        self.write_loaded().insert(digest, runnable.clone());
+        Ok(runnable)
     }
 
     /// Whether a module is stored (an unreadable store counts as no).
@@ -509,6 +544,18 @@ mod tests {
 
     const MODULE: &str = "(module (func (export \"_start\")))";
 
+    /// Waits until Cranelift's code runs it.
+    fn wait_optimized(runnable: &Runnable) {
+        let started = std::time::Instant::now();
+        while runnable.tier() == Tier::Baseline {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(60),
+                "never optimized"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
     #[test]
     fn digests_parse_and_print() {
         let d = Digest::of(b"abc");
@@ -534,14 +581,7 @@ mod tests {
         );
         let stored = s.put(bytes::Bytes::copy_from_slice(&wasm)).await.unwrap();
         let runnable = s.runnable(&stored.digest).await.unwrap();
-        let started = std::time::Instant::now();
-        while runnable.tier() == Tier::Baseline {
-            assert!(
-                started.elapsed() < std::time::Duration::from_secs(60),
-                "never optimized"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
+        wait_optimized(&runnable);
         assert!(s.artifact_path(&stored.digest).exists());
         assert!(matches!(
             *runnable.linked().unwrap(),
@@ -554,6 +594,40 @@ mod tests {
             s.runnable(&stored.digest).await.unwrap().tier(),
             Tier::Optimized
         );
+    }
+
+    /// The smallest `wasi:cli/run` command component: `run` returns `ok`.
+    const COMPONENT: &str = r#"(component
+        (core module $m (func (export "run") (result i32) i32.const 0))
+        (core instance $i (instantiate $m))
+        (type $result (result))
+        (func $run (result $result) (canon lift (core func $i "run")))
+        (instance $run_instance (export "run" (func $run)))
+        (export "wasi:cli/run@0.2.0" (instance $run_instance)))"#;
+
+    #[tokio::test]
+    async fn a_component_also_runs_baseline_code_first_and_when_its_artifact_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let wasm = wat::parse_str(COMPONENT).unwrap();
+        let s = store(dir.path());
+        #[cfg(target_arch = "x86_64")]
+        assert!(
+            matches!(
+                s.engine.compile_baseline(&wasm),
+                Some(crate::wasm::Linked::Component(_))
+            ),
+            "Winch took no component"
+        );
+        let digest = s.put(wasm.into()).await.unwrap().digest;
+        wait_optimized(&s.runnable(&digest).await.unwrap());
+        let artifact = s.artifact_path(&digest);
+        drop(s);
+        // A server that has the module but not its artifact (another cluster member, a
+        // changed engine) serves it on Winch's code while Cranelift compiles it again.
+        std::fs::remove_file(&artifact).unwrap();
+        let s = store(dir.path());
+        wait_optimized(&s.runnable(&digest).await.unwrap());
+        assert!(artifact.exists());
     }
 
     #[tokio::test]
@@ -590,7 +664,7 @@ mod tests {
         drop(s);
         std::fs::write(&artifact, b"stale").unwrap();
         let s = store(dir.path());
-        assert!(s.runnable(&digest).await.is_ok());
+        wait_optimized(&s.runnable(&digest).await.unwrap());
         assert_ne!(std::fs::read(&artifact).unwrap(), b"stale");
     }
 
@@ -609,7 +683,7 @@ mod tests {
         let compiled = dir.path().join("compiled");
         std::fs::remove_dir_all(&compiled).unwrap();
         let s = store(dir.path());
-        assert!(s.runnable(&digest).await.is_ok());
+        wait_optimized(&s.runnable(&digest).await.unwrap());
         assert!(s.artifact_path(&digest).exists());
     }
 
