@@ -2,7 +2,7 @@
 
 # Run the server with its embedded defaults (127.0.0.1:8080, data in ./oscar-data).
 serve *ARGS:
-    cargo run --release -p oscar-wasm -- serve {{ARGS}}
+    ./scripts/serve.sh {{ARGS}}
 
 # Every test, as CI runs it (builds the guest modules first).
 test:

@@ -33,6 +33,8 @@ fi
 args+=(--nats-server "$(command -v nats-server)")
 
 "$root/scripts/build-guests.sh" >/dev/null
+"$root/scripts/build-runtimes.sh" >/dev/null
+args+=(--runtimes-dir "$root/runtimes/dist")
 cargo build --release --locked -p oscar-wasm -p oscar-wasm-bench
 
 venv="$target_dir/bench-venv"

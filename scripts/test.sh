@@ -7,16 +7,11 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 "$root/scripts/build-guests.sh"
-# The script runtimes tests/python.rs and tests/javascript.rs run scripts on: Python
-# (componentize-py from PyPI) and JavaScript (componentize-js from npm, with the machine's
-# Node.js), both pinned.
-"$root/runtimes/python/build.sh"
-command -v npm >/dev/null || {
-  echo "test: installing nodejs and npm (Debian packages)"
-  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq nodejs npm >/dev/null
-}
-"$root/runtimes/javascript/build.sh"
+# The script runtimes tests/python.rs and tests/javascript.rs run scripts on, and the
+# examples of components users build themselves with the same tools.
+"$root/scripts/build-runtimes.sh"
+"$root/examples/python/component/build.sh"
+"$root/examples/javascript/component/build.sh"
 
 # Debian packages the end-to-end tests start: the CNCF distribution registry (wasm-image
 # tests; each test runs its own on loopback, never the system service), chromium (the

@@ -149,7 +149,20 @@ catch (e) { console.log("refused fetch " + e.name); }
         "{body}"
     );
 
+    // Packages are Python's: a JavaScript script bundles its dependencies.
+    let digest = format!("sha256:{}", "0".repeat(64));
+    let (status, text) = create_script_service(
+        &server,
+        RUNTIME,
+        "jspkg",
+        "console.log(1)",
+        json!({"packages": digest}),
+    );
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("bundle"), "{text}");
+
     from_the_clients_and_a_bucket(&server, &dir);
+    a_component_built_by_its_author(&server);
 }
 
 /// The example's definition through our CLI (its `script` a file beside it), a file put into
@@ -215,4 +228,27 @@ print("run", base64.b64decode(c.run_service("jssum", input="1 2 3 4").text).deco
         out.contains("create 201") && out.contains("run 10"),
         "{out}"
     );
+}
+
+/// The example its author builds with componentize-js
+/// (examples/javascript/component/build.sh, which scripts/test.sh runs): a `wasi:cli/command`
+/// component uploaded by `service apply` and run like any module.
+fn a_component_built_by_its_author(server: &Server) {
+    let home = tempfile::tempdir().unwrap();
+    let cli = |args: &[&str], stdin: &[u8]| oscar_cli(Some(&server.base), home.path(), args, stdin);
+    cli(
+        &[
+            "service",
+            "apply",
+            "examples/javascript/component/service.yaml",
+        ],
+        b"",
+    )
+    .ok();
+    let out = cli(
+        &["run", "reverse-lines-js", "-i", "-"],
+        b"one\ntwo\nthree\n",
+    )
+    .ok();
+    assert_eq!(out, "three\ntwo\none\n");
 }

@@ -178,6 +178,86 @@ except OSError as e:
     assert!(response.text().unwrap().contains("oscar-wasm/python:3.14"));
 
     from_the_clients_and_a_bucket(&server, &dir);
+    a_component_built_by_its_author(&server);
+    with_packages(&server, &dir);
+}
+
+/// Pure-Python packages: a zip uploaded to /system/packages and named by digest, or a folder
+/// `service apply` zips and uploads (here `tabulate`, installed from PyPI with pip).
+fn with_packages(server: &Server, dir: &TestDir) {
+    use std::io::Write as _;
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default();
+    zip.start_file("greet/__init__.py", options).unwrap();
+    zip.write_all(b"from .words import WORD\ndef hello(name):\n    return f'{WORD}, {name}'\n")
+        .unwrap();
+    zip.start_file("greet/words.py", options).unwrap();
+    zip.write_all(b"WORD = 'hola'\n").unwrap();
+    let zip = zip.finish().unwrap().into_inner();
+    let response = client()
+        .post(server.url("/system/packages"))
+        .body(zip)
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let stored: Value = response.json().unwrap();
+    assert_eq!(stored["files"], 2);
+    let digest = stored["digest"].as_str().unwrap().to_string();
+    let script = "import os, greet\nname = open(os.environ['INPUT_FILE_PATH']).read()\n\
+open(os.path.join(os.environ['TMP_OUTPUT_DIR'], 'out.txt'), 'w').write(greet.hello(name))\n\
+print(greet.__file__)\n";
+    let (status, text) = create(server, "pygreet", script, json!({"packages": digest}));
+    assert_eq!(status, 201, "{text}");
+    let (status, outcome, body) = run(server, "pygreet", b64(b"mundo").into_bytes());
+    assert_eq!((status, outcome.as_str()), (200, "success"));
+    assert_eq!(unb64(&body), b"hola, mundo");
+
+    // What cannot be a package, or a package never uploaded: 400, saying why.
+    let response = client()
+        .post(server.url("/system/packages"))
+        .body("not a zip")
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let unknown = format!("sha256:{}", "0".repeat(64));
+    let (status, text) = create(server, "pynopkg", "print(1)", json!({"packages": unknown}));
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("/system/packages"), "{text}");
+
+    // The example: tabulate from PyPI in its lib folder, zipped and uploaded by the CLI.
+    let example = dir.data().parent().unwrap().join("csv-table");
+    std::fs::create_dir_all(&example).unwrap();
+    for file in ["script.py", "service.yaml"] {
+        std::fs::copy(
+            repo_root().join("examples/python/csv-table").join(file),
+            example.join(file),
+        )
+        .unwrap();
+    }
+    let pip = std::process::Command::new(test_python())
+        .args(["-m", "pip", "install", "--quiet", "--target"])
+        .arg(example.join("lib"))
+        .arg("tabulate==0.9.0")
+        .output()
+        .unwrap();
+    assert!(
+        pip.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pip.stderr)
+    );
+    let home = tempfile::tempdir().unwrap();
+    let cli = |args: &[&str], stdin: &[u8]| oscar_cli(Some(&server.base), home.path(), args, stdin);
+    let service = example.join("service.yaml");
+    cli(&["service", "apply", service.to_str().unwrap()], b"").ok();
+    let table = cli(
+        &["run", "csv-table", "-i", "-"],
+        b"name,qty\napple,3\npear,5\n",
+    )
+    .ok();
+    assert_eq!(
+        table,
+        "| name   |   qty |\n|--------|-------|\n| apple  |     3 |\n| pear   |     5 |\n"
+    );
 }
 
 /// The example's definition through our CLI (its `script` a file beside it), a file put into
@@ -262,4 +342,19 @@ fn a_server_without_the_runtime_says_how_to_get_it() {
 fn hex_sha256(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// The example its author builds with componentize-py
+/// (examples/python/component/build.sh, which scripts/test.sh runs): a `wasi:cli/command`
+/// component uploaded by `service apply` and run like any module.
+fn a_component_built_by_its_author(server: &Server) {
+    let home = tempfile::tempdir().unwrap();
+    let cli = |args: &[&str], stdin: &[u8]| oscar_cli(Some(&server.base), home.path(), args, stdin);
+    cli(
+        &["service", "apply", "examples/python/component/service.yaml"],
+        b"",
+    )
+    .ok();
+    let out = cli(&["run", "reverse-lines", "-i", "-"], b"one\ntwo\nthree\n").ok();
+    assert_eq!(out, "three\ntwo\none\n");
 }

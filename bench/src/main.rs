@@ -6,7 +6,8 @@
 //! (the same work through the runtime library, no HTTP); the bare wasmtime sequence (no
 //! runtime library at all); `wasmtime serve` 48 with a wasi-http component, loaded by the same
 //! `wrk`; FaaS Supervisor once per request (OSCAR's per-invocation path); upload to first
-//! answer for every example module; restart to first answer; and the cost as services grow.
+//! answer for every example module; restart to first answer; Python and JavaScript script
+//! services next to the Rust module; and the cost as services grow.
 
 mod bare;
 mod cluster;
@@ -15,6 +16,7 @@ mod load;
 mod peer;
 mod report;
 mod scale;
+mod scripts;
 mod server;
 mod wrk;
 
@@ -62,6 +64,9 @@ struct Args {
     /// `nats-server` (with JetStream): measures cluster mode next to local mode.
     #[arg(long)]
     nats_server: Option<PathBuf>,
+    /// The script runtimes' folder (runtimes/dist): measures Python and JavaScript services.
+    #[arg(long)]
+    runtimes_dir: Option<PathBuf>,
     /// Where to write the report.
     #[arg(long, default_value = "BENCHMARKS.md")]
     output: PathBuf,
@@ -199,7 +204,22 @@ fn main() {
         server.stop();
     }
 
-    // 7. Cost as services grow.
+    // 7. Python and JavaScript services next to the Rust module.
+    if let Some(runtimes_dir) = &args.runtimes_dir {
+        let setup = scripts::Setup {
+            server_bin: &args.server_bin,
+            runtimes_dir,
+            uppercase: &uppercase,
+            body: &body,
+            expect: &expect,
+            wrk: &wrk,
+            warmup,
+            duration,
+        };
+        report.scripts = Some(scripts::measure(&rt, &setup));
+    }
+
+    // 8. Cost as services grow.
     let setup = scale::Setup {
         server_bin: &args.server_bin,
         wasm: &uppercase,
@@ -211,7 +231,7 @@ fn main() {
     };
     report.scale = scale::measure(&rt, &setup, &args.scale);
 
-    // 8. Cluster mode next to local mode.
+    // 9. Cluster mode next to local mode.
     if let Some(nats) = &args.nats_server {
         report.cluster = cluster::measure(&rt, &setup, nats);
     }
@@ -307,7 +327,7 @@ fn free_addr() -> SocketAddr {
     listener.local_addr().expect("addr")
 }
 
-fn per_request(cpu: Duration, requests: u64) -> Duration {
+pub fn per_request(cpu: Duration, requests: u64) -> Duration {
     cpu / u32::try_from(requests.max(1)).unwrap_or(u32::MAX)
 }
 
@@ -348,7 +368,7 @@ pub async fn get(addr: SocketAddr, path: &str) -> (u16, Vec<u8>) {
 }
 
 /// Waits until no module runs baseline code (Cranelift compiled every upload).
-async fn wait_optimized(addr: SocketAddr) {
+pub async fn wait_optimized(addr: SocketAddr) {
     let started = Instant::now();
     loop {
         let (status, body) = get(addr, "/system/modules").await;
@@ -393,7 +413,7 @@ pub async fn deploy_service(addr: SocketAddr, digest: &str, name: &str) {
 }
 
 /// Uploads a module and creates service `name` running it.
-async fn deploy(addr: SocketAddr, wasm: &[u8], name: &str) {
+pub async fn deploy(addr: SocketAddr, wasm: &[u8], name: &str) {
     let digest = upload(addr, wasm).await;
     deploy_service(addr, &digest, name).await;
 }

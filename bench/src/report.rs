@@ -27,6 +27,8 @@ pub struct Report {
     pub scale: Vec<Step>,
     /// Local mode next to cluster mode.
     pub cluster: Vec<crate::cluster::Mode>,
+    /// Python and JavaScript script services next to the Rust module.
+    pub scripts: Option<crate::scripts::Scripts>,
 }
 
 /// One line of wrk figures, for the progress log.
@@ -72,6 +74,7 @@ impl Report {
         self.load_tables(&mut out);
         self.process_tables(&mut out);
         self.cold_tables(&mut out);
+        self.scripts_table(&mut out);
         self.scale_table(&mut out);
         self.cluster_table(&mut out);
         self.targets(&mut out);
@@ -236,6 +239,44 @@ impl Report {
         }
     }
 
+    fn scripts_table(&self, out: &mut String) {
+        let Some(scripts) = &self.scripts else {
+            return;
+        };
+        let _ = writeln!(
+            out,
+            "\n## Python and JavaScript services\n\nOne server runs the `uppercase` module and two script services doing the same (read the input, write it upper-cased): `oscar-wasm/python:3.14` (CPython 3.14 from componentize-py, 31 MB component) and `oscar-wasm/javascript:1` (StarlingMonkey from componentize-js, 14 MB). \"First answer\" is the creation of the first service of that language on a new server (its runtime compiled by Winch, Cranelift following in the background) to its first answer; the load runs on Cranelift's code. \"Memory per call\" is the growth of the server's resident memory at concurrency 16, divided by 16.\n\n| service | first answer | concurrency | requests/s | p50 | p99 | server CPU per request | memory per call |\n|---|---|---|---|---|---|---|---|"
+        );
+        for row in &scripts.rows {
+            for (c, f, cpu) in &row.load {
+                let first = match (row.first_answer, *c) {
+                    (Some(t), 1) => ms(t),
+                    _ => String::new(),
+                };
+                let memory = if *c == 16 {
+                    format!("{} KiB", row.per_call_kib)
+                } else {
+                    String::new()
+                };
+                let _ = writeln!(
+                    out,
+                    "| {} | {first} | {c} | {:.0} | {} | {} | {} | {memory} |",
+                    row.what,
+                    f.rps,
+                    us(f.p50),
+                    us(f.p99),
+                    us(*cpu)
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "\nResident memory of the server: {} before any call, {} idle after both runtimes ran (their compiled code mapped from the data folder, the Python runtime's 14 and the JavaScript runtime's core instances' memory images, and the pooling allocator's slots kept warm).",
+            mib(scripts.empty_kib),
+            mib(scripts.idle_kib)
+        );
+    }
+
     fn scale_table(&self, out: &mut String) {
         if self.scale.is_empty() {
             return;
@@ -334,6 +375,30 @@ impl Report {
         );
     }
 
+    fn script_targets(&self, row: &mut impl FnMut(&str, String, &str, bool)) {
+        let Some(scripts) = &self.scripts else {
+            return;
+        };
+        for (r, limit) in scripts.rows.iter().skip(1).zip([2, 5]) {
+            if let Some((_, f, _)) = r.load.first() {
+                row(
+                    &format!("{} p50 at concurrency 1", r.what),
+                    us(f.p50),
+                    &format!("≤ {limit} ms"),
+                    f.p50 <= Duration::from_millis(limit),
+                );
+            }
+            if let Some(t) = r.first_answer {
+                row(
+                    &format!("{}: first service on a new server to first answer", r.what),
+                    ms(t),
+                    "≤ 5 s",
+                    t <= Duration::from_secs(5),
+                );
+            }
+        }
+    }
+
     fn targets(&self, out: &mut String) {
         let _ = writeln!(
             out,
@@ -410,6 +475,7 @@ impl Report {
                 *slowest <= Duration::from_millis(50),
             );
         }
+        self.script_targets(&mut row);
         let (Some(first), Some(last)) = (self.scale.first(), self.scale.last()) else {
             return;
         };

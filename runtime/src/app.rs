@@ -85,6 +85,8 @@ pub struct Services {
     pub registry: Arc<Registry>,
     /// Uploaded modules.
     pub modules: Arc<ModuleStore>,
+    /// Script services' packages.
+    pub packages: crate::packages::Packages,
     /// Every change to services and modules.
     pub deployer: Arc<Deployer>,
 }
@@ -169,6 +171,8 @@ pub struct StateStores {
     pub services: Box<dyn crate::registry::ServiceStore>,
     /// Modules' bytes.
     pub modules: Arc<dyn crate::modules::ModuleBlobs>,
+    /// Script services' packages, by digest.
+    pub packages: Arc<dyn crate::modules::ModuleBlobs>,
     /// Job records and files.
     pub jobs: Box<dyn crate::jobs::store::JobBackend>,
     /// The job queue.
@@ -185,6 +189,9 @@ impl StateStores {
         Ok(Self {
             services: Box::new(crate::registry::local::LocalServices::open(data_dir)?),
             modules: Arc::new(crate::modules::local::LocalModules::open(data_dir)?),
+            packages: Arc::new(crate::modules::local::LocalModules::open_packages(
+                data_dir,
+            )?),
             jobs: Box::new(crate::jobs::local::LocalJobs::open(data_dir)?),
             queue: Box::new(crate::jobs::queue::LocalQueue::default()),
             pollers: Arc::new(crate::storage::poller_states::LocalPollerStates::new(
@@ -202,6 +209,7 @@ impl StateStores {
         Ok(Self {
             services: Box::new(services::NatsServices::open(cluster).await?),
             modules: Arc::new(modules::NatsModules::open(cluster).await?),
+            packages: Arc::new(modules::NatsModules::open_packages(cluster).await?),
             jobs: Box::new(jobs::NatsJobs::open(cluster).await?),
             queue: Box::new(queue::NatsQueue::open(cluster).await?),
             pollers: Arc::new(pollers::NatsPollerStates::open(cluster).await?),
@@ -255,7 +263,8 @@ impl App {
         let registry = Arc::new(
             restore_services(stores.services, &modules, settings.service_concurrency).await?,
         );
-        let invoker = open_invoker(args, &data_dir, &settings, &metrics)?;
+        let packages = crate::packages::Packages::new(stores.packages);
+        let invoker = open_invoker(args, &data_dir, &settings, packages.clone(), &metrics)?;
         let jobs = Arc::new(open_jobs(args, stores.jobs, stores.queue, &metrics).await?);
         let storage = Arc::new(open_storage(
             args,
@@ -286,6 +295,7 @@ impl App {
                     args.registry_settings().map_err(StartError::Config)?,
                 )),
                 runtimes_dir: args.runtimes_dir.clone(),
+                packages: packages.clone(),
             },
         );
         let executor = open_executor(args, &settings, invoker, kube.clone(), metrics.clone());
@@ -294,6 +304,7 @@ impl App {
             services: Services {
                 registry,
                 modules,
+                packages,
                 deployer: Arc::new(deployer),
             },
             invocations: Invocations {
@@ -452,6 +463,7 @@ fn open_invoker(
     args: &ServeArgs,
     data_dir: &Path,
     settings: &Settings,
+    packages: crate::packages::Packages,
     metrics: &Metrics,
 ) -> Result<Invoker, StartError> {
     let scratch_path = args.scratch_root(data_dir);
@@ -471,6 +483,7 @@ fn open_invoker(
             max_log_bytes: usize::try_from(args.max_log).unwrap_or(usize::MAX),
             apps_root: data_dir.join("apps"),
         },
+        packages,
         metrics,
     ))
 }

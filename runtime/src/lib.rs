@@ -52,6 +52,7 @@ pub mod modules;
 pub mod oci;
 pub mod oidc;
 pub mod oscar_definition;
+pub mod packages;
 pub mod pipeline;
 pub mod protocol;
 pub mod quantity;

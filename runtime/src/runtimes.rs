@@ -21,6 +21,8 @@ pub struct Runtime {
     pub script_file: &'static str,
     /// The script that builds the component.
     pub build_script: &'static str,
+    /// Whether its runner puts `/oscar/app/lib` (a service's packages) on its import path.
+    pub takes_packages: bool,
 }
 
 /// Python 3.14: CPython from componentize-py, `runtimes/python`.
@@ -30,6 +32,7 @@ pub const PYTHON: Runtime = Runtime {
     language: "Python",
     script_file: "script.py",
     build_script: "runtimes/python/build.sh",
+    takes_packages: true,
 };
 
 /// JavaScript: StarlingMonkey (SpiderMonkey) from componentize-js, `runtimes/javascript`; the
@@ -40,6 +43,7 @@ pub const JAVASCRIPT: Runtime = Runtime {
     language: "JavaScript",
     script_file: "script.js",
     build_script: "runtimes/javascript/build.sh",
+    takes_packages: false,
 };
 
 /// Every runtime this server knows.
@@ -70,6 +74,15 @@ pub fn named(image: &str) -> Option<Result<Runtime, String>> {
                 )
             }),
     )
+}
+
+/// The packages (`sha256:<hex>` of a zip in the package store) a script service names.
+pub fn packages_of(definition: &Map<String, Value>) -> Option<&str> {
+    definition
+        .get("packages")?
+        .as_str()
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
 }
 
 /// The runtime and script of a service that runs one.

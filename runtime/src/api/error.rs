@@ -92,6 +92,18 @@ impl From<ModuleError> for ApiError {
     }
 }
 
+impl From<crate::packages::PackageError> for ApiError {
+    fn from(e: crate::packages::PackageError) -> Self {
+        use crate::packages::PackageError;
+        match e {
+            PackageError::Invalid(_) => Self::BadRequest(e.to_string()),
+            PackageError::NotFound(_) => Self::NotFound(e.to_string()),
+            PackageError::Store(e) => Self::store(e),
+            PackageError::Io(_) => Self::Internal(e.to_string()),
+        }
+    }
+}
+
 impl From<RegistryError> for ApiError {
     fn from(e: RegistryError) -> Self {
         Self::Deploy(e.into())

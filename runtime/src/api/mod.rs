@@ -12,6 +12,7 @@ mod info;
 mod jobs;
 mod modules;
 mod names;
+mod packages;
 mod pods;
 mod run;
 mod services;
@@ -49,6 +50,7 @@ pub fn router(app: AppState, max_body: u64) -> Router {
         .merge(buckets::routes())
         .merge(services::routes())
         .merge(modules::routes())
+        .merge(packages::routes())
         .merge(jobs::system_routes())
         .route("/metrics", get(metrics))
         .route_layer(axum::middleware::from_fn_with_state(

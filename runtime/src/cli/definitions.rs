@@ -2,8 +2,9 @@
 //! or one plain definition, in YAML or JSON (YAML parses both).
 //!
 //! As oscar-cli does, a `script` that names a file beside the service file is replaced by the
-//! file's text. oscar-wasm adds one convenience: a `module` that is not a digest names a .wasm
-//! file beside the service file, which `service apply` uploads.
+//! file's text. oscar-wasm adds two conveniences: a `module` that is not a digest names a .wasm
+//! file beside the service file, and `packages` that are not a digest name a folder or zip of
+//! Python packages beside it; `service apply` uploads both.
 
 use super::{CliError, file_error};
 use serde_json::{Map, Value};
@@ -16,6 +17,8 @@ pub struct Definition {
     pub value: Map<String, Value>,
     /// A module file to upload and attach, if the definition names one.
     pub module_file: Option<PathBuf>,
+    /// A packages folder or zip to upload and attach, if the definition names one.
+    pub packages_path: Option<PathBuf>,
 }
 
 impl Definition {
@@ -88,15 +91,21 @@ fn resolve(mut value: Map<String, Value>, base: &Path) -> Result<Definition, Str
             value.insert("script".into(), Value::String(text));
         }
     }
-    let module_file = match value.get("module") {
+    let mut local_file = |field: &str| match value.get(field) {
         Some(Value::String(m)) if !m.starts_with("sha256:") => {
             let file = base.join(m);
-            value.remove("module");
+            value.remove(field);
             Some(file)
         }
         _ => None,
     };
-    Ok(Definition { value, module_file })
+    let module_file = local_file("module");
+    let packages_path = local_file("packages");
+    Ok(Definition {
+        value,
+        module_file,
+        packages_path,
+    })
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ pub mod clusters;
 pub mod commands;
 pub mod connection;
 pub mod definitions;
+pub mod packages;
 pub mod render;
 
 use clap::{Args, Subcommand};

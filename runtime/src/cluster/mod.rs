@@ -99,6 +99,8 @@ pub mod names {
     pub const SERVICES: &str = "oscar_services";
     /// Object store of modules, by digest.
     pub const MODULES: &str = "oscar_modules";
+    /// Script services' packages (zips of pure-Python packages), by digest.
+    pub const PACKAGES: &str = "oscar_packages";
     /// Key-value bucket of job records, `<service>.<job>`.
     pub const JOBS: &str = "oscar_jobs";
     /// Object store of jobs' inputs, logs and outputs.

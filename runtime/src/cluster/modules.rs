@@ -1,5 +1,6 @@
 //! Modules' bytes in a cluster: the JetStream object store `oscar_modules`, one object per
-//! module named by its hex digest. Every server compiles and caches its own artifacts (they
+//! module named by its hex digest (and script services' packages the same way in
+//! `oscar_packages`). Every server compiles and caches its own artifacts (they
 //! depend on its wasmtime build and CPU), so only the uploaded bytes are shared. Also the
 //! object-store helpers that the job files use.
 
@@ -51,6 +52,13 @@ impl NatsModules {
     pub async fn open(cluster: &Cluster) -> Result<Self, ClusterError> {
         Ok(Self {
             objects: Objects::open(cluster, names::MODULES).await?,
+        })
+    }
+
+    /// Opens (creating) the object store of script services' packages, `oscar_packages`.
+    pub async fn open_packages(cluster: &Cluster) -> Result<Self, ClusterError> {
+        Ok(Self {
+            objects: Objects::open(cluster, names::PACKAGES).await?,
         })
     }
 }

@@ -124,6 +124,7 @@ impl Deployer {
             }
             .into());
         }
+        self.check_packages(map, runtime).await?;
         let path = self.runtimes_dir.join(runtime.file);
         // The runtime is tens of megabytes: read and hashed only when its file changed.
         let stamp = tokio::fs::metadata(&path)
@@ -168,6 +169,45 @@ impl Deployer {
         map.remove(IMAGE_DIGEST);
         map.insert("module".into(), Value::String(stored.digest.to_string()));
         Ok(())
+    }
+
+    /// A script service's `packages`: a stored package, on a runtime that imports them.
+    async fn check_packages(
+        &self,
+        map: &Map<String, Value>,
+        runtime: crate::runtimes::Runtime,
+    ) -> Result<(), DeployError> {
+        let Some(text) = map.get("packages") else {
+            return Ok(());
+        };
+        let invalid = |reason: String| DefinitionError::InvalidField {
+            field: "packages",
+            reason,
+        };
+        let text = text.as_str().ok_or_else(|| {
+            invalid(
+                "must be the digest (sha256:<hex>) of a zip uploaded to /system/packages".into(),
+            )
+        })?;
+        if !runtime.takes_packages {
+            return Err(invalid(format!(
+                "{} services take no packages: bundle the script's dependencies into it (esbuild, rollup)",
+                runtime.language
+            ))
+            .into());
+        }
+        let digest = crate::modules::Digest::parse(text.trim()).map_err(invalid)?;
+        match self.packages.contains(&digest).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(invalid(format!(
+                "no package {digest}: upload its zip to /system/packages first"
+            ))
+            .into()),
+            Err(crate::packages::PackageError::Store(e)) => {
+                Err(crate::modules::ModuleError::Store(e).into())
+            }
+            Err(e) => Err(invalid(e.to_string()).into()),
+        }
     }
 
     /// Resolves `image` when the definition has no module of its own: a wasm artifact becomes

@@ -84,6 +84,8 @@ pub struct Deployer {
     images_available: bool,
     /// `--runtimes-dir`.
     runtimes_dir: std::path::PathBuf,
+    /// The packages script services may name.
+    packages: crate::packages::Packages,
     /// Each runtime's module, by the file's modification time and size when it was stored.
     runtime_modules: RuntimeModules,
     /// The image repositories services may pull from.
@@ -121,6 +123,8 @@ pub struct DeployerParts {
     pub registries: Arc<crate::oci::Registries>,
     /// Where the script runtimes' components are (`--runtimes-dir`).
     pub runtimes_dir: std::path::PathBuf,
+    /// The packages script services may name.
+    pub packages: crate::packages::Packages,
 }
 
 impl Deployer {
@@ -129,6 +133,7 @@ impl Deployer {
         Self {
             images_available: parts.kube.is_some(),
             runtimes_dir: parts.runtimes_dir,
+            packages: parts.packages,
             runtime_modules: Default::default(),
             settings: parts.settings,
             registries: parts.registries,

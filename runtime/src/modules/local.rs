@@ -1,4 +1,6 @@
-//! Module bytes on one machine: `modules/<hex>.wasm` under the data folder, written atomically.
+//! Content-addressed blobs on one machine, written atomically: modules as
+//! `modules/<hex>.wasm` under the data folder, script services' packages as
+//! `packages/<hex>.zip`.
 
 use super::{Digest, ModuleBlobs};
 use crate::fsutil;
@@ -13,21 +15,32 @@ pub struct LocalModules(Files);
 #[derive(Clone)]
 struct Files {
     dir: PathBuf,
+    /// The files' extension, with its dot.
+    extension: &'static str,
 }
 
 impl LocalModules {
     /// Opens (creating) `data_dir/modules`.
     pub fn open(data_dir: &Path) -> io::Result<Self> {
-        let dir = data_dir.join("modules");
+        Self::open_folder(data_dir, "modules", ".wasm")
+    }
+
+    /// Opens (creating) `data_dir/packages`, the packages' zips.
+    pub fn open_packages(data_dir: &Path) -> io::Result<Self> {
+        Self::open_folder(data_dir, "packages", ".zip")
+    }
+
+    fn open_folder(data_dir: &Path, folder: &str, extension: &'static str) -> io::Result<Self> {
+        let dir = data_dir.join(folder);
         fsutil::create_private_dir(&dir)?;
         fsutil::remove_stale_temporaries(&dir)?;
-        Ok(Self(Files { dir }))
+        Ok(Self(Files { dir, extension }))
     }
 }
 
 impl Files {
     fn path(&self, digest: &Digest) -> PathBuf {
-        self.dir.join(format!("{}.wasm", digest.hex()))
+        self.dir.join(format!("{}{}", digest.hex(), self.extension))
     }
 }
 
@@ -96,7 +109,7 @@ impl Files {
             let name = entry.file_name();
             let Some(digest) = name
                 .to_str()
-                .and_then(|n| n.strip_suffix(".wasm"))
+                .and_then(|n| n.strip_suffix(self.extension))
                 .and_then(|hex| Digest::parse(hex).ok())
             else {
                 continue;

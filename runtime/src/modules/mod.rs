@@ -177,7 +177,12 @@ impl Optimizer {
         let stopped = stop.clone();
         let thread = std::thread::Builder::new()
             .name("module-optimizer".into())
-            .spawn(move || optimize_all(&engine, &layout, &loaded, jobs, &stopped))?;
+            .spawn(move || {
+                // Background work: the lowest priority, so that calls are served first. (On
+                // Linux a thread has its own nice value; failing to lower it is harmless.)
+                let _ = rustix::process::setpriority_process(None, 19);
+                optimize_all(&engine, &layout, &loaded, jobs, &stopped)
+            })?;
         Ok(Self {
             queue: Some(queue),
             stop,

@@ -253,16 +253,6 @@ impl WasmEngine {
     /// Builds the engine (pooling allocator, epoch interruption) and links WASI once; starts
     /// the thread that ticks the epoch.
     pub fn new(settings: &EngineSettings) -> wasmtime::Result<Arc<Self>> {
-        let mut config = Config::new();
-        config
-            .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling(settings)))
-            .epoch_interruption(true)
-            .memory_init_cow(true);
-        let engine = Engine::new(&config)?;
-
-        let p1_linker = p1_linker(&engine)?;
-        let mut p2_linker = component::Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut p2_linker)?;
         let baseline = if settings.baseline {
             Baseline::new(settings)
                 .inspect_err(|e| tracing::warn!(error = %e, "no baseline compiler (Winch) on this machine; uploads wait for Cranelift"))
@@ -270,6 +260,19 @@ impl WasmEngine {
         } else {
             None
         };
+        let mut config = Config::new();
+        config
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling(settings)))
+            .epoch_interruption(true)
+            .memory_init_cow(true)
+            // With Winch answering first calls, Cranelift compiles in the background on one
+            // thread, so that it never takes every core from the calls being served.
+            .parallel_compilation(baseline.is_none());
+        let engine = Engine::new(&config)?;
+
+        let p1_linker = p1_linker(&engine)?;
+        let mut p2_linker = component::Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut p2_linker)?;
 
         let artifact_key = artifact_key(&engine);
         let tickers: Vec<_> = std::iter::once(&engine)

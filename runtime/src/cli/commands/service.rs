@@ -110,6 +110,10 @@ fn apply_one(
         let digest = upload_module(client, path)?;
         def.value.insert("module".into(), Value::String(digest));
     }
+    if let Some(path) = &def.packages_path {
+        let digest = crate::cli::packages::upload(client, path)?;
+        def.value.insert("packages".into(), Value::String(digest));
+    }
     let exists = match client
         .send(client.admin(Method::GET, client.url(&["system", "services", &name], &[])))?
     {

@@ -5,6 +5,7 @@
 //! The per-invocation path is short on purpose (see performance notes in the README):
 //! scratch folders, input write, WASI context, instantiate from an `InstancePre`, run, collect.
 
+pub mod app_folder;
 pub mod capture;
 pub mod sandbox;
 pub mod scratch;
@@ -48,14 +49,22 @@ struct Shared {
 pub struct Invoker {
     shared: Arc<Shared>,
     running: prometheus::IntGauge,
+    /// Where script services' packages come from.
+    packages: crate::packages::Packages,
 }
 
 impl Invoker {
     /// An invoker whose scratch folders live under `scratch`.
-    pub fn new(scratch: ScratchRoot, settings: InvokerSettings, metrics: &Metrics) -> Self {
+    pub fn new(
+        scratch: ScratchRoot,
+        settings: InvokerSettings,
+        packages: crate::packages::Packages,
+        metrics: &Metrics,
+    ) -> Self {
         Self {
             shared: Arc::new(Shared { scratch, settings }),
             running: metrics.running.clone(),
+            packages,
         }
     }
 
@@ -87,13 +96,20 @@ impl Invoker {
             flag: cancel.clone(),
             armed: true,
         };
+        let packages = app_folder::packages_to_unpack(&self.packages, &deployed).await?;
         let shared = self.shared.clone();
         let running = self.running.clone();
         let id = request.id.clone();
         let task = tokio::task::spawn_blocking(move || {
             let _slots = slots;
             running.inc();
-            let result = run_blocking(&shared, &deployed, &runnable, input, cancel, &id);
+            let run = Run {
+                shared: &shared,
+                deployed: &deployed,
+                runnable: &runnable,
+                packages,
+            };
+            let result = run_blocking(run, input, cancel, &id);
             running.dec();
             result
         });
@@ -142,18 +158,30 @@ fn runnable(deployed: &Deployed) -> Result<Arc<crate::wasm::Runnable>, InvokeErr
     })
 }
 
+/// What one invocation runs, for its blocking task.
+struct Run<'a> {
+    shared: &'a Shared,
+    deployed: &'a Deployed,
+    runnable: &'a crate::wasm::Runnable,
+    /// A script service's packages, read when its folder is still to be made.
+    packages: Option<Vec<u8>>,
+}
+
 fn run_blocking(
-    shared: &Shared,
-    deployed: &Deployed,
-    runnable: &crate::wasm::Runnable,
+    run: Run<'_>,
     input: Input,
     cancel: Arc<AtomicBool>,
     request_id: &str,
 ) -> Result<Completed, InvokeError> {
-    let Shared {
-        scratch: scratch_root,
-        settings,
-    } = shared;
+    let Run {
+        shared: Shared {
+            scratch: scratch_root,
+            settings,
+        },
+        deployed,
+        runnable,
+        packages,
+    } = run;
     let spec = &deployed.service.spec;
     // Taken once: the module may switch to optimized code while this call runs.
     let linked = runnable.linked().map_err(InvokeError::Unavailable)?;
@@ -185,7 +213,7 @@ fn run_blocking(
         ),
     ];
 
-    let app_dir = app_dir(&settings.apps_root, deployed)?;
+    let app_dir = app_folder::folder(&settings.apps_root, deployed, packages)?;
     let timeout = spec.timeout.unwrap_or(settings.default_timeout);
     let started = Instant::now();
     let run = sandbox::run(sandbox::GuestRun {
@@ -227,38 +255,6 @@ fn run_blocking(
         log,
         elapsed,
     })
-}
-
-/// A runtime service's script folder: `apps_root/<sha256 of the runtime and the script>/`,
-/// holding the script alone, written once (atomically) and shared by every service with that
-/// script.
-fn app_dir(
-    apps_root: &std::path::Path,
-    deployed: &Deployed,
-) -> Result<Option<std::path::PathBuf>, InvokeError> {
-    let Some((runtime, script)) = crate::runtimes::of(&deployed.service.definition) else {
-        return Ok(None);
-    };
-    if let Some(dir) = deployed.app_dir.get() {
-        return Ok(Some(dir.clone()));
-    }
-    use sha2::Digest as _;
-    // Keyed by the runtime too: the same text as Python and as JavaScript is two folders.
-    let mut digest = sha2::Sha256::new();
-    digest.update(runtime.image.as_bytes());
-    digest.update([0]);
-    digest.update(script.as_bytes());
-    let dir = apps_root.join(hex::encode(digest.finalize()));
-    if !dir.join(runtime.script_file).is_file() {
-        let staging = apps_root.join(format!(".{}", uuid::Uuid::new_v4().simple()));
-        crate::fsutil::create_private_dir(&staging).map_err(host)?;
-        std::fs::write(staging.join(runtime.script_file), script).map_err(host)?;
-        // Another call may have made it meanwhile: theirs is the same script.
-        if std::fs::rename(&staging, &dir).is_err() {
-            let _ = std::fs::remove_dir_all(&staging);
-        }
-    }
-    Ok(Some(deployed.app_dir.get_or_init(|| dir).clone()))
 }
 
 fn host(e: std::io::Error) -> InvokeError {
