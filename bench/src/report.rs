@@ -271,7 +271,7 @@ impl Report {
         }
         let _ = writeln!(
             out,
-            "\nResident memory of the server: {} before any call, {} idle after both runtimes ran (their compiled code mapped from the data folder, the Python runtime's 14 and the JavaScript runtime's core instances' memory images, and the pooling allocator's slots kept warm).",
+            "\nResident memory of the server: {} before any call, {} idle after both runtimes ran (their compiled code, both compilers' while Cranelift's replaced Winch's, and the pool slots their calls used; not yet broken down, see issue 27).",
             mib(scripts.empty_kib),
             mib(scripts.idle_kib)
         );
