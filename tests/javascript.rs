@@ -8,6 +8,7 @@
 
 mod common;
 
+use common::scripts::*;
 use common::*;
 use serde_json::{Value, json};
 
@@ -168,87 +169,40 @@ catch (e) { console.log("refused fetch " + e.name); }
 /// The example's definition through our CLI (its `script` a file beside it), a file put into
 /// its input bucket, and oscar-python's create_service and run_service.
 fn from_the_clients_and_a_bucket(server: &Server, dir: &TestDir) {
-    let home = tempfile::tempdir().unwrap();
-    let cli = |args: &[&str], stdin: &[u8]| oscar_cli(Some(&server.base), home.path(), args, stdin);
-    cli(
-        &[
-            "service",
-            "apply",
-            "examples/javascript/word-frequency/service.yaml",
-        ],
-        b"",
-    )
-    .ok();
-    let counts: Value = serde_json::from_str(
-        &cli(
-            &["run", "word-frequency-js", "-i", "-"],
-            b"To be, or not to be",
-        )
-        .ok(),
-    )
-    .unwrap();
+    let answer = apply_and_run(
+        server,
+        "examples/javascript/word-frequency/service.yaml",
+        "word-frequency-js",
+        b"To be, or not to be",
+    );
+    let counts: Value = serde_json::from_str(&answer).unwrap();
     assert_eq!(
         counts,
         json!({"words": 6, "distinct": 4, "top": [["be", 2], ["to", 2], ["not", 1], ["or", 1]]})
     );
-
-    let store = s3(server.s3.as_deref().unwrap(), "words-js", "oscar", "oscar");
-    put(&store, "in/hamlet.txt", b"the rest is silence, the rest").unwrap();
-    let jobs = wait_jobs(server, "word-frequency-js", 1);
-    let (job, record) = jobs.iter().next().unwrap();
-    let log = log_of(server, "word-frequency-js", job);
-    assert_eq!(record["status"], "Succeeded", "{log}");
-    assert!(log.contains("counted 6 words, 4 distinct"), "{log}");
-    let counts: Value = serde_json::from_slice(&get(&store, "out/counts.json").unwrap()).unwrap();
-    assert_eq!(counts["top"][0], json!(["rest", 2]));
-
-    let work = dir.data().parent().unwrap().join("oscar-python");
-    std::fs::create_dir_all(&work).unwrap();
-    let out = run_python(
-        r#"
-import base64, os, sys
-from oscar_python.client import Client
-endpoint, work = sys.argv[1:3]
-with open(os.path.join(work, "sum.js"), "w") as f:
-    f.write("const n = readTextFile(env.INPUT_FILE_PATH).split(/\\s+/).filter(Boolean);\n"
-            "writeFile(env.TMP_OUTPUT_DIR + '/sum.txt', String(n.reduce((a, b) => a + Number(b), 0)));\n")
-with open(os.path.join(work, "sum.yaml"), "w") as f:
-    f.write("functions:\n  oscar:\n  - wasm:\n      name: jssum\n"
-            "      image: oscar-wasm/javascript:1\n      script: sum.js\n"
-            "      cpu: 0.5\n      memory: 128Mi\n")
-c = Client({"cluster_id": "wasm", "endpoint": endpoint, "user": "oscar", "password": "any",
-            "ssl": "False"})
-print("create", c.create_service(os.path.join(work, "sum.yaml")).status_code)
-print("run", base64.b64decode(c.run_service("jssum", input="1 2 3 4").text).decode())
-"#,
-        &[&server.base, work.to_str().unwrap()],
+    let (log, counts) = counted_from_bucket(
         server,
+        "words-js",
+        "word-frequency-js",
+        b"the rest is silence, the rest",
     );
-    assert!(
-        out.contains("create 201") && out.contains("run 10"),
-        "{out}"
-    );
+    assert!(log.contains("counted 6 words, 4 distinct"), "{log}");
+    assert_eq!(counts["top"][0], json!(["rest", 2]));
+    let sum = "const n = readTextFile(env.INPUT_FILE_PATH).split(/\\s+/).filter(Boolean);\n\
+writeFile(env.TMP_OUTPUT_DIR + '/sum.txt', String(n.reduce((a, b) => a + Number(b), 0)));\n";
+    let answer = through_oscar_python(server, dir, (RUNTIME, "jssum"), ("sum.js", sum), "1 2 3 4");
+    assert_eq!(answer, "10");
 }
 
 /// The example its author builds with componentize-js
 /// (examples/javascript/component/build.sh, which scripts/test.sh runs): a `wasi:cli/command`
 /// component uploaded by `service apply` and run like any module.
 fn a_component_built_by_its_author(server: &Server) {
-    let home = tempfile::tempdir().unwrap();
-    let cli = |args: &[&str], stdin: &[u8]| oscar_cli(Some(&server.base), home.path(), args, stdin);
-    cli(
-        &[
-            "service",
-            "apply",
-            "examples/javascript/component/service.yaml",
-        ],
-        b"",
-    )
-    .ok();
-    let out = cli(
-        &["run", "reverse-lines-js", "-i", "-"],
+    let answer = apply_and_run(
+        server,
+        "examples/javascript/component/service.yaml",
+        "reverse-lines-js",
         b"one\ntwo\nthree\n",
-    )
-    .ok();
-    assert_eq!(out, "three\ntwo\none\n");
+    );
+    assert_eq!(answer, "three\ntwo\none\n");
 }

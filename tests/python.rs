@@ -8,6 +8,7 @@
 
 mod common;
 
+use common::scripts::*;
 use common::*;
 use serde_json::{Value, json};
 
@@ -245,15 +246,118 @@ print(greet.__file__)\n";
         "{}",
         String::from_utf8_lossy(&pip.stderr)
     );
-    let home = tempfile::tempdir().unwrap();
-    let cli = |args: &[&str], stdin: &[u8]| oscar_cli(Some(&server.base), home.path(), args, stdin);
     let service = example.join("service.yaml");
-    cli(&["service", "apply", service.to_str().unwrap()], b"").ok();
-    let table = cli(
-        &["run", "csv-table", "-i", "-"],
+    let table = apply_and_run(
+        server,
+        service.to_str().unwrap(),
+        "csv-table",
         b"name,qty\napple,3\npear,5\n",
-    )
-    .ok();
+    );
+    assert_eq!(
+        table,
+        "| name   |   qty |\n|--------|-------|\n| apple  |     3 |\n| pear   |     5 |\n"
+    );
+}
+
+/// The example's definition through our CLI (its `script` a file beside it), a file put into
+/// its input bucket, and oscar-python's create_service and run_service: the same service
+/// each way, answered by the same runtime.
+fn from_the_clients_and_a_bucket(server: &Server, dir: &TestDir) {
+    let answer = apply_and_run(
+        server,
+        "examples/python/word-frequency/service.yaml",
+        "word-frequency",
+        b"To be, or not to be",
+    );
+    let counts: Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(
+        counts,
+        json!({"words": 6, "distinct": 4, "top": [["to", 2], ["be", 2], ["or", 1], ["not", 1]]})
+    );
+    let (log, counts) = counted_from_bucket(
+        server,
+        "words",
+        "word-frequency",
+        b"the rest is silence, the rest",
+    );
+    assert!(log.contains("counted 6 words, 4 distinct"), "{log}");
+    assert_eq!(counts["top"][0], json!(["the", 2]));
+    let sum = "import os\nnumbers = open(os.environ['INPUT_FILE_PATH']).read().split()\n\
+open(os.path.join(os.environ['TMP_OUTPUT_DIR'], 'sum.txt'), 'w').write(str(sum(map(int, numbers))))\n";
+    let answer = through_oscar_python(server, dir, (RUNTIME, "pysum"), ("sum.py", sum), "1 2 3 4");
+    assert_eq!(answer, "10");
+}
+
+/// Pure-Python packages: a zip uploaded to /system/packages and named by digest, or a folder
+/// `service apply` zips and uploads (here `tabulate`, installed from PyPI with pip).
+fn with_packages(server: &Server, dir: &TestDir) {
+    use std::io::Write as _;
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default();
+    zip.start_file("greet/__init__.py", options).unwrap();
+    zip.write_all(b"from .words import WORD\ndef hello(name):\n    return f'{WORD}, {name}'\n")
+        .unwrap();
+    zip.start_file("greet/words.py", options).unwrap();
+    zip.write_all(b"WORD = 'hola'\n").unwrap();
+    let zip = zip.finish().unwrap().into_inner();
+    let response = client()
+        .post(server.url("/system/packages"))
+        .body(zip)
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let stored: Value = response.json().unwrap();
+    assert_eq!(stored["files"], 2);
+    let digest = stored["digest"].as_str().unwrap().to_string();
+    let script = "import os, greet\nname = open(os.environ['INPUT_FILE_PATH']).read()\n\
+open(os.path.join(os.environ['TMP_OUTPUT_DIR'], 'out.txt'), 'w').write(greet.hello(name))\n\
+print(greet.__file__)\n";
+    let (status, text) = create(server, "pygreet", script, json!({"packages": digest}));
+    assert_eq!(status, 201, "{text}");
+    let (status, outcome, body) = run(server, "pygreet", b64(b"mundo").into_bytes());
+    assert_eq!((status, outcome.as_str()), (200, "success"));
+    assert_eq!(unb64(&body), b"hola, mundo");
+
+    // What cannot be a package, or a package never uploaded: 400, saying why.
+    let response = client()
+        .post(server.url("/system/packages"))
+        .body("not a zip")
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let unknown = format!("sha256:{}", "0".repeat(64));
+    let (status, text) = create(server, "pynopkg", "print(1)", json!({"packages": unknown}));
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("/system/packages"), "{text}");
+
+    // The example: tabulate from PyPI in its lib folder, zipped and uploaded by the CLI.
+    let example = dir.data().parent().unwrap().join("csv-table");
+    std::fs::create_dir_all(&example).unwrap();
+    for file in ["script.py", "service.yaml"] {
+        std::fs::copy(
+            repo_root().join("examples/python/csv-table").join(file),
+            example.join(file),
+        )
+        .unwrap();
+    }
+    let pip = std::process::Command::new(test_python())
+        .args(["-m", "pip", "install", "--quiet", "--target"])
+        .arg(example.join("lib"))
+        .arg("tabulate==0.9.0")
+        .output()
+        .unwrap();
+    assert!(
+        pip.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pip.stderr)
+    );
+    let service = example.join("service.yaml");
+    let table = apply_and_run(
+        server,
+        service.to_str().unwrap(),
+        "csv-table",
+        b"name,qty\napple,3\npear,5\n",
+    );
     assert_eq!(
         table,
         "| name   |   qty |\n|--------|-------|\n| apple  |     3 |\n| pear   |     5 |\n"
@@ -348,13 +452,11 @@ fn hex_sha256(bytes: &[u8]) -> String {
 /// (examples/python/component/build.sh, which scripts/test.sh runs): a `wasi:cli/command`
 /// component uploaded by `service apply` and run like any module.
 fn a_component_built_by_its_author(server: &Server) {
-    let home = tempfile::tempdir().unwrap();
-    let cli = |args: &[&str], stdin: &[u8]| oscar_cli(Some(&server.base), home.path(), args, stdin);
-    cli(
-        &["service", "apply", "examples/python/component/service.yaml"],
-        b"",
-    )
-    .ok();
-    let out = cli(&["run", "reverse-lines", "-i", "-"], b"one\ntwo\nthree\n").ok();
-    assert_eq!(out, "three\ntwo\none\n");
+    let answer = apply_and_run(
+        server,
+        "examples/python/component/service.yaml",
+        "reverse-lines",
+        b"one\ntwo\nthree\n",
+    );
+    assert_eq!(answer, "three\ntwo\none\n");
 }

@@ -5,6 +5,7 @@
 
 pub mod idp;
 pub mod minio;
+pub mod scripts;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
