@@ -55,7 +55,7 @@ pub fn through_oscar_python(
         ),
     )
     .unwrap();
-    let out = run_python(
+    run_python(
         r#"
 import base64, os, sys
 from oscar_python.client import Client
@@ -72,6 +72,5 @@ print(base64.b64decode(c.run_service(service, input=text).text).decode(), end=""
             input,
         ],
         server,
-    );
-    out
+    )
 }
