@@ -177,3 +177,14 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     }
     text
 }
+
+/// The `digest` of an upload's answer (POST /system/modules or /system/packages).
+pub fn stored_digest(response: Response) -> Result<String, CliError> {
+    let stored: serde_json::Value = response
+        .json()
+        .map_err(|e| CliError::Usage(format!("unexpected answer to the upload: {e}")))?;
+    stored["digest"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| CliError::Usage("the upload's answer has no digest".into()))
+}

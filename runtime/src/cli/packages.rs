@@ -5,7 +5,6 @@
 use super::connection::Client;
 use super::{CliError, file_error};
 use reqwest::Method;
-use serde_json::Value;
 use std::io::Write as _;
 use std::path::Path;
 
@@ -22,13 +21,7 @@ pub fn upload(client: &Client, path: &Path) -> Result<String, CliError> {
             .header(reqwest::header::CONTENT_TYPE, "application/zip")
             .body(zip),
     )?;
-    let stored: Value = response
-        .json()
-        .map_err(|e| CliError::Usage(format!("unexpected answer to the upload: {e}")))?;
-    stored["digest"]
-        .as_str()
-        .map(str::to_string)
-        .ok_or_else(|| CliError::Usage("the upload's answer has no digest".into()))
+    crate::cli::connection::stored_digest(response)
 }
 
 /// The folder's files as a zip, by their paths inside it; compiled bytecode (`__pycache__`,

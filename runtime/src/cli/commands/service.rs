@@ -164,13 +164,7 @@ fn upload_module(client: &Client, path: &Path) -> Result<String, CliError> {
             .header(reqwest::header::CONTENT_TYPE, "application/wasm")
             .body(body),
     )?;
-    let stored: Value = response
-        .json()
-        .map_err(|e| CliError::Usage(format!("unexpected answer to the upload: {e}")))?;
-    stored["digest"]
-        .as_str()
-        .map(str::to_string)
-        .ok_or_else(|| CliError::Usage("the upload's answer has no digest".into()))
+    crate::cli::connection::stored_digest(response)
 }
 
 fn list(client: &Client, json: bool) -> Result<(), CliError> {
