@@ -1106,7 +1106,23 @@ fn compare_and_set_holds_on_a_replicated_bucket() {
             .key_value("cas_race", std::time::Duration::ZERO)
             .await
             .unwrap();
-        let mut revision = first.put("k", "0".into()).await.unwrap();
+        // A stream just created through one NATS server takes a moment to be reachable from
+        // another ("no stream found for given subject" in between): each connection writes
+        // once, retried until it lands, before the race starts.
+        let mut revision = 0;
+        for store in [&first, &second] {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            revision = loop {
+                match store.put("k", "0".into()).await {
+                    Ok(revision) => break revision,
+                    Err(e) if std::time::Instant::now() < deadline => {
+                        eprintln!("not yet writable: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                    Err(e) => panic!("the bucket never became writable: {e}"),
+                }
+            };
+        }
         for round in 0..40 {
             let (a, b) = tokio::join!(
                 first.update("k", format!("a{round}").into(), revision),
