@@ -18,9 +18,11 @@ cd "$root"
 # dashboard's browser tests, driven by Playwright, which cannot download browsers here) and
 # busybox-static (the only thing in the chroots where the image-service tests run the
 # supervisor, as in a minimal Alpine image), and nats-server (the cluster tests start NATS
-# servers with JetStream on loopback, one or a cluster of three).
+# servers with JetStream on loopback, one or a cluster of three), and jq (the README's curl
+# walkthrough, which tests/readme.rs runs as written).
 need=()
 command -v nats-server >/dev/null || need+=(nats-server)
+command -v jq >/dev/null || need+=(jq)
 command -v docker-registry >/dev/null || need+=(docker-registry)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)

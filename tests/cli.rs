@@ -1,11 +1,10 @@
 //! End-to-end tests of the client commands: the real `oscar-wasm` binary as a client, against
-//! the real binary as a server. Also runs the README's walkthrough as written.
+//! the real binary as a server.
 
 mod common;
 
 use common::*;
 use serde_json::Value;
-use std::path::Path;
 
 /// A server, a private HOME for the client, and the endpoint.
 struct Setup {
@@ -448,114 +447,6 @@ fn clusters_file_and_credentials() {
         b"tok",
     );
     assert_eq!(bad.code, 4, "{bad:?}");
-}
-
-/// Runs the README's ```sh block after `marker` as written, one command a line, in a scratch
-/// folder where `examples` is linked in (where a user stands in a clone), with the server of
-/// `s`; returns the folder.
-fn run_readme_block(s: &Setup, marker: &str) -> tempfile::TempDir {
-    run_readme_block_with(s, marker, &[])
-}
-
-/// [`run_readme_block`], with each `(from, to)` of `replace` applied to the block first (a
-/// test's own ports for the README's usual ones).
-fn run_readme_block_with(s: &Setup, marker: &str, replace: &[(&str, &str)]) -> tempfile::TempDir {
-    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
-    let after = readme
-        .split(marker)
-        .nth(1)
-        .unwrap_or_else(|| panic!("README has the marker {marker}"));
-    let block = after
-        .split("```sh\n")
-        .nth(1)
-        .and_then(|b| b.split("```").next())
-        .expect("a ```sh block follows the marker");
-    let block = replace.iter().fold(block.to_string(), |block, (from, to)| {
-        block.replace(from, to)
-    });
-    let work = tempfile::tempdir().unwrap();
-    std::os::unix::fs::symlink(repo_root().join("examples"), work.path().join("examples")).unwrap();
-    let script = format!(
-        "set -euo pipefail\nexport PATH={bin}:$PATH\n{block}",
-        bin = Path::new(env!("CARGO_BIN_EXE_oscar-wasm"))
-            .parent()
-            .unwrap()
-            .display(),
-    );
-    let output = std::process::Command::new("bash")
-        .arg("-c")
-        .arg(&script)
-        .current_dir(work.path())
-        .env("OSCAR_WASM_ENDPOINT", &s.server.base)
-        .env("HOME", s.home.path())
-        .env("OSCAR_WASM_CLUSTERS", s.home.path().join("clusters.yaml"))
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "README block after {marker} failed:\n{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    work
-}
-
-/// The README's walkthrough, run as written: it ends with a gray image.
-#[test]
-fn readme_walkthrough_runs() {
-    let s = Setup::new(&[]);
-    let work = run_readme_block(&s, "<!-- walkthrough: run by tests/cli.rs -->");
-    let gray = image::open(work.path().join("gray.png")).expect("the walkthrough wrote gray.png");
-    assert_eq!((gray.width(), gray.height()), (320, 200));
-    assert!(matches!(
-        gray.color(),
-        image::ColorType::L8 | image::ColorType::L16
-    ));
-    assert!(
-        work.path()
-            .join("gray-job")
-            .read_dir()
-            .unwrap()
-            .next()
-            .is_some()
-    );
-}
-
-/// The README's registry walkthrough, run as written against a registry on a free port: push,
-/// apply an FDL whose image is the artifact, run.
-#[test]
-fn readme_registry_walkthrough_runs() {
-    let registry = Registry::start();
-    let s = Setup::new(&["--insecure-registry", &registry.host]);
-    let work = run_readme_block_with(
-        &s,
-        "<!-- registry walkthrough: run by tests/cli.rs -->",
-        &[("localhost:5000", &registry.host)],
-    );
-    assert_eq!(
-        std::fs::read_to_string(work.path().join("upper.txt")).unwrap(),
-        "HELLO REGISTRY\n"
-    );
-    let shown = s.cli(&["service", "get", "upper-oci", "--json"]).ok();
-    assert!(shown.contains("image_digest"), "{shown}");
-}
-
-/// The README's storage walkthrough, run as written: a file dropped into the embedded store's
-/// input folder comes back as its checksum from the output folder.
-#[test]
-fn readme_storage_walkthrough_runs() {
-    let s = Setup::new(&[]);
-    let work = run_readme_block(&s, "<!-- storage walkthrough: run by tests/cli.rs -->");
-    let sample = std::fs::read(repo_root().join("examples/images/sample.jpg")).unwrap();
-    let digest: String =
-        sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(&sample))
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-    assert_eq!(
-        std::fs::read_to_string(work.path().join("sample.jpg.sha256")).unwrap(),
-        format!("{digest}  sample.jpg\n")
-    );
 }
 
 #[test]

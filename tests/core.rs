@@ -831,3 +831,60 @@ fn no_call_ever_sees_another_calls_files() {
     });
     assert!(dir.scratch_left().is_empty(), "{:?}", dir.scratch_left());
 }
+
+/// `--log-format json`: every line is one JSON object, and a request's lines (the guest's
+/// own, from its blocking thread, included) carry its id (the client's `X-Request-ID`) and
+/// the trace id of its `traceparent`; the answer names the id, a fresh one when none was sent.
+#[test]
+fn json_logs_carry_the_request_id_and_trace_id() {
+    let dir = TestDir::new();
+    let server = Server::start(&dir.data(), &["--log-format", "json"]);
+    deploy(
+        &server,
+        &guest("uppercase"),
+        serde_json::json!({"name": "upper"}),
+    );
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let response = client()
+        .post(server.url("/run/upper"))
+        .header("x-request-id", "client-chosen-1")
+        .header("traceparent", format!("00-{trace}-00f067aa0ba902b7-01"))
+        .body(b64(b"hi"))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-request-id"], "client-chosen-1");
+    let fresh = client()
+        .post(server.url("/run/upper"))
+        .body(b64(b"hi"))
+        .send()
+        .unwrap();
+    let fresh_id = fresh.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        fresh_id.len() == 32 && fresh_id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{fresh_id}"
+    );
+    let lines = || -> Vec<serde_json::Value> {
+        server
+            .log_text()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect()
+    };
+    let succeeded = |id: &str| {
+        lines().into_iter().find(|l| {
+            l["fields"]["message"] == "invocation succeeded" && l["span"]["request_id"] == id
+        })
+    };
+    let line = eventually_some("the traced invocation's log line", || {
+        succeeded("client-chosen-1")
+    });
+    assert_eq!(line["span"]["trace_id"], trace, "{line}");
+    assert_eq!(line["span"]["path"], "/run/upper", "{line}");
+    assert_eq!(line["fields"]["service"], "upper", "{line}");
+    let line = eventually_some("the other invocation's log line", || succeeded(&fresh_id));
+    assert!(line["span"].get("trace_id").is_none(), "{line}");
+}

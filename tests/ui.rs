@@ -64,3 +64,26 @@ fn the_dashboard_works_in_a_real_browser() {
         }
     }
 }
+
+/// A server without a password (the default on loopback) says on its login page that any
+/// login works, and an empty password logs in.
+#[test]
+fn an_open_server_says_so_on_the_login_page() {
+    let dir = TestDir::new();
+    let server = Server::start(&dir.data(), &[]);
+    let script = r##"
+import sys
+from playwright.sync_api import expect, sync_playwright
+expect.set_options(timeout=20_000)
+with sync_playwright() as p:
+    browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+    page = browser.new_page()
+    page.goto(sys.argv[1] + "/ui")
+    expect(page.locator("#open-server")).to_contain_text("any user name and password log in")
+    page.click("#login")
+    expect(page.locator("h1")).to_have_text("Services")
+    print("ok open")
+"##;
+    let out = run_python(script, &[&server.base], &server);
+    assert!(out.contains("ok open"), "{out}");
+}

@@ -110,7 +110,9 @@ async fn one(app: &Arc<App>, body: &[u8]) -> Option<Vec<u8>> {
     let deployed = app.services.registry.get("upper")?;
     let level = deployed.service.spec.log_level;
     let input = faas::decode_body(body).ok()?;
-    let request = oscar_wasm::executor::invocation::Request::sync();
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let request = oscar_wasm::executor::invocation::Request::sync(format!("bench-{call}"));
     let done = app
         .invocations
         .executor

@@ -178,6 +178,15 @@ pub struct ServeArgs {
     /// Serve without a password on a non-loopback address.
     #[arg(long, env = "OSCAR_WASM_INSECURE")]
     pub insecure: bool,
+    /// How log lines are written to stderr: `text` for people, `json` for log collectors
+    /// (one object a line, with the request's id and trace id on each line of a request).
+    #[arg(
+        long,
+        env = "OSCAR_WASM_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
     /// Compile every upload with Cranelift before answering, instead of answering once Winch
     /// (a baseline compiler) has compiled it and switching to Cranelift's code when ready.
     #[arg(long, env = "OSCAR_WASM_NO_BASELINE_COMPILER")]
@@ -221,6 +230,16 @@ pub struct ServeArgs {
     /// Seconds a finished asynchronous Job stays in the cluster (ttlSecondsAfterFinished).
     #[arg(long, env = "OSCAR_WASM_KUBE_JOB_TTL", default_value_t = 600)]
     pub kube_job_ttl: i32,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One line of text an event, with the span's fields before the message.
+    Text,
+    /// One JSON object an event: `timestamp`, `level`, `fields` (`message` and the event's
+    /// own), `target`, and `span` (the request's `request_id`, `method`, `path`, `trace_id`).
+    Json,
 }
 
 /// Bounds on what a client may send: applied to every request body.

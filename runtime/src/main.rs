@@ -81,14 +81,7 @@ fn main() -> ExitCode {
 const DEFAULT_LOG: &str = "info,wasmtime_wasi=warn";
 
 fn serve(args: ServeArgs) -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("OSCAR_WASM_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG)),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    init_logs(args.log_format);
     if let Err(e) = args.check() {
         eprintln!("oscar-wasm: {e}");
         return ExitCode::from(2);
@@ -110,6 +103,26 @@ fn serve(args: ServeArgs) -> ExitCode {
             eprintln!("oscar-wasm: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Logs to stderr, filtered by OSCAR_WASM_LOG, as text or JSON lines.
+fn init_logs(format: oscar_wasm::config::LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("OSCAR_WASM_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        oscar_wasm::config::LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        // The innermost span (a request's) carries its id; the list of all spans would repeat it.
+        oscar_wasm::config::LogFormat::Json => logs
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
     }
 }
 

@@ -245,6 +245,13 @@ function loginPage(main) {
   error);
   main.append(form);
   user.focus();
+  // An open server (no password: the default on loopback) admits any login; say so, since
+  // a newcomer has no password to type.
+  fetch('/system/info', { headers: { 'X-Requested-With': 'XMLHttpRequest' } })
+    .then((r) => {
+      if (r.ok) form.insertBefore(h('p', { class: 'muted', id: 'open-server' }, 'This server has no password (an open server, reachable from this machine only): any user name and password log in.'), error);
+    })
+    .catch(() => {});
 }
 
 /** Turns dropped files into definitions: FDL (functions.oscar[].CLUSTER) or one JSON/YAML. */

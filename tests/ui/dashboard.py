@@ -32,6 +32,8 @@ with sync_playwright() as p:
     page.fill("#password", "wrong")
     page.click("#login")
     expect(page.locator("#login-error")).to_contain_text("Wrong user name, password or token")
+    # A server with a password is not called open.
+    assert page.locator("#open-server").count() == 0
     shot(page, "login")
     step("a wrong password is refused with a message")
 

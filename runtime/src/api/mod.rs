@@ -14,6 +14,7 @@ mod modules;
 mod names;
 mod packages;
 mod pods;
+pub mod request_span;
 mod run;
 mod services;
 mod trigger;
@@ -75,6 +76,7 @@ pub fn router(app: AppState, max_body: u64) -> Router {
         .merge(pods::routes())
         .layer(axum::middleware::from_fn(no_challenge_for_scripts))
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn(request_span::trace_request))
         .with_state(app)
 }
 

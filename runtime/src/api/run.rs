@@ -7,10 +7,12 @@
 
 use super::auth::Invocation;
 use super::body::Body;
+use super::request_span::RequestId;
 use super::{ApiError, AppState};
 use crate::executor::invocation::{Completed, Exit, Input, InvokeError, Request};
 use crate::faas::{self, LogLevel};
 use crate::protocol::headers;
+use axum::Extension;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -25,6 +27,7 @@ async fn run(
     State(app): State<AppState>,
     Path(name): Path<String>,
     Invocation(deployed): Invocation,
+    Extension(RequestId(request_id)): Extension<RequestId>,
     Body(body): Body,
 ) -> Result<Response, ApiError> {
     // A wasm image's tag is checked in the background at most every --image-refresh; this call
@@ -57,8 +60,7 @@ async fn run(
     let service = deployed.clone();
     let spec = &service.service.spec;
     let started = crate::clock::now_ms();
-    let request = Request::sync();
-    let request_id = request.id.clone();
+    let request = Request::sync(request_id);
     let settled = crate::pipeline::invoke(
         &*app.invocations.executor,
         &app.buckets.storage,
@@ -72,16 +74,12 @@ async fn run(
         return Err(ApiError::Storage(failure));
     }
     let completed = settled.completed;
-    let mut response = if completed.exit == Exit::Success {
-        success(completed, spec.log_level)?
+    if completed.exit == Exit::Success {
+        success(completed, spec.log_level)
     } else {
         keep_failure(&app, name, &completed, started);
-        failure(&completed, spec.log_level)
-    };
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert(headers::REQUEST_ID, value);
+        Ok(failure(&completed, spec.log_level))
     }
-    Ok(response)
 }
 
 /// 200 with FaaS Supervisor's body; the headers say what it holds, for clients that turn it

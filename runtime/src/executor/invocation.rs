@@ -59,11 +59,11 @@ pub struct Request {
 }
 
 impl Request {
-    /// A synchronous call with a fresh request id.
-    pub fn sync() -> Self {
+    /// A synchronous call, known in the logs as request `id`.
+    pub fn sync(id: String) -> Self {
         Self {
             kind: Kind::Sync,
-            id: uuid::Uuid::new_v4().simple().to_string(),
+            id,
         }
     }
 }

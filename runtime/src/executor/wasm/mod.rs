@@ -100,7 +100,11 @@ impl Invoker {
         let shared = self.shared.clone();
         let running = self.running.clone();
         let id = request.id.clone();
+        // The guest runs on a blocking thread: its log lines keep the caller's span (a
+        // request's id and trace id).
+        let span = tracing::Span::current();
         let task = tokio::task::spawn_blocking(move || {
+            let _span = span.entered();
             let _slots = slots;
             running.inc();
             let run = Run {
