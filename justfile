@@ -8,6 +8,10 @@ serve *ARGS:
 test:
     ./scripts/test.sh
 
+# Build the server's and the supervisor's container images (buildah); --push REGISTRY pushes them.
+images *ARGS:
+    ./scripts/build-images.sh {{ARGS}}
+
 # Build the example modules in examples/wasm/ to examples/wasm/dist/*.wasm.
 guests:
     ./scripts/build-guests.sh

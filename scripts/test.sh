@@ -49,13 +49,15 @@ fi
 export OSCAR_TEST_PYTHON="$venv/bin/python"
 export OSCAR_TEST_NATS="$venv/bin/nats-server"
 
-# The image services' supervisor, linked statically as it is shipped (scripts/build-supervisor.sh).
-OSCAR_TEST_SUPERVISOR=$("$root/scripts/build-supervisor.sh" --debug)
-export OSCAR_TEST_SUPERVISOR
-
 # The code map's import rules (ARCHITECTURE.md): no import cycle, no forbidden import.
 python3 "$root/scripts/check-imports.py"
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# The container images as operators get them: built with buildah from the Containerfiles
+# (scripts/build-images.sh, debug binaries), pushed to a loopback registry and pulled back.
+# tests/images.rs starts the server from its image; tests/kube.rs runs the supervisor taken
+# from its image (statically linked, as shipped) in its pods.
+eval "$("$root/scripts/stage-test-images.sh")"
 cargo test --workspace --locked

@@ -106,6 +106,42 @@ fn the_server_deployment_is_probed_bounded_and_reaches_nats() {
             "{what} probe's port {port} is not a port of the container ({ports:?})"
         );
     }
+    // The image scripts/build-images.sh pushes, run as it is built to run: its non-root user,
+    // a read-only root (it writes only to its volumes), nothing more.
+    let version = env!("CARGO_PKG_VERSION");
+    assert_eq!(
+        container.image.as_deref(),
+        Some(format!("ghcr.io/oscar-wasm/oscar-wasm:{version}").as_str()),
+        "{file}: not the image scripts/build-images.sh --push ghcr.io/oscar-wasm names"
+    );
+    let security = container
+        .security_context
+        .as_ref()
+        .expect("a securityContext");
+    assert_eq!(security.run_as_non_root, Some(true), "{file}");
+    assert_eq!(
+        security.run_as_user,
+        Some(65532),
+        "{file}: the image's user"
+    );
+    assert_eq!(security.read_only_root_filesystem, Some(true), "{file}");
+    assert_eq!(security.allow_privilege_escalation, Some(false), "{file}");
+    let mounts: Vec<&str> = container
+        .volume_mounts
+        .iter()
+        .flatten()
+        .map(|m| m.mount_path.as_str())
+        .collect();
+    let data_dir = container
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == "OSCAR_WASM_DATA_DIR")
+        .and_then(|e| e.value.as_deref());
+    assert!(
+        data_dir.is_some_and(|d| mounts.contains(&d)),
+        "{file}: the data folder {data_dir:?} is not a volume ({mounts:?}), and the root is read-only"
+    );
     let resources = container.resources.as_ref().unwrap();
     for (what, amounts) in [
         ("requests", &resources.requests),
@@ -222,4 +258,53 @@ fn the_rbac_grants_what_the_server_calls_and_no_more() {
         (subject.kind.as_str(), Some(&subject.name)),
         ("ServiceAccount", account.metadata.name.as_ref())
     );
+}
+
+/// The example alerting rules name only metrics a server exports: each `oscar_wasm_*` name in
+/// an expression (a histogram's `_bucket`, `_sum` and `_count` series included) appears in a
+/// running server's /metrics after an invocation.
+#[test]
+fn the_alerting_rules_name_real_metrics() {
+    let text = std::fs::read_to_string(repo_root().join("deploy/prometheus/alerts.yaml")).unwrap();
+    let rules: Value = yaml_serde::from_str(&text).unwrap();
+    let exprs: Vec<String> = rules["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
+        .map(|r| {
+            assert!(r["alert"].is_string(), "a rule without a name: {r}");
+            r["expr"].as_str().expect("an expr").to_string()
+        })
+        .collect();
+    assert!(exprs.len() >= 5, "{exprs:?}");
+    let dir = common::TestDir::new();
+    let server = common::Server::start(&dir.data(), &[]);
+    common::deploy(
+        &server,
+        &common::guest("uppercase"),
+        serde_json::json!({"name": "upper"}),
+    );
+    let (status, _, _) = common::run(&server, "upper", common::b64(b"x"));
+    assert_eq!(status, 200);
+    let exported = common::metrics_text(&server);
+    let mut named = BTreeSet::new();
+    for expr in &exprs {
+        for (at, _) in expr.match_indices("oscar_wasm_") {
+            let name: String = expr[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            named.insert(name);
+        }
+    }
+    assert!(!named.is_empty());
+    for name in &named {
+        assert!(
+            exported
+                .lines()
+                .any(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} "))),
+            "deploy/prometheus/alerts.yaml names {name}, which /metrics does not export:\n{exported}"
+        );
+    }
 }

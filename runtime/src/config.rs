@@ -224,7 +224,7 @@ pub struct ServeArgs {
     #[arg(
         long,
         env = "OSCAR_WASM_KUBE_SUPERVISOR_IMAGE",
-        default_value = concat!("ghcr.io/oscar-wasm/supervisor:", env!("CARGO_PKG_VERSION"))
+        default_value = concat!("ghcr.io/oscar-wasm/oscar-wasm-supervisor:", env!("CARGO_PKG_VERSION"))
     )]
     pub kube_supervisor_image: String,
     /// Seconds a finished asynchronous Job stays in the cluster (ttlSecondsAfterFinished).

@@ -145,7 +145,7 @@ pub enum ServiceCommand {
         /// The image holding the supervisor binary.
         #[arg(
             long,
-            default_value = concat!("ghcr.io/oscar-wasm/supervisor:", env!("CARGO_PKG_VERSION"))
+            default_value = concat!("ghcr.io/oscar-wasm/oscar-wasm-supervisor:", env!("CARGO_PKG_VERSION"))
         )]
         supervisor_image: String,
         /// The runtime's URL as pods reach it.
