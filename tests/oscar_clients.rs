@@ -448,3 +448,64 @@ fn bucket_routes_answer_oscar_cli_and_the_dashboard() {
             .collect();
     assert_eq!(names, ["svc-files"]);
 }
+
+/// OSCAR's dashboard reads fields that its Go server always answers (every field of its
+/// struct, zero values included) without checking: a module service answered without them
+/// blanked its services list (`expose.max_scale`) and its service page (`script.toString()`).
+/// Every field is answered, in the listing and for one service, and the answer sent back as
+/// the dashboard sends it (whole) updates the service without a warning about unused fields.
+#[test]
+fn every_field_oscars_dashboard_reads_is_answered() {
+    let dir = TestDir::new();
+    let server = Server::start(&dir.data(), &[]);
+    deploy(
+        &server,
+        &guest("uppercase"),
+        serde_json::json!({"name": "upper"}),
+    );
+    let listed: Vec<Value> = client()
+        .get(server.url("/system/services"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let one: Value = client()
+        .get(server.url("/system/services/upper"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    for shown in [&listed[0], &one] {
+        assert_eq!(shown["expose"]["max_scale"], 0, "{shown}");
+        assert_eq!(shown["expose"]["min_scale"], 0, "{shown}");
+        assert_eq!(shown["script"], "", "{shown}");
+        assert_eq!(shown["image"], "", "{shown}");
+        assert_eq!(shown["synchronous"]["max_scale"], 0, "{shown}");
+        assert!(shown["environment"]["variables"].is_object(), "{shown}");
+        assert!(
+            shown["input"].is_array() && shown["output"].is_array(),
+            "{shown}"
+        );
+        assert_eq!(shown["labels"]["owner_name"], "oscar", "{shown}");
+        assert!(
+            shown["module"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("sha256:"))
+        );
+    }
+    let mut edited = one.clone();
+    edited["environment"]["variables"]["EDITED"] = "yes".into();
+    let updated = client()
+        .put(server.url("/system/services"))
+        .json(&edited)
+        .send()
+        .unwrap();
+    assert!(updated.status().is_success(), "{}", updated.text().unwrap());
+    let (status, _, body) = run(&server, "upper", b64(b"still runs"));
+    assert_eq!((status, unb64(&body)), (200, b"STILL RUNS".to_vec()));
+    assert!(
+        !server.log_text().contains("keeps but does not act on"),
+        "zero values were taken for settings:\n{}",
+        server.log_text()
+    );
+}

@@ -233,6 +233,75 @@ fn with_object(map: &mut Map<String, Value>, key: &str, f: impl FnOnce(&mut Map<
     }
 }
 
+/// Every field OSCAR's Go server always answers, with Go's zero value (pkg/types/service.go:
+/// it serialises its struct whole), for what a definition leaves out. OSCAR's dashboard reads
+/// them without checking (`expose.max_scale` in its services list, `script.toString()` on a
+/// service's page) and goes blank when one is missing. Maps and lists answer `{}` and `[]`
+/// where Go would say `null`, which no client reads differently. Answers only: sent back
+/// (the dashboard resends what it read), zero values mean "not set" ([`not_acted_on`]).
+const GO_ZERO_VALUES: &[(&str, &str)] = &[
+    ("cluster_id", r#""""#),
+    ("memory", r#""""#),
+    ("cpu", r#""""#),
+    ("total_memory", r#""""#),
+    ("total_cpu", r#""""#),
+    ("enable_gpu", "false"),
+    ("enable_sgx", "false"),
+    ("image_prefetch", "false"),
+    ("synchronous", r#"{"min_scale": 0, "max_scale": 0}"#),
+    ("delegation", r#""""#),
+    ("rescheduler_threshold", "0"),
+    ("log_level", r#""""#),
+    ("image", r#""""#),
+    ("alpine", "false"),
+    ("token", r#""""#),
+    ("file_stage_in", "false"),
+    ("input", "[]"),
+    ("output", "[]"),
+    ("script", r#""""#),
+    (
+        "expose",
+        r#"{"min_scale": 0, "max_scale": 0, "cpu_threshold": 0, "rewrite_target": false, "nodePort": 0, "default_command": false, "set_auth": false, "health_path": ""}"#,
+    ),
+    ("environment", r#"{"variables": {}, "secrets": {}}"#),
+    ("annotations", "{}"),
+    ("vo", r#""""#),
+    ("labels", "{}"),
+    ("owner", r#""""#),
+    ("interlink_node_name", r#""""#),
+    ("visibility", r#""""#),
+    ("allowed_users", "[]"),
+    ("isolation_level", r#""""#),
+    ("bucket_list", "[]"),
+    ("mount", r#"{"storage_provider": "", "path": ""}"#),
+];
+
+/// Adds [`GO_ZERO_VALUES`] where `definition` has nothing (absent or `null`), at any depth
+/// of the template's objects.
+pub fn with_go_zero_values(definition: &mut Map<String, Value>) {
+    for (key, zero) in GO_ZERO_VALUES {
+        // The template is constant text, parsed by the test below.
+        let Ok(zero) = serde_json::from_str::<Value>(zero) else {
+            continue;
+        };
+        fill_zero(definition, key, zero);
+    }
+}
+
+fn fill_zero(map: &mut Map<String, Value>, key: &str, zero: Value) {
+    match (map.get_mut(key), zero) {
+        (None | Some(Value::Null), zero) => {
+            map.insert(key.to_string(), zero);
+        }
+        (Some(Value::Object(present)), Value::Object(fields)) => {
+            for (field, value) in fields {
+                fill_zero(present, &field, value);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Blanks the values of `environment.secrets`, as OSCAR's answers show them.
 pub fn blank_secrets(definition: &mut Map<String, Value>) {
     if let Some(Value::Object(environment)) = definition.get_mut("environment")
@@ -297,6 +366,31 @@ fn is_set(value: &Value) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answers_carry_every_go_field_and_keep_what_is_set() {
+        for (key, zero) in GO_ZERO_VALUES {
+            assert!(serde_json::from_str::<Value>(zero).is_ok(), "{key}: {zero}");
+            assert!(SERVICE_KEYS.contains(key), "{key} is not an OSCAR key");
+        }
+        let mut d = json!({"name": "x", "module": "sha256:00", "expose": {"api_port": 8080},
+            "environment": {"variables": {"A": "1"}}, "script": null})
+        .as_object()
+        .cloned()
+        .unwrap();
+        with_go_zero_values(&mut d);
+        assert_eq!(d["expose"]["max_scale"], 0);
+        assert_eq!(d["expose"]["api_port"], 8080);
+        assert_eq!(d["script"], "");
+        assert_eq!(d["environment"]["variables"]["A"], "1");
+        assert_eq!(d["environment"]["secrets"], json!({}));
+        assert_eq!(d["mount"]["path"], "");
+        // What the answer adds means "not set" when a client sends it back.
+        assert!(not_acted_on(&d, false).contains(&"expose"));
+        let mut zeros = Map::new();
+        with_go_zero_values(&mut zeros);
+        assert!(not_acted_on(&zeros, false).is_empty(), "{zeros:?}");
+    }
 
     fn map(value: Value) -> Map<String, Value> {
         match value {

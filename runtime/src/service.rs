@@ -259,10 +259,12 @@ impl Service {
         Value::Object(self.definition.clone())
     }
 
-    /// The definition as responses show it: storage credentials replaced by `"hidden"`.
+    /// The definition as responses show it: storage credentials replaced by `"hidden"`,
+    /// secrets blanked, and every field OSCAR answers present (Go's zero values).
     pub fn to_public_json(&self) -> Value {
         let mut shown = crate::storage::spec::redact(&self.definition);
         crate::oscar_definition::blank_secrets(&mut shown);
+        crate::oscar_definition::with_go_zero_values(&mut shown);
         Value::Object(shown)
     }
 }
