@@ -888,3 +888,148 @@ fn json_logs_carry_the_request_id_and_trace_id() {
     let line = eventually_some("the other invocation's log line", || succeeded(&fresh_id));
     assert!(line["span"].get("trace_id").is_none(), "{line}");
 }
+
+/// A receiver of OTLP/HTTP JSON on loopback: every body posted to /v1/traces, kept.
+fn otlp_receiver() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+) {
+    let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = bodies.clone();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        rt().block_on(async move {
+            let app = axum::Router::new().route(
+                "/v1/traces",
+                axum::routing::post(move |body: axum::body::Bytes| async move {
+                    if let Ok(value) = serde_json::from_slice(&body) {
+                        sink.lock().unwrap().push(value);
+                    }
+                    "{}"
+                }),
+            );
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        })
+    });
+    (endpoint, bodies)
+}
+
+/// Every span the receiver got: (name, trace id, span id, parent span id, attributes).
+fn received_spans(
+    bodies: &std::sync::Mutex<Vec<serde_json::Value>>,
+) -> Vec<(String, String, String, String, serde_json::Value)> {
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_lowercase();
+    bodies
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|b| b["resourceSpans"].as_array().cloned().unwrap_or_default())
+        .flat_map(|r| r["scopeSpans"].as_array().cloned().unwrap_or_default())
+        .flat_map(|s| s["spans"].as_array().cloned().unwrap_or_default())
+        .map(|s| {
+            (
+                text(&s["name"]),
+                text(&s["traceId"]),
+                text(&s["spanId"]),
+                text(&s["parentSpanId"]),
+                s["attributes"].clone(),
+            )
+        })
+        .collect()
+}
+
+/// With OTEL_EXPORTER_OTLP_ENDPOINT set, a /run's spans reach the OTLP receiver: the request
+/// continues the caller's `traceparent` (same trace, the caller's span as parent) and carries
+/// its request id; admission, instantiation, the guest's run and delivery are its children.
+#[test]
+fn a_runs_trace_reaches_the_otlp_receiver() {
+    let (endpoint, bodies) = otlp_receiver();
+    let dir = TestDir::new();
+    let server = Server::start_with_env(
+        &dir.data(),
+        &[],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+        ],
+    );
+    deploy(
+        &server,
+        &guest("uppercase"),
+        serde_json::json!({"name": "upper"}),
+    );
+    let (trace, caller) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
+    let response = client()
+        .post(server.url("/run/upper"))
+        .header("x-request-id", "traced-1")
+        .header("traceparent", format!("00-{trace}-{caller}-01"))
+        .body(b64(b"traced"))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let spans = eventually_some("the run's spans at the receiver", || {
+        let spans: Vec<_> = received_spans(&bodies)
+            .into_iter()
+            .filter(|s| s.1 == trace)
+            .collect();
+        let names: Vec<&str> = spans.iter().map(|s| s.0.as_str()).collect();
+        ["request", "admission", "instantiate", "guest", "delivery"]
+            .iter()
+            .all(|n| names.contains(n))
+            .then_some(spans)
+    });
+    let request = spans.iter().find(|s| s.0 == "request").unwrap();
+    assert_eq!(
+        request.3, caller,
+        "the request's parent is the caller's span"
+    );
+    assert!(
+        request.4.to_string().contains("traced-1"),
+        "the request id is an attribute: {}",
+        request.4
+    );
+    for child in ["admission", "instantiate", "guest", "delivery"] {
+        let span = spans.iter().find(|s| s.0 == child).unwrap();
+        assert_eq!(
+            span.3, request.2,
+            "{child} is a child of the request's span"
+        );
+    }
+    assert!(
+        !received_spans(&bodies).iter().any(|s| s.0.contains("wasi")),
+        "only this server's spans are exported"
+    );
+
+    // A job: accepted in one request's trace, run by a worker in the same trace.
+    let job_trace = "5bf92f3577b34da6a3ce929d0e0e4737";
+    let accepted = client()
+        .post(server.url("/job/upper"))
+        .header("traceparent", format!("00-{job_trace}-{caller}-01"))
+        .body(b64(b"a traced job"))
+        .send()
+        .unwrap();
+    assert_eq!(accepted.status(), 201);
+    let spans = eventually_some("the job's spans at the receiver", || {
+        let spans: Vec<_> = received_spans(&bodies)
+            .into_iter()
+            .filter(|s| s.1 == job_trace)
+            .collect();
+        let names: Vec<&str> = spans.iter().map(|s| s.0.as_str()).collect();
+        ["request", "job", "guest"]
+            .iter()
+            .all(|n| names.contains(n))
+            .then_some(spans)
+    });
+    let request = spans.iter().find(|s| s.0 == "request").unwrap();
+    let job = spans.iter().find(|s| s.0 == "job").unwrap();
+    assert_eq!(
+        job.3, request.2,
+        "the job continues the request that accepted it"
+    );
+    let guest = spans.iter().find(|s| s.0 == "guest").unwrap();
+    assert_eq!(guest.3, job.2, "the job's run is a child of the job's span");
+}

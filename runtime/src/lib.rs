@@ -62,4 +62,5 @@ pub mod server;
 pub mod service;
 pub mod storage;
 pub mod stores;
+pub mod telemetry;
 pub mod wasm;

@@ -81,7 +81,14 @@ fn main() -> ExitCode {
 const DEFAULT_LOG: &str = "info,wasmtime_wasi=warn";
 
 fn serve(args: ServeArgs) -> ExitCode {
-    init_logs(args.log_format);
+    // Kept to the end: dropping it sends the last spans.
+    let _telemetry = match init_logs(args.log_format) {
+        Ok(telemetry) => telemetry,
+        Err(e) => {
+            eprintln!("oscar-wasm: {e}");
+            return ExitCode::from(2);
+        }
+    };
     if let Err(e) = args.check() {
         eprintln!("oscar-wasm: {e}");
         return ExitCode::from(2);
@@ -106,24 +113,45 @@ fn serve(args: ServeArgs) -> ExitCode {
     }
 }
 
-/// Logs to stderr, filtered by OSCAR_WASM_LOG, as text or JSON lines.
-fn init_logs(format: oscar_wasm::config::LogFormat) {
+/// Logs to stderr, filtered by OSCAR_WASM_LOG, as text or JSON lines; and this crate's spans
+/// to an OTLP receiver when the OTEL_* variables name one (see `telemetry`).
+fn init_logs(
+    format: oscar_wasm::config::LogFormat,
+) -> Result<Option<oscar_wasm::telemetry::Telemetry>, String> {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = tracing_subscriber::EnvFilter::try_from_env("OSCAR_WASM_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG));
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let logs = match format {
         oscar_wasm::config::LogFormat::Text => logs
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .init(),
+            .boxed(),
         // The innermost span (a request's) carries its id; the list of all spans would repeat it.
         oscar_wasm::config::LogFormat::Json => logs
             .json()
             .with_current_span(true)
             .with_span_list(false)
-            .init(),
-    }
+            .boxed(),
+    };
+    let (traces, telemetry) = match oscar_wasm::telemetry::from_env()? {
+        Some((layer, telemetry)) => (Some(layer), Some(telemetry)),
+        None => (None, None),
+    };
+    // Traces take this crate's spans down to DEBUG (a request's steps), whatever the log
+    // filter, and no other crate's (wasmtime-wasi makes a span of every WASI call).
+    let traces = traces.map(|layer| {
+        layer.with_filter(
+            tracing_subscriber::filter::Targets::new()
+                .with_target("oscar_wasm", tracing::Level::DEBUG),
+        )
+    });
+    tracing_subscriber::registry()
+        .with(logs.with_filter(filter))
+        .with(traces)
+        .init();
+    Ok(telemetry)
 }
 
 /// `--config FILE` / `--config=FILE` on the command line, else OSCAR_WASM_CONFIG.

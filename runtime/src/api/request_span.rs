@@ -40,6 +40,7 @@ pub async fn trace_request(mut request: Request, next: Next) -> Response {
     );
     if let Some(trace_id) = trace_id {
         span.record("trace_id", trace_id);
+        crate::telemetry::continue_trace(&span, request.headers());
     }
     request.extensions_mut().insert(RequestId(id.clone()));
     let mut response = next.run(request).instrument(span).await;

@@ -237,7 +237,7 @@ impl JobBackend for NatsJobs {
             }
             let change = match entry.operation {
                 kv::Operation::Put => match serde_json::from_slice(&entry.value) {
-                    Ok(record) => RecordChange::Put(record),
+                    Ok(record) => RecordChange::Put(Box::new(record)),
                     Err(e) => {
                         tracing::warn!(key = %entry.key, error = %e, "skipping an unreadable job record");
                         return true;

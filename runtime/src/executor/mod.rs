@@ -18,6 +18,7 @@ use backend::Backend;
 use invocation::{Completed, Input, InvokeError, Request};
 use std::sync::Arc;
 use tokio::sync::Semaphore;
+use tracing::Instrument as _;
 
 /// Server-wide settings of the executor.
 #[derive(Debug, Clone, Copy)]
@@ -113,6 +114,7 @@ impl Executor {
         let admitted = self
             .admission
             .admit(&deployed.slots, &runner.slots, request.kind)
+            .instrument(tracing::debug_span!("admission"))
             .await?;
         runner.backend.run(deployed, input, request, admitted).await
     }

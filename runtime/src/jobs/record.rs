@@ -44,4 +44,8 @@ pub struct JobRecord {
     /// downloaded when the job runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trigger: Option<crate::storage::event::ObjectEvent>,
+    /// The W3C trace context (`traceparent`) of the request that accepted it, when traces are
+    /// exported: the worker's span continues that trace, on whichever server runs it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }

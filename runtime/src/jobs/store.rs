@@ -63,7 +63,7 @@ pub enum CreateError {
 #[derive(Debug, Clone)]
 pub enum RecordChange {
     /// A record created or changed.
-    Put(JobRecord),
+    Put(Box<JobRecord>),
     /// A job deleted.
     Removed {
         /// Its service.
@@ -226,7 +226,7 @@ impl JobStore {
     /// Applies another server's change to the index.
     pub fn apply(&self, change: RecordChange) {
         match change {
-            RecordChange::Put(record) => self.remember(record),
+            RecordChange::Put(record) => self.remember(*record),
             RecordChange::Removed { service, job } => {
                 let mut index = self.lock();
                 if let Some(jobs) = index.get_mut(&service) {
@@ -270,6 +270,7 @@ impl JobStore {
             // Counted from the start, so that pending inputs count against the byte limit.
             bytes: input.map_or(0, |i| i.len() as u64),
             trigger,
+            traceparent: crate::telemetry::current_traceparent(),
         };
         {
             let mut index = self.lock();

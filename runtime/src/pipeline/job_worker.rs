@@ -13,6 +13,7 @@ use crate::registry::{Deployed, Registry};
 use crate::storage::Storage;
 use std::sync::Arc;
 use tokio::task::JoinHandle;
+use tracing::Instrument as _;
 
 /// The pieces the workers use.
 pub struct WorkerParts<E> {
@@ -209,13 +210,17 @@ async fn execute<E: Execute>(
         kind: Kind::Job,
         id: record.name.clone(),
     };
+    // The job's own span, in the trace of the request that accepted it.
+    let span = tracing::info_span!("job", service = %record.service, job = %record.name);
+    crate::telemetry::continue_from(&span, record.traceparent.as_deref());
     let run = super::invoke(
         &*parts.executor,
         &parts.storage,
         deployed.clone(),
         input,
         request,
-    );
+    )
+    .instrument(span);
     let Some(result) = parts
         .jobs
         .cancellable(&record.service, &record.name, run)

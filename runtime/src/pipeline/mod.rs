@@ -24,6 +24,7 @@ use crate::storage::Storage;
 use delivery::Delivered;
 use std::future::Future;
 use std::sync::Arc;
+use tracing::Instrument as _;
 
 /// What runs an invocation: the executor, or a stand-in in tests.
 pub trait Execute: Send + Sync + 'static {
@@ -103,7 +104,9 @@ pub async fn invoke<E: Execute>(
     request: Request,
 ) -> Result<Settled, InvokeError> {
     let completed = executor.execute(deployed.clone(), input, request).await?;
-    let delivered = delivery::to_buckets(storage, &deployed.service.spec.storage, &completed).await;
+    let delivered = delivery::to_buckets(storage, &deployed.service.spec.storage, &completed)
+        .instrument(tracing::debug_span!("delivery"))
+        .await;
     Ok(Settled {
         completed,
         delivered,

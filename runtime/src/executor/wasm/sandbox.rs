@@ -61,7 +61,9 @@ pub struct RunOutput {
 }
 
 /// Runs the guest. Errors are the host's (a preopen that could not be opened), never the guest's.
-pub fn run(r: GuestRun<'_>) -> wasmtime::Result<RunOutput> {
+/// The guest's WASI context: its arguments and environment, the preopened folders, its
+/// output into `pipe`, its own clock, and no network.
+fn wasi_builder(r: &GuestRun<'_>, pipe: &CappedPipe) -> wasmtime::Result<WasiCtxBuilder> {
     let mut builder = WasiCtxBuilder::new();
     // Guests run on threads that may block, so file operations need no trip through a pool;
     // this must precede the preopens, which capture it.
@@ -83,8 +85,13 @@ pub fn run(r: GuestRun<'_>) -> wasmtime::Result<RunOutput> {
     if let Some(app) = r.app_dir {
         builder.preopened_dir(app, crate::runtimes::APP_DIR, FsPerms::ReadOnly)?;
     }
-    let pipe = CappedPipe::new(r.output_capacity);
     builder.stdout(pipe.clone()).stderr(pipe.clone());
+    Ok(builder)
+}
+
+pub fn run(r: GuestRun<'_>) -> wasmtime::Result<RunOutput> {
+    let pipe = CappedPipe::new(r.output_capacity);
+    let mut builder = wasi_builder(&r, &pipe)?;
     let clock = GuestClock {
         origin: Instant::now(),
     };
@@ -126,10 +133,12 @@ pub fn run(r: GuestRun<'_>) -> wasmtime::Result<RunOutput> {
                 clock,
             };
             let mut store = guarded_store(r.linked.engine(), state, check);
-            let result = pre.instantiate(&mut store).and_then(|instance| {
-                let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
-                start.call(&mut store, ())
-            });
+            let result = tracing::debug_span!("instantiate")
+                .in_scope(|| pre.instantiate(&mut store))
+                .and_then(|instance| {
+                    let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+                    tracing::debug_span!("guest").in_scope(|| start.call(&mut store, ()))
+                });
             match result {
                 Ok(()) => Exit::Success,
                 Err(e) => classify(e),
@@ -142,9 +151,12 @@ pub fn run(r: GuestRun<'_>) -> wasmtime::Result<RunOutput> {
                 limits,
             };
             let mut store = guarded_store(r.linked.engine(), state, check);
-            let result = pre
-                .instantiate(&mut store)
-                .and_then(|command| command.wasi_cli_run().call_run(&mut store));
+            let result = tracing::debug_span!("instantiate")
+                .in_scope(|| pre.instantiate(&mut store))
+                .and_then(|command| {
+                    tracing::debug_span!("guest")
+                        .in_scope(|| command.wasi_cli_run().call_run(&mut store))
+                });
             match result {
                 Ok(Ok(())) => Exit::Success,
                 Ok(Err(())) => Exit::Status(1),
