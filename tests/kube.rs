@@ -986,3 +986,53 @@ fn a_bucket_event_runs_an_image_service() {
     let out = common::get(&store, "out/note one.txt.up").unwrap();
     assert_eq!(&out[..], b"FROM A BUCKET");
 }
+
+/// With traces exported, an image service's script gets the trace context of the job that
+/// ran it as TRACEPARENT, in the trace of the request that submitted it.
+#[test]
+fn the_trace_context_reaches_the_script() {
+    let dir = TestDir::new();
+    let (_fake, kubeconfig) = start_fake(&dir.data().parent().unwrap().join("k"));
+    // No receiver listens there: spans are dropped, the context is still passed on.
+    let server = Server::start_with_env(
+        &dir.data(),
+        &["--kube-callback-url", "http://127.0.0.1:0"],
+        &[
+            ("KUBECONFIG", kubeconfig.to_str().unwrap()),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9"),
+        ],
+    );
+    create(
+        &server,
+        json!({"name": "traced-sh", "image": "alpine:3",
+               "script": "echo \"traceparent: $TRACEPARENT\"\n"}),
+    );
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let submitted = client()
+        .post(server.url("/job/traced-sh"))
+        .header("traceparent", format!("00-{trace}-00f067aa0ba902b7-01"))
+        .body(b64(b"traced"))
+        .send()
+        .unwrap();
+    assert_eq!(submitted.status(), 201);
+    let name: Value = submitted.json().unwrap();
+    let name = name["job_name"].as_str().unwrap().to_string();
+    wait_status(&server, "traced-sh", &name, "Succeeded");
+    let log = log_of(&server, "traced-sh", &name);
+    let traceparent = log
+        .lines()
+        .find_map(|l| l.split("traceparent: ").nth(1))
+        .unwrap_or_else(|| panic!("no traceparent line in {log}"));
+    let parts: Vec<&str> = traceparent.trim().split('-').collect();
+    assert_eq!(
+        parts.len(),
+        4,
+        "{traceparent:?}\n{log}\n{}",
+        server.log_text()
+    );
+    assert_eq!(parts[1], trace, "the caller's trace: {traceparent}");
+    assert_ne!(
+        parts[2], "00f067aa0ba902b7",
+        "the job's own span is the parent"
+    );
+}

@@ -8,7 +8,8 @@
 //! What is exported: each request's span (`request`, with its id, method and path) and,
 //! under it, `admission`, `instantiate`, `guest` and `delivery`; a job's span (`job`) in the
 //! trace of the request that accepted it, with the same children; nothing of other crates
-//! (wasmtime-wasi makes a span of every WASI call).
+//! (wasmtime-wasi makes a span of every WASI call). Image services' Kubernetes Jobs get the
+//! context as `TRACEPARENT` ([`current_traceparent`]).
 
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
 use opentelemetry::trace::TracerProvider as _;

@@ -272,13 +272,16 @@ impl Kube {
             registered.id
         );
         let text = |key: &str| service.definition.get(key).and_then(|v| v.as_str());
-        // The storage variables of a bucket-triggered invocation join the service's own.
+        // The storage variables of a bucket-triggered invocation join the service's own, and
+        // so does the trace context (W3C's TRACEPARENT, as OpenTelemetry's SDKs read it from
+        // the environment) when traces are exported: the pod's own spans join the request's.
         let env: Vec<(String, String)> = service
             .spec
             .env
             .iter()
             .cloned()
             .chain(invocation.extra_env)
+            .chain(crate::telemetry::current_traceparent().map(|t| ("TRACEPARENT".into(), t)))
             .collect();
         let request = JobRequest {
             service: &service.spec.name,
