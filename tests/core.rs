@@ -941,6 +941,22 @@ fn received_spans(
         .collect()
 }
 
+/// The spans of `trace` at the receiver, once every one of `names` has arrived.
+fn spans_of_trace(
+    bodies: &std::sync::Mutex<Vec<serde_json::Value>>,
+    trace: &str,
+    names: &[&str],
+) -> Vec<(String, String, String, String, serde_json::Value)> {
+    eventually_some(&format!("the spans {names:?} of trace {trace}"), || {
+        let spans: Vec<_> = received_spans(bodies)
+            .into_iter()
+            .filter(|s| s.1 == trace)
+            .collect();
+        let arrived: Vec<&str> = spans.iter().map(|s| s.0.as_str()).collect();
+        names.iter().all(|n| arrived.contains(n)).then_some(spans)
+    })
+}
+
 /// With OTEL_EXPORTER_OTLP_ENDPOINT set, a /run's spans reach the OTLP receiver: the request
 /// continues the caller's `traceparent` (same trace, the caller's span as parent) and carries
 /// its request id; admission, instantiation, the guest's run and delivery are its children.
@@ -971,17 +987,11 @@ fn a_runs_trace_reaches_the_otlp_receiver() {
         .send()
         .unwrap();
     assert_eq!(response.status(), 200);
-    let spans = eventually_some("the run's spans at the receiver", || {
-        let spans: Vec<_> = received_spans(&bodies)
-            .into_iter()
-            .filter(|s| s.1 == trace)
-            .collect();
-        let names: Vec<&str> = spans.iter().map(|s| s.0.as_str()).collect();
-        ["request", "admission", "instantiate", "guest", "delivery"]
-            .iter()
-            .all(|n| names.contains(n))
-            .then_some(spans)
-    });
+    let spans = spans_of_trace(
+        &bodies,
+        trace,
+        &["request", "admission", "instantiate", "guest", "delivery"],
+    );
     let request = spans.iter().find(|s| s.0 == "request").unwrap();
     assert_eq!(
         request.3, caller,
@@ -1013,17 +1023,7 @@ fn a_runs_trace_reaches_the_otlp_receiver() {
         .send()
         .unwrap();
     assert_eq!(accepted.status(), 201);
-    let spans = eventually_some("the job's spans at the receiver", || {
-        let spans: Vec<_> = received_spans(&bodies)
-            .into_iter()
-            .filter(|s| s.1 == job_trace)
-            .collect();
-        let names: Vec<&str> = spans.iter().map(|s| s.0.as_str()).collect();
-        ["request", "job", "guest"]
-            .iter()
-            .all(|n| names.contains(n))
-            .then_some(spans)
-    });
+    let spans = spans_of_trace(&bodies, job_trace, &["request", "job", "guest"]);
     let request = spans.iter().find(|s| s.0 == "request").unwrap();
     let job = spans.iter().find(|s| s.0 == "job").unwrap();
     assert_eq!(
