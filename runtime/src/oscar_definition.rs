@@ -279,14 +279,18 @@ const GO_ZERO_VALUES: &[(&str, &str)] = &[
 /// Adds [`GO_ZERO_VALUES`] where `definition` has nothing (absent or `null`), at any depth
 /// of the template's objects.
 pub fn with_go_zero_values(definition: &mut Map<String, Value>) {
-    for (key, zero) in GO_ZERO_VALUES {
-        // The template is constant text, parsed by the test below.
-        let Ok(zero) = serde_json::from_str::<Value>(zero) else {
-            continue;
-        };
-        fill_zero(definition, key, zero);
+    for (key, zero) in GO_ZERO_TEMPLATE.iter() {
+        fill_zero(definition, key, zero.clone());
     }
 }
+
+/// [`GO_ZERO_VALUES`] parsed once (constant text; the test below parses every entry).
+static GO_ZERO_TEMPLATE: std::sync::LazyLock<Vec<(&str, Value)>> = std::sync::LazyLock::new(|| {
+    GO_ZERO_VALUES
+        .iter()
+        .filter_map(|(key, zero)| Some((*key, serde_json::from_str(zero).ok()?)))
+        .collect()
+});
 
 fn fill_zero(map: &mut Map<String, Value>, key: &str, zero: Value) {
     match (map.get_mut(key), zero) {

@@ -17,6 +17,14 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::registry::LookupSpan;
 
+/// Whether spans are exported: when not, there is no trace context to read or carry, and
+/// the request and job paths skip building one.
+static EXPORTING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn exporting() -> bool {
+    EXPORTING.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// The exporter, flushed and stopped when dropped (at the end of `serve`).
 pub struct Telemetry {
     provider: SdkTracerProvider,
@@ -60,6 +68,7 @@ where
         .build();
     let tracer = provider.tracer("oscar-wasm");
     let layer = tracing_opentelemetry::layer().with_tracer(tracer);
+    EXPORTING.store(true, std::sync::atomic::Ordering::Relaxed);
     Ok(Some((layer, Telemetry { provider })))
 }
 
@@ -67,7 +76,7 @@ where
 /// traces are not exported).
 pub fn continue_trace(span: &tracing::Span, headers: &axum::http::HeaderMap) {
     use tracing_opentelemetry::OpenTelemetrySpanExt as _;
-    if headers.get("traceparent").is_none() {
+    if !exporting() || headers.get("traceparent").is_none() {
         return;
     }
     let parent = TraceContextPropagator::new().extract(&Headers(headers));
@@ -79,6 +88,9 @@ pub fn continue_trace(span: &tracing::Span, headers: &axum::http::HeaderMap) {
 /// worker); `None` when traces are not exported.
 pub fn current_traceparent() -> Option<String> {
     use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    if !exporting() {
+        return None;
+    }
     let context = tracing::Span::current().context();
     let mut carrier = std::collections::HashMap::new();
     TraceContextPropagator::new().inject_context(&context, &mut carrier);
@@ -88,7 +100,7 @@ pub fn current_traceparent() -> Option<String> {
 /// Makes `span` a child of a saved `traceparent` ([`current_traceparent`]).
 pub fn continue_from(span: &tracing::Span, traceparent: Option<&str>) {
     use tracing_opentelemetry::OpenTelemetrySpanExt as _;
-    let Some(traceparent) = traceparent else {
+    let Some(traceparent) = traceparent.filter(|_| exporting()) else {
         return;
     };
     let carrier =
