@@ -67,7 +67,7 @@ fn engine() -> Engine {
         .total_memories(64)
         .total_tables(64)
         .max_memory_size(256 << 20)
-        .linear_memory_keep_resident(oscar_wasm::wasm::KEEP_RESIDENT_MEMORY)
+        .linear_memory_keep_resident(oscar_wasm::wasm::keep_resident_memory())
         .table_keep_resident(oscar_wasm::wasm::KEEP_RESIDENT_TABLE)
         .pagemap_scan(wasmtime::Enabled::Auto);
     let mut config = Config::new();

@@ -354,8 +354,19 @@ fn open_executor(
             settings.default_timeout,
         )));
     }
+    let http = crate::executor::http::HttpInvoker::new(
+        crate::executor::http::HttpSettings {
+            default_timeout: settings.default_timeout,
+            default_memory: args.default_memory,
+            allow_local: args.allow_local_endpoints,
+            max_outbound_response: args.max_body,
+            max_log_bytes: usize::try_from(args.max_log).unwrap_or(usize::MAX),
+        },
+        metrics.clone(),
+    );
     Executor::new(
         backends,
+        http,
         ExecutorSettings {
             max_concurrency: args.max_concurrency,
             max_queue: args.max_queue,

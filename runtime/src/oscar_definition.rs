@@ -53,6 +53,7 @@ const SERVICE_KEYS: &[&str] = &[
     "timeout",
     "max_concurrency",
     "poll_interval",
+    "allowed_outbound_hosts",
 ];
 /// The keys of `environment`.
 const ENVIRONMENT_KEYS: &[&str] = &["variables", "secrets"];
@@ -344,19 +345,21 @@ pub const ACTED_ON_BY_IMAGES: &[&str] = &[
 ];
 
 /// The fields of `definition` that OSCAR acts on and this runtime does not, when set
-/// (`image`: for an image service, which acts on [`ACTED_ON_BY_IMAGES`]).
+/// (`image`: for an image service, which acts on [`ACTED_ON_BY_IMAGES`]; a wasm service acts
+/// on `expose`, served when its module is an HTTP component).
 pub fn not_acted_on(definition: &Map<String, Value>, image: bool) -> Vec<&'static str> {
     NOT_ACTED_ON
         .iter()
         .copied()
         .filter(|key| !(image && ACTED_ON_BY_IMAGES.contains(key)))
+        .filter(|key| image || *key != "expose")
         .filter(|key| definition.get(*key).is_some_and(is_set))
         .collect()
 }
 
 /// Whether `value` says anything: Go clients send every field, unset ones as zero values
 /// (`"expose": {"min_scale": 0, ...}`), which mean "not set".
-fn is_set(value: &Value) -> bool {
+pub fn is_set(value: &Value) -> bool {
     match value {
         Value::Null | Value::Bool(false) => false,
         Value::Bool(true) => true,
@@ -390,7 +393,8 @@ mod tests {
         assert_eq!(d["environment"]["secrets"], json!({}));
         assert_eq!(d["mount"]["path"], "");
         // What the answer adds means "not set" when a client sends it back.
-        assert!(not_acted_on(&d, false).contains(&"expose"));
+        assert!(not_acted_on(&d, true).contains(&"expose"));
+        assert!(!not_acted_on(&d, false).contains(&"expose"));
         let mut zeros = Map::new();
         with_go_zero_values(&mut zeros);
         assert!(not_acted_on(&zeros, false).is_empty(), "{zeros:?}");
@@ -476,7 +480,7 @@ mod tests {
             json!({"expose": {"api_port": 8080}, "enable_gpu": false, "mount": null,
                            "synchronous": {"min_scale": 1}}),
         );
-        assert_eq!(not_acted_on(&d, false), ["expose", "synchronous"]);
+        assert_eq!(not_acted_on(&d, false), ["synchronous"]);
         let gpu = map(json!({"enable_gpu": true, "image_pull_secrets": ["r"]}));
         assert_eq!(
             not_acted_on(&gpu, false),

@@ -194,6 +194,25 @@ pub struct ServiceSpec {
     /// How often the input folders are listed for new objects (`poll_interval`, seconds; an
     /// oscar-wasm field for stores that send no notifications).
     pub poll_interval: Option<Duration>,
+    /// OSCAR's `expose`, when set: how an HTTP service is reached.
+    pub expose: Option<Expose>,
+    /// Where the service's guests may connect (`allowed_outbound_hosts`, Spin's spelling; an
+    /// oscar-wasm field): nowhere when empty.
+    pub allowed_outbound_hosts: crate::wasm::outbound::AllowList,
+}
+
+/// OSCAR's `expose` section, as an HTTP service uses it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Expose {
+    /// Requests need basic auth with the service's name and token.
+    pub set_auth: bool,
+    /// The guest sees the path after `/system/services/{name}/exposed`, not the whole path.
+    pub rewrite_target: bool,
+    /// Instances kept ready (informational here: every request gets a fresh instance in
+    /// microseconds from the pre-linked component).
+    pub min_scale: u32,
+    /// Requests served at once (0: the server's bound).
+    pub max_scale: u32,
 }
 
 /// A validated service: its definition as the user gave it (plus a generated token) and the
@@ -231,6 +250,8 @@ impl Service {
         let max_concurrency = parse_max_concurrency(definition.get("max_concurrency"))?;
         let storage = crate::storage::spec::parse(&name, &definition)?;
         let poll_interval = parse_poll_interval(definition.get("poll_interval"))?;
+        let expose = parse_expose(definition.get("expose"))?;
+        let allowed_outbound_hosts = parse_outbound(definition.get("allowed_outbound_hosts"))?;
         if poll_interval.is_some() && storage.inputs.is_empty() {
             return Err(invalid(
                 "poll_interval",
@@ -248,7 +269,14 @@ impl Service {
                 memory_limit,
                 timeout,
                 token,
-                max_concurrency,
+                // `expose.max_scale` caps an HTTP service's requests as `max_concurrency` does.
+                max_concurrency: max_concurrency.or_else(|| {
+                    expose
+                        .filter(|e| e.max_scale > 0)
+                        .map(|e| e.max_scale as usize)
+                }),
+                expose,
+                allowed_outbound_hosts,
             },
             definition,
         })
@@ -391,6 +419,62 @@ fn parse_max_concurrency(value: Option<&Value>) -> Result<Option<usize>, Definit
             _ => Err(invalid("max_concurrency", "must be a positive integer")),
         },
     }
+}
+
+/// `expose`: `None` when absent or all zero values (Go clients send it unset that way).
+fn parse_expose(value: Option<&Value>) -> Result<Option<Expose>, DefinitionError> {
+    let fields = match value {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Object(fields)) => fields,
+        Some(_) => return Err(invalid("expose", "must be an object")),
+    };
+    if !crate::oscar_definition::is_set(&Value::Object(fields.clone())) {
+        return Ok(None);
+    }
+    let flag = |key: &'static str| match fields.get(key) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(invalid("expose", format!("{key} must be true or false"))),
+    };
+    let count = |key: &'static str| match fields.get(key) {
+        None | Some(Value::Null) => Ok(0),
+        Some(v) => v
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| invalid("expose", format!("{key} must be a non-negative integer"))),
+    };
+    let expose = Expose {
+        set_auth: flag("set_auth")?,
+        rewrite_target: flag("rewrite_target")?,
+        min_scale: count("min_scale")?,
+        max_scale: count("max_scale")?,
+    };
+    if expose.max_scale > 0 && expose.min_scale > expose.max_scale {
+        return Err(invalid("expose", "min_scale must not exceed max_scale"));
+    }
+    Ok(Some(expose))
+}
+
+/// `allowed_outbound_hosts`: a list of `scheme://host[:port]`.
+fn parse_outbound(
+    value: Option<&Value>,
+) -> Result<crate::wasm::outbound::AllowList, DefinitionError> {
+    let entries = match value {
+        None | Some(Value::Null) => return Ok(Default::default()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|i| i.as_str().map(str::to_string))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| invalid("allowed_outbound_hosts", "must be a list of strings"))?,
+        Some(_) => {
+            return Err(invalid(
+                "allowed_outbound_hosts",
+                "must be a list of strings",
+            ));
+        }
+    };
+    crate::wasm::outbound::AllowList::parse(&entries)
+        .map_err(|e| invalid("allowed_outbound_hosts", e.to_string()))
 }
 
 /// `poll_interval`: seconds from 1 to 86400.

@@ -18,6 +18,9 @@ pub enum ApiError {
     /// Invocation failures that are not the module's own.
     #[error(transparent)]
     Invoke(#[from] InvokeError),
+    /// An HTTP service's request that its guest did not answer (timeout, trap).
+    #[error(transparent)]
+    Serve(crate::executor::http::ServeError),
     /// A body FaaS Supervisor's rules cannot turn into an input file.
     #[error(transparent)]
     Body(#[from] BodyError),
@@ -141,6 +144,7 @@ impl ApiError {
                 | InvokeError::Host(_) => StatusCode::INTERNAL_SERVER_ERROR,
                 // The cluster's API failed: an upstream's failure.
                 InvokeError::Backend(_) => StatusCode::BAD_GATEWAY,
+                InvokeError::WrongKind(_) => StatusCode::BAD_REQUEST,
                 // Too many or too large outputs: the module's doing, reported as its failure.
                 InvokeError::Outputs(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
@@ -151,6 +155,10 @@ impl ApiError {
                 // A cluster's NATS away for now: try again.
                 crate::jobs::CreateError::Store(e) => store_status(e),
             },
+            Self::Serve(crate::executor::http::ServeError::Timeout(_)) => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
+            Self::Serve(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Body(_) | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -170,6 +178,15 @@ impl ApiError {
             Self::Storage(_) => StatusCode::BAD_GATEWAY,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl From<crate::executor::http::ServeError> for ApiError {
+    fn from(e: crate::executor::http::ServeError) -> Self {
+        match e {
+            crate::executor::http::ServeError::Invoke(e) => Self::Invoke(e),
+            other => Self::Serve(other),
         }
     }
 }

@@ -8,6 +8,7 @@ mod buckets;
 pub(crate) mod cluster;
 pub mod error;
 pub mod executions;
+mod exposed;
 mod info;
 mod jobs;
 mod modules;
@@ -34,10 +35,25 @@ pub use error::ApiError;
 /// Shared state of every handler.
 pub type AppState = Arc<App>;
 
+/// The API as one service: what [`service`] returns.
+pub type Service<B> = tower::util::MapRequest<
+    tower_http::normalize_path::NormalizePath<Router>,
+    fn(axum::http::Request<B>) -> axum::http::Request<B>,
+>;
+
 /// The whole API as one service: the router, with trailing slashes trimmed before routing
-/// (`GET /system/config/` is `/system/config`, as OSCAR's gin router serves it).
-pub fn service(app: AppState, max_body: u64) -> tower_http::normalize_path::NormalizePath<Router> {
-    tower_http::normalize_path::NormalizePath::trim_trailing_slash(router(app, max_body))
+/// (`GET /system/config/` is `/system/config`, as OSCAR's gin router serves it); the URI as
+/// sent is kept for HTTP services, which see their paths unchanged.
+pub fn service<B>(app: AppState, max_body: u64) -> Service<B> {
+    fn keep_sent_uri<B>(mut request: axum::http::Request<B>) -> axum::http::Request<B> {
+        let sent = exposed::SentUri(request.uri().clone());
+        request.extensions_mut().insert(sent);
+        request
+    }
+    tower::util::MapRequest::new(
+        tower_http::normalize_path::NormalizePath::trim_trailing_slash(router(app, max_body)),
+        keep_sent_uri::<B>,
+    )
 }
 
 /// The whole API.
@@ -67,6 +83,7 @@ pub fn router(app: AppState, max_body: u64) -> Router {
             Router::new()
                 .merge(run::routes())
                 .merge(jobs::invoke_routes())
+                .merge(exposed::routes())
                 .route_layer(axum::middleware::from_fn_with_state(
                     app.clone(),
                     executions::record,

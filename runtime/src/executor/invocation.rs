@@ -83,6 +83,9 @@ pub enum InvokeError {
     /// The host failed (scratch folder, preopen, a panicked worker).
     #[error("invocation failed on the host: {0}")]
     Host(String),
+    /// The service is of another kind than the route serves (an HTTP service on /run).
+    #[error("{0}")]
+    WrongKind(String),
     /// The backend's own service failed (the Kubernetes API).
     #[error("the cluster failed: {0}")]
     Backend(String),

@@ -7,6 +7,7 @@
 
 pub mod admission;
 pub mod backend;
+pub mod http;
 pub mod image;
 pub mod invocation;
 pub mod wasm;
@@ -40,6 +41,7 @@ pub struct Executor {
     backends: Vec<Slots>,
     admission: Admission,
     metrics: Arc<Metrics>,
+    http: http::HttpInvoker,
 }
 
 impl Executor {
@@ -47,6 +49,7 @@ impl Executor {
     /// `settings.max_concurrency` slots of its own.
     pub fn new(
         backends: Vec<Arc<dyn Backend>>,
+        http: http::HttpInvoker,
         settings: ExecutorSettings,
         metrics: Arc<Metrics>,
     ) -> Self {
@@ -61,7 +64,53 @@ impl Executor {
             backends,
             admission: Admission::new(settings.max_queue, metrics.clone()),
             metrics,
+            http,
         }
+    }
+
+    /// Serves one request of an HTTP service: admitted like a synchronous call (the
+    /// service's slots, then the wasm backend's, whose instance pool it shares), then handed
+    /// to a fresh instance ([`http`]).
+    pub async fn serve_http(
+        &self,
+        deployed: Arc<Deployed>,
+        request: http::HttpRequest,
+        request_id: String,
+    ) -> Result<http::HttpResponse, http::ServeError> {
+        let name = &deployed.service.spec.name;
+        let linked = deployed
+            .runnable
+            .as_ref()
+            .ok_or_else(|| {
+                InvokeError::Unavailable(format!(
+                    "{name}'s module could not be loaded; upload it again"
+                ))
+            })?
+            .linked()
+            .map_err(InvokeError::Unavailable)?;
+        let crate::wasm::Linked::Http(pre) = &*linked else {
+            return Err(InvokeError::WrongKind(format!(
+                "{name} is not an HTTP service: its module is a {}, which processes files (POST /run/{name}); an exposed service needs a wasi:http/proxy component",
+                linked.abi()
+            ))
+            .into());
+        };
+        let runner = self
+            .backends
+            .iter()
+            .find(|b| b.backend.kind() == crate::service::BackendKind::Wasm)
+            .ok_or_else(|| backend::missing(crate::service::BackendKind::Wasm))?;
+        let admitted = self
+            .admission
+            .admit(&deployed.slots, &runner.slots, invocation::Kind::Sync)
+            .await?;
+        let call = http::HttpCall {
+            pre: pre.clone(),
+            deployed,
+            admitted,
+            request_id,
+        };
+        self.http.serve(call, request).await
     }
 
     /// Stops every backend (at shutdown, once no invocation runs).

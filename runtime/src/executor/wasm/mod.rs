@@ -131,7 +131,16 @@ impl Backend for Invoker {
     }
 
     fn check(&self, deployed: &Deployed) -> Result<(), InvokeError> {
-        runnable(deployed).map(drop)
+        let runnable = runnable(deployed)?;
+        if let Ok(linked) = runnable.linked()
+            && matches!(*linked, crate::wasm::Linked::Http(_))
+        {
+            let name = &deployed.service.spec.name;
+            return Err(InvokeError::WrongKind(format!(
+                "{name} is an HTTP service (a wasi:http/proxy component): call it at /system/services/{name}/exposed/, not with files on /run or /job"
+            )));
+        }
+        Ok(())
     }
 
     fn run<'a>(

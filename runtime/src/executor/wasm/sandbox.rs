@@ -125,6 +125,8 @@ pub fn run(r: GuestRun<'_>) -> wasmtime::Result<RunOutput> {
     };
 
     let exit = match r.linked {
+        // The executor refuses these before they reach a file-processing run.
+        Linked::Http(_) => wasmtime::bail!("an HTTP service has no file-processing entry point"),
         Linked::Core(pre) => {
             let state = P1State {
                 wasi: builder.build_p1(),
@@ -219,7 +221,7 @@ fn classify(error: wasmtime::Error) -> Exit {
 }
 
 /// The trap's reason, then the guest's stack (function names when the module has them).
-fn describe_trap(error: &wasmtime::Error) -> String {
+pub fn describe_trap(error: &wasmtime::Error) -> String {
     let reason = match error.downcast_ref::<wasmtime::Trap>() {
         Some(trap) => format!(
             "wasm trap: {}",

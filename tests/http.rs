@@ -1,0 +1,372 @@
+//! End-to-end tests of HTTP services: the `wasi:http/proxy` example (examples/http/hello,
+//! built by examples/http/build.sh) deployed through the API and the CLI, called at OSCAR's
+//! exposed path with and without `set_auth`, bodies streamed both ways, its memory and time
+//! limits met, and its outbound requests let through or refused by its allow-list.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+
+/// The example HTTP component.
+fn hello() -> Vec<u8> {
+    let path = repo_root().join("examples/http/dist/hello-http.wasm");
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; build the HTTP examples first: examples/http/build.sh",
+            path.display()
+        )
+    })
+}
+
+fn get(server: &Server, path: &str) -> (u16, String) {
+    let response = client().get(server.url(path)).send().unwrap();
+    let status = response.status().as_u16();
+    (status, response.text().unwrap())
+}
+
+#[test]
+fn an_http_component_is_served_at_the_exposed_path_with_paths_and_bodies_as_sent() {
+    let dir = TestDir::new();
+    let server = Server::start(&dir.data(), &[]);
+    deploy(
+        &server,
+        &hello(),
+        json!({"name": "web", "memory": "64Mi", "expose": {"api_port": 8080}}),
+    );
+
+    // The whole path, its trailing slash and the query, as sent.
+    let (status, text) = get(&server, "/system/services/web/exposed/a/b/?x=1&y=two");
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(
+        text,
+        "Method::Get /system/services/web/exposed/a/b/ query=x=1&y=two\n"
+    );
+    let (status, text) = get(&server, "/system/services/web/exposed");
+    assert_eq!(
+        (status, text.as_str()),
+        (200, "Method::Get /system/services/web/exposed query=\n")
+    );
+
+    // A body larger than any buffer streams through and back, upper-cased.
+    let body: Vec<u8> = (0..8 << 20).map(|i| b"abcdefghij\n"[i % 11]).collect();
+    let response = client()
+        .post(server.url("/system/services/web/exposed/upper"))
+        .body(body.clone())
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let answered = response.bytes().unwrap();
+    assert_eq!(answered.len(), body.len());
+    assert!(
+        answered
+            .iter()
+            .zip(&body)
+            .all(|(a, b)| *a == b.to_ascii_uppercase())
+    );
+
+    // It is an HTTP service: /run says where to call it.
+    let response = client()
+        .post(server.url("/run/web"))
+        .body(b64(b"x"))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    assert!(
+        response
+            .text()
+            .unwrap()
+            .contains("/system/services/web/exposed/")
+    );
+
+    // Its stdout reaches the server's log; its requests are in OSCAR's execution log.
+    eventually("the guest's line in the server's log", || {
+        server
+            .log_text()
+            .contains("served /system/services/web/exposed/a/b/")
+    });
+    let logs = client()
+        .get(server.url("/system/logs"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        logs.contains("/system/services/web/exposed/upper"),
+        "{logs}"
+    );
+
+    // A service that is not an HTTP component has no exposed side.
+    deploy(&server, &guest("uppercase"), json!({"name": "files"}));
+    let (status, text) = get(&server, "/system/services/files/exposed/");
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("not an HTTP service"), "{text}");
+    assert_eq!(get(&server, "/system/services/nobody/exposed/").0, 404);
+}
+
+#[test]
+fn set_auth_asks_for_the_service_name_and_token_and_rewrite_target_strips_the_prefix() {
+    let dir = TestDir::new();
+    let server = Server::start(&dir.data(), &["--password", "admin-secret"]);
+    let digest = {
+        let response = client()
+            .post(server.url("/system/modules"))
+            .basic_auth("oscar", Some("admin-secret"))
+            .body(hello())
+            .send()
+            .unwrap();
+        assert!(response.status().is_success());
+        response.json::<serde_json::Value>().unwrap()["digest"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let response = client()
+        .post(server.url("/system/services"))
+        .basic_auth("oscar", Some("admin-secret"))
+        .json(&json!({"name": "private-web", "module": digest,
+            "expose": {"set_auth": true, "rewrite_target": true}}))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let token = response.json::<serde_json::Value>().unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let url = server.url("/system/services/private-web/exposed/inner/page?q=1");
+
+    let nobody = client().get(&url).send().unwrap();
+    assert_eq!(nobody.status(), 401);
+    assert!(nobody.headers().contains_key("www-authenticate"));
+    let wrong = client()
+        .get(&url)
+        .basic_auth("private-web", Some("not-the-token"))
+        .send()
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let allowed = client()
+        .get(&url)
+        .basic_auth("private-web", Some(&token))
+        .send()
+        .unwrap();
+    assert_eq!(allowed.status(), 200);
+    // rewrite_target: the guest sees the path after /exposed.
+    assert_eq!(
+        allowed.text().unwrap(),
+        "Method::Get /inner/page query=q=1\n"
+    );
+    let admin = client()
+        .get(&url)
+        .basic_auth("oscar", Some("admin-secret"))
+        .send()
+        .unwrap();
+    assert_eq!(admin.status(), 200);
+}
+
+#[test]
+fn memory_and_time_limits_end_a_request_and_the_service_goes_on() {
+    let dir = TestDir::new();
+    let server = Server::start(&dir.data(), &[]);
+    deploy(
+        &server,
+        &hello(),
+        json!({"name": "bounded", "memory": "32Mi", "timeout": 2,
+            "expose": {"rewrite_target": true}}),
+    );
+    let (status, text) = get(&server, "/system/services/bounded/exposed/alloc?mib=8");
+    assert_eq!((status, text.as_str()), (200, "allocated 8 MiB\n"));
+    let (status, text) = get(&server, "/system/services/bounded/exposed/alloc?mib=64");
+    assert_eq!(status, 500, "{text}");
+    assert!(text.contains("the service failed"), "{text}");
+    let started = std::time::Instant::now();
+    let (status, text) = get(&server, "/system/services/bounded/exposed/spin");
+    assert_eq!(status, 504, "{text}");
+    assert!(text.contains("timeout of 2.000 s"), "{text}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    let (status, _) = get(&server, "/system/services/bounded/exposed/alloc?mib=1");
+    assert_eq!(status, 200);
+}
+
+/// A loopback HTTP server for outbound requests: `/pong` answers `pong`, `/redirect?to=URL`
+/// answers 302 to URL. Returns its port.
+fn upstream() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            if reader.read_line(&mut line).is_err() {
+                continue;
+            }
+            let mut header = String::new();
+            while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
+                header.clear();
+            }
+            let target = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+            let answer = match target.split_once("/redirect?to=") {
+                Some((_, to)) => format!(
+                    "HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                ),
+                None => "HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\npong"
+                    .to_string(),
+            };
+            let mut stream = stream;
+            let _ = stream.write_all(answer.as_bytes());
+            let _ = reader.read_to_end(&mut Vec::new());
+        }
+    });
+    port
+}
+
+fn fetch(server: &Server, service: &str, url: &str) -> String {
+    let (status, text) = get(
+        server,
+        &format!("/system/services/{service}/exposed/fetch?url={url}"),
+    );
+    assert!(status == 200 || status == 502, "{status} {text}");
+    text
+}
+
+#[test]
+fn outbound_requests_go_where_the_allow_list_says_and_nowhere_else() {
+    let dir = TestDir::new();
+    // The harness passes --allow-local-endpoints: the list alone decides here.
+    let server = Server::start(&dir.data(), &[]);
+    let port = upstream();
+    let other = upstream();
+    deploy(
+        &server,
+        &hello(),
+        json!({"name": "caller", "expose": {"rewrite_target": true},
+            "allowed_outbound_hosts": [format!("http://127.0.0.1:{port}")]}),
+    );
+    assert_eq!(
+        fetch(&server, "caller", &format!("http://127.0.0.1:{port}/pong")),
+        "upstream status 200\npong"
+    );
+    // Another port, another host name for the same address, and a redirect off the list.
+    for refused in [
+        format!("http://127.0.0.1:{other}/pong"),
+        format!("http://localhost:{port}/pong"),
+        format!("http://127.0.0.1:{port}/redirect?to=http://127.0.0.1:{other}/pong"),
+    ] {
+        let text = fetch(&server, "caller", &refused);
+        assert!(text.contains("HttpRequestDenied"), "{refused}: {text}");
+    }
+    // A service without a list reaches nothing.
+    deploy(
+        &server,
+        &hello(),
+        json!({"name": "closed", "expose": {"rewrite_target": true}}),
+    );
+    let text = fetch(&server, "closed", &format!("http://127.0.0.1:{port}/pong"));
+    assert!(text.contains("HttpRequestDenied"), "{text}");
+    assert!(
+        server
+            .log_text()
+            .contains("is not in allowed_outbound_hosts")
+    );
+
+    // A malformed entry is refused at creation.
+    let response = client()
+        .post(server.url("/system/services"))
+        .json(&json!({"name": "bad", "module": upload(&server, &hello()),
+            "allowed_outbound_hosts": ["api.example.com"]}))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    assert!(response.text().unwrap().contains("has no scheme"));
+}
+
+#[test]
+fn names_resolving_to_local_addresses_stay_refused_without_allow_local_endpoints() {
+    let dir = TestDir::new();
+    let server = Server::start_strict(&dir.data(), &[], 4096);
+    let port = upstream();
+    deploy(
+        &server,
+        &hello(),
+        json!({"name": "strict", "expose": {"rewrite_target": true},
+            "allowed_outbound_hosts": [format!("http://localhost:{port}"),
+                format!("http://127.0.0.1:{port}")]}),
+    );
+    for url in [
+        format!("http://localhost:{port}/pong"),
+        format!("http://127.0.0.1:{port}/pong"),
+    ] {
+        let text = fetch(&server, "strict", &url);
+        assert!(text.contains("DestinationIpProhibited"), "{url}: {text}");
+    }
+    assert!(
+        server
+            .log_text()
+            .contains("on this machine or a private network")
+    );
+}
+
+#[test]
+fn components_of_other_worlds_are_refused_naming_what_is_missing() {
+    let dir = TestDir::new();
+    let server = Server::start(&dir.data(), &[]);
+    // Exports neither wasi:cli/run nor wasi:http/incoming-handler.
+    let nothing = wat::parse_str(
+        r#"(component
+            (core module $m (func (export "f")))
+            (core instance $i (instantiate $m)))"#,
+    )
+    .unwrap();
+    let response = client()
+        .post(server.url("/system/modules"))
+        .body(nothing)
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let text = response.text().unwrap();
+    assert!(
+        text.contains("wasi:cli/command") && text.contains("wasi:http/proxy"),
+        "{text}"
+    );
+    assert!(text.contains("wasi:http/incoming-handler"), "{text}");
+}
+
+#[test]
+fn the_cli_deploys_the_example_from_its_definition() {
+    let dir = TestDir::new();
+    let server = Server::start(&dir.data(), &[]);
+    let home = tempfile::tempdir().unwrap();
+    oscar_cli(
+        Some(&server.base),
+        home.path(),
+        &[
+            "service",
+            "apply",
+            "examples/http/hello/service.yaml",
+            "--module",
+            "examples/http/dist/hello-http.wasm",
+        ],
+        b"",
+    )
+    .ok();
+    let definition: serde_json::Value = client()
+        .get(server.url("/system/services/hello-http"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(definition["expose"]["set_auth"], true);
+    assert_eq!(
+        definition["allowed_outbound_hosts"][0],
+        "https://api.github.com"
+    );
+    let token = definition["token"].as_str().unwrap();
+    let response = client()
+        .get(server.url("/system/services/hello-http/exposed/greeting"))
+        .basic_auth("hello-http", Some(token))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().unwrap(), "Method::Get /greeting query=\n");
+}
