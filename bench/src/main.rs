@@ -138,11 +138,13 @@ fn main() {
         report.bare.push((n, stats));
     }
 
-    // 4. wasmtime serve with a wasi-http component doing the same upper-casing.
+    // 4. wasmtime serve with a wasi-http component doing the same upper-casing, and the same
+    // component as an HTTP service on our exposed route.
     if let (Some(wasmtime), Some(module)) = (&args.wasmtime, &args.http_module) {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("http-upper.wasm");
-        std::fs::write(&path, component(module)).expect("write component");
+        let http_component = component(module);
+        std::fs::write(&path, &http_component).expect("write component");
         let addr = free_addr();
         let server = Process::wasmtime(wasmtime, &path, addr);
         let load = Load {
@@ -160,6 +162,7 @@ fn main() {
             duration,
         );
         server.stop();
+        report.exposed = exposed(&args, &rt, &wrk, &http_component, &input, warmup, duration);
     }
 
     // 5. The peer: FaaS Supervisor once per request. It is no server, so no HTTP load tool
@@ -239,6 +242,58 @@ fn main() {
     let text = report.render(&args.commit, duration);
     std::fs::write(&args.output, &text).expect("write report");
     println!("{text}");
+}
+
+/// The wasi-http component as an HTTP service, loaded on its exposed route like `wasmtime
+/// serve` is.
+fn exposed(
+    args: &Args,
+    rt: &tokio::runtime::Runtime,
+    wrk: &Wrk,
+    component: &[u8],
+    input: &[u8],
+    warmup: Duration,
+    duration: Duration,
+) -> Vec<(usize, wrk::Figures, Duration)> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Process::oscar(
+        &args.server_bin,
+        &dir.path().join("data"),
+        &["--max-concurrency", "64"],
+    );
+    let digest = rt.block_on(upload(server.addr, component));
+    let definition = serde_json::json!({"name": "upper", "module": digest,
+        "log_level": "CRITICAL", "expose": {"rewrite_target": true}});
+    let (status, body) = rt.block_on(post(
+        server.addr,
+        "/system/services",
+        Bytes::from(definition.to_string()),
+    ));
+    assert_eq!(status, 201, "create: {}", String::from_utf8_lossy(&body));
+    rt.block_on(wait_optimized(server.addr));
+    let path = "/system/services/upper/exposed/";
+    let (status, answer) = rt.block_on(post(server.addr, path, Bytes::copy_from_slice(input)));
+    assert_eq!(
+        (status, answer),
+        (200, input.to_ascii_uppercase()),
+        "{path}"
+    );
+    let load = Load {
+        url: format!("http://{}{path}", server.addr),
+        body: input,
+        headers: vec![],
+    };
+    let rows = levels(
+        &CONCURRENCIES,
+        wrk,
+        &load,
+        &server,
+        "exposed route",
+        warmup,
+        duration,
+    );
+    server.stop();
+    rows
 }
 
 /// `load` on `server` at each of `concurrencies`, each after a warm-up: the figures and the

@@ -17,6 +17,8 @@ pub struct Report {
     pub bare: Vec<(usize, Stats)>,
     /// `wasmtime serve`: concurrency, figures, server CPU per request.
     pub wasmtime: Vec<(usize, Figures, Duration)>,
+    /// The same component as an HTTP service on our exposed route.
+    pub exposed: Vec<(usize, Figures, Duration)>,
     /// FaaS Supervisor: parallel runs, latencies.
     pub peer: Vec<(usize, Stats)>,
     /// Module name, size, upload to first answer.
@@ -164,6 +166,17 @@ impl Report {
                 "The body upper-cased in memory by a wasi-http handler: what a user could run instead, without OSCAR's file contract. Same `wrk`, same levels.\n"
             );
             table(out, &self.wasmtime);
+        }
+        if !self.exposed.is_empty() {
+            let _ = writeln!(
+                out,
+                "\n## HTTP service: the same component on `/system/services/{{name}}/exposed/`\n"
+            );
+            let _ = writeln!(
+                out,
+                "The wasi-http component above deployed as an HTTP service (`expose`), a fresh instance per request, the service's limits and the server's admission, loaded like `wasmtime serve` in the same run.\n"
+            );
+            table(out, &self.exposed);
         }
     }
 
@@ -399,6 +412,46 @@ impl Report {
         }
     }
 
+    /// The HTTP service against `wasmtime serve` (issue 28's targets).
+    fn exposed_targets(&self, row: &mut impl FnMut(&str, String, &str, bool)) {
+        let at = |rows: &[(usize, Figures, Duration)], c: usize| {
+            rows.iter()
+                .find(|(k, ..)| *k == c)
+                .map(|(_, f, cpu)| (*f, *cpu))
+        };
+        if let (Some((ours, our_cpu)), Some((theirs, their_cpu))) =
+            (at(&self.exposed, 16), at(&self.wasmtime, 16))
+        {
+            let ratio = ours.rps / theirs.rps;
+            row(
+                "HTTP service / `wasmtime serve`, requests/s at concurrency 16",
+                format!(
+                    "{:.0}% ({:.0} / {:.0})",
+                    100.0 * ratio,
+                    ours.rps,
+                    theirs.rps
+                ),
+                "≥ 100%",
+                ratio >= 1.0,
+            );
+            row(
+                "HTTP service CPU per request at concurrency 16, ours / theirs",
+                format!("{} / {}", us(our_cpu), us(their_cpu)),
+                "≤ theirs",
+                our_cpu <= their_cpu,
+            );
+        }
+        if let (Some((ours, _)), Some((theirs, _))) = (at(&self.exposed, 1), at(&self.wasmtime, 1))
+        {
+            row(
+                "HTTP service p50 at concurrency 1, ours / theirs",
+                format!("{} / {}", us(ours.p50), us(theirs.p50)),
+                "≤ theirs",
+                ours.p50 <= theirs.p50,
+            );
+        }
+    }
+
     fn targets(&self, out: &mut String) {
         let _ = writeln!(
             out,
@@ -431,6 +484,7 @@ impl Report {
                 our_cpu <= their_cpu,
             );
         }
+        self.exposed_targets(&mut row);
         if bare > 0.0 {
             let in_process = best(&self.in_process);
             row(
