@@ -370,3 +370,99 @@ fn the_cli_deploys_the_example_from_its_definition() {
     assert_eq!(response.status(), 200);
     assert_eq!(response.text().unwrap(), "Method::Get /greeting query=\n");
 }
+
+/// oscar-python 2.2.0 creates the HTTP service from an FDL file with `expose`, as its users
+/// write one for OSCAR (its `script` and `cpu` are required by the client, kept here).
+const OSCAR_PYTHON: &str = r##"
+import os, sys
+from oscar_python.client import Client
+
+endpoint, digest, work = sys.argv[1:4]
+c = Client({"cluster_id": "wasm", "endpoint": endpoint, "user": "oscar", "password": "pw",
+            "ssl": "False"})
+with open(os.path.join(work, "script.sh"), "w") as f:
+    f.write("#!/bin/sh\n")
+fdl = os.path.join(work, "web.yaml")
+with open(fdl, "w") as f:
+    f.write(f"""functions:
+  oscar:
+  - wasm:
+      name: pyweb
+      module: {digest}
+      cpu: 0.5
+      memory: 64Mi
+      script: script.sh
+      expose:
+        api_port: 8080
+        set_auth: true
+        rewrite_target: true
+""")
+r = c.create_service(fdl)
+assert r.status_code == 201, r.status_code
+print("token", c.get_service("pyweb").json()["token"])
+"##;
+
+#[test]
+fn oscar_python_deploys_an_http_service_from_its_fdl() {
+    let dir = TestDir::new();
+    let server = Server::start(&dir.data(), &["--password", "pw"]);
+    let stored: serde_json::Value = client()
+        .post(server.url("/system/modules"))
+        .basic_auth("oscar", Some("pw"))
+        .body(hello())
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let work = dir.data().parent().unwrap().join("python");
+    std::fs::create_dir_all(&work).unwrap();
+    let stdout = run_python(
+        OSCAR_PYTHON,
+        &[
+            &server.base,
+            stored["digest"].as_str().unwrap(),
+            work.to_str().unwrap(),
+        ],
+        &server,
+    );
+    let token = stdout.trim().strip_prefix("token ").unwrap();
+    let url = server.url("/system/services/pyweb/exposed/from/python");
+    assert_eq!(client().get(&url).send().unwrap().status(), 401);
+    let response = client()
+        .get(&url)
+        .basic_auth("pyweb", Some(token))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.text().unwrap(),
+        "Method::Get /from/python query=\n"
+    );
+}
+
+#[test]
+fn a_javascript_http_component_from_componentize_js_is_served_too() {
+    let path = repo_root().join("examples/javascript/http/dist/hello-http-js.wasm");
+    let wasm = std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; build it first: examples/javascript/http/build.sh",
+            path.display()
+        )
+    });
+    let dir = TestDir::new();
+    let server = Server::start(&dir.data(), &[]);
+    deploy(
+        &server,
+        &wasm,
+        json!({"name": "jsweb", "expose": {"rewrite_target": true}}),
+    );
+    let (status, text) = get(&server, "/system/services/jsweb/exposed/a/b?x=1");
+    assert_eq!((status, text.as_str()), (200, "GET /a/b query=x=1\n"));
+    let response = client()
+        .post(server.url("/system/services/jsweb/exposed/upper"))
+        .body("hello from javascript")
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().unwrap(), "HELLO FROM JAVASCRIPT");
+}

@@ -1,8 +1,11 @@
 //! HTTP services: `wasi:http/proxy` components (what `wasmtime serve`, Spin and wasmCloud run),
 //! linked against wasmtime's own wasi:http host and instantiated once per request.
 //!
-//! The proxy world gives a guest clocks, random, stdio and wasi:http, and nothing else: no
-//! file system, no sockets. Its outbound requests go through [`OutboundHooks`], which answers
+//! The linker holds the proxy world (clocks, random, stdio, wasi:http) and, as `wasmtime serve
+//! -Scli` does, the rest of WASI 0.2, because toolchains import more than they use
+//! (componentize-js's StarlingMonkey imports the terminal and file-system interfaces): the
+//! guest gets no preopened folder (so no file at all) and its sockets are refused (the WASI
+//! context allows no address). Its outbound requests go through [`Outbound`], which answers
 //! every one with `HTTP-request-denied` unless the service's allow-list opens it.
 //!
 //! Stores of HTTP guests are async (the guest runs on a fiber on tokio's workers, yielding at
@@ -52,10 +55,11 @@ impl WasiHttpView for HttpState {
 /// A linked `wasi:http/proxy` component, ready to instantiate per request.
 pub type HttpPre = Arc<ProxyPre<HttpState>>;
 
-/// The proxy world's linker (wasi:http plus the interfaces `wasmtime serve` gives).
+/// The HTTP services' linker: WASI 0.2 and wasi:http, as `wasmtime serve -Scli` links them.
 pub fn proxy_linker(engine: &wasmtime::Engine) -> wasmtime::Result<component::Linker<HttpState>> {
     let mut linker = component::Linker::new(engine);
-    wasmtime_wasi_http::p2::add_to_linker_async(&mut linker)?;
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
     Ok(linker)
 }
 
