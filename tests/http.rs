@@ -37,18 +37,13 @@ fn an_http_component_is_served_at_the_exposed_path_with_paths_and_bodies_as_sent
         json!({"name": "web", "memory": "64Mi", "expose": {"api_port": 8080}}),
     );
 
-    // The whole path, its trailing slash and the query, as sent.
+    // As OSCAR's ingress rewrites it: the path after /exposed, its trailing slash and the
+    // query as sent; the service's root is `/`.
     let (status, text) = get(&server, "/system/services/web/exposed/a/b/?x=1&y=two");
     assert_eq!(status, 200, "{text}");
-    assert_eq!(
-        text,
-        "Method::Get /system/services/web/exposed/a/b/ query=x=1&y=two\n"
-    );
+    assert_eq!(text, "Method::Get /a/b/ query=x=1&y=two\n");
     let (status, text) = get(&server, "/system/services/web/exposed");
-    assert_eq!(
-        (status, text.as_str()),
-        (200, "Method::Get /system/services/web/exposed query=\n")
-    );
+    assert_eq!((status, text.as_str()), (200, "Method::Get / query=\n"));
 
     // A body larger than any buffer streams through and back, upper-cased.
     let body: Vec<u8> = (0..8 << 20).map(|i| b"abcdefghij\n"[i % 11]).collect();
@@ -83,9 +78,7 @@ fn an_http_component_is_served_at_the_exposed_path_with_paths_and_bodies_as_sent
 
     // Its stdout reaches the server's log; its requests are in OSCAR's execution log.
     eventually("the guest's line in the server's log", || {
-        server
-            .log_text()
-            .contains("served /system/services/web/exposed/a/b/")
+        server.log_text().contains("served /a/b/")
     });
     let logs = client()
         .get(server.url("/system/logs"))
@@ -107,7 +100,7 @@ fn an_http_component_is_served_at_the_exposed_path_with_paths_and_bodies_as_sent
 }
 
 #[test]
-fn set_auth_asks_for_the_service_name_and_token_and_rewrite_target_strips_the_prefix() {
+fn set_auth_asks_for_the_service_name_and_token_and_rewrite_target_keeps_the_whole_path() {
     let dir = TestDir::new();
     let server = Server::start(&dir.data(), &["--password", "admin-secret"]);
     let digest = {
@@ -152,10 +145,10 @@ fn set_auth_asks_for_the_service_name_and_token_and_rewrite_target_strips_the_pr
         .send()
         .unwrap();
     assert_eq!(allowed.status(), 200);
-    // rewrite_target: the guest sees the path after /exposed.
+    // rewrite_target: the guest sees the whole path, as OSCAR's ingress passes it.
     assert_eq!(
         allowed.text().unwrap(),
-        "Method::Get /inner/page query=q=1\n"
+        "Method::Get /system/services/private-web/exposed/inner/page query=q=1\n"
     );
     let admin = client()
         .get(&url)
@@ -173,7 +166,7 @@ fn memory_and_time_limits_end_a_request_and_the_service_goes_on() {
         &server,
         &hello(),
         json!({"name": "bounded", "memory": "32Mi", "timeout": 2,
-            "expose": {"rewrite_target": true}}),
+            "expose": {"api_port": 8080}}),
     );
     let (status, text) = get(&server, "/system/services/bounded/exposed/alloc?mib=8");
     assert_eq!((status, text.as_str()), (200, "allocated 8 MiB\n"));
@@ -240,7 +233,7 @@ fn outbound_requests_go_where_the_allow_list_says_and_nowhere_else() {
     deploy(
         &server,
         &hello(),
-        json!({"name": "caller", "expose": {"rewrite_target": true},
+        json!({"name": "caller", "expose": {"api_port": 8080},
             "allowed_outbound_hosts": [format!("http://127.0.0.1:{port}")]}),
     );
     assert_eq!(
@@ -260,7 +253,7 @@ fn outbound_requests_go_where_the_allow_list_says_and_nowhere_else() {
     deploy(
         &server,
         &hello(),
-        json!({"name": "closed", "expose": {"rewrite_target": true}}),
+        json!({"name": "closed", "expose": {"api_port": 8080}}),
     );
     let text = fetch(&server, "closed", &format!("http://127.0.0.1:{port}/pong"));
     assert!(text.contains("HttpRequestDenied"), "{text}");
@@ -289,7 +282,7 @@ fn names_resolving_to_local_addresses_stay_refused_without_allow_local_endpoints
     deploy(
         &server,
         &hello(),
-        json!({"name": "strict", "expose": {"rewrite_target": true},
+        json!({"name": "strict", "expose": {"api_port": 8080},
             "allowed_outbound_hosts": [format!("http://localhost:{port}"),
                 format!("http://127.0.0.1:{port}")]}),
     );
@@ -395,7 +388,6 @@ with open(fdl, "w") as f:
       expose:
         api_port: 8080
         set_auth: true
-        rewrite_target: true
 """)
 r = c.create_service(fdl)
 assert r.status_code == 201, r.status_code
@@ -454,7 +446,7 @@ fn a_javascript_http_component_from_componentize_js_is_served_too() {
     deploy(
         &server,
         &wasm,
-        json!({"name": "jsweb", "expose": {"rewrite_target": true}}),
+        json!({"name": "jsweb", "expose": {"api_port": 8080}}),
     );
     let (status, text) = get(&server, "/system/services/jsweb/exposed/a/b?x=1");
     assert_eq!((status, text.as_str()), (200, "GET /a/b query=x=1\n"));

@@ -103,6 +103,8 @@ struct Fake {
     requests: Mutex<Vec<String>>,
     /// Bodies of DELETE requests, by path.
     deletes: Mutex<Vec<(String, String)>>,
+    /// Deployments and Services, by `deployments/NAME` or `services/NAME`, as stored.
+    objects: Mutex<HashMap<String, Value>>,
 }
 
 type Shared = Arc<Fake>;
@@ -347,6 +349,75 @@ async fn pod_log(
     log.into_response()
 }
 
+fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+            "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"})),
+    )
+        .into_response()
+}
+
+/// POST a Deployment or a Service (`kind` is the path's collection). A Service gets a cluster
+/// address; this fake's "cluster network" is loopback, where the test's pod listens on the
+/// target port, so the Service answers there.
+async fn objects(
+    State(fake): State<Shared>,
+    Path((ns, kind)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    axum::Json(mut body): axum::Json<Value>,
+) -> Response {
+    record(&fake, &method, &uri).await;
+    assert_eq!(ns, "oscar-svc");
+    if kind == "services" {
+        let target = body["spec"]["ports"][0]["targetPort"].clone();
+        body["spec"]["clusterIP"] = json!("127.0.0.1");
+        body["spec"]["ports"][0]["port"] = target;
+    }
+    body["metadata"]["resourceVersion"] = json!("1");
+    let name = body["metadata"]["name"].as_str().unwrap().to_string();
+    fake.objects
+        .lock()
+        .unwrap()
+        .insert(format!("{kind}/{name}"), body.clone());
+    (StatusCode::CREATED, axum::Json(body)).into_response()
+}
+
+/// GET, PUT and DELETE of one Deployment or Service.
+async fn object(
+    State(fake): State<Shared>,
+    Path((ns, kind, name)): Path<(String, String, String)>,
+    method: Method,
+    uri: Uri,
+    body: axum::body::Bytes,
+) -> Response {
+    record(&fake, &method, &uri).await;
+    assert_eq!(ns, "oscar-svc");
+    let key = format!("{kind}/{name}");
+    let mut objects = fake.objects.lock().unwrap();
+    match method {
+        Method::GET => match objects.get(&key) {
+            Some(found) => axum::Json(found.clone()).into_response(),
+            None => not_found(),
+        },
+        Method::PUT => {
+            let mut body: Value = serde_json::from_slice(&body).unwrap();
+            if kind == "services" {
+                let target = body["spec"]["ports"][0]["targetPort"].clone();
+                body["spec"]["ports"][0]["port"] = target;
+            }
+            objects.insert(key, body.clone());
+            axum::Json(body).into_response()
+        }
+        Method::DELETE => match objects.remove(&key) {
+            Some(_) => axum::Json(status_ok()).into_response(),
+            None => not_found(),
+        },
+        other => panic!("{other} {uri}"),
+    }
+}
+
 /// Starts the fake API server; returns its state and a kubeconfig file pointing at it.
 fn start_fake(dir: &std::path::Path) -> (Shared, std::path::PathBuf) {
     std::fs::create_dir_all(dir).unwrap();
@@ -363,6 +434,22 @@ fn start_fake(dir: &std::path::Path) -> (Shared, std::path::PathBuf) {
         )
         .route("/api/v1/namespaces/{ns}/pods", get(pods))
         .route("/api/v1/namespaces/{ns}/pods/{pod}/log", get(pod_log))
+        .route(
+            "/apis/apps/v1/namespaces/{ns}/{kind}",
+            axum::routing::post(objects),
+        )
+        .route(
+            "/apis/apps/v1/namespaces/{ns}/{kind}/{name}",
+            get(object).put(object).delete(object),
+        )
+        .route(
+            "/api/v1/namespaces/{ns}/{kind}",
+            axum::routing::post(objects),
+        )
+        .route(
+            "/api/v1/namespaces/{ns}/{kind}/{name}",
+            get(object).put(object).delete(object),
+        )
         .with_state(fake.clone());
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
@@ -1035,4 +1122,125 @@ fn the_trace_context_reaches_the_script() {
         parts[2], "00f067aa0ba902b7",
         "the job's own span is the parent"
     );
+}
+
+/// A "pod" of an exposed service: answers every request with its method and target.
+fn pod_listening() -> u16 {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            if reader.read_line(&mut line).is_err() {
+                continue;
+            }
+            let mut header = String::new();
+            while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
+                header.clear();
+            }
+            let mut parts = line.split_whitespace();
+            let text = format!(
+                "pod saw {} {}",
+                parts.next().unwrap_or(""),
+                parts.next().unwrap_or("")
+            );
+            let mut stream = stream;
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                text.len()
+            );
+        }
+    });
+    port
+}
+
+#[test]
+fn an_exposed_image_service_gets_oscars_deployment_and_service_and_is_reached_through_them() {
+    let dir = TestDir::new();
+    let (fake, kubeconfig) = start_fake(&dir.data().parent().unwrap().join("k"));
+    let server = start_server(&dir, &kubeconfig);
+    let port = pod_listening();
+    create(
+        &server,
+        json!({"name": "webui", "image": "nginx:1", "script": "exec nginx -g 'daemon off;'",
+               "memory": "128Mi", "image_pull_secrets": ["regcred"],
+               "environment": {"variables": {"MODEL": "small"}},
+               "expose": {"api_port": port, "min_scale": 2, "max_scale": 4}}),
+    );
+    let objects = fake.objects.lock().unwrap().clone();
+    let deployment = &objects["deployments/webui-dlp"];
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["image"], "nginx:1");
+    assert_eq!(container["command"][2], "exec nginx -g 'daemon off;'");
+    assert_eq!(container["ports"][0]["containerPort"], port);
+    assert_eq!(container["env"][0]["value"], "small");
+    assert_eq!(container["resources"]["limits"]["memory"], "128Mi");
+    assert_eq!(
+        deployment["spec"]["template"]["spec"]["imagePullSecrets"][0]["name"],
+        "regcred"
+    );
+    let service = &objects["services/webui-svc"];
+    assert_eq!(service["spec"]["type"], "ClusterIP");
+    assert_eq!(service["spec"]["selector"]["app"], "oscar-svc-webui");
+    assert_eq!(service["spec"]["ports"][0]["targetPort"], port);
+
+    // Reached through the exposed path, as OSCAR's ingress passes it (prefix stripped).
+    let response = client()
+        .get(server.url("/system/services/webui/exposed/page/?x=1"))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().unwrap(), "pod saw GET /page/?x=1");
+
+    // An update replaces the Deployment; dropping `expose` removes both.
+    let r = client()
+        .put(server.url("/system/services"))
+        .json(
+            &json!({"name": "webui", "image": "nginx:1", "script": "exec nginx",
+               "expose": {"api_port": port, "min_scale": 1}}),
+        )
+        .send()
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().unwrap());
+    assert_eq!(
+        fake.objects.lock().unwrap()["deployments/webui-dlp"]["spec"]["replicas"],
+        1
+    );
+    let r = client()
+        .put(server.url("/system/services"))
+        .json(&json!({"name": "webui", "image": "nginx:1", "script": "exec nginx"}))
+        .send()
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().unwrap());
+    assert!(fake.objects.lock().unwrap().is_empty());
+    let seen = requests(&fake);
+    assert!(
+        seen.iter()
+            .any(|r| r
+                .starts_with("DELETE /apis/apps/v1/namespaces/oscar-svc/deployments/webui-dlp")),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|r| r.starts_with("DELETE /api/v1/namespaces/oscar-svc/services/webui-svc")),
+        "{seen:?}"
+    );
+
+    // Deleting an exposed service deletes them too.
+    create(
+        &server,
+        json!({"name": "webui2", "image": "nginx:1", "script": "exec nginx",
+               "expose": {"api_port": port}}),
+    );
+    assert_eq!(fake.objects.lock().unwrap().len(), 2);
+    let r = client()
+        .delete(server.url("/system/services/webui2"))
+        .send()
+        .unwrap();
+    assert!(r.status().is_success());
+    assert!(fake.objects.lock().unwrap().is_empty());
 }

@@ -263,7 +263,7 @@ fn exposed(
     );
     let digest = rt.block_on(upload(server.addr, component));
     let definition = serde_json::json!({"name": "upper", "module": digest,
-        "log_level": "CRITICAL", "expose": {"rewrite_target": true}});
+        "log_level": "CRITICAL", "expose": {"api_port": 8080}});
     let (status, body) = rt.block_on(post(
         server.addr,
         "/system/services",

@@ -76,7 +76,6 @@ const PROVIDER_KEYS: &[&str] = &[
 ];
 /// Fields OSCAR acts on that this runtime keeps as given but does not act on.
 pub const NOT_ACTED_ON: &[&str] = &[
-    "expose",
     "mount",
     "volume",
     "federation",
@@ -345,14 +344,12 @@ pub const ACTED_ON_BY_IMAGES: &[&str] = &[
 ];
 
 /// The fields of `definition` that OSCAR acts on and this runtime does not, when set
-/// (`image`: for an image service, which acts on [`ACTED_ON_BY_IMAGES`]; a wasm service acts
-/// on `expose`, served when its module is an HTTP component).
+/// (`image`: for an image service, which acts on [`ACTED_ON_BY_IMAGES`]).
 pub fn not_acted_on(definition: &Map<String, Value>, image: bool) -> Vec<&'static str> {
     NOT_ACTED_ON
         .iter()
         .copied()
         .filter(|key| !(image && ACTED_ON_BY_IMAGES.contains(key)))
-        .filter(|key| image || *key != "expose")
         .filter(|key| definition.get(*key).is_some_and(is_set))
         .collect()
 }
@@ -393,7 +390,7 @@ mod tests {
         assert_eq!(d["environment"]["secrets"], json!({}));
         assert_eq!(d["mount"]["path"], "");
         // What the answer adds means "not set" when a client sends it back.
-        assert!(not_acted_on(&d, true).contains(&"expose"));
+        assert!(!not_acted_on(&d, true).contains(&"expose"));
         assert!(!not_acted_on(&d, false).contains(&"expose"));
         let mut zeros = Map::new();
         with_go_zero_values(&mut zeros);

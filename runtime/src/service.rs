@@ -206,13 +206,18 @@ pub struct ServiceSpec {
 pub struct Expose {
     /// Requests need basic auth with the service's name and token.
     pub set_auth: bool,
-    /// The guest sees the path after `/system/services/{name}/exposed`, not the whole path.
+    /// The guest sees the whole path, not only the part after
+    /// `/system/services/{name}/exposed` (OSCAR's ingress rewrite).
     pub rewrite_target: bool,
     /// Instances kept ready (informational here: every request gets a fresh instance in
     /// microseconds from the pre-linked component).
     pub min_scale: u32,
     /// Requests served at once (0: the server's bound).
     pub max_scale: u32,
+    /// The port an image service's container listens on.
+    pub api_port: u16,
+    /// An image service runs its image's own command, not the script.
+    pub default_command: bool,
 }
 
 /// A validated service: its definition as the user gave it (plus a generated token) and the
@@ -448,6 +453,9 @@ fn parse_expose(value: Option<&Value>) -> Result<Option<Expose>, DefinitionError
         rewrite_target: flag("rewrite_target")?,
         min_scale: count("min_scale")?,
         max_scale: count("max_scale")?,
+        api_port: u16::try_from(count("api_port")?)
+            .map_err(|_| invalid("expose", "api_port must be a port number"))?,
+        default_command: flag("default_command")?,
     };
     if expose.max_scale > 0 && expose.min_scale > expose.max_scale {
         return Err(invalid("expose", "min_scale must not exceed max_scale"));

@@ -52,6 +52,12 @@ pub enum ApiError {
     /// A storage provider failed (download or upload): the gateway's fault, 502 as in OSCAR.
     #[error("storage: {0}")]
     Storage(String),
+    /// An exposed image service's pods could not be reached.
+    #[error("{0}")]
+    Upstream(String),
+    /// An exposed image service did not answer in time.
+    #[error("{0}")]
+    GatewayTimeout(String),
     /// A store the server depends on (a cluster's NATS) is away for now: 503, retry.
     #[error("unavailable, retry: {0}")]
     Unavailable(String),
@@ -132,6 +138,7 @@ impl ApiError {
                     StatusCode::INTERNAL_SERVER_ERROR
                 }
                 DeployError::ModuleInUse { .. } => StatusCode::CONFLICT,
+                DeployError::Cluster(_) => StatusCode::BAD_GATEWAY,
                 // The registry's failure is an upstream's; the reference's is the caller's.
                 DeployError::Image(e) if e.is_upstream() => StatusCode::BAD_GATEWAY,
                 DeployError::Image(_) => StatusCode::BAD_REQUEST,
@@ -175,7 +182,8 @@ impl ApiError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::Storage(_) => StatusCode::BAD_GATEWAY,
+            Self::Storage(_) | Self::Upstream(_) => StatusCode::BAD_GATEWAY,
+            Self::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

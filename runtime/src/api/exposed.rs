@@ -5,9 +5,13 @@
 //! As in OSCAR, the route is open unless the definition's `expose.set_auth` is true; then it
 //! takes basic auth with the service's name and token (what OSCAR's ingress checks), and also
 //! the service's other callers (the administrator, the token as a bearer, OIDC users it is
-//! open to). The guest sees the whole path, or with `expose.rewrite_target` the part after
-//! `/exposed`, and the query as sent; the credentials the route checked are not passed on.
+//! open to). The guest sees what OSCAR's ingress hands a pod: the path after `/exposed`
+//! (`/` for the service's root), or with `expose.rewrite_target` the whole path; the query
+//! as sent. The credentials the route checked are not passed on.
 //! The body streams both ways, within `--max-body` on the way in.
+//!
+//! An image service's requests go, the same way, to its Deployment's pods through the
+//! cluster address of its Service (`kube/exposed.rs`), as OSCAR's ingress sends them.
 
 use super::{ApiError, AppState};
 use crate::protocol::ServiceName;
@@ -49,10 +53,13 @@ async fn exposed(State(app): State<AppState>, request: Request) -> Result<Respon
         }
         parts.headers.remove(header::AUTHORIZATION);
     }
+    // OSCAR's ingress rewrites to `/$1`, or with rewrite_target to the whole API path.
     let path = if expose.rewrite_target {
-        if rest.is_empty() { "/" } else { rest }
-    } else {
         sent.path()
+    } else if rest.is_empty() {
+        "/"
+    } else {
+        rest
     };
     parts.uri = match sent.query() {
         Some(q) => format!("{path}?{q}"),
@@ -65,6 +72,16 @@ async fn exposed(State(app): State<AppState>, request: Request) -> Result<Respon
         parts
             .headers
             .insert(header::HOST, HeaderValue::from_static("localhost"));
+    }
+    if let crate::service::Backend::Image { .. } = deployed.service.spec.backend {
+        let timeout = deployed.service.spec.timeout;
+        return forward(
+            &app,
+            name,
+            axum::http::Request::from_parts(parts, body),
+            timeout,
+        )
+        .await;
     }
     let limit = usize::try_from(app.invocations.requests.max_body).unwrap_or(usize::MAX);
     let body = http_body_util::Limited::new(body, limit)
@@ -84,6 +101,50 @@ async fn exposed(State(app): State<AppState>, request: Request) -> Result<Respon
             request_id,
         )
         .await?;
+    Ok(response.map(axum::body::Body::new).into_response())
+}
+
+/// Sends `request` to the pods of image service `name` and streams their answer back.
+async fn forward(
+    app: &AppState,
+    name: &str,
+    request: Request,
+    timeout: Option<std::time::Duration>,
+) -> Result<Response, ApiError> {
+    let kube = app.invocations.kube.as_ref().ok_or_else(|| {
+        ApiError::Unavailable("image services need a Kubernetes cluster, and none answered".into())
+    })?;
+    let address = kube
+        .exposed_address(name)
+        .await
+        .map_err(|e| ApiError::Upstream(e.to_string()))?
+        .ok_or_else(|| {
+            ApiError::Unavailable(format!("{name}'s Service has no cluster address yet"))
+        })?;
+    let connect = async {
+        let stream = tokio::net::TcpStream::connect(&address).await?;
+        let _ = stream.set_nodelay(true);
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(std::io::Error::other)
+    };
+    let (mut sender, connection) =
+        tokio::time::timeout(std::time::Duration::from_secs(10), connect)
+            .await
+            .map_err(|_| ApiError::Upstream(format!("{name}'s pods at {address} did not answer")))?
+            .map_err(|e| ApiError::Upstream(format!("{name}'s pods at {address}: {e}")))?;
+    tokio::spawn(connection);
+    let send = sender.send_request(request);
+    let response = match timeout {
+        Some(limit) => tokio::time::timeout(limit, send).await.map_err(|_| {
+            ApiError::GatewayTimeout(format!(
+                "{name} did not answer within its timeout of {:.3} s",
+                limit.as_secs_f64()
+            ))
+        })?,
+        None => send.await,
+    }
+    .map_err(|e| ApiError::Upstream(format!("{name}'s pods at {address}: {e}")))?;
     Ok(response.map(axum::body::Body::new).into_response())
 }
 

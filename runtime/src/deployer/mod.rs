@@ -50,6 +50,18 @@ pub enum DeployError {
     /// A service's `image` could not be resolved or pulled.
     #[error(transparent)]
     Image(#[from] crate::oci::OciError),
+    /// The Kubernetes API failed to take an exposed image service's Deployment or Service
+    /// (the definition is stored; applying it again retries).
+    #[error("the service is stored, but its Deployment could not be applied: {0}")]
+    Cluster(String),
+}
+
+/// Whether `deployed` is an image service with an exposed Deployment.
+fn exposed_image(deployed: &Deployed) -> bool {
+    matches!(
+        deployed.service.spec.backend,
+        crate::service::Backend::Image { .. }
+    ) && deployed.service.spec.expose.is_some_and(|e| e.api_port > 0)
 }
 
 /// Runtime image -> ((modified, length) of its file, the module stored from it).
@@ -268,7 +280,51 @@ impl Deployer {
         let service = self.validate(definition)?;
         let _guard = self.deploy_lock.lock().await;
         let deployed = self.deploy(service).await?;
-        Ok(self.registry.create(deployed).await?)
+        let deployed = self.registry.create(deployed).await?;
+        self.sync_exposed(&deployed, false).await?;
+        Ok(deployed)
+    }
+
+    /// An image service with `expose`: its Deployment and Service applied, as OSCAR does at
+    /// create and update; an update that drops `expose` (`was_exposed`) removes them.
+    async fn sync_exposed(
+        &self,
+        deployed: &Deployed,
+        was_exposed: bool,
+    ) -> Result<(), DeployError> {
+        let (Some(kube), crate::service::Backend::Image { image, script, pod }) =
+            (&self.kube, &deployed.service.spec.backend)
+        else {
+            return Ok(());
+        };
+        let spec = &deployed.service.spec;
+        let text = |key: &str| {
+            deployed
+                .service
+                .definition
+                .get(key)
+                .and_then(|v| v.as_str())
+        };
+        let result = match spec.expose.filter(|e| e.api_port > 0) {
+            Some(expose) => {
+                let exposed = crate::kube::exposed::ExposedImage {
+                    service: &spec.name,
+                    image,
+                    script,
+                    api_port: expose.api_port,
+                    replicas: expose.min_scale,
+                    default_command: expose.default_command,
+                    memory: text("memory"),
+                    cpu: text("cpu"),
+                    pod,
+                    env: &spec.env,
+                };
+                kube.apply_exposed(&exposed).await
+            }
+            None if was_exposed => kube.delete_exposed(&spec.name).await,
+            None => Ok(()),
+        };
+        result.map_err(|e| DeployError::Cluster(e.to_string()))
     }
 
     /// PUT /system/services: replaces the definition; keeps the token when the new one has none.
@@ -310,7 +366,10 @@ impl Deployer {
             return Err(RegistryError::NotFound(service.spec.name).into());
         };
         let deployed = self.deploy(service).await?;
-        Ok(self.registry.replace(deployed, existing.revision).await?)
+        let was_exposed = exposed_image(&existing);
+        let deployed = self.registry.replace(deployed, existing.revision).await?;
+        self.sync_exposed(&deployed, was_exposed).await?;
+        Ok(deployed)
     }
 
     /// Applies a change another server made to the shared registry: deploys the definition
@@ -363,11 +422,17 @@ impl Deployer {
     pub async fn delete_service(&self, name: &str) -> Result<(), DeployError> {
         let _guard = self.deploy_lock.lock().await;
         let _no_new_jobs = self.jobs_gate.write().await;
+        let was_exposed = self.registry.get(name).is_some_and(|d| exposed_image(&d));
         self.registry.remove(name).await?;
         if let Some(kube) = &self.kube
             && let Err(e) = kube.delete_service_jobs(name).await
         {
             tracing::warn!(service = %name, error = %e, "could not delete the service's Jobs");
+        }
+        if let Some(kube) = self.kube.as_ref().filter(|_| was_exposed)
+            && let Err(e) = kube.delete_exposed(name).await
+        {
+            tracing::warn!(service = %name, error = %e, "could not delete the service's Deployment");
         }
         self.jobs.remove_service(name).await;
         if let Err(e) = self.pollers.forget(name).await {

@@ -121,21 +121,27 @@ pub fn job(request: &JobRequest<'_>, settings: &JobSettings) -> (Job, Vec<String
 /// The definition's labels, as OSCAR puts them on the Job and its pod, then the labels that
 /// tie both to the service and the invocation (which win); and the labels left off.
 fn labels(request: &JobRequest<'_>) -> (BTreeMap<String, String>, Vec<String>) {
-    let mut left_off = Vec::new();
-    let mut labels: BTreeMap<String, String> = BTreeMap::new();
-    for (key, value) in &request.pod.labels {
-        if is_qualified_name(key) && is_label_value(value) {
-            labels.insert(key.clone(), value.clone());
-        } else {
-            left_off.push(format!("label {key}={value}"));
-        }
-    }
+    let (mut labels, left_off) = definition_labels(request.pod);
     for (key, value) in [
         ("app.kubernetes.io/managed-by", "oscar-wasm"),
         (SERVICE_LABEL, request.service),
         (INVOCATION_LABEL, request.invocation),
     ] {
         labels.insert(key.to_string(), value.to_string());
+    }
+    (labels, left_off)
+}
+
+/// The definition's labels that Kubernetes takes, and those left off (described).
+pub(super) fn definition_labels(pod: &PodSettings) -> (BTreeMap<String, String>, Vec<String>) {
+    let mut left_off = Vec::new();
+    let mut labels: BTreeMap<String, String> = BTreeMap::new();
+    for (key, value) in &pod.labels {
+        if is_qualified_name(key) && is_label_value(value) {
+            labels.insert(key.clone(), value.clone());
+        } else {
+            left_off.push(format!("label {key}={value}"));
+        }
     }
     (labels, left_off)
 }
@@ -234,7 +240,7 @@ fn pod(request: &JobRequest<'_>, settings: &JobSettings) -> PodSpec {
             image_pull_policy: request.asynchronous.then(|| "Always".to_string()),
             command: Some(vec![SUPERVISOR_PATH.into()]),
             env: Some(environment(request)),
-            resources: resources(request),
+            resources: resources(request.memory, request.cpu, request.pod),
             volume_mounts: Some(vec![mount]),
             ..Default::default()
         }],
@@ -264,19 +270,23 @@ fn environment(request: &JobRequest<'_>) -> Vec<EnvVar> {
 /// copies to requests), one `nvidia.com/gpu` when `enable_gpu` (a limit, as OSCAR sets it;
 /// OSCAR adds no node selection for it, the device plugin's resource places the pod), and the
 /// `ephemeral-storage` request; none when nothing is set.
-fn resources(request: &JobRequest<'_>) -> Option<ResourceRequirements> {
+pub(super) fn resources(
+    memory: Option<&str>,
+    cpu: Option<&str>,
+    pod: &PodSettings,
+) -> Option<ResourceRequirements> {
     let mut limits = BTreeMap::new();
-    if let Some(memory) = request.memory {
+    if let Some(memory) = memory {
         limits.insert("memory".to_string(), Quantity(memory.to_string()));
     }
-    if let Some(cpu) = request.cpu {
+    if let Some(cpu) = cpu {
         limits.insert("cpu".to_string(), Quantity(cpu.to_string()));
     }
     let mut requests = limits.clone();
-    if request.pod.gpu {
+    if pod.gpu {
         limits.insert("nvidia.com/gpu".to_string(), Quantity("1".to_string()));
     }
-    if let Some(storage) = &request.pod.ephemeral_storage {
+    if let Some(storage) = &pod.ephemeral_storage {
         requests.insert("ephemeral-storage".to_string(), Quantity(storage.clone()));
     }
     (!limits.is_empty() || !requests.is_empty()).then(|| ResourceRequirements {

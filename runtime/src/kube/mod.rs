@@ -8,6 +8,7 @@
 //! service's timeout), reads the pod's log, and deletes a synchronous call's Job. The answer
 //! follows the same rules as a wasm service's.
 
+pub mod exposed;
 pub mod manifest;
 
 use crate::executor::invocation::{Completed, Exit};
