@@ -43,12 +43,42 @@ impl Nats {
         Self::cluster_of(dir, &current_nats())
     }
 
-    /// Three NATS servers of `binary` routed into one cluster.
+    /// Three NATS servers of `binary` routed into one cluster, each serving its monitor port.
+    ///
+    /// Ports are picked free and then bound by nats-server; under a parallel test run another
+    /// process (an outgoing connection's ephemeral port) may take one in between, and that
+    /// server exits at once. Such a cluster is started again on other ports, up to three times.
     fn cluster_of(dir: &Path, binary: &str) -> Vec<Self> {
-        let routes: Vec<u16> = (0..3).map(|_| free_port()).collect();
-        (0..3)
-            .map(|i| Self::launch(dir, &format!("n{i}"), Some((i, &routes)), binary))
-            .collect()
+        for attempt in 1.. {
+            let routes: Vec<u16> = (0..3).map(|_| free_port()).collect();
+            let mut nodes: Vec<Self> = (0..3)
+                .map(|i| Self::launch(dir, &format!("n{i}"), Some((i, &routes)), binary))
+                .collect();
+            let exited = eventually_some("NATS servers to listen or exit", || {
+                if nodes.iter_mut().any(Self::exited) {
+                    return Some(true);
+                }
+                nodes
+                    .iter()
+                    .all(|n| std::net::TcpStream::connect(("127.0.0.1", n.monitor)).is_ok())
+                    .then_some(false)
+            });
+            if !exited || attempt == 3 {
+                return nodes;
+            }
+            for (i, node) in nodes.iter_mut().enumerate() {
+                node.stop();
+                let _ = std::fs::remove_dir_all(dir.join(format!("nats-n{i}")));
+            }
+        }
+        unreachable!()
+    }
+
+    /// Whether its process has ended.
+    fn exited(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_some())
     }
 
     /// A single NATS server that lets in only `user` with `password`.

@@ -458,3 +458,49 @@ fn a_javascript_http_component_from_componentize_js_is_served_too() {
     assert_eq!(response.status(), 200);
     assert_eq!(response.text().unwrap(), "HELLO FROM JAVASCRIPT");
 }
+
+/// A JavaScript script service (the `oscar-wasm/javascript:1` runtime, a command component)
+/// whose `fetch()` goes through the same allow-list.
+const FETCH_JS: &str = r#"
+const url = readTextFile(env.INPUT_FILE_PATH).trim();
+const response = await fetch(url);
+writeFile(env.TMP_OUTPUT_DIR + "/response.txt", "status " + response.status + "\n" + await response.text());
+"#;
+
+#[test]
+fn a_file_processing_script_calls_out_only_where_its_list_says() {
+    let dir = TestDir::new();
+    let server = Server::start(&dir.data(), &["--runtimes-dir", &runtimes_dir()]);
+    let port = upstream();
+    let other = upstream();
+    let response = client()
+        .post(server.url("/system/services"))
+        .json(
+            &json!({"name": "fetcher", "image": "oscar-wasm/javascript:1", "script": FETCH_JS,
+            "allowed_outbound_hosts": [format!("http://127.0.0.1:{port}")]}),
+        )
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 201, "{}", response.text().unwrap());
+    let url = format!("http://127.0.0.1:{port}/pong");
+    let (status, outcome, body) = run(&server, "fetcher", b64(url.as_bytes()));
+    assert_eq!(
+        (status, outcome.as_str()),
+        (200, "success"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    assert_eq!(unb64(&body), b"status 200\npong");
+
+    // Off the list: fetch() rejects, the script fails, and the server logs why.
+    let url = format!("http://127.0.0.1:{other}/pong");
+    let (status, outcome, body) = run(&server, "fetcher", b64(url.as_bytes()));
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!((status, outcome.as_str()), (500, "exit:1"), "{body}");
+    assert!(body.contains("NetworkError"), "{body}");
+    assert!(
+        server
+            .log_text()
+            .contains("is not in allowed_outbound_hosts")
+    );
+}

@@ -493,6 +493,8 @@ fn open_invoker(
             },
             max_log_bytes: usize::try_from(args.max_log).unwrap_or(usize::MAX),
             apps_root: data_dir.join("apps"),
+            allow_local: args.allow_local_endpoints,
+            max_outbound_response: args.max_body,
         },
         packages,
         metrics,

@@ -14,9 +14,10 @@ const { component } = await componentize({
   sourcePath: join(here, 'runner.js'),
   witPath: join(here, 'wit'),
   worldName: 'command',
-  // The server links no wasi:http: drop fetch() and the fetch-event handler. stdio, random and
+  // fetch() goes through wasi:http's outgoing handler, which the server opens only to the
+  // service's allowed_outbound_hosts; a command has no fetch-event handler. stdio, random and
   // clocks stay (console.*, crypto.getRandomValues/Math.random, Date.now/setTimeout).
-  disableFeatures: ['http', 'fetch-event'],
+  disableFeatures: ['fetch-event'],
 });
 await writeFile(out, component);
 console.log(`componentize-js ${version}: wrote ${out}`);

@@ -19,7 +19,9 @@
 //   exit(code = 0)  ends the run at once with that status (uncatchable, like process.exit)
 //   process: {env, argv, exit, exitCode, stdout.write, stderr.write, cwd(), platform}
 //   console.* (StarlingMonkey's: log/info/debug -> stdout, warn/error -> stderr)
-//   fetch() rejects with a TypeError (no wasi:http); other web globals are StarlingMonkey's.
+//   fetch() (StarlingMonkey's, over wasi:http): only to the service's allowed_outbound_hosts,
+//   anything else rejects with a TypeError (NetworkError); other web globals are
+//   StarlingMonkey's.
 // Paths: absolute, or relative to the initial cwd ("/" when the host gives none); a path
 // outside every preopened folder fails with ENOENT. Errors are Error objects with a
 // Node-like `code` (ENOENT, EACCES, EROFS, EISDIR, ...) and `wasi` (the WASI error-code).
@@ -39,16 +41,6 @@ const DEFAULT_SCRIPT = APP_DIR + '/script.js';
 const CHUNK = 1 << 20;
 const DISPOSE = Symbol.dispose || Symbol.for('dispose');
 const AsyncFunction = (async function () {}).constructor;
-
-// The component has no wasi:http (feature disabled): StarlingMonkey's fetch() would trap the
-// whole run; make it a rejected promise instead.
-Object.defineProperty(globalThis, 'fetch', {
-  value: async function fetch() {
-    throw new TypeError('fetch is not available in oscar JavaScript services (no network access)');
-  },
-  writable: true,
-  configurable: true,
-});
 
 // ------------------------------------------------------------------ errors
 const ERRNO = {

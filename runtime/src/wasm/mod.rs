@@ -118,6 +118,20 @@ pub struct P2State {
     pub table: ResourceTable,
     /// Memory and instance limits.
     pub limits: StoreLimits,
+    /// wasi:http's state, for its outgoing requests.
+    pub http: wasmtime_wasi_http::WasiHttpCtx,
+    /// Where its outgoing requests may go: the service's allow-list.
+    pub hooks: outbound::Outbound,
+}
+
+impl wasmtime_wasi_http::WasiHttpView for P2State {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        wasmtime_wasi_http::WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
 }
 
 impl WasiView for P2State {
@@ -284,6 +298,8 @@ impl Linkers {
     fn new(engine: &Engine) -> wasmtime::Result<Self> {
         let mut p2 = component::Linker::new(engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut p2)?;
+        // Commands may make outgoing requests too, through the service's allow-list.
+        wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut p2)?;
         Ok(Self {
             p1: p1_linker(engine)?,
             p2,

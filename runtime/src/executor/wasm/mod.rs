@@ -37,6 +37,10 @@ pub struct InvokerSettings {
     pub max_log_bytes: usize,
     /// Where runtime services' script folders are made (content-addressed, read-only).
     pub apps_root: std::path::PathBuf,
+    /// `--allow-local-endpoints`: outgoing requests may reach this machine's networks.
+    pub allow_local: bool,
+    /// Bytes an outgoing request's response body may hold.
+    pub max_outbound_response: u64,
 }
 
 /// What every invocation's blocking task needs.
@@ -229,6 +233,13 @@ fn run_blocking(
     let app_dir = app_folder::folder(&settings.apps_root, deployed, packages)?;
     let timeout = spec.timeout.unwrap_or(settings.default_timeout);
     let started = Instant::now();
+    let outbound = crate::wasm::outbound::Outbound {
+        allow: Arc::new(spec.allowed_outbound_hosts.clone()),
+        allow_local: settings.allow_local,
+        deadline: tokio::time::Instant::from_std(deadline(started, timeout)),
+        max_response: settings.max_outbound_response,
+        service: spec.name.as_str().into(),
+    };
     let run = sandbox::run(sandbox::GuestRun {
         linked: &linked,
         program: &spec.name,
@@ -242,6 +253,7 @@ fn run_blocking(
         output_capacity: settings.max_log_bytes,
         output_limits: settings.output_limits,
         app_dir: app_dir.as_deref(),
+        outbound,
     })
     .map_err(|e| InvokeError::Host(format!("{e:#}")))?;
     let elapsed = started.elapsed();

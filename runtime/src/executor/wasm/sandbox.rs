@@ -2,7 +2,8 @@
 //!
 //! The guest sees exactly two preopened folders, its input folder read-only at
 //! [`GUEST_INPUT_DIR`] and its output folder read-write at [`GUEST_OUTPUT_DIR`]; the service's
-//! environment plus INPUT_FILE_PATH, TMP_INPUT_DIR and TMP_OUTPUT_DIR; no network; stdout and
+//! environment plus INPUT_FILE_PATH, TMP_INPUT_DIR and TMP_OUTPUT_DIR; no sockets, and for
+//! components wasi:http requests only to the service's `allowed_outbound_hosts`; stdout and
 //! stderr merged into one captured stream, as FaaS Supervisor merges them.
 
 use super::capture::CappedPipe;
@@ -48,6 +49,8 @@ pub struct GuestRun<'a> {
     pub output_limits: OutputLimits,
     /// A runtime service's script folder, seen read-only at [`crate::runtimes::APP_DIR`].
     pub app_dir: Option<&'a Path>,
+    /// Where a component's outgoing wasi:http requests may go (its deadline is the run's).
+    pub outbound: crate::wasm::outbound::Outbound,
 }
 
 /// How the guest ended and what it printed.
@@ -151,6 +154,8 @@ pub fn run(r: GuestRun<'_>) -> wasmtime::Result<RunOutput> {
                 ctx: builder.build(),
                 table: ResourceTable::new(),
                 limits,
+                http: wasmtime_wasi_http::WasiHttpCtx::new(),
+                hooks: r.outbound.clone(),
             };
             let mut store = guarded_store(r.linked.engine(), state, check);
             let result = tracing::debug_span!("instantiate")
