@@ -498,9 +498,11 @@ fn a_file_processing_script_calls_out_only_where_its_list_says() {
     let body = String::from_utf8_lossy(&body);
     assert_eq!((status, outcome.as_str()), (500, "exit:1"), "{body}");
     assert!(body.contains("NetworkError"), "{body}");
+    // The invocation's own log says why.
     assert!(
-        server
-            .log_text()
-            .contains("is not in allowed_outbound_hosts")
+        body.contains(&format!(
+            "Outbound request refused: http://127.0.0.1:{other} is not in allowed_outbound_hosts"
+        )),
+        "{body}"
     );
 }

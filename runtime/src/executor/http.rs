@@ -115,6 +115,7 @@ impl HttpInvoker {
                     deadline,
                     max_response: self.settings.max_outbound_response,
                     service: service.clone(),
+                    refusals: Default::default(),
                 },
                 limits: StoreLimitsBuilder::new()
                     .memory_size(

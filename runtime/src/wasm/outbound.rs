@@ -182,7 +182,12 @@ pub struct Outbound {
     pub max_response: u64,
     /// The service, for the server's log of refusals.
     pub service: Arc<str>,
+    /// Refusals of this invocation, for its own log (at most [`MAX_REFUSALS_KEPT`]).
+    pub refusals: Arc<std::sync::Mutex<Vec<String>>>,
 }
+
+/// Refusals kept per invocation for its log; the rest are counted in the server's log only.
+pub const MAX_REFUSALS_KEPT: usize = 16;
 
 impl Outbound {
     /// The destination of `uri` if it may be reached: the checked addresses, the host name
@@ -232,7 +237,20 @@ impl Outbound {
 
     fn refuse(&self, why: String, error: HttpError) -> HttpError {
         tracing::warn!(service = %self.service, "outbound request refused: {why}");
+        if let Ok(mut kept) = self.refusals.lock()
+            && kept.len() < MAX_REFUSALS_KEPT
+        {
+            kept.push(why);
+        }
         error
+    }
+
+    /// The refusals so far, for the invocation's log.
+    pub fn take_refusals(&self) -> Vec<String> {
+        self.refusals
+            .lock()
+            .map(|mut kept| std::mem::take(&mut *kept))
+            .unwrap_or_default()
     }
 }
 

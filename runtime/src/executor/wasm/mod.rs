@@ -239,7 +239,9 @@ fn run_blocking(
         deadline: tokio::time::Instant::from_std(deadline(started, timeout)),
         max_response: settings.max_outbound_response,
         service: spec.name.as_str().into(),
+        refusals: Default::default(),
     };
+    let refusals = outbound.clone();
     let run = sandbox::run(sandbox::GuestRun {
         linked: &linked,
         program: &spec.name,
@@ -257,6 +259,12 @@ fn run_blocking(
     })
     .map_err(|e| InvokeError::Host(format!("{e:#}")))?;
     let elapsed = started.elapsed();
+    for why in refusals.take_refusals() {
+        log.push(LogLine::now(
+            LogLevel::Warning,
+            format!("Outbound request refused: {why}"),
+        ));
+    }
     log.push(exit_line(&run.exit, elapsed, timeout));
     trace_exit(&spec.name, &run.exit, elapsed);
     if run.output_dropped > 0 {
