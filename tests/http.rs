@@ -7,8 +7,6 @@ mod common;
 
 use common::*;
 use serde_json::json;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 
 /// The example HTTP component.
 fn hello() -> Vec<u8> {
@@ -185,33 +183,12 @@ fn memory_and_time_limits_end_a_request_and_the_service_goes_on() {
 /// A loopback HTTP server for outbound requests: `/pong` answers `pong`, `/redirect?to=URL`
 /// answers 302 to URL. Returns its port.
 fn upstream() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut line = String::new();
-            if reader.read_line(&mut line).is_err() {
-                continue;
-            }
-            let mut header = String::new();
-            while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
-                header.clear();
-            }
-            let target = line.split_whitespace().nth(1).unwrap_or("/").to_string();
-            let answer = match target.split_once("/redirect?to=") {
-                Some((_, to)) => format!(
-                    "HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                ),
-                None => "HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\npong"
-                    .to_string(),
-            };
-            let mut stream = stream;
-            let _ = stream.write_all(answer.as_bytes());
-            let _ = reader.read_to_end(&mut Vec::new());
-        }
-    });
-    port
+    loopback_http(|_, target| match target.split_once("/redirect?to=") {
+        Some((_, to)) => format!(
+            "HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        ),
+        None => "HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\npong".to_string(),
+    })
 }
 
 fn fetch(server: &Server, service: &str, url: &str) -> String {

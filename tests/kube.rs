@@ -1126,35 +1126,13 @@ fn the_trace_context_reaches_the_script() {
 
 /// A "pod" of an exposed service: answers every request with its method and target.
 fn pod_listening() -> u16 {
-    use std::io::{BufRead, BufReader, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut line = String::new();
-            if reader.read_line(&mut line).is_err() {
-                continue;
-            }
-            let mut header = String::new();
-            while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
-                header.clear();
-            }
-            let mut parts = line.split_whitespace();
-            let text = format!(
-                "pod saw {} {}",
-                parts.next().unwrap_or(""),
-                parts.next().unwrap_or("")
-            );
-            let mut stream = stream;
-            let _ = write!(
-                stream,
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
-                text.len()
-            );
-        }
-    });
-    port
+    loopback_http(|method, target| {
+        let text = format!("pod saw {method} {target}");
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+            text.len()
+        )
+    })
 }
 
 #[test]

@@ -633,6 +633,36 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A minimal HTTP/1.1 server on a free loopback port, one connection at a time: each request's
+/// head is read (no body), and `respond(method, target)` is written back as the whole answer
+/// (status line, headers and body). Returns its port; it lives as long as the test process.
+pub fn loopback_http(respond: fn(&str, &str) -> String) -> u16 {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            if reader.read_line(&mut line).is_err() {
+                continue;
+            }
+            let mut header = String::new();
+            while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
+                header.clear();
+            }
+            let mut parts = line.split_whitespace();
+            let method = parts.next().unwrap_or("").to_string();
+            let target = parts.next().unwrap_or("/").to_string();
+            let mut stream = stream;
+            let _ = stream.write_all(respond(&method, &target).as_bytes());
+            let _ = stream.shutdown(std::net::Shutdown::Write);
+            let _ = reader.read_to_end(&mut Vec::new());
+        }
+    });
+    port
+}
+
 /// Waits until job `job` of `service` has status `status`.
 pub fn wait_status(server: &Server, service: &str, job: &str, status: &str) {
     eventually(&format!("job {job} to be {status}"), || {

@@ -167,56 +167,15 @@ impl Kube {
     pub async fn apply_exposed(&self, spec: &ExposedImage<'_>) -> Result<(), KubeError> {
         let ns = self.namespace().to_string();
         let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), &ns);
+        create_or_replace(&deployments, "Deployment", deployment(spec, &ns), |_, _| {}).await?;
         let services: Api<Service> = Api::namespaced(self.client.clone(), &ns);
-        let name = deployment_name(spec.service);
-        let wanted = deployment(spec, &ns);
-        match deployments
-            .get_opt(&name)
-            .await
-            .map_err(KubeError::api(format!("reading Deployment {name}")))?
-        {
-            Some(existing) => {
-                let mut replacement = wanted;
-                replacement.metadata.resource_version = existing.metadata.resource_version;
-                deployments
-                    .replace(&name, &PostParams::default(), &replacement)
-                    .await
-                    .map_err(KubeError::api(format!("replacing Deployment {name}")))?;
+        // The cluster address is the API server's to keep.
+        let keep_address = |wanted: &mut Service, existing: Service| {
+            if let (Some(spec), Some(old)) = (wanted.spec.as_mut(), existing.spec) {
+                spec.cluster_ip = old.cluster_ip;
             }
-            None => {
-                deployments
-                    .create(&PostParams::default(), &wanted)
-                    .await
-                    .map_err(KubeError::api(format!("creating Deployment {name}")))?;
-            }
-        }
-        let name = service_name(spec.service);
-        let wanted = service(spec, &ns);
-        match services
-            .get_opt(&name)
-            .await
-            .map_err(KubeError::api(format!("reading Service {name}")))?
-        {
-            Some(existing) => {
-                let mut replacement = wanted;
-                replacement.metadata.resource_version = existing.metadata.resource_version;
-                // The cluster address is the API server's to keep.
-                if let (Some(spec), Some(old)) = (replacement.spec.as_mut(), existing.spec) {
-                    spec.cluster_ip = old.cluster_ip;
-                }
-                services
-                    .replace(&name, &PostParams::default(), &replacement)
-                    .await
-                    .map_err(KubeError::api(format!("replacing Service {name}")))?;
-            }
-            None => {
-                services
-                    .create(&PostParams::default(), &wanted)
-                    .await
-                    .map_err(KubeError::api(format!("creating Service {name}")))?;
-            }
-        }
-        Ok(())
+        };
+        create_or_replace(&services, "Service", service(spec, &ns), keep_address).await
     }
 
     /// Deletes them; what is already gone is fine.
@@ -253,6 +212,39 @@ impl Kube {
             })
         }))
     }
+}
+
+/// Creates `wanted`, or replaces the object of its name (at its resource version, after
+/// `keep` took what the cluster owns from it).
+async fn create_or_replace<K>(
+    api: &Api<K>,
+    kind: &str,
+    mut wanted: K,
+    keep: impl FnOnce(&mut K, K),
+) -> Result<(), KubeError>
+where
+    K: kube::Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let name = wanted.meta().name.clone().unwrap_or_default();
+    let existing = api
+        .get_opt(&name)
+        .await
+        .map_err(KubeError::api(format!("reading {kind} {name}")))?;
+    match existing {
+        Some(existing) => {
+            wanted.meta_mut().resource_version = existing.meta().resource_version.clone();
+            keep(&mut wanted, existing);
+            api.replace(&name, &PostParams::default(), &wanted)
+                .await
+                .map_err(KubeError::api(format!("replacing {kind} {name}")))?;
+        }
+        None => {
+            api.create(&PostParams::default(), &wanted)
+                .await
+                .map_err(KubeError::api(format!("creating {kind} {name}")))?;
+        }
+    }
+    Ok(())
 }
 
 /// A deletion's result, with "already gone" as success.

@@ -233,14 +233,7 @@ fn run_blocking(
     let app_dir = app_folder::folder(&settings.apps_root, deployed, packages)?;
     let timeout = spec.timeout.unwrap_or(settings.default_timeout);
     let started = Instant::now();
-    let outbound = crate::wasm::outbound::Outbound {
-        allow: Arc::new(spec.allowed_outbound_hosts.clone()),
-        allow_local: settings.allow_local,
-        deadline: tokio::time::Instant::from_std(deadline(started, timeout)),
-        max_response: settings.max_outbound_response,
-        service: spec.name.as_str().into(),
-        refusals: Default::default(),
-    };
+    let outbound = outbound(spec, settings, deadline(started, timeout));
     let refusals = outbound.clone();
     let run = sandbox::run(sandbox::GuestRun {
         linked: &linked,
@@ -288,6 +281,22 @@ fn run_blocking(
         log,
         elapsed,
     })
+}
+
+/// The sender of the run's outgoing requests: the service's list, until the run's deadline.
+fn outbound(
+    spec: &crate::service::ServiceSpec,
+    settings: &InvokerSettings,
+    deadline: Instant,
+) -> crate::wasm::outbound::Outbound {
+    crate::wasm::outbound::Outbound {
+        allow: Arc::new(spec.allowed_outbound_hosts.clone()),
+        allow_local: settings.allow_local,
+        deadline: tokio::time::Instant::from_std(deadline),
+        max_response: settings.max_outbound_response,
+        service: spec.name.as_str().into(),
+        refusals: Default::default(),
+    }
 }
 
 fn host(e: std::io::Error) -> InvokeError {
