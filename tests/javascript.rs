@@ -106,7 +106,19 @@ catch (e) { console.log("refused fetch " + e.name); }
         !body.contains("READ") && !body.contains("WROTE") && !body.contains("FETCHED"),
         "{body}"
     );
-    assert_eq!(body.matches("refused").count(), 6, "{body}");
+    assert_eq!(
+        body.lines().filter(|l| l.starts_with("refused ")).count(),
+        6,
+        "{body}"
+    );
+    // The fetch was refused by the outbound rules (no allowed_outbound_hosts), and the
+    // invocation's log says so.
+    assert!(
+        body.contains(
+            "Outbound request refused: http://127.0.0.1:80 is not in allowed_outbound_hosts"
+        ),
+        "{body}"
+    );
 
     // The service's timeout holds.
     create(
