@@ -12,10 +12,11 @@ cd "$root"
 "$root/scripts/build-runtimes.sh"
 "$root/examples/python/component/build.sh"
 "$root/examples/javascript/component/build.sh"
-# The HTTP service examples (wasi:http/proxy components, Rust and JavaScript) tests/http.rs
+# The HTTP service examples (wasi:http/proxy components: Rust, JavaScript, Python) tests/http.rs
 # deploys.
 "$root/examples/http/build.sh"
 "$root/examples/javascript/http/build.sh"
+"$root/examples/python/http/build.sh"
 
 # Debian packages the end-to-end tests start: the CNCF distribution registry (wasm-image
 # tests; each test runs its own on loopback, never the system service), chromium (the

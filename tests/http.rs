@@ -410,6 +410,37 @@ fn oscar_python_deploys_an_http_service_from_its_fdl() {
 }
 
 #[test]
+fn a_python_http_component_from_componentize_py_is_served_too() {
+    let path = repo_root().join("examples/python/http/dist/hello-http-py.wasm");
+    let wasm = std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; build it first: examples/python/http/build.sh",
+            path.display()
+        )
+    });
+    let dir = TestDir::new();
+    let server = Server::start(&dir.data(), &[]);
+    deploy(
+        &server,
+        &wasm,
+        json!({"name": "pyweb", "expose": {"api_port": 8080}}),
+    );
+    let (status, text) = get(&server, "/system/services/pyweb/exposed/a/b?x=1");
+    assert_eq!((status, text.as_str()), (200, "GET /a/b?x=1 (python)\n"));
+    let body: Vec<u8> = (0..1 << 20).map(|i| b"python http\n"[i % 12]).collect();
+    let response = client()
+        .post(server.url("/system/services/pyweb/exposed/upper"))
+        .body(body.clone())
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.bytes().unwrap().to_vec(),
+        body.to_ascii_uppercase()
+    );
+}
+
+#[test]
 fn a_javascript_http_component_from_componentize_js_is_served_too() {
     let path = repo_root().join("examples/javascript/http/dist/hello-http-js.wasm");
     let wasm = std::fs::read(&path).unwrap_or_else(|e| {
