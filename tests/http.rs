@@ -8,15 +8,20 @@ mod common;
 use common::*;
 use serde_json::json;
 
+/// An example component built by `script` (run by scripts/test.sh) at `path` under the
+/// checkout.
+fn built(path: &str, script: &str) -> Vec<u8> {
+    let path = repo_root().join(path);
+    std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}; build it first: {script}", path.display()))
+}
+
 /// The example HTTP component.
 fn hello() -> Vec<u8> {
-    let path = repo_root().join("examples/http/dist/hello-http.wasm");
-    std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; build the HTTP examples first: examples/http/build.sh",
-            path.display()
-        )
-    })
+    built(
+        "examples/http/dist/hello-http.wasm",
+        "examples/http/build.sh",
+    )
 }
 
 fn get(server: &Server, path: &str) -> (u16, String) {
@@ -73,6 +78,14 @@ fn an_http_component_is_served_at_the_exposed_path_with_paths_and_bodies_as_sent
             .unwrap()
             .contains("/system/services/web/exposed/")
     );
+    // Nor does /job take work it could never run.
+    let response = client()
+        .post(server.url("/job/web"))
+        .body(b64(b"x"))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    assert!(response.text().unwrap().contains("is an HTTP service"));
 
     // Its stdout reaches the server's log; its requests are in OSCAR's execution log.
     eventually("the guest's line in the server's log", || {
@@ -411,13 +424,10 @@ fn oscar_python_deploys_an_http_service_from_its_fdl() {
 
 #[test]
 fn a_python_http_component_from_componentize_py_is_served_too() {
-    let path = repo_root().join("examples/python/http/dist/hello-http-py.wasm");
-    let wasm = std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; build it first: examples/python/http/build.sh",
-            path.display()
-        )
-    });
+    let wasm = built(
+        "examples/python/http/dist/hello-http-py.wasm",
+        "examples/python/http/build.sh",
+    );
     let dir = TestDir::new();
     let server = Server::start(&dir.data(), &[]);
     deploy(
@@ -442,13 +452,10 @@ fn a_python_http_component_from_componentize_py_is_served_too() {
 
 #[test]
 fn a_javascript_http_component_from_componentize_js_is_served_too() {
-    let path = repo_root().join("examples/javascript/http/dist/hello-http-js.wasm");
-    let wasm = std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; build it first: examples/javascript/http/build.sh",
-            path.display()
-        )
-    });
+    let wasm = built(
+        "examples/javascript/http/dist/hello-http-js.wasm",
+        "examples/javascript/http/build.sh",
+    );
     let dir = TestDir::new();
     let server = Server::start(&dir.data(), &[]);
     deploy(

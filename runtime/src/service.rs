@@ -198,7 +198,8 @@ pub struct ServiceSpec {
     pub expose: Option<Expose>,
     /// Where the service's guests may connect (`allowed_outbound_hosts`, Spin's spelling; an
     /// oscar-wasm field): nowhere when empty.
-    pub allowed_outbound_hosts: crate::wasm::outbound::AllowList,
+    /// Shared, so that each invocation's sender takes it without a copy.
+    pub allowed_outbound_hosts: std::sync::Arc<crate::wasm::outbound::AllowList>,
 }
 
 /// OSCAR's `expose` section, as an HTTP service uses it.
@@ -281,7 +282,7 @@ impl Service {
                         .map(|e| e.max_scale as usize)
                 }),
                 expose,
-                allowed_outbound_hosts,
+                allowed_outbound_hosts: std::sync::Arc::new(allowed_outbound_hosts),
             },
             definition,
         })

@@ -37,6 +37,12 @@ async fn submit(
     super::auth::Invocation(deployed): super::auth::Invocation,
     super::body::Body(body): super::body::Body,
 ) -> Result<Response, ApiError> {
+    // An HTTP service has no file-processing side: say so now, not when the job runs.
+    if let Err(e @ crate::executor::invocation::InvokeError::WrongKind(_)) =
+        app.invocations.executor.check(&deployed)
+    {
+        return Err(e.into());
+    }
     let input = match super::trigger::classify(&app, &deployed, &body)? {
         super::trigger::Body::Ignored(message) => {
             tracing::info!(service = %name, "{message}");

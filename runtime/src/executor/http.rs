@@ -98,7 +98,7 @@ impl HttpInvoker {
         let deadline = started
             .checked_add(timeout)
             .unwrap_or(started + Duration::from_secs(365 * 24 * 3600));
-        let allow = Arc::new(spec.allowed_outbound_hosts.clone());
+        let allow = spec.allowed_outbound_hosts.clone();
         let pipe = MemoryOutputPipe::new(self.settings.max_log_bytes);
         let mut store = Store::new(
             call.pre.engine(),

@@ -142,6 +142,18 @@ impl Executor {
         result
     }
 
+    /// Whether `deployed` can run on its backend now (its module loaded, of a kind its
+    /// backend runs): what [`Executor::run`] checks first, for callers that queue work.
+    pub fn check(&self, deployed: &Deployed) -> Result<(), InvokeError> {
+        let kind = deployed.service.spec.backend.kind();
+        self.backends
+            .iter()
+            .find(|b| b.backend.kind() == kind)
+            .ok_or_else(|| backend::missing(kind))?
+            .backend
+            .check(deployed)
+    }
+
     async fn dispatch(
         &self,
         deployed: Arc<Deployed>,

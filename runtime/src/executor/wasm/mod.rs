@@ -290,7 +290,7 @@ fn outbound(
     deadline: Instant,
 ) -> crate::wasm::outbound::Outbound {
     crate::wasm::outbound::Outbound {
-        allow: Arc::new(spec.allowed_outbound_hosts.clone()),
+        allow: spec.allowed_outbound_hosts.clone(),
         allow_local: settings.allow_local,
         deadline: tokio::time::Instant::from_std(deadline),
         max_response: settings.max_outbound_response,
