@@ -151,6 +151,57 @@ fn no_accepted_job_is_lost_to_kill_9() {
     assert!(rerun >= 1, "the job running at the crash says it ran again");
 }
 
+/// Jobs are acknowledged in group commits: a crash in the middle of a burst of submissions
+/// loses none that was answered 201, and each runs to its own output.
+#[test]
+fn kill_9_in_a_burst_of_submissions_loses_no_acknowledged_job() {
+    let dir = TestDir::new();
+    let mut server = Server::start(&dir.data(), &["--job-workers", "4"]);
+    deploy(&server, &guest("uppercase"), json!({"name": "upper"}));
+    let acknowledged = std::sync::Mutex::new(Vec::new());
+    let url = server.url("/job/upper");
+    std::thread::scope(|scope| {
+        for submitter in 0..8 {
+            let (acknowledged, url) = (&acknowledged, &url);
+            scope.spawn(move || {
+                for i in 0.. {
+                    let input = format!("burst {submitter} {i}");
+                    // Once the server is gone, requests fail: the burst is over.
+                    let Ok(r) = client().post(url).body(b64(input.as_bytes())).send() else {
+                        break;
+                    };
+                    if r.status() != 201 {
+                        break;
+                    }
+                    let body: Value = r.json().unwrap();
+                    let name = body["job_name"].as_str().unwrap().to_string();
+                    acknowledged.lock().unwrap().push((name, input));
+                }
+            });
+        }
+        eventually("a burst of acknowledged jobs", || {
+            acknowledged.lock().unwrap().len() >= 300
+        });
+        server.kill();
+    });
+    let acknowledged = acknowledged.into_inner().unwrap();
+    let server = Server::start(&dir.data(), &["--job-workers", "4"]);
+    let statuses = wait_finished(&server, "upper", acknowledged.len());
+    for (name, input) in &acknowledged {
+        assert_eq!(
+            statuses.get(name).map(String::as_str),
+            Some("Succeeded"),
+            "{name}"
+        );
+        let (status, bytes) = output(&server, "upper", name, "upper.txt");
+        assert_eq!(
+            (status, bytes),
+            (200, input.to_uppercase().into_bytes()),
+            "{name}"
+        );
+    }
+}
+
 #[test]
 fn logs_follow_oscar_shapes_and_can_be_deleted() {
     let dir = TestDir::new();

@@ -43,6 +43,7 @@ pub mod executions;
 pub mod executor;
 pub mod faas;
 pub mod fsutil;
+pub mod group_sync;
 pub mod jobs;
 pub mod kube;
 pub mod listener;

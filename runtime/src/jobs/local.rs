@@ -1,14 +1,30 @@
-//! Jobs on one machine, one folder each: `jobs/<service>/<job>/` holding `job.json` (the
-//! record, written atomically), `input` (the decoded input, fsynced before the job is
-//! accepted), `log.txt` (lines `<unix ms> <text>`) and `outputs/` (the module's output files).
+//! Jobs on one machine, one folder each: `jobs/<service>/<job>/` holding `record.jsonl` (the
+//! record, one JSON line appended per change: the last complete line is the record), `input`
+//! (the decoded input), `log.txt` (lines `<unix ms> <text>`) and `outputs/` (the module's
+//! output files).
+//!
+//! Durability is a group commit ([`GroupSync`]): writes are not synced one by one; a new job
+//! and every record change wait for a `syncfs` that covers them, shared with every other job
+//! written meanwhile, so POST /job answers once its input and record are on disk, at one sync
+//! per batch instead of several `fsync`s per job. A finished record is saved only after a sync
+//! that covers its outputs and log, so a record saying Succeeded always has them. Appending
+//! records instead of replacing a file also keeps the file system from allocating (and
+//! freeing) an inode per change. Folders of the earlier layout (`job.json`) are still read.
 
 use super::record::JobRecord;
 use super::store::JobBackend;
 use crate::faas::OutputFile;
 use crate::fsutil;
+use crate::group_sync::GroupSync;
 use crate::stores::{StoreError, blocking};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The record's file: one JSON line per change.
+const RECORD: &str = "record.jsonl";
+/// The record's file in the earlier layout (replaced atomically on each change).
+const OLD_RECORD: &str = "job.json";
 
 /// Jobs as folders under the data folder.
 pub struct LocalJobs(Files);
@@ -17,6 +33,7 @@ pub struct LocalJobs(Files);
 #[derive(Clone)]
 struct Files {
     root: PathBuf,
+    group: Arc<GroupSync>,
 }
 
 impl LocalJobs {
@@ -25,7 +42,8 @@ impl LocalJobs {
         let root = data_dir.join("jobs");
         // Owner-only: job folders hold users' inputs, outputs and logs.
         fsutil::create_private_dir(&root)?;
-        Ok(Self(Files { root }))
+        let group = Arc::new(GroupSync::open(&root)?);
+        Ok(Self(Files { root, group }))
     }
 }
 
@@ -38,23 +56,58 @@ impl Files {
         self.dir(service, job).join("outputs")
     }
 
+    /// Appends the record as one line, then waits for a sync covering it.
     fn persist(&self, record: &JobRecord) -> io::Result<()> {
-        let bytes = serde_json::to_vec_pretty(record).map_err(io::Error::other)?;
-        fsutil::atomic_write(
-            &self.dir(&record.service, &record.name).join("job.json"),
-            &bytes,
-        )
+        let mut line = serde_json::to_vec(record).map_err(io::Error::other)?;
+        line.push(b'\n');
+        append(&self.dir(&record.service, &record.name).join(RECORD), &line)?;
+        self.group.sync()
     }
 }
 
-/// A new owner-only file, its bytes synced to disk.
-fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
+/// Appends to an owner-only file, creating it; not synced.
+fn append(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).append(true);
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(bytes)
+}
+
+/// A new owner-only file; not synced.
+fn write_new(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
+    options.open(path)?.write_all(bytes)
+}
+
+/// The record a job folder holds: the last complete line of its record file (a line torn by
+/// a power cut was never acknowledged), or the earlier layout's file.
+fn read_record(job_dir: &Path) -> Result<JobRecord, String> {
+    match std::fs::read(job_dir.join(RECORD)) {
+        Ok(bytes) => bytes
+            .split(|b| *b == b'\n')
+            .rev()
+            .find_map(|line| serde_json::from_slice(line).ok())
+            .ok_or_else(|| format!("no complete line in {RECORD}")),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => std::fs::read(job_dir.join(OLD_RECORD))
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string())),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Whether an unfinished job's input is whole: a power cut before the sync that would have
+/// acknowledged the job can leave a record whose input is short.
+fn input_is_whole(job_dir: &Path, record: &JobRecord) -> bool {
+    if record.status.is_finished()
+        || record.origin != super::record::Origin::Job
+        || record.trigger.is_some()
+    {
+        return true;
+    }
+    let len = std::fs::metadata(job_dir.join("input")).map_or(0, |m| m.len());
+    len == record.bytes
 }
 
 #[async_trait::async_trait]
@@ -196,10 +249,13 @@ impl Files {
             }
             for job in std::fs::read_dir(service.path())? {
                 let job_dir = job?.path();
-                match std::fs::read(job_dir.join("job.json"))
-                    .map_err(|e| e.to_string())
-                    .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
-                {
+                match read_record(&job_dir).and_then(|record| {
+                    if input_is_whole(&job_dir, &record) {
+                        Ok(record)
+                    } else {
+                        Err("its input is not whole".into())
+                    }
+                }) {
                     Ok(record) => records.push(record),
                     Err(reason) => {
                         // A job folder without a complete record was never accepted.
@@ -221,23 +277,23 @@ impl Files {
         fsutil::create_private_dir(&self.root.join(&record.service))?;
         std::fs::create_dir(&dir)?;
         if let Some(input) = input {
-            write_synced(&dir.join("input"), input)?;
+            write_new(&dir.join("input"), input)?;
         }
-        self.persist(record)?;
-        fsutil::sync_dir(&self.root.join(&record.service))
+        // One sync covers the folders, the input and the record.
+        self.persist(record)
     }
 
     fn save(&self, record: &JobRecord) -> io::Result<()> {
+        if record.status.is_finished() {
+            // The outputs and log it claims are on disk before the record that claims them.
+            self.group.sync()?;
+        }
         self.persist(record)
     }
 
     fn append_log(&self, service: &str, job: &str, text: &str) -> io::Result<()> {
-        let mut options = std::fs::OpenOptions::new();
-        options.create(true).append(true);
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(self.dir(service, job).join("log.txt"))?;
-        file.write_all(text.as_bytes())?;
-        file.sync_data()
+        // Synced with the next record saved (a finished one waits for it).
+        append(&self.dir(service, job).join("log.txt"), text.as_bytes())
     }
 
     fn read_log(&self, service: &str, job: &str) -> io::Result<String> {
@@ -263,22 +319,17 @@ impl Files {
             }
             Err(e) => return Err(e),
         }
-        let mut folders = std::collections::BTreeSet::new();
         for file in files {
             // Paths come from our own walk of the output folder: relative, no `..`.
             let path = dir.join(&file.path);
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent)?;
-                folders.insert(parent.to_path_buf());
             }
-            // Durable before the job is marked Succeeded.
-            write_synced(&path, &file.bytes)?;
+            // Durable before the job is marked Succeeded: its finished record waits for a
+            // sync that covers them (see `save`).
+            write_new(&path, &file.bytes)?;
         }
-        // The new names too: deepest folders first, then the job's folder that holds them.
-        for folder in folders.iter().rev() {
-            fsutil::sync_dir(folder)?;
-        }
-        fsutil::sync_dir(&self.dir(service, job))
+        Ok(())
     }
 
     fn output_files(&self, service: &str, job: &str) -> io::Result<Vec<OutputFile>> {
@@ -345,4 +396,70 @@ fn remove_dir_retrying(dir: &Path) {
         }
     }
     tracing::warn!(dir = %dir.display(), "could not remove a job folder");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::record::{Origin, Status};
+    use super::*;
+
+    fn record(name: &str, status: Status, bytes: u64) -> JobRecord {
+        JobRecord {
+            name: name.into(),
+            service: "svc".into(),
+            origin: Origin::Job,
+            status,
+            created_ms: 1,
+            started_ms: None,
+            finished_ms: None,
+            attempts: 0,
+            outcome: None,
+            bytes,
+            trigger: None,
+            traceparent: None,
+        }
+    }
+
+    #[test]
+    fn the_last_complete_record_line_wins_and_a_torn_one_is_ignored() {
+        let data = tempfile::tempdir().unwrap();
+        let jobs = LocalJobs::open(data.path()).unwrap();
+        let mut job = record("svc-1", Status::Pending, 2);
+        jobs.0.create(&job, Some(b"in")).unwrap();
+        job.status = Status::Running;
+        job.attempts = 1;
+        jobs.0.save(&job).unwrap();
+        // A power cut in the middle of the next change.
+        let file = jobs.0.dir("svc", "svc-1").join(RECORD);
+        append(&file, br#"{"name":"svc-1","status":"Succ"#).unwrap();
+        assert_eq!(jobs.0.load().unwrap(), vec![job]);
+    }
+
+    #[test]
+    fn a_job_whose_input_is_short_was_never_accepted() {
+        let data = tempfile::tempdir().unwrap();
+        let jobs = LocalJobs::open(data.path()).unwrap();
+        jobs.0
+            .create(&record("svc-short", Status::Pending, 5), Some(b"12345"))
+            .unwrap();
+        jobs.0
+            .create(&record("svc-whole", Status::Pending, 3), Some(b"123"))
+            .unwrap();
+        // The record reached the disk, not all of the input.
+        std::fs::write(jobs.0.dir("svc", "svc-short").join("input"), b"12").unwrap();
+        let names: Vec<_> = jobs.0.load().unwrap().into_iter().map(|r| r.name).collect();
+        assert_eq!(names, ["svc-whole"]);
+        assert!(!jobs.0.dir("svc", "svc-short").exists());
+    }
+
+    #[test]
+    fn folders_of_the_earlier_layout_are_read() {
+        let data = tempfile::tempdir().unwrap();
+        let jobs = LocalJobs::open(data.path()).unwrap();
+        let old = record("svc-old", Status::Succeeded, 0);
+        let dir = jobs.0.dir("svc", "svc-old");
+        std::fs::create_dir_all(&dir).unwrap();
+        fsutil::write_json(&dir.join(OLD_RECORD), &old).unwrap();
+        assert_eq!(jobs.0.load().unwrap(), vec![old]);
+    }
 }

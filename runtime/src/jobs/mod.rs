@@ -10,6 +10,7 @@
 //! Failed synchronous invocations are kept here too (origin `run`, a bounded number per
 //! service), so that their logs can be read through the same API.
 
+mod index;
 pub mod local;
 pub mod queue;
 pub mod record;

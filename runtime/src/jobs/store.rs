@@ -3,11 +3,12 @@
 //! records, inputs, logs and outputs: a folder on one machine ([`super::local`]), or NATS
 //! (`crate::cluster::jobs`), where every server of a cluster reads them.
 
+use super::index::Index;
 use super::record::{JobRecord, Origin, Status};
 use crate::clock::now_ms;
 use crate::faas::OutputFile;
 use crate::stores::StoreError;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -86,13 +87,14 @@ pub trait JobBackend: Send + Sync {
     async fn create(&self, record: &JobRecord, input: Option<&[u8]>) -> Result<(), StoreError>;
     /// Saves a changed record.
     async fn save(&self, record: &JobRecord) -> Result<(), StoreError>;
-    /// Appends text (whole lines) to the job's log.
+    /// Appends text (whole lines) to the job's log: durable no later than the job's next
+    /// record saved.
     async fn append_log(&self, service: &str, job: &str, text: &str) -> Result<(), StoreError>;
     /// The job's log as stored (lines `<unix ms> <text>`); empty when there is none.
     async fn read_log(&self, service: &str, job: &str) -> Result<String, StoreError>;
     /// The job's input.
     async fn read_input(&self, service: &str, job: &str) -> Result<Vec<u8>, StoreError>;
-    /// Replaces the job's output files, durably.
+    /// Replaces the job's output files: durable no later than the job's next record saved.
     async fn write_outputs(
         &self,
         service: &str,
@@ -129,8 +131,6 @@ pub trait JobBackend: Send + Sync {
     }
 }
 
-type Index = HashMap<String, BTreeMap<String, JobRecord>>;
-
 /// Every job of every service.
 pub struct JobStore {
     backend: Box<dyn JobBackend>,
@@ -164,11 +164,7 @@ impl JobStore {
             if record.status == Status::Pending {
                 pending.push(record.clone());
             }
-            store
-                .lock()
-                .entry(record.service.clone())
-                .or_default()
-                .insert(record.name.clone(), record);
+            store.lock().put(record);
         }
         pending.sort_by_key(|r| (r.created_ms, r.name.clone()));
         Ok((store, pending))
@@ -217,10 +213,7 @@ impl JobStore {
     }
 
     fn remember(&self, record: JobRecord) {
-        self.lock()
-            .entry(record.service.clone())
-            .or_default()
-            .insert(record.name.clone(), record);
+        self.lock().put(record);
     }
 
     /// Applies another server's change to the index.
@@ -228,13 +221,7 @@ impl JobStore {
         match change {
             RecordChange::Put(record) => self.remember(*record),
             RecordChange::Removed { service, job } => {
-                let mut index = self.lock();
-                if let Some(jobs) = index.get_mut(&service) {
-                    jobs.remove(&job);
-                    if jobs.is_empty() {
-                        index.remove(&service);
-                    }
-                }
+                self.lock().remove(&service, &job);
             }
         }
     }
@@ -277,43 +264,31 @@ impl JobStore {
             if origin == Origin::Job {
                 self.admit(&index, &record)?;
             }
-            index
-                .entry(service.to_string())
-                .or_default()
-                .insert(record.name.clone(), record.clone());
+            index.put(record.clone());
         }
         if let Err(e) = self.backend.create(&record, input).await {
-            if let Some(jobs) = self.lock().get_mut(service) {
-                jobs.remove(&record.name);
-            }
+            self.lock().remove(service, &record.name);
             self.backend.remove(service, &record.name).await;
             return Err(e.into());
         }
         Ok(record)
     }
 
-    /// Refuses `record` if its service or the server is at its pending limit.
+    /// Refuses `record` if its service or the server is at its pending limit (from the index's
+    /// counts: no walk over the jobs).
     fn admit(&self, index: &Index, record: &JobRecord) -> Result<(), CreateError> {
-        let unfinished = |r: &&JobRecord| r.origin == Origin::Job && !r.status.is_finished();
-        let total = index
-            .values()
-            .flat_map(|j| j.values())
-            .filter(unfinished)
-            .count();
-        if total >= self.retention.max_pending_total {
+        if index.unfinished_total() >= self.retention.max_pending_total {
             return Err(CreateError::ServerFull(self.retention.max_pending_total));
         }
-        let own: Vec<&JobRecord> = index
-            .get(&record.service)
-            .map(|j| j.values().filter(unfinished).collect())
-            .unwrap_or_default();
-        let bytes: u64 = own.iter().map(|r| r.bytes).sum();
-        if own.len() >= self.retention.max_pending
+        let (pending, bytes) = index
+            .service(&record.service)
+            .map_or((0, 0), |jobs| jobs.unfinished());
+        if pending >= self.retention.max_pending
             || bytes.saturating_add(record.bytes) > self.retention.max_bytes
         {
             return Err(CreateError::ServiceFull {
                 service: record.service.clone(),
-                pending: own.len(),
+                pending,
                 bytes,
                 limit: self.retention.max_pending,
                 max_bytes: self.retention.max_bytes,
@@ -334,16 +309,11 @@ impl JobStore {
         self.backend.save(record).await?;
         let gone = {
             let mut index = self.lock();
-            match index
-                .get_mut(&record.service)
-                .and_then(|jobs| jobs.get_mut(&record.name))
-            {
-                Some(slot) => {
-                    *slot = record.clone();
-                    false
-                }
-                None => true,
+            let known = index.get(&record.service, &record.name).is_some();
+            if known {
+                index.put(record.clone());
             }
+            !known
         };
         if gone {
             self.backend.remove(&record.service, &record.name).await;
@@ -440,7 +410,7 @@ impl JobStore {
 
     /// One record.
     pub fn get(&self, service: &str, job: &str) -> Option<JobRecord> {
-        self.lock().get(service)?.get(job).cloned()
+        self.lock().get(service, job).cloned()
     }
 
     /// One record, asking the backend when the index has not seen it yet (a job another
@@ -462,40 +432,24 @@ impl JobStore {
 
     /// A service's records, oldest first.
     pub fn list(&self, service: &str) -> Vec<JobRecord> {
-        let mut jobs: Vec<JobRecord> = self
-            .lock()
-            .get(service)
-            .map(|j| j.values().cloned().collect())
-            .unwrap_or_default();
-        jobs.sort_by(|a, b| (a.created_ms, &a.name).cmp(&(b.created_ms, &b.name)));
-        jobs
+        self.lock().list(service)
     }
 
     /// Jobs (failed synchronous runs not counted) by status, all services together.
     pub fn counts(&self) -> HashMap<Status, usize> {
-        let mut counts = HashMap::new();
-        for record in self.lock().values().flat_map(|j| j.values()) {
-            if record.origin == Origin::Job {
-                *counts.entry(record.status).or_default() += 1;
-            }
-        }
-        counts
+        self.lock().counts().clone()
     }
 
     /// Removes a job; `None` if there was none.
     pub async fn remove(&self, service: &str, job: &str) -> Option<JobRecord> {
-        let record = self.lock().get_mut(service)?.remove(job)?;
+        let record = self.lock().remove(service, job)?;
         self.backend.remove(service, job).await;
         Some(record)
     }
 
     /// Removes every job of a deleted service.
     pub async fn remove_service(&self, service: &str) -> Vec<JobRecord> {
-        let records: Vec<JobRecord> = self
-            .lock()
-            .remove(service)
-            .map(|j| j.into_values().collect())
-            .unwrap_or_default();
+        let records = self.lock().remove_service(service);
         self.backend.remove_service(service, &records).await;
         records
     }
@@ -507,32 +461,13 @@ impl JobStore {
 
     /// Enforces the retention limits of `service`: removes its oldest finished records.
     pub async fn enforce_retention(&self, service: &str) -> Vec<String> {
-        let jobs = self.list(service);
-        let mut doomed = Vec::new();
-        let finished = |origin| {
-            jobs.iter()
-                .filter(move |r| r.origin == origin && r.status.is_finished())
-        };
-
-        let runs: Vec<&JobRecord> = finished(Origin::Run).collect();
-        let excess_runs = runs.len().saturating_sub(self.retention.max_failed_runs);
-        doomed.extend(runs.iter().take(excess_runs).map(|r| r.name.clone()));
-
-        let all_jobs = jobs.iter().filter(|r| r.origin == Origin::Job).count();
-        let mut excess_jobs = all_jobs.saturating_sub(self.retention.max_jobs);
-        let mut bytes: u64 = jobs
-            .iter()
-            .filter(|r| r.origin == Origin::Job)
-            .map(|r| r.bytes)
-            .sum();
-        for record in finished(Origin::Job) {
-            if excess_jobs == 0 && bytes <= self.retention.max_bytes {
-                break;
-            }
-            excess_jobs = excess_jobs.saturating_sub(1);
-            bytes = bytes.saturating_sub(record.bytes);
-            doomed.push(record.name.clone());
-        }
+        let doomed = self.lock().service(service).map_or_else(Vec::new, |jobs| {
+            jobs.over_retention(
+                self.retention.max_failed_runs,
+                self.retention.max_jobs,
+                self.retention.max_bytes,
+            )
+        });
         for name in &doomed {
             self.remove(service, name).await;
         }
