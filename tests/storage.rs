@@ -743,6 +743,56 @@ else:
     assert!(stdout.contains("result: DROPPED BY BOTO3"), "{stdout}");
 }
 
+/// The embedded store pages listings as S3 does, for boto3's paginator: at most 1,000 keys a
+/// page whatever MaxKeys asks, resumed by continuation token or StartAfter (and ListObjects'
+/// Marker), with delimiter roll-ups.
+#[test]
+fn embedded_store_listings_are_paged_like_s3() {
+    let python = test_python();
+    let dir = TestDir::new();
+    let server = Server::start(&dir.data(), &[]);
+    let script = r#"
+import sys, boto3, botocore
+from concurrent.futures import ThreadPoolExecutor
+s3 = boto3.client("s3", endpoint_url=sys.argv[1], region_name="us-east-1",
+                  aws_access_key_id="oscar", aws_secret_access_key="oscar",
+                  config=botocore.config.Config(s3={"addressing_style": "path"},
+                                                max_pool_connections=16))
+s3.create_bucket(Bucket="many")
+keys = [f"in/{i:05}.txt" for i in range(1100)] + ["in/sub/a", "in/sub/b", "other"]
+with ThreadPoolExecutor(16) as pool:
+    list(pool.map(lambda k: s3.put_object(Bucket="many", Key=k, Body=k.encode()), keys))
+first = s3.list_objects_v2(Bucket="many", MaxKeys=5000)
+assert first["KeyCount"] == 1000 and first["IsTruncated"], (first["KeyCount"], first["IsTruncated"])
+assert first["Contents"][0]["Size"] == len("in/00000.txt")
+seen, pages = [], 0
+for page in s3.get_paginator("list_objects_v2").paginate(Bucket="many"):
+    pages += 1
+    seen += [o["Key"] for o in page.get("Contents", [])]
+assert seen == sorted(keys), (len(seen), seen[:3])
+assert pages == 2, pages
+after = s3.list_objects_v2(Bucket="many", StartAfter="in/01098.txt", MaxKeys=3)
+assert [o["Key"] for o in after["Contents"]] == ["in/01099.txt", "in/sub/a", "in/sub/b"], after
+rolled = s3.list_objects_v2(Bucket="many", Prefix="in/", Delimiter="/", StartAfter="in/01099.txt")
+assert [p["Prefix"] for p in rolled["CommonPrefixes"]] == ["in/sub/"], rolled
+assert "Contents" not in rolled, rolled
+v1 = s3.list_objects(Bucket="many", Marker="in/sub/a")
+assert [o["Key"] for o in v1["Contents"]] == ["in/sub/b", "other"], v1
+print("paged", len(seen))
+"#;
+    let out = std::process::Command::new(&python)
+        .args(["-c", script, server.s3.as_ref().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("paged 1103"), "{stdout}");
+}
+
 /// An output file over the multipart threshold (16 MiB) goes up in parts and arrives whole.
 #[test]
 fn large_outputs_are_uploaded_in_parts() {

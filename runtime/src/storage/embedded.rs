@@ -1,7 +1,7 @@
 //! The embedded S3-compatible store: `minio.default` when no external store is configured, so
 //! that `oscar-wasm serve` alone gives working buckets. s3s speaks S3 (SigV4 checked against
 //! the store's own keys, see [`stored_keys`]), s3s-fs keeps buckets as folders of the data
-//! folder.
+//! folder ([`super::paged_fs`], with listings paged by [`super::listing`]).
 //!
 //! Every object created through it (PUT, copy, completed multipart upload) is reported to a
 //! hook before the client gets its answer, so a client that saw success knows the service's
@@ -239,7 +239,7 @@ impl s3s::access::S3Access for StoreAccess {
 /// Builds the S3 service over `root` (created when missing).
 pub fn service(root: &Path, auth: StoreAuth) -> std::io::Result<S3Service> {
     crate::fsutil::create_private_dir(root)?;
-    let fs = s3s_fs::FileSystem::new(root).map_err(|e| std::io::Error::other(format!("{e:?}")))?;
+    let fs = super::paged_fs::PagedFs::new(root)?;
     let mut builder = s3s::service::S3ServiceBuilder::new(fs);
     builder.set_config(Arc::new(s3s::config::StaticConfigProvider::new(Arc::new(
         limits(),
