@@ -1,13 +1,16 @@
 //! Reading and writing objects of an S3-compatible provider, with `object_store`: downloads are
 //! streamed to a file (never whole in memory), large uploads are multipart, and transient
-//! errors are retried with exponential backoff by the client itself.
+//! errors are retried with exponential backoff by the client itself. Clients are kept per
+//! provider and bucket ([`bucket`]), so that their connections are reused.
 
 use super::spec::Provider;
 use futures::StreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as ObjectPath;
 use object_store::{BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, RetryConfig};
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
@@ -48,11 +51,50 @@ impl ObjectError {
     }
 }
 
-/// A client for one bucket of `provider`.
+/// What a kept client was built from: the provider's every setting (a changed secret gets a
+/// new client) and the bucket.
+type ClientKey = (String, Option<String>, String, String, String, bool, String);
+
+/// Most clients kept; past it the cache starts over (a server reaches few providers and
+/// buckets; this bounds one that is handed many).
+const MAX_CLIENTS: usize = 256;
+
+/// Clients built so far. Building one loads the system's CA certificates (hundreds of files
+/// read) and starts a connection pool: once per download or upload, that was 10 ms of CPU per
+/// bucket-triggered job and a new connection for each request.
+static CLIENTS: LazyLock<Mutex<HashMap<ClientKey, Arc<dyn ObjectStore>>>> =
+    LazyLock::new(Mutex::default);
+
+/// A client for one bucket of `provider`, kept for the next call.
 pub fn bucket(
     provider: &Provider,
     bucket: &str,
-) -> Result<impl ObjectStore + use<>, object_store::Error> {
+) -> Result<Arc<dyn ObjectStore>, object_store::Error> {
+    let key: ClientKey = (
+        provider.reference.clone(),
+        provider.endpoint.clone(),
+        provider.region.clone(),
+        provider.access_key.clone(),
+        provider.secret_key.clone(),
+        provider.verify,
+        bucket.to_string(),
+    );
+    let mut clients = CLIENTS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(client) = clients.get(&key) {
+        return Ok(client.clone());
+    }
+    let client: Arc<dyn ObjectStore> = Arc::new(build(provider, bucket)?);
+    if clients.len() >= MAX_CLIENTS {
+        clients.clear();
+    }
+    clients.insert(key, client.clone());
+    Ok(client)
+}
+
+fn build(
+    provider: &Provider,
+    bucket: &str,
+) -> Result<object_store::aws::AmazonS3, object_store::Error> {
     let mut builder = AmazonS3Builder::new()
         .with_bucket_name(bucket)
         .with_region(&provider.region)
@@ -140,4 +182,29 @@ pub async fn upload(
     writer.write(&bytes);
     writer.finish().await.map_err(|e| fail(e.to_string()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clients_are_kept_per_provider_settings_and_bucket() {
+        let provider = Provider {
+            reference: "minio.kept".into(),
+            endpoint: Some("http://127.0.0.1:9".into()),
+            region: "us-east-1".into(),
+            access_key: "key".into(),
+            secret_key: "secret".into(),
+            verify: true,
+        };
+        let first = bucket(&provider, "b").unwrap();
+        assert!(Arc::ptr_eq(&first, &bucket(&provider, "b").unwrap()));
+        assert!(!Arc::ptr_eq(&first, &bucket(&provider, "other").unwrap()));
+        let rotated = Provider {
+            secret_key: "new secret".into(),
+            ..provider
+        };
+        assert!(!Arc::ptr_eq(&first, &bucket(&rotated, "b").unwrap()));
+    }
 }
