@@ -539,7 +539,12 @@ fn a_module_past_its_timeout_is_stopped() {
         r#"(module (memory (export "memory") 1) (func (export "_start") (loop (br 0))))"#,
     )
     .unwrap();
-    deploy(&server, &spin, json!({"name": "spin", "timeout": 0.5}));
+    // One core: no CPU-time budget (tests/hardening.rs), the wall-clock timeout alone.
+    deploy(
+        &server,
+        &spin,
+        json!({"name": "spin", "timeout": 0.5, "cpu": "1"}),
+    );
     let started = std::time::Instant::now();
     let (status, outcome, body) = run(&server, "spin", "");
     assert_eq!(

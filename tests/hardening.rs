@@ -121,6 +121,48 @@ fn deeply_nested_output_folders_are_refused_and_removed() {
     healthy(&server);
 }
 
+/// `cpu` under one core is a CPU-time budget per call (`cpu × timeout`, what a container
+/// throttled to that share could use before its timeout); a guest that spins past it is
+/// stopped as timed out, with a message that says why, long before its wall-clock timeout.
+#[test]
+fn a_guest_under_one_cpu_gets_its_share_of_the_timeout_in_cpu_time() {
+    let dir = TestDir::new();
+    let server = Server::start(&dir.data(), &[]);
+    let spin = attack("", "(loop $spin (br $spin))");
+    deploy(
+        &server,
+        &spin,
+        json!({"name": "tenth", "cpu": "100m", "timeout": 30}),
+    );
+    let started = std::time::Instant::now();
+    let (status, outcome, body) = run(&server, "tenth", "");
+    let body = String::from_utf8_lossy(&body);
+    // A throttled container would have reached its timeout: so is this one reported.
+    assert_eq!((status, outcome.as_str()), (504, "timeout"), "{body}");
+    assert!(body.contains("CPU time budget of 3.000 s"), "{body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "{:?}",
+        started.elapsed()
+    );
+    // From one core up, the timeout alone bounds it.
+    deploy(
+        &server,
+        &spin,
+        json!({"name": "whole", "cpu": "1", "timeout": 1}),
+    );
+    let (status, outcome, _) = run(&server, "whole", "");
+    assert_eq!((status, outcome.as_str()), (504, "timeout"));
+    let r = client()
+        .post(server.url("/system/services"))
+        .json(&json!({"name": "bad", "module": upload(&server, &spin), "cpu": "lots"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().unwrap().contains("not a positive CPU quantity"));
+    healthy(&server);
+}
+
 #[test]
 fn folders_count_against_the_output_entry_limit() {
     let dir = TestDir::new();

@@ -183,6 +183,9 @@ pub struct ServiceSpec {
     pub env: Vec<(String, String)>,
     /// The linear-memory limit in bytes, from `memory`.
     pub memory_limit: Option<u64>,
+    /// `cpu`: the CPU share in cores (`"0.5"`, `"500m"`, `2`); a wasm guest's calls get
+    /// `cpu × timeout` seconds of CPU time when it is under one core.
+    pub cpu: Option<f64>,
     /// The wall-clock limit of one invocation, from `timeout` (seconds).
     pub timeout: Option<Duration>,
     /// The token that grants /run and /job on this service.
@@ -248,6 +251,7 @@ impl Service {
         let backend = parse_backend(&definition)?;
         let log_level = parse_log_level(definition.get("log_level"))?;
         let memory_limit = parse_memory(definition.get("memory"))?;
+        let cpu = parse_cpu(definition.get("cpu"))?;
         let timeout = match definition.get("timeout") {
             None | Some(Value::Null) => None,
             Some(v) => Some(parse_timeout(v).map_err(|r| invalid("timeout", r))?),
@@ -273,6 +277,7 @@ impl Service {
                 log_level,
                 env,
                 memory_limit,
+                cpu,
                 timeout,
                 token,
                 // `expose.max_scale` caps an HTTP service's requests as `max_concurrency` does.
@@ -413,6 +418,34 @@ fn parse_memory(value: Option<&Value>) -> Result<Option<u64>, DefinitionError> {
             .map(Some)
             .map_err(|r| invalid("memory", r)),
         Some(_) => Err(invalid("memory", "must be a quantity such as \"256Mi\"")),
+    }
+}
+
+/// `cpu`: cores as Kubernetes writes them (`"0.5"`, `"500m"`, `"2"`, or a number); blank is
+/// unset.
+fn parse_cpu(value: Option<&Value>) -> Result<Option<f64>, DefinitionError> {
+    let text = match value {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(s)) if s.trim().is_empty() => return Ok(None),
+        Some(Value::String(s)) => s.trim().to_string(),
+        Some(Value::Number(n)) => n.to_string(),
+        Some(_) => {
+            return Err(invalid(
+                "cpu",
+                "must be a CPU quantity such as \"0.5\" or \"500m\"",
+            ));
+        }
+    };
+    let cores = match text.strip_suffix('m') {
+        Some(milli) => milli.parse::<f64>().map(|m| m / 1000.0),
+        None => text.parse::<f64>(),
+    };
+    match cores {
+        Ok(c) if c.is_finite() && c > 0.0 => Ok(Some(c)),
+        _ => Err(invalid(
+            "cpu",
+            format!("{text:?} is not a positive CPU quantity such as \"0.5\" or \"500m\""),
+        )),
     }
 }
 
@@ -570,6 +603,23 @@ fn parse_environment(value: Option<&Value>) -> Result<Vec<(String, String)>, Def
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_reads_kubernetes_quantities() {
+        assert_eq!(parse_cpu(Some(&json!("0.5"))).unwrap(), Some(0.5));
+        assert_eq!(parse_cpu(Some(&json!("250m"))).unwrap(), Some(0.25));
+        assert_eq!(parse_cpu(Some(&json!(2))).unwrap(), Some(2.0));
+        assert_eq!(parse_cpu(Some(&json!(""))).unwrap(), None);
+        for bad in [
+            json!("0"),
+            json!("-1"),
+            json!("many"),
+            json!("NaN"),
+            json!([1]),
+        ] {
+            assert!(parse_cpu(Some(&bad)).is_err(), "{bad}");
+        }
+    }
     use serde_json::json;
 
     const DIGEST: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000000";

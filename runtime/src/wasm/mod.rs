@@ -66,6 +66,10 @@ pub enum Interrupted {
     /// It broke a limit on what it may write.
     #[error("{0}")]
     Limit(String),
+    /// It used the CPU time its service's `cpu` share allows (a timeout, as a throttled
+    /// container would have reached).
+    #[error("CPU time budget used up")]
+    CpuBudget,
 }
 
 impl Interrupt {

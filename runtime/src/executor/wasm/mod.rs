@@ -235,6 +235,7 @@ fn run_blocking(
     let started = Instant::now();
     let outbound = outbound(spec, settings, deadline(started, timeout));
     let refusals = outbound.clone();
+    let budget = cpu_budget(spec.cpu, timeout);
     let run = sandbox::run(sandbox::GuestRun {
         linked: &linked,
         program: &spec.name,
@@ -249,6 +250,7 @@ fn run_blocking(
         output_limits: settings.output_limits,
         app_dir: app_dir.as_deref(),
         outbound,
+        cpu_budget: budget,
     })
     .map_err(|e| InvokeError::Host(format!("{e:#}")))?;
     let elapsed = started.elapsed();
@@ -258,7 +260,7 @@ fn run_blocking(
             format!("Outbound request refused: {why}"),
         ));
     }
-    log.push(exit_line(&run.exit, elapsed, timeout));
+    log.push(exit_line(&run.exit, elapsed, timeout, budget));
     trace_exit(&spec.name, &run.exit, elapsed);
     if run.output_dropped > 0 {
         log.push(LogLine::now(
@@ -281,6 +283,13 @@ fn run_blocking(
         log,
         elapsed,
     })
+}
+
+/// The CPU time a call may use: `cpu × timeout` for a service under one core (what a
+/// container throttled to that share could use before its timeout); none from one core up,
+/// since a guest runs on one thread.
+fn cpu_budget(cpu: Option<f64>, timeout: Duration) -> Option<Duration> {
+    cpu.filter(|c| *c < 1.0).map(|c| timeout.mul_f64(c))
 }
 
 /// The sender of the run's outgoing requests: the service's list, until the run's deadline.
@@ -344,7 +353,12 @@ fn deadline(started: Instant, timeout: Duration) -> Instant {
 }
 
 /// The log line that says how the module ended.
-fn exit_line(exit: &Exit, elapsed: Duration, timeout: Duration) -> LogLine {
+fn exit_line(
+    exit: &Exit,
+    elapsed: Duration,
+    timeout: Duration,
+    budget: Option<Duration>,
+) -> LogLine {
     let ms = elapsed.as_secs_f64() * 1000.0;
     match exit {
         Exit::Success => LogLine::now(
@@ -358,6 +372,15 @@ fn exit_line(exit: &Exit, elapsed: Duration, timeout: Duration) -> LogLine {
         Exit::Trap(reason) => LogLine::now(
             LogLevel::Error,
             format!("Module trapped after {ms:.3} ms: {reason}"),
+        ),
+        // Stopped before its timeout: its CPU time budget ran out.
+        Exit::Timeout if budget.is_some() && elapsed < timeout => LogLine::now(
+            LogLevel::Error,
+            format!(
+                "Module stopped: it used its CPU time budget of {:.3} s (the service's cpu share of its {:.3} s timeout)",
+                budget.unwrap_or_default().as_secs_f64(),
+                timeout.as_secs_f64()
+            ),
         ),
         Exit::Timeout => LogLine::now(
             LogLevel::Error,

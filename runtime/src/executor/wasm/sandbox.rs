@@ -13,7 +13,7 @@ use crate::wasm::{GuestClock, Interrupt, Interrupted, Linked, P1State, P2State};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use wasmtime::component::ResourceTable;
 use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
@@ -51,6 +51,18 @@ pub struct GuestRun<'a> {
     pub app_dir: Option<&'a Path>,
     /// Where a component's outgoing wasi:http requests may go (its deadline is the run's).
     pub outbound: crate::wasm::outbound::Outbound,
+    /// CPU time the run may use (the service's `cpu` share of its timeout), when limited.
+    pub cpu_budget: Option<Duration>,
+}
+
+/// CPU time the calling thread has used: guests run on their own thread, so this measures
+/// the guest (and the host calls it makes).
+fn thread_cpu_time() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(
+        u64::try_from(t.tv_sec).unwrap_or(0),
+        u32::try_from(t.tv_nsec).unwrap_or(0),
+    )
 }
 
 /// How the guest ended and what it printed.
@@ -112,12 +124,19 @@ pub fn run(r: GuestRun<'_>) -> wasmtime::Result<RunOutput> {
     let output_dir = r.output_dir.to_path_buf();
     let output_limits = r.output_limits;
     let mut next_measure = Instant::now();
+    let cpu_budget = r.cpu_budget;
+    let cpu_start = thread_cpu_time();
     // Runs at every epoch tick (10 ms): cheap, and it stops loops that never call the host. It
     // also measures the output folder, so a module filling the disk is stopped within a tick or
     // two instead of at the end; a folder that is slow to measure (thousands of entries) is
     // measured less often, at most a tenth of the guest's time.
     let check = move || -> wasmtime::Result<UpdateDeadline> {
         watch.check().map_err(wasmtime::Error::new)?;
+        if let Some(budget) = cpu_budget
+            && thread_cpu_time().saturating_sub(cpu_start) > budget
+        {
+            return Err(wasmtime::Error::new(Interrupted::CpuBudget));
+        }
         let now = Instant::now();
         if now >= next_measure {
             outputs::check_usage(&output_dir, output_limits)
@@ -218,7 +237,7 @@ fn classify(error: wasmtime::Error) -> Exit {
         };
     }
     match error.downcast_ref::<Interrupted>() {
-        Some(Interrupted::Timeout) => Exit::Timeout,
+        Some(Interrupted::Timeout | Interrupted::CpuBudget) => Exit::Timeout,
         Some(Interrupted::Cancelled) => Exit::Cancelled,
         Some(Interrupted::Limit(reason)) => Exit::Limit(reason.clone()),
         None => Exit::Trap(describe_trap(&error)),
