@@ -487,14 +487,35 @@ fn parse_expose(value: Option<&Value>) -> Result<Option<Expose>, DefinitionError
         rewrite_target: flag("rewrite_target")?,
         min_scale: count("min_scale")?,
         max_scale: count("max_scale")?,
-        api_port: u16::try_from(count("api_port")?)
-            .map_err(|_| invalid("expose", "api_port must be a port number"))?,
+        api_port: parse_api_port(fields.get("api_port"))?,
         default_command: flag("default_command")?,
     };
     if expose.max_scale > 0 && expose.min_scale > expose.max_scale {
         return Err(invalid("expose", "min_scale must not exceed max_scale"));
     }
     Ok(Some(expose))
+}
+
+/// `expose.api_port`: a port, or OSCAR 4.1's list of ports (multi-port services) holding one;
+/// an HTTP service here listens on one port.
+fn parse_api_port(value: Option<&Value>) -> Result<u16, DefinitionError> {
+    let port = |v: &Value| {
+        v.as_u64()
+            .and_then(|n| u16::try_from(n).ok())
+            .ok_or_else(|| invalid("expose", "api_port must be a port number"))
+    };
+    match value {
+        None | Some(Value::Null) => Ok(0),
+        Some(Value::Array(ports)) => match ports.as_slice() {
+            [] => Ok(0),
+            [one] => port(one),
+            _ => Err(invalid(
+                "expose",
+                "api_port lists more than one port; a service is exposed on one port here",
+            )),
+        },
+        Some(v) => port(v),
+    }
 }
 
 /// `allowed_outbound_hosts`: a list of `scheme://host[:port]`.
@@ -603,6 +624,15 @@ fn parse_environment(value: Option<&Value>) -> Result<Vec<(String, String)>, Def
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn api_port_is_a_port_or_oscars_list_of_one() {
+        assert_eq!(parse_api_port(Some(&json!(8080))).unwrap(), 8080);
+        assert_eq!(parse_api_port(Some(&json!([8080]))).unwrap(), 8080);
+        assert_eq!(parse_api_port(Some(&json!([]))).unwrap(), 0);
+        assert!(parse_api_port(Some(&json!([80, 81]))).is_err());
+        assert!(parse_api_port(Some(&json!(70000))).is_err());
+    }
 
     #[test]
     fn cpu_reads_kubernetes_quantities() {

@@ -54,15 +54,15 @@ const NOT_HERE: &[(&str, &str)] = &[
     ),
     (
         "/system/services/{name}/stop",
-        "exposed services (expose) are not supported by oscar-wasm, so there is nothing to stop",
+        "stop is not offered: an exposed wasm service keeps no replicas (each request gets a fresh instance), and an image service's Deployment follows its definition (update the service)",
     ),
     (
         "/system/services/{name}/start",
-        "exposed services (expose) are not supported by oscar-wasm, so there is nothing to start",
+        "start is not offered: an exposed wasm service keeps no replicas (each request gets a fresh instance), and an image service's Deployment follows its definition (update the service)",
     ),
     (
         "/system/services/{name}/restart",
-        "exposed services (expose) are not supported by oscar-wasm, so there is nothing to restart",
+        "restart is not offered: an exposed wasm service keeps no replicas (each request gets a fresh instance), and an image service's Deployment follows its definition (update the service)",
     ),
     (
         "/system/metrics",

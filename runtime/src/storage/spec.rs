@@ -354,60 +354,110 @@ fn parse_paths(
     Ok(out)
 }
 
-/// The definition as responses show it: every provider's credentials replaced by `"hidden"`.
+/// Where credentials sit in a definition: each section, and how many levels of names lie
+/// between it and the settings that hold them (`storage_providers.TYPE.ID.KEY`,
+/// `clusters.ID.auth_password`).
+const CREDENTIAL_SECTIONS: [(&str, usize); 2] = [("storage_providers", 2), ("clusters", 1)];
+
+/// The definition as responses show it: every provider's credentials and every federated
+/// cluster's password replaced by `"hidden"`.
 pub fn redact(definition: &Map<String, Value>) -> Map<String, Value> {
     let mut shown = definition.clone();
-    if let Some(Value::Object(types)) = shown.get_mut("storage_providers") {
-        for ids in types.values_mut() {
-            if let Value::Object(ids) = ids {
-                for settings in ids.values_mut() {
-                    if let Value::Object(settings) = settings {
-                        for (key, value) in settings.iter_mut() {
-                            if is_secret_key(key) && !value.is_null() {
-                                *value = Value::String(HIDDEN.into());
-                            }
-                        }
-                    }
-                }
-            }
+    for (section, depth) in CREDENTIAL_SECTIONS {
+        if let Some(top) = shown.get_mut(section) {
+            redact_level(top, depth);
         }
     }
     shown
 }
 
+fn redact_level(value: &mut Value, depth: usize) {
+    let Value::Object(map) = value else { return };
+    for (key, value) in map.iter_mut() {
+        if depth > 0 {
+            redact_level(value, depth - 1);
+        } else if is_secret_key(key) && !value.is_null() {
+            *value = Value::String(HIDDEN.into());
+        }
+    }
+}
+
 fn is_secret_key(key: &str) -> bool {
     matches!(
         key,
-        "access_key" | "secret_key" | "password" | "token" | "session_token"
+        "access_key"
+            | "secret_key"
+            | "password"
+            | "token"
+            | "session_token"
+            | "refresh_token"
+            | "auth_password"
     )
 }
 
 /// Puts back the stored credentials where an update says `"hidden"` (a definition read with
 /// GET, changed and sent back with PUT).
 pub fn restore_hidden(new: &mut Map<String, Value>, stored: &Map<String, Value>) {
-    let Some(Value::Object(new_types)) = new.get_mut("storage_providers") else {
-        return;
-    };
-    let Some(Value::Object(old_types)) = stored.get("storage_providers") else {
-        return;
-    };
-    for (kind, ids) in new_types.iter_mut() {
-        let (Value::Object(ids), Some(Value::Object(old_ids))) = (ids, old_types.get(kind)) else {
-            continue;
-        };
-        for (id, settings) in ids.iter_mut() {
-            let (Value::Object(settings), Some(Value::Object(old))) = (settings, old_ids.get(id))
-            else {
-                continue;
-            };
-            for (key, value) in settings.iter_mut() {
-                if value.as_str() == Some(HIDDEN)
-                    && let Some(previous) = old.get(key)
-                {
-                    *value = previous.clone();
-                }
-            }
+    let stored = Value::Object(stored.clone());
+    for (section, depth) in CREDENTIAL_SECTIONS {
+        if let Some(top) = new.get_mut(section) {
+            restore_level(top, depth, &format!("/{section}"), &stored);
         }
+    }
+}
+
+fn restore_level(value: &mut Value, depth: usize, path: &str, stored: &Value) {
+    let Value::Object(map) = value else { return };
+    for (key, value) in map.iter_mut() {
+        // A JSON pointer to the same place in the stored definition.
+        let here = format!("{path}/{}", key.replace('~', "~0").replace('/', "~1"));
+        if depth > 0 {
+            restore_level(value, depth - 1, &here, stored);
+        } else if value.as_str() == Some(HIDDEN)
+            && let Some(previous) = stored.pointer(&here)
+        {
+            *value = previous.clone();
+        }
+    }
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn every_credential_is_hidden_and_restored_in_place() {
+        let stored = json!({
+            "storage_providers": {
+                "minio": {"x": {"access_key": "ak", "secret_key": "sk", "endpoint": "e"}},
+                "rucio": {"r": {"refresh_token": "rt"}}
+            },
+            "clusters": {"c/1": {"endpoint": "e", "auth_user": "u", "auth_password": "pw"}}
+        });
+        let stored = stored.as_object().unwrap().clone();
+        let shown = redact(&stored);
+        let text = serde_json::to_string(&shown).unwrap();
+        for secret in ["\"ak\"", "\"sk\"", "\"rt\"", "\"pw\""] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        assert_eq!(shown["clusters"]["c/1"]["auth_user"], "u");
+        let mut sent_back = shown.clone();
+        sent_back["storage_providers"]["minio"]["x"]["endpoint"] = json!("new");
+        restore_hidden(&mut sent_back, &stored);
+        assert_eq!(
+            sent_back["storage_providers"]["minio"]["x"]["secret_key"],
+            "sk"
+        );
+        assert_eq!(
+            sent_back["storage_providers"]["minio"]["x"]["endpoint"],
+            "new"
+        );
+        assert_eq!(
+            sent_back["storage_providers"]["rucio"]["r"]["refresh_token"],
+            "rt"
+        );
+        assert_eq!(sent_back["clusters"]["c/1"]["auth_password"], "pw");
     }
 }
 
