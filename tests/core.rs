@@ -1038,3 +1038,72 @@ fn a_runs_trace_reaches_the_otlp_receiver() {
     let guest = spans.iter().find(|s| s.0 == "guest").unwrap();
     assert_eq!(guest.3, job.2, "the job's run is a child of the job's span");
 }
+
+/// `environment.secrets`: sealed in the stored definition (no value on disk), blank in
+/// answers, listed by name, set through PUT .../secrets without resending the definition, and
+/// seen by the next invocation, after a restart too.
+#[test]
+fn secrets_are_sealed_at_rest_listed_by_name_and_set_in_place() {
+    let dir = TestDir::new();
+    let mut server = Server::start(&dir.data(), &[]);
+    deploy(
+        &server,
+        &guest("sandbox-probe"),
+        json!({"name": "probe", "environment": {"variables": {"V": "plain"}, "secrets": {"S": "first-s3cr3t"}}}),
+    );
+    let env = |server: &Server| text(&run(server, "probe", b64(b"env\n")).2);
+    assert!(env(&server).contains("env S=first-s3cr3t\n"));
+    let secrets_url = server.url("/system/services/probe/secrets");
+    let r = client()
+        .put(&secrets_url)
+        .json(&json!({"S": "second-s3cr3t", "T": "another-s3cr3t"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let shown = env(&server);
+    assert!(
+        shown.contains("env S=second-s3cr3t\n") && shown.contains("env T=another-s3cr3t\n"),
+        "{shown}"
+    );
+    assert!(shown.contains("env V=plain\n"), "{shown}");
+    let names: Value = client().get(&secrets_url).send().unwrap().json().unwrap();
+    assert_eq!(names, json!({"service": "probe", "secrets": ["S", "T"]}));
+    let definition: Value = client()
+        .get(server.url("/system/services/probe"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        definition["environment"]["secrets"],
+        json!({"S": "", "T": ""})
+    );
+    assert!(definition.get("oscar_wasm_sealed_secrets").is_none());
+    // No value anywhere in the data folder's definitions.
+    for entry in std::fs::read_dir(dir.data().join("services")).unwrap() {
+        let stored = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        assert!(!stored.contains("s3cr3t"), "{stored}");
+    }
+    for (body, why) in [
+        (json!({}), "at least one secret"),
+        (json!(["S"]), "JSON object"),
+        (json!({"S": 1}), "text values"),
+        (json!({"A=B": "x"}), "no '='"),
+    ] {
+        let r = client().put(&secrets_url).json(&body).send().unwrap();
+        assert_eq!(r.status(), 400, "{body}");
+        assert!(r.text().unwrap().contains(why), "{body}");
+    }
+    let sealed = client()
+        .post(server.url("/system/services"))
+        .json(
+            &json!({"name": "forged", "module": upload(&server, &guest("sandbox-probe")),
+                      "oscar_wasm_sealed_secrets": "AAAA"}),
+        )
+        .send()
+        .unwrap();
+    assert_eq!(sealed.status(), 400);
+    server.kill();
+    let server = Server::start(&dir.data(), &[]);
+    assert!(env(&server).contains("env S=second-s3cr3t\n"));
+}

@@ -260,8 +260,15 @@ impl App {
             ModuleStore::with_blobs(&data_dir, stores.modules, engine.clone(), metrics.clone())
                 .map_err(io_context("opening the module store"))?,
         );
+        let sealer = open_sealer(args, &data_dir, cluster.is_some())?;
         let registry = Arc::new(
-            restore_services(stores.services, &modules, settings.service_concurrency).await?,
+            restore_services(
+                stores.services,
+                sealer,
+                &modules,
+                settings.service_concurrency,
+            )
+            .await?,
         );
         let packages = crate::packages::Packages::new(stores.packages);
         let invoker = open_invoker(args, &data_dir, &settings, packages.clone(), &metrics)?;
@@ -441,14 +448,38 @@ fn open_data_dir(data_dir: &Path) -> Result<(PathBuf, std::fs::File), StartError
     Ok((data_dir, lock))
 }
 
+/// What seals services' secrets: `--secrets-key-file`, else on one machine the data folder's
+/// own key (made on first start); a cluster member without a shared key seals nothing.
+fn open_sealer(
+    args: &ServeArgs,
+    data_dir: &Path,
+    cluster: bool,
+) -> Result<crate::secrets::Sealer, StartError> {
+    match &args.secrets_key_file {
+        Some(path) => crate::secrets::Sealer::from_file(path).map_err(io_context(format!(
+            "reading the secrets key {}",
+            path.display()
+        ))),
+        None if cluster => {
+            tracing::warn!(
+                "services' secrets are stored unsealed in NATS: give every member the same --secrets-key-file to seal them"
+            );
+            Ok(crate::secrets::Sealer::none())
+        }
+        None => crate::secrets::Sealer::load_or_create(&data_dir.join("secrets.key"))
+            .map_err(io_context("making the secrets key")),
+    }
+}
+
 /// The registry with every stored service; a service whose module cannot be loaded stays
 /// registered and answers 503.
 async fn restore_services(
     store: Box<dyn crate::registry::ServiceStore>,
+    sealer: crate::secrets::Sealer,
     modules: &ModuleStore,
     service_concurrency: usize,
 ) -> Result<Registry, StartError> {
-    let (registry, stored) = Registry::with_store(store)
+    let (registry, stored) = Registry::with_store(store, sealer)
         .await
         .map_err(store_context("opening the service registry"))?;
     for (service, revision) in stored {

@@ -216,6 +216,12 @@ pub struct ServeArgs {
     /// (with KUBECONFIG or the in-cluster service account) when the API server answers.
     #[arg(long, env = "OSCAR_WASM_KUBE_CALLBACK_URL")]
     pub kube_callback_url: Option<String>,
+    /// Key sealing services' secrets at rest (32 bytes, raw or base64; owner-only): every
+    /// member of a cluster must be given the same one. Default on one machine:
+    /// DATA_DIR/secrets.key, made on first start; a cluster member without it stores secrets
+    /// unsealed, with a warning.
+    #[arg(long, env = "OSCAR_WASM_SECRETS_KEY_FILE")]
+    pub secrets_key_file: Option<std::path::PathBuf>,
     /// Namespace of the Jobs.
     #[arg(long, env = "OSCAR_WASM_KUBE_NAMESPACE", default_value = "oscar-svc")]
     pub kube_namespace: String,

@@ -59,6 +59,7 @@ pub mod protocol;
 pub mod quantity;
 pub mod registry;
 pub mod runtimes;
+pub mod secrets;
 pub mod server;
 pub mod service;
 pub mod storage;

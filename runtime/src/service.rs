@@ -241,6 +241,13 @@ impl Service {
             return Err(DefinitionError::NotAnObject);
         };
         crate::oscar_definition::normalize(&mut definition);
+        // Only the registry writes it, into what it stores (sealed secrets).
+        if definition.contains_key(crate::secrets::SEALED_FIELD) {
+            return Err(invalid(
+                crate::secrets::SEALED_FIELD,
+                "is reserved for the server",
+            ));
+        }
         let name = match definition.get("name") {
             Some(Value::String(name)) => name.clone(),
             _ => return Err(DefinitionError::MissingName),

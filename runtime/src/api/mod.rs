@@ -17,6 +17,7 @@ mod packages;
 mod pods;
 pub mod request_span;
 mod run;
+mod secrets;
 mod services;
 mod trigger;
 mod ui;
@@ -66,6 +67,7 @@ pub fn router(app: AppState, max_body: u64) -> Router {
         .merge(cluster::routes())
         .merge(buckets::routes())
         .merge(services::routes())
+        .merge(secrets::routes())
         .merge(modules::routes())
         .merge(packages::routes())
         .merge(jobs::system_routes())

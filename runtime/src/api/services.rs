@@ -120,7 +120,7 @@ async fn get_one(
 }
 
 /// The service `name` when the caller may change it (its owner, or the administrator).
-fn changeable(
+pub(super) fn changeable(
     app: &AppState,
     caller: &Caller,
     name: &str,

@@ -386,7 +386,7 @@ impl Deployer {
                 {
                     return;
                 }
-                let service = match crate::registry::parse(&stored.bytes) {
+                let service = match self.registry.parse(&stored.bytes) {
                     Ok(service) => service,
                     Err(reason) => {
                         tracing::error!(service = %stored.name, %reason, "another server stored a definition this one cannot read; skipped");

@@ -180,6 +180,8 @@ const EVENT_BACKLOG: usize = 1024;
 /// Every service, by name, and which service each token belongs to.
 pub struct Registry {
     store: Box<dyn ServiceStore>,
+    /// Seals definitions' secrets before they are stored, opens them when read.
+    sealer: crate::secrets::Sealer,
     services: RwLock<Tables>,
     events: tokio::sync::broadcast::Sender<ServiceEvent>,
 }
@@ -191,17 +193,6 @@ pub struct Registry {
 struct Tables {
     by_name: BTreeMap<String, Arc<Deployed>>,
     by_token: std::collections::HashMap<[u8; 32], String>,
-}
-
-/// A stored definition's bytes as a validated service.
-pub(crate) fn parse(bytes: &[u8]) -> Result<Service, String> {
-    let value = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
-    Service::from_definition(value).map_err(|e: DefinitionError| e.to_string())
-}
-
-/// A service's definition as stored (secrets included).
-fn encode(service: &Service) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec_pretty(&service.to_json()).map_err(|e| StoreError::Io(io::Error::other(e)))
 }
 
 fn token_digest(token: &[u8]) -> [u8; 32] {
@@ -237,19 +228,28 @@ impl Registry {
     pub async fn open(
         data_dir: &std::path::Path,
     ) -> Result<(Self, Vec<(Service, Revision)>), StoreError> {
-        Self::with_store(Box::new(local::LocalServices::open(data_dir)?)).await
+        let sealer = crate::secrets::Sealer::load_or_create(&data_dir.join("secrets.key"))?;
+        Self::with_store(Box::new(local::LocalServices::open(data_dir)?), sealer).await
     }
 
     /// The registry over `store`, and every stored definition with its revision. Definitions
     /// that no longer validate are reported and skipped, never deleted.
     pub async fn with_store(
         store: Box<dyn ServiceStore>,
+        sealer: crate::secrets::Sealer,
     ) -> Result<(Self, Vec<(Service, Revision)>), StoreError> {
-        let found = store
+        let registry = Self {
+            store,
+            sealer,
+            services: RwLock::default(),
+            events: tokio::sync::broadcast::channel(EVENT_BACKLOG).0,
+        };
+        let found = registry
+            .store
             .load()
             .await?
             .into_iter()
-            .filter_map(|stored| match parse(&stored.bytes) {
+            .filter_map(|stored| match registry.parse(&stored.bytes) {
                 Ok(service) => Some((service, stored.revision)),
                 Err(reason) => {
                     tracing::error!(service = %stored.name, %reason, "skipping unreadable service definition");
@@ -257,14 +257,31 @@ impl Registry {
                 }
             })
             .collect();
-        Ok((
-            Self {
-                store,
-                services: RwLock::default(),
-                events: tokio::sync::broadcast::channel(EVENT_BACKLOG).0,
-            },
-            found,
-        ))
+        Ok((registry, found))
+    }
+
+    /// A stored definition's bytes as a validated service, its secrets opened.
+    pub(crate) fn parse(&self, bytes: &[u8]) -> Result<Service, String> {
+        let mut value: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        if let serde_json::Value::Object(map) = &mut value {
+            let name = map
+                .get("name")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            self.sealer.open(&name, map).map_err(|e| e.to_string())?;
+        }
+        Service::from_definition(value).map_err(|e: DefinitionError| e.to_string())
+    }
+
+    /// A service's definition as stored: its secrets sealed.
+    fn encode(&self, service: &Service) -> Result<Vec<u8>, StoreError> {
+        let mut definition = service.definition.clone();
+        self.sealer
+            .seal(&service.spec.name, &mut definition)
+            .map_err(StoreError::Io)?;
+        serde_json::to_vec_pretty(&definition).map_err(|e| StoreError::Io(io::Error::other(e)))
     }
 
     /// A definition as its store holds it now (see [`ServiceStore::fetch`]).
@@ -328,7 +345,7 @@ impl Registry {
         }
         deployed.revision = self
             .store
-            .create(&name, &encode(&deployed.service)?)
+            .create(&name, &self.encode(&deployed.service)?)
             .await
             .map_err(|e| RegistryError::of(&name, e, RegistryError::Exists))?;
         Ok(self.install(deployed))
@@ -344,7 +361,7 @@ impl Registry {
         let name = deployed.service.spec.name.clone();
         deployed.revision = self
             .store
-            .update(&name, &encode(&deployed.service)?, expected)
+            .update(&name, &self.encode(&deployed.service)?, expected)
             .await
             .map_err(|e| RegistryError::of(&name, e, RegistryError::Conflict))?;
         Ok(self.install(deployed))
