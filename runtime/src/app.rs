@@ -273,19 +273,11 @@ impl App {
         let packages = crate::packages::Packages::new(stores.packages);
         let invoker = open_invoker(args, &data_dir, &settings, packages.clone(), &metrics)?;
         let jobs = Arc::new(open_jobs(args, stores.jobs, stores.queue, &metrics).await?);
-        let storage = Arc::new(open_storage(
-            args,
-            &data_dir,
-            embedded_store,
-            invoker.scratch_root(),
-        )?);
+        let scratch = invoker.scratch_root();
+        let storage = Arc::new(open_storage(args, &data_dir, embedded_store, scratch)?);
         let (bucket_admin, bucket_records) = open_buckets(&storage, &stores.documents).await?;
         let (oidc, store_users) = open_users(args, &stores.documents).await?;
-        let cluster_settings = Arc::new(
-            crate::cluster_settings::ClusterSettings::open_in(stores.documents.clone())
-                .await
-                .map_err(store_context("reading the cluster settings"))?,
-        );
+        let cluster_settings = open_cluster_settings(&stores.documents).await?;
         let kube = kube.map(Arc::new);
         let deployer = open_deployer(
             args,
@@ -446,6 +438,17 @@ fn open_data_dir(data_dir: &Path) -> Result<(PathBuf, std::fs::File), StartError
         .map_err(io_context(format!("resolving {}", data_dir.display())))?;
     let lock = lock_data_dir(&data_dir)?;
     Ok((data_dir, lock))
+}
+
+/// The settings PUT /system/config changes, from the documents store.
+async fn open_cluster_settings(
+    documents: &Arc<dyn crate::documents::DocumentStore>,
+) -> Result<Arc<crate::cluster_settings::ClusterSettings>, StartError> {
+    Ok(Arc::new(
+        crate::cluster_settings::ClusterSettings::open_in(documents.clone())
+            .await
+            .map_err(store_context("reading the cluster settings"))?,
+    ))
 }
 
 /// What seals services' secrets: `--secrets-key-file`, else on one machine the data folder's
