@@ -87,8 +87,10 @@ pub struct ServeArgs {
     /// Invocations of one service running at once (a definition's `max_concurrency` may lower it).
     #[arg(long, env = "OSCAR_WASM_MAX_SERVICE_CONCURRENCY")]
     pub max_service_concurrency: Option<usize>,
-    /// Workers running asynchronous jobs.
-    #[arg(long, env = "OSCAR_WASM_JOB_WORKERS", default_value_t = 2)]
+    /// Workers running asynchronous jobs. They spend most of a job waiting on storage (group
+    /// commits, S3 round trips), so there are more of them than cores; guests still run
+    /// within --max-concurrency.
+    #[arg(long, env = "OSCAR_WASM_JOB_WORKERS", default_value_t = 8)]
     pub job_workers: usize,
     /// Jobs kept per service; the oldest finished ones are removed beyond it.
     #[arg(long, env = "OSCAR_WASM_MAX_JOBS", default_value_t = 1000)]

@@ -4,7 +4,6 @@
 use super::names::ServicePath;
 use super::{ApiError, AppState};
 use crate::access::Caller;
-use crate::app::Services;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -43,6 +42,17 @@ struct ListQuery {
     include: Option<String>,
 }
 
+impl ListQuery {
+    /// Whether `?include=` (a comma-separated list, as OSCAR reads it) names `what`.
+    fn includes(&self, what: &str) -> bool {
+        self.include.as_deref().is_some_and(|include| {
+            include
+                .split(',')
+                .any(|item| item.trim().eq_ignore_ascii_case(what))
+        })
+    }
+}
+
 /// Every definition the caller may see; `?include=` (a comma-separated list, as OSCAR reads
 /// it) adds `deployment` (its summary, as OSCAR) and `stats` (invocations and failures in the
 /// last hour and the last invocation's time, for the dashboard).
@@ -51,14 +61,7 @@ async fn list(
     caller: Caller,
     axum::extract::Query(query): axum::extract::Query<ListQuery>,
 ) -> axum::response::Response {
-    let includes = |what: &str| {
-        query.include.as_deref().is_some_and(|include| {
-            include
-                .split(',')
-                .any(|item| item.trim().eq_ignore_ascii_case(what))
-        })
-    };
-    let (with_deployment, with_stats) = (includes("deployment"), includes("stats"));
+    let (with_deployment, with_stats) = (query.includes("deployment"), query.includes("stats"));
     let visible: Vec<_> = app
         .services
         .registry
@@ -107,11 +110,17 @@ async fn list(
 }
 
 async fn get_one(
-    State(services): State<Services>,
+    State(app): State<AppState>,
     ServicePath(name): ServicePath,
+    axum::extract::Query(query): axum::extract::Query<ListQuery>,
 ) -> Result<axum::response::Response, ApiError> {
     // ServicePath has checked that the caller may see it.
-    let deployed = services.registry.require(&name)?;
+    let deployed = app.services.registry.require(&name)?;
+    if query.includes("deployment") {
+        let mut shown = deployed.service.to_public_json();
+        shown["deployment"] = super::cluster::deployment_summary(&app, &deployed);
+        return Ok(Json(shown).into_response());
+    }
     Ok((
         [(axum::http::header::CONTENT_TYPE, "application/json")],
         deployed.public_json.clone(),

@@ -309,6 +309,20 @@ async fn cluster_routes_answer_in_oscar_shapes_or_say_why_not() {
     let (_, body) = h.call("GET", "/system/services", Body::empty()).await;
     let plain: Value = serde_json::from_slice(&body).unwrap();
     assert!(plain[0].get("deployment").is_none());
+    // One service too, as OSCAR's GET /system/services/{name}?include=deployment.
+    let (_, body) = h
+        .call(
+            "GET",
+            "/system/services/noop?include=deployment",
+            Body::empty(),
+        )
+        .await;
+    let one: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(one["deployment"]["state"], "ready");
+    assert_eq!(one["name"], "noop");
+    let (_, body) = h.call("GET", "/system/services/noop", Body::empty()).await;
+    let plain_one: Value = serde_json::from_slice(&body).unwrap();
+    assert!(plain_one.get("deployment").is_none());
     let (_, body) = h
         .call(
             "GET",
