@@ -87,3 +87,52 @@ with sync_playwright() as p:
     let out = run_python(script, &[&server.base], &server);
     assert!(out.contains("ok open"), "{out}");
 }
+
+/// OSCAR's own dashboard (grycap/oscar-dashboard@bc98e6c, its built bundle vendored in
+/// tests/fixtures/oscar-dashboard, rebuilt by scripts/oscar-dashboard/build.sh) served same-origin
+/// in front of this server, as OSCAR serves it at /ui/, and walked in Chromium by
+/// tests/ui/oscar_dashboard.py: login, the services list, a service's settings, FDL, invoke,
+/// deployment and logs, the buckets and a bucket's files, the other sidebar pages and the info
+/// page, each rendered with no uncaught exception and no console error (the metrics page,
+/// whose API is not offered here, must show its own error state).
+#[test]
+fn oscars_own_dashboard_works_on_every_page() {
+    let python = test_python();
+    let dir = TestDir::new();
+    let server = Server::start(&dir.data(), &["--password", "dash-pw"]);
+    let shots = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"))
+        .join("oscar-dashboard-screenshots");
+    let _ = std::fs::remove_dir_all(&shots);
+    let output = std::process::Command::new(python)
+        .arg(repo_root().join("tests/ui/oscar_dashboard.py"))
+        .arg(&server.base)
+        .arg("dash-pw")
+        .arg(repo_root().join("tests/fixtures/oscar-dashboard"))
+        .arg("--module")
+        .arg(repo_root().join("examples/wasm/dist/uppercase.wasm"))
+        .arg("--shots")
+        .arg(&shots)
+        .output()
+        .expect("python with playwright");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        server.log_text()
+    );
+    for page in [
+        "services",
+        "service settings",
+        "service FDL",
+        "service invoke",
+        "service logs",
+        "buckets",
+        "bucket",
+        "info",
+    ] {
+        assert!(stdout.contains(&format!("ok {page}\n")), "{page}: {stdout}");
+    }
+}

@@ -149,10 +149,11 @@ pub(crate) fn canonical_keys(map: &mut Map<String, Value>, known: &[&str]) {
     }
 }
 
-/// OSCAR upper-cases `log_level` and turns an empty or unknown one into INFO.
+/// OSCAR upper-cases `log_level` and turns an absent, empty or unknown one into INFO (which
+/// it stores: its dashboard's form shows it).
 fn lenient_log_level(definition: &mut Map<String, Value>) {
     let level = match definition.get("log_level") {
-        None | Some(Value::Null) => return,
+        None | Some(Value::Null) => String::new(),
         Some(Value::String(level)) => level.to_ascii_uppercase(),
         Some(_) => return,
     };

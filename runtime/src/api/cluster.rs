@@ -18,6 +18,12 @@ use serde_json::{Value, json};
 pub fn routes() -> Router<AppState> {
     let mut router = Router::new()
         .route("/system/status", get(status))
+        // There are no managed volumes: an empty list (the dashboard's Volumes page lists
+        // them); creating one is refused below.
+        .route(
+            "/system/volumes",
+            get(no_volumes).post(|| not_here(NO_VOLUMES)),
+        )
         .route("/system/logs", get(super::executions::list))
         .route("/system/services/{name}/deployment", get(deployment))
         .route(
@@ -30,15 +36,18 @@ pub fn routes() -> Router<AppState> {
     router
 }
 
+const NO_VOLUMES: &str = "persistent volumes are not supported by oscar-wasm";
+
+/// GET /system/volumes: none.
+async fn no_volumes() -> Json<Value> {
+    Json(json!([]))
+}
+
 /// OSCAR routes that do not apply to this runtime, and why.
 const NOT_HERE: &[(&str, &str)] = &[
     (
         "/system/federation/{name}",
         "federated services are not supported by oscar-wasm",
-    ),
-    (
-        "/system/volumes",
-        "persistent volumes are not supported by oscar-wasm",
     ),
     (
         "/system/volumes/{name}",
@@ -116,10 +125,10 @@ async fn status(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
             "nodes_count": members,
             "metrics": {
                 "cpu": {
-                    "total_free_cores": machine.cores,
-                    "max_free_on_node_cores": machine.cores,
-                    "total_schedulable_cores": machine.cores,
-                    "total_schedulable_on_node_cores": machine.cores,
+                    "total_free_cores": machine.millicores.saturating_sub(machine.load_millicores),
+                    "max_free_on_node_cores": machine.millicores.saturating_sub(machine.load_millicores),
+                    "total_schedulable_cores": machine.millicores,
+                    "total_schedulable_on_node_cores": machine.millicores,
                 },
                 "memory": {
                     "total_free_bytes": machine.available_bytes,
@@ -131,7 +140,10 @@ async fn status(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
             },
             "nodes": [{
                 "name": machine.hostname,
-                "cpu": {"capacity_cores": machine.cores, "usage_cores": machine.load},
+                "cpu": {
+                    "capacity_cores": machine.millicores,
+                    "usage_cores": machine.load_millicores,
+                },
                 "memory": {
                     "capacity_bytes": machine.total_bytes,
                     "usage_bytes": machine.total_bytes.saturating_sub(machine.available_bytes),
@@ -176,9 +188,11 @@ async fn status(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
 /// What this machine has.
 struct Machine {
     hostname: String,
-    cores: u64,
-    /// The one-minute load average, rounded: cores in use, as near as Linux says.
-    load: u64,
+    /// Cores, in millicores: OSCAR fills its `*_cores` fields with Kubernetes' MilliValue()
+    /// (pkg/handlers/status.go), and its dashboard divides them by 1000.
+    millicores: u64,
+    /// The one-minute load average in millicores: cores in use, as near as Linux says.
+    load_millicores: u64,
     total_bytes: u64,
     available_bytes: u64,
 }
@@ -197,11 +211,11 @@ impl Machine {
             hostname: std::fs::read_to_string("/proc/sys/kernel/hostname")
                 .map(|h| h.trim().to_string())
                 .unwrap_or_else(|_| "localhost".into()),
-            cores: std::thread::available_parallelism().map_or(1, |n| n.get() as u64),
-            load: std::fs::read_to_string("/proc/loadavg")
+            millicores: 1000 * std::thread::available_parallelism().map_or(1, |n| n.get() as u64),
+            load_millicores: std::fs::read_to_string("/proc/loadavg")
                 .ok()
                 .and_then(|l| l.split_whitespace().next()?.parse::<f64>().ok())
-                .map_or(0, |l| l.round() as u64),
+                .map_or(0, |l| (l * 1000.0).round() as u64),
             total_bytes: kib("MemTotal:") * 1024,
             available_bytes: kib("MemAvailable:") * 1024,
         }

@@ -430,6 +430,15 @@ async fn every_field_the_dashboard_reads_is_there() {
     }
     let jobs = get("/system/logs/noop?page=").await;
     has(&jobs, "/jobs");
+    // Its Volumes page lists them (none here), its Status page divides CPU by 1000: OSCAR
+    // sends millicores.
+    assert_eq!(get("/system/volumes").await, json!([]));
+    let cores = status["cluster"]["nodes"][0]["cpu"]["capacity_cores"]
+        .as_u64()
+        .unwrap();
+    assert!(cores >= 1000 && cores % 1000 == 0, "{cores}");
+    let service = get("/system/services/noop").await;
+    assert_eq!(service["log_level"], "INFO");
 }
 
 /// GET /system/services/{name}/auth answers whether the caller may use the service: the
