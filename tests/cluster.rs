@@ -741,7 +741,7 @@ fn nats_logins_are_used_and_a_refused_one_stops_the_start_clearly() {
 }
 
 #[test]
-fn settings_and_bucket_records_are_the_clusters() {
+fn settings_bucket_records_and_usage_are_the_clusters() {
     let dir = tempfile::tempdir().unwrap();
     let nats = Nats::start(dir.path());
     nats.wait_ready();
@@ -795,6 +795,38 @@ fn settings_and_bucket_records_are_the_clusters() {
             })
         });
     }
+
+    // Usage accounts: calls on either server are counted by both, each once.
+    deploy(&a, &guest("uppercase"), json!({"name": "counted"}));
+    eventually("b to run the service", || runs_uppercase(&b, "counted"));
+    let usage = |server: &Server| -> Value {
+        client()
+            .get(server.url("/system/metrics/counted?metric=requests-sync-per-service"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    };
+    // runs_uppercase ran it once on b.
+    assert_eq!(run(&a, "counted", b64(b"abc")).0, 200);
+    assert_eq!(run(&a, "counted", b64(b"abcd")).0, 200);
+    for server in [&a, &b] {
+        eventually("both servers to count the three calls", || {
+            usage(server)["value"] == 3.0
+        });
+    }
+    let summary: Value = client()
+        .get(b.url("/system/metrics"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(summary["totals"]["requests_count_sync"], 3, "{summary}");
+    assert_eq!(
+        summary["totals"]["bytes_in"],
+        "hello cluster".len() + 3 + 4,
+        "{summary}"
+    );
 }
 
 /// With an external MinIO and `--storage-minio-admin`, a user's MinIO policy is rewritten by

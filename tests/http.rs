@@ -102,6 +102,20 @@ fn an_http_component_is_served_at_the_exposed_path_with_paths_and_bodies_as_sent
         "{logs}"
     );
 
+    // Its usage is accounted as exposed requests: three, the 8 MiB body in and out, the CPU
+    // its polls used.
+    let usage = eventually_some("the streamed request to be accounted", || {
+        let (_, text) = get(&server, "/system/metrics");
+        let summary: serde_json::Value = serde_json::from_str(&text).unwrap();
+        (summary["totals"]["bytes_out"].as_u64() >= Some(8 << 20)).then_some(summary)
+    });
+    let totals = &usage["totals"];
+    assert_eq!(totals["requests_count_exposed"], 3, "{usage}");
+    assert_eq!(totals["requests_count_total"], 0, "{usage}");
+    assert_eq!(totals["bytes_in"], 8 << 20, "{usage}");
+    assert!(totals["cpu_hours_total"].as_f64().unwrap() > 0.0, "{usage}");
+    assert!(totals["peak_memory_bytes"].as_u64().unwrap() > 0, "{usage}");
+
     // A service that is not an HTTP component has no exposed side.
     deploy(&server, &guest("uppercase"), json!({"name": "files"}));
     let (status, text) = get(&server, "/system/services/files/exposed/");

@@ -152,7 +152,10 @@ fn no_accepted_job_is_lost_to_kill_9() {
 }
 
 /// Jobs are acknowledged in group commits: a crash in the middle of a burst of submissions
-/// loses none that was answered 201, and each runs to its own output.
+/// loses none that was answered 201, and each runs to its own output. A killed process keeps
+/// what it wrote in the kernel's page cache, so this test checks the order of writes and
+/// answers, not the syncs themselves: that an answer waits for a sync covering it is
+/// `group_sync`'s unit tests' and `jobs::local`'s (a power cut needs a VM to test).
 #[test]
 fn kill_9_in_a_burst_of_submissions_loses_no_acknowledged_job() {
     let dir = TestDir::new();

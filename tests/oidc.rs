@@ -577,3 +577,165 @@ fn a_services_vo_holds_its_users_to_its_members() {
     );
     assert_eq!(status["oscar"]["ready"], true);
 }
+
+/// OSCAR's /system/metrics from exact meters: each invocation is accounted to the user who
+/// called (or the service's owner), per service and channel, with its CPU time, bytes and
+/// memory; users see only the services they may use; the accounts survive `kill -9` once
+/// saved, and Prometheus counts the same.
+#[test]
+fn usage_is_accounted_exactly_per_user_and_service_and_kept() {
+    let idp = Idp::start();
+    for sub in ["alice-sub", "bob-sub"] {
+        idp.user(sub, json!({"group_membership": [format!("/{GROUP}")]}));
+    }
+    let (alice, bob) = (
+        idp.token("alice-sub", json!({})),
+        idp.token("bob-sub", json!({})),
+    );
+    let dir = TestDir::new();
+    let mut server = server_for(&idp, &dir);
+    let c = client();
+    for (token, name) in [(&alice, "meter-a"), (&bob, "meter-b")] {
+        let (status, text) = with(
+            token,
+            c.post(server.url("/system/modules"))
+                .body(guest("uppercase")),
+        );
+        assert!(status == 200 || status == 201, "{text}");
+        let digest = serde_json::from_str::<Value>(&text).unwrap()["digest"].clone();
+        let (status, text) = with(
+            token,
+            c.post(server.url("/system/services"))
+                .json(&json!({"name": name, "module": digest})),
+        );
+        assert_eq!(status, 201, "{text}");
+    }
+    let input = b64(&[b'x'; 1000]);
+    // Alice twice and the administrator once on Alice's service (accounted to its owner);
+    // Bob once, and once as a job.
+    for _ in 0..2 {
+        let (status, text) = with(
+            &alice,
+            c.post(server.url("/run/meter-a")).body(input.clone()),
+        );
+        assert_eq!(status, 200, "{text}");
+    }
+    let (status, text) = as_admin(c.post(server.url("/run/meter-a")).body(input.clone()));
+    assert_eq!(status, 200, "{text}");
+    let (status, text) = with(&bob, c.post(server.url("/run/meter-b")).body(input.clone()));
+    assert_eq!(status, 200, "{text}");
+    let (status, text) = with(&bob, c.post(server.url("/job/meter-b")).body(input.clone()));
+    assert_eq!(status, 201, "{text}");
+    let summary = |token: Option<&str>| -> Value {
+        let request = c.get(server.url("/system/metrics"));
+        let (status, text) = match token {
+            Some(token) => with(token, request),
+            None => as_admin(request),
+        };
+        assert_eq!(status, 200, "{text}");
+        serde_json::from_str(&text).unwrap()
+    };
+    let all = eventually_some("the job to be accounted", || {
+        let s = summary(None);
+        (s["totals"]["requests_count_async"] == 1).then_some(s)
+    });
+    let totals = &all["totals"];
+    assert_eq!(totals["requests_count_sync"], 4, "{all}");
+    assert_eq!(totals["requests_count_total"], 5, "{all}");
+    assert_eq!(totals["requests_count_exposed"], 0, "{all}");
+    assert_eq!(totals["services_count_total"], 2, "{all}");
+    assert_eq!(totals["users"], json!(["alice-sub", "bob-sub"]), "{all}");
+    assert_eq!(totals["bytes_in"], 5000, "{all}");
+    assert_eq!(totals["bytes_out"], 5000, "{all}");
+    assert!(totals["cpu_hours_total"].as_f64().unwrap() > 0.0, "{all}");
+    assert!(
+        totals["peak_memory_bytes"].as_u64().unwrap() >= 65536,
+        "{all}"
+    );
+    assert!(
+        all["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["name"] == "usage-meters")
+    );
+
+    // Alice sees her service's figures only, and not Bob's service.
+    let mine = summary(Some(&alice));
+    assert_eq!(mine["totals"]["requests_count_sync"], 3, "{mine}");
+    assert_eq!(mine["totals"]["users"], json!(["alice-sub"]), "{mine}");
+    let (status, _) = with(&alice, c.get(server.url("/system/metrics/meter-b")));
+    assert_eq!(status, 403);
+    let (status, text) = with(
+        &alice,
+        c.get(server.url("/system/metrics/meter-a?metric=bytes-in")),
+    );
+    assert_eq!(status, 200, "{text}");
+    let value: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(value["value"], 3000.0, "{value}");
+    assert_eq!(value["unit"], "bytes");
+    let (status, text) = with(
+        &alice,
+        c.get(server.url("/system/metrics/meter-a?metric=nonsense")),
+    );
+    assert_eq!(status, 400, "{text}");
+    let (status, text) = as_admin(c.get(server.url("/system/metrics?start=yesterday")));
+    assert_eq!(status, 400, "{text}");
+
+    // By user and by service, as JSON and CSV.
+    let (status, text) = as_admin(c.get(server.url("/system/metrics/breakdown?group_by=user")));
+    assert_eq!(status, 200, "{text}");
+    let by_user: Value = serde_json::from_str(&text).unwrap();
+    let count = |key: &str| {
+        by_user["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["key"] == key)
+            .map(|i| i["executions_count"].clone())
+    };
+    assert_eq!(count("alice-sub"), Some(json!(3)), "{by_user}");
+    assert_eq!(count("bob-sub"), Some(json!(2)), "{by_user}");
+    let (status, csv) =
+        as_admin(c.get(server.url("/system/metrics/breakdown?group_by=service&format=csv")));
+    assert_eq!(status, 200, "{csv}");
+    assert!(csv.contains("\nmeter-a,,3,3,0,0,1,\n"), "{csv}");
+    assert!(csv.contains("\nmeter-b,,2,1,1,0,1,\n"), "{csv}");
+    let (status, _) = as_admin(c.get(server.url("/system/metrics/breakdown")));
+    assert_eq!(status, 400, "group_by is required");
+
+    // Prometheus counts the same.
+    let text = as_admin(c.get(server.url("/metrics"))).1;
+    assert!(
+        text.contains(r#"oscar_wasm_invocation_bytes_total{channel="sync",direction="in",service="meter-a"} 3000"#),
+        "{text}"
+    );
+    assert!(text.contains("oscar_wasm_cpu_seconds_total{"), "{text}");
+
+    // Saved within seconds: once on disk, a kill -9 loses nothing of it.
+    let saved = || -> u64 {
+        std::fs::read_dir(dir.data().join("usage"))
+            .unwrap()
+            .filter_map(|e| std::fs::read(e.unwrap().path()).ok())
+            .filter_map(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
+            .flat_map(|doc| doc["rows"].as_array().cloned().unwrap_or_default())
+            .map(|row| row["n"].as_u64().unwrap())
+            .sum()
+    };
+    eventually("the accounts to be saved", || saved() == 5);
+    // A job whose end is not yet recorded runs again after a crash, and that second run is
+    // rightly accounted too: the kill waits for the job's end.
+    eventually("the job to be recorded as finished", || {
+        let text = as_admin(c.get(server.url("/system/logs/meter-b"))).1;
+        let logs: Value = serde_json::from_str(&text).unwrap();
+        logs["jobs"].as_object().is_some_and(|jobs| {
+            !jobs.is_empty() && jobs.values().all(|j| j["status"] == "Succeeded")
+        })
+    });
+    server.kill();
+    let server = server_for(&idp, &dir);
+    let again = as_admin(c.get(server.url("/system/metrics"))).1;
+    let again: Value = serde_json::from_str(&again).unwrap();
+    assert_eq!(again["totals"]["requests_count_total"], 5, "{again}");
+    assert_eq!(again["totals"]["bytes_in"], 5000, "{again}");
+}

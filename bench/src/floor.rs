@@ -112,7 +112,8 @@ async fn one(app: &Arc<App>, body: &[u8]) -> Option<Vec<u8>> {
     let input = faas::decode_body(body).ok()?;
     static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let request = oscar_wasm::executor::invocation::Request::sync(format!("bench-{call}"));
+    let request =
+        oscar_wasm::executor::invocation::Request::sync(format!("bench-{call}"), String::new());
     let done = app
         .invocations
         .executor

@@ -145,6 +145,8 @@ pub struct Operations {
     pub pollers: Arc<dyn crate::storage::poller_states::PollerStates>,
     /// Where the settings, bucket records and users' keys are kept.
     pub documents: Arc<dyn crate::documents::DocumentStore>,
+    /// The usage accounts of /system/metrics.
+    pub usage: Arc<crate::usage::Accounting>,
 }
 
 macro_rules! part_of_app {
@@ -297,7 +299,8 @@ impl App {
                 packages: packages.clone(),
             },
         );
-        let executor = open_executor(args, &settings, invoker, kube.clone(), metrics.clone());
+        let usage = open_usage(args, &data_dir, cluster.as_ref()).await?;
+        let executor = open_executor(args, &settings, invoker, kube.clone(), &metrics, &usage);
         let minio_users = open_minio_users(args, &storage)?;
         Ok(Arc::new(Self {
             services: Services {
@@ -332,6 +335,7 @@ impl App {
                 data_dir,
                 pollers: stores.pollers,
                 documents: stores.documents,
+                usage,
             },
             _data_lock: data_lock,
         }))
@@ -344,7 +348,8 @@ fn open_executor(
     settings: &Settings,
     invoker: Invoker,
     kube: Option<Arc<crate::kube::Kube>>,
-    metrics: Arc<Metrics>,
+    metrics: &Arc<Metrics>,
+    usage: &Arc<crate::usage::Accounting>,
 ) -> Executor {
     let mut backends: Vec<Arc<dyn crate::executor::backend::Backend>> = vec![Arc::new(invoker)];
     if let Some(kube) = kube {
@@ -362,6 +367,7 @@ fn open_executor(
             max_log_bytes: usize::try_from(args.max_log).unwrap_or(usize::MAX),
         },
         metrics.clone(),
+        usage.clone(),
     );
     Executor::new(
         backends,
@@ -370,8 +376,32 @@ fn open_executor(
             max_concurrency: args.max_concurrency,
             max_queue: args.max_queue,
         },
-        metrics,
+        metrics.clone(),
+        usage.clone(),
     )
+}
+
+/// The usage accounts: files in the data folder, or the cluster's bucket.
+async fn open_usage(
+    args: &ServeArgs,
+    data_dir: &Path,
+    cluster: Option<&crate::cluster::Cluster>,
+) -> Result<Arc<crate::usage::Accounting>, StartError> {
+    let retention = std::time::Duration::from_secs(u64::from(args.usage_retention_days) * 86_400);
+    let store: Arc<dyn crate::usage::store::UsageStore> = match cluster {
+        Some(cluster) => Arc::new(
+            crate::cluster::usage::NatsUsage::open(cluster, retention)
+                .await
+                .map_err(|e| StartError::Config(format!("opening the usage accounts: {e}")))?,
+        ),
+        None => Arc::new(
+            crate::usage::store::LocalUsage::open(data_dir)
+                .map_err(io_context("opening the usage accounts"))?,
+        ),
+    };
+    crate::usage::Accounting::open(store, retention)
+        .await
+        .map_err(store_context("loading the usage accounts"))
 }
 
 /// The wasm engine, sized by the flags.

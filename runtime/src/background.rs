@@ -6,6 +6,7 @@ use crate::app::App;
 use crate::pipeline::job_worker::{self as worker, WorkerParts};
 use crate::pipeline::poller::{self, PollerParts};
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -93,9 +94,7 @@ impl Background {
             stopped.clone(),
         );
         // The poller runs on one server of a cluster at a time: the lease holder's.
-        let lead = Arc::new(std::sync::atomic::AtomicBool::new(
-            app.operations.cluster.is_none(),
-        ));
+        let lead = Arc::new(AtomicBool::new(app.operations.cluster.is_none()));
         if let Some(cluster) = &app.operations.cluster {
             tasks.push(tokio::spawn(crate::cluster::lease::hold(
                 cluster.clone(),
@@ -109,6 +108,10 @@ impl Background {
                 stopped.clone(),
             )));
         }
+        // The usage accounts, saved as they change, and other servers' taken in.
+        tasks.push(tokio::spawn(
+            app.operations.usage.clone().keep(stopped.clone()),
+        ));
         // Other servers' changes to services and job records, when they are shared.
         if let Some(changes) = app.services.registry.follow() {
             let deployer = app.services.deployer.clone();
@@ -153,12 +156,10 @@ impl Background {
             },
             stopped.clone(),
         )));
-        {
-            let (deployer, stopped) = (app.services.deployer.clone(), stopped.clone());
-            tasks.push(tokio::spawn(async move {
-                deployer.follow_removals(stopped).await
-            }));
-        }
+        let (deployer, removals_stop) = (app.services.deployer.clone(), stopped.clone());
+        tasks.push(tokio::spawn(async move {
+            deployer.follow_removals(removals_stop).await
+        }));
         if let Some(sync) = app.minio_sync() {
             tasks.push(tokio::spawn(crate::minio_sync::keep_policies(
                 sync,

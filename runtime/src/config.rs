@@ -101,6 +101,10 @@ pub struct ServeArgs {
     /// Failed synchronous invocations whose logs are kept per service.
     #[arg(long, env = "OSCAR_WASM_MAX_FAILED_RUNS", default_value_t = 20)]
     pub max_failed_runs: usize,
+    /// Days of usage accounts kept for /system/metrics (minute resolution for the last two
+    /// days, hour resolution before).
+    #[arg(long, env = "OSCAR_WASM_USAGE_RETENTION_DAYS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=3660))]
+    pub usage_retention_days: u32,
     /// Let service definitions name storage endpoints on this machine or its link-local network
     /// (loopback, localhost, 169.254.0.0/16, fe80::/10); refused by default, so that a
     /// definition cannot make the server reach services only it can reach.

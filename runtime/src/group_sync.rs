@@ -31,8 +31,11 @@ struct State {
     running: bool,
     /// Writers waiting for a sync to finish.
     waiting: usize,
-    /// The number of the last sync that failed, and why.
-    failed: Option<(u64, String)>,
+    /// The number of the last sync that succeeded: a writer is covered by any sync started
+    /// after its call, not only the first one.
+    succeeded: u64,
+    /// Why the last sync that failed failed.
+    failed: Option<String>,
 }
 
 impl GroupSync {
@@ -59,12 +62,13 @@ impl GroupSync {
         let needed = state.started + 1;
         loop {
             if state.finished >= needed {
-                return match &state.failed {
-                    Some((number, why)) if *number >= needed => Err(io::Error::other(format!(
-                        "the data could not be synced to disk: {why}"
-                    ))),
-                    _ => Ok(()),
-                };
+                if state.succeeded >= needed {
+                    return Ok(());
+                }
+                let why = state.failed.as_deref().unwrap_or("unknown");
+                return Err(io::Error::other(format!(
+                    "the data could not be synced to disk: {why}"
+                )));
             }
             if state.running {
                 state.waiting += 1;
@@ -80,8 +84,9 @@ impl GroupSync {
             state = self.lock();
             state.running = false;
             state.finished = number;
-            if let Err(e) = result {
-                state.failed = Some((number, e.to_string()));
+            match result {
+                Ok(()) => state.succeeded = number,
+                Err(e) => state.failed = Some(e.to_string()),
             }
             self.done.notify_all();
         }
@@ -143,6 +148,31 @@ mod tests {
             assert!(error.to_string().contains("disk gone"), "{error}");
         }
         assert_eq!(group.lock().started, 2);
+    }
+
+    #[test]
+    fn a_later_failure_does_not_undo_a_sync_that_covered_the_writer() {
+        let group = Arc::new(GroupSync::with(|| Err(io::Error::other("not called"))));
+        // Sync 1 runs: this writer needs sync 2.
+        group.lock().started = 1;
+        group.lock().running = true;
+        let writer = std::thread::spawn({
+            let group = group.clone();
+            move || group.sync()
+        });
+        while group.lock().waiting < 1 {
+            std::thread::yield_now();
+        }
+        // Before it wakes, sync 2 succeeds and sync 3 (another writer's) fails.
+        let mut state = group.lock();
+        state.running = false;
+        state.started = 3;
+        state.finished = 3;
+        state.succeeded = 2;
+        state.failed = Some("disk gone".into());
+        group.done.notify_all();
+        drop(state);
+        writer.join().unwrap().unwrap();
     }
 
     #[test]

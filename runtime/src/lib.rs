@@ -65,4 +65,5 @@ pub mod service;
 pub mod storage;
 pub mod stores;
 pub mod telemetry;
+pub mod usage;
 pub mod wasm;

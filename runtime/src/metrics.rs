@@ -28,6 +28,12 @@ pub struct Metrics {
     /// Lookups of a runnable module, by where it was found: `memory`, `artifact` (the on-disk
     /// compiled cache), `compiled` (compiled again).
     pub module_cache: IntCounterVec,
+    /// CPU seconds guests used, by service and channel (`sync`, `async`, `exposed`).
+    pub cpu_seconds: prometheus::CounterVec,
+    /// Bytes into and out of invocations, by service, channel and direction (`in`, `out`).
+    pub bytes: IntCounterVec,
+    /// Guests' peak linear memory, by service, in bytes.
+    pub peak_memory: HistogramVec,
     /// Each service's invocations and failures per minute over the last hour, and its last.
     recent: std::sync::Mutex<std::collections::HashMap<String, Recent>>,
 }
@@ -149,8 +155,12 @@ impl Metrics {
             &["result"],
         )
         .expect("metric");
+        let (cpu_seconds, bytes, peak_memory) = usage_metrics();
         for collector in [
             Box::new(invocations.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(cpu_seconds.clone()),
+            Box::new(bytes.clone()),
+            Box::new(peak_memory.clone()),
             Box::new(duration.clone()),
             Box::new(running.clone()),
             Box::new(waiting.clone()),
@@ -171,6 +181,9 @@ impl Metrics {
             jobs,
             compile_seconds,
             module_cache,
+            cpu_seconds,
+            bytes,
+            peak_memory,
             recent: Default::default(),
         }
     }
@@ -209,6 +222,24 @@ impl Metrics {
         }
     }
 
+    /// Counts what a finished invocation used (see [`crate::usage::meters::Meters`]).
+    pub fn metered(&self, service: &str, channel: &str, meters: &crate::usage::meters::Meters) {
+        self.cpu_seconds
+            .with_label_values(&[service, channel])
+            .inc_by(meters.cpu.as_secs_f64());
+        self.bytes
+            .with_label_values(&[service, channel, "in"])
+            .inc_by(meters.bytes_in);
+        self.bytes
+            .with_label_values(&[service, channel, "out"])
+            .inc_by(meters.bytes_out);
+        if meters.peak_memory > 0 {
+            self.peak_memory
+                .with_label_values(&[service])
+                .observe(meters.peak_memory as f64);
+        }
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = Vec::new();
@@ -216,6 +247,36 @@ impl Metrics {
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         String::from_utf8_lossy(&out).into_owned()
     }
+}
+
+/// The counters of what guests used (see [`Metrics::metered`]).
+fn usage_metrics() -> (prometheus::CounterVec, IntCounterVec, HistogramVec) {
+    let cpu_seconds = prometheus::CounterVec::new(
+        Opts::new(
+            "oscar_wasm_cpu_seconds_total",
+            "CPU seconds guests used, by service and channel",
+        ),
+        &["service", "channel"],
+    )
+    .expect("metric");
+    let bytes = IntCounterVec::new(
+        Opts::new(
+            "oscar_wasm_invocation_bytes_total",
+            "Bytes into and out of invocations, by service, channel and direction",
+        ),
+        &["service", "channel", "direction"],
+    )
+    .expect("metric");
+    let peak_memory = HistogramVec::new(
+        HistogramOpts::new(
+            "oscar_wasm_peak_memory_bytes",
+            "Guests' peak linear memory, by service",
+        )
+        .buckets(prometheus::exponential_buckets(65536.0, 4.0, 10).expect("buckets")),
+        &["service"],
+    )
+    .expect("metric");
+    (cpu_seconds, bytes, peak_memory)
 }
 
 #[cfg(test)]

@@ -102,9 +102,11 @@ impl Sealer {
         else {
             return Ok(());
         };
+        // Any value but null or "" is a secret, numbers and booleans included (a YAML
+        // definition's `PIN: 1234` arrives as a number).
         if secrets
             .values()
-            .all(|v| v.as_str().is_none_or(str::is_empty))
+            .all(|v| v.is_null() || v.as_str() == Some(""))
         {
             return Ok(());
         }
@@ -209,6 +211,19 @@ mod tests {
             Sealer::none().open("svc", &mut stored.clone()),
             Err(SealError::NoKey)
         ));
+    }
+
+    #[test]
+    fn numbers_and_booleans_are_sealed_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let sealer = Sealer::load_or_create(&dir.path().join("k")).unwrap();
+        let given = json!({"name": "svc", "environment": {"secrets": {"PIN": 987654, "ON": true}}});
+        let mut stored = given.as_object().unwrap().clone();
+        sealer.seal("svc", &mut stored).unwrap();
+        let text = serde_json::to_string(&stored).unwrap();
+        assert!(!text.contains("987654") && !text.contains("true"), "{text}");
+        sealer.open("svc", &mut stored).unwrap();
+        assert_eq!(Value::Object(stored), given);
     }
 
     #[test]

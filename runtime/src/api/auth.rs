@@ -166,14 +166,16 @@ impl axum::extract::FromRequestParts<AppState> for Caller {
 }
 
 /// Checks an invocation of `name`: the administrator, the service's token, or an OIDC user
-/// the service is open to (OSCAR's hasPermission); the refusal to send otherwise.
+/// the service is open to (OSCAR's hasPermission); the refusal to send otherwise. Allowed, it
+/// answers the OIDC user's subject when one called (whom the invocation is accounted to), else
+/// an empty string (the service's owner is).
 pub async fn authorize_invocation(
     app: &AppState,
     name: &str,
     headers: &HeaderMap,
-) -> Result<(), Response> {
+) -> Result<String, Response> {
     if app.users.admin.is_open() && !app.users.oidc.enabled() {
-        return Ok(());
+        return Ok(String::new());
     }
     let deployed = app.services.registry.get(name);
     let token = deployed.as_ref().map(|d| d.service.spec.token.as_str());
@@ -195,10 +197,11 @@ pub async fn authorize_invocation(
         && owner.is_none()
     {
         let caller = oidc_user(app, bearer).await?;
+        let sub = caller.user().map(|u| u.sub.clone()).unwrap_or_default();
         return match deployed {
             // An unknown service: the handler answers 404.
-            None => Ok(()),
-            Some(d) if caller.may_use(&d.service.definition) => Ok(()),
+            None => Ok(sub),
+            Some(d) if caller.may_use(&d.service.definition) => Ok(sub),
             Some(_) => Err((
                 StatusCode::FORBIDDEN,
                 format!("{} may not use the service {name}\n", caller.describe()),
@@ -207,20 +210,21 @@ pub async fn authorize_invocation(
         };
     }
     if app.users.admin.is_open() {
-        return Ok(());
+        return Ok(String::new());
     }
     let owner_token = owner.as_ref().map(|d| d.service.spec.token.as_str());
     match auth::invoke(&app.users.admin, &presented, token, owner_token.into_iter()) {
-        Decision::Allow => Ok(()),
+        Decision::Allow => Ok(String::new()),
         // A token of another service asking for one that does not exist: say it does not.
-        Decision::Forbidden if deployed.is_none() => Ok(()),
+        Decision::Forbidden if deployed.is_none() => Ok(String::new()),
         refused => Err(refusal(refused)),
     }
 }
 
-/// The service of an invocation (/run, /job), once its caller is allowed: an extractor that
-/// runs before the body is read, so that nobody without credentials gets a body read.
-pub struct Invocation(pub std::sync::Arc<crate::registry::Deployed>);
+/// The service of an invocation (/run, /job), once its caller is allowed, and the OIDC subject
+/// that called (empty otherwise): an extractor that runs before the body is read, so that
+/// nobody without credentials gets a body read.
+pub struct Invocation(pub std::sync::Arc<crate::registry::Deployed>, pub String);
 
 impl axum::extract::FromRequestParts<AppState> for Invocation {
     type Rejection = Response;
@@ -235,25 +239,27 @@ impl axum::extract::FromRequestParts<AppState> for Invocation {
                 .map_err(IntoResponse::into_response)?;
         invocation_target(app, &name, &parts.headers)
             .await
-            .map(Invocation)
+            .map(|(deployed, user)| Invocation(deployed, user))
             .map_err(|answer| *answer)
     }
 }
 
-/// The service an invocation (/run, /job) names, once the caller may invoke it; otherwise the
-/// answer to send (401/403, or 404 for an unknown service).
+/// The service an invocation (/run, /job) names and the OIDC subject that called, once the
+/// caller may invoke it; otherwise the answer to send (401/403, or 404 for an unknown
+/// service).
 pub async fn invocation_target(
     app: &AppState,
     name: &str,
     headers: &HeaderMap,
-) -> Result<std::sync::Arc<crate::registry::Deployed>, Box<Response>> {
-    authorize_invocation(app, name, headers)
+) -> Result<(std::sync::Arc<crate::registry::Deployed>, String), Box<Response>> {
+    let user = authorize_invocation(app, name, headers)
         .await
         .map_err(Box::new)?;
-    app.services.registry.get(name).ok_or_else(|| {
+    let deployed = app.services.registry.get(name).ok_or_else(|| {
         Box::new(
             super::ApiError::from(crate::registry::RegistryError::NotFound(name.to_string()))
                 .into_response(),
         )
-    })
+    })?;
+    Ok((deployed, user))
 }

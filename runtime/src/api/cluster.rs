@@ -2,7 +2,7 @@
 //! this server, in OSCAR's StatusInfo shape), the execution log (`GET /system/logs`), a
 //! service's deployment status and logs; and 501 with a message saying why, never a bare 404,
 //! for the routes that have no meaning here (federation, volumes, quotas, exposed services'
-//! lifecycle, OSCAR's metrics API).
+//! lifecycle).
 
 use super::names::ServicePath;
 use super::{ApiError, AppState};
@@ -72,18 +72,6 @@ const NOT_HERE: &[(&str, &str)] = &[
     (
         "/system/services/{name}/restart",
         "restart is not offered: an exposed wasm service keeps no replicas (each request gets a fresh instance), and an image service's Deployment follows its definition (update the service)",
-    ),
-    (
-        "/system/metrics",
-        "OSCAR's metrics API is not offered; GET /metrics serves Prometheus metrics",
-    ),
-    (
-        "/system/metrics/breakdown",
-        "OSCAR's metrics API is not offered; GET /metrics serves Prometheus metrics",
-    ),
-    (
-        "/system/metrics/{name}",
-        "OSCAR's metrics API is not offered; GET /metrics serves Prometheus metrics",
     ),
 ];
 

@@ -47,9 +47,11 @@ async fn exposed(State(app): State<AppState>, request: Request) -> Result<Respon
         .ok_or_else(|| ApiError::NotFound(format!("service {name:?} not found")))?;
     let expose = deployed.service.spec.expose.unwrap_or_default();
     let (mut parts, body) = request.into_parts();
+    let mut user = String::new();
     if expose.set_auth {
-        if let Err(refused) = super::auth::authorize_invocation(&app, name, &parts.headers).await {
-            return Ok(refused);
+        match super::auth::authorize_invocation(&app, name, &parts.headers).await {
+            Ok(sub) => user = sub,
+            Err(refused) => return Ok(refused),
         }
         parts.headers.remove(header::AUTHORIZATION);
     }
@@ -99,6 +101,7 @@ async fn exposed(State(app): State<AppState>, request: Request) -> Result<Respon
             deployed,
             axum::http::Request::from_parts(parts, body),
             request_id,
+            user,
         )
         .await?;
     Ok(response.map(axum::body::Body::new).into_response())

@@ -34,7 +34,7 @@ pub fn system_routes() -> Router<AppState> {
 async fn submit(
     State(app): State<AppState>,
     Path(name): Path<String>,
-    super::auth::Invocation(deployed): super::auth::Invocation,
+    super::auth::Invocation(deployed, user): super::auth::Invocation,
     super::body::Body(body): super::body::Body,
 ) -> Result<Response, ApiError> {
     // An HTTP service has no file-processing side: say so now, not when the job runs.
@@ -52,7 +52,12 @@ async fn submit(
         super::trigger::Body::Event(found) => JobInput::Event(found.0),
         super::trigger::Body::Plain(input) => JobInput::Body(input),
     };
-    let record = app.services.deployer.submit_job(&name, input).await?;
+    let user = (!user.is_empty()).then_some(user);
+    let record = app
+        .services
+        .deployer
+        .submit_job_for(&name, input, user)
+        .await?;
     tracing::info!(service = %name, job = %record.name, "job accepted");
     Ok(job_created(&record.name, &name))
 }

@@ -21,6 +21,7 @@ mod secrets;
 mod services;
 mod trigger;
 mod ui;
+mod usage;
 
 #[cfg(test)]
 mod tests;
@@ -71,6 +72,7 @@ pub fn router(app: AppState, max_body: u64) -> Router {
         .merge(modules::routes())
         .merge(packages::routes())
         .merge(jobs::system_routes())
+        .merge(usage::routes())
         .route("/metrics", get(metrics))
         .route_layer(axum::middleware::from_fn_with_state(
             app.clone(),

@@ -26,7 +26,7 @@ pub fn routes() -> Router<AppState> {
 async fn run(
     State(app): State<AppState>,
     Path(name): Path<String>,
-    Invocation(deployed): Invocation,
+    Invocation(deployed, user): Invocation,
     Extension(RequestId(request_id)): Extension<RequestId>,
     Body(body): Body,
 ) -> Result<Response, ApiError> {
@@ -60,7 +60,7 @@ async fn run(
     let service = deployed.clone();
     let spec = &service.service.spec;
     let started = crate::clock::now_ms();
-    let request = Request::sync(request_id);
+    let request = Request::sync(request_id, user);
     let settled = crate::pipeline::invoke(
         &*app.invocations.executor,
         &app.buckets.storage,

@@ -72,15 +72,22 @@ async fn set(
         }
     }
     let mut definition = deployed.service.definition.clone();
+    // A null environment or secrets (as a YAML definition's empty key reads) is none yet.
     let environment = definition
         .entry("environment")
         .or_insert_with(|| json!({"variables": {}, "secrets": {}}));
+    if environment.is_null() {
+        *environment = json!({"variables": {}, "secrets": {}});
+    }
     let Some(environment) = environment.as_object_mut() else {
         return Err(bad("the service's environment is not an object"));
     };
     let stored = environment
         .entry("secrets")
         .or_insert_with(|| Value::Object(Map::new()));
+    if stored.is_null() {
+        *stored = Value::Object(Map::new());
+    }
     let Some(stored) = stored.as_object_mut() else {
         return Err(bad("the service's environment.secrets is not an object"));
     };

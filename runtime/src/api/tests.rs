@@ -263,6 +263,26 @@ async fn oscar_clients_shapes_trailing_slashes_and_blank_secrets() {
 }
 
 #[tokio::test]
+async fn secrets_are_set_on_a_service_whose_environment_is_null() {
+    let h = harness(&[]).await;
+    let (_, body) = h.call("POST", "/system/modules", noop_module()).await;
+    let digest = serde_json::from_slice::<Value>(&body).unwrap()["digest"].clone();
+    for (name, environment) in [("n1", json!(null)), ("n2", json!({"secrets": null}))] {
+        let definition = json!({"name": name, "module": digest, "environment": environment});
+        let (status, body) = h
+            .call("POST", "/system/services", definition.to_string())
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body:?}");
+        let path = format!("/system/services/{name}/secrets");
+        let (status, body) = h.call("PUT", &path, r#"{"K": "v"}"#).await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{body:?}");
+        let (_, body) = h.call("GET", &path, Body::empty()).await;
+        let listed: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(listed["secrets"], json!(["K"]), "{listed}");
+    }
+}
+
+#[tokio::test]
 async fn cluster_routes_answer_in_oscar_shapes_or_say_why_not() {
     let h = harness(&[]).await;
     deploy_noop(&h, "noop").await;
@@ -347,12 +367,59 @@ async fn cluster_routes_answer_in_oscar_shapes_or_say_why_not() {
         ("POST", "/system/volumes"),
         ("GET", "/system/quotas/user"),
         ("POST", "/system/services/noop/restart"),
-        ("GET", "/system/metrics/breakdown"),
     ] {
         let (status, body) = h.call(method, uri, Body::empty()).await;
         assert_eq!(status, StatusCode::NOT_IMPLEMENTED, "{method} {uri}");
         assert!(String::from_utf8_lossy(&body).contains("not"), "{uri}");
     }
+}
+
+/// OSCAR's metrics routes answer from the usage accounts: two calls counted on the service,
+/// their input bytes exact, the shapes the dashboard reads present.
+#[tokio::test]
+async fn metrics_routes_count_calls_in_oscar_shapes() {
+    let h = harness(&[]).await;
+    deploy_noop(&h, "noop").await;
+    for _ in 0..2 {
+        // "aGk=" is "hi": two bytes in.
+        assert_eq!(h.call("POST", "/run/noop", "aGk=").await.0, StatusCode::OK);
+    }
+    let json = |body: Vec<u8>| serde_json::from_slice::<Value>(&body).unwrap();
+    let (status, body) = h.call("GET", "/system/metrics", Body::empty()).await;
+    assert_eq!(status, StatusCode::OK);
+    let summary = json(body);
+    assert_eq!(summary["totals"]["requests_count_sync"], 2, "{summary}");
+    assert_eq!(summary["totals"]["services_count_active"], 1, "{summary}");
+    assert_eq!(summary["totals"]["bytes_in"], 4, "{summary}");
+    assert!(summary["totals"]["countries"].is_array());
+    let (status, body) = h
+        .call(
+            "GET",
+            "/system/metrics/breakdown?group_by=service&include_users=true",
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let breakdown = json(body);
+    assert_eq!(breakdown["items"][0]["key"], "noop", "{breakdown}");
+    assert_eq!(breakdown["items"][0]["requests_count_sync"], 2);
+    assert_eq!(breakdown["items"][0]["users"], json!(["cluster_admin"]));
+    let (status, body) = h.call("GET", "/system/metrics/noop", Body::empty()).await;
+    assert_eq!(status, StatusCode::OK);
+    let all = json(body);
+    assert_eq!(all["service_name"], "noop");
+    assert_eq!(all["metrics"][2]["metric"], "requests-sync-per-service");
+    assert_eq!(all["metrics"][2]["value"], 2.0);
+    // A range before the calls holds none of them.
+    let (status, body) = h
+        .call(
+            "GET",
+            "/system/metrics?start=2020-01-01T00:00:00Z&end=2020-01-02T00:00:00Z",
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(json(body)["totals"]["requests_count_total"], 0);
 }
 
 /// The fields oscar-dashboard (grycap/oscar-dashboard@bc98e6c) reads on its first load and on

@@ -7,7 +7,8 @@
 //! - [`queue`]: the job queue as a work-queue stream with acknowledgements and redelivery;
 //! - [`lease`]: which server runs the storage poller, and [`pollers`]: what it has seen;
 //! - [`members`]: which servers are in the cluster;
-//! - [`documents`]: the run-time settings, bucket records and users' store keys.
+//! - [`documents`]: the run-time settings, bucket records and users' store keys;
+//! - [`usage`]: the usage accounts, a key per hour and server.
 //!
 //! This file owns the connection: its flags, and the buckets and streams it opens.
 
@@ -19,6 +20,7 @@ pub mod modules;
 pub mod pollers;
 pub mod queue;
 pub mod services;
+pub mod usage;
 
 use crate::stores::StoreError;
 use async_nats::jetstream;
@@ -117,6 +119,8 @@ pub mod names {
     pub const POLLERS: &str = "oscar_pollers";
     /// Key-value bucket of the servers' announcements, one expiring key each.
     pub const MEMBERS: &str = "oscar_members";
+    /// Key-value bucket of usage accounts, `<hour>.<server>`.
+    pub const USAGE: &str = "oscar_usage";
 }
 
 /// A connection to the cluster's NATS, with JetStream.

@@ -486,12 +486,23 @@ impl Deployer {
         service: &str,
         input: JobInput,
     ) -> Result<JobRecord, CreateError> {
+        self.submit_job_for(service, input, None).await
+    }
+
+    /// [`Deployer::submit_job`], accounted to `user` (an OIDC subject) rather than the
+    /// service's owner.
+    pub async fn submit_job_for(
+        &self,
+        service: &str,
+        input: JobInput,
+        user: Option<String>,
+    ) -> Result<JobRecord, CreateError> {
         let _gate = self.jobs_gate.read().await;
         if self.registry.get(service).is_none()
             && images::Refresh::catch_up(self, service).await.is_none()
         {
             return Err(CreateError::NoService(service.to_string()));
         }
-        self.jobs.accept(service, input).await
+        self.jobs.accept_for(service, input, user).await
     }
 }

@@ -9,10 +9,13 @@
 //! the server's log, tagged with the service and the request.
 
 use super::admission::Admitted;
+use super::http_meter::{HttpMeter, Sinks};
 use super::invocation::InvokeError;
 use crate::metrics::Metrics;
 use crate::registry::Deployed;
+use crate::usage::Accounting;
 use crate::wasm::http::{HttpPre, HttpState};
+use crate::wasm::meter::{CpuTimed, MeteredLimits};
 use crate::wasm::outbound::Outbound;
 use std::sync::Arc;
 use std::time::Duration;
@@ -64,6 +67,7 @@ pub enum ServeError {
 pub struct HttpInvoker {
     settings: HttpSettings,
     metrics: Arc<Metrics>,
+    usage: Arc<Accounting>,
 }
 
 /// What one request needs besides the request itself.
@@ -76,12 +80,18 @@ pub struct HttpCall {
     pub admitted: Admitted,
     /// The id in the server's log.
     pub request_id: String,
+    /// The OIDC subject that called, or empty (then the service's owner is accounted).
+    pub user: String,
 }
 
 impl HttpInvoker {
-    /// An invoker with `settings`.
-    pub fn new(settings: HttpSettings, metrics: Arc<Metrics>) -> Self {
-        Self { settings, metrics }
+    /// An invoker with `settings`; what requests use goes to `metrics` and `usage`.
+    pub fn new(settings: HttpSettings, metrics: Arc<Metrics>, usage: Arc<Accounting>) -> Self {
+        Self {
+            settings,
+            metrics,
+            usage,
+        }
     }
 
     /// Hands `request` to a fresh instance; returns its response as soon as the guest sets
@@ -98,40 +108,10 @@ impl HttpInvoker {
         let deadline = started
             .checked_add(timeout)
             .unwrap_or(started + Duration::from_secs(365 * 24 * 3600));
-        let allow = spec.allowed_outbound_hosts.clone();
         let pipe = MemoryOutputPipe::new(self.settings.max_log_bytes);
-        let mut store = Store::new(
-            call.pre.engine(),
-            HttpState {
-                ctx: WasiCtxBuilder::new()
-                    .stdout(pipe.clone())
-                    .stderr(pipe.clone())
-                    .build(),
-                table: ResourceTable::new(),
-                http: WasiHttpCtx::new(),
-                hooks: Outbound {
-                    allow,
-                    allow_local: self.settings.allow_local,
-                    deadline,
-                    max_response: self.settings.max_outbound_response,
-                    service: service.clone(),
-                    refusals: Default::default(),
-                },
-                limits: StoreLimitsBuilder::new()
-                    .memory_size(
-                        usize::try_from(spec.memory_limit.unwrap_or(self.settings.default_memory))
-                            .unwrap_or(usize::MAX),
-                    )
-                    .table_elements(crate::wasm::MAX_TABLE_ELEMENTS)
-                    .trap_on_grow_failure(true)
-                    .build(),
-            },
-        );
-        store.limiter(|s| &mut s.limits);
-        // Yield to tokio at every tick, so that a busy guest shares its worker and its
-        // timeout can fire.
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_async_yield_and_update(1);
+        let mut store = self.store(&call, &pipe, deadline);
+        let meter = self.meter(&call);
+        let request = request.map(|body| meter.count(body, true));
         let (tx, rx) = tokio::sync::oneshot::channel();
         let (req, out) = {
             let mut view = store.data_mut().http();
@@ -145,14 +125,23 @@ impl HttpInvoker {
         };
         let pre = call.pre.clone();
         let admitted = call.admitted;
+        let polls = meter.clone();
+        let finished = meter.clone();
         let guest = async move {
             let _admitted = admitted;
-            let proxy = pre.instantiate_async(&mut store).await?;
-            proxy
-                .wasi_http_incoming_handler()
-                .call_handle(&mut store, req, out)
-                .await
+            let result = async {
+                let proxy = pre.instantiate_async(&mut store).await?;
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, req, out)
+                    .await
+            }
+            .await;
+            let peak = store.data().limits.peak_memory();
+            finished.finish(result.is_ok(), started.elapsed(), peak);
+            result
         };
+        let guest = CpuTimed::new(guest, move |used| polls.add_cpu(used));
         let request_id = call.request_id;
         let metrics = self.metrics.clone();
         let task = tokio::spawn(async move {
@@ -168,7 +157,7 @@ impl HttpInvoker {
             result
         });
         match rx.await {
-            Ok(Ok(response)) => Ok(response),
+            Ok(Ok(response)) => Ok(response.map(|body| meter.count(body, false))),
             Ok(Err(code)) => Err(ServeError::Guest(format!(
                 "it answered with the error {}",
                 describe(&code)
@@ -182,6 +171,67 @@ impl HttpInvoker {
                 Err(e) => ServeError::Guest(format!("its task failed: {e}")),
             }),
         }
+    }
+}
+
+impl HttpInvoker {
+    /// The store of one request: stdout and stderr into `pipe`, outbound requests by the
+    /// service's list until `deadline`, memory within its limit (and metered), yielding to
+    /// tokio at every epoch tick so that a busy guest shares its worker and its timeout fires.
+    fn store(
+        &self,
+        call: &HttpCall,
+        pipe: &MemoryOutputPipe,
+        deadline: Instant,
+    ) -> Store<HttpState> {
+        let spec = &call.deployed.service.spec;
+        let memory = spec.memory_limit.unwrap_or(self.settings.default_memory);
+        let mut store = Store::new(
+            call.pre.engine(),
+            HttpState {
+                ctx: WasiCtxBuilder::new()
+                    .stdout(pipe.clone())
+                    .stderr(pipe.clone())
+                    .build(),
+                table: ResourceTable::new(),
+                http: WasiHttpCtx::new(),
+                hooks: Outbound {
+                    allow: spec.allowed_outbound_hosts.clone(),
+                    allow_local: self.settings.allow_local,
+                    deadline,
+                    max_response: self.settings.max_outbound_response,
+                    service: spec.name.as_str().into(),
+                    refusals: Default::default(),
+                },
+                limits: MeteredLimits::new(
+                    StoreLimitsBuilder::new()
+                        .memory_size(usize::try_from(memory).unwrap_or(usize::MAX))
+                        .table_elements(crate::wasm::MAX_TABLE_ELEMENTS)
+                        .trap_on_grow_failure(true)
+                        .build(),
+                ),
+            },
+        );
+        store.limiter(|s| &mut s.limits);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_async_yield_and_update(1);
+        store
+    }
+
+    /// The meter of `call`'s request, accounted to its caller or else the service's owner.
+    fn meter(&self, call: &HttpCall) -> Arc<HttpMeter> {
+        let user = if call.user.is_empty() {
+            crate::access::owner_of(&call.deployed.service.definition)
+                .unwrap_or_default()
+                .to_string()
+        } else {
+            call.user.clone()
+        };
+        let sinks = Sinks {
+            metrics: self.metrics.clone(),
+            usage: self.usage.clone(),
+        };
+        HttpMeter::new(sinks, call.deployed.service.spec.name.clone(), user)
     }
 }
 

@@ -1,10 +1,10 @@
 //! What an invocation is, whatever runs it: its input, who asked, how it ended and why it
 //! could not run. Every backend ([`super::backend::Backend`]) takes and returns these; they
-//! import nothing of the crate but FaaS Supervisor's file and log types.
+//! import nothing of the crate but FaaS Supervisor's file and log types and the usage meters.
 
 use crate::faas::{LogLine, OutputFile};
 use crate::protocol::Outcome;
-use std::time::Duration;
+pub use crate::usage::meters::Meters;
 
 /// An invocation's input file.
 #[derive(Debug)]
@@ -49,21 +49,24 @@ impl Kind {
     }
 }
 
-/// Who asked, for logs and metrics.
+/// Who asked, for logs, metrics and usage accounts.
 #[derive(Debug, Clone)]
 pub struct Request {
     /// Sync call or job.
     pub kind: Kind,
     /// The id that ties log lines to this invocation (the job name for jobs).
     pub id: String,
+    /// The user it is accounted to ([`crate::usage::meters::Usage::user`]).
+    pub user: String,
 }
 
 impl Request {
-    /// A synchronous call, known in the logs as request `id`.
-    pub fn sync(id: String) -> Self {
+    /// A synchronous call, known in the logs as request `id`, accounted to `user`.
+    pub fn sync(id: String, user: String) -> Self {
         Self {
             kind: Kind::Sync,
             id,
+            user,
         }
     }
 }
@@ -102,8 +105,16 @@ pub struct Completed {
     pub output: Vec<u8>,
     /// The runtime's log lines for this invocation.
     pub log: Vec<LogLine>,
-    /// Wall time of the run itself.
-    pub elapsed: Duration,
+    /// What the run used; `meters.wall` is the run's own time (not the wait for a slot).
+    pub meters: Meters,
+}
+
+/// Bytes of the output files, for [`Meters::bytes_out`].
+pub fn files_bytes(files: &[OutputFile]) -> u64 {
+    files
+        .iter()
+        .map(|f| u64::try_from(f.bytes.len()).unwrap_or(u64::MAX))
+        .fold(0, u64::saturating_add)
 }
 
 /// How a run ended.

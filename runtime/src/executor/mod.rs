@@ -8,12 +8,15 @@
 pub mod admission;
 pub mod backend;
 pub mod http;
+pub mod http_meter;
 pub mod image;
 pub mod invocation;
 pub mod wasm;
 
 use crate::metrics::Metrics;
 use crate::registry::Deployed;
+use crate::usage::Accounting;
+use crate::usage::meters::{Channel, Usage};
 use admission::Admission;
 use backend::Backend;
 use invocation::{Completed, Input, InvokeError, Request};
@@ -41,17 +44,20 @@ pub struct Executor {
     backends: Vec<Slots>,
     admission: Admission,
     metrics: Arc<Metrics>,
+    usage: Arc<Accounting>,
     http: http::HttpInvoker,
 }
 
 impl Executor {
     /// An executor over `backends`, one per kind of service; each gets
-    /// `settings.max_concurrency` slots of its own.
+    /// `settings.max_concurrency` slots of its own. What each invocation used goes to
+    /// `metrics` and `usage`.
     pub fn new(
         backends: Vec<Arc<dyn Backend>>,
         http: http::HttpInvoker,
         settings: ExecutorSettings,
         metrics: Arc<Metrics>,
+        usage: Arc<Accounting>,
     ) -> Self {
         let backends = backends
             .into_iter()
@@ -64,6 +70,7 @@ impl Executor {
             backends,
             admission: Admission::new(settings.max_queue, metrics.clone()),
             metrics,
+            usage,
             http,
         }
     }
@@ -76,6 +83,7 @@ impl Executor {
         deployed: Arc<Deployed>,
         request: http::HttpRequest,
         request_id: String,
+        user: String,
     ) -> Result<http::HttpResponse, http::ServeError> {
         let name = &deployed.service.spec.name;
         let linked = deployed
@@ -109,6 +117,7 @@ impl Executor {
             deployed,
             admitted,
             request_id,
+            user,
         };
         self.http.serve(call, request).await
     }
@@ -131,14 +140,31 @@ impl Executor {
         request: Request,
     ) -> Result<Completed, InvokeError> {
         let service = deployed.service.spec.name.clone();
+        let user = account_to(&request, &deployed);
         let result = self.dispatch(deployed, input.into(), &request).await;
         let (outcome, seconds) = match &result {
-            Ok(done) => (done.exit.label(), done.elapsed.as_secs_f64()),
+            Ok(done) => (done.exit.label(), done.meters.wall.as_secs_f64()),
             Err(InvokeError::Overloaded) => ("overloaded", 0.0),
             Err(_) => ("error", 0.0),
         };
         self.metrics
             .invoked(&service, request.kind.label(), outcome, seconds);
+        if let Ok(done) = &result {
+            let channel = match request.kind {
+                invocation::Kind::Sync => Channel::Sync,
+                invocation::Kind::Job => Channel::Async,
+            };
+            let ok = done.exit == invocation::Exit::Success;
+            record_usage(
+                &self.metrics,
+                &self.usage,
+                service,
+                user,
+                channel,
+                ok,
+                done.meters,
+            );
+        }
         result
     }
 
@@ -179,6 +205,39 @@ impl Executor {
             .await?;
         runner.backend.run(deployed, input, request, admitted).await
     }
+}
+
+/// The user an invocation is accounted to: who called (an OIDC subject), else the service's
+/// owner, else nobody (empty).
+fn account_to(request: &Request, deployed: &Deployed) -> String {
+    if request.user.is_empty() {
+        crate::access::owner_of(&deployed.service.definition)
+            .unwrap_or_default()
+            .to_string()
+    } else {
+        request.user.clone()
+    }
+}
+
+/// Adds a finished invocation to the usage accounts and the Prometheus counters.
+fn record_usage(
+    metrics: &Metrics,
+    usage: &Accounting,
+    service: String,
+    user: String,
+    channel: Channel,
+    ok: bool,
+    meters: invocation::Meters,
+) {
+    metrics.metered(&service, channel.label(), &meters);
+    usage.record(&Usage {
+        at_ms: crate::clock::now_ms(),
+        service,
+        user,
+        channel,
+        ok,
+        meters,
+    });
 }
 
 /// Removes a file when dropped.

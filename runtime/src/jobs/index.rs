@@ -211,6 +211,7 @@ mod tests {
             bytes: 10,
             trigger: None,
             traceparent: None,
+            user: None,
         }
     }
 

@@ -81,19 +81,56 @@ fn write_new(path: &Path, bytes: &[u8]) -> io::Result<()> {
     options.open(path)?.write_all(bytes)
 }
 
-/// The record a job folder holds: the last complete line of its record file (a line torn by
-/// a power cut was never acknowledged), or the earlier layout's file.
-fn read_record(job_dir: &Path) -> Result<JobRecord, String> {
-    match std::fs::read(job_dir.join(RECORD)) {
-        Ok(bytes) => bytes
-            .split(|b| *b == b'\n')
-            .rev()
-            .find_map(|line| serde_json::from_slice(line).ok())
-            .ok_or_else(|| format!("no complete line in {RECORD}")),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => std::fs::read(job_dir.join(OLD_RECORD))
-            .map_err(|e| e.to_string())
-            .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string())),
-        Err(e) => Err(e.to_string()),
+/// What a job folder's record files say.
+enum Found {
+    /// The record.
+    Record(Box<JobRecord>),
+    /// No complete record: the job was never acknowledged, and its folder can go.
+    Incomplete(String),
+    /// The files could not be read (permissions, an I/O error): the folder is left alone.
+    Unreadable(io::Error),
+}
+
+/// The record a job folder holds: the last complete line of its record file, or the earlier
+/// layout's file when the record file has none. A last line torn by a power cut (never
+/// acknowledged) is cut off here, before anything is appended after it: otherwise the next
+/// line would be glued to it and lost too.
+fn read_record(job_dir: &Path) -> Found {
+    let file = job_dir.join(RECORD);
+    let bytes = match std::fs::read(&file) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Found::Unreadable(e),
+    };
+    let whole = bytes
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map_or(0, |end| end + 1);
+    if whole < bytes.len() {
+        let cut = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&file)
+            .and_then(|f| f.set_len(whole as u64));
+        if let Err(e) = cut {
+            return Found::Unreadable(e);
+        }
+    }
+    if let Some(record) = bytes[..whole]
+        .split(|b| *b == b'\n')
+        .rev()
+        .find_map(|line| serde_json::from_slice(line).ok())
+    {
+        return Found::Record(Box::new(record));
+    }
+    match std::fs::read(job_dir.join(OLD_RECORD)) {
+        Ok(old) => match serde_json::from_slice(&old) {
+            Ok(record) => Found::Record(Box::new(record)),
+            Err(e) => Found::Incomplete(format!("{OLD_RECORD} does not parse: {e}")),
+        },
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            Found::Incomplete(format!("no complete line in {RECORD}"))
+        }
+        Err(e) => Found::Unreadable(e),
     }
 }
 
@@ -249,20 +286,21 @@ impl Files {
             }
             for job in std::fs::read_dir(service.path())? {
                 let job_dir = job?.path();
-                match read_record(&job_dir).and_then(|record| {
-                    if input_is_whole(&job_dir, &record) {
-                        Ok(record)
-                    } else {
-                        Err("its input is not whole".into())
+                let reason = match read_record(&job_dir) {
+                    Found::Record(record) if input_is_whole(&job_dir, &record) => {
+                        records.push(*record);
+                        continue;
                     }
-                }) {
-                    Ok(record) => records.push(record),
-                    Err(reason) => {
-                        // A job folder without a complete record was never accepted.
-                        tracing::warn!(dir = %job_dir.display(), %reason, "removing an incomplete job folder");
-                        let _ = std::fs::remove_dir_all(&job_dir);
+                    Found::Record(_) => "its input is not whole".to_string(),
+                    Found::Incomplete(reason) => reason,
+                    Found::Unreadable(e) => {
+                        tracing::error!(dir = %job_dir.display(), error = %e, "a job folder could not be read; it is left as it is and its job is not run");
+                        continue;
                     }
-                }
+                };
+                // A job folder without a complete record was never accepted.
+                tracing::warn!(dir = %job_dir.display(), %reason, "removing an incomplete job folder");
+                let _ = std::fs::remove_dir_all(&job_dir);
             }
         }
         Ok(records)
@@ -417,6 +455,7 @@ mod tests {
             bytes,
             trigger: None,
             traceparent: None,
+            user: None,
         }
     }
 
@@ -432,7 +471,24 @@ mod tests {
         // A power cut in the middle of the next change.
         let file = jobs.0.dir("svc", "svc-1").join(RECORD);
         append(&file, br#"{"name":"svc-1","status":"Succ"#).unwrap();
+        assert_eq!(jobs.0.load().unwrap(), vec![job.clone()]);
+        // The torn line is cut off, so the next change is a line of its own.
+        job.status = Status::Succeeded;
+        jobs.0.save(&job).unwrap();
         assert_eq!(jobs.0.load().unwrap(), vec![job]);
+    }
+
+    #[test]
+    fn a_torn_first_line_falls_back_to_the_earlier_layouts_record() {
+        let data = tempfile::tempdir().unwrap();
+        let jobs = LocalJobs::open(data.path()).unwrap();
+        let old = record("svc-old", Status::Pending, 0);
+        let dir = jobs.0.dir("svc", "svc-old");
+        std::fs::create_dir_all(&dir).unwrap();
+        fsutil::write_json(&dir.join(OLD_RECORD), &old).unwrap();
+        append(&dir.join(RECORD), br#"{"name":"svc-old","#).unwrap();
+        assert_eq!(jobs.0.load().unwrap(), vec![old]);
+        assert!(dir.exists());
     }
 
     #[test]

@@ -150,13 +150,24 @@ impl Jobs {
     /// Accepts a job: its body, or the storage event whose object is downloaded when it
     /// runs. It is stored (fsynced, or replicated) and queued before this returns.
     pub async fn accept(&self, service: &str, input: JobInput) -> Result<JobRecord, CreateError> {
+        self.accept_for(service, input, None).await
+    }
+
+    /// [`Jobs::accept`], the job's run accounted to `user` (an OIDC subject) rather than the
+    /// service's owner.
+    pub async fn accept_for(
+        &self,
+        service: &str,
+        input: JobInput,
+        user: Option<String>,
+    ) -> Result<JobRecord, CreateError> {
         let (body, trigger) = match input {
             JobInput::Body(bytes) => (Some(bytes), None),
             JobInput::Event(event) => (None, Some(event)),
         };
         let record = self
             .store
-            .create(service, Origin::Job, body.as_deref(), trigger)
+            .create(service, Origin::Job, body.as_deref(), trigger, user)
             .await?;
         if let Err(e) = self.queue_new(&record).await {
             // Not queued: not accepted either, so nothing is left that would never run.
@@ -379,7 +390,10 @@ impl Jobs {
         outcome: record::Outcome,
         started: u64,
     ) -> Result<(), CreateError> {
-        let mut record = self.store.create(service, Origin::Run, None, None).await?;
+        let mut record = self
+            .store
+            .create(service, Origin::Run, None, None, None)
+            .await?;
         let mut lines: Vec<(u64, String)> =
             log.iter().map(|l| (to_ms(l.time), l.format())).collect();
         let finished = crate::clock::now_ms();

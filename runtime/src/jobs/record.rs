@@ -48,4 +48,8 @@ pub struct JobRecord {
     /// exported: the worker's span continues that trace, on whichever server runs it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
+    /// The user its run is accounted to (the OIDC subject that submitted it, else the
+    /// service's owner); absent for the administrator's jobs and those kept before it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
 }

@@ -242,6 +242,7 @@ impl JobStore {
         origin: Origin,
         input: Option<&[u8]>,
         trigger: Option<crate::storage::event::ObjectEvent>,
+        user: Option<String>,
     ) -> Result<JobRecord, CreateError> {
         let name = format!("{service}-{}", uuid::Uuid::new_v4());
         let record = JobRecord {
@@ -258,6 +259,7 @@ impl JobStore {
             bytes: input.map_or(0, |i| i.len() as u64),
             trigger,
             traceparent: crate::telemetry::current_traceparent(),
+            user,
         };
         {
             let mut index = self.lock();
@@ -504,7 +506,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (store, _) = open_store(dir.path(), KEEP).await.unwrap();
         let mut job = store
-            .create("svc", Origin::Job, Some(b"in"), None)
+            .create("svc", Origin::Job, Some(b"in"), None, None)
             .await
             .unwrap();
         for attempt in 1..=MAX_ATTEMPTS {
@@ -550,34 +552,39 @@ mod tests {
         };
         let (store, _) = open_store(dir.path(), limits).await.unwrap();
         store
-            .create("a", Origin::Job, Some(b"1"), None)
+            .create("a", Origin::Job, Some(b"1"), None, None)
             .await
             .unwrap();
         let mut second = store
-            .create("a", Origin::Job, Some(b"2"), None)
+            .create("a", Origin::Job, Some(b"2"), None, None)
             .await
             .unwrap();
         assert!(matches!(
-            store.create("a", Origin::Job, Some(b"3"), None).await,
+            store.create("a", Origin::Job, Some(b"3"), None, None).await,
             Err(CreateError::ServiceFull { pending: 2, .. })
         ));
         // Failed synchronous runs are not jobs: never refused.
-        store.create("a", Origin::Run, None, None).await.unwrap();
-        assert!(matches!(
-            store.create("b", Origin::Job, Some(&[0; 11]), None).await,
-            Err(CreateError::ServiceFull { pending: 0, .. })
-        ));
         store
-            .create("b", Origin::Job, Some(b"1"), None)
+            .create("a", Origin::Run, None, None, None)
             .await
             .unwrap();
         assert!(matches!(
-            store.create("c", Origin::Job, None, None).await,
+            store
+                .create("b", Origin::Job, Some(&[0; 11]), None, None)
+                .await,
+            Err(CreateError::ServiceFull { pending: 0, .. })
+        ));
+        store
+            .create("b", Origin::Job, Some(b"1"), None, None)
+            .await
+            .unwrap();
+        assert!(matches!(
+            store.create("c", Origin::Job, None, None, None).await,
             Err(CreateError::ServerFull(3))
         ));
         finish(&store, &mut second).await;
         store
-            .create("a", Origin::Job, Some(b"3"), None)
+            .create("a", Origin::Job, Some(b"3"), None, None)
             .await
             .unwrap();
         // Refused jobs left nothing on disk.
@@ -597,17 +604,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (store, _) = open_store(dir.path(), KEEP).await.unwrap();
         let mut running = store
-            .create("svc", Origin::Job, Some(b"in"), None)
+            .create("svc", Origin::Job, Some(b"in"), None, None)
             .await
             .unwrap();
         running.status = Status::Running;
         store.update(&running).await.unwrap();
         let queued = store
-            .create("svc", Origin::Job, Some(b"in"), None)
+            .create("svc", Origin::Job, Some(b"in"), None, None)
             .await
             .unwrap();
         let mut done = store
-            .create("svc", Origin::Job, Some(b"in"), None)
+            .create("svc", Origin::Job, Some(b"in"), None, None)
             .await
             .unwrap();
         finish(&store, &mut done).await;
@@ -636,7 +643,7 @@ mod tests {
         let mut names = Vec::new();
         for _ in 0..5 {
             let mut r = store
-                .create("svc", Origin::Job, Some(b"x"), None)
+                .create("svc", Origin::Job, Some(b"x"), None, None)
                 .await
                 .unwrap();
             finish(&store, &mut r).await;
@@ -653,7 +660,10 @@ mod tests {
     async fn logs_keep_lines_and_times() {
         let dir = tempfile::tempdir().unwrap();
         let (store, _) = open_store(dir.path(), KEEP).await.unwrap();
-        let r = store.create("svc", Origin::Job, None, None).await.unwrap();
+        let r = store
+            .create("svc", Origin::Job, None, None, None)
+            .await
+            .unwrap();
         store
             .append_log("svc", &r.name, &[(1_700_000_000_123, "one\ntwo".into())])
             .await

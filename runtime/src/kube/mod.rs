@@ -11,7 +11,7 @@
 pub mod exposed;
 pub mod manifest;
 
-use crate::executor::invocation::{Completed, Exit};
+use crate::executor::invocation::{Completed, Exit, Meters, files_bytes};
 use crate::faas::{LogLevel, LogLine, OutputFile};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;
@@ -174,6 +174,7 @@ impl Kube {
         mut invocation: Invocation<'_>,
     ) -> Result<Completed, KubeError> {
         let started = Instant::now();
+        let input_len = u64::try_from(invocation.input.len()).unwrap_or(u64::MAX);
         let (timeout, asynchronous, image) = (
             invocation.timeout,
             invocation.asynchronous,
@@ -228,12 +229,19 @@ impl Kube {
         };
         let elapsed = started.elapsed();
         let (exit, files, output) = conclude(finished, result, pod_log, timeout, elapsed, &mut log);
+        // The container's CPU time and memory are the cluster's to measure, not this server's.
+        let meters = Meters {
+            wall: elapsed,
+            bytes_in: input_len,
+            bytes_out: files_bytes(&files),
+            ..Meters::default()
+        };
         Ok(Completed {
             exit,
             files,
             output,
             log,
-            elapsed,
+            meters,
         })
     }
 

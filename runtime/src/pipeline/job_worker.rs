@@ -209,6 +209,7 @@ async fn execute<E: Execute>(
     let request = Request {
         kind: Kind::Job,
         id: record.name.clone(),
+        user: record.user.clone().unwrap_or_default(),
     };
     // The job's own span, in the trace of the request that accepted it.
     let span = tracing::info_span!("job", service = %record.service, job = %record.name);
@@ -332,7 +333,10 @@ mod tests {
                     }],
                     output: b"module says hi\n".to_vec(),
                     log: Vec::new(),
-                    elapsed: Duration::from_millis(1),
+                    meters: crate::executor::invocation::Meters {
+                        wall: Duration::from_millis(1),
+                        ..Default::default()
+                    },
                 }),
                 Fake::Fail => Err(InvokeError::Host("the host broke".into())),
                 Fake::Wait(go) => {

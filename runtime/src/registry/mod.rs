@@ -272,7 +272,21 @@ impl Registry {
                 .to_string();
             self.sealer.open(&name, map).map_err(|e| e.to_string())?;
         }
-        Service::from_definition(value).map_err(|e: DefinitionError| e.to_string())
+        match Service::from_definition(value.clone()) {
+            // Versions before cpu was honoured stored any text; such a service still loads,
+            // its cpu left out, rather than vanishing at an upgrade.
+            Err(DefinitionError::InvalidField {
+                field: "cpu",
+                reason,
+            }) => {
+                tracing::warn!(%reason, "a stored service's cpu is not a CPU quantity; it is ignored until the service is updated");
+                if let serde_json::Value::Object(map) = &mut value {
+                    map.remove("cpu");
+                }
+                Service::from_definition(value).map_err(|e| e.to_string())
+            }
+            other => other.map_err(|e| e.to_string()),
+        }
     }
 
     /// A service's definition as stored: its secrets sealed.
@@ -512,6 +526,17 @@ mod tests {
         assert!(reg.owner_of_token(b"second").is_some());
         reg.remove("a").await.unwrap();
         assert!(reg.owner_of_token(b"second").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_stored_cpu_earlier_versions_took_is_left_out_not_the_service() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("services")).unwrap();
+        let stored = json!({"name": "old", "module": Digest::of(b"m").to_string(), "cpu": "lots"});
+        std::fs::write(dir.path().join("services/old.json"), stored.to_string()).unwrap();
+        let (_, found) = Registry::open(dir.path()).await.unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].0.spec.cpu, None);
     }
 
     #[tokio::test]

@@ -5,7 +5,13 @@
 //! folder's entries sorted by name (a folder's name with `/` after it) yields keys in S3's
 //! order, so a page is one walk that skips every folder that lies wholly before the resume
 //! point or outside the prefix, and stops once the page is full: a page costs the folders on
-//! its way and its own keys (each listed object is `stat`ed), not the whole bucket.
+//! its way and its own keys (each listed object is `stat`ed), not the whole bucket. A folder
+//! on the way is read and sorted whole, though: listing a flat folder of N objects page by
+//! page reads it N / 1,000 times (20,000 objects: 20 reads of 20,000 names, tens of
+//! milliseconds each), which keys spread over folders avoid.
+//!
+//! Objects and folders removed while a page is listed are left out of it, as S3 leaves out
+//! keys deleted before it reads them.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -125,12 +131,14 @@ pub fn list(root: &Path, query: &Query<'_>) -> io::Result<Page> {
                 // Every key under this folder rolls up into one common prefix.
                 if last_prefix.as_deref() == Some(rolled.as_str())
                     || query.after.is_some_and(|after| rolled.as_str() <= after)
-                    || !holds_an_object(&path)?
+                    || !gone_is_none(holds_an_object(&path))?.unwrap_or(false)
                 {
                     continue;
                 }
             } else {
-                stack.push(Level::open(path, key, query.after)?);
+                if let Some(level) = gone_is_none(Level::open(path, key, query.after))? {
+                    stack.push(level);
+                }
                 continue;
             }
         } else if !key.starts_with(query.prefix) {
@@ -142,19 +150,26 @@ pub fn list(root: &Path, query: &Query<'_>) -> io::Result<Page> {
         if query.after.is_some_and(|after| name <= after) || last_prefix.as_deref() == Some(name) {
             continue;
         }
+        let meta = match rolled {
+            Some(_) => None,
+            None => match gone_is_none(std::fs::symlink_metadata(&path))? {
+                Some(meta) => Some(meta),
+                None => continue,
+            },
+        };
         if listed == max_keys {
             page.truncated = max_keys > 0;
             page.next = page.truncated.then(|| last_listed(&page)).flatten();
             break;
         }
         listed += 1;
-        match rolled {
-            Some(prefix) => {
+        match (rolled, meta) {
+            (Some(prefix), _) => {
                 page.prefixes.push(prefix.clone());
                 last_prefix = Some(prefix);
             }
-            None => {
-                let meta = std::fs::symlink_metadata(&path)?;
+            (None, None) => {}
+            (None, Some(meta)) => {
                 page.objects.push(Object {
                     key,
                     size: meta.len(),
@@ -191,11 +206,22 @@ fn rolled_up(key: &str, query: &Query<'_>) -> Option<String> {
 fn holds_an_object(dir: &Path) -> io::Result<bool> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
-        if !entry.file_type()?.is_dir() || holds_an_object(&entry.path())? {
+        if !entry.file_type()?.is_dir()
+            || gone_is_none(holds_an_object(&entry.path()))?.unwrap_or(false)
+        {
             return Ok(true);
         }
     }
     Ok(false)
+}
+
+/// `None` for what was removed meanwhile (not found), the value or the error otherwise.
+fn gone_is_none<T>(result: io::Result<T>) -> io::Result<Option<T>> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// The key or common prefix a page ended on.

@@ -13,7 +13,6 @@
 
 use super::outbound::Outbound;
 use std::sync::Arc;
-use wasmtime::StoreLimits;
 use wasmtime::component::{self, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
@@ -29,8 +28,8 @@ pub struct HttpState {
     pub http: WasiHttpCtx,
     /// Where its outbound requests go: the service's allow-list.
     pub hooks: Outbound,
-    /// Memory and instance limits.
-    pub limits: StoreLimits,
+    /// Memory and instance limits, and the memory's peak.
+    pub limits: super::meter::MeteredLimits,
 }
 
 impl WasiView for HttpState {

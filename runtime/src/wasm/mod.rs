@@ -13,6 +13,7 @@
 //! switches to Cranelift's when [`crate::modules`] has it ready.
 
 pub mod http;
+pub mod meter;
 pub mod outbound;
 mod poll;
 
@@ -21,9 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use wasmtime::component::{self, ResourceTable};
-use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, Module, PoolingAllocationConfig, StoreLimits,
-};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, Module, PoolingAllocationConfig};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::bindings::sync::CommandPre;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -106,8 +105,8 @@ impl wasmtime_wasi::HostMonotonicClock for GuestClock {
 pub struct P1State {
     /// The guest's WASI context (preopens, env, captured stdio).
     pub wasi: WasiP1Ctx,
-    /// Memory and instance limits.
-    pub limits: StoreLimits,
+    /// Memory and instance limits, and the memory's peak.
+    pub limits: meter::MeteredLimits,
     /// When to stop it, checked while it sleeps too.
     pub interrupt: Interrupt,
     /// Its monotonic clock.
@@ -120,8 +119,8 @@ pub struct P2State {
     pub ctx: WasiCtx,
     /// Resources handed to the component.
     pub table: ResourceTable,
-    /// Memory and instance limits.
-    pub limits: StoreLimits,
+    /// Memory and instance limits, and the memory's peak.
+    pub limits: meter::MeteredLimits,
     /// wasi:http's state, for its outgoing requests.
     pub http: wasmtime_wasi_http::WasiHttpCtx,
     /// Where its outgoing requests may go: the service's allow-list.

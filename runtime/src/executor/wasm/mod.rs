@@ -12,7 +12,7 @@ pub mod scratch;
 
 use super::admission::Admitted;
 use super::backend::Backend;
-use super::invocation::{Completed, Exit, Input, InvokeError, Request};
+use super::invocation::{Completed, Exit, Input, InvokeError, Meters, Request, files_bytes};
 use crate::faas::outputs::{self, OutputLimits};
 use crate::faas::{LogLevel, LogLine, OutputFile};
 use crate::metrics::Metrics;
@@ -262,26 +262,37 @@ fn run_blocking(
     }
     log.push(exit_line(&run.exit, elapsed, timeout, budget));
     trace_exit(&spec.name, &run.exit, elapsed);
-    if run.output_dropped > 0 {
-        log.push(LogLine::now(
-            LogLevel::Warning,
-            format!(
-                "Module output truncated: {} bytes past the {}-byte limit were dropped",
-                run.output_dropped, settings.max_log_bytes
-            ),
-        ));
-    }
+    log.extend(truncation_line(run.output_dropped, settings.max_log_bytes));
     let (exit, files) = match run.exit {
         // What it wrote past the limit is not returned.
         limit @ Exit::Limit(_) => (limit, Vec::new()),
         exit => take_outputs(&scratch.output, settings.output_limits, exit, &mut log)?,
+    };
+    let meters = Meters {
+        cpu: run.cpu,
+        wall: elapsed,
+        peak_memory: run.peak_memory,
+        bytes_in: staged.len,
+        bytes_out: files_bytes(&files),
     };
     Ok(Completed {
         exit,
         files,
         output: run.output,
         log,
-        elapsed,
+        meters,
+    })
+}
+
+/// The warning that the module's output was cut, when it was.
+fn truncation_line(dropped: u64, cap: usize) -> Option<LogLine> {
+    (dropped > 0).then(|| {
+        LogLine::now(
+            LogLevel::Warning,
+            format!(
+                "Module output truncated: {dropped} bytes past the {cap}-byte limit were dropped"
+            ),
+        )
     })
 }
 

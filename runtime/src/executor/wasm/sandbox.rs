@@ -9,13 +9,14 @@
 use super::capture::CappedPipe;
 use crate::executor::invocation::Exit;
 use crate::faas::outputs::{self, OutputLimits};
+use crate::wasm::meter::{MeteredLimits, thread_cpu_time};
 use crate::wasm::{GuestClock, Interrupt, Interrupted, Linked, P1State, P2State};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 use wasmtime::component::ResourceTable;
-use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime::{Engine, Store, StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
 /// Where the guest sees its input folder.
@@ -55,16 +56,6 @@ pub struct GuestRun<'a> {
     pub cpu_budget: Option<Duration>,
 }
 
-/// CPU time the calling thread has used: guests run on their own thread, so this measures
-/// the guest (and the host calls it makes).
-fn thread_cpu_time() -> Duration {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
-    Duration::new(
-        u64::try_from(t.tv_sec).unwrap_or(0),
-        u32::try_from(t.tv_nsec).unwrap_or(0),
-    )
-}
-
 /// How the guest ended and what it printed.
 pub struct RunOutput {
     /// The end.
@@ -73,6 +64,10 @@ pub struct RunOutput {
     pub output: Vec<u8>,
     /// Bytes of stdout and stderr dropped past the cap.
     pub output_dropped: u64,
+    /// CPU time the run used (the guest and the host calls it made).
+    pub cpu: Duration,
+    /// The guest's largest linear memory, in bytes.
+    pub peak_memory: u64,
 }
 
 /// Runs the guest. Errors are the host's (a preopen that could not be opened), never the guest's.
@@ -112,10 +107,12 @@ pub fn run(r: GuestRun<'_>) -> wasmtime::Result<RunOutput> {
     };
     builder.monotonic_clock(clock);
 
-    let limits = StoreLimitsBuilder::new()
-        .memory_size(usize::try_from(r.memory_limit).unwrap_or(usize::MAX))
-        .table_elements(crate::wasm::MAX_TABLE_ELEMENTS)
-        .build();
+    let limits = MeteredLimits::new(
+        StoreLimitsBuilder::new()
+            .memory_size(usize::try_from(r.memory_limit).unwrap_or(usize::MAX))
+            .table_elements(crate::wasm::MAX_TABLE_ELEMENTS)
+            .build(),
+    );
     let interrupt = Interrupt {
         deadline: r.deadline,
         cancel: r.cancel.clone(),
@@ -146,7 +143,7 @@ pub fn run(r: GuestRun<'_>) -> wasmtime::Result<RunOutput> {
         Ok(UpdateDeadline::Continue(1))
     };
 
-    let exit = match r.linked {
+    let (exit, peak_memory) = match r.linked {
         // The executor refuses these before they reach a file-processing run.
         Linked::Http(_) => wasmtime::bail!("an HTTP service has no file-processing entry point"),
         Linked::Core(pre) => {
@@ -163,10 +160,11 @@ pub fn run(r: GuestRun<'_>) -> wasmtime::Result<RunOutput> {
                     let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
                     tracing::debug_span!("guest").in_scope(|| start.call(&mut store, ()))
                 });
-            match result {
+            let exit = match result {
                 Ok(()) => Exit::Success,
                 Err(e) => classify(e),
-            }
+            };
+            (exit, store.data().limits.peak_memory())
         }
         Linked::Component(pre) => {
             let state = P2State {
@@ -183,11 +181,12 @@ pub fn run(r: GuestRun<'_>) -> wasmtime::Result<RunOutput> {
                     tracing::debug_span!("guest")
                         .in_scope(|| command.wasi_cli_run().call_run(&mut store))
                 });
-            match result {
+            let exit = match result {
                 Ok(Ok(())) => Exit::Success,
                 Ok(Err(())) => Exit::Status(1),
                 Err(e) => classify(e),
-            }
+            };
+            (exit, store.data().limits.peak_memory())
         }
     };
     let (output, output_dropped) = pipe.contents();
@@ -195,22 +194,24 @@ pub fn run(r: GuestRun<'_>) -> wasmtime::Result<RunOutput> {
         exit,
         output,
         output_dropped,
+        cpu: thread_cpu_time().saturating_sub(cpu_start),
+        peak_memory,
     })
 }
 
 /// Store data that carries its memory limits.
 trait Limited: Send + 'static {
-    fn limits(&mut self) -> &mut StoreLimits;
+    fn limits(&mut self) -> &mut MeteredLimits;
 }
 
 impl Limited for P1State {
-    fn limits(&mut self) -> &mut StoreLimits {
+    fn limits(&mut self) -> &mut MeteredLimits {
         &mut self.limits
     }
 }
 
 impl Limited for P2State {
-    fn limits(&mut self) -> &mut StoreLimits {
+    fn limits(&mut self) -> &mut MeteredLimits {
         &mut self.limits
     }
 }
