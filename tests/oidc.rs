@@ -739,3 +739,110 @@ fn usage_is_accounted_exactly_per_user_and_service_and_kept() {
     assert_eq!(again["totals"]["requests_count_total"], 5, "{again}");
     assert_eq!(again["totals"]["bytes_in"], 5000, "{again}");
 }
+
+/// OSCAR's /system/quotas: a default quota from the flags holds every user's running
+/// invocations; the administrator raises one user's; calls past a quota are refused with 429
+/// naming it, and a job holds its share while it runs.
+#[test]
+fn quotas_hold_a_users_running_invocations_and_the_administrator_sets_them() {
+    let idp = Idp::start();
+    idp.user(
+        "alice-sub",
+        json!({"group_membership": [format!("/{GROUP}")]}),
+    );
+    let alice = idp.token("alice-sub", json!({}));
+    let dir = TestDir::new();
+    let server = server_with(
+        &idp,
+        &dir,
+        &["--quota-invocations", "1", "--quota-memory", "1Gi"],
+    );
+    let c = client();
+    let (status, text) = with(
+        &alice,
+        c.post(server.url("/system/modules"))
+            .body(guest("sandbox-probe")),
+    );
+    assert!(status == 200 || status == 201, "{text}");
+    let digest = serde_json::from_str::<Value>(&text).unwrap()["digest"].clone();
+    let (status, text) = with(
+        &alice,
+        c.post(server.url("/system/services"))
+            .json(&json!({"name": "quota-probe", "module": digest, "memory": "256Mi"})),
+    );
+    assert_eq!(status, 201, "{text}");
+    let mine = || -> Value {
+        let (status, text) = with(&alice, c.get(server.url("/system/quotas/user")));
+        assert_eq!(status, 200, "{text}");
+        serde_json::from_str(&text).unwrap()
+    };
+    let quota = mine();
+    assert_eq!(quota["user_id"], "alice-sub");
+    assert_eq!(
+        quota["resources"]["invocations"],
+        json!({"max": 1, "used": 0})
+    );
+    assert_eq!(quota["resources"]["memory"]["max"], 1u64 << 30);
+
+    // A job that sleeps holds Alice's one invocation while it runs.
+    let (status, text) = with(
+        &alice,
+        c.post(server.url("/job/quota-probe"))
+            .body(b64(b"sleep 60000\n")),
+    );
+    assert_eq!(status, 201, "{text}");
+    let job = serde_json::from_str::<Value>(&text).unwrap()["job_name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    eventually("the job to hold Alice's quota", || {
+        mine()["resources"]["invocations"]["used"] == 1
+    });
+    assert_eq!(mine()["resources"]["memory"]["used"], 256u64 << 20);
+    let (status, text) = with(
+        &alice,
+        c.post(server.url("/run/quota-probe"))
+            .body(b64(b"print hi\n")),
+    );
+    assert_eq!(status, 429, "{text}");
+    assert!(
+        text.contains("alice-sub's invocations quota is 1"),
+        "{text}"
+    );
+
+    // Only the administrator reads and sets others' quotas.
+    let (status, _) = with(
+        &alice,
+        c.put(server.url("/system/quotas/user/alice-sub"))
+            .json(&json!({"invocations": "5"})),
+    );
+    assert_eq!(status, 403);
+    let (status, text) = as_admin(
+        c.put(server.url("/system/quotas/user/alice-sub"))
+            .json(&json!({"invocations": "2"})),
+    );
+    assert_eq!(status, 200, "{text}");
+    let (status, text) = with(
+        &alice,
+        c.post(server.url("/run/quota-probe"))
+            .body(b64(b"print hi\n")),
+    );
+    assert_eq!(status, 200, "{text}");
+    let (status, text) = as_admin(c.get(server.url("/system/quotas/user/alice-sub")));
+    assert_eq!(status, 200, "{text}");
+    let seen: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        seen["resources"]["invocations"],
+        json!({"max": 2, "used": 1})
+    );
+
+    // Deleting the job stops it and gives its share back.
+    let (status, _) = with(
+        &alice,
+        c.delete(server.url(&format!("/system/logs/quota-probe/{job}"))),
+    );
+    assert_eq!(status, 204);
+    eventually("the stopped job to give its share back", || {
+        mine()["resources"]["invocations"]["used"] == 0
+    });
+}

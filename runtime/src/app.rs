@@ -147,6 +147,8 @@ pub struct Operations {
     pub documents: Arc<dyn crate::documents::DocumentStore>,
     /// The usage accounts of /system/metrics.
     pub usage: Arc<crate::usage::Accounting>,
+    /// The users' quotas of /system/quotas.
+    pub quotas: Arc<crate::quotas::Quotas>,
 }
 
 macro_rules! part_of_app {
@@ -299,8 +301,8 @@ impl App {
                 packages: packages.clone(),
             },
         );
-        let usage = open_usage(args, &data_dir, cluster.as_ref()).await?;
-        let executor = open_executor(args, &settings, invoker, kube.clone(), &metrics, &usage);
+        let accounts = open_accounts(args, &data_dir, cluster.as_ref(), &stores.documents).await?;
+        let executor = open_executor(args, &settings, invoker, kube.clone(), &metrics, &accounts);
         let minio_users = open_minio_users(args, &storage)?;
         Ok(Arc::new(Self {
             services: Services {
@@ -335,7 +337,8 @@ impl App {
                 data_dir,
                 pollers: stores.pollers,
                 documents: stores.documents,
-                usage,
+                usage: accounts.usage,
+                quotas: accounts.quotas,
             },
             _data_lock: data_lock,
         }))
@@ -349,7 +352,7 @@ fn open_executor(
     invoker: Invoker,
     kube: Option<Arc<crate::kube::Kube>>,
     metrics: &Arc<Metrics>,
-    usage: &Arc<crate::usage::Accounting>,
+    accounts: &Accounts,
 ) -> Executor {
     let mut backends: Vec<Arc<dyn crate::executor::backend::Backend>> = vec![Arc::new(invoker)];
     if let Some(kube) = kube {
@@ -367,7 +370,7 @@ fn open_executor(
             max_log_bytes: usize::try_from(args.max_log).unwrap_or(usize::MAX),
         },
         metrics.clone(),
-        usage.clone(),
+        accounts.usage.clone(),
     );
     Executor::new(
         backends,
@@ -375,13 +378,41 @@ fn open_executor(
         ExecutorSettings {
             max_concurrency: args.max_concurrency,
             max_queue: args.max_queue,
+            default_memory: args.default_memory,
         },
         metrics.clone(),
-        usage.clone(),
+        (accounts.usage.clone(), accounts.quotas.clone()),
     )
 }
 
 /// The usage accounts: files in the data folder, or the cluster's bucket.
+/// What users use and may use: the usage accounts and the quotas.
+struct Accounts {
+    usage: Arc<crate::usage::Accounting>,
+    quotas: Arc<crate::quotas::Quotas>,
+}
+
+/// The usage accounts and the quotas (kept as a document of `documents`).
+async fn open_accounts(
+    args: &ServeArgs,
+    data_dir: &Path,
+    cluster: Option<&crate::cluster::Cluster>,
+    documents: &Arc<dyn crate::documents::DocumentStore>,
+) -> Result<Accounts, StartError> {
+    let defaults = crate::quotas::Limits {
+        cpu: args.quota_cpu,
+        memory: args.quota_memory,
+        invocations: args.quota_invocations,
+    };
+    let quotas = crate::quotas::Quotas::open(documents.clone(), defaults)
+        .await
+        .map_err(store_context("loading the user quotas"))?;
+    Ok(Accounts {
+        usage: open_usage(args, data_dir, cluster).await?,
+        quotas,
+    })
+}
+
 async fn open_usage(
     args: &ServeArgs,
     data_dir: &Path,

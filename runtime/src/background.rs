@@ -223,6 +223,9 @@ fn apply_document(app: &App, change: &crate::documents::Changed) {
         crate::storage::bucket_records::DOCUMENT => {
             app.buckets.bucket_records.apply(bytes, revision);
         }
+        crate::quotas::DOCUMENT => {
+            app.operations.quotas.apply(bytes, revision);
+        }
         crate::storage::store_users::DOCUMENT => {
             app.users.store_users.apply(bytes, revision);
         }

@@ -105,6 +105,18 @@ pub struct ServeArgs {
     /// days, hour resolution before).
     #[arg(long, env = "OSCAR_WASM_USAGE_RETENTION_DAYS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=3660))]
     pub usage_retention_days: u32,
+    /// Default quota of every user without one of their own: the CPU their running
+    /// invocations may hold at once (`2`, `1500m`; each holds its service's `cpu`).
+    #[arg(long, env = "OSCAR_WASM_QUOTA_CPU", value_parser = crate::quotas::parse_millicores)]
+    pub quota_cpu: Option<u64>,
+    /// Default quota of every user without one of their own: the memory their running
+    /// invocations may hold at once (`4Gi`; each holds its service's `memory`).
+    #[arg(long, env = "OSCAR_WASM_QUOTA_MEMORY", value_parser = crate::quantity::parse)]
+    pub quota_memory: Option<u64>,
+    /// Default quota of every user without one of their own: how many of their invocations
+    /// may run at once.
+    #[arg(long, env = "OSCAR_WASM_QUOTA_INVOCATIONS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub quota_invocations: Option<u64>,
     /// Let service definitions name storage endpoints on this machine or its link-local network
     /// (loopback, localhost, 169.254.0.0/16, fe80::/10); refused by default, so that a
     /// definition cannot make the server reach services only it can reach.

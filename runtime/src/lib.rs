@@ -57,6 +57,7 @@ pub mod packages;
 pub mod pipeline;
 pub mod protocol;
 pub mod quantity;
+pub mod quotas;
 pub mod registry;
 pub mod runtimes;
 pub mod secrets;

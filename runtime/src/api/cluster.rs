@@ -1,7 +1,7 @@
 //! OSCAR's cluster routes as this runtime can answer them: `/system/status` (this machine and
 //! this server, in OSCAR's StatusInfo shape), the execution log (`GET /system/logs`), a
 //! service's deployment status and logs; and 501 with a message saying why, never a bare 404,
-//! for the routes that have no meaning here (federation, volumes, quotas, exposed services'
+//! for the routes that have no meaning here (federation, volumes, exposed services'
 //! lifecycle).
 
 use super::names::ServicePath;
@@ -52,14 +52,6 @@ const NOT_HERE: &[(&str, &str)] = &[
     (
         "/system/volumes/{name}",
         "persistent volumes are not supported by oscar-wasm",
-    ),
-    (
-        "/system/quotas/user",
-        "user quotas are not supported by oscar-wasm",
-    ),
-    (
-        "/system/quotas/user/{id}",
-        "user quotas are not supported by oscar-wasm",
     ),
     (
         "/system/services/{name}/stop",

@@ -152,6 +152,8 @@ impl ApiError {
                 // The cluster's API failed: an upstream's failure.
                 InvokeError::Backend(_) => StatusCode::BAD_GATEWAY,
                 InvokeError::WrongKind(_) => StatusCode::BAD_REQUEST,
+                // The user's own limit, not the server's: retry once their calls end.
+                InvokeError::Quota(_) => StatusCode::TOO_MANY_REQUESTS,
                 // Too many or too large outputs: the module's doing, reported as its failure.
                 InvokeError::Outputs(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },

@@ -14,7 +14,9 @@ mod jobs;
 mod modules;
 mod names;
 mod packages;
+
 mod pods;
+mod quotas;
 pub mod request_span;
 mod run;
 mod secrets;
@@ -73,6 +75,7 @@ pub fn router(app: AppState, max_body: u64) -> Router {
         .merge(packages::routes())
         .merge(jobs::system_routes())
         .merge(usage::routes())
+        .merge(quotas::routes())
         .route("/metrics", get(metrics))
         .route_layer(axum::middleware::from_fn_with_state(
             app.clone(),

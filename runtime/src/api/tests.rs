@@ -263,6 +263,49 @@ async fn oscar_clients_shapes_trailing_slashes_and_blank_secrets() {
 }
 
 #[tokio::test]
+async fn quotas_are_set_by_the_administrator_and_refuse_calls_past_them() {
+    let h = harness(&[]).await;
+    deploy_noop(&h, "noop").await;
+    let (status, body) = h
+        .call(
+            "PUT",
+            "/system/quotas/user/cluster_admin",
+            r#"{"cpu": "100m"}"#,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body:?}");
+    let shown: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(shown["user_id"], "cluster_admin");
+    assert_eq!(shown["resources"]["cpu"], json!({"max": 100, "used": 0}));
+    assert_eq!(shown["resources"]["memory"]["max"], 0);
+    // The service holds OSCAR's default 200m, more than the quota: 429, naming it.
+    let (status, body) = h.call("POST", "/run/noop", Body::empty()).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    let text = String::from_utf8_lossy(&body);
+    assert!(text.contains("cluster_admin's cpu quota is 100m"), "{text}");
+    let (status, _) = h
+        .call(
+            "PUT",
+            "/system/quotas/user/cluster_admin",
+            r#"{"cpu": "1"}"#,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = h.call("POST", "/run/noop", Body::empty()).await;
+    assert_eq!(status, StatusCode::OK);
+    for body in [r#"{"gpu": "1"}"#, r#"{}"#, r#"{"memory": "lots"}"#, "[]"] {
+        let (status, _) = h.call("PUT", "/system/quotas/user/x", body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    }
+    let (status, _) = h.call("GET", "/system/quotas/user", Body::empty()).await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "the administrator has no quota"
+    );
+}
+
+#[tokio::test]
 async fn secrets_are_set_on_a_service_whose_environment_is_null() {
     let h = harness(&[]).await;
     let (_, body) = h.call("POST", "/system/modules", noop_module()).await;
@@ -365,7 +408,6 @@ async fn cluster_routes_answer_in_oscar_shapes_or_say_why_not() {
     for (method, uri) in [
         ("GET", "/system/federation/noop"),
         ("POST", "/system/volumes"),
-        ("GET", "/system/quotas/user"),
         ("POST", "/system/services/noop/restart"),
     ] {
         let (status, body) = h.call(method, uri, Body::empty()).await;

@@ -13,6 +13,16 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub struct Admitted {
     _service: OwnedSemaphorePermit,
     _backend: OwnedSemaphorePermit,
+    /// What the invocation holds of its user's quotas, given back with the slots.
+    _quota: Option<crate::quotas::Taken>,
+}
+
+impl Admitted {
+    /// The slots, holding `quota` too until the invocation ends.
+    pub fn holding(mut self, quota: crate::quotas::Taken) -> Self {
+        self._quota = Some(quota);
+        self
+    }
 }
 
 /// Counts waiting synchronous calls against the queue bound.
@@ -46,6 +56,7 @@ impl Admission {
         Ok(Admitted {
             _service: service,
             _backend: backend,
+            _quota: None,
         })
     }
 

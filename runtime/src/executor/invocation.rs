@@ -92,6 +92,9 @@ pub enum InvokeError {
     /// The backend's own service failed (the Kubernetes API).
     #[error("the cluster failed: {0}")]
     Backend(String),
+    /// The user's invocations already hold their quota.
+    #[error(transparent)]
+    Quota(#[from] crate::quotas::Exceeded),
 }
 
 /// A finished invocation.

@@ -14,6 +14,7 @@ pub mod invocation;
 pub mod wasm;
 
 use crate::metrics::Metrics;
+use crate::quotas::Quotas;
 use crate::registry::Deployed;
 use crate::usage::Accounting;
 use crate::usage::meters::{Channel, Usage};
@@ -31,6 +32,8 @@ pub struct ExecutorSettings {
     pub max_concurrency: usize,
     /// Synchronous calls waiting for a slot; beyond, refused at once.
     pub max_queue: usize,
+    /// The memory limit of a service without `memory`.
+    pub default_memory: u64,
 }
 
 /// A backend and its server-wide slots.
@@ -45,19 +48,22 @@ pub struct Executor {
     admission: Admission,
     metrics: Arc<Metrics>,
     usage: Arc<Accounting>,
+    quotas: Arc<Quotas>,
     http: http::HttpInvoker,
+    /// The memory limit of a service without `memory`, as its invocations hold it.
+    default_memory: u64,
 }
 
 impl Executor {
     /// An executor over `backends`, one per kind of service; each gets
     /// `settings.max_concurrency` slots of its own. What each invocation used goes to
-    /// `metrics` and `usage`.
+    /// `metrics` and `usage`; what it holds while it runs, to its user's `quotas`.
     pub fn new(
         backends: Vec<Arc<dyn Backend>>,
         http: http::HttpInvoker,
         settings: ExecutorSettings,
         metrics: Arc<Metrics>,
-        usage: Arc<Accounting>,
+        (usage, quotas): (Arc<Accounting>, Arc<Quotas>),
     ) -> Self {
         let backends = backends
             .into_iter()
@@ -71,7 +77,9 @@ impl Executor {
             admission: Admission::new(settings.max_queue, metrics.clone()),
             metrics,
             usage,
+            quotas,
             http,
+            default_memory: settings.default_memory,
         }
     }
 
@@ -108,10 +116,15 @@ impl Executor {
             .iter()
             .find(|b| b.backend.kind() == crate::service::BackendKind::Wasm)
             .ok_or_else(|| backend::missing(crate::service::BackendKind::Wasm))?;
+        let held = self
+            .quotas
+            .take_now(&account_to_user(&user, &deployed), self.need(&deployed));
+        let held = held.map_err(InvokeError::from)?;
         let admitted = self
             .admission
             .admit(&deployed.slots, &runner.slots, invocation::Kind::Sync)
-            .await?;
+            .await?
+            .holding(held);
         let call = http::HttpCall {
             pre: pre.clone(),
             deployed,
@@ -120,6 +133,23 @@ impl Executor {
             user,
         };
         self.http.serve(call, request).await
+    }
+
+    /// What an invocation of `deployed` holds of its user's quotas while it runs: the
+    /// service's `cpu` (OSCAR's default when unset) and memory limit, and one invocation.
+    fn need(&self, deployed: &Deployed) -> crate::quotas::Held {
+        let spec = &deployed.service.spec;
+        let cpu = spec
+            .cpu
+            .map_or(crate::quotas::DEFAULT_CPU_MILLICORES, |cores| {
+                // Rounded up, at least one millicore; huge values saturate.
+                (cores * 1000.0).ceil().max(1.0) as u64
+            });
+        crate::quotas::Held {
+            cpu,
+            memory: spec.memory_limit.unwrap_or(self.default_memory),
+            invocations: 1,
+        }
     }
 
     /// Stops every backend (at shutdown, once no invocation runs).
@@ -198,11 +228,19 @@ impl Executor {
             .find(|b| b.backend.kind() == kind)
             .ok_or_else(|| backend::missing(kind))?;
         runner.backend.check(&deployed)?;
+        // A user's quota is taken before a slot, so that one waiting for it holds no slot.
+        let user = account_to(request, &deployed);
+        let need = self.need(&deployed);
+        let held = match request.kind {
+            invocation::Kind::Sync => self.quotas.take_now(&user, need)?,
+            invocation::Kind::Job => self.quotas.take(&user, need).await?,
+        };
         let admitted = self
             .admission
             .admit(&deployed.slots, &runner.slots, request.kind)
             .instrument(tracing::debug_span!("admission"))
-            .await?;
+            .await?
+            .holding(held);
         runner.backend.run(deployed, input, request, admitted).await
     }
 }
@@ -210,12 +248,17 @@ impl Executor {
 /// The user an invocation is accounted to: who called (an OIDC subject), else the service's
 /// owner, else nobody (empty).
 fn account_to(request: &Request, deployed: &Deployed) -> String {
-    if request.user.is_empty() {
+    account_to_user(&request.user, deployed)
+}
+
+/// [`account_to`] for a caller `user` (empty for none).
+fn account_to_user(user: &str, deployed: &Deployed) -> String {
+    if user.is_empty() {
         crate::access::owner_of(&deployed.service.definition)
             .unwrap_or_default()
             .to_string()
     } else {
-        request.user.clone()
+        user.to_string()
     }
 }
 
