@@ -1107,3 +1107,64 @@ fn secrets_are_sealed_at_rest_listed_by_name_and_set_in_place() {
     let server = Server::start(&dir.data(), &[]);
     assert!(env(&server).contains("env S=second-s3cr3t\n"));
 }
+
+/// `mount`: a folder of the embedded store is a third preopen at `/mnt/<bucket>/<folder>`,
+/// read-write, as OSCAR's rclone mounts it: what a guest writes there is an object of the
+/// bucket, and what is there it reads; nothing else of the store is reachable.
+#[test]
+fn a_mounted_bucket_folder_is_read_and_written_by_the_guest_as_objects() {
+    let dir = TestDir::new();
+    let server = Server::start(&dir.data(), &[]);
+    deploy(
+        &server,
+        &guest("sandbox-probe"),
+        json!({"name": "probe", "mount": {"storage_provider": "minio", "path": "shared/data"}}),
+    );
+    let script = "write /mnt/shared/data/note.txt from the guest\nlist /mnt/shared/data\nlist /mnt/shared\nread /mnt/other/x\n";
+    let (status, _, body) = run(&server, "probe", b64(script.as_bytes()));
+    assert_eq!(status, 200);
+    let body = text(&body);
+    assert!(
+        body.contains("write /mnt/shared/data/note.txt: ok"),
+        "{body}"
+    );
+    assert!(
+        body.contains("list /mnt/shared/data: ok [note.txt]"),
+        "{body}"
+    );
+    // Only the mounted folder: not its bucket, nor another bucket.
+    assert!(body.contains("list /mnt/shared: denied"), "{body}");
+    assert!(body.contains("read /mnt/other/x: denied"), "{body}");
+    // The file is an object of the bucket, listed and read through the API.
+    let listed: Value = client()
+        .get(server.url("/system/buckets/shared"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let names: Vec<&str> = listed["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|o| o["object_name"].as_str())
+        .collect();
+    assert_eq!(names, ["data/note.txt"], "{listed}");
+    // And the next call sees it.
+    let (_, _, body) = run(&server, "probe", b64(b"read /mnt/shared/data/note.txt\n"));
+    assert!(
+        text(&body).contains("read /mnt/shared/data/note.txt: ok 14 bytes"),
+        "{}",
+        text(&body)
+    );
+    // A mount elsewhere than the embedded store is refused, with the reason.
+    let digest = upload(&server, &guest("sandbox-probe"));
+    let r = client()
+        .post(server.url("/system/services"))
+        .json(&json!({"name": "probe2", "module": digest, "mount": {"storage_provider": "s3.aws", "path": "b/f"},
+            "storage_providers": {"s3": {"aws": {"access_key": "a", "secret_key": "b", "region": "us-east-1"}}}}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let reason = r.text().unwrap();
+    assert!(reason.contains("mount"), "{reason}");
+}

@@ -150,9 +150,7 @@ pub fn bucket_facts(records: &BucketRecords, registry: &Registry, bucket: &str) 
         .filter(|d| {
             let storage = &d.service.spec.storage;
             storage
-                .inputs
-                .iter()
-                .chain(&storage.outputs)
+                .paths()
                 .any(|p| p.provider == DEFAULT_PROVIDER && p.bucket == bucket)
         })
         .collect();

@@ -590,6 +590,8 @@ fn open_invoker(
             apps_root: data_dir.join("apps"),
             allow_local: args.allow_local_endpoints,
             max_outbound_response: args.max_body,
+            // Where the embedded store keeps buckets (a mount elsewhere is refused at deploy).
+            mount_root: data_dir.join("buckets"),
         },
         packages,
         metrics,

@@ -76,7 +76,6 @@ const PROVIDER_KEYS: &[&str] = &[
 ];
 /// Fields OSCAR acts on that this runtime keeps as given but does not act on.
 pub const NOT_ACTED_ON: &[&str] = &[
-    "mount",
     "volume",
     "federation",
     "delegation",

@@ -262,9 +262,7 @@ async fn check_buckets(
     };
     let storage = &service.spec.storage;
     let buckets: std::collections::BTreeSet<&str> = storage
-        .inputs
-        .iter()
-        .chain(&storage.outputs)
+        .paths()
         .filter(|p| p.provider == crate::storage::spec::DEFAULT_PROVIDER)
         .map(|p| p.bucket.as_str())
         .collect();

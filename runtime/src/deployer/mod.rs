@@ -191,6 +191,17 @@ impl Deployer {
                 }
             })?;
         }
+        if service.spec.storage.mount.is_some() {
+            let refused = if service.spec.backend.module().is_none() {
+                Err("an image service's Job gets no mount here (OSCAR mounts it with an rclone sidecar); give the Job's script the bucket through its input and output".to_string())
+            } else {
+                self.storage.check_mount(&service.spec.storage)
+            };
+            refused.map_err(|reason| DefinitionError::InvalidField {
+                field: "mount",
+                reason,
+            })?;
+        }
         if let Some(memory) = service.spec.memory_limit
             && memory > self.limits.max_memory
         {

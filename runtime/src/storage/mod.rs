@@ -168,10 +168,28 @@ impl Storage {
         let Some(root) = &self.embedded_buckets else {
             return Ok(());
         };
-        for path in spec.inputs.iter().chain(&spec.outputs) {
+        for path in spec.paths() {
             if path.provider == DEFAULT_PROVIDER {
                 std::fs::create_dir_all(root.join(&path.bucket))?;
             }
+        }
+        if let Some(mount) = &spec.mount {
+            std::fs::create_dir_all(root.join(&mount.bucket).join(&mount.folder))?;
+        }
+        Ok(())
+    }
+
+    /// Why a service's `mount` cannot be served, if it cannot: only a folder of the embedded
+    /// store is a folder of this machine that a sandbox can be given.
+    pub fn check_mount(&self, spec: &StorageSpec) -> Result<(), String> {
+        let Some(mount) = &spec.mount else {
+            return Ok(());
+        };
+        if mount.provider != DEFAULT_PROVIDER || self.embedded_buckets.is_none() {
+            return Err(format!(
+                "{} is not the embedded store: only a folder of the embedded store (minio.default without --store-endpoint) can be mounted into a wasm sandbox",
+                mount.provider
+            ));
         }
         Ok(())
     }

@@ -107,6 +107,18 @@ pub struct StorageSpec {
     pub inputs: Vec<StoragePath>,
     /// Where output files go.
     pub outputs: Vec<StoragePath>,
+    /// `mount`: a bucket folder the guest sees at `/mnt/<bucket>/<folder>`.
+    pub mount: Option<StoragePath>,
+}
+
+impl StorageSpec {
+    /// Every bucket path the service names: inputs, outputs and its mount.
+    pub fn paths(&self) -> impl Iterator<Item = &StoragePath> {
+        self.inputs
+            .iter()
+            .chain(&self.outputs)
+            .chain(self.mount.as_ref())
+    }
 }
 
 /// Why `endpoint` points at this machine or its link-local network (loopback, `localhost`,
@@ -175,6 +187,13 @@ pub fn parse(service: &str, definition: &Map<String, Value>) -> Result<StorageSp
         }
         Some(_) => return Err(err("storage_providers", "must be a mapping of types")),
     }
+    spec.mount = match definition.get("mount") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(entry)) if entry.values().all(blank) => None,
+        // A bare name is a bucket here, as OSCAR's rclone mounts it.
+        Some(Value::Object(entry)) => Some(parse_path(None, entry, "mount", &declared)?),
+        Some(_) => return Err(err("mount", "must be a mapping {storage_provider, path}")),
+    };
     spec.inputs = parse_paths(service, definition, "input", &declared)?;
     spec.outputs = parse_paths(service, definition, "output", &declared)?;
     for (i, input) in spec.inputs.iter().enumerate() {
@@ -289,69 +308,87 @@ fn parse_paths(
         let Value::Object(entry) = entry else {
             return Err(err(field, "must be a mapping {storage_provider, path}"));
         };
-        let provider = match entry.get("storage_provider") {
-            Some(Value::String(p)) if !p.trim().is_empty() => {
-                let p = p.trim();
-                if p.contains('.') {
-                    p.to_string()
-                } else {
-                    format!("{p}.default")
-                }
-            }
-            _ => {
-                return Err(err(
-                    format!("{field}.storage_provider"),
-                    "is required: \"TYPE\" or \"TYPE.ID\"",
-                ));
-            }
-        };
-        if provider != DEFAULT_PROVIDER && !declared.contains(&provider) {
-            return Err(err(
-                format!("{field}.storage_provider"),
-                format!("{provider} is not declared in storage_providers"),
-            ));
-        }
-        let path = match entry.get("path") {
-            Some(Value::String(p)) => p.trim().trim_matches('/').trim().to_string(),
-            _ => return Err(err(format!("{field}.path"), "is required")),
-        };
-        if path.is_empty() {
-            return Err(err(format!("{field}.path"), "must not be empty"));
-        }
-        // As OSCAR: a bare name is a folder in a bucket named after the service.
-        let path = if path.contains('/') {
-            path
-        } else {
-            format!("{service}/{path}")
-        };
-        let (bucket, folder) = path.split_once('/').unwrap_or((path.as_str(), ""));
-        super::names::check_bucket(bucket)
-            .map_err(|reason| err(format!("{field}.path"), reason.to_string()))?;
-        super::names::check_folder(folder)
-            .map_err(|reason| err(format!("{field}.path"), reason.to_string()))?;
-        let strings = |key: &str| -> Result<Vec<String>, StorageError> {
-            match entry.get(key) {
-                None | Some(Value::Null) => Ok(Vec::new()),
-                Some(Value::Array(items)) => items
-                    .iter()
-                    .map(|v| {
-                        v.as_str().map(str::to_string).ok_or_else(|| {
-                            err(format!("{field}.{key}"), "must be a list of strings")
-                        })
-                    })
-                    .collect(),
-                Some(_) => Err(err(format!("{field}.{key}"), "must be a list of strings")),
-            }
-        };
-        out.push(StoragePath {
-            provider,
-            bucket: bucket.to_string(),
-            folder: folder.to_string(),
-            prefix: strings("prefix")?,
-            suffix: strings("suffix")?,
-        });
+        out.push(parse_path(Some(service), entry, &field, declared)?);
     }
     Ok(out)
+}
+
+/// A blank value (as OSCAR's zero values arrive).
+fn blank(value: &Value) -> bool {
+    value.is_null() || value.as_str().is_some_and(|s| s.trim().is_empty())
+}
+
+/// One `{storage_provider, path, prefix, suffix}` entry, as `field` names it; a bare name is
+/// a folder of the bucket named after `service`, or without one a bucket.
+fn parse_path(
+    service: Option<&str>,
+    entry: &Map<String, Value>,
+    field: &str,
+    declared: &[String],
+) -> Result<StoragePath, StorageError> {
+    let provider = match entry.get("storage_provider") {
+        Some(Value::String(p)) if !p.trim().is_empty() => {
+            let p = p.trim();
+            if p.contains('.') {
+                p.to_string()
+            } else {
+                format!("{p}.default")
+            }
+        }
+        _ => {
+            return Err(err(
+                format!("{field}.storage_provider"),
+                "is required: \"TYPE\" or \"TYPE.ID\"",
+            ));
+        }
+    };
+    if provider != DEFAULT_PROVIDER && !declared.contains(&provider) {
+        return Err(err(
+            format!("{field}.storage_provider"),
+            format!("{provider} is not declared in storage_providers"),
+        ));
+    }
+    let path = match entry.get("path") {
+        Some(Value::String(p)) => p.trim().trim_matches('/').trim().to_string(),
+        _ => return Err(err(format!("{field}.path"), "is required")),
+    };
+    if path.is_empty() {
+        return Err(err(format!("{field}.path"), "must not be empty"));
+    }
+    // As OSCAR: a bare name is a folder in a bucket named after the service.
+    let path = match service {
+        Some(service) if !path.contains('/') => format!("{service}/{path}"),
+        _ => path,
+    };
+    let (bucket, folder) = path.split_once('/').unwrap_or((path.as_str(), ""));
+    super::names::check_bucket(bucket)
+        .map_err(|reason| err(format!("{field}.path"), reason.to_string()))?;
+    // A mount may be a whole bucket; an input or output always names a folder.
+    if !(folder.is_empty() && service.is_none()) {
+        super::names::check_folder(folder)
+            .map_err(|reason| err(format!("{field}.path"), reason.to_string()))?;
+    }
+    let strings = |key: &str| -> Result<Vec<String>, StorageError> {
+        match entry.get(key) {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| {
+                    v.as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| err(format!("{field}.{key}"), "must be a list of strings"))
+                })
+                .collect(),
+            Some(_) => Err(err(format!("{field}.{key}"), "must be a list of strings")),
+        }
+    };
+    Ok(StoragePath {
+        provider,
+        bucket: bucket.to_string(),
+        folder: folder.to_string(),
+        prefix: strings("prefix")?,
+        suffix: strings("suffix")?,
+    })
 }
 
 /// Where credentials sit in a definition: each section, and how many levels of names lie
@@ -499,6 +536,31 @@ mod tests {
 
     fn parse_json(value: Value) -> Result<StorageSpec, StorageError> {
         parse("svc", value.as_object().unwrap())
+    }
+
+    #[test]
+    fn a_mount_is_a_bucket_path_and_its_zero_value_is_none() {
+        let mount = |m: Value| parse_json(json!({"mount": m})).map(|s| s.mount);
+        let bare = mount(json!({"storage_provider": "minio", "path": "data"}))
+            .unwrap()
+            .unwrap();
+        assert_eq!((bare.bucket.as_str(), bare.folder.as_str()), ("data", ""));
+        let deep = mount(json!({"storage_provider": "minio.default", "path": "/bkt/f/g/"}))
+            .unwrap()
+            .unwrap();
+        assert_eq!((deep.bucket.as_str(), deep.folder.as_str()), ("bkt", "f/g"));
+        assert_eq!(
+            mount(json!({"storage_provider": "", "path": ""})).unwrap(),
+            None
+        );
+        assert_eq!(mount(json!(null)).unwrap(), None);
+        for bad in [
+            json!({"path": "bkt"}),
+            json!({"storage_provider": "minio", "path": "bkt/../x"}),
+            json!("bkt"),
+        ] {
+            assert!(mount(bad.clone()).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -41,6 +41,8 @@ pub struct InvokerSettings {
     pub allow_local: bool,
     /// Bytes an outgoing request's response body may hold.
     pub max_outbound_response: u64,
+    /// The embedded store's folder of buckets, where a service's `mount` is.
+    pub mount_root: std::path::PathBuf,
 }
 
 /// What every invocation's blocking task needs.
@@ -204,33 +206,15 @@ fn run_blocking(
     let linked = runnable.linked().map_err(InvokeError::Unavailable)?;
     let scratch = scratch_root.create().map_err(host)?;
     let staged = stage_input(&scratch, input)?;
+    let mut log = opening_lines(spec, &linked, &staged, request_id);
     let env: std::borrow::Cow<[(String, String)]> = if staged.env.is_empty() {
         std::borrow::Cow::Borrowed(&spec.env)
     } else {
         std::borrow::Cow::Owned(spec.env.iter().cloned().chain(staged.env).collect())
     };
-    let mut log = vec![
-        LogLine::now(
-            LogLevel::Info,
-            format!(
-                "Running service {} ({}, {}), request {request_id}",
-                spec.name,
-                spec.backend,
-                linked.abi()
-            ),
-        ),
-        LogLine::now(
-            LogLevel::Debug,
-            format!(
-                "Input file {}/{} ({} bytes)",
-                sandbox::GUEST_INPUT_DIR,
-                staged.name,
-                staged.len
-            ),
-        ),
-    ];
 
     let app_dir = app_folder::folder(&settings.apps_root, deployed, packages)?;
+    let mount = mount_folder(spec, settings)?;
     let timeout = spec.timeout.unwrap_or(settings.default_timeout);
     let started = Instant::now();
     let outbound = outbound(spec, settings, deadline(started, timeout));
@@ -249,6 +233,9 @@ fn run_blocking(
         output_capacity: settings.max_log_bytes,
         output_limits: settings.output_limits,
         app_dir: app_dir.as_deref(),
+        mount: mount
+            .as_ref()
+            .map(|(dir, guest)| (dir.as_path(), guest.as_str())),
         outbound,
         cpu_budget: budget,
     })
@@ -284,6 +271,35 @@ fn run_blocking(
     })
 }
 
+/// The log's first lines: what runs, and on what input.
+fn opening_lines(
+    spec: &crate::service::ServiceSpec,
+    linked: &crate::wasm::Linked,
+    staged: &Staged,
+    request_id: &str,
+) -> Vec<LogLine> {
+    vec![
+        LogLine::now(
+            LogLevel::Info,
+            format!(
+                "Running service {} ({}, {}), request {request_id}",
+                spec.name,
+                spec.backend,
+                linked.abi()
+            ),
+        ),
+        LogLine::now(
+            LogLevel::Debug,
+            format!(
+                "Input file {}/{} ({} bytes)",
+                sandbox::GUEST_INPUT_DIR,
+                staged.name,
+                staged.len
+            ),
+        ),
+    ]
+}
+
 /// The warning that the module's output was cut, when it was.
 fn truncation_line(dropped: u64, cap: usize) -> Option<LogLine> {
     (dropped > 0).then(|| {
@@ -317,6 +333,22 @@ fn outbound(
         service: spec.name.as_str().into(),
         refusals: Default::default(),
     }
+}
+
+/// The service's `mount` (checked at deploy to be a folder of the embedded store): its host
+/// folder, made again if it was removed, and where the guest sees it, `/mnt/<bucket>/<folder>`
+/// as OSCAR's rclone mounts it.
+fn mount_folder(
+    spec: &crate::service::ServiceSpec,
+    settings: &InvokerSettings,
+) -> Result<Option<(std::path::PathBuf, String)>, InvokeError> {
+    let Some(mount) = &spec.storage.mount else {
+        return Ok(None);
+    };
+    let dir = settings.mount_root.join(&mount.bucket).join(&mount.folder);
+    std::fs::create_dir_all(&dir).map_err(host)?;
+    let guest = format!("/mnt/{}/{}", mount.bucket, mount.folder);
+    Ok(Some((dir, guest.trim_end_matches('/').to_string())))
 }
 
 fn host(e: std::io::Error) -> InvokeError {

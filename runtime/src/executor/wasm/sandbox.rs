@@ -1,7 +1,8 @@
 //! Runs one guest to completion on the current (blocking-allowed) thread.
 //!
-//! The guest sees exactly two preopened folders, its input folder read-only at
-//! [`GUEST_INPUT_DIR`] and its output folder read-write at [`GUEST_OUTPUT_DIR`]; the service's
+//! The guest sees its input folder read-only at [`GUEST_INPUT_DIR`] and its output folder
+//! read-write at [`GUEST_OUTPUT_DIR`], and no other folder but a runtime service's script
+//! folder (read-only) and the service's `mount` (read-write), when it has them; the service's
 //! environment plus INPUT_FILE_PATH, TMP_INPUT_DIR and TMP_OUTPUT_DIR; no sockets, and for
 //! components wasi:http requests only to the service's `allowed_outbound_hosts`; stdout and
 //! stderr merged into one captured stream, as FaaS Supervisor merges them.
@@ -50,6 +51,8 @@ pub struct GuestRun<'a> {
     pub output_limits: OutputLimits,
     /// A runtime service's script folder, seen read-only at [`crate::runtimes::APP_DIR`].
     pub app_dir: Option<&'a Path>,
+    /// The service's `mount`: a host folder, and where the guest sees it (read-write).
+    pub mount: Option<(&'a Path, &'a str)>,
     /// Where a component's outgoing wasi:http requests may go (its deadline is the run's).
     pub outbound: crate::wasm::outbound::Outbound,
     /// CPU time the run may use (the service's `cpu` share of its timeout), when limited.
@@ -94,6 +97,9 @@ fn wasi_builder(r: &GuestRun<'_>, pipe: &CappedPipe) -> wasmtime::Result<WasiCtx
     builder.preopened_dir(r.output_dir, GUEST_OUTPUT_DIR, FsPerms::ReadWrite)?;
     if let Some(app) = r.app_dir {
         builder.preopened_dir(app, crate::runtimes::APP_DIR, FsPerms::ReadOnly)?;
+    }
+    if let Some((dir, guest)) = r.mount {
+        builder.preopened_dir(dir, guest, FsPerms::ReadWrite)?;
     }
     builder.stdout(pipe.clone()).stderr(pipe.clone());
     Ok(builder)
