@@ -1156,6 +1156,34 @@ fn a_mounted_bucket_folder_is_read_and_written_by_the_guest_as_objects() {
         "{}",
         text(&body)
     );
+    // A link a guest leaves in the folder (WASI lets it make relative ones) is not followed
+    // by the store: here one out to the server's own store keys.
+    let folder = dir.data().join("buckets/shared/data");
+    std::os::unix::fs::symlink("../../../store-keys.json", folder.join("leak")).unwrap();
+    std::os::unix::fs::symlink("../../other", folder.join("linked")).unwrap();
+    let download = |key: &str| -> (u16, String) {
+        let signed: Value = client()
+            .post(server.url("/system/buckets/shared/presign"))
+            .json(&json!({"object_key": key, "operation": "download"}))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        let r = client()
+            .get(signed["url"].as_str().unwrap())
+            .send()
+            .unwrap();
+        (r.status().as_u16(), r.text().unwrap())
+    };
+    assert_eq!(
+        download("data/note.txt"),
+        (200, "from the guest".to_string())
+    );
+    let (status, body) = download("data/leak");
+    assert_eq!(status, 403, "{body}");
+    assert!(!body.contains("secret_key"), "{body}");
+    assert_eq!(download("data/linked/x").0, 403);
+
     // A mount elsewhere than the embedded store is refused, with the reason.
     let digest = upload(&server, &guest("sandbox-probe"));
     let r = client()

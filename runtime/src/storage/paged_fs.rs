@@ -26,6 +26,52 @@ impl PagedFs {
     }
 }
 
+impl PagedFs {
+    /// Refuses a key whose path in the bucket passes through a symlink (its last part only
+    /// when `last_too`). Only a guest can make one, in a mounted folder (relative targets:
+    /// WASI refuses absolute ones), and the store, unlike the guest's sandbox, would follow
+    /// it: out of the bucket to another bucket or the host.
+    fn no_symlink(&self, bucket: &str, key: &str, last_too: bool) -> S3Result<()> {
+        let mut path = self.root.join(bucket);
+        let parts: Vec<&str> = key.split('/').collect();
+        let checked = if last_too {
+            parts.len()
+        } else {
+            parts.len().saturating_sub(1)
+        };
+        if is_symlink(&path) {
+            return Err(s3_error!(AccessDenied, "the bucket is a symbolic link"));
+        }
+        for part in &parts[..checked] {
+            path.push(part);
+            match std::fs::symlink_metadata(&path) {
+                Ok(meta) if meta.file_type().is_symlink() => {
+                    return Err(s3_error!(
+                        AccessDenied,
+                        "the key passes through a symbolic link, which the store does not follow"
+                    ));
+                }
+                Ok(_) => {}
+                // Nothing further exists: nothing further can be a link.
+                Err(_) => break,
+            }
+        }
+        Ok(())
+    }
+
+    /// [`PagedFs::no_symlink`] for a copy's source.
+    fn no_symlink_source(&self, source: &s3s::dto::CopySource) -> S3Result<()> {
+        match source {
+            s3s::dto::CopySource::Bucket { bucket, key, .. } => self.no_symlink(bucket, key, true),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn is_symlink(path: &std::path::Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
+}
+
 /// The S3 implementation: the `forward` operations go to s3s-fs unchanged, the others are
 /// written out. (One macro for the whole impl: `async_trait` must see every method.)
 macro_rules! s3_impl {
@@ -48,22 +94,90 @@ macro_rules! s3_impl {
 s3_impl! {
     forward {
         create_bucket: CreateBucketInput => CreateBucketOutput,
-        copy_object: CopyObjectInput => CopyObjectOutput,
         delete_bucket: DeleteBucketInput => DeleteBucketOutput,
-        delete_object: DeleteObjectInput => DeleteObjectOutput,
-        delete_objects: DeleteObjectsInput => DeleteObjectsOutput,
         get_bucket_location: GetBucketLocationInput => GetBucketLocationOutput,
-        get_object: GetObjectInput => GetObjectOutput,
         head_bucket: HeadBucketInput => HeadBucketOutput,
-        head_object: HeadObjectInput => HeadObjectOutput,
         list_buckets: ListBucketsInput => ListBucketsOutput,
-        put_object: PutObjectInput => PutObjectOutput,
-        create_multipart_upload: CreateMultipartUploadInput => CreateMultipartUploadOutput,
         upload_part: UploadPartInput => UploadPartOutput,
-        upload_part_copy: UploadPartCopyInput => UploadPartCopyOutput,
         list_parts: ListPartsInput => ListPartsOutput,
-        complete_multipart_upload: CompleteMultipartUploadInput => CompleteMultipartUploadOutput,
         abort_multipart_upload: AbortMultipartUploadInput => AbortMultipartUploadOutput,
+    }
+
+    // Object operations, once no symlink lies on the key's path (see `no_symlink`).
+    async fn get_object(
+        &self,
+        req: S3Request<s3s::dto::GetObjectInput>,
+    ) -> S3Result<S3Response<s3s::dto::GetObjectOutput>> {
+        self.no_symlink(&req.input.bucket, &req.input.key, true)?;
+        self.fs.get_object(req).await
+    }
+
+    async fn head_object(
+        &self,
+        req: S3Request<s3s::dto::HeadObjectInput>,
+    ) -> S3Result<S3Response<s3s::dto::HeadObjectOutput>> {
+        self.no_symlink(&req.input.bucket, &req.input.key, true)?;
+        self.fs.head_object(req).await
+    }
+
+    async fn put_object(
+        &self,
+        req: S3Request<s3s::dto::PutObjectInput>,
+    ) -> S3Result<S3Response<s3s::dto::PutObjectOutput>> {
+        self.no_symlink(&req.input.bucket, &req.input.key, true)?;
+        self.fs.put_object(req).await
+    }
+
+    async fn delete_object(
+        &self,
+        req: S3Request<s3s::dto::DeleteObjectInput>,
+    ) -> S3Result<S3Response<s3s::dto::DeleteObjectOutput>> {
+        // A link itself may go; not what lies behind a linked folder.
+        self.no_symlink(&req.input.bucket, &req.input.key, false)?;
+        self.fs.delete_object(req).await
+    }
+
+    async fn delete_objects(
+        &self,
+        req: S3Request<s3s::dto::DeleteObjectsInput>,
+    ) -> S3Result<S3Response<s3s::dto::DeleteObjectsOutput>> {
+        for object in &req.input.delete.objects {
+            self.no_symlink(&req.input.bucket, &object.key, false)?;
+        }
+        self.fs.delete_objects(req).await
+    }
+
+    async fn copy_object(
+        &self,
+        req: S3Request<s3s::dto::CopyObjectInput>,
+    ) -> S3Result<S3Response<s3s::dto::CopyObjectOutput>> {
+        self.no_symlink_source(&req.input.copy_source)?;
+        self.no_symlink(&req.input.bucket, &req.input.key, true)?;
+        self.fs.copy_object(req).await
+    }
+
+    async fn upload_part_copy(
+        &self,
+        req: S3Request<s3s::dto::UploadPartCopyInput>,
+    ) -> S3Result<S3Response<s3s::dto::UploadPartCopyOutput>> {
+        self.no_symlink_source(&req.input.copy_source)?;
+        self.fs.upload_part_copy(req).await
+    }
+
+    async fn create_multipart_upload(
+        &self,
+        req: S3Request<s3s::dto::CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<s3s::dto::CreateMultipartUploadOutput>> {
+        self.no_symlink(&req.input.bucket, &req.input.key, true)?;
+        self.fs.create_multipart_upload(req).await
+    }
+
+    async fn complete_multipart_upload(
+        &self,
+        req: S3Request<s3s::dto::CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<s3s::dto::CompleteMultipartUploadOutput>> {
+        self.no_symlink(&req.input.bucket, &req.input.key, true)?;
+        self.fs.complete_multipart_upload(req).await
     }
 
     async fn list_objects(
