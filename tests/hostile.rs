@@ -194,7 +194,8 @@ fn symlinks_in_the_output_folder_are_not_followed() {
     let script = b"symlink /etc/passwd passwd\nsymlink / root\nsymlink ../../../../etc/hostname host\noutput real.txt fine\n";
     let (status, _, body) = run(&server, "probe", b64(script));
     assert_eq!(status, 200, "{}", text(&body));
-    // The one regular file is the answer; the links are skipped.
+    // The one regular file is the answer: guests make no links (wasm::no_symlinks), and any
+    // found would be skipped.
     assert_eq!(unb64(&body), b"fine");
 
     let (_, _, body) = run(
@@ -204,6 +205,7 @@ fn symlinks_in_the_output_folder_are_not_followed() {
     );
     let body = text(&body);
     assert!(!body.contains("root:"), "{body}");
+    assert!(body.contains("symlink passwd: denied"), "{body}");
 }
 
 #[test]

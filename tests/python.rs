@@ -127,16 +127,26 @@ try:
     print("LISTED /")
 except OSError as e:
     print("refused / " + type(e).__name__)
+# No links either (preview 2's symlink-at): a link could lead the store out of a bucket.
+try:
+    os.symlink("..", os.path.join(os.environ["TMP_OUTPUT_DIR"], "up"))
+    print("LINKED")
+except OSError as e:
+    print("refused link " + type(e).__name__)
 "#;
     assert_eq!(create(&server, "pyescape", escape, json!({})).0, 201);
     let (status, _, body) = run(&server, "pyescape", b64(b"x").into_bytes());
     let body = String::from_utf8_lossy(&body);
     assert_eq!(status, 200, "{body}");
     assert!(
-        !body.contains("READ") && !body.contains("WROTE") && !body.contains("LISTED"),
+        !body.contains("READ")
+            && !body.contains("WROTE")
+            && !body.contains("LISTED")
+            && !body.contains("LINKED"),
         "{body}"
     );
-    assert_eq!(body.matches("refused").count(), 6, "{body}");
+    assert_eq!(body.matches("refused").count(), 7, "{body}");
+    assert!(body.contains("refused link PermissionError"), "{body}");
 
     // The service's limits hold: a loop that never ends stops at its timeout.
     let (status, text) = create(

@@ -1,4 +1,5 @@
-//! The wasmtime side: one engine for the whole server, the WASI linkers built once at start-up,
+//! The wasmtime side: one engine for the whole server, the WASI linkers built once at start-up
+//! (guests make no symbolic links: [`no_symlinks`]),
 //! and compiled modules pre-linked into a [`Runnable`] so that an invocation only instantiates.
 //!
 //! Three kinds of guest are run natively: WASI preview 1 core modules (what most toolchains
@@ -14,6 +15,7 @@
 
 pub mod http;
 pub mod meter;
+mod no_symlinks;
 pub mod outbound;
 mod poll;
 
@@ -301,6 +303,7 @@ impl Linkers {
     fn new(engine: &Engine) -> wasmtime::Result<Self> {
         let mut p2 = component::Linker::new(engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut p2)?;
+        no_symlinks::shadow_p2(&mut p2)?;
         // Commands may make outgoing requests too, through the service's allow-list.
         wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut p2)?;
         Ok(Self {
@@ -559,6 +562,7 @@ fn p1_linker(engine: &Engine) -> wasmtime::Result<wasmtime::Linker<P1State>> {
     let mut linker = wasmtime::Linker::new(engine);
     wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut P1State| &mut s.wasi)?;
     poll::shadow_poll_oneoff(&mut linker)?;
+    no_symlinks::shadow_p1(&mut linker)?;
     Ok(linker)
 }
 

@@ -345,7 +345,20 @@ fn mount_folder(
     let Some(mount) = &spec.storage.mount else {
         return Ok(None);
     };
-    let dir = settings.mount_root.join(&mount.bucket).join(&mount.folder);
+    // Guests make no links (crate::wasm::no_symlinks), but one put there on the host would be
+    // followed by the preopen: out of the bucket.
+    let mut dir = settings.mount_root.clone();
+    for part in std::iter::once(mount.bucket.as_str())
+        .chain(mount.folder.split('/').filter(|p| !p.is_empty()))
+    {
+        dir.push(part);
+        if std::fs::symlink_metadata(&dir).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(InvokeError::Host(format!(
+                "the mount {}/{} passes through a symbolic link, which is not followed",
+                mount.bucket, mount.folder
+            )));
+        }
+    }
     std::fs::create_dir_all(&dir).map_err(host)?;
     let guest = format!("/mnt/{}/{}", mount.bucket, mount.folder);
     Ok(Some((dir, guest.trim_end_matches('/').to_string())))
