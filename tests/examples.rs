@@ -228,3 +228,69 @@ fn split_lines_fdl_sets_its_prefix() {
         .unwrap();
     assert_eq!(first, "> a\n");
 }
+
+/// The recognised digit of a `digits` answer, after checking its probabilities.
+fn digit_of(answer: &[u8]) -> u64 {
+    let answer: Value = serde_json::from_slice(answer).unwrap();
+    let probabilities: Vec<f64> = answer["probabilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_f64().unwrap())
+        .collect();
+    assert_eq!(probabilities.len(), 10, "{answer}");
+    let total: f64 = probabilities.iter().sum();
+    assert!((total - 1.0).abs() < 0.01, "{answer}");
+    let digit = answer["digit"].as_u64().unwrap();
+    assert_eq!(
+        answer["probability"].as_f64(),
+        Some(probabilities[digit as usize])
+    );
+    digit
+}
+
+#[test]
+fn digits_recognises_handwritten_digits_with_a_neural_network() {
+    let (_d, _h, server) = deployed("digits");
+    // Held-out scans of the data set (model/train.py), dark ink on white, 32x32: each is
+    // recognised as the digit it is.
+    for digit in 0..10u64 {
+        let png =
+            std::fs::read(repo_root().join(format!("examples/wasm/digits/samples/{digit}.png")))
+                .unwrap();
+        let (answer, name) = run_one(&server, "digits", &png);
+        assert!(name.ends_with(".json"), "{name}");
+        assert_eq!(
+            digit_of(&answer),
+            digit,
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+    // Light ink on a dark ground, enlarged again and as JPEG: the same digit.
+    let mut three = image::load_from_memory(
+        &std::fs::read(repo_root().join("examples/wasm/digits/samples/3.png")).unwrap(),
+    )
+    .unwrap()
+    .resize_exact(96, 96, image::imageops::FilterType::Nearest)
+    .to_rgb8();
+    image::imageops::invert(&mut three);
+    let (answer, _) = run_one(&server, "digits", &encode(&three, ImageFormat::Jpeg));
+    assert_eq!(digit_of(&answer), 3, "{}", String::from_utf8_lossy(&answer));
+    // A feature file of 64 numbers, as the UCI data set writes a scan.
+    let features =
+        std::fs::read(repo_root().join("examples/wasm/digits/samples/features.txt")).unwrap();
+    let (answer, _) = run_one(&server, "digits", &features);
+    assert_eq!(digit_of(&answer), 7);
+    // Anything else is refused with the reason.
+    for (bad, reason) in [
+        (&b"1 2 3"[..], "holds 3"),
+        (&b"17 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0"[..], "\"17\" is not a number from 0 to 16"),
+        (&[0xff, 0xfe, 0x00][..], "neither a PNG or JPEG image"),
+    ] {
+        let (status, outcome, body) = run(&server, "digits", b64(bad));
+        assert_eq!((status, outcome.as_str()), (500, "exit:1"));
+        let body = String::from_utf8_lossy(&body);
+        assert!(body.contains(reason), "{body}");
+    }
+}

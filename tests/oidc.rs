@@ -846,3 +846,118 @@ fn quotas_hold_a_users_running_invocations_and_the_administrator_sets_them() {
         mine()["resources"]["invocations"]["used"] == 0
     });
 }
+
+#[test]
+fn bucket_quotas_count_a_users_buckets_and_bound_their_bytes() {
+    let idp = Idp::start();
+    idp.user(
+        "carol-sub",
+        json!({"group_membership": [format!("/{GROUP}")]}),
+    );
+    let carol = idp.token("carol-sub", json!({}));
+    let dir = TestDir::new();
+    let server = server_for(&idp, &dir);
+    let c = client();
+    // OSCAR's shape, as its docs/minio-usage.md sets it.
+    let (status, text) = as_admin(
+        c.put(server.url("/system/quotas/user/carol-sub"))
+            .json(&json!({"minio": {"buckets": "1", "storage_per_bucket": "1Ki"}})),
+    );
+    assert_eq!(status, 200, "{text}");
+    let bucket = |name: &str| {
+        with(
+            &carol,
+            c.post(server.url("/system/buckets"))
+                .json(&json!({"bucket_name": name})),
+        )
+    };
+    let (status, text) = bucket("carol-one");
+    assert_eq!(status, 201, "{text}");
+    // A second bucket, by itself or as a service's, is past the quota: OSCAR's 403 and words.
+    let (status, text) = bucket("carol-two");
+    assert_eq!(status, 403, "{text}");
+    assert!(
+        text.contains(
+            "MinIO bucket quota exceeded for user carol-sub: limit 1, current 1, requested new buckets 1"
+        ),
+        "{text}"
+    );
+    let (status, text) = with(
+        &carol,
+        c.post(server.url("/system/modules"))
+            .body(guest("uppercase")),
+    );
+    assert!(status == 200 || status == 201, "{text}");
+    let digest = serde_json::from_str::<Value>(&text).unwrap()["digest"].clone();
+    let service = |input: &str| {
+        json!({"name": "carol-upper", "module": digest, "memory": "64Mi",
+            "input": [{"storage_provider": "minio.default", "path": format!("{input}/in")}],
+            "output": [{"storage_provider": "minio.default", "path": "carol-one/out"}]})
+    };
+    let (status, text) = with(
+        &carol,
+        c.post(server.url("/system/services"))
+            .json(&service("carol-three")),
+    );
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("MinIO bucket quota exceeded"), "{text}");
+    // Her own bucket is not new: the service is made.
+    let (status, text) = with(
+        &carol,
+        c.post(server.url("/system/services"))
+            .json(&service("carol-one")),
+    );
+    assert_eq!(status, 201, "{text}");
+
+    // Each bucket holds at most 1 KiB: a write past it is refused, naming the quota.
+    let upload = |key: &str, bytes: Vec<u8>| -> (u16, String) {
+        let (status, text) = with(
+            &carol,
+            c.post(server.url("/system/buckets/carol-one/presign"))
+                .json(&json!({"object_key": key, "operation": "upload"})),
+        );
+        assert_eq!(status, 200, "{text}");
+        let url = serde_json::from_str::<Value>(&text).unwrap()["url"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let r = c.put(url).body(bytes).send().unwrap();
+        (r.status().as_u16(), r.text().unwrap())
+    };
+    assert_eq!(upload("notes/a.txt", vec![b'a'; 600]).0, 200);
+    let (status, text) = upload("notes/b.txt", vec![b'b'; 600]);
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("XMinioAdminBucketQuotaExceeded"), "{text}");
+    assert!(
+        text.contains("storage_per_bucket quota of 1024 bytes"),
+        "{text}"
+    );
+    // The service's outputs are writes into her bucket too: a job whose output would pass the
+    // quota fails with the reason instead of landing.
+    let (status, text) = with(
+        &carol,
+        c.post(server.url("/job/carol-upper"))
+            .body(b64(&[b'x'; 600])),
+    );
+    assert_eq!(status, 201, "{text}");
+    let job = serde_json::from_str::<Value>(&text).unwrap()["job_name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let logs_url = server.url(&format!("/system/logs/carol-upper/{job}"));
+    eventually("the job to fail on the quota", || {
+        let (_, text) = with(&carol, c.get(&logs_url));
+        text.contains("storage_per_bucket")
+    });
+
+    let (status, text) = with(&carol, c.get(server.url("/system/quotas/user")));
+    assert_eq!(status, 200, "{text}");
+    let quota: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        quota["minio"]["buckets"],
+        json!({"max": 1, "used": 1}),
+        "{quota}"
+    );
+    assert_eq!(quota["minio"]["storage_per_bucket"]["max"], "1Ki");
+    assert_eq!(quota["minio"]["storage_total"]["used"], "600", "{quota}");
+}

@@ -293,7 +293,7 @@ fn word_frequency_example_runs() {
     assert_eq!(counts["distinct"], 4, "{out}");
 }
 
-/// The examples of "Writing a module": a thumbnail, CSV as JSON, a C hexdump.
+/// The examples of "Writing a module": a thumbnail, CSV as JSON, a C hexdump, a digit.
 #[test]
 fn module_examples_run() {
     let mut s = Scratch::new();
@@ -302,4 +302,5 @@ fn module_examples_run() {
     let thumb = image::open(s.path().join("thumb.png")).expect("thumb.png");
     assert_eq!((thumb.width(), thumb.height()), (64, 40));
     assert!(out.contains("\"name\": \"Ada\""), "{out}");
+    assert!(out.contains("{\"digit\":7,"), "{out}");
 }

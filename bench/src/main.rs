@@ -13,6 +13,7 @@ mod bare;
 mod cluster;
 mod floor;
 mod load;
+mod ml;
 mod peer;
 mod report;
 mod scale;
@@ -206,6 +207,9 @@ fn main() {
         report.restart = Some(took);
         server.stop();
     }
+
+    // 6b. The ML inference example's cost per call.
+    report.ml = ml::measure(&rt, &args.server_bin, &args.guests);
 
     // 7. Python and JavaScript services next to the Rust module.
     if let Some(runtimes_dir) = &args.runtimes_dir {

@@ -31,6 +31,8 @@ pub struct Report {
     pub cluster: Vec<crate::cluster::Mode>,
     /// Python and JavaScript script services next to the Rust module.
     pub scripts: Option<crate::scripts::Scripts>,
+    /// The ML inference example's cost per call.
+    pub ml: Option<crate::ml::Ml>,
 }
 
 /// One line of wrk figures, for the progress log.
@@ -248,6 +250,17 @@ impl Report {
                 out,
                 "\nServer start to first answer of a deployed service (nothing recompiled): {}.",
                 ms(t)
+            );
+        }
+        if let Some(ml) = &self.ml {
+            let _ = writeln!(
+                out,
+                "\n## ML inference example\n\n`digits` (examples/wasm/digits): a 64-48-10 neural network in ONNX run by tract inside the guest (the model parsed and optimized on every call), one 32x32 PNG in, the digit and its probabilities out as JSON. Sequential POST /run calls on an idle server; CPU time and peak linear memory per call from the server's usage meters.\n\n| module | p50 | p99 | guest CPU per call | peak linear memory |\n|---|---|---|---|---|\n| `digits` ({} KiB) | {} | {} | {} | {} KiB |",
+                ml.size / 1024,
+                ms(ml.p50),
+                ms(ml.p99),
+                ms(ml.cpu),
+                ml.peak_memory / 1024
             );
         }
     }

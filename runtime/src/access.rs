@@ -203,6 +203,31 @@ pub fn bucket_facts(records: &BucketRecords, registry: &Registry, bucket: &str) 
     }
 }
 
+/// The buckets of the embedded store (`minio.default`) that `user` owns: those they created
+/// (their records) and those their services name, which OSCAR tags with the service's owner.
+pub fn owned_buckets(
+    records: &BucketRecords,
+    registry: &Registry,
+    user: &str,
+) -> std::collections::BTreeSet<String> {
+    let mut owned: std::collections::BTreeSet<String> =
+        records.owned_by(user).into_iter().collect();
+    for deployed in registry.list() {
+        if owner_of(&deployed.service.definition) == Some(user) {
+            owned.extend(
+                deployed
+                    .service
+                    .spec
+                    .storage
+                    .paths()
+                    .filter(|p| p.provider == DEFAULT_PROVIDER)
+                    .map(|p| p.bucket.clone()),
+            );
+        }
+    }
+    owned
+}
+
 /// OSCAR's owner, and owner name, of buckets the administrator creates (its cluster's name).
 pub const ADMIN_BUCKET_OWNER: &str = "oscar";
 

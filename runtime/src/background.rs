@@ -45,13 +45,27 @@ impl EmbeddedStore {
         let access: crate::storage::embedded::BucketAccess = Arc::new(move |user, bucket| {
             crate::access::bucket_facts(&records, &registry, bucket).open_to(user)
         });
+        let (records, registry, quotas) = (
+            app.buckets.bucket_records.clone(),
+            app.services.registry.clone(),
+            app.operations.quotas.clone(),
+        );
+        let byte_limit: crate::storage::embedded::BucketByteLimit = Arc::new(move |bucket| {
+            let owner = crate::access::bucket_facts(&records, &registry, bucket)
+                .record
+                .owner;
+            quotas.bucket_limits(&owner).storage_bytes()
+        });
+        let root = app.operations.data_dir.join("buckets");
         let service = crate::storage::embedded::service(
-            &app.operations.data_dir.join("buckets"),
+            &root,
             crate::storage::embedded::StoreAuth {
                 access_key: minio.access_key.clone(),
                 secret_key: minio.secret_key.clone(),
                 users: app.users.store_users.clone(),
                 access,
+                byte_limit,
+                sizes: Arc::new(crate::storage::bucket_sizes::BucketSizes::new(&root)),
             },
         )
         .map_err(|source| crate::app::StartError::Io {

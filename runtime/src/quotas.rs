@@ -63,12 +63,53 @@ impl Limits {
     }
 }
 
+/// A user's bucket quotas, OSCAR's `minio` block: how many buckets of the store they may own,
+/// and the bytes each may hold. Unset is no limit.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketLimits {
+    /// Buckets owned at once (0: none may be made).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buckets: Option<u64>,
+    /// Bytes per bucket, as given (`"100Gi"`): OSCAR answers it as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_per_bucket: Option<String>,
+}
+
+impl BucketLimits {
+    /// The per-bucket limit in bytes (`"0"`, OSCAR's default, is none).
+    pub fn storage_bytes(&self) -> Option<u64> {
+        self.storage_per_bucket
+            .as_deref()
+            .and_then(|text| crate::quantity::parse(text).ok())
+            .filter(|bytes| *bytes > 0)
+    }
+}
+
+/// A bucket refused for the `minio.buckets` quota, in OSCAR's words.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "MinIO bucket quota exceeded for user {user}: limit {limit}, current {current}, requested new buckets {requested}"
+)]
+pub struct BucketsExceeded {
+    /// Whose.
+    pub user: String,
+    /// The limit.
+    pub limit: u64,
+    /// Buckets the user owns.
+    pub current: usize,
+    /// Buckets the request would add.
+    pub requested: usize,
+}
+
 /// The stored document: each user's own limits.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Stored {
     /// Limits by user (OIDC subject, or an owner name).
     #[serde(default)]
     pub users: BTreeMap<String, Limits>,
+    /// Bucket limits by user.
+    #[serde(default)]
+    pub minio: BTreeMap<String, BucketLimits>,
 }
 
 /// What a user's running invocations hold on this server.
@@ -150,19 +191,70 @@ impl Quotas {
         self.lock().get(user).copied().unwrap_or_default()
     }
 
-    /// Sets `user`'s own limits (`None` fields keep theirs); stored before memory follows.
-    pub async fn set(&self, user: &str, given: Limits) -> Result<(), QuotaSetError> {
+    /// `user`'s bucket limits.
+    pub fn bucket_limits(&self, user: &str) -> BucketLimits {
+        self.document
+            .read(|stored| stored.minio.get(user).cloned())
+            .unwrap_or_default()
+    }
+
+    /// Refuses `requested` new buckets for `user`, who owns `owned`, past their `buckets`
+    /// quota (OSCAR's ValidateMinIOBucketCountQuota: buckets already owned are not new).
+    pub fn check_new_buckets(
+        &self,
+        user: &str,
+        owned: &std::collections::BTreeSet<String>,
+        requested: &[String],
+    ) -> Result<(), BucketsExceeded> {
+        let Some(limit) = self.bucket_limits(user).buckets else {
+            return Ok(());
+        };
+        let new: std::collections::BTreeSet<&String> =
+            requested.iter().filter(|b| !owned.contains(*b)).collect();
+        if new.is_empty() || (owned.len() + new.len()) as u64 <= limit {
+            return Ok(());
+        }
+        Err(BucketsExceeded {
+            user: user.to_string(),
+            limit,
+            current: owned.len(),
+            requested: new.len(),
+        })
+    }
+
+    /// Sets `user`'s own limits and bucket limits (`None` fields keep theirs); stored before
+    /// memory follows.
+    pub async fn set(
+        &self,
+        user: &str,
+        given: Limits,
+        buckets: BucketLimits,
+    ) -> Result<(), QuotaSetError> {
         let full = self
             .document
             .update(|stored| {
-                if !stored.users.contains_key(user) && stored.users.len() >= MAX_USERS {
+                let known = stored.users.contains_key(user) || stored.minio.contains_key(user);
+                if !known && stored.users.len().max(stored.minio.len()) >= MAX_USERS {
                     return false;
                 }
-                let entry = stored.users.entry(user.to_string()).or_default();
-                *entry = given.or(*entry);
+                if given != Limits::default() {
+                    let entry = stored.users.entry(user.to_string()).or_default();
+                    *entry = given.or(*entry);
+                }
+                if buckets != BucketLimits::default() {
+                    let entry = stored.minio.entry(user.to_string()).or_default();
+                    if buckets.buckets.is_some() {
+                        entry.buckets = buckets.buckets;
+                    }
+                    if buckets.storage_per_bucket.is_some() {
+                        entry.storage_per_bucket = buckets.storage_per_bucket.clone();
+                    }
+                }
                 true
             })
             .await?;
+        // Raised limits may let waiting jobs run; lowered ones may fail those that never fit.
+        self.freed.notify_waiters();
         if full {
             Ok(())
         } else {
@@ -209,9 +301,10 @@ impl Quotas {
             }
         }
         let entry = held.entry(user.to_string()).or_default();
-        entry.cpu += need.cpu;
-        entry.memory += need.memory;
-        entry.invocations += need.invocations;
+        // Saturating: a limitless user's shares may be huge (`cpu: "1e300"` asks u64::MAX).
+        entry.cpu = entry.cpu.saturating_add(need.cpu);
+        entry.memory = entry.memory.saturating_add(need.memory);
+        entry.invocations = entry.invocations.saturating_add(need.invocations);
         Ok(Taken {
             quotas: None,
             user: user.to_string(),
@@ -333,6 +426,7 @@ mod tests {
                     memory: None,
                     invocations: Some(2),
                 },
+                BucketLimits::default(),
             )
             .await
             .unwrap();
@@ -376,7 +470,10 @@ mod tests {
             memory: None,
             invocations: Some(4),
         };
-        quotas.set("carol", own).await.unwrap();
+        quotas
+            .set("carol", own, BucketLimits::default())
+            .await
+            .unwrap();
         let expected = Limits {
             memory: Some(100),
             ..own
@@ -415,5 +512,56 @@ mod tests {
             invocations: 2,
         };
         assert!(quotas.take("dave", never).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn bucket_counts_follow_oscars_rule() {
+        let (_dir, quotas) = quotas(Limits::default()).await;
+        let owned: std::collections::BTreeSet<String> = ["a".to_string()].into();
+        let ask = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        // No limit set: anything goes.
+        assert!(
+            quotas
+                .check_new_buckets("dan", &owned, &ask(&["b", "c"]))
+                .is_ok()
+        );
+        let limits = BucketLimits {
+            buckets: Some(2),
+            storage_per_bucket: Some("1Mi".into()),
+        };
+        quotas.set("dan", Limits::default(), limits).await.unwrap();
+        assert_eq!(quotas.bucket_limits("dan").storage_bytes(), Some(1 << 20));
+        // One owned and one new fit; an owned one named again is not new.
+        assert!(
+            quotas
+                .check_new_buckets("dan", &owned, &ask(&["a", "b"]))
+                .is_ok()
+        );
+        let e = quotas
+            .check_new_buckets("dan", &owned, &ask(&["a", "b", "c"]))
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "MinIO bucket quota exceeded for user dan: limit 2, current 1, requested new buckets 2"
+        );
+        // Setting one field keeps the other; the CPU limits are untouched.
+        let fewer = BucketLimits {
+            buckets: Some(0),
+            storage_per_bucket: None,
+        };
+        quotas.set("dan", Limits::default(), fewer).await.unwrap();
+        let now = quotas.bucket_limits("dan");
+        assert_eq!((now.buckets, now.storage_bytes()), (Some(0), Some(1 << 20)));
+        assert!(
+            quotas
+                .check_new_buckets("dan", &owned, &ask(&["a"]))
+                .is_ok()
+        );
+        assert!(
+            quotas
+                .check_new_buckets("dan", &owned, &ask(&["z"]))
+                .is_err()
+        );
+        assert_eq!(quotas.limits("dan"), Limits::default());
     }
 }

@@ -157,6 +157,17 @@ async fn create(
     let request = BucketBody::read(&body, &app)?;
     let (bucket, folder) = request.path()?;
     let (visibility, allowed_users) = request.access()?;
+    if let Some(user) = caller.user() {
+        let owned = crate::access::owned_buckets(
+            &app.buckets.bucket_records,
+            &app.services.registry,
+            &user.sub,
+        );
+        app.operations
+            .quotas
+            .check_new_buckets(&user.sub, &owned, std::slice::from_ref(&bucket))
+            .map_err(|e| ApiError::Forbidden(e.to_string()))?;
+    }
     app.buckets
         .bucket_admin
         .create(&bucket, folder.as_deref())

@@ -1,13 +1,15 @@
 //! OSCAR's quota API over [`crate::quotas`]: `GET /system/quotas/user` (the caller's own),
 //! `GET` and `PUT /system/quotas/user/{id}` (the administrator's), in the shapes of OSCAR's
 //! pkg/handlers/quotas.go: `{"user_id", "resources": {"cpu": {"max", "used"}, "memory":
-//! ...}}`, CPU in millicores and memory in bytes, plus our `invocations`. A `max` of 0 is no
-//! limit. OSCAR's `ephemeral_storage`, `gpu`, `volumes` and `minio` quotas are refused with
-//! the reason (no guest has a disk, a GPU or a volume here; bucket quotas are not enforced).
+//! ...}, "minio": {"buckets": {"max", "used"}, "storage_per_bucket": {"max"},
+//! "storage_total": {"used"}}}`, CPU in millicores and memory in bytes, plus our
+//! `invocations`. A `max` of 0 is no limit (for `minio.buckets`, as in OSCAR, unless set).
+//! OSCAR's `ephemeral_storage`, `gpu` and `volumes` quotas are refused with the reason (no
+//! guest has a disk, a GPU or a volume here).
 
 use super::{ApiError, AppState};
 use crate::access::Caller;
-use crate::quotas::{Limits, QuotaSetError};
+use crate::quotas::{BucketLimits, Limits, QuotaSetError};
 use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -28,12 +30,28 @@ fn answer(app: &AppState, user: &str) -> Json<Value> {
     let quotas = &app.operations.quotas;
     let (limits, held) = (quotas.limits(user), quotas.held(user));
     let pair = |max: Option<u64>, used: u64| json!({"max": max.unwrap_or(0), "used": used});
+    let buckets = quotas.bucket_limits(user);
+    let owned =
+        crate::access::owned_buckets(&app.buckets.bucket_records, &app.services.registry, user);
+    // What the user's buckets hold, where this server can see it: the embedded store.
+    let stored: u64 = match &app.buckets.storage.embedded_buckets {
+        Some(root) => {
+            let sizes = crate::storage::bucket_sizes::BucketSizes::new(root);
+            owned.iter().map(|b| sizes.walk(b)).sum()
+        }
+        None => 0,
+    };
     Json(json!({
         "user_id": user,
         "resources": {
             "cpu": pair(limits.cpu, held.cpu),
             "memory": pair(limits.memory, held.memory),
             "invocations": pair(limits.invocations, held.invocations),
+        },
+        "minio": {
+            "buckets": {"max": buckets.buckets.unwrap_or(0), "used": owned.len()},
+            "storage_per_bucket": {"max": buckets.storage_per_bucket.as_deref().unwrap_or("0")},
+            "storage_total": {"used": stored.to_string()},
         },
     }))
 }
@@ -75,15 +93,21 @@ async fn set(
         Err(e) => return Err(bad(&format!("invalid payload: {e}"))),
     };
     let limits = limits_of(&body)?;
+    let buckets = bucket_limits_of(&body)?;
+    if limits == Limits::default() && buckets == BucketLimits::default() {
+        return Err(bad(
+            "cpu, memory, invocations, minio.buckets or minio.storage_per_bucket must be provided",
+        ));
+    }
     app.operations
         .quotas
-        .set(&id, limits)
+        .set(&id, limits, buckets.clone())
         .await
         .map_err(|e| match e {
             QuotaSetError::TooMany => bad(&e.to_string()),
             QuotaSetError::Store(e) => ApiError::from(e),
         })?;
-    tracing::info!(user = %id, ?limits, "user quotas set");
+    tracing::info!(user = %id, ?limits, ?buckets, "user quotas set");
     Ok(answer(&app, &id))
 }
 
@@ -96,10 +120,6 @@ fn limits_of(body: &Map<String, Value>) -> Result<Limits, ApiError> {
         ),
         ("gpu", "wasm guests have no GPU"),
         ("volumes", "there are no managed volumes"),
-        (
-            "minio",
-            "bucket quotas are not enforced by oscar-wasm's stores",
-        ),
     ] {
         if body.get(field).is_some_and(|v| !blank(v)) {
             return Err(bad(&format!(
@@ -132,15 +152,56 @@ fn limits_of(body: &Map<String, Value>) -> Result<Limits, ApiError> {
             ))),
         })
         .transpose()?;
-    let limits = Limits {
+    Ok(Limits {
         cpu,
         memory,
         invocations,
+    })
+}
+
+/// The bucket limits of a PUT body's `minio` block, in OSCAR's shape: `{"buckets": "3",
+/// "storage_per_bucket": "50Mi"}` (strings; numbers are taken too).
+fn bucket_limits_of(body: &Map<String, Value>) -> Result<BucketLimits, ApiError> {
+    let minio = match body.get("minio") {
+        None => return Ok(BucketLimits::default()),
+        Some(v) if blank(v) => return Ok(BucketLimits::default()),
+        Some(Value::Object(minio)) => minio,
+        Some(_) => return Err(bad("minio must be an object")),
     };
-    if limits == Limits::default() {
-        return Err(bad("cpu, memory or invocations must be provided"));
+    for field in minio.keys() {
+        if field != "buckets" && field != "storage_per_bucket" {
+            return Err(bad(&format!(
+                "minio.{field} is not a quota; minio takes buckets and storage_per_bucket"
+            )));
+        }
     }
-    Ok(limits)
+    let text = |field: &str| -> Result<Option<String>, ApiError> {
+        match minio.get(field) {
+            None => Ok(None),
+            Some(v) if blank(v) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.trim().to_string())),
+            Some(Value::Number(n)) => Ok(Some(n.to_string())),
+            Some(_) => Err(bad(&format!("minio.{field} must be a string"))),
+        }
+    };
+    let buckets = text("buckets")?
+        .map(|t| {
+            t.parse::<u64>().map_err(|_| {
+                bad(&format!(
+                    "invalid minio.buckets quantity: {t:?} is not a whole number of at least 0"
+                ))
+            })
+        })
+        .transpose()?;
+    let storage_per_bucket = text("storage_per_bucket")?;
+    if let Some(t) = &storage_per_bucket {
+        crate::quantity::parse(t)
+            .map_err(|e| bad(&format!("invalid minio.storage_per_bucket: {e}")))?;
+    }
+    Ok(BucketLimits {
+        buckets,
+        storage_per_bucket,
+    })
 }
 
 /// A quantity of at least 1.
@@ -204,10 +265,22 @@ mod tests {
                 .invocations,
             Some(2)
         );
+        let minio = bucket_limits_of(&body(
+            json!({"minio": {"buckets": "3", "storage_per_bucket": "50Mi"}}),
+        ))
+        .unwrap();
+        assert_eq!(minio.buckets, Some(3));
+        assert_eq!(minio.storage_bytes(), Some(50 << 20));
         for bad in [
-            json!({}),
+            json!({"minio": {"buckets": "-1"}}),
+            json!({"minio": {"storage_per_bucket": "lots"}}),
+            json!({"minio": {"disk": "1Gi"}}),
+            json!({"minio": "3"}),
+        ] {
+            assert!(bucket_limits_of(&body(bad.clone())).is_err(), "{bad}");
+        }
+        for bad in [
             json!({"gpu": "1"}),
-            json!({"minio": {"buckets": "3"}}),
             json!({"cpu": "lots"}),
             json!({"memory": "0"}),
             json!({"invocations": "0"}),

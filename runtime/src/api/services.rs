@@ -305,6 +305,21 @@ async fn check_buckets(
             None => {}
         }
     }
+    // OSCAR's `minio.buckets` quota, counted over the buckets the service names.
+    let owned = crate::access::owned_buckets(
+        &app.buckets.bucket_records,
+        &app.services.registry,
+        &user.sub,
+    );
+    let named: Vec<String> = storage
+        .paths()
+        .filter(|p| p.provider == crate::storage::spec::DEFAULT_PROVIDER)
+        .map(|p| p.bucket.clone())
+        .collect();
+    app.operations
+        .quotas
+        .check_new_buckets(&user.sub, &owned, &named)
+        .map_err(|e| ApiError::Forbidden(e.to_string()))?;
     Ok(new)
 }
 

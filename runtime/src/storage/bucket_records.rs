@@ -121,6 +121,17 @@ impl BucketRecords {
         self.document.read(|records| records.get(bucket).cloned())
     }
 
+    /// The buckets whose record names `owner`.
+    pub fn owned_by(&self, owner: &str) -> Vec<String> {
+        self.document.read(|records| {
+            records
+                .iter()
+                .filter(|(_, record)| record.owner == owner)
+                .map(|(bucket, _)| bucket.clone())
+                .collect()
+        })
+    }
+
     /// Wakes at every later change of the records (this server's or another's).
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.changes.subscribe()

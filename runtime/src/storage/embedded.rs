@@ -57,6 +57,10 @@ pub fn stored_keys(data_dir: &Path) -> std::io::Result<(String, String)> {
 /// Who may reach a bucket with a user's keys: `(user, bucket) -> allowed`.
 pub type BucketAccess = Arc<dyn Fn(&str, &str) -> bool + Send + Sync>;
 
+/// The bytes a bucket may hold, from its owner's `storage_per_bucket` quota: `bucket ->
+/// limit`.
+pub type BucketByteLimit = Arc<dyn Fn(&str) -> Option<u64> + Send + Sync>;
+
 /// Who may use the store: the administrator's keys (everything), and each OIDC user's (their
 /// own buckets, those shared with them, and those of services they may use).
 pub struct StoreAuth {
@@ -68,6 +72,11 @@ pub struct StoreAuth {
     pub users: Arc<super::store_users::StoreUsers>,
     /// The rule for users' keys.
     pub access: BucketAccess,
+    /// The per-bucket byte quotas, for every writer (the administrator's keys too: the
+    /// server's own uploads of invocations' outputs are writes into the user's bucket).
+    pub byte_limit: BucketByteLimit,
+    /// What the buckets hold.
+    pub sizes: Arc<super::bucket_sizes::BucketSizes>,
 }
 
 /// Checks a request's signature against [`StoreAuth`]'s keys.
@@ -141,6 +150,29 @@ impl StoreAccess {
     }
 }
 
+impl StoreAccess {
+    /// Refuses a write of `incoming` bytes into `bucket` past its owner's `storage_per_bucket`
+    /// quota, as MinIO's hard bucket quota does; counts it otherwise.
+    fn within_quota(&self, bucket: &str, incoming: u64) -> s3s::S3Result<()> {
+        let Some(limit) = (self.0.byte_limit)(bucket) else {
+            return Ok(());
+        };
+        let held = self.0.sizes.recent(bucket);
+        if held.saturating_add(incoming) > limit {
+            let mut error = s3s::S3Error::with_message(
+                s3s::S3ErrorCode::Custom("XMinioAdminBucketQuotaExceeded".into()),
+                format!(
+                    "the bucket {bucket} is over its owner's storage_per_bucket quota of {limit} bytes: it holds {held} and this write adds {incoming} (GET /system/quotas/user shows the quotas)"
+                ),
+            );
+            error.set_status_code(hyper::StatusCode::FORBIDDEN);
+            return Err(error);
+        }
+        self.0.sizes.added(bucket, incoming);
+        Ok(())
+    }
+}
+
 /// A refused name as S3's error.
 fn checked(result: Result<(), super::names::NameError>) -> s3s::S3Result<()> {
     result.map_err(|e| s3s::S3Error::with_message(s3s::S3ErrorCode::InvalidArgument, e.to_string()))
@@ -193,18 +225,48 @@ impl s3s::access::S3Access for StoreAccess {
         }
     }
 
+    async fn put_object(
+        &self,
+        req: &mut s3s::S3Request<s3s::dto::PutObjectInput>,
+    ) -> s3s::S3Result<()> {
+        let incoming = req.input.content_length.map_or(0, |n| n.max(0) as u64);
+        self.within_quota(&req.input.bucket, incoming)
+    }
+
+    async fn upload_part(
+        &self,
+        req: &mut s3s::S3Request<s3s::dto::UploadPartInput>,
+    ) -> s3s::S3Result<()> {
+        let incoming = req.input.content_length.map_or(0, |n| n.max(0) as u64);
+        self.within_quota(&req.input.bucket, incoming)
+    }
+
     async fn copy_object(
         &self,
         req: &mut s3s::S3Request<s3s::dto::CopyObjectInput>,
     ) -> s3s::S3Result<()> {
-        self.copy_source(req, &req.input.copy_source)
+        self.copy_source(req, &req.input.copy_source)?;
+        let incoming = match &req.input.copy_source {
+            s3s::dto::CopySource::Bucket { bucket, key, .. } => {
+                self.0.sizes.object(bucket, key).unwrap_or(0)
+            }
+            _ => 0,
+        };
+        self.within_quota(&req.input.bucket, incoming)
     }
 
     async fn upload_part_copy(
         &self,
         req: &mut s3s::S3Request<s3s::dto::UploadPartCopyInput>,
     ) -> s3s::S3Result<()> {
-        self.copy_source(req, &req.input.copy_source)
+        self.copy_source(req, &req.input.copy_source)?;
+        let incoming = match &req.input.copy_source {
+            s3s::dto::CopySource::Bucket { bucket, key, .. } => {
+                self.0.sizes.object(bucket, key).unwrap_or(0)
+            }
+            _ => 0,
+        };
+        self.within_quota(&req.input.bucket, incoming)
     }
 
     async fn delete_objects(

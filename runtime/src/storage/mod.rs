@@ -14,6 +14,7 @@
 //! invocation's input, and uploading output files after a successful invocation.
 
 pub mod bucket_records;
+pub mod bucket_sizes;
 pub mod buckets;
 pub mod embedded;
 pub mod event;
