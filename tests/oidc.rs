@@ -961,3 +961,114 @@ fn bucket_quotas_count_a_users_buckets_and_bound_their_bytes() {
     assert_eq!(quota["minio"]["storage_per_bucket"]["max"], "1Ki");
     assert_eq!(quota["minio"]["storage_total"]["used"], "600", "{quota}");
 }
+
+#[test]
+fn isolation_level_user_gives_each_allowed_user_a_private_bucket() {
+    let idp = Idp::start();
+    for sub in ["alice-sub", "bob-sub"] {
+        idp.user(sub, json!({"group_membership": [format!("/{GROUP}")]}));
+    }
+    let (alice, bob) = (
+        idp.token("alice-sub", json!({})),
+        idp.token("bob-sub", json!({})),
+    );
+    let dir = TestDir::new();
+    let server = server_for(&idp, &dir);
+    let c = client();
+    let (status, text) = with(
+        &alice,
+        c.post(server.url("/system/modules"))
+            .body(guest("uppercase")),
+    );
+    assert!(status == 200 || status == 201, "{text}");
+    let digest = serde_json::from_str::<Value>(&text).unwrap()["digest"].clone();
+    let definition = |users: Value| {
+        json!({"name": "iso", "module": digest, "memory": "64Mi", "visibility": "restricted",
+            "allowed_users": users, "isolation_level": "USER",
+            "bucket_list": ["sent-by-the-client"],
+            "input": [{"storage_provider": "minio.default", "path": "iso/in"}],
+            "output": [{"storage_provider": "minio.default", "path": "iso/out"}]})
+    };
+    // A user id that cannot name a bucket is refused with the reason.
+    let (status, text) = with(
+        &alice,
+        c.post(server.url("/system/services"))
+            .json(&definition(json!(["Not_A_Bucket"]))),
+    );
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("not a valid bucket name"), "{text}");
+    let (status, text) = with(
+        &alice,
+        c.post(server.url("/system/services"))
+            .json(&definition(json!(["bob-sub"]))),
+    );
+    assert_eq!(status, 201, "{text}");
+    // OSCAR's list: one bucket per listed user; the creator is added to the users.
+    let (_, text) = with(&alice, c.get(server.url("/system/services/iso")));
+    let shown: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(shown["bucket_list"], json!(["iso-bob-sub"]), "{shown}");
+    assert_eq!(
+        shown["allowed_users"],
+        json!(["bob-sub", "alice-sub"]),
+        "{shown}"
+    );
+    // An update listing Alice too gives her one as well.
+    let (status, text) = with(
+        &alice,
+        c.put(server.url("/system/services"))
+            .json(&definition(json!(["alice-sub", "bob-sub"]))),
+    );
+    assert_eq!(status, 204, "{text}");
+    let (_, text) = with(&alice, c.get(server.url("/system/services/iso")));
+    let shown: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        shown["bucket_list"],
+        json!(["iso-alice-sub", "iso-bob-sub"]),
+        "{shown}"
+    );
+
+    // Bob's upload to his own input folder runs the service; the output lands in his bucket.
+    let (status, text) = with(
+        &bob,
+        c.post(server.url("/system/buckets/iso-bob-sub/presign"))
+            .json(&json!({"object_key": "in/note.txt", "operation": "upload"})),
+    );
+    assert_eq!(status, 200, "{text}");
+    let url = serde_json::from_str::<Value>(&text).unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        c.put(url).body("for bob only").send().unwrap().status(),
+        200
+    );
+    let objects = |token: &str, bucket: &str| -> (u16, Vec<String>) {
+        let (status, text) = with(
+            token,
+            c.get(server.url(&format!("/system/buckets/{bucket}"))),
+        );
+        let names = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| v["objects"].as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|o| o["object_name"].as_str().map(str::to_string))
+            .collect();
+        (status, names)
+    };
+    eventually("Bob's output in his private bucket", || {
+        objects(&bob, "iso-bob-sub")
+            .1
+            .contains(&"out/upper.txt".to_string())
+    });
+    // Nobody else's: Alice (the service's owner) cannot read it, Bob cannot read hers, and
+    // the service's shared bucket got nothing.
+    assert_eq!(objects(&alice, "iso-bob-sub").0, 403);
+    assert_eq!(objects(&bob, "iso-alice-sub").0, 403);
+    let (status, shared) = objects(&alice, "iso");
+    assert_eq!(status, 200);
+    assert!(
+        !shared.iter().any(|o| o.starts_with("out/upper")),
+        "{shared:?}"
+    );
+}

@@ -87,7 +87,6 @@ pub const NOT_ACTED_ON: &[&str] = &[
     "image_prefetch",
     "kserve",
     "interlink_node_name",
-    "isolation_level",
     "total_memory",
     "total_cpu",
     "alpine",

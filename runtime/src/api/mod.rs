@@ -10,6 +10,7 @@ pub mod error;
 pub mod executions;
 mod exposed;
 mod info;
+mod isolation;
 mod jobs;
 mod modules;
 mod names;

@@ -40,12 +40,15 @@ async fn run(
             }
         });
     }
+    // The bucket a storage event came from: a private bucket sends the outputs back to it.
+    let mut from_bucket = None;
     let input = match super::trigger::classify(&app, &deployed, &body)? {
         super::trigger::Body::Ignored(message) => {
             return Ok((StatusCode::OK, message).into_response());
         }
         super::trigger::Body::Event(found) => {
             let (event, provider) = *found;
+            from_bucket = Some(event.bucket.clone());
             let (input, _) = app
                 .buckets
                 .storage
@@ -61,12 +64,17 @@ async fn run(
     let spec = &service.service.spec;
     let started = crate::clock::now_ms();
     let request = Request::sync(request_id, user);
+    let storage_spec = match &from_bucket {
+        Some(bucket) => spec.storage.for_bucket(bucket),
+        None => std::borrow::Cow::Borrowed(&spec.storage),
+    };
     let settled = crate::pipeline::invoke(
         &*app.invocations.executor,
         &app.buckets.storage,
         deployed,
         input,
         request,
+        &storage_spec,
     )
     .await?;
     // Outputs went to the service's output buckets before the answer, as in OSCAR.

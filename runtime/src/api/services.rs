@@ -157,11 +157,13 @@ async fn create(
         crate::oscar_definition::set_owner(map, &user.sub, &user.name);
         choose_vo(&app, user, map)?;
     }
+    let privates = super::isolation::plan(&app, &caller, &mut definition).await?;
     let new_buckets = check_buckets(&app, &caller, &definition).await?;
     let deployed = app.services.deployer.create_service(definition).await?;
     if let Some(user) = caller.user() {
         keep_owner(&app, user, &deployed.service.spec.name, new_buckets).await?;
     }
+    super::isolation::make(&app, &deployed.service.spec.name, privates).await?;
     tracing::info!(service = %deployed.service.spec.name, backend = %deployed.service.spec.backend, "service created");
     Ok((StatusCode::CREATED, Json(deployed.service.to_public_json())))
 }
@@ -193,11 +195,13 @@ async fn update(
             choose_vo(&app, user, map)?;
         }
     }
+    let privates = super::isolation::plan(&app, &caller, &mut definition).await?;
     let new_buckets = check_buckets(&app, &caller, &definition).await?;
     let deployed = app.services.deployer.update_service(definition).await?;
     if let Some(user) = caller.user() {
         keep_owner(&app, user, &deployed.service.spec.name, new_buckets).await?;
     }
+    super::isolation::make(&app, &deployed.service.spec.name, privates).await?;
     tracing::info!(service = %deployed.service.spec.name, backend = %deployed.service.spec.backend, "service updated");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -51,7 +51,10 @@ pub fn classify(app: &AppState, deployed: &Deployed, body: &[u8]) -> Result<Body
             let provider = app
                 .buckets
                 .storage
-                .source_for(&deployed.service.spec.storage, &event)
+                .source_for(
+                    &deployed.service.spec.storage.for_bucket(&event.bucket),
+                    &event,
+                )
                 .map_err(|e| ApiError::BadRequest(e.to_string()))?
                 .clone();
             Ok(Body::Event(Box::new((event, provider))))

@@ -8,14 +8,16 @@ use crate::jobs::JobInput;
 use crate::registry::Registry;
 
 /// An object was created in the embedded store: each service whose `minio.default` input
-/// folder holds it gets one job, on disk before this returns (so before the uploader is
-/// told its upload succeeded).
+/// folder holds it (in its own bucket, or in one of its users' private buckets of
+/// `isolation_level: USER`) gets one job, on disk before this returns (so before the
+/// uploader is told its upload succeeded).
 pub async fn object_created(registry: &Registry, deployer: &Deployer, bucket: String, key: String) {
     let targets: Vec<String> = registry
         .list()
         .iter()
         .filter(|d| {
-            d.service.spec.storage.inputs.iter().any(|input| {
+            let storage = d.service.spec.storage.for_bucket(&bucket);
+            storage.inputs.iter().any(|input| {
                 input.provider == crate::storage::spec::DEFAULT_PROVIDER
                     && input.holds(&bucket, &key)
             })

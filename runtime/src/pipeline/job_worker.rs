@@ -214,12 +214,17 @@ async fn execute<E: Execute>(
     // The job's own span, in the trace of the request that accepted it.
     let span = tracing::info_span!("job", service = %record.service, job = %record.name);
     crate::telemetry::continue_from(&span, record.traceparent.as_deref());
+    let storage_spec = match &record.trigger {
+        Some(event) => deployed.service.spec.storage.for_bucket(&event.bucket),
+        None => std::borrow::Cow::Borrowed(&deployed.service.spec.storage),
+    };
     let run = super::invoke(
         &*parts.executor,
         &parts.storage,
         deployed.clone(),
         input,
         request,
+        &storage_spec,
     )
     .instrument(span);
     let Some(result) = parts
@@ -281,7 +286,10 @@ async fn fetch_input<E: Execute>(
     };
     let provider = parts
         .storage
-        .source_for(&deployed.service.spec.storage, event)
+        .source_for(
+            &deployed.service.spec.storage.for_bucket(&event.bucket),
+            event,
+        )
         .map_err(|e| Fetch::Failed(format!("The job's object cannot be read: {e}")))?
         .clone();
     let (input, size) = parts

@@ -92,8 +92,10 @@ impl Settled {
     }
 }
 
-/// Runs `deployed` on `input` and delivers its outputs to the service's output buckets (as in
-/// OSCAR, before the caller hears of the result). `Err` when it could not run at all.
+/// Runs `deployed` on `input` and delivers its outputs to the output buckets of `storage_spec`
+/// (the service's, or those of the private bucket that triggered it:
+/// [`StorageSpec::for_bucket`](crate::storage::spec::StorageSpec::for_bucket)), as in OSCAR
+/// before the caller hears of the result. `Err` when it could not run at all.
 ///
 /// Dropping the future stops the invocation (see [`Executor::run`]).
 pub async fn invoke<E: Execute>(
@@ -102,9 +104,10 @@ pub async fn invoke<E: Execute>(
     deployed: Arc<Deployed>,
     input: Input,
     request: Request,
+    storage_spec: &crate::storage::spec::StorageSpec,
 ) -> Result<Settled, InvokeError> {
-    let completed = executor.execute(deployed.clone(), input, request).await?;
-    let delivered = delivery::to_buckets(storage, &deployed.service.spec.storage, &completed)
+    let completed = executor.execute(deployed, input, request).await?;
+    let delivered = delivery::to_buckets(storage, storage_spec, &completed)
         .instrument(tracing::debug_span!("delivery"))
         .await;
     Ok(Settled {

@@ -201,6 +201,20 @@ impl BucketAdmin {
         Ok(())
     }
 
+    /// Creates `name` unless it exists, then the folder markers `folders` in it (again or
+    /// not: a marker is an empty object).
+    pub async fn ensure(&self, name: &str, folders: &[String]) -> Result<(), BucketError> {
+        match self.create(name, None).await {
+            Ok(()) | Err(BucketError::Exists(_)) => {}
+            Err(e) => return Err(e),
+        }
+        let bucket = self.bucket(name)?;
+        for folder in folders.iter().filter(|f| !f.is_empty()) {
+            self.create_folder(&bucket, folder).await?;
+        }
+        Ok(())
+    }
+
     async fn create_folder(
         &self,
         bucket: &rusty_s3::Bucket,

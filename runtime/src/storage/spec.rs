@@ -109,6 +109,11 @@ pub struct StorageSpec {
     pub outputs: Vec<StoragePath>,
     /// `mount`: a bucket folder the guest sees at `/mnt/<bucket>/<folder>`.
     pub mount: Option<StoragePath>,
+    /// `isolation_level: USER`'s private buckets (`bucket_list`): each an allowed user's own
+    /// copy of the `minio.default` input and output folders ([`StorageSpec::for_bucket`]).
+    /// Not in [`StorageSpec::paths`]: a private bucket is its user's alone, not open to
+    /// everyone who may use the service.
+    pub isolated: Vec<String>,
 }
 
 impl StorageSpec {
@@ -150,6 +155,23 @@ pub fn local_endpoint(endpoint: &str) -> Option<String> {
 }
 
 impl StorageSpec {
+    /// The storage an invocation triggered from `bucket` uses: for one of the private buckets
+    /// of `isolation_level: USER`, the `minio.default` inputs and outputs moved into it (its
+    /// user's files come from and go to that bucket alone, as OSCAR redirects them); for any
+    /// other bucket, the service's own.
+    pub fn for_bucket(&self, bucket: &str) -> std::borrow::Cow<'_, StorageSpec> {
+        if !self.isolated.iter().any(|b| b == bucket) {
+            return std::borrow::Cow::Borrowed(self);
+        }
+        let mut moved = self.clone();
+        for path in moved.inputs.iter_mut().chain(moved.outputs.iter_mut()) {
+            if path.provider == DEFAULT_PROVIDER {
+                path.bucket = bucket.to_string();
+            }
+        }
+        std::borrow::Cow::Owned(moved)
+    }
+
     /// The input entry whose bucket and folder hold `bucket/key`.
     pub fn input_for(&self, bucket: &str, key: &str) -> Option<&StoragePath> {
         self.inputs.iter().find(|p| p.holds(bucket, key))
@@ -196,6 +218,7 @@ pub fn parse(service: &str, definition: &Map<String, Value>) -> Result<StorageSp
     };
     spec.inputs = parse_paths(service, definition, "input", &declared)?;
     spec.outputs = parse_paths(service, definition, "output", &declared)?;
+    spec.isolated = parse_isolation(definition)?;
     for (i, input) in spec.inputs.iter().enumerate() {
         if input.provider != DEFAULT_PROVIDER && !spec.providers.contains_key(&input.provider) {
             return Err(err(
@@ -219,6 +242,43 @@ pub fn parse(service: &str, definition: &Map<String, Value>) -> Result<StorageSp
         }
     }
     Ok(spec)
+}
+
+/// `isolation_level` (`SERVICE`, OSCAR's default, or `USER`, any case) and, for `USER`, the
+/// private buckets of `bucket_list`.
+fn parse_isolation(definition: &Map<String, Value>) -> Result<Vec<String>, StorageError> {
+    let level = match definition.get("isolation_level") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.trim().to_ascii_uppercase(),
+        Some(_) => return Err(err("isolation_level", "must be SERVICE or USER")),
+    };
+    match level.as_str() {
+        "" | "SERVICE" => return Ok(Vec::new()),
+        "USER" => {}
+        other => {
+            return Err(err(
+                "isolation_level",
+                format!("{other:?} is not SERVICE or USER"),
+            ));
+        }
+    }
+    let names = match definition.get("bucket_list") {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(names)) => names,
+        Some(_) => return Err(err("bucket_list", "must be a list of bucket names")),
+    };
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let name = name
+                .as_str()
+                .ok_or_else(|| err(format!("bucket_list[{i}]"), "must be a bucket name"))?;
+            super::names::check_bucket(name)
+                .map_err(|e| err(format!("bucket_list[{i}]"), e.to_string()))?;
+            Ok(name.to_string())
+        })
+        .collect()
 }
 
 fn parse_provider(
@@ -675,5 +735,51 @@ mod tests {
         let mut sent_back = shown.clone();
         restore_hidden(&mut sent_back, stored);
         assert_eq!(&sent_back, stored);
+    }
+}
+
+#[cfg(test)]
+mod isolation_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn spec(definition: Value) -> Result<StorageSpec, StorageError> {
+        parse("s", definition.as_object().unwrap())
+    }
+
+    #[test]
+    fn private_buckets_take_the_inputs_and_outputs_of_the_default_store() {
+        let definition = json!({"isolation_level": "user", "bucket_list": ["iso-bob"],
+            "storage_providers": {"s3": {"x": {"access_key": "a", "secret_key": "b"}}},
+            "input": [{"storage_provider": "minio", "path": "iso/in"}],
+            "output": [{"storage_provider": "minio.default", "path": "iso/out"},
+                       {"storage_provider": "s3.x", "path": "archive/out"}]});
+        let spec = spec(definition).unwrap();
+        assert_eq!(spec.isolated, ["iso-bob"]);
+        assert!(
+            spec.paths().all(|p| p.bucket != "iso-bob"),
+            "not the service's own"
+        );
+        let moved = spec.for_bucket("iso-bob");
+        assert!(moved.input_for("iso-bob", "in/a.txt").is_some());
+        assert!(moved.input_for("iso", "in/a.txt").is_none());
+        let outputs: Vec<_> = moved.outputs.iter().map(|p| p.bucket.as_str()).collect();
+        assert_eq!(outputs, ["iso-bob", "archive"], "only minio.default moves");
+        // Any other bucket keeps the service's own storage.
+        assert_eq!(*spec.for_bucket("iso"), spec);
+    }
+
+    #[test]
+    fn isolation_levels_are_service_or_user() {
+        let list = json!(["iso-bob"]);
+        assert!(
+            spec(json!({"isolation_level": "SERVICE", "bucket_list": list}))
+                .unwrap()
+                .isolated
+                .is_empty()
+        );
+        assert!(spec(json!({"isolation_level": "tenant"})).is_err());
+        assert!(spec(json!({"isolation_level": "USER", "bucket_list": ["../x"]})).is_err());
+        assert!(spec(json!({"isolation_level": "USER", "bucket_list": "iso-bob"})).is_err());
     }
 }
