@@ -39,6 +39,20 @@ fn an_http_component_is_served_at_the_exposed_path_with_paths_and_bodies_as_sent
         &hello(),
         json!({"name": "web", "memory": "64Mi", "expose": {"api_port": 8080}}),
     );
+    // It has no folders: a mount is refused with the reason, not ignored.
+    let digest = upload(&server, &hello());
+    let r = client()
+        .post(server.url("/system/services"))
+        .json(&json!({"name": "web-mount", "module": digest,
+            "mount": {"storage_provider": "minio.default", "path": "shared/data"}}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let reason = r.text().unwrap();
+    assert!(
+        reason.contains("mount") && reason.contains("HTTP service"),
+        "{reason}"
+    );
 
     // As OSCAR's ingress rewrites it: the path after /exposed, its trailing slash and the
     // query as sent; the service's root is `/`.

@@ -893,3 +893,89 @@ fn bucket_api_works_on_an_external_store() {
     assert_eq!(admin(c.get(server.url("/system/buckets"))).1.trim(), "[]");
     assert!(get(&store, "in/3.txt").is_none());
 }
+
+/// `mount` of an external store (here moto as `minio.default`): a read-only copy of the
+/// folder at /mnt/<bucket>/<folder>, brought up to date before each call.
+#[test]
+fn an_external_stores_mount_is_a_read_only_copy_kept_up_to_date() {
+    let python = test_python();
+    let moto = Moto::start(&python);
+    let endpoint = format!("http://127.0.0.1:{}", moto.1);
+    let s3 = |args: &[&str]| {
+        let script = r#"
+import sys, boto3
+s3 = boto3.client("s3", endpoint_url=sys.argv[1], region_name="us-east-1",
+                  aws_access_key_id="testing", aws_secret_access_key="testing")
+op, key = sys.argv[2], sys.argv[3]
+if op == "put":
+    try: s3.create_bucket(Bucket="shared")
+    except Exception: pass
+    s3.put_object(Bucket="shared", Key=key, Body=sys.argv[4].encode())
+else:
+    s3.delete_object(Bucket="shared", Key=key)
+"#;
+        let mut full = vec!["-c", script, &endpoint];
+        full.extend_from_slice(args);
+        let out = std::process::Command::new(&python)
+            .args(&full)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    s3(&["put", "data/note.txt", "from moto"]);
+    s3(&["put", "data/sub/deep.txt", "deep"]);
+    s3(&["put", "elsewhere.txt", "not mounted"]);
+    let dir = TestDir::new();
+    let server = Server::start(
+        &dir.data(),
+        &[
+            "--storage-endpoint",
+            &endpoint,
+            "--storage-access-key",
+            "testing",
+            "--storage-secret-key",
+            "testing",
+        ],
+    );
+    deploy(
+        &server,
+        &guest("sandbox-probe"),
+        json!({"name": "probe", "mount": {"storage_provider": "minio.default", "path": "shared/data"}}),
+    );
+    let probe = |script: &str| -> String {
+        let (status, _, body) = run(&server, "probe", b64(script.as_bytes()));
+        let body = String::from_utf8_lossy(&body).to_string();
+        assert_eq!(status, 200, "{body}");
+        body
+    };
+    let out = probe(
+        "read /mnt/shared/data/note.txt\nread /mnt/shared/data/sub/deep.txt\nread /mnt/shared/elsewhere.txt\nwrite /mnt/shared/data/new.txt guest\n",
+    );
+    assert!(
+        out.contains("read /mnt/shared/data/note.txt: ok 9 bytes"),
+        "{out}"
+    );
+    assert!(
+        out.contains("read /mnt/shared/data/sub/deep.txt: ok 4 bytes"),
+        "{out}"
+    );
+    assert!(
+        out.contains("read /mnt/shared/elsewhere.txt: denied"),
+        "{out}"
+    );
+    assert!(
+        out.contains("write /mnt/shared/data/new.txt: denied"),
+        "{out}"
+    );
+    // Changes in the store reach the next calls: a changed object, a removed one.
+    s3(&["put", "data/note.txt", "changed in moto"]);
+    s3(&["delete", "data/sub/deep.txt"]);
+    eventually("the copy to follow the store", || {
+        let out = probe("read /mnt/shared/data/note.txt\nread /mnt/shared/data/sub/deep.txt\n");
+        out.contains("note.txt: ok 15 bytes") && out.contains("deep.txt: denied")
+    });
+}

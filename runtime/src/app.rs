@@ -704,6 +704,9 @@ fn open_storage(
         default_provider: args.default_provider(embedded_store, keys),
         staging: scratch_root.join(".staging"),
         embedded_buckets: embedded_store.map(|_| data_dir.join("buckets")),
+        mirrors: std::sync::Arc::new(crate::storage::mount_mirror::Mirrors::new(
+            &scratch_root.join(".mounts"),
+        )),
     };
     storage.clean_staging();
     Ok(storage)

@@ -150,8 +150,10 @@ impl ApiError {
                 InvokeError::Outputs(crate::faas::outputs::OutputError::Io(_))
                 | InvokeError::Host(_) => StatusCode::INTERNAL_SERVER_ERROR,
                 // The cluster's API failed: an upstream's failure.
-                InvokeError::Backend(_) => StatusCode::BAD_GATEWAY,
+                InvokeError::Backend(_) | InvokeError::Mount(_) => StatusCode::BAD_GATEWAY,
                 InvokeError::WrongKind(_) => StatusCode::BAD_REQUEST,
+                // More than the limit itself: no retry will fit.
+                InvokeError::Quota(e) if e.asked > e.max => StatusCode::FORBIDDEN,
                 // The user's own limit, not the server's: retry once their calls end.
                 InvokeError::Quota(_) => StatusCode::TOO_MANY_REQUESTS,
                 // Too many or too large outputs: the module's doing, reported as its failure.

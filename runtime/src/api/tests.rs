@@ -278,9 +278,10 @@ async fn quotas_are_set_by_the_administrator_and_refuse_calls_past_them() {
     assert_eq!(shown["user_id"], "cluster_admin");
     assert_eq!(shown["resources"]["cpu"], json!({"max": 100, "used": 0}));
     assert_eq!(shown["resources"]["memory"]["max"], 0);
-    // The service holds OSCAR's default 200m, more than the quota: 429, naming it.
+    // The service holds OSCAR's default 200m, more than the quota itself: 403 (no retry
+    // fits), naming it.
     let (status, body) = h.call("POST", "/run/noop", Body::empty()).await;
-    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(status, StatusCode::FORBIDDEN);
     let text = String::from_utf8_lossy(&body);
     assert!(text.contains("cluster_admin's cpu quota is 100m"), "{text}");
     let (status, _) = h
@@ -293,7 +294,29 @@ async fn quotas_are_set_by_the_administrator_and_refuse_calls_past_them() {
     assert_eq!(status, StatusCode::OK);
     let (status, _) = h.call("POST", "/run/noop", Body::empty()).await;
     assert_eq!(status, StatusCode::OK);
-    for body in [r#"{"gpu": "1"}"#, r#"{}"#, r#"{"memory": "lots"}"#, "[]"] {
+    // OSCAR's minio block: set, answered in OSCAR's shape, the other limits kept.
+    let (status, body) = h
+        .call(
+            "PUT",
+            "/system/quotas/user/dora",
+            r#"{"minio": {"buckets": "2", "storage_per_bucket": "1Gi"}, "invocations": 3}"#,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body:?}");
+    let shown: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        shown["minio"],
+        json!({"buckets": {"max": 2, "used": 0}, "storage_per_bucket": {"max": "1Gi"},
+            "storage_total": {"used": "0"}})
+    );
+    assert_eq!(shown["resources"]["invocations"]["max"], 3);
+    for body in [
+        r#"{"gpu": "1"}"#,
+        r#"{}"#,
+        r#"{"memory": "lots"}"#,
+        "[]",
+        r#"{"minio": {"buckets": "x"}}"#,
+    ] {
         let (status, _) = h.call("PUT", "/system/quotas/user/x", body).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     }

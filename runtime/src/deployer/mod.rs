@@ -266,11 +266,24 @@ impl Deployer {
             .await
             .map_err(DeployError::from)
         {
-            Ok(runnable) => Ok(Deployed::new(
-                service,
-                Some(runnable),
-                self.limits.service_concurrency,
-            )),
+            Ok(runnable) => {
+                // An HTTP service has no folders for a mount to join: refused, not ignored.
+                if service.spec.storage.mount.is_some()
+                    && let Ok(linked) = runnable.linked()
+                    && matches!(*linked, crate::wasm::Linked::Http(_))
+                {
+                    return Err(DefinitionError::InvalidField {
+                        field: "mount",
+                        reason: "an HTTP service (a wasi:http/proxy component) gets no folders; mount is for file-processing services".into(),
+                    }
+                    .into());
+                }
+                Ok(Deployed::new(
+                    service,
+                    Some(runnable),
+                    self.limits.service_concurrency,
+                ))
+            }
             Err(DeployError::Module(ModuleError::NotFound(d))) => {
                 Err(DeployError::UnknownModule(d))
             }

@@ -58,6 +58,9 @@ pub struct Request {
     pub id: String,
     /// The user it is accounted to ([`crate::usage::meters::Usage::user`]).
     pub user: String,
+    /// An external store's `mount` folder, copied here by the pipeline: preopened
+    /// read-only instead of the embedded store's folder.
+    pub mount_copy: Option<std::path::PathBuf>,
 }
 
 impl Request {
@@ -67,6 +70,7 @@ impl Request {
             kind: Kind::Sync,
             id,
             user,
+            mount_copy: None,
         }
     }
 }
@@ -95,6 +99,9 @@ pub enum InvokeError {
     /// The user's invocations already hold their quota.
     #[error(transparent)]
     Quota(#[from] crate::quotas::Exceeded),
+    /// The service's `mount` of an external store could not be copied.
+    #[error("the service's mount could not be read: {0}")]
+    Mount(String),
 }
 
 /// A finished invocation.

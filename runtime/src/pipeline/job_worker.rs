@@ -210,6 +210,7 @@ async fn execute<E: Execute>(
         kind: Kind::Job,
         id: record.name.clone(),
         user: record.user.clone().unwrap_or_default(),
+        mount_copy: None,
     };
     // The job's own span, in the trace of the request that accepted it.
     let span = tracing::info_span!("job", service = %record.service, job = %record.name);

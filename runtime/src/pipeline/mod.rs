@@ -103,9 +103,15 @@ pub async fn invoke<E: Execute>(
     storage: &Storage,
     deployed: Arc<Deployed>,
     input: Input,
-    request: Request,
+    mut request: Request,
     storage_spec: &crate::storage::spec::StorageSpec,
 ) -> Result<Settled, InvokeError> {
+    // An external store's mount is copied before the call (the executor reads no store).
+    let service = &deployed.service.spec;
+    request.mount_copy = storage
+        .mount_copy(&service.name, &service.storage)
+        .await
+        .map_err(InvokeError::Mount)?;
     let completed = executor.execute(deployed, input, request).await?;
     let delivered = delivery::to_buckets(storage, storage_spec, &completed)
         .instrument(tracing::debug_span!("delivery"))

@@ -21,6 +21,7 @@ pub mod event;
 pub mod listing;
 pub mod minio_admin;
 pub mod minio_users;
+pub mod mount_mirror;
 pub mod names;
 pub mod objects;
 pub mod paged_fs;
@@ -66,6 +67,8 @@ pub struct Storage {
     pub staging: PathBuf,
     /// The embedded store's folder of buckets, when it is `minio.default`.
     pub embedded_buckets: Option<PathBuf>,
+    /// Read-only copies of external stores' `mount` folders.
+    pub mirrors: std::sync::Arc<mount_mirror::Mirrors>,
 }
 
 impl Storage {
@@ -180,19 +183,47 @@ impl Storage {
         Ok(())
     }
 
-    /// Why a service's `mount` cannot be served, if it cannot: only a folder of the embedded
-    /// store is a folder of this machine that a sandbox can be given.
+    /// Why a service's `mount` cannot be served, if it cannot: its provider must be known.
     pub fn check_mount(&self, spec: &StorageSpec) -> Result<(), String> {
         let Some(mount) = &spec.mount else {
             return Ok(());
         };
-        if mount.provider != DEFAULT_PROVIDER || self.embedded_buckets.is_none() {
-            return Err(format!(
-                "{} is not the embedded store: only a folder of the embedded store (minio.default without --store-endpoint) can be mounted into a wasm sandbox",
+        match self.provider(spec, &mount.provider) {
+            Some(_) => Ok(()),
+            None => Err(format!(
+                "{} is not a provider the service declares",
                 mount.provider
-            ));
+            )),
         }
-        Ok(())
+    }
+
+    /// Whether `mount` is a folder of the embedded store, preopened in place (read-write);
+    /// otherwise it is an external store's, copied read-only ([`mount_mirror`]).
+    pub fn mounts_in_place(&self, mount: &spec::StoragePath) -> bool {
+        mount.provider == DEFAULT_PROVIDER && self.embedded_buckets.is_some()
+    }
+
+    /// The local copy of an external store's `mount` for `service`, up to date; `None` when
+    /// the service mounts nothing or a folder of the embedded store.
+    pub async fn mount_copy(
+        &self,
+        service: &str,
+        spec: &StorageSpec,
+    ) -> Result<Option<PathBuf>, String> {
+        let Some(mount) = &spec.mount else {
+            return Ok(None);
+        };
+        if self.mounts_in_place(mount) {
+            return Ok(None);
+        }
+        let provider = self
+            .provider(spec, &mount.provider)
+            .ok_or_else(|| format!("provider {} is not configured", mount.provider))?;
+        self.mirrors
+            .sync(service, provider, mount)
+            .await
+            .map(Some)
+            .map_err(|e| e.to_string())
     }
 
     /// Removes staged downloads left by a crash.
@@ -216,6 +247,7 @@ impl Storage {
             },
             staging: dir.join("staging"),
             embedded_buckets: None,
+            mirrors: std::sync::Arc::new(mount_mirror::Mirrors::new(&dir.join("mounts"))),
         }
     }
 }

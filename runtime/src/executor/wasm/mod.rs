@@ -106,6 +106,7 @@ impl Invoker {
         let shared = self.shared.clone();
         let running = self.running.clone();
         let id = request.id.clone();
+        let mount_copy = request.mount_copy.clone();
         // The guest runs on a blocking thread: its log lines keep the caller's span (a
         // request's id and trace id).
         let span = tracing::Span::current();
@@ -119,7 +120,7 @@ impl Invoker {
                 runnable: &runnable,
                 packages,
             };
-            let result = run_blocking(run, input, cancel, &id);
+            let result = run_blocking(run, input, cancel, &id, mount_copy);
             running.dec();
             result
         });
@@ -191,6 +192,7 @@ fn run_blocking(
     input: Input,
     cancel: Arc<AtomicBool>,
     request_id: &str,
+    mount_copy: Option<std::path::PathBuf>,
 ) -> Result<Completed, InvokeError> {
     let Run {
         shared: Shared {
@@ -214,7 +216,7 @@ fn run_blocking(
     };
 
     let app_dir = app_folder::folder(&settings.apps_root, deployed, packages)?;
-    let mount = mount_folder(spec, settings)?;
+    let mount = mount_folder(spec, settings, mount_copy)?;
     let timeout = spec.timeout.unwrap_or(settings.default_timeout);
     let started = Instant::now();
     let outbound = outbound(spec, settings, deadline(started, timeout));
@@ -235,7 +237,7 @@ fn run_blocking(
         app_dir: app_dir.as_deref(),
         mount: mount
             .as_ref()
-            .map(|(dir, guest)| (dir.as_path(), guest.as_str())),
+            .map(|(dir, guest, writable)| (dir.as_path(), guest.as_str(), *writable)),
         outbound,
         cpu_budget: budget,
     })
@@ -335,16 +337,23 @@ fn outbound(
     }
 }
 
-/// The service's `mount` (checked at deploy to be a folder of the embedded store): its host
-/// folder, made again if it was removed, and where the guest sees it, `/mnt/<bucket>/<folder>`
-/// as OSCAR's rclone mounts it.
+/// The service's `mount`: its host folder, where the guest sees it (`/mnt/<bucket>/<folder>`
+/// as OSCAR's rclone mounts it), and whether it is writable. An external store's folder comes
+/// as the pipeline's read-only copy; the embedded store's is its folder of buckets, made
+/// again if it was removed.
 fn mount_folder(
     spec: &crate::service::ServiceSpec,
     settings: &InvokerSettings,
-) -> Result<Option<(std::path::PathBuf, String)>, InvokeError> {
+    copy: Option<std::path::PathBuf>,
+) -> Result<Option<(std::path::PathBuf, String, bool)>, InvokeError> {
     let Some(mount) = &spec.storage.mount else {
         return Ok(None);
     };
+    let guest = format!("/mnt/{}/{}", mount.bucket, mount.folder);
+    let guest = guest.trim_end_matches('/').to_string();
+    if let Some(copy) = copy {
+        return Ok(Some((copy, guest, false)));
+    }
     // Guests make no links (crate::wasm::no_symlinks), but one put there on the host would be
     // followed by the preopen: out of the bucket.
     let mut dir = settings.mount_root.clone();
@@ -360,8 +369,7 @@ fn mount_folder(
         }
     }
     std::fs::create_dir_all(&dir).map_err(host)?;
-    let guest = format!("/mnt/{}/{}", mount.bucket, mount.folder);
-    Ok(Some((dir, guest.trim_end_matches('/').to_string())))
+    Ok(Some((dir, guest, true)))
 }
 
 fn host(e: std::io::Error) -> InvokeError {

@@ -2,7 +2,7 @@
 //!
 //! The guest sees its input folder read-only at [`GUEST_INPUT_DIR`] and its output folder
 //! read-write at [`GUEST_OUTPUT_DIR`], and no other folder but a runtime service's script
-//! folder (read-only) and the service's `mount` (read-write), when it has them; the service's
+//! folder (read-only) and the service's `mount` (read-write, or read-only for a copy of an external store), when it has them; the service's
 //! environment plus INPUT_FILE_PATH, TMP_INPUT_DIR and TMP_OUTPUT_DIR; no sockets, and for
 //! components wasi:http requests only to the service's `allowed_outbound_hosts`; stdout and
 //! stderr merged into one captured stream, as FaaS Supervisor merges them.
@@ -51,8 +51,9 @@ pub struct GuestRun<'a> {
     pub output_limits: OutputLimits,
     /// A runtime service's script folder, seen read-only at [`crate::runtimes::APP_DIR`].
     pub app_dir: Option<&'a Path>,
-    /// The service's `mount`: a host folder, and where the guest sees it (read-write).
-    pub mount: Option<(&'a Path, &'a str)>,
+    /// The service's `mount`: a host folder, where the guest sees it, and whether it may
+    /// write there (the embedded store's folder; an external store's copy is read-only).
+    pub mount: Option<(&'a Path, &'a str, bool)>,
     /// Where a component's outgoing wasi:http requests may go (its deadline is the run's).
     pub outbound: crate::wasm::outbound::Outbound,
     /// CPU time the run may use (the service's `cpu` share of its timeout), when limited.
@@ -98,8 +99,13 @@ fn wasi_builder(r: &GuestRun<'_>, pipe: &CappedPipe) -> wasmtime::Result<WasiCtx
     if let Some(app) = r.app_dir {
         builder.preopened_dir(app, crate::runtimes::APP_DIR, FsPerms::ReadOnly)?;
     }
-    if let Some((dir, guest)) = r.mount {
-        builder.preopened_dir(dir, guest, FsPerms::ReadWrite)?;
+    if let Some((dir, guest, writable)) = r.mount {
+        let perms = if writable {
+            FsPerms::ReadWrite
+        } else {
+            FsPerms::ReadOnly
+        };
+        builder.preopened_dir(dir, guest, perms)?;
     }
     builder.stdout(pipe.clone()).stderr(pipe.clone());
     Ok(builder)
