@@ -1072,3 +1072,80 @@ fn isolation_level_user_gives_each_allowed_user_a_private_bucket() {
         "{shared:?}"
     );
 }
+
+#[test]
+fn jobs_waiting_for_a_users_quota_leave_the_workers_to_other_users() {
+    let idp = Idp::start();
+    for sub in ["alice-sub", "bob-sub"] {
+        idp.user(sub, json!({"group_membership": [format!("/{GROUP}")]}));
+    }
+    let (alice, bob) = (
+        idp.token("alice-sub", json!({})),
+        idp.token("bob-sub", json!({})),
+    );
+    let dir = TestDir::new();
+    // Two job workers: Alice's first job runs on one; before parking, her second held the
+    // other while it waited for her quota, and Bob's job waited behind both.
+    let server = server_with(
+        &idp,
+        &dir,
+        &["--job-workers", "2", "--quota-invocations", "1"],
+    );
+    let c = client();
+    for (token, name) in [(&alice, "alice-probe"), (&bob, "bob-probe")] {
+        let (status, text) = with(
+            token,
+            c.post(server.url("/system/modules"))
+                .body(guest("sandbox-probe")),
+        );
+        assert!(status == 200 || status == 201, "{text}");
+        let digest = serde_json::from_str::<Value>(&text).unwrap()["digest"].clone();
+        let (status, text) = with(
+            token,
+            c.post(server.url("/system/services"))
+                .json(&json!({"name": name, "module": digest, "memory": "64Mi"})),
+        );
+        assert_eq!(status, 201, "{text}");
+    }
+    let submit = |token: &str, service: &str, script: &[u8]| -> String {
+        let (status, text) = with(
+            token,
+            c.post(server.url(&format!("/job/{service}")))
+                .body(b64(script)),
+        );
+        assert_eq!(status, 201, "{text}");
+        serde_json::from_str::<Value>(&text).unwrap()["job_name"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let status = |service: &str, job: &str| -> String {
+        let (_, text) = as_admin(c.get(server.url(&format!("/system/logs/{service}"))));
+        let listed: Value = serde_json::from_str(&text).unwrap_or_default();
+        listed["jobs"][job]["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    // Alice's first job holds her one invocation; her second waits for it, pending.
+    let first = submit(&alice, "alice-probe", b"sleep 60000\n");
+    eventually("Alice's first job to run", || {
+        status("alice-probe", &first) == "Running"
+    });
+    let second = submit(&alice, "alice-probe", b"print second\n");
+    // Bob's job runs meanwhile on the one worker.
+    let bobs = submit(&bob, "bob-probe", b"print bob\n");
+    eventually("Bob's job to succeed while Alice's wait", || {
+        status("bob-probe", &bobs) == "Succeeded"
+    });
+    assert_eq!(status("alice-probe", &second), "Pending");
+    // Once her first job ends (deleted here), her second runs.
+    let (code, _) = with(
+        &alice,
+        c.delete(server.url(&format!("/system/logs/alice-probe/{first}"))),
+    );
+    assert_eq!(code, 204);
+    eventually("Alice's second job to succeed", || {
+        status("alice-probe", &second) == "Succeeded"
+    });
+}

@@ -275,31 +275,7 @@ impl Quotas {
         let limits = self.limits(user);
         let mut held = self.lock();
         let now = held.get(user).copied().unwrap_or_default();
-        let checks = [
-            ("cpu", limits.cpu, now.cpu, need.cpu, "m"),
-            ("memory", limits.memory, now.memory, need.memory, " bytes"),
-            (
-                "invocations",
-                limits.invocations,
-                now.invocations,
-                need.invocations,
-                "",
-            ),
-        ];
-        for (quota, max, used, asked, unit) in checks {
-            if let Some(max) = max
-                && used.saturating_add(asked) > max
-            {
-                return Err(Exceeded {
-                    user: user.to_string(),
-                    quota,
-                    max,
-                    used,
-                    asked,
-                    unit,
-                });
-            }
-        }
+        check(user, limits, now, need)?;
         let entry = held.entry(user.to_string()).or_default();
         // Saturating: a limitless user's shares may be huge (`cpu: "1e300"` asks u64::MAX).
         entry.cpu = entry.cpu.saturating_add(need.cpu);
@@ -310,6 +286,30 @@ impl Quotas {
             user: user.to_string(),
             need,
         })
+    }
+
+    /// Whether `need` would fit `user`'s quotas now, taking nothing; also when it could never
+    /// fit (it needs more than a limit): running it is what fails it, with the reason.
+    pub fn fits(&self, user: &str, need: Held) -> bool {
+        let now = self.held(user);
+        match check(user, self.limits(user), now, need) {
+            Ok(()) => true,
+            Err(e) => e.asked > e.max,
+        }
+    }
+
+    /// Returns once [`Quotas::fits`] holds for `need`: a job waits here, away from the job
+    /// workers, until its user's running invocations leave it room.
+    pub async fn until_fits(&self, user: &str, need: Held) {
+        loop {
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if self.fits(user, need) {
+                return;
+            }
+            freed.await;
+        }
     }
 
     /// Takes `need` from `user`'s quotas once it fits, waiting for running invocations to
@@ -350,6 +350,36 @@ impl Quotas {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Held>> {
         self.held.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// Refuses `need` on top of `now` past one of `limits`, naming it.
+fn check(user: &str, limits: Limits, now: Held, need: Held) -> Result<(), Exceeded> {
+    let checks = [
+        ("cpu", limits.cpu, now.cpu, need.cpu, "m"),
+        ("memory", limits.memory, now.memory, need.memory, " bytes"),
+        (
+            "invocations",
+            limits.invocations,
+            now.invocations,
+            need.invocations,
+            "",
+        ),
+    ];
+    for (quota, max, used, asked, unit) in checks {
+        if let Some(max) = max
+            && used.saturating_add(asked) > max
+        {
+            return Err(Exceeded {
+                user: user.to_string(),
+                quota,
+                max,
+                used,
+                asked,
+                unit,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// What an invocation holds of its user's quotas while it runs.

@@ -152,6 +152,20 @@ impl Executor {
         }
     }
 
+    /// Whether a job of `deployed` for `user` (empty: its owner) fits the user's quotas now
+    /// ([`crate::quotas::Quotas::fits`]).
+    pub fn quota_fits(&self, deployed: &Deployed, user: &str) -> bool {
+        self.quotas
+            .fits(&account_to_user(user, deployed), self.need(deployed))
+    }
+
+    /// Returns once [`Executor::quota_fits`] holds.
+    pub async fn quota_room(&self, deployed: &Deployed, user: &str) {
+        self.quotas
+            .until_fits(&account_to_user(user, deployed), self.need(deployed))
+            .await
+    }
+
     /// Stops every backend (at shutdown, once no invocation runs).
     pub fn stop(&self) {
         for b in &self.backends {

@@ -29,14 +29,19 @@ pub struct WorkerParts<E> {
     pub refresh: Option<Arc<dyn crate::deployer::Refresh>>,
 }
 
+/// Most jobs waiting for their user's quota apart from the workers, per server; past it a
+/// worker waits with its job, as before there was parking.
+pub const MAX_PARKED: usize = 10_000;
+
 /// Starts the job workers; they stop taking jobs once `stop` turns true.
 pub fn start<E: Execute>(
     parts: Arc<WorkerParts<E>>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Vec<JoinHandle<()>> {
+    let parked = Arc::new(tokio::sync::Semaphore::new(MAX_PARKED));
     (0..parts.jobs.workers)
         .map(|_| {
-            let parts = parts.clone();
+            let (parts, parked) = (parts.clone(), parked.clone());
             let mut stop = stop.clone();
             tokio::spawn(async move {
                 loop {
@@ -45,62 +50,139 @@ pub fn start<E: Execute>(
                         _ = stop.wait_for(|stop| *stop) => None,
                     };
                     let Some(delivery) = next else { break };
-                    take(&parts, delivery).await;
+                    take(&parts, delivery, &parked, &stop).await;
                 }
             })
         })
         .collect()
 }
 
+/// What a worker's turn at a job came to.
+enum Turn {
+    /// Settled: `true` once its record is final, `false` when it must be delivered again.
+    Done(bool),
+    /// Its user's running invocations hold their quota: the job waits for room.
+    Park {
+        /// The job's service.
+        deployed: Arc<Deployed>,
+        /// Who it is accounted to (empty: the service's owner).
+        user: String,
+    },
+}
+
 /// Runs a delivered job, telling a shared queue that it still runs while it does, and that
 /// it is done once its record is final (not when the record could not be stored: then it is
-/// delivered again).
-async fn take<E: Execute>(parts: &WorkerParts<E>, delivery: crate::jobs::queue::Delivery) {
-    let run = run(
-        parts,
-        &delivery.service,
-        &delivery.job,
-        delivery.redelivered,
-    );
-    let Some(acker) = &delivery.acker else {
-        run.await;
-        return;
+/// delivered again). A job whose user's quota is full waits in a task of its own ("parked",
+/// still pending), so that one user's queued jobs never hold the workers every user shares.
+async fn take<E: Execute>(
+    parts: &Arc<WorkerParts<E>>,
+    delivery: crate::jobs::queue::Delivery,
+    parked: &Arc<tokio::sync::Semaphore>,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) {
+    let turn = with_progress(
+        delivery.acker.as_deref(),
+        run(
+            parts,
+            &delivery.service,
+            &delivery.job,
+            delivery.redelivered,
+            true,
+        ),
+    )
+    .await;
+    let (deployed, user) = match turn {
+        Turn::Done(settled) => return acked(&delivery, settled).await,
+        Turn::Park { deployed, user } => (deployed, user),
     };
-    tokio::pin!(run);
+    let parts = parts.clone();
+    let stop = stop.clone();
+    let resume = async move {
+        with_progress(
+            delivery.acker.as_deref(),
+            parts.executor.quota_room(&deployed, &user),
+        )
+        .await;
+        // Stopping: it stays pending, restored at the next start (or redelivered).
+        if *stop.borrow() {
+            return;
+        }
+        let turn = with_progress(
+            delivery.acker.as_deref(),
+            run(
+                &parts,
+                &delivery.service,
+                &delivery.job,
+                delivery.redelivered,
+                false,
+            ),
+        )
+        .await;
+        if let Turn::Done(settled) = turn {
+            acked(&delivery, settled).await;
+        }
+    };
+    match parked.clone().try_acquire_owned() {
+        Ok(permit) => {
+            tokio::spawn(async move {
+                let _permit = permit;
+                resume.await;
+            });
+        }
+        Err(_) => resume.await,
+    }
+}
+
+/// `work`, telling a shared queue meanwhile that the delivery is still being worked on.
+async fn with_progress<T>(
+    acker: Option<&dyn crate::jobs::queue::Acker>,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    let Some(acker) = acker else {
+        return work.await;
+    };
+    tokio::pin!(work);
     let mut ticks = tokio::time::interval(acker.progress_every());
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticks.tick().await;
-    let settled = loop {
+    loop {
         tokio::select! {
-            settled = &mut run => break settled,
+            out = &mut work => return out,
             _ = ticks.tick() => acker.progress().await,
         }
-    };
-    if settled {
+    }
+}
+
+/// Acknowledges a settled delivery to a shared queue.
+async fn acked(delivery: &crate::jobs::queue::Delivery, settled: bool) {
+    if settled && let Some(acker) = &delivery.acker {
         acker.ack().await;
     }
 }
 
-/// Runs one job, if it is still pending, and records its end.
+/// Runs one job, if it is still pending, and records its end (waiting for its user's quota
+/// where needed).
 pub async fn run_job<E: Execute>(parts: &WorkerParts<E>, service: &str, job: &str) {
-    run(parts, service, job, false).await;
+    run(parts, service, job, false, false).await;
 }
 
 /// Runs one job if it is pending, or if it was running on a server that stopped
-/// (`redelivered`); `false` when its state could not be stored, so it must run again.
+/// (`redelivered`); `Done(false)` when its state could not be stored, so it must run again.
+/// With `may_park`, a job whose user's quota is full is handed back to wait for room.
 async fn run<E: Execute>(
     parts: &WorkerParts<E>,
     service: &str,
     job: &str,
     redelivered: bool,
-) -> bool {
+    may_park: bool,
+) -> Turn {
     let mut record = match parts.jobs.record(service, job).await {
         Ok(Some(record)) => record,
         // Deleted.
-        Ok(None) => return true,
+        Ok(None) => return Turn::Done(true),
         Err(e) => {
             tracing::error!(service, job, error = %e, "the job's record could not be read");
-            return false;
+            return Turn::Done(false);
         }
     };
     if record.status == Status::Running && redelivered {
@@ -108,12 +190,12 @@ async fn run<E: Execute>(
             Ok(record) => record,
             Err(e) => {
                 tracing::error!(service, job, error = %e, "an interrupted job could not be set back to pending");
-                return false;
+                return Turn::Done(false);
             }
         };
     }
     if record.status != Status::Pending {
-        return true;
+        return Turn::Done(true);
     }
     let mut notes = Vec::new();
     if let Some(refresh) = &parts.refresh {
@@ -139,33 +221,37 @@ async fn run<E: Execute>(
     let ending = match deployed {
         None => Ending::error(notes, format!("Service {service} no longer exists")),
         Some(deployed) => {
+            let user = record.user.clone().unwrap_or_default();
+            if may_park && !parts.executor.quota_fits(&deployed, &user) {
+                return Turn::Park { deployed, user };
+            }
             match parts.jobs.start(&mut record).await {
                 Ok(true) => {}
                 // Deleted meanwhile.
-                Ok(false) => return true,
+                Ok(false) => return Turn::Done(true),
                 Err(e) => {
                     tracing::error!(service, job, error = %e, "the job could not be marked running; it stays pending");
-                    return false;
+                    return Turn::Done(false);
                 }
             }
             match execute(parts, deployed, &record, notes).await {
                 Run::Ended(ending) => ending,
                 // Deleted while it ran.
-                Run::Deleted => return true,
+                Run::Deleted => return Turn::Done(true),
                 Run::Again(reason) => {
                     if let Err(e) = parts.jobs.run_later(record, reason).await {
                         tracing::error!(service, job, error = %e, "the job could not be set back to pending; it runs again after the queue's ack wait");
                     }
-                    return false;
+                    return Turn::Done(false);
                 }
             }
         }
     };
     if let Err(e) = parts.jobs.finish(record, ending).await {
         tracing::error!(service, job, error = %e, "the job's end could not be recorded; it runs again");
-        return false;
+        return Turn::Done(false);
     }
-    true
+    Turn::Done(true)
 }
 
 /// How a run went.

@@ -35,6 +35,16 @@ pub trait Execute: Send + Sync + 'static {
         input: Input,
         request: Request,
     ) -> impl Future<Output = Result<Completed, InvokeError>> + Send;
+
+    /// Whether a job of `deployed` for `user` fits the user's quotas now.
+    fn quota_fits(&self, _deployed: &Deployed, _user: &str) -> bool {
+        true
+    }
+
+    /// Returns once [`Execute::quota_fits`] holds.
+    fn quota_room(&self, _deployed: &Deployed, _user: &str) -> impl Future<Output = ()> + Send {
+        std::future::ready(())
+    }
 }
 
 impl Execute for Executor {
@@ -45,6 +55,14 @@ impl Execute for Executor {
         request: Request,
     ) -> impl Future<Output = Result<Completed, InvokeError>> + Send {
         self.run(deployed, input, request)
+    }
+
+    fn quota_fits(&self, deployed: &Deployed, user: &str) -> bool {
+        Executor::quota_fits(self, deployed, user)
+    }
+
+    fn quota_room(&self, deployed: &Deployed, user: &str) -> impl Future<Output = ()> + Send {
+        Executor::quota_room(self, deployed, user)
     }
 }
 
