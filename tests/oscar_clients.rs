@@ -121,6 +121,28 @@ r = c.delete_bucket("pybucket")
 step("delete_bucket", r.status_code == 204
      and "pybucket" not in [b["bucket_name"] for b in c.list_buckets().json()])
 
+# Usage accounting and quotas, through oscar-python's own methods.
+summary = c.get_metrics_summary().json()
+step("get_metrics_summary", summary["totals"]["executions_count"] >= 3, summary["totals"])
+breakdown = c.get_metrics_breakdown()
+step("get_metrics_breakdown", breakdown.status_code == 200 and "upper" in breakdown.text,
+     breakdown.text[:300])
+metrics = c.get_service_metrics("upper")
+step("get_service_metrics", metrics.status_code == 200 and "upper" in metrics.text,
+     metrics.text[:300])
+r = c.update_user_quota("someone", "1500m", "2Gi")
+step("update_user_quota", r.status_code == 200
+     and r.json()["resources"]["cpu"]["max"] == 1500, r.text)
+q = c.get_user_quota("someone").json()
+step("get_user_quota", q["resources"]["memory"]["max"] == 2 << 30
+     and q["minio"]["buckets"] == {"max": 0, "used": 0}, q)
+import requests
+try:
+    own = c.get_own_quota().status_code
+except requests.HTTPError as e:
+    own = e.response.status_code
+step("get_own_quota (the administrator has none)", own == 400, own)
+
 step("get_deployment_status", c.get_deployment_status("upper").json()["state"] == "ready")
 step("remove_job", c.remove_job("upper", job).status_code == 204)
 step("remove_all_jobs", c.remove_all_jobs("upper").status_code == 204)

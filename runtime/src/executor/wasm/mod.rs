@@ -516,3 +516,22 @@ impl Drop for CancelOnDrop {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cpu_share_under_one_core_is_a_cpu_time_budget() {
+        let minute = Duration::from_secs(60);
+        assert_eq!(cpu_budget(Some(0.2), minute), Some(Duration::from_secs(12)));
+        assert_eq!(
+            cpu_budget(Some(0.5), Duration::from_secs(10)),
+            Some(Duration::from_secs(5))
+        );
+        // A core or more: a guest runs on one thread, so nothing to bound.
+        assert_eq!(cpu_budget(Some(1.0), minute), None);
+        assert_eq!(cpu_budget(Some(4.0), minute), None);
+        assert_eq!(cpu_budget(None, minute), None);
+    }
+}
