@@ -27,6 +27,8 @@ mod ui;
 mod usage;
 
 #[cfg(test)]
+mod test_idp;
+#[cfg(test)]
 mod tests;
 
 use crate::app::App;
