@@ -31,6 +31,18 @@ fn server_with(idp: &Idp, dir: &TestDir, extra: &[&str]) -> Server {
     Server::start(&dir.data(), &args)
 }
 
+/// Uploads the example module `name` with `token`; returns its digest.
+fn upload_as(server: &Server, token: &str, name: &str) -> Value {
+    let (status, text) = with(
+        token,
+        client()
+            .post(server.url("/system/modules"))
+            .body(guest(name)),
+    );
+    assert!(status == 200 || status == 201, "{text}");
+    serde_json::from_str::<Value>(&text).unwrap()["digest"].clone()
+}
+
 fn names(body: &str) -> Vec<String> {
     let mut names: Vec<String> = serde_json::from_str::<Vec<Value>>(body)
         .unwrap_or_else(|e| panic!("{e}: {body}"))
@@ -80,13 +92,7 @@ fn users_and_the_admin_get_what_oscar_lets_them() {
     assert!(text.contains("carol-sub") && text.contains(GROUP), "{text}");
 
     // Alice uploads a module and creates three services.
-    let (status, text) = with(
-        &alice,
-        c.post(server.url("/system/modules"))
-            .body(guest("uppercase")),
-    );
-    assert!(status == 200 || status == 201, "{text}");
-    let digest = serde_json::from_str::<Value>(&text).unwrap()["digest"].clone();
+    let digest = upload_as(&server, &alice, "uppercase");
     for (name, extra) in [
         ("a-private", json!({})),
         ("a-public", json!({"visibility": "public"})),
@@ -596,13 +602,7 @@ fn usage_is_accounted_exactly_per_user_and_service_and_kept() {
     let mut server = server_for(&idp, &dir);
     let c = client();
     for (token, name) in [(&alice, "meter-a"), (&bob, "meter-b")] {
-        let (status, text) = with(
-            token,
-            c.post(server.url("/system/modules"))
-                .body(guest("uppercase")),
-        );
-        assert!(status == 200 || status == 201, "{text}");
-        let digest = serde_json::from_str::<Value>(&text).unwrap()["digest"].clone();
+        let digest = upload_as(&server, token, "uppercase");
         let (status, text) = with(
             token,
             c.post(server.url("/system/services"))
@@ -758,13 +758,7 @@ fn quotas_hold_a_users_running_invocations_and_the_administrator_sets_them() {
         &["--quota-invocations", "1", "--quota-memory", "1Gi"],
     );
     let c = client();
-    let (status, text) = with(
-        &alice,
-        c.post(server.url("/system/modules"))
-            .body(guest("sandbox-probe")),
-    );
-    assert!(status == 200 || status == 201, "{text}");
-    let digest = serde_json::from_str::<Value>(&text).unwrap()["digest"].clone();
+    let digest = upload_as(&server, &alice, "sandbox-probe");
     let (status, text) = with(
         &alice,
         c.post(server.url("/system/services"))
@@ -882,13 +876,7 @@ fn bucket_quotas_count_a_users_buckets_and_bound_their_bytes() {
         ),
         "{text}"
     );
-    let (status, text) = with(
-        &carol,
-        c.post(server.url("/system/modules"))
-            .body(guest("uppercase")),
-    );
-    assert!(status == 200 || status == 201, "{text}");
-    let digest = serde_json::from_str::<Value>(&text).unwrap()["digest"].clone();
+    let digest = upload_as(&server, &carol, "uppercase");
     let service = |input: &str| {
         json!({"name": "carol-upper", "module": digest, "memory": "64Mi",
             "input": [{"storage_provider": "minio.default", "path": format!("{input}/in")}],
@@ -975,13 +963,7 @@ fn isolation_level_user_gives_each_allowed_user_a_private_bucket() {
     let dir = TestDir::new();
     let server = server_for(&idp, &dir);
     let c = client();
-    let (status, text) = with(
-        &alice,
-        c.post(server.url("/system/modules"))
-            .body(guest("uppercase")),
-    );
-    assert!(status == 200 || status == 201, "{text}");
-    let digest = serde_json::from_str::<Value>(&text).unwrap()["digest"].clone();
+    let digest = upload_as(&server, &alice, "uppercase");
     let definition = |users: Value| {
         json!({"name": "iso", "module": digest, "memory": "64Mi", "visibility": "restricted",
             "allowed_users": users, "isolation_level": "USER",
@@ -1093,13 +1075,7 @@ fn jobs_waiting_for_a_users_quota_leave_the_workers_to_other_users() {
     );
     let c = client();
     for (token, name) in [(&alice, "alice-probe"), (&bob, "bob-probe")] {
-        let (status, text) = with(
-            token,
-            c.post(server.url("/system/modules"))
-                .body(guest("sandbox-probe")),
-        );
-        assert!(status == 200 || status == 201, "{text}");
-        let digest = serde_json::from_str::<Value>(&text).unwrap()["digest"].clone();
+        let digest = upload_as(&server, token, "sandbox-probe");
         let (status, text) = with(
             token,
             c.post(server.url("/system/services"))

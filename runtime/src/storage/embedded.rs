@@ -151,6 +151,16 @@ impl StoreAccess {
 }
 
 impl StoreAccess {
+    /// The bytes a copy adds: its source object's size (0 when it is not a file here).
+    fn copy_size(&self, source: &s3s::dto::CopySource) -> u64 {
+        match source {
+            s3s::dto::CopySource::Bucket { bucket, key, .. } => {
+                self.0.sizes.object(bucket, key).unwrap_or(0)
+            }
+            _ => 0,
+        }
+    }
+
     /// Refuses a write of `incoming` bytes into `bucket` past its owner's `storage_per_bucket`
     /// quota, as MinIO's hard bucket quota does; counts it otherwise.
     fn within_quota(&self, bucket: &str, incoming: u64) -> s3s::S3Result<()> {
@@ -246,13 +256,7 @@ impl s3s::access::S3Access for StoreAccess {
         req: &mut s3s::S3Request<s3s::dto::CopyObjectInput>,
     ) -> s3s::S3Result<()> {
         self.copy_source(req, &req.input.copy_source)?;
-        let incoming = match &req.input.copy_source {
-            s3s::dto::CopySource::Bucket { bucket, key, .. } => {
-                self.0.sizes.object(bucket, key).unwrap_or(0)
-            }
-            _ => 0,
-        };
-        self.within_quota(&req.input.bucket, incoming)
+        self.within_quota(&req.input.bucket, self.copy_size(&req.input.copy_source))
     }
 
     async fn upload_part_copy(
@@ -260,13 +264,7 @@ impl s3s::access::S3Access for StoreAccess {
         req: &mut s3s::S3Request<s3s::dto::UploadPartCopyInput>,
     ) -> s3s::S3Result<()> {
         self.copy_source(req, &req.input.copy_source)?;
-        let incoming = match &req.input.copy_source {
-            s3s::dto::CopySource::Bucket { bucket, key, .. } => {
-                self.0.sizes.object(bucket, key).unwrap_or(0)
-            }
-            _ => 0,
-        };
-        self.within_quota(&req.input.bucket, incoming)
+        self.within_quota(&req.input.bucket, self.copy_size(&req.input.copy_source))
     }
 
     async fn delete_objects(
