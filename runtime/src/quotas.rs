@@ -198,6 +198,17 @@ impl Quotas {
             .unwrap_or_default()
     }
 
+    /// Whether any user has a `storage_per_bucket` limit: when none has, a write into the
+    /// store needs no look-up of its bucket's owner.
+    pub fn any_storage_limit(&self) -> bool {
+        self.document.read(|stored| {
+            stored
+                .minio
+                .values()
+                .any(|limits| limits.storage_bytes().is_some())
+        })
+    }
+
     /// Refuses `requested` new buckets for `user`, who owns `owned`, past their `buckets`
     /// quota (OSCAR's ValidateMinIOBucketCountQuota: buckets already owned are not new).
     pub fn check_new_buckets(
@@ -550,6 +561,7 @@ mod tests {
         let owned: std::collections::BTreeSet<String> = ["a".to_string()].into();
         let ask = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
         // No limit set: anything goes.
+        assert!(!quotas.any_storage_limit());
         assert!(
             quotas
                 .check_new_buckets("dan", &owned, &ask(&["b", "c"]))
@@ -561,6 +573,7 @@ mod tests {
         };
         quotas.set("dan", Limits::default(), limits).await.unwrap();
         assert_eq!(quotas.bucket_limits("dan").storage_bytes(), Some(1 << 20));
+        assert!(quotas.any_storage_limit());
         // One owned and one new fit; an owned one named again is not new.
         assert!(
             quotas
