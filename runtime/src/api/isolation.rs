@@ -81,6 +81,8 @@ pub(super) async fn plan(
         .filter(|p| p.provider == DEFAULT_PROVIDER)
         .map(|p| p.bucket.as_str())
         .collect();
+    // Two input folders of one bucket make one private bucket per user, not a clash.
+    inputs.sort_unstable();
     inputs.dedup();
     let mut privates: Vec<Private> = Vec::new();
     for input in inputs {
