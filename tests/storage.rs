@@ -81,6 +81,50 @@ fn a_file_put_into_the_embedded_store_is_processed_into_the_output_folder() {
 }
 
 #[test]
+fn uploads_past_the_pending_limit_wait_for_room_and_every_file_gets_its_job() {
+    let dir = TestDir::new();
+    // Two unfinished jobs per service at most, and each job sleeps: most uploads arrive while
+    // the service is full.
+    let server = Server::start(&dir.data(), &["--max-pending-jobs", "2"]);
+    let endpoint = server.s3.clone().expect("the embedded store runs");
+    deploy(
+        &server,
+        &guest("sandbox-probe"),
+        json!({"name": "slow", "log_level": "CRITICAL",
+               "input": [{"storage_provider": "minio", "path": "bulk/in"}],
+               "output": [{"storage_provider": "minio.default", "path": "bulk/out"}]}),
+    );
+    let files = 12;
+    std::thread::scope(|scope| {
+        for client in 0..4 {
+            let endpoint = &endpoint;
+            scope.spawn(move || {
+                let store = s3(endpoint, "bulk", "oscar", "oscar");
+                for i in (client..files).step_by(4) {
+                    let body = format!("sleep 150\noutput f{i}.txt {i}\n");
+                    // No retries in this client: each upload is answered once, and must succeed.
+                    put(&store, &format!("in/f{i}.txt"), body.as_bytes()).unwrap();
+                }
+            });
+        }
+    });
+    // Every upload was acknowledged with its job on disk: all of them run, once each.
+    let jobs = wait_jobs(&server, "slow", files);
+    assert_eq!(jobs.len(), files);
+    assert!(
+        jobs.values().all(|j| j["status"] == "Succeeded"),
+        "{jobs:?}"
+    );
+    let store = s3(&endpoint, "bulk", "oscar", "oscar");
+    for i in 0..files {
+        assert_eq!(
+            get(&store, &format!("out/f{i}.txt")).as_deref(),
+            Some(i.to_string().as_bytes())
+        );
+    }
+}
+
+#[test]
 fn the_store_has_its_own_generated_keys_never_the_admin_password() {
     let dir = TestDir::new();
     let server = Server::start_with_generated_store_keys(&dir.data(), &["--password", "pw-123"]);

@@ -1,7 +1,8 @@
 //! Cluster mode's cost next to local mode: the same server alone, then as the member of a
 //! cluster on one NATS server (JetStream on loopback, file storage): POST /run under `wrk`, and
 //! a batch of jobs (how long POST /job takes to answer 201, how fast the batch drains, the
-//! CPU time the server and NATS spend per job).
+//! CPU time the server and NATS spend per job), and a bulk batch of files through a bucket
+//! ([`crate::bulk`]).
 
 use crate::scale::Setup;
 use crate::server::{Process, cpu_time, wait_for_port};
@@ -11,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Jobs in one batch.
-const JOBS: usize = 1000;
+const JOBS: usize = 4000;
 /// Clients submitting them at once.
 pub const SUBMITTERS: usize = 8;
 
@@ -23,6 +24,8 @@ pub struct Mode {
     pub run: Vec<(usize, wrk::Figures, Duration)>,
     /// The batch of jobs.
     pub jobs: Jobs,
+    /// The bulk batch of files.
+    pub bulk: crate::bulk::Bulk,
 }
 
 /// A batch of jobs' figures.
@@ -80,8 +83,14 @@ impl Drop for Nats {
     }
 }
 
-/// Measures local mode, then cluster mode on a NATS server started from `nats_bin`.
-pub fn measure(rt: &tokio::runtime::Runtime, setup: &Setup<'_>, nats_bin: &Path) -> Vec<Mode> {
+/// Measures local mode, then cluster mode on a NATS server started from `nats_bin`; `probe`
+/// is the sandbox-probe module, for the bulk batch.
+pub fn measure(
+    rt: &tokio::runtime::Runtime,
+    setup: &Setup<'_>,
+    nats_bin: &Path,
+    probe: &[u8],
+) -> Vec<Mode> {
     let mut modes = Vec::new();
     for name in ["local", "cluster"] {
         let nats = (name == "cluster").then(|| Nats::start(nats_bin));
@@ -93,8 +102,13 @@ pub fn measure(rt: &tokio::runtime::Runtime, setup: &Setup<'_>, nats_bin: &Path)
             "5000",
             "--max-pending-total",
             "5000",
+            // Room for every finished job of both batches: their counts are the measure.
             "--max-jobs",
-            "5000",
+            "25000",
+            "--store-access-key",
+            crate::bulk::ACCESS_KEY,
+            "--store-secret-key",
+            crate::bulk::SECRET_KEY,
         ];
         if let Some(nats) = &nats {
             extra.extend(["--cluster", nats.url.as_str()]);
@@ -127,8 +141,14 @@ pub fn measure(rt: &tokio::runtime::Runtime, setup: &Setup<'_>, nats_bin: &Path)
             "{name} mode: {} jobs drained in {:?}, server CPU {:?}/job",
             jobs.count, jobs.drained, jobs.server_cpu
         );
+        let bulk = rt.block_on(crate::bulk::measure(&server, probe));
         server.stop();
-        modes.push(Mode { name, run, jobs });
+        modes.push(Mode {
+            name,
+            run,
+            jobs,
+            bulk,
+        });
     }
     modes
 }
@@ -159,7 +179,7 @@ async fn jobs(server: &Process, nats_pid: Option<u32>, setup: &Setup<'_>) -> Job
     }
     let count = accept.len();
     loop {
-        if succeeded(addr).await >= count {
+        if jobs_with_status(addr, "Succeeded").await >= count {
             break;
         }
         assert!(
@@ -182,12 +202,13 @@ async fn jobs(server: &Process, nats_pid: Option<u32>, setup: &Setup<'_>) -> Job
     }
 }
 
-/// Jobs Succeeded, from the server's metrics.
-async fn succeeded(addr: std::net::SocketAddr) -> usize {
+/// Jobs kept with `status`, all services together, from the server's metrics.
+pub async fn jobs_with_status(addr: std::net::SocketAddr, status: &str) -> usize {
     let (_, text) = get(addr, "/metrics").await;
+    let prefix = format!("oscar_wasm_jobs{{status=\"{status}\"}} ");
     String::from_utf8_lossy(&text)
         .lines()
-        .find_map(|l| l.strip_prefix("oscar_wasm_jobs{status=\"Succeeded\"} "))
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or(0)
 }

@@ -7,9 +7,11 @@
 //! runtime library at all); `wasmtime serve` 48 with a wasi-http component, loaded by the same
 //! `wrk`; FaaS Supervisor once per request (OSCAR's per-invocation path); upload to first
 //! answer for every example module; restart to first answer; Python and JavaScript script
-//! services next to the Rust module; and the cost as services grow.
+//! services next to the Rust module; the cost as services grow; and, locally and in cluster
+//! mode, jobs and bulk files through a bucket.
 
 mod bare;
+mod bulk;
 mod cluster;
 mod floor;
 mod load;
@@ -240,7 +242,9 @@ fn main() {
 
     // 9. Cluster mode next to local mode.
     if let Some(nats) = &args.nats_server {
-        report.cluster = cluster::measure(&rt, &setup, nats);
+        let probe = std::fs::read(args.guests.join("sandbox-probe.wasm"))
+            .expect("sandbox-probe.wasm: build the guests first");
+        report.cluster = cluster::measure(&rt, &setup, nats, &probe);
     }
 
     let text = report.render(&args.commit, duration);
@@ -381,7 +385,7 @@ pub fn with_custom_section(wasm: &[u8], name: &str) -> Vec<u8> {
     out
 }
 
-fn free_addr() -> SocketAddr {
+pub fn free_addr() -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.local_addr().expect("addr")
 }

@@ -14,16 +14,19 @@ pub struct Process {
     pub child: Child,
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where its embedded S3 store listens (the server's own; `addr` for `wasmtime serve`).
+    pub s3: SocketAddr,
 }
 
 impl Process {
     /// Starts `oscar-wasm serve` on a free loopback port; returns once it logged its address.
     pub fn oscar(bin: &Path, data_dir: &Path, extra: &[&str]) -> Process {
+        let s3 = crate::free_addr().to_string();
         let mut child = Command::new(bin)
             .args([
                 "serve",
                 "--s3-listen",
-                "127.0.0.1:0",
+                s3.as_str(),
                 "--listen",
                 "127.0.0.1:0",
                 "--data-dir",
@@ -37,7 +40,8 @@ impl Process {
             .spawn()
             .expect("start oscar-wasm");
         let addr = wait_for_line(&mut child, "listening on http://");
-        Process { child, addr }
+        let s3 = s3.parse().expect("address");
+        Process { child, addr, s3 }
     }
 
     /// Starts `wasmtime serve` on `addr` with `component`; returns once it accepts connections.
@@ -51,7 +55,11 @@ impl Process {
             .spawn()
             .expect("start wasmtime serve");
         wait_for_port(addr, "wasmtime serve");
-        Process { child, addr }
+        Process {
+            child,
+            addr,
+            s3: addr,
+        }
     }
 
     /// User plus system CPU time used so far.

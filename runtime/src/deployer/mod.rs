@@ -513,6 +513,11 @@ impl Deployer {
         self.submit_job_for(service, input, None).await
     }
 
+    /// Returns when a job may have made room under the pending limits, or after `at_most`.
+    pub async fn job_room(&self, at_most: std::time::Duration) {
+        self.jobs.store.room(at_most).await;
+    }
+
     /// [`Deployer::submit_job`], accounted to `user` (an OIDC subject) rather than the
     /// service's owner.
     pub async fn submit_job_for(

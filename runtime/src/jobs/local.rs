@@ -1,16 +1,21 @@
-//! Jobs on one machine, one folder each: `jobs/<service>/<job>/` holding `record.jsonl` (the
-//! record, one JSON line appended per change: the last complete line is the record), `input`
-//! (the decoded input), `log.txt` (lines `<unix ms> <text>`) and `outputs/` (the module's
-//! output files).
+//! Jobs on one machine, one file each: `jobs/<service>/<job>`, an append-only sequence of
+//! frames ([`super::frames`]) holding the decoded input, each version of the record (the last
+//! whole one is the record), the log lines and the output files of the last run. One inode
+//! per job, and every change an append: creating and freeing the five or six inodes of a job
+//! folder was most of the file system's cost per job. Folders of earlier versions are turned
+//! into files at start-up ([`super::legacy_folders`]).
 //!
 //! Durability is a group commit ([`GroupSync`]): writes are not synced one by one; a new job
 //! and every record change wait for a `syncfs` that covers them, shared with every other job
 //! written meanwhile, so POST /job answers once its input and record are on disk, at one sync
-//! per batch instead of several `fsync`s per job. A finished record is saved only after a sync
-//! that covers its outputs and log, so a record saying Succeeded always has them. Appending
-//! records instead of replacing a file also keeps the file system from allocating (and
-//! freeing) an inode per change. Folders of the earlier layout (`job.json`) are still read.
+//! per batch instead of several `fsync`s per job. Order needs no sync: a frame counts only
+//! when every frame before it in the file is whole, so a finished record appended after its
+//! outputs and log never stands without them. A payload over [`frames::LARGE`] is synced
+//! before anything is appended after it (it is checked by its header alone when the file is
+//! opened).
 
+use super::frames::{self, Kind};
+use super::legacy_folders::{self, Migrated};
 use super::record::JobRecord;
 use super::store::JobBackend;
 use crate::faas::OutputFile;
@@ -21,12 +26,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// The record's file: one JSON line per change.
-const RECORD: &str = "record.jsonl";
-/// The record's file in the earlier layout (replaced atomically on each change).
-const OLD_RECORD: &str = "job.json";
-
-/// Jobs as folders under the data folder.
+/// Jobs as files under the data folder.
 pub struct LocalJobs(Files);
 
 /// The folder, for the blocking tasks that read and write it.
@@ -40,7 +40,7 @@ impl LocalJobs {
     /// Opens (creating) `data_dir/jobs`.
     pub fn open(data_dir: &Path) -> io::Result<Self> {
         let root = data_dir.join("jobs");
-        // Owner-only: job folders hold users' inputs, outputs and logs.
+        // Owner-only: job files hold users' inputs, outputs and logs.
         fsutil::create_private_dir(&root)?;
         let group = Arc::new(GroupSync::open(&root)?);
         Ok(Self(Files { root, group }))
@@ -48,103 +48,24 @@ impl LocalJobs {
 }
 
 impl Files {
-    fn dir(&self, service: &str, job: &str) -> PathBuf {
+    fn path(&self, service: &str, job: &str) -> PathBuf {
         self.root.join(service).join(job)
     }
 
-    fn outputs_dir(&self, service: &str, job: &str) -> PathBuf {
-        self.dir(service, job).join("outputs")
+    /// Appends frames to an existing job file (a deleted job's is not made again); not synced.
+    fn append(&self, service: &str, job: &str, bytes: &[u8]) -> io::Result<()> {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.path(service, job))?
+            .write_all(bytes)
     }
 
-    /// Appends the record as one line, then waits for a sync covering it.
-    fn persist(&self, record: &JobRecord) -> io::Result<()> {
-        let mut line = serde_json::to_vec(record).map_err(io::Error::other)?;
-        line.push(b'\n');
-        append(&self.dir(&record.service, &record.name).join(RECORD), &line)?;
-        self.group.sync()
+    /// The job's file, opened for reading, and its whole frames.
+    fn scan(&self, service: &str, job: &str) -> io::Result<(std::fs::File, frames::Scan)> {
+        let mut file = std::fs::File::open(self.path(service, job))?;
+        let scan = frames::scan(&mut file)?;
+        Ok((file, scan))
     }
-}
-
-/// Appends to an owner-only file, creating it; not synced.
-fn append(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.create(true).append(true);
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path)?.write_all(bytes)
-}
-
-/// A new owner-only file; not synced.
-fn write_new(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path)?.write_all(bytes)
-}
-
-/// What a job folder's record files say.
-enum Found {
-    /// The record.
-    Record(Box<JobRecord>),
-    /// No complete record: the job was never acknowledged, and its folder can go.
-    Incomplete(String),
-    /// The files could not be read (permissions, an I/O error): the folder is left alone.
-    Unreadable(io::Error),
-}
-
-/// The record a job folder holds: the last complete line of its record file, or the earlier
-/// layout's file when the record file has none. A last line torn by a power cut (never
-/// acknowledged) is cut off here, before anything is appended after it: otherwise the next
-/// line would be glued to it and lost too.
-fn read_record(job_dir: &Path) -> Found {
-    let file = job_dir.join(RECORD);
-    let bytes = match std::fs::read(&file) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Found::Unreadable(e),
-    };
-    let whole = bytes
-        .iter()
-        .rposition(|b| *b == b'\n')
-        .map_or(0, |end| end + 1);
-    if whole < bytes.len() {
-        let cut = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&file)
-            .and_then(|f| f.set_len(whole as u64));
-        if let Err(e) = cut {
-            return Found::Unreadable(e);
-        }
-    }
-    if let Some(record) = bytes[..whole]
-        .split(|b| *b == b'\n')
-        .rev()
-        .find_map(|line| serde_json::from_slice(line).ok())
-    {
-        return Found::Record(Box::new(record));
-    }
-    match std::fs::read(job_dir.join(OLD_RECORD)) {
-        Ok(old) => match serde_json::from_slice(&old) {
-            Ok(record) => Found::Record(Box::new(record)),
-            Err(e) => Found::Incomplete(format!("{OLD_RECORD} does not parse: {e}")),
-        },
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            Found::Incomplete(format!("no complete line in {RECORD}"))
-        }
-        Err(e) => Found::Unreadable(e),
-    }
-}
-
-/// Whether an unfinished job's input is whole: a power cut before the sync that would have
-/// acknowledged the job can leave a record whose input is short.
-fn input_is_whole(job_dir: &Path, record: &JobRecord) -> bool {
-    if record.status.is_finished()
-        || record.origin != super::record::Origin::Job
-        || record.trigger.is_some()
-    {
-        return true;
-    }
-    let len = std::fs::metadata(job_dir.join("input")).map_or(0, |m| m.len());
-    len == record.bytes
 }
 
 #[async_trait::async_trait]
@@ -284,23 +205,44 @@ impl Files {
             if !service.file_type()?.is_dir() {
                 continue;
             }
-            for job in std::fs::read_dir(service.path())? {
-                let job_dir = job?.path();
-                let reason = match read_record(&job_dir) {
-                    Found::Record(record) if input_is_whole(&job_dir, &record) => {
-                        records.push(*record);
-                        continue;
+            let service_dir = service.path();
+            let mut names: Vec<String> = std::fs::read_dir(&service_dir)?
+                .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+                .collect::<io::Result<_>>()?;
+            // Migrations a crash interrupted first: each leaves its job's folder or file.
+            for job in names
+                .iter()
+                .filter_map(|n| legacy_folders::migrating_job(n))
+            {
+                legacy_folders::finish_interrupted(&service_dir, job)?;
+            }
+            names.retain(|n| legacy_folders::migrating_job(n).is_none());
+            for name in names {
+                let path = service_dir.join(&name);
+                if path.is_dir() {
+                    match legacy_folders::migrate(&path) {
+                        Migrated::Done => {}
+                        Migrated::Incomplete(reason) => {
+                            tracing::warn!(dir = %path.display(), %reason, "removed an incomplete job folder");
+                            continue;
+                        }
+                        Migrated::Unreadable(e) => {
+                            tracing::error!(dir = %path.display(), error = %e, "a job folder could not be read; it is left as it is and its job is not run");
+                            continue;
+                        }
                     }
-                    Found::Record(_) => "its input is not whole".to_string(),
-                    Found::Incomplete(reason) => reason,
-                    Found::Unreadable(e) => {
-                        tracing::error!(dir = %job_dir.display(), error = %e, "a job folder could not be read; it is left as it is and its job is not run");
-                        continue;
+                }
+                match read_job(&path) {
+                    Ok(Some(record)) => records.push(record),
+                    Ok(None) => {
+                        // No whole record, or a record without its input: never acknowledged.
+                        tracing::warn!(file = %path.display(), "removing an incomplete job file");
+                        let _ = std::fs::remove_file(&path);
                     }
-                };
-                // A job folder without a complete record was never accepted.
-                tracing::warn!(dir = %job_dir.display(), %reason, "removing an incomplete job folder");
-                let _ = std::fs::remove_dir_all(&job_dir);
+                    Err(e) => {
+                        tracing::error!(file = %path.display(), error = %e, "a job file could not be read; it is left as it is and its job is not run");
+                    }
+                }
             }
         }
         Ok(records)
@@ -311,99 +253,102 @@ impl Files {
     }
 
     fn create(&self, record: &JobRecord, input: Option<&[u8]>) -> io::Result<()> {
-        let dir = self.dir(&record.service, &record.name);
         fsutil::create_private_dir(&self.root.join(&record.service))?;
-        std::fs::create_dir(&dir)?;
-        if let Some(input) = input {
-            write_new(&dir.join("input"), input)?;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(self.path(&record.service, &record.name))?;
+        let json = serde_json::to_vec(record).map_err(io::Error::other)?;
+        match input {
+            Some(input) if input.len() > frames::LARGE => {
+                file.write_all(&frames::frame(Kind::Input, input))?;
+                self.group.sync()?;
+                file.write_all(&frames::frame(Kind::Record, &json))?;
+            }
+            _ => {
+                let mut bytes = Vec::new();
+                if let Some(input) = input {
+                    frames::push_frame(&mut bytes, Kind::Input, input);
+                }
+                frames::push_frame(&mut bytes, Kind::Record, &json);
+                file.write_all(&bytes)?;
+            }
         }
-        // One sync covers the folders, the input and the record.
-        self.persist(record)
+        // One sync covers the file, its folder entry, the input and the record.
+        self.group.sync()
     }
 
     fn save(&self, record: &JobRecord) -> io::Result<()> {
-        if record.status.is_finished() {
-            // The outputs and log it claims are on disk before the record that claims them.
-            self.group.sync()?;
-        }
-        self.persist(record)
+        let json = serde_json::to_vec(record).map_err(io::Error::other)?;
+        self.append(
+            &record.service,
+            &record.name,
+            &frames::frame(Kind::Record, &json),
+        )?;
+        self.group.sync()
     }
 
     fn append_log(&self, service: &str, job: &str, text: &str) -> io::Result<()> {
-        // Synced with the next record saved (a finished one waits for it).
-        append(&self.dir(service, job).join("log.txt"), text.as_bytes())
+        // Synced with the next record saved, which it precedes in the file.
+        self.append(service, job, &frames::frame(Kind::Log, text.as_bytes()))
     }
 
     fn read_log(&self, service: &str, job: &str) -> io::Result<String> {
-        match std::fs::read_to_string(self.dir(service, job).join("log.txt")) {
-            Ok(text) => Ok(text),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(String::new()),
-            Err(e) => Err(e),
-        }
+        let (mut file, scan) = match self.scan(service, job) {
+            Ok(found) => found,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(String::new()),
+            Err(e) => return Err(e),
+        };
+        let log = scan.joined(&mut file, Kind::Log)?;
+        Ok(String::from_utf8_lossy(&log).into_owned())
     }
 
     fn read_input(&self, service: &str, job: &str) -> io::Result<Vec<u8>> {
-        std::fs::read(self.dir(service, job).join("input"))
+        let (mut file, scan) = self.scan(service, job)?;
+        scan.last(&mut file, Kind::Input)?
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "the job has no input"))
     }
 
     fn write_outputs(&self, service: &str, job: &str, files: &[OutputFile]) -> io::Result<()> {
-        let dir = self.outputs_dir(service, job);
-        match std::fs::create_dir(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                // A previous attempt's outputs: replaced by this attempt's.
-                std::fs::remove_dir_all(&dir)?;
-                std::fs::create_dir(&dir)?;
-            }
-            Err(e) => return Err(e),
-        }
-        for file in files {
-            // Paths come from our own walk of the output folder: relative, no `..`.
-            let path = dir.join(&file.path);
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent)?;
-            }
-            // Durable before the job is marked Succeeded: its finished record waits for a
-            // sync that covers them (see `save`).
-            write_new(&path, &file.bytes)?;
+        // This run's outputs replace an earlier attempt's: the last frame wins.
+        let payload = frames::encode_outputs(files);
+        self.append(service, job, &frames::frame(Kind::Outputs, &payload))?;
+        if payload.len() > frames::LARGE {
+            self.group.sync()?;
         }
         Ok(())
     }
 
     fn output_files(&self, service: &str, job: &str) -> io::Result<Vec<OutputFile>> {
-        let dir = self.outputs_dir(service, job);
-        if !dir.exists() {
-            return Ok(Vec::new());
-        }
-        // Written by this server from an invocation's bounded outputs.
-        let limits = crate::faas::outputs::OutputLimits {
-            max_files: usize::MAX,
-            max_bytes: u64::MAX,
+        let (mut file, scan) = self.scan(service, job)?;
+        let mut files = match scan.last(&mut file, Kind::Outputs)? {
+            Some(payload) => frames::decode_outputs(&payload)?,
+            None => Vec::new(),
         };
-        let mut files = crate::faas::outputs::collect(&dir, limits)
-            .map_err(io::Error::other)?
-            .files;
         files.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(files)
     }
 
     fn output_file(&self, service: &str, job: &str, path: &Path) -> io::Result<Option<Vec<u8>>> {
-        // Through cap-std, so that `path` cannot leave the job's output folder.
-        let dir = self.outputs_dir(service, job);
-        let read = || {
-            let root =
-                cap_std::fs::Dir::open_ambient_dir(&dir, cap_std::ambient_authority()).ok()?;
-            let meta = root.symlink_metadata(path).ok()?;
-            if !meta.is_file() {
-                return None;
-            }
-            root.read(path).ok()
+        // Looked up by its exact relative path among the files the run left: nothing else
+        // (`..`, an absolute path) can name a file.
+        let Some(wanted) = path.to_str() else {
+            return Ok(None);
         };
-        Ok(read())
+        let found = match self.output_files(service, job) {
+            Ok(files) => files.into_iter().find(|f| f.path == wanted),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        Ok(found.map(|f| f.bytes))
     }
 
     fn remove(&self, service: &str, job: &str) {
-        remove_dir_retrying(&self.dir(service, job));
+        match std::fs::remove_file(self.path(service, job)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(service, job, error = %e, "could not remove a job file"),
+        }
     }
 
     fn remove_service(&self, service: &str, _jobs: &[JobRecord]) {
@@ -411,17 +356,33 @@ impl Files {
     }
 
     fn measure(&self, service: &str, job: &str) -> u64 {
-        fn size(path: &Path) -> u64 {
-            match std::fs::symlink_metadata(path) {
-                Ok(m) if m.is_dir() => std::fs::read_dir(path)
-                    .map(|d| d.flatten().map(|e| size(&e.path())).sum())
-                    .unwrap_or(0),
-                Ok(m) => m.len(),
-                Err(_) => 0,
-            }
-        }
-        size(&self.dir(service, job))
+        std::fs::metadata(self.path(service, job)).map_or(0, |m| m.len())
     }
+}
+
+/// The record of the job file at `path`, its torn tail cut off first (so that the next append
+/// starts a frame of its own); `None` when it has no whole record, or an unfinished job's
+/// record without the input it names.
+fn read_job(path: &Path) -> io::Result<Option<JobRecord>> {
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)?;
+    let scan = frames::scan(&mut file)?;
+    if scan.whole < scan.len {
+        file.set_len(scan.whole)?;
+    }
+    let Some(json) = scan.last(&mut file, Kind::Record)? else {
+        return Ok(None);
+    };
+    let record: JobRecord = serde_json::from_slice(&json).map_err(io::Error::other)?;
+    let needs_input = !record.status.is_finished()
+        && record.origin == super::record::Origin::Job
+        && record.trigger.is_none();
+    if needs_input && !scan.has(Kind::Input) {
+        return Ok(None);
+    }
+    Ok(Some(record))
 }
 
 /// `remove_dir_all`, retried: a worker may be finishing a file in it at that moment.
@@ -460,7 +421,53 @@ mod tests {
     }
 
     #[test]
-    fn the_last_complete_record_line_wins_and_a_torn_one_is_ignored() {
+    fn a_job_is_one_file_holding_its_input_record_log_and_outputs() {
+        let data = tempfile::tempdir().unwrap();
+        let jobs = LocalJobs::open(data.path()).unwrap();
+        let mut job = record("svc-1", Status::Pending, 2);
+        jobs.0.create(&job, Some(b"in")).unwrap();
+        jobs.0.append_log("svc", "svc-1", "1 accepted\n").unwrap();
+        job.status = Status::Running;
+        jobs.0.save(&job).unwrap();
+        let out = |path: &str, bytes: &[u8]| OutputFile {
+            path: path.into(),
+            bytes: bytes.to_vec(),
+        };
+        // A first attempt's outputs, replaced by the second's.
+        jobs.0
+            .write_outputs("svc", "svc-1", &[out("old.txt", b"x")])
+            .unwrap();
+        let files = vec![out("a/b.txt", b"B"), out("z.txt", b"Z")];
+        jobs.0.write_outputs("svc", "svc-1", &files).unwrap();
+        jobs.0.append_log("svc", "svc-1", "2 done\n").unwrap();
+        job.status = Status::Succeeded;
+        jobs.0.save(&job).unwrap();
+        assert_eq!(
+            std::fs::read_dir(data.path().join("jobs/svc"))
+                .unwrap()
+                .count(),
+            1
+        );
+        assert_eq!(jobs.0.load().unwrap(), vec![job]);
+        assert_eq!(jobs.0.read_input("svc", "svc-1").unwrap(), b"in");
+        assert_eq!(
+            jobs.0.read_log("svc", "svc-1").unwrap(),
+            "1 accepted\n2 done\n"
+        );
+        assert_eq!(jobs.0.output_files("svc", "svc-1").unwrap(), files);
+        let file = |p: &str| jobs.0.output_file("svc", "svc-1", Path::new(p)).unwrap();
+        assert_eq!(file("a/b.txt").as_deref(), Some(&b"B"[..]));
+        assert_eq!(file("old.txt"), None);
+        assert_eq!(file("../svc-1"), None);
+        jobs.0.remove("svc", "svc-1");
+        assert!(!data.path().join("jobs/svc/svc-1").exists());
+        // A deleted job's file is not made again by a late append.
+        assert!(jobs.0.append_log("svc", "svc-1", "3 late\n").is_err());
+        assert!(!data.path().join("jobs/svc/svc-1").exists());
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_off_and_the_last_whole_record_wins() {
         let data = tempfile::tempdir().unwrap();
         let jobs = LocalJobs::open(data.path()).unwrap();
         let mut job = record("svc-1", Status::Pending, 2);
@@ -469,53 +476,75 @@ mod tests {
         job.attempts = 1;
         jobs.0.save(&job).unwrap();
         // A power cut in the middle of the next change.
-        let file = jobs.0.dir("svc", "svc-1").join(RECORD);
-        append(&file, br#"{"name":"svc-1","status":"Succ"#).unwrap();
+        let path = data.path().join("jobs/svc/svc-1");
+        let whole = std::fs::metadata(&path).unwrap().len();
+        let next = frames::frame(Kind::Record, br#"{"name":"svc-1","status":"Succeeded"}"#);
+        jobs.0
+            .append("svc", "svc-1", &next[..next.len() - 3])
+            .unwrap();
         assert_eq!(jobs.0.load().unwrap(), vec![job.clone()]);
-        // The torn line is cut off, so the next change is a line of its own.
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), whole);
+        // The next change is a frame of its own.
         job.status = Status::Succeeded;
         jobs.0.save(&job).unwrap();
         assert_eq!(jobs.0.load().unwrap(), vec![job]);
     }
 
     #[test]
-    fn a_torn_first_line_falls_back_to_the_earlier_layouts_record() {
+    fn a_job_without_a_whole_record_or_its_input_was_never_accepted() {
         let data = tempfile::tempdir().unwrap();
         let jobs = LocalJobs::open(data.path()).unwrap();
-        let old = record("svc-old", Status::Pending, 0);
-        let dir = jobs.0.dir("svc", "svc-old");
-        std::fs::create_dir_all(&dir).unwrap();
-        fsutil::write_json(&dir.join(OLD_RECORD), &old).unwrap();
-        append(&dir.join(RECORD), br#"{"name":"svc-old","#).unwrap();
-        assert_eq!(jobs.0.load().unwrap(), vec![old]);
-        assert!(dir.exists());
-    }
-
-    #[test]
-    fn a_job_whose_input_is_short_was_never_accepted() {
-        let data = tempfile::tempdir().unwrap();
-        let jobs = LocalJobs::open(data.path()).unwrap();
-        jobs.0
-            .create(&record("svc-short", Status::Pending, 5), Some(b"12345"))
-            .unwrap();
         jobs.0
             .create(&record("svc-whole", Status::Pending, 3), Some(b"123"))
             .unwrap();
-        // The record reached the disk, not all of the input.
-        std::fs::write(jobs.0.dir("svc", "svc-short").join("input"), b"12").unwrap();
+        let dir = data.path().join("jobs/svc");
+        // Its record never reached the disk whole.
+        let mut torn = frames::frame(Kind::Input, b"12345");
+        torn.extend_from_slice(&frames::frame(Kind::Record, b"{}")[..5]);
+        std::fs::write(dir.join("svc-torn"), torn).unwrap();
+        // A record naming an input that is not there.
+        let json = serde_json::to_vec(&record("svc-short", Status::Pending, 5)).unwrap();
+        std::fs::write(dir.join("svc-short"), frames::frame(Kind::Record, &json)).unwrap();
         let names: Vec<_> = jobs.0.load().unwrap().into_iter().map(|r| r.name).collect();
         assert_eq!(names, ["svc-whole"]);
-        assert!(!jobs.0.dir("svc", "svc-short").exists());
+        assert!(!dir.join("svc-torn").exists() && !dir.join("svc-short").exists());
     }
 
     #[test]
-    fn folders_of_the_earlier_layout_are_read() {
+    fn folders_of_the_earlier_layout_become_files_at_start_up() {
         let data = tempfile::tempdir().unwrap();
         let jobs = LocalJobs::open(data.path()).unwrap();
-        let old = record("svc-old", Status::Succeeded, 0);
-        let dir = jobs.0.dir("svc", "svc-old");
+        let old = record("svc-old", Status::Pending, 2);
+        let dir = data.path().join("jobs/svc/svc-old");
         std::fs::create_dir_all(&dir).unwrap();
-        fsutil::write_json(&dir.join(OLD_RECORD), &old).unwrap();
-        assert_eq!(jobs.0.load().unwrap(), vec![old]);
+        let mut line = serde_json::to_vec(&old).unwrap();
+        line.push(b'\n');
+        std::fs::write(dir.join("record.jsonl"), line).unwrap();
+        std::fs::write(dir.join("input"), b"in").unwrap();
+        assert_eq!(jobs.0.load().unwrap(), vec![old.clone()]);
+        assert!(dir.is_file());
+        assert_eq!(jobs.0.read_input("svc", "svc-old").unwrap(), b"in");
+        // And it goes on as a file.
+        let mut running = old;
+        running.status = Status::Running;
+        jobs.0.save(&running).unwrap();
+        assert_eq!(jobs.0.load().unwrap(), vec![running]);
+    }
+
+    #[test]
+    fn a_large_input_or_output_is_kept_whole() {
+        let data = tempfile::tempdir().unwrap();
+        let jobs = LocalJobs::open(data.path()).unwrap();
+        let big = vec![3u8; frames::LARGE * 3];
+        let job = record("svc-big", Status::Pending, big.len() as u64);
+        jobs.0.create(&job, Some(&big)).unwrap();
+        let files = vec![OutputFile {
+            path: "big.bin".into(),
+            bytes: big.clone(),
+        }];
+        jobs.0.write_outputs("svc", "svc-big", &files).unwrap();
+        assert_eq!(jobs.0.load().unwrap(), vec![job]);
+        assert_eq!(jobs.0.read_input("svc", "svc-big").unwrap(), big);
+        assert_eq!(jobs.0.output_files("svc", "svc-big").unwrap(), files);
     }
 }

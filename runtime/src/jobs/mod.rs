@@ -10,7 +10,9 @@
 //! Failed synchronous invocations are kept here too (origin `run`, a bounded number per
 //! service), so that their logs can be read through the same API.
 
+mod frames;
 mod index;
+mod legacy_folders;
 pub mod local;
 pub mod queue;
 pub mod record;

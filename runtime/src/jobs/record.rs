@@ -17,7 +17,7 @@ pub enum Origin {
     Run,
 }
 
-/// One job, as persisted (a line of `record.jsonl` on one machine, a NATS key in a cluster).
+/// One job, as persisted (a frame of its job file on one machine, a NATS key in a cluster).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobRecord {
     /// `<service>-<uuid>`.

@@ -136,6 +136,8 @@ pub struct JobStore {
     backend: Box<dyn JobBackend>,
     index: Mutex<Index>,
     retention: Retention,
+    /// Woken when an unfinished job may have finished or gone: room under the pending limits.
+    room: tokio::sync::Notify,
 }
 
 impl JobStore {
@@ -150,6 +152,7 @@ impl JobStore {
             backend,
             index: Mutex::default(),
             retention,
+            room: tokio::sync::Notify::new(),
         };
         let mut pending = Vec::new();
         for mut record in store.backend.load().await? {
@@ -213,7 +216,11 @@ impl JobStore {
     }
 
     fn remember(&self, record: JobRecord) {
+        let finished = record.status.is_finished();
         self.lock().put(record);
+        if finished {
+            self.room.notify_waiters();
+        }
     }
 
     /// Applies another server's change to the index.
@@ -222,8 +229,16 @@ impl JobStore {
             RecordChange::Put(record) => self.remember(*record),
             RecordChange::Removed { service, job } => {
                 self.lock().remove(&service, &job);
+                self.room.notify_waiters();
             }
         }
+    }
+
+    /// Returns when a job has finished or gone since the call (room may have been made under
+    /// the pending limits), or after `at_most`: a job finished where this server hears of it
+    /// late (another cluster member's) is noticed at the next try.
+    pub async fn room(&self, at_most: std::time::Duration) {
+        let _ = tokio::time::timeout(at_most, self.room.notified()).await;
     }
 
     /// Changes other servers make, for a shared backend.
@@ -317,6 +332,9 @@ impl JobStore {
             }
             !known
         };
+        if record.status.is_finished() {
+            self.room.notify_waiters();
+        }
         if gone {
             self.backend.remove(&record.service, &record.name).await;
             return Ok(false);
@@ -445,6 +463,7 @@ impl JobStore {
     /// Removes a job; `None` if there was none.
     pub async fn remove(&self, service: &str, job: &str) -> Option<JobRecord> {
         let record = self.lock().remove(service, job)?;
+        self.room.notify_waiters();
         self.backend.remove(service, job).await;
         Some(record)
     }

@@ -13,8 +13,10 @@ use s3s::service::S3Service;
 use std::path::Path;
 use std::sync::Arc;
 
-/// Called with (bucket, key) for each object created; returns when it has acted on it.
-pub type CreatedHook = Arc<dyn Fn(String, String) -> BoxFuture<'static, ()> + Send + Sync>;
+/// Called with (bucket, key) for each object created; returns when it has acted on it, with
+/// why it could not (the upload is then answered `503 SlowDown`, for the client to retry).
+pub type CreatedHook =
+    Arc<dyn Fn(String, String) -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
 
 /// The embedded store's keys kept in `<data_dir>/store-keys.json` (owner-only), made on first
 /// use: a 20-character access key and a 40-character secret, as AWS shapes them.
@@ -390,14 +392,37 @@ pub async fn serve(
             let mut response = hyper::service::Service::call(&s3, request).await?;
             if response.status().is_success()
                 && let Some((bucket, key)) = created
+                && let Err(why) = hook(bucket, key).await
             {
-                hook(bucket, key).await;
+                response = slow_down(&why);
             }
             allow_browsers(response.headers_mut());
             Ok::<_, s3s::HttpError>(response)
         }
     });
     crate::listener::serve(listener, service, limits, shutdown).await;
+}
+
+/// S3's answer to a client that should send again later.
+fn slow_down(why: &str) -> s3s::HttpResponse {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SlowDown</Code><Message>{}</Message></Error>",
+        xml_escape(why)
+    );
+    let mut response = s3s::HttpResponse::new(s3s::Body::from(body));
+    *response.status_mut() = hyper::StatusCode::SERVICE_UNAVAILABLE;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/xml"),
+    );
+    response
+}
+
+/// Text made safe inside an XML element.
+fn xml_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// CORS for signed requests from any page: no cookies are involved, and the signature, not

@@ -8,8 +8,8 @@
 //! context allows no address). Its outbound requests go through [`Outbound`], which answers
 //! every one with `HTTP-request-denied` unless the service's allow-list opens it.
 //!
-//! Stores of HTTP guests are async (the guest runs on a fiber on tokio's workers, yielding at
-//! every epoch tick), unlike file-processing guests, which run on blocking threads.
+//! Stores of HTTP guests are async, as file-processing guests' are: the guest runs on a fiber
+//! on tokio's workers, yielding at every epoch tick.
 
 use super::outbound::Outbound;
 use std::sync::Arc;

@@ -1,10 +1,12 @@
 //! What a guest uses, measured where it runs, for usage accounting ([`crate::usage`]): the
 //! store limiter every guest runs under (wasmtime's [`StoreLimits`], its linear-memory and
 //! table caps, plus the peak of linear memory the guest reached), and the CPU time of the
-//! thread that runs it ([`thread_cpu_time`], [`CpuTimed`] for guests polled as futures).
+//! thread that runs it ([`thread_cpu_time`]; [`CpuTimed`] and [`CpuMeter`] for guests polled
+//! as futures, whichever worker polls them).
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use wasmtime::{ResourceLimiter, StoreLimits};
@@ -46,6 +48,50 @@ impl<F: Future, R: FnMut(Duration) + Unpin> Future for CpuTimed<F, R> {
         (self.report)(used);
         polled
     }
+}
+
+/// The CPU time of a guest polled as a future, readable while it runs (by its epoch callback,
+/// which runs inside a poll) as well as after: the sum of its ended polls plus the running
+/// poll's time so far.
+#[derive(Debug, Default)]
+pub struct CpuMeter {
+    /// Nanoseconds of the polls that have ended.
+    ended: AtomicU64,
+    /// The polling thread's CPU clock when the running poll began (nanoseconds, at least 1);
+    /// 0 between polls.
+    poll_began: AtomicU64,
+}
+
+impl CpuMeter {
+    /// CPU time used so far; inside a poll, up to now.
+    pub fn spent(&self) -> Duration {
+        let began = self.poll_began.load(Ordering::Relaxed);
+        let running = if began == 0 {
+            0
+        } else {
+            nanos(thread_cpu_time()).saturating_sub(began)
+        };
+        Duration::from_nanos(self.ended.load(Ordering::Relaxed).saturating_add(running))
+    }
+
+    /// Runs `inner`, adding the CPU time of each of its polls.
+    pub async fn measure<F: Future>(&self, inner: F) -> F::Output {
+        let mut inner = std::pin::pin!(inner);
+        std::future::poll_fn(|cx| {
+            let began = nanos(thread_cpu_time()).max(1);
+            self.poll_began.store(began, Ordering::Relaxed);
+            let polled = inner.as_mut().poll(cx);
+            let used = nanos(thread_cpu_time()).saturating_sub(began);
+            self.poll_began.store(0, Ordering::Relaxed);
+            self.ended.fetch_add(used, Ordering::Relaxed);
+            polled
+        })
+        .await
+    }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// [`StoreLimits`] that also remembers the largest linear memory it allowed.
@@ -114,6 +160,28 @@ impl ResourceLimiter for MeteredLimits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_meter_counts_its_polls_cpu_and_not_the_time_between_them() {
+        let meter = CpuMeter::default();
+        let spin = |d: Duration| {
+            let start = thread_cpu_time();
+            while thread_cpu_time().saturating_sub(start) < d {}
+        };
+        meter
+            .measure(async {
+                spin(Duration::from_millis(20));
+                // Read inside a poll: the running poll counts.
+                assert!(meter.spent() >= Duration::from_millis(20));
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                spin(Duration::from_millis(20));
+            })
+            .await;
+        let spent = meter.spent();
+        assert!(spent >= Duration::from_millis(40), "{spent:?}");
+        // The sleep used no CPU: well under the 90 ms the call took.
+        assert!(spent < Duration::from_millis(80), "{spent:?}");
+    }
 
     #[test]
     fn remembers_the_largest_memory_it_allowed_and_not_a_refused_one() {

@@ -5,7 +5,8 @@
 //! Three kinds of guest are run natively: WASI preview 1 core modules (what most toolchains
 //! emit) through `wasmtime_wasi::p1`, preview 2 command components through
 //! `wasmtime_wasi::p2` (both file processing), and `wasi:http/proxy` components ([`http`]:
-//! HTTP services).
+//! HTTP services). Every kind is linked async: a guest runs as a fiber on the tokio worker
+//! that polls its call, yielding at each epoch tick, as `wasmtime serve` runs its guests.
 //!
 //! Two compilers: Cranelift (optimizing, its artifacts kept on disk) and, for a module or
 //! component just uploaded, Winch (a baseline compiler, many times faster to compile, slower
@@ -26,10 +27,11 @@ use std::time::{Duration, Instant};
 use wasmtime::component::{self, ResourceTable};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, Module, PoolingAllocationConfig};
 use wasmtime_wasi::p1::WasiP1Ctx;
-use wasmtime_wasi::p2::bindings::sync::CommandPre;
+use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-/// How often the epoch advances; deadlines and cancellation are checked at this granularity.
+/// How often the epoch advances: a running guest's deadline, CPU budget and output caps are
+/// checked, and it yields its worker, at this granularity.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// Bytes of a used linear memory slot kept resident and reset in place, see [`pooling`]:
@@ -46,13 +48,12 @@ pub const KEEP_RESIDENT_MEMORY_WITHOUT_SCAN: usize = 2 << 20;
 /// The same for tables.
 pub const KEEP_RESIDENT_TABLE: usize = 64 << 10;
 
-/// When a guest must stop: its deadline, or its caller going away.
+/// When a guest must stop: its deadline. (A guest whose caller went away stops with the
+/// future of its call, which holds its fiber.)
 #[derive(Debug, Clone)]
 pub struct Interrupt {
     /// The invocation's deadline.
     pub deadline: Instant,
-    /// Set when the caller went away.
-    pub cancel: Arc<AtomicBool>,
 }
 
 /// Why a guest was stopped by the host; raised as the error of the guest's call.
@@ -61,9 +62,6 @@ pub enum Interrupted {
     /// Its deadline passed.
     #[error("deadline reached")]
     Timeout,
-    /// Its caller went away.
-    #[error("invocation cancelled")]
-    Cancelled,
     /// It broke a limit on what it may write.
     #[error("{0}")]
     Limit(String),
@@ -76,9 +74,7 @@ pub enum Interrupted {
 impl Interrupt {
     /// `Err` once the guest must stop.
     pub fn check(&self) -> Result<(), Interrupted> {
-        if self.cancel.load(Ordering::Relaxed) {
-            Err(Interrupted::Cancelled)
-        } else if Instant::now() >= self.deadline {
+        if Instant::now() >= self.deadline {
             Err(Interrupted::Timeout)
         } else {
             Ok(())
@@ -302,10 +298,10 @@ struct Linkers {
 impl Linkers {
     fn new(engine: &Engine) -> wasmtime::Result<Self> {
         let mut p2 = component::Linker::new(engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut p2)?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut p2)?;
         no_symlinks::shadow_p2(&mut p2)?;
         // Commands may make outgoing requests too, through the service's allow-list.
-        wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut p2)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut p2)?;
         Ok(Self {
             p1: p1_linker(engine)?,
             p2,
@@ -497,7 +493,9 @@ fn pooling(settings: &EngineSettings) -> PoolingAllocationConfig {
     // memories, the Python runtime 14 core instances (componentize-py's libraries); size the
     // pool for that so components never exhaust it before modules do. Unused instance slots
     // cost address space, not memory.
+    // Every guest runs on a fiber: one stack each.
     pool.total_component_instances(n)
+        .total_stacks(n)
         .total_core_instances(n * 16)
         .total_memories(n * 2)
         .total_tables(n * 4)
@@ -557,10 +555,11 @@ impl Baseline {
     }
 }
 
-/// The preview 1 linker: WASI plus the interruptible `poll_oneoff`.
+/// The preview 1 linker: WASI (async: guests run as fibers) plus the interruptible
+/// `poll_oneoff`.
 fn p1_linker(engine: &Engine) -> wasmtime::Result<wasmtime::Linker<P1State>> {
     let mut linker = wasmtime::Linker::new(engine);
-    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut P1State| &mut s.wasi)?;
+    wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut P1State| &mut s.wasi)?;
     poll::shadow_poll_oneoff(&mut linker)?;
     no_symlinks::shadow_p1(&mut linker)?;
     Ok(linker)

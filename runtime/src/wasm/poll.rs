@@ -1,9 +1,10 @@
 //! An interruptible `poll_oneoff` for preview 1 guests.
 //!
-//! wasmtime-wasi's own `poll_oneoff` blocks the thread for the whole sleep, out of reach of the
-//! epoch deadline: a module sleeping for an hour would hold its thread (and a concurrency slot)
-//! for an hour, past its timeout and after its caller left. This replacement sleeps in short
-//! slices and stops the guest as soon as its deadline passes or its caller goes away.
+//! A guest sleeping in `poll_oneoff` runs no wasm, so no epoch tick reaches it: wasmtime-wasi's
+//! own would sleep the whole time asked, past the guest's deadline (a module sleeping for an
+//! hour would hold its concurrency slot for an hour). This replacement sleeps on tokio's timer
+//! (the guest's fiber suspended, its worker free) in short slices, and stops the guest as soon
+//! as its deadline passes or its caller goes away.
 //!
 //! In this sandbox every file descriptor is a regular file or an in-memory pipe, which are
 //! always ready; so a poll with any fd subscription returns at once with those events, and a
@@ -23,7 +24,7 @@ const SUBSCRIPTION_CLOCK_ABSTIME: u16 = 1;
 const EVENTTYPE_CLOCK: u8 = 0;
 const SUBSCRIPTION_SIZE: usize = 48;
 const EVENT_SIZE: usize = 32;
-/// Longest uninterrupted sleep: the granularity of deadline and cancellation checks.
+/// Longest uninterrupted sleep: the granularity of deadline checks.
 const SLICE: Duration = Duration::from_millis(10);
 /// Most subscriptions one call may pass. The count comes from the guest, so it is bounded
 /// before anything is sized by it; Linux's own `poll` stops at the open-file limit, and no
@@ -33,7 +34,13 @@ pub const MAX_SUBSCRIPTIONS: usize = 4096;
 /// Replaces `wasi_snapshot_preview1::poll_oneoff` in `linker`.
 pub fn shadow_poll_oneoff(linker: &mut Linker<P1State>) -> wasmtime::Result<()> {
     linker.allow_shadowing(true);
-    linker.func_wrap("wasi_snapshot_preview1", "poll_oneoff", poll_oneoff)?;
+    linker.func_wrap_async(
+        "wasi_snapshot_preview1",
+        "poll_oneoff",
+        |caller, (subs, events, nsubs, nevents): (i32, i32, i32, i32)| {
+            Box::new(poll_oneoff(caller, subs, events, nsubs, nevents))
+        },
+    )?;
     linker.allow_shadowing(false);
     Ok(())
 }
@@ -44,7 +51,7 @@ struct Event {
     kind: u8,
 }
 
-fn poll_oneoff(
+async fn poll_oneoff(
     mut caller: Caller<'_, P1State>,
     subs_ptr: i32,
     events_ptr: i32,
@@ -70,9 +77,10 @@ fn poll_oneoff(
     }
     let state = caller.data();
     let started = Instant::now();
+    let interrupt = state.interrupt.clone();
     let (mut ready, clocks) = read_subscriptions(&raw, state.clock.origin)?;
     if ready.is_empty() {
-        let elapsed = sleep_until_first(&clocks, started, &state.interrupt)?;
+        let elapsed = sleep_until_first(&clocks, started, &interrupt).await?;
         ready.extend(
             clocks
                 .iter()
@@ -157,8 +165,8 @@ fn clock_wait(id: u32, timeout: Duration, absolute: bool, origin: Instant) -> Op
 }
 
 /// Sleeps in slices until the shortest clock's wait has passed since `started`, raising the
-/// guest's deadline or cancellation as its error; returns the time slept.
-fn sleep_until_first(
+/// guest's deadline as its error; returns the time slept.
+async fn sleep_until_first(
     clocks: &[ClockWait],
     started: Instant,
     interrupt: &super::Interrupt,
@@ -169,13 +177,13 @@ fn sleep_until_first(
         .min()
         .unwrap_or_default();
     loop {
-        // Raised as the guest's error: the caller reads it as a timeout or cancellation.
+        // Raised as the guest's error: the caller reads it as a timeout.
         interrupt.check().map_err(wasmtime::Error::new)?;
         let elapsed = started.elapsed();
         if elapsed >= target {
             return Ok(elapsed);
         }
-        std::thread::sleep((target - elapsed).min(SLICE));
+        tokio::time::sleep((target - elapsed).min(SLICE)).await;
     }
 }
 

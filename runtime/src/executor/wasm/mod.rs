@@ -1,9 +1,13 @@
 //! One wasm invocation, from decoded input bytes to output files: a fresh scratch folder, the
-//! guest run on a thread allowed to block, the outputs read back, and the scratch removed
-//! whatever happened. Admission control is the executor's ([`super`]).
+//! guest run as a fiber on the caller's task ([`sandbox`]), the outputs read back, and the
+//! scratch emptied whatever happened. Admission control is the executor's ([`super`]).
 //!
 //! The per-invocation path is short on purpose (see performance notes in the README):
-//! scratch folders, input write, WASI context, instantiate from an `InstancePre`, run, collect.
+//! scratch folders, input write, WASI context, instantiate from an `InstancePre`, run, collect,
+//! all on the tokio worker that took the request: handing each call to a blocking thread and
+//! back was a tenth of the server's time under load. Only what may be large leaves the worker
+//! for tokio's blocking pool: an input over [`INLINE_BYTES`], a script folder to unpack, and
+//! outputs (or what a stopped guest left) past [`INLINE_BYTES`] or [`INLINE_FILES`].
 
 pub mod app_folder;
 pub mod capture;
@@ -21,7 +25,6 @@ use crate::service::BackendKind;
 use futures::future::BoxFuture;
 use scratch::ScratchRoot;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// Server-wide settings of wasm invocations.
@@ -45,13 +48,19 @@ pub struct InvokerSettings {
     pub mount_root: std::path::PathBuf,
 }
 
-/// What every invocation's blocking task needs.
+/// Bytes of input written, or of outputs read, on the worker itself; more go to a blocking
+/// thread, so that a large file never stalls the other requests of its worker.
+pub const INLINE_BYTES: u64 = 256 << 10;
+/// Output files read on the worker itself; more go to a blocking thread.
+pub const INLINE_FILES: usize = 64;
+
+/// What every invocation needs.
 struct Shared {
     scratch: ScratchRoot,
     settings: InvokerSettings,
 }
 
-/// Runs wasm invocations, each on a thread allowed to block; admission is the executor's.
+/// Runs wasm invocations, each as a fiber on its caller's task; admission is the executor's.
 pub struct Invoker {
     shared: Arc<Shared>,
     running: prometheus::IntGauge,
@@ -87,8 +96,8 @@ impl Invoker {
     /// Runs `runnable` (the module of `deployed`) on `input`, holding `slots` until the guest
     /// has stopped.
     ///
-    /// Dropping the returned future (a client that disconnected) stops the guest at the next
-    /// epoch tick; its scratch folder is removed either way.
+    /// Dropping the returned future (a client that disconnected) stops the guest where it
+    /// is (its fiber is dropped); its scratch folder is emptied either way.
     pub async fn run<S: Send + 'static>(
         &self,
         deployed: Arc<Deployed>,
@@ -97,38 +106,73 @@ impl Invoker {
         request: &Request,
         slots: S,
     ) -> Result<Completed, InvokeError> {
-        let cancel = Arc::new(AtomicBool::new(false));
-        let mut cancel_on_drop = CancelOnDrop {
-            flag: cancel.clone(),
+        let _slots = slots;
+        let packages = app_folder::packages_to_unpack(&self.packages, &deployed).await?;
+        let _running = Running::enter(&self.running);
+        let mut gone = ClientGone {
+            service: deployed.service.spec.name.clone(),
             armed: true,
         };
-        let packages = app_folder::packages_to_unpack(&self.packages, &deployed).await?;
-        let shared = self.shared.clone();
-        let running = self.running.clone();
-        let id = request.id.clone();
-        let mount_copy = request.mount_copy.clone();
-        // The guest runs on a blocking thread: its log lines keep the caller's span (a
-        // request's id and trace id).
-        let span = tracing::Span::current();
-        let task = tokio::task::spawn_blocking(move || {
-            let _span = span.entered();
-            let _slots = slots;
-            running.inc();
-            let run = Run {
-                shared: &shared,
-                deployed: &deployed,
-                runnable: &runnable,
-                packages,
-            };
-            let result = run_blocking(run, input, cancel, &id, mount_copy);
-            running.dec();
-            result
-        });
-        let result = task
-            .await
-            .map_err(|e| InvokeError::Host(format!("worker failed: {e}")));
-        cancel_on_drop.armed = false;
-        result?
+        // Taken once: the module may switch to optimized code while this call runs.
+        let linked = runnable.linked().map_err(InvokeError::Unavailable)?;
+        let prepare = Prepare {
+            shared: self.shared.clone(),
+            deployed: deployed.clone(),
+            packages,
+            input,
+            mount_copy: request.mount_copy.clone(),
+        };
+        let prepared = if prepare.is_small() {
+            prepare.run()?
+        } else {
+            tokio::task::spawn_blocking(move || prepare.run())
+                .await
+                .map_err(|e| InvokeError::Host(format!("worker failed: {e}")))??
+        };
+        let result = run_guest(
+            &self.shared.settings,
+            &deployed,
+            &linked,
+            prepared,
+            &request.id,
+        )
+        .await;
+        gone.armed = false;
+        result
+    }
+}
+
+/// Counts a running guest in the `running` gauge while it lives.
+struct Running(prometheus::IntGauge);
+
+impl Running {
+    fn enter(gauge: &prometheus::IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// Says in the server's log that an invocation's caller went away, when its future is
+/// dropped before the guest finished (the guest stops with it).
+struct ClientGone {
+    service: String,
+    armed: bool,
+}
+
+impl Drop for ClientGone {
+    fn drop(&mut self) {
+        if self.armed {
+            tracing::warn!(
+                service = %self.service,
+                "invocation stopped: the client went away (or its job was deleted)"
+            );
+        }
     }
 }
 
@@ -178,52 +222,79 @@ fn runnable(deployed: &Deployed) -> Result<Arc<crate::wasm::Runnable>, InvokeErr
     })
 }
 
-/// What one invocation runs, for its blocking task.
-struct Run<'a> {
-    shared: &'a Shared,
-    deployed: &'a Deployed,
-    runnable: &'a crate::wasm::Runnable,
+/// What an invocation needs before its guest starts: its scratch folder with the input in
+/// place, a script service's folder, the service's mount.
+struct Prepare {
+    shared: Arc<Shared>,
+    deployed: Arc<Deployed>,
     /// A script service's packages, read when its folder is still to be made.
     packages: Option<Vec<u8>>,
+    input: Input,
+    mount_copy: Option<std::path::PathBuf>,
 }
 
-fn run_blocking(
-    run: Run<'_>,
-    input: Input,
-    cancel: Arc<AtomicBool>,
+/// The scratch folder and the other folders of one run, ready.
+struct Prepared {
+    scratch: scratch::Scratch,
+    staged: Staged,
+    app_dir: Option<std::path::PathBuf>,
+    mount: Option<(std::path::PathBuf, String, bool)>,
+}
+
+impl Prepare {
+    /// Whether it is quick enough for the worker itself: no packages to unpack and an input
+    /// body of at most [`INLINE_BYTES`] (an object's input is moved by a rename).
+    fn is_small(&self) -> bool {
+        self.packages.is_none()
+            && match &self.input {
+                Input::Body(bytes) => bytes.len() as u64 <= INLINE_BYTES,
+                Input::Object { .. } => true,
+            }
+    }
+
+    fn run(self) -> Result<Prepared, InvokeError> {
+        let settings = &self.shared.settings;
+        let scratch = self.shared.scratch.create().map_err(host)?;
+        let staged = stage_input(&scratch, self.input)?;
+        let app_dir = app_folder::folder(&settings.apps_root, &self.deployed, self.packages)?;
+        let mount = mount_folder(&self.deployed.service.spec, settings, self.mount_copy)?;
+        Ok(Prepared {
+            scratch,
+            staged,
+            app_dir,
+            mount,
+        })
+    }
+}
+
+/// Runs the guest in its prepared folders, then reads its outputs back.
+async fn run_guest(
+    settings: &InvokerSettings,
+    deployed: &Deployed,
+    linked: &crate::wasm::Linked,
+    prepared: Prepared,
     request_id: &str,
-    mount_copy: Option<std::path::PathBuf>,
 ) -> Result<Completed, InvokeError> {
-    let Run {
-        shared: Shared {
-            scratch: scratch_root,
-            settings,
-        },
-        deployed,
-        runnable,
-        packages,
-    } = run;
+    let Prepared {
+        scratch,
+        staged,
+        app_dir,
+        mount,
+    } = prepared;
     let spec = &deployed.service.spec;
-    // Taken once: the module may switch to optimized code while this call runs.
-    let linked = runnable.linked().map_err(InvokeError::Unavailable)?;
-    let scratch = scratch_root.create().map_err(host)?;
-    let staged = stage_input(&scratch, input)?;
-    let mut log = opening_lines(spec, &linked, &staged, request_id);
+    let mut log = opening_lines(spec, linked, &staged, request_id);
     let env: std::borrow::Cow<[(String, String)]> = if staged.env.is_empty() {
         std::borrow::Cow::Borrowed(&spec.env)
     } else {
         std::borrow::Cow::Owned(spec.env.iter().cloned().chain(staged.env).collect())
     };
-
-    let app_dir = app_folder::folder(&settings.apps_root, deployed, packages)?;
-    let mount = mount_folder(spec, settings, mount_copy)?;
     let timeout = spec.timeout.unwrap_or(settings.default_timeout);
     let started = Instant::now();
     let outbound = outbound(spec, settings, deadline(started, timeout));
     let refusals = outbound.clone();
     let budget = cpu_budget(spec.cpu, timeout);
     let run = sandbox::run(sandbox::GuestRun {
-        linked: &linked,
+        linked,
         program: &spec.name,
         env: &env,
         input_dir: &scratch.input,
@@ -231,7 +302,6 @@ fn run_blocking(
         output_dir: &scratch.output,
         memory_limit: spec.memory_limit.unwrap_or(settings.default_memory),
         deadline: deadline(started, timeout),
-        cancel,
         output_capacity: settings.max_log_bytes,
         output_limits: settings.output_limits,
         app_dir: app_dir.as_deref(),
@@ -241,6 +311,7 @@ fn run_blocking(
         outbound,
         cpu_budget: budget,
     })
+    .await
     .map_err(|e| InvokeError::Host(format!("{e:#}")))?;
     let elapsed = started.elapsed();
     for why in refusals.take_refusals() {
@@ -253,9 +324,12 @@ fn run_blocking(
     trace_exit(&spec.name, &run.exit, elapsed);
     log.extend(truncation_line(run.output_dropped, settings.max_log_bytes));
     let (exit, files) = match run.exit {
-        // What it wrote past the limit is not returned.
-        limit @ Exit::Limit(_) => (limit, Vec::new()),
-        exit => take_outputs(&scratch.output, settings.output_limits, exit, &mut log)?,
+        limit @ Exit::Limit(_) => {
+            // What it wrote past the limit is not returned, and may be large to remove.
+            off_worker(move || drop(scratch)).await?;
+            (limit, Vec::new())
+        }
+        exit => outputs_of(scratch, settings.output_limits, exit, &mut log).await?,
     };
     let meters = Meters {
         cpu: run.cpu,
@@ -271,6 +345,47 @@ fn run_blocking(
         log,
         meters,
     })
+}
+
+/// The outputs in `scratch`, read (and the scratch emptied) on the worker when they are
+/// within [`INLINE_BYTES`] and [`INLINE_FILES`], else on a blocking thread.
+async fn outputs_of(
+    scratch: scratch::Scratch,
+    limits: OutputLimits,
+    exit: Exit,
+    log: &mut Vec<LogLine>,
+) -> Result<(Exit, Vec<OutputFile>), InvokeError> {
+    let small = OutputLimits {
+        max_files: limits.max_files.min(INLINE_FILES),
+        max_bytes: limits.max_bytes.min(INLINE_BYTES),
+    };
+    match outputs::collect(&scratch.output, small) {
+        Ok(collected) => {
+            drop(scratch);
+            take_outputs(Ok(collected), exit, log)
+        }
+        Err(e) if !e.is_limit() => take_outputs(Err(e), exit, log),
+        // Past the small caps: read again under the real ones, off the worker (the bounded
+        // work done above is the price of not measuring every folder first).
+        Err(_) => {
+            let collected = off_worker(move || {
+                let collected = outputs::collect(&scratch.output, limits);
+                drop(scratch);
+                collected
+            })
+            .await?;
+            take_outputs(collected, exit, log)
+        }
+    }
+}
+
+/// Runs `work` on tokio's blocking pool.
+async fn off_worker<R: Send + 'static>(
+    work: impl FnOnce() -> R + Send + 'static,
+) -> Result<R, InvokeError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| InvokeError::Host(format!("worker failed: {e}")))
 }
 
 /// The log's first lines: what runs, and on what input.
@@ -470,15 +585,14 @@ fn trace_exit(service: &str, exit: &Exit, elapsed: Duration) {
     }
 }
 
-/// Reads the output folder back; a folder over the limits makes the run a `limit` failure
+/// The output folder as read back; a folder over the limits makes the run a `limit` failure
 /// with no files.
 fn take_outputs(
-    dir: &std::path::Path,
-    limits: OutputLimits,
+    collected: Result<outputs::Collected, outputs::OutputError>,
     exit: Exit,
     log: &mut Vec<LogLine>,
 ) -> Result<(Exit, Vec<OutputFile>), InvokeError> {
-    match outputs::collect(dir, limits) {
+    match collected {
         Ok(collected) => {
             for skipped in &collected.skipped {
                 log.push(LogLine::now(
@@ -500,20 +614,6 @@ fn take_outputs(
             Ok((Exit::Limit(e.to_string()), Vec::new()))
         }
         Err(e) => Err(e.into()),
-    }
-}
-
-/// Sets the cancel flag if the invocation's future is dropped before the guest finished.
-struct CancelOnDrop {
-    flag: Arc<AtomicBool>,
-    armed: bool,
-}
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        if self.armed {
-            self.flag.store(true, Ordering::Relaxed);
-        }
     }
 }
 

@@ -1,4 +1,7 @@
-//! Runs one guest to completion on the current (blocking-allowed) thread.
+//! Runs one guest to completion as a fiber on the tokio worker that polls it: no handoff to
+//! another thread. It yields to the worker at every epoch tick (so a busy guest shares it and
+//! its deadline, CPU budget and output caps are checked), and its file operations run inline
+//! (they are on the scratch folders, small and local), as `wasmtime serve` runs its guests.
 //!
 //! The guest sees its input folder read-only at [`GUEST_INPUT_DIR`] and its output folder
 //! read-write at [`GUEST_OUTPUT_DIR`], and no other folder but a runtime service's script
@@ -10,12 +13,12 @@
 use super::capture::CappedPipe;
 use crate::executor::invocation::Exit;
 use crate::faas::outputs::{self, OutputLimits};
-use crate::wasm::meter::{MeteredLimits, thread_cpu_time};
+use crate::wasm::meter::{CpuMeter, MeteredLimits};
 use crate::wasm::{GuestClock, Interrupt, Interrupted, Linked, P1State, P2State};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
+use tracing::Instrument as _;
 use wasmtime::component::ResourceTable;
 use wasmtime::{Engine, Store, StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
@@ -43,8 +46,6 @@ pub struct GuestRun<'a> {
     pub memory_limit: u64,
     /// When the run is stopped.
     pub deadline: Instant,
-    /// Set when the caller went away: the run is stopped at the next epoch tick.
-    pub cancel: Arc<AtomicBool>,
     /// Bytes of stdout and stderr kept; the rest is dropped.
     pub output_capacity: usize,
     /// Caps on the output folder, checked while the guest runs.
@@ -74,13 +75,13 @@ pub struct RunOutput {
     pub peak_memory: u64,
 }
 
-/// Runs the guest. Errors are the host's (a preopen that could not be opened), never the guest's.
 /// The guest's WASI context: its arguments and environment, the preopened folders, its
 /// output into `pipe`, its own clock, and no network.
 fn wasi_builder(r: &GuestRun<'_>, pipe: &CappedPipe) -> wasmtime::Result<WasiCtxBuilder> {
     let mut builder = WasiCtxBuilder::new();
-    // Guests run on threads that may block, so file operations need no trip through a pool;
-    // this must precede the preopens, which capture it.
+    // File operations run inline on the worker polling the guest instead of a trip through
+    // tokio's blocking pool each (a guest's files are small and local; the pool's handoff
+    // cost more than the operations); this must precede the preopens, which capture it.
     builder.allow_blocking_current_thread(true);
     builder
         .args(&[r.program])
@@ -111,7 +112,9 @@ fn wasi_builder(r: &GuestRun<'_>, pipe: &CappedPipe) -> wasmtime::Result<WasiCtx
     Ok(builder)
 }
 
-pub fn run(r: GuestRun<'_>) -> wasmtime::Result<RunOutput> {
+/// Runs the guest to its end, or to its deadline. Errors are the host's (a preopen that could
+/// not be opened), never the guest's.
+pub async fn run(r: GuestRun<'_>) -> wasmtime::Result<RunOutput> {
     let pipe = CappedPipe::new(r.output_capacity);
     let mut builder = wasi_builder(&r, &pipe)?;
     let clock = GuestClock {
@@ -127,33 +130,12 @@ pub fn run(r: GuestRun<'_>) -> wasmtime::Result<RunOutput> {
     );
     let interrupt = Interrupt {
         deadline: r.deadline,
-        cancel: r.cancel.clone(),
     };
-    let watch = interrupt.clone();
-    let output_dir = r.output_dir.to_path_buf();
-    let output_limits = r.output_limits;
-    let mut next_measure = Instant::now();
-    let cpu_budget = r.cpu_budget;
-    let cpu_start = thread_cpu_time();
-    // Runs at every epoch tick (10 ms): cheap, and it stops loops that never call the host. It
-    // also measures the output folder, so a module filling the disk is stopped within a tick or
-    // two instead of at the end; a folder that is slow to measure (thousands of entries) is
-    // measured less often, at most a tenth of the guest's time.
-    let check = move || -> wasmtime::Result<UpdateDeadline> {
-        watch.check().map_err(wasmtime::Error::new)?;
-        if let Some(budget) = cpu_budget
-            && thread_cpu_time().saturating_sub(cpu_start) > budget
-        {
-            return Err(wasmtime::Error::new(Interrupted::CpuBudget));
-        }
-        let now = Instant::now();
-        if now >= next_measure {
-            outputs::check_usage(&output_dir, output_limits)
-                .map_err(|e| wasmtime::Error::new(Interrupted::Limit(e.to_string())))?;
-            next_measure = Instant::now() + now.elapsed() * 10;
-        }
-        Ok(UpdateDeadline::Continue(1))
-    };
+    let cpu = Arc::new(CpuMeter::default());
+    let check = tick_check(&r, interrupt.clone(), cpu.clone());
+    // A guest waiting on a host call (a p2 sleep, an outgoing request) runs no wasm, so no
+    // tick reaches it: this bound stops it at its deadline all the same.
+    let deadline = tokio::time::Instant::from_std(r.deadline);
 
     let (exit, peak_memory) = match r.linked {
         // The executor refuses these before they reach a file-processing run.
@@ -166,15 +148,21 @@ pub fn run(r: GuestRun<'_>) -> wasmtime::Result<RunOutput> {
                 clock,
             };
             let mut store = guarded_store(r.linked.engine(), state, check);
-            let result = tracing::debug_span!("instantiate")
-                .in_scope(|| pre.instantiate(&mut store))
-                .and_then(|instance| {
-                    let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
-                    tracing::debug_span!("guest").in_scope(|| start.call(&mut store, ()))
-                });
-            let exit = match result {
-                Ok(()) => Exit::Success,
-                Err(e) => classify(e),
+            let guest = async {
+                let instance = pre
+                    .instantiate_async(&mut store)
+                    .instrument(tracing::debug_span!("instantiate"))
+                    .await?;
+                let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+                start
+                    .call_async(&mut store, ())
+                    .instrument(tracing::debug_span!("guest"))
+                    .await
+            };
+            let exit = match tokio::time::timeout_at(deadline, cpu.measure(guest)).await {
+                Ok(Ok(())) => Exit::Success,
+                Ok(Err(e)) => classify(e),
+                Err(_) => Exit::Timeout,
             };
             (exit, store.data().limits.peak_memory())
         }
@@ -187,16 +175,22 @@ pub fn run(r: GuestRun<'_>) -> wasmtime::Result<RunOutput> {
                 hooks: r.outbound.clone(),
             };
             let mut store = guarded_store(r.linked.engine(), state, check);
-            let result = tracing::debug_span!("instantiate")
-                .in_scope(|| pre.instantiate(&mut store))
-                .and_then(|command| {
-                    tracing::debug_span!("guest")
-                        .in_scope(|| command.wasi_cli_run().call_run(&mut store))
-                });
-            let exit = match result {
-                Ok(Ok(())) => Exit::Success,
-                Ok(Err(())) => Exit::Status(1),
-                Err(e) => classify(e),
+            let guest = async {
+                let command = pre
+                    .instantiate_async(&mut store)
+                    .instrument(tracing::debug_span!("instantiate"))
+                    .await?;
+                command
+                    .wasi_cli_run()
+                    .call_run(&mut store)
+                    .instrument(tracing::debug_span!("guest"))
+                    .await
+            };
+            let exit = match tokio::time::timeout_at(deadline, cpu.measure(guest)).await {
+                Ok(Ok(Ok(()))) => Exit::Success,
+                Ok(Ok(Err(()))) => Exit::Status(1),
+                Ok(Err(e)) => classify(e),
+                Err(_) => Exit::Timeout,
             };
             (exit, store.data().limits.peak_memory())
         }
@@ -206,9 +200,39 @@ pub fn run(r: GuestRun<'_>) -> wasmtime::Result<RunOutput> {
         exit,
         output,
         output_dropped,
-        cpu: thread_cpu_time().saturating_sub(cpu_start),
+        cpu: cpu.spent(),
         peak_memory,
     })
+}
+
+/// What runs at every epoch tick (10 ms): cheap, and it stops loops that never call the host.
+/// It also measures the output folder, so a module filling the disk is stopped within a tick
+/// or two instead of at the end; a folder that is slow to measure (thousands of entries) is
+/// measured less often, at most a tenth of the guest's time. Then the guest yields.
+fn tick_check(
+    r: &GuestRun<'_>,
+    watch: Interrupt,
+    cpu: Arc<CpuMeter>,
+) -> impl FnMut() -> wasmtime::Result<UpdateDeadline> + Send + Sync + 'static {
+    let output_dir = r.output_dir.to_path_buf();
+    let output_limits = r.output_limits;
+    let cpu_budget = r.cpu_budget;
+    let mut next_measure = Instant::now();
+    move || {
+        watch.check().map_err(wasmtime::Error::new)?;
+        if let Some(budget) = cpu_budget
+            && cpu.spent() > budget
+        {
+            return Err(wasmtime::Error::new(Interrupted::CpuBudget));
+        }
+        let now = Instant::now();
+        if now >= next_measure {
+            outputs::check_usage(&output_dir, output_limits)
+                .map_err(|e| wasmtime::Error::new(Interrupted::Limit(e.to_string())))?;
+            next_measure = Instant::now() + now.elapsed() * 10;
+        }
+        Ok(UpdateDeadline::Yield(1))
+    }
 }
 
 /// Store data that carries its memory limits.
@@ -228,7 +252,8 @@ impl Limited for P2State {
     }
 }
 
-/// A store for one run: its memory limited, and `check` run at every epoch tick.
+/// A store for one run: its memory limited, and `check` run at every epoch tick, after which
+/// the guest yields to its worker.
 fn guarded_store<T: Limited>(
     engine: &Engine,
     state: T,
@@ -251,7 +276,6 @@ fn classify(error: wasmtime::Error) -> Exit {
     }
     match error.downcast_ref::<Interrupted>() {
         Some(Interrupted::Timeout | Interrupted::CpuBudget) => Exit::Timeout,
-        Some(Interrupted::Cancelled) => Exit::Cancelled,
         Some(Interrupted::Limit(reason)) => Exit::Limit(reason.clone()),
         None => Exit::Trap(describe_trap(&error)),
     }
