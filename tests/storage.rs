@@ -81,10 +81,10 @@ fn a_file_put_into_the_embedded_store_is_processed_into_the_output_folder() {
 }
 
 #[test]
-fn uploads_past_the_pending_limit_wait_for_room_and_every_file_gets_its_job() {
+fn uploads_past_the_pending_limit_keep_their_jobs_and_every_file_is_processed() {
     let dir = TestDir::new();
-    // Two unfinished jobs per service at most, and each job sleeps: most uploads arrive while
-    // the service is full.
+    // Two unfinished jobs per service at most (POST /job's limit), and each job sleeps: most
+    // uploads arrive while the service is full, and none of them may lose its job.
     let server = Server::start(&dir.data(), &["--max-pending-jobs", "2"]);
     let endpoint = server.s3.clone().expect("the embedded store runs");
     deploy(

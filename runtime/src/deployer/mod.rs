@@ -513,11 +513,6 @@ impl Deployer {
         self.submit_job_for(service, input, None).await
     }
 
-    /// Returns when a job may have made room under the pending limits, or after `at_most`.
-    pub async fn job_room(&self, at_most: std::time::Duration) {
-        self.jobs.store.room(at_most).await;
-    }
-
     /// [`Deployer::submit_job`], accounted to `user` (an OIDC subject) rather than the
     /// service's owner.
     pub async fn submit_job_for(
@@ -526,12 +521,39 @@ impl Deployer {
         input: JobInput,
         user: Option<String>,
     ) -> Result<JobRecord, CreateError> {
+        self.submit(service, input, user, crate::jobs::Admission::Limited)
+            .await
+    }
+
+    /// The job of an object created in the embedded store: kept whatever the pending limits
+    /// (see [`crate::jobs::Admission::Always`]).
+    pub async fn submit_stored_object(
+        &self,
+        service: &str,
+        event: crate::storage::event::ObjectEvent,
+    ) -> Result<JobRecord, CreateError> {
+        self.submit(
+            service,
+            JobInput::Event(event),
+            None,
+            crate::jobs::Admission::Always,
+        )
+        .await
+    }
+
+    async fn submit(
+        &self,
+        service: &str,
+        input: JobInput,
+        user: Option<String>,
+        admission: crate::jobs::Admission,
+    ) -> Result<JobRecord, CreateError> {
         let _gate = self.jobs_gate.read().await;
         if self.registry.get(service).is_none()
             && images::Refresh::catch_up(self, service).await.is_none()
         {
             return Err(CreateError::NoService(service.to_string()));
         }
-        self.jobs.accept_for(service, input, user).await
+        self.jobs.accept_with(service, input, user, admission).await
     }
 }

@@ -45,15 +45,20 @@ impl Kind {
 }
 
 /// One frame, ready to append.
-pub fn frame(kind: Kind, payload: &[u8]) -> Vec<u8> {
+pub fn frame(kind: Kind, payload: &[u8]) -> io::Result<Vec<u8>> {
     let mut out = Vec::with_capacity(HEADER + payload.len());
-    push_frame(&mut out, kind, payload);
-    out
+    push_frame(&mut out, kind, payload)?;
+    Ok(out)
 }
 
-/// Appends one frame to `out`. A payload is at most 4 GiB (the job limits are far below).
-pub fn push_frame(out: &mut Vec<u8>, kind: Kind, payload: &[u8]) {
-    let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+/// Appends one frame to `out`; a payload over 4 GiB (past every job limit) is refused.
+pub fn push_frame(out: &mut Vec<u8>, kind: Kind, payload: &[u8]) -> io::Result<()> {
+    let len = u32::try_from(payload.len()).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a job file's frame holds at most 4 GiB",
+        )
+    })?;
     let mut header = [0u8; HEADER];
     header[0] = kind as u8;
     header[1..5].copy_from_slice(&len.to_le_bytes());
@@ -62,6 +67,7 @@ pub fn push_frame(out: &mut Vec<u8>, kind: Kind, payload: &[u8]) {
     header[9..13].copy_from_slice(&check.to_le_bytes());
     out.extend_from_slice(&header);
     out.extend_from_slice(payload);
+    Ok(())
 }
 
 /// Where a frame is in its file.
@@ -146,8 +152,14 @@ pub fn scan(file: &mut std::fs::File) -> io::Result<Scan> {
     let mut pos = 0u64;
     loop {
         let mut header = [0u8; HEADER];
-        if len - pos < HEADER as u64 || reader.read_exact(&mut header).is_err() {
+        if len - pos < HEADER as u64 {
             break;
+        }
+        // Only the end of the file is a torn frame; any other read error is the caller's.
+        match reader.read_exact(&mut header) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => break,
+            Err(e) => return Err(e),
         }
         let word = |at: usize| {
             u32::from_le_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
@@ -253,11 +265,11 @@ mod tests {
     #[test]
     fn frames_read_back_in_order_large_ones_from_the_file() {
         let big = vec![7u8; LARGE + 1];
-        let mut bytes = frame(Kind::Input, &big);
-        push_frame(&mut bytes, Kind::Record, b"{\"v\":1}");
-        push_frame(&mut bytes, Kind::Log, b"1 a\n");
-        push_frame(&mut bytes, Kind::Record, b"{\"v\":2}");
-        push_frame(&mut bytes, Kind::Log, b"2 b\n");
+        let mut bytes = frame(Kind::Input, &big).unwrap();
+        push_frame(&mut bytes, Kind::Record, b"{\"v\":1}").unwrap();
+        push_frame(&mut bytes, Kind::Log, b"1 a\n").unwrap();
+        push_frame(&mut bytes, Kind::Record, b"{\"v\":2}").unwrap();
+        push_frame(&mut bytes, Kind::Log, b"2 b\n").unwrap();
         let (_dir, mut file) = file_with(&bytes);
         let scan = scan(&mut file).unwrap();
         assert_eq!(scan.whole, bytes.len() as u64);
@@ -272,24 +284,24 @@ mod tests {
 
     #[test]
     fn reading_stops_at_a_torn_or_zeroed_frame_and_nothing_after_it_counts() {
-        let mut good = frame(Kind::Record, b"first");
+        let mut good = frame(Kind::Record, b"first").unwrap();
         let whole = good.len() as u64;
         // A torn frame: its header promises more than is there.
         let mut torn = good.clone();
-        torn.extend_from_slice(&frame(Kind::Record, b"second")[..HEADER + 2]);
+        torn.extend_from_slice(&frame(Kind::Record, b"second").unwrap()[..HEADER + 2]);
         let (_d1, mut f1) = file_with(&torn);
         let s = scan(&mut f1).unwrap();
         assert_eq!((s.whole, s.len), (whole, torn.len() as u64));
         // Zeros where a frame should be (an unwritten block), then a whole frame: not used.
         let mut holed = good.clone();
         holed.extend_from_slice(&[0u8; 40]);
-        holed.extend_from_slice(&frame(Kind::Record, b"after the hole"));
+        holed.extend_from_slice(&frame(Kind::Record, b"after the hole").unwrap());
         let (_d2, mut f2) = file_with(&holed);
         let s = scan(&mut f2).unwrap();
         assert_eq!(s.whole, whole);
         assert_eq!(s.last(&mut f2, Kind::Record).unwrap().unwrap(), b"first");
         // A payload whose bytes changed: its CRC fails.
-        good.extend_from_slice(&frame(Kind::Log, b"line"));
+        good.extend_from_slice(&frame(Kind::Log, b"line").unwrap());
         let last = good.len() - 1;
         good[last] ^= 1;
         let (_d3, mut f3) = file_with(&good);
@@ -299,7 +311,7 @@ mod tests {
     #[test]
     fn a_large_payload_damaged_on_disk_is_refused_when_read() {
         let big = vec![1u8; LARGE + 10];
-        let mut bytes = frame(Kind::Outputs, &big);
+        let mut bytes = frame(Kind::Outputs, &big).unwrap();
         let at = HEADER + 5;
         bytes[at] = 2;
         let (dir, mut file) = file_with(&bytes);

@@ -1,9 +1,9 @@
 //! Job folders of earlier versions (`jobs/<service>/<job>/` holding `record.jsonl` or
 //! `job.json`, `input`, `log.txt` and `outputs/`), turned into job files ([`super::frames`])
 //! at start-up, once: the new file is written beside the folder as `.<job>.migrating` and
-//! synced, the folder removed, then the file renamed into the folder's place. A crash in
-//! between leaves either the folder (migrated again) or the synced file (renamed at the next
-//! start, [`finish_interrupted`]).
+//! synced; the folder is renamed aside to `.<job>.old`, the file into its place, and only then
+//! is the old folder removed. Every step is a rename, so a crash leaves the folder or the
+//! synced file whole, which the next start carries on from ([`finish_interrupted`]).
 
 use super::frames::{self, Kind};
 use super::record::JobRecord;
@@ -17,6 +17,8 @@ const RECORD: &str = "record.jsonl";
 const OLD_RECORD: &str = "job.json";
 /// Suffix of a migration's file until it takes the folder's place.
 const MIGRATING: &str = ".migrating";
+/// Suffix of a migrated folder until it is removed.
+const OLD: &str = ".old";
 
 /// What became of a job folder.
 pub enum Migrated {
@@ -28,30 +30,45 @@ pub enum Migrated {
     Unreadable(io::Error),
 }
 
-/// The migration file of the job at `job_path`.
-fn migrating_path(job_path: &Path) -> PathBuf {
+/// `job_path`'s sibling `.<job><suffix>`.
+fn beside(job_path: &Path, suffix: &str) -> PathBuf {
     let name = job_path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    job_path.with_file_name(format!(".{name}{MIGRATING}"))
+    job_path.with_file_name(format!(".{name}{suffix}"))
 }
 
-/// The job a leftover migration file belongs to, if `name` is one.
-pub fn migrating_job(name: &str) -> Option<&str> {
-    name.strip_prefix('.')?.strip_suffix(MIGRATING)
+/// The job a migration's leftover (its file, or its folder set aside) belongs to, if `name`
+/// is one.
+pub fn leftover_of(name: &str) -> Option<&str> {
+    let name = name.strip_prefix('.')?;
+    name.strip_suffix(MIGRATING)
+        .or_else(|| name.strip_suffix(OLD))
 }
 
-/// Completes or drops a migration a crash interrupted: the folder still there is migrated
-/// again (the file goes); with the folder gone, the synced file takes its place.
+/// Carries on a migration a crash interrupted, from what it left of `job`: a folder not yet
+/// set aside keeps its place (the file goes, the folder is migrated again); a file synced
+/// before its folder was set aside takes the folder's place; a folder set aside goes once the
+/// file is in place, and comes back if the file never got there.
 pub fn finish_interrupted(service_dir: &Path, job: &str) -> io::Result<()> {
     let job_path = service_dir.join(job);
-    let migrating = migrating_path(&job_path);
-    if job_path.exists() {
-        std::fs::remove_file(&migrating)
-    } else {
-        std::fs::rename(&migrating, &job_path)
+    let (migrating, old) = (beside(&job_path, MIGRATING), beside(&job_path, OLD));
+    if migrating.exists() {
+        if job_path.exists() {
+            std::fs::remove_file(&migrating)?;
+        } else {
+            std::fs::rename(&migrating, &job_path)?;
+        }
     }
+    if old.exists() {
+        if job_path.exists() {
+            crate::fsutil::remove_tree(&old)?;
+        } else {
+            std::fs::rename(&old, &job_path)?;
+        }
+    }
+    crate::fsutil::sync_dir(service_dir)
 }
 
 /// Turns the folder at `job_path` into a job file.
@@ -70,22 +87,19 @@ pub fn migrate(job_path: &Path) -> Migrated {
     }
     match write_file(job_path, &record) {
         Ok(()) => Migrated::Done,
-        Err(e) => {
-            let _ = std::fs::remove_file(migrating_path(job_path));
-            Migrated::Unreadable(e)
-        }
+        Err(e) => Migrated::Unreadable(e),
     }
 }
 
 fn write_file(job_path: &Path, record: &JobRecord) -> io::Result<()> {
     let mut bytes = Vec::new();
     match std::fs::read(job_path.join("input")) {
-        Ok(input) => frames::push_frame(&mut bytes, Kind::Input, &input),
+        Ok(input) => frames::push_frame(&mut bytes, Kind::Input, &input)?,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
     match std::fs::read(job_path.join("log.txt")) {
-        Ok(log) => frames::push_frame(&mut bytes, Kind::Log, &log),
+        Ok(log) => frames::push_frame(&mut bytes, Kind::Log, &log)?,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
@@ -95,23 +109,31 @@ fn write_file(job_path: &Path, record: &JobRecord) -> io::Result<()> {
             &mut bytes,
             Kind::Outputs,
             &frames::encode_outputs(&read_outputs(&outputs)?),
-        );
+        )?;
     }
     let json = serde_json::to_vec(record).map_err(io::Error::other)?;
-    frames::push_frame(&mut bytes, Kind::Record, &json);
-    let migrating = migrating_path(job_path);
+    frames::push_frame(&mut bytes, Kind::Record, &json)?;
+    let (migrating, old) = (beside(job_path, MIGRATING), beside(job_path, OLD));
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let file = options.open(&migrating)?;
-    io::Write::write_all(&mut &file, &bytes)?;
-    file.sync_all()?;
-    std::fs::remove_dir_all(job_path)?;
-    std::fs::rename(&migrating, job_path)?;
-    if let Some(dir) = job_path.parent() {
-        crate::fsutil::sync_dir(dir)?;
+    let written = options.open(&migrating).and_then(|file| {
+        io::Write::write_all(&mut &file, &bytes)?;
+        file.sync_all()
+    });
+    if let Err(e) = written.and_then(|()| std::fs::rename(job_path, &old)) {
+        // The folder is untouched: it stays the job's.
+        let _ = std::fs::remove_file(&migrating);
+        return Err(e);
     }
-    Ok(())
+    if let Err(e) = std::fs::rename(&migrating, job_path) {
+        // Both are whole; the folder goes back (or the next start sorts them out).
+        let _ = std::fs::rename(&old, job_path);
+        return Err(e);
+    }
+    let dir = job_path.parent().unwrap_or(Path::new("."));
+    crate::fsutil::sync_dir(dir)?;
+    crate::fsutil::remove_tree(&old)
 }
 
 /// The output files of a folder this server wrote, sorted by path.
@@ -273,17 +295,32 @@ mod tests {
     #[test]
     fn an_interrupted_migration_is_finished_or_started_again() {
         let tmp = tempfile::tempdir().unwrap();
-        // The folder was removed, the synced file not yet renamed: it takes the place.
-        std::fs::write(tmp.path().join(".svc-a.migrating"), b"file").unwrap();
-        assert_eq!(migrating_job(".svc-a.migrating"), Some("svc-a"));
-        finish_interrupted(tmp.path(), "svc-a").unwrap();
-        assert_eq!(std::fs::read(tmp.path().join("svc-a")).unwrap(), b"file");
-        // The folder is still there: the file goes, the folder is migrated again.
-        std::fs::create_dir(tmp.path().join("svc-b")).unwrap();
-        std::fs::write(tmp.path().join(".svc-b.migrating"), b"file").unwrap();
-        finish_interrupted(tmp.path(), "svc-b").unwrap();
-        assert!(!tmp.path().join(".svc-b.migrating").exists());
-        assert!(tmp.path().join("svc-b").is_dir());
-        assert_eq!(migrating_job("svc-c"), None);
+        let dir = tmp.path();
+        // The folder set aside, the synced file not yet in place: it takes the place, and the
+        // old folder goes.
+        std::fs::write(dir.join(".svc-a.migrating"), b"file").unwrap();
+        std::fs::create_dir(dir.join(".svc-a.old")).unwrap();
+        assert_eq!(leftover_of(".svc-a.migrating"), Some("svc-a"));
+        assert_eq!(leftover_of(".svc-a.old"), Some("svc-a"));
+        finish_interrupted(dir, "svc-a").unwrap();
+        assert_eq!(std::fs::read(dir.join("svc-a")).unwrap(), b"file");
+        assert!(!dir.join(".svc-a.old").exists());
+        // The folder still in its place: the file goes, the folder is migrated again.
+        std::fs::create_dir(dir.join("svc-b")).unwrap();
+        std::fs::write(dir.join(".svc-b.migrating"), b"file").unwrap();
+        finish_interrupted(dir, "svc-b").unwrap();
+        assert!(!dir.join(".svc-b.migrating").exists());
+        assert!(dir.join("svc-b").is_dir());
+        // The file in place, the old folder not yet removed: it goes.
+        std::fs::write(dir.join("svc-c"), b"file").unwrap();
+        std::fs::create_dir_all(dir.join(".svc-c.old/outputs")).unwrap();
+        finish_interrupted(dir, "svc-c").unwrap();
+        assert!(!dir.join(".svc-c.old").exists());
+        assert_eq!(std::fs::read(dir.join("svc-c")).unwrap(), b"file");
+        // Set aside with no file made: the folder comes back.
+        std::fs::create_dir(dir.join(".svc-d.old")).unwrap();
+        finish_interrupted(dir, "svc-d").unwrap();
+        assert!(dir.join("svc-d").is_dir());
+        assert_eq!(leftover_of("svc-e"), None);
     }
 }

@@ -53,11 +53,16 @@ impl Files {
     }
 
     /// Appends frames to an existing job file (a deleted job's is not made again); not synced.
+    /// A write that fails part-way (a full disk) is cut off again: a torn frame in the middle
+    /// would hide every frame appended after it.
     fn append(&self, service: &str, job: &str, bytes: &[u8]) -> io::Result<()> {
-        std::fs::OpenOptions::new()
+        let mut file = std::fs::OpenOptions::new()
             .append(true)
-            .open(self.path(service, job))?
-            .write_all(bytes)
+            .open(self.path(service, job))?;
+        let len = file.metadata()?.len();
+        file.write_all(bytes).inspect_err(|_| {
+            let _ = file.set_len(len);
+        })
     }
 
     /// The job's file, opened for reading, and its whole frames.
@@ -206,18 +211,24 @@ impl Files {
                 continue;
             }
             let service_dir = service.path();
-            let mut names: Vec<String> = std::fs::read_dir(&service_dir)?
-                .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
-                .collect::<io::Result<_>>()?;
+            let names = || -> io::Result<Vec<String>> {
+                std::fs::read_dir(&service_dir)?
+                    .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+                    .collect()
+            };
             // Migrations a crash interrupted first: each leaves its job's folder or file.
-            for job in names
+            let mut jobs = names()?;
+            let interrupted: std::collections::BTreeSet<String> = jobs
                 .iter()
-                .filter_map(|n| legacy_folders::migrating_job(n))
-            {
-                legacy_folders::finish_interrupted(&service_dir, job)?;
+                .filter_map(|n| legacy_folders::leftover_of(n).map(str::to_string))
+                .collect();
+            if !interrupted.is_empty() {
+                for job in &interrupted {
+                    legacy_folders::finish_interrupted(&service_dir, job)?;
+                }
+                jobs = names()?;
             }
-            names.retain(|n| legacy_folders::migrating_job(n).is_none());
-            for name in names {
+            for name in jobs {
                 let path = service_dir.join(&name);
                 if path.is_dir() {
                     match legacy_folders::migrate(&path) {
@@ -261,16 +272,16 @@ impl Files {
         let json = serde_json::to_vec(record).map_err(io::Error::other)?;
         match input {
             Some(input) if input.len() > frames::LARGE => {
-                file.write_all(&frames::frame(Kind::Input, input))?;
+                file.write_all(&frames::frame(Kind::Input, input)?)?;
                 self.group.sync()?;
-                file.write_all(&frames::frame(Kind::Record, &json))?;
+                file.write_all(&frames::frame(Kind::Record, &json)?)?;
             }
             _ => {
                 let mut bytes = Vec::new();
                 if let Some(input) = input {
-                    frames::push_frame(&mut bytes, Kind::Input, input);
+                    frames::push_frame(&mut bytes, Kind::Input, input)?;
                 }
-                frames::push_frame(&mut bytes, Kind::Record, &json);
+                frames::push_frame(&mut bytes, Kind::Record, &json)?;
                 file.write_all(&bytes)?;
             }
         }
@@ -283,14 +294,20 @@ impl Files {
         self.append(
             &record.service,
             &record.name,
-            &frames::frame(Kind::Record, &json),
+            &frames::frame(Kind::Record, &json)?,
         )?;
         self.group.sync()
     }
 
     fn append_log(&self, service: &str, job: &str, text: &str) -> io::Result<()> {
-        // Synced with the next record saved, which it precedes in the file.
-        self.append(service, job, &frames::frame(Kind::Log, text.as_bytes()))
+        // Synced with the next record saved, which it precedes in the file; in frames of at most
+        // `LARGE` bytes, which are checked whole when the file is opened (a large one would be
+        // taken on its header, and needs a sync before anything follows it).
+        let mut bytes = Vec::with_capacity(text.len() + frames::HEADER);
+        for chunk in text.as_bytes().chunks(frames::LARGE) {
+            frames::push_frame(&mut bytes, Kind::Log, chunk)?;
+        }
+        self.append(service, job, &bytes)
     }
 
     fn read_log(&self, service: &str, job: &str) -> io::Result<String> {
@@ -312,7 +329,7 @@ impl Files {
     fn write_outputs(&self, service: &str, job: &str, files: &[OutputFile]) -> io::Result<()> {
         // This run's outputs replace an earlier attempt's: the last frame wins.
         let payload = frames::encode_outputs(files);
-        self.append(service, job, &frames::frame(Kind::Outputs, &payload))?;
+        self.append(service, job, &frames::frame(Kind::Outputs, &payload)?)?;
         if payload.len() > frames::LARGE {
             self.group.sync()?;
         }
@@ -478,7 +495,8 @@ mod tests {
         // A power cut in the middle of the next change.
         let path = data.path().join("jobs/svc/svc-1");
         let whole = std::fs::metadata(&path).unwrap().len();
-        let next = frames::frame(Kind::Record, br#"{"name":"svc-1","status":"Succeeded"}"#);
+        let next =
+            frames::frame(Kind::Record, br#"{"name":"svc-1","status":"Succeeded"}"#).unwrap();
         jobs.0
             .append("svc", "svc-1", &next[..next.len() - 3])
             .unwrap();
@@ -499,12 +517,16 @@ mod tests {
             .unwrap();
         let dir = data.path().join("jobs/svc");
         // Its record never reached the disk whole.
-        let mut torn = frames::frame(Kind::Input, b"12345");
-        torn.extend_from_slice(&frames::frame(Kind::Record, b"{}")[..5]);
+        let mut torn = frames::frame(Kind::Input, b"12345").unwrap();
+        torn.extend_from_slice(&frames::frame(Kind::Record, b"{}").unwrap()[..5]);
         std::fs::write(dir.join("svc-torn"), torn).unwrap();
         // A record naming an input that is not there.
         let json = serde_json::to_vec(&record("svc-short", Status::Pending, 5)).unwrap();
-        std::fs::write(dir.join("svc-short"), frames::frame(Kind::Record, &json)).unwrap();
+        std::fs::write(
+            dir.join("svc-short"),
+            frames::frame(Kind::Record, &json).unwrap(),
+        )
+        .unwrap();
         let names: Vec<_> = jobs.0.load().unwrap().into_iter().map(|r| r.name).collect();
         assert_eq!(names, ["svc-whole"]);
         assert!(!dir.join("svc-torn").exists() && !dir.join("svc-short").exists());

@@ -26,7 +26,7 @@ use queue::{Delivery, JobQueue};
 use record::{JobRecord, Origin, Status};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-pub use store::CreateError;
+pub use store::{Admission, CreateError};
 use store::{JobBackend, JobStore, Retention};
 use tokio::sync::Notify;
 
@@ -163,13 +163,31 @@ impl Jobs {
         input: JobInput,
         user: Option<String>,
     ) -> Result<JobRecord, CreateError> {
+        self.accept_with(service, input, user, Admission::Limited)
+            .await
+    }
+
+    /// [`Jobs::accept_for`], admitted as `admission` says.
+    pub async fn accept_with(
+        &self,
+        service: &str,
+        input: JobInput,
+        user: Option<String>,
+        admission: Admission,
+    ) -> Result<JobRecord, CreateError> {
         let (body, trigger) = match input {
             JobInput::Body(bytes) => (Some(bytes), None),
             JobInput::Event(event) => (None, Some(event)),
         };
         let record = self
             .store
-            .create(service, Origin::Job, body.as_deref(), trigger, user)
+            .create_with(
+                service,
+                Origin::Job,
+                (body.as_deref(), trigger),
+                user,
+                admission,
+            )
             .await?;
         if let Err(e) = self.queue_new(&record).await {
             // Not queued: not accepted either, so nothing is left that would never run.

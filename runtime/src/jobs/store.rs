@@ -30,6 +30,17 @@ pub struct Retention {
     pub max_pending_total: usize,
 }
 
+/// Whether a new job is held to the pending limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Refused past them (POST /job: its client is told to retry).
+    Limited,
+    /// Always kept: the job of an object already stored in the embedded store, which no one
+    /// would send again (its uploader may be this server delivering another service's
+    /// outputs, which must never wait on a worker it holds).
+    Always,
+}
+
 /// Why a job cannot be accepted.
 #[derive(Debug, thiserror::Error)]
 pub enum CreateError {
@@ -136,8 +147,6 @@ pub struct JobStore {
     backend: Box<dyn JobBackend>,
     index: Mutex<Index>,
     retention: Retention,
-    /// Woken when an unfinished job may have finished or gone: room under the pending limits.
-    room: tokio::sync::Notify,
 }
 
 impl JobStore {
@@ -152,7 +161,6 @@ impl JobStore {
             backend,
             index: Mutex::default(),
             retention,
-            room: tokio::sync::Notify::new(),
         };
         let mut pending = Vec::new();
         for mut record in store.backend.load().await? {
@@ -216,11 +224,7 @@ impl JobStore {
     }
 
     fn remember(&self, record: JobRecord) {
-        let finished = record.status.is_finished();
         self.lock().put(record);
-        if finished {
-            self.room.notify_waiters();
-        }
     }
 
     /// Applies another server's change to the index.
@@ -229,16 +233,8 @@ impl JobStore {
             RecordChange::Put(record) => self.remember(*record),
             RecordChange::Removed { service, job } => {
                 self.lock().remove(&service, &job);
-                self.room.notify_waiters();
             }
         }
-    }
-
-    /// Returns when a job has finished or gone since the call (room may have been made under
-    /// the pending limits), or after `at_most`: a job finished where this server hears of it
-    /// late (another cluster member's) is noticed at the next try.
-    pub async fn room(&self, at_most: std::time::Duration) {
-        let _ = tokio::time::timeout(at_most, self.room.notified()).await;
     }
 
     /// Changes other servers make, for a shared backend.
@@ -259,6 +255,19 @@ impl JobStore {
         trigger: Option<crate::storage::event::ObjectEvent>,
         user: Option<String>,
     ) -> Result<JobRecord, CreateError> {
+        self.create_with(service, origin, (input, trigger), user, Admission::Limited)
+            .await
+    }
+
+    /// [`JobStore::create`], admitted as `admission` says.
+    pub async fn create_with(
+        &self,
+        service: &str,
+        origin: Origin,
+        (input, trigger): (Option<&[u8]>, Option<crate::storage::event::ObjectEvent>),
+        user: Option<String>,
+        admission: Admission,
+    ) -> Result<JobRecord, CreateError> {
         let name = format!("{service}-{}", uuid::Uuid::new_v4());
         let record = JobRecord {
             name,
@@ -278,7 +287,7 @@ impl JobStore {
         };
         {
             let mut index = self.lock();
-            if origin == Origin::Job {
+            if origin == Origin::Job && admission == Admission::Limited {
                 self.admit(&index, &record)?;
             }
             index.put(record.clone());
@@ -332,9 +341,6 @@ impl JobStore {
             }
             !known
         };
-        if record.status.is_finished() {
-            self.room.notify_waiters();
-        }
         if gone {
             self.backend.remove(&record.service, &record.name).await;
             return Ok(false);
@@ -463,7 +469,6 @@ impl JobStore {
     /// Removes a job; `None` if there was none.
     pub async fn remove(&self, service: &str, job: &str) -> Option<JobRecord> {
         let record = self.lock().remove(service, job)?;
-        self.room.notify_waiters();
         self.backend.remove(service, job).await;
         Some(record)
     }
@@ -611,6 +616,15 @@ mod tests {
             .unwrap()
             .count();
         assert_eq!(on_disk, 4);
+        // The job of an object already stored is kept past every limit.
+        store
+            .create_with("c", Origin::Job, (None, None), None, Admission::Always)
+            .await
+            .unwrap();
+        assert!(matches!(
+            store.create("c", Origin::Job, None, None, None).await,
+            Err(CreateError::ServerFull(_))
+        ));
     }
 
     async fn finish(store: &JobStore, record: &mut JobRecord) {

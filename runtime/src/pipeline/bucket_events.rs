@@ -3,20 +3,14 @@
 //! acknowledged. External stores post their events to `/job/{name}` or are polled
 //! ([`super::poller`]).
 //!
-//! A service at its pending limits holds the upload back until a job of its makes room (a
-//! bulk upload goes at the pace the service processes it, none of its files left without a
-//! job); past [`MAX_WAIT`], or when the job cannot be stored, the upload is answered
-//! `503 SlowDown`, which S3 clients retry.
+//! These jobs are kept whatever the pending limits (`jobs::Admission::Always`): the object is
+//! already stored and no one would send it again, and its uploader may be this server itself
+//! delivering another service's outputs, which must never wait for a worker it holds. Only a
+//! job that cannot be stored makes the upload fail (`503 SlowDown`, which S3 clients retry).
 
 use crate::deployer::Deployer;
-use crate::jobs::{CreateError, JobInput};
+use crate::jobs::CreateError;
 use crate::registry::Registry;
-use std::time::{Duration, Instant};
-
-/// Longest an upload waits for room under its services' pending limits.
-pub const MAX_WAIT: Duration = Duration::from_secs(30);
-/// Longest wait between two tries: a job finished on another cluster member is heard of late.
-const RETRY_EVERY: Duration = Duration::from_millis(200);
 
 /// An object was created in the embedded store: each service whose `minio.default` input
 /// folder holds it (in its own bucket, or in one of its users' private buckets of
@@ -41,28 +35,19 @@ pub async fn object_created(
         })
         .map(|d| d.service.spec.name.clone())
         .collect();
-    let give_up = Instant::now() + MAX_WAIT;
     for service in targets {
-        loop {
-            let event = crate::storage::minio_event(&bucket, &key);
-            match deployer.submit_job(&service, JobInput::Event(event)).await {
-                Ok(record) => {
-                    tracing::debug!(service = %service, job = %record.name, bucket = %bucket, key = %key, "object created: job accepted");
-                    break;
-                }
-                // Deleted meanwhile: nothing to trigger.
-                Err(CreateError::NoService(_)) => break,
-                Err(CreateError::ServiceFull { .. } | CreateError::ServerFull(_))
-                    if Instant::now() < give_up =>
-                {
-                    deployer.job_room(RETRY_EVERY).await;
-                }
-                Err(e) => {
-                    tracing::error!(service = %service, bucket = %bucket, key = %key, error = %e, "object created: the job could not be stored; the upload is refused");
-                    return Err(format!(
-                        "the upload's job for service {service} could not be stored: {e}"
-                    ));
-                }
+        let event = crate::storage::minio_event(&bucket, &key);
+        match deployer.submit_stored_object(&service, event).await {
+            Ok(record) => {
+                tracing::debug!(service = %service, job = %record.name, bucket = %bucket, key = %key, "object created: job accepted");
+            }
+            // Deleted meanwhile: nothing to trigger.
+            Err(CreateError::NoService(_)) => {}
+            Err(e) => {
+                tracing::error!(service = %service, bucket = %bucket, key = %key, error = %e, "object created: the job could not be stored; the upload is refused");
+                return Err(format!(
+                    "the upload's job for service {service} could not be stored: {e}"
+                ));
             }
         }
     }

@@ -109,10 +109,6 @@ impl Invoker {
         let _slots = slots;
         let packages = app_folder::packages_to_unpack(&self.packages, &deployed).await?;
         let _running = Running::enter(&self.running);
-        let mut gone = ClientGone {
-            service: deployed.service.spec.name.clone(),
-            armed: true,
-        };
         // Taken once: the module may switch to optimized code while this call runs.
         let linked = runnable.linked().map_err(InvokeError::Unavailable)?;
         let prepare = Prepare {
@@ -128,6 +124,11 @@ impl Invoker {
             tokio::task::spawn_blocking(move || prepare.run())
                 .await
                 .map_err(|e| InvokeError::Host(format!("worker failed: {e}")))??
+        };
+        // Armed while the guest runs: a setup error above is not a caller gone.
+        let mut gone = ClientGone {
+            service: deployed.service.spec.name.clone(),
+            armed: true,
         };
         let result = run_guest(
             &self.shared.settings,
