@@ -203,24 +203,10 @@ fn input_is_whole(job_dir: &Path, record: &JobRecord) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jobs::record::{Origin, Status};
+    use crate::jobs::record::Status;
 
     fn record(name: &str, status: Status, bytes: u64) -> JobRecord {
-        JobRecord {
-            name: name.into(),
-            service: "svc".into(),
-            origin: Origin::Job,
-            status,
-            created_ms: 1,
-            started_ms: None,
-            finished_ms: None,
-            attempts: 0,
-            outcome: None,
-            bytes,
-            trigger: None,
-            traceparent: None,
-            user: None,
-        }
+        JobRecord::for_tests(name, status, bytes)
     }
 
     fn line(record: &JobRecord) -> Vec<u8> {

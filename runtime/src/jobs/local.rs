@@ -416,25 +416,11 @@ fn remove_dir_retrying(dir: &Path) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::record::{Origin, Status};
+    use super::super::record::Status;
     use super::*;
 
     fn record(name: &str, status: Status, bytes: u64) -> JobRecord {
-        JobRecord {
-            name: name.into(),
-            service: "svc".into(),
-            origin: Origin::Job,
-            status,
-            created_ms: 1,
-            started_ms: None,
-            finished_ms: None,
-            attempts: 0,
-            outcome: None,
-            bytes,
-            trigger: None,
-            traceparent: None,
-            user: None,
-        }
+        JobRecord::for_tests(name, status, bytes)
     }
 
     #[test]

@@ -53,3 +53,25 @@ pub struct JobRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
 }
+
+#[cfg(test)]
+impl JobRecord {
+    /// A job of service `svc` accepted at 1 ms, for the stores' unit tests.
+    pub(crate) fn for_tests(name: &str, status: Status, bytes: u64) -> Self {
+        Self {
+            name: name.into(),
+            service: "svc".into(),
+            origin: Origin::Job,
+            status,
+            created_ms: 1,
+            started_ms: None,
+            finished_ms: None,
+            attempts: 0,
+            outcome: None,
+            bytes,
+            trigger: None,
+            traceparent: None,
+            user: None,
+        }
+    }
+}
