@@ -603,6 +603,62 @@ fn the_poller_enqueues_each_new_object_once_across_restarts() {
     }
 }
 
+#[test]
+fn a_bulk_upload_to_a_polled_store_is_processed_once_per_file() {
+    let (_sd, _ss, external) = external_store(&["pollbulk"]);
+    let dir = TestDir::new();
+    // Two unfinished jobs per service at most: the poller's jobs are kept past it (their
+    // objects are stored), so a bulk upload is not paced at two per round.
+    let mut flags = external_flags(&external);
+    flags.extend(["--max-pending-jobs", "2"]);
+    let server = Server::start(&dir.data(), &flags);
+    deploy(
+        &server,
+        &guest("sandbox-probe"),
+        json!({"name": "bulkpoll", "poll_interval": 1, "log_level": "CRITICAL",
+               "input": [{"storage_provider": "minio", "path": "pollbulk/in"}],
+               "output": [{"storage_provider": "minio", "path": "pollbulk/out"}]}),
+    );
+    let state = dir.data().join("pollers/bulkpoll.json");
+    eventually("the poller's first round", || state.exists());
+    let files = 300;
+    std::thread::scope(|scope| {
+        for client in 0..4 {
+            let external = &external;
+            scope.spawn(move || {
+                let store = s3(external, "pollbulk", "oscar", "oscar");
+                for i in (client..files).step_by(4) {
+                    let body = format!("output f{i}.txt {i}\n");
+                    put(&store, &format!("in/f{i}.txt"), body.as_bytes()).unwrap();
+                }
+            });
+        }
+    });
+    let jobs = wait_jobs(&server, "bulkpoll", files);
+    assert_eq!(jobs.len(), files, "one job per file");
+    assert!(
+        jobs.values().all(|j| j["status"] == "Succeeded"),
+        "{jobs:?}"
+    );
+    let store = s3(&external, "pollbulk", "oscar", "oscar");
+    for i in 0..files {
+        assert_eq!(
+            get(&store, &format!("out/f{i}.txt")).as_deref(),
+            Some(i.to_string().as_bytes()),
+            "out/f{i}.txt"
+        );
+    }
+    // Deleted inputs are forgotten: the saved state follows the folder.
+    for i in 0..files {
+        rt().block_on(store.delete(&ObjectPath::from(format!("in/f{i}.txt"))))
+            .unwrap();
+    }
+    eventually("the poller forgets the deleted inputs", || {
+        std::fs::read_to_string(&state).is_ok_and(|s| !s.contains("pollbulk/in/f0.txt"))
+    });
+    assert_eq!(list_jobs(&server, "bulkpoll").len(), files);
+}
+
 /// Peak resident memory of a process, from /proc.
 fn peak_rss_bytes(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();

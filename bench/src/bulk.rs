@@ -1,7 +1,9 @@
 //! Bulk bucket processing: [`FILES`] small files uploaded by [`UPLOADERS`] S3 clients into a
-//! service's input folder of the embedded store, each becoming a job whose output file lands
-//! in the service's output folder. Measured from the first upload to the last job Succeeded
-//! (its output uploaded before), then checked: every output there, each file processed once.
+//! service's input folder, each becoming a job whose output file lands in the service's output
+//! folder. Measured from the first upload to the last job Succeeded (its output uploaded
+//! before), then checked: every output there, each file processed once. Two ways in: the
+//! embedded store, whose uploads make the jobs ([`measure`]), and an external store the
+//! service polls ([`measure_polled`]; another oscar-wasm's embedded store plays it).
 
 use crate::server::Process;
 use bytes::Bytes;
@@ -57,7 +59,97 @@ pub async fn measure(server: &Process, probe: &[u8]) -> Bulk {
     )
     .await;
     assert_eq!(status, 201, "create: {}", String::from_utf8_lossy(&body));
-    let store = store(server.s3);
+    batch(server, &store(server.s3), "bulk").await
+}
+
+/// Flags that make a server use `external`'s embedded store as its `minio.default`.
+pub fn external_flags(external: &Process) -> Vec<String> {
+    vec![
+        "--storage-endpoint".into(),
+        format!("http://{}", external.s3),
+        "--storage-access-key".into(),
+        ACCESS_KEY.into(),
+        "--storage-secret-key".into(),
+        SECRET_KEY.into(),
+    ]
+}
+
+/// Starts another oscar-wasm (data in `dir`) whose embedded store holds the bucket, for a
+/// server started with [`external_flags`].
+pub async fn external_store(bin: &std::path::Path, dir: &std::path::Path, probe: &[u8]) -> Process {
+    let external = Process::oscar(
+        bin,
+        dir,
+        &[
+            "--store-access-key",
+            ACCESS_KEY,
+            "--store-secret-key",
+            SECRET_KEY,
+        ],
+    );
+    // A service whose output names the bucket creates it (and is triggered by nothing).
+    let digest = crate::upload(external.addr, probe).await;
+    let definition = serde_json::json!({
+        "name": "holder", "module": digest,
+        "output": [{"storage_provider": "minio.default", "path": format!("{BUCKET}/out")}],
+    });
+    let (status, body) = crate::post(
+        external.addr,
+        "/system/services",
+        Bytes::from(definition.to_string()),
+    )
+    .await;
+    assert_eq!(status, 201, "create: {}", String::from_utf8_lossy(&body));
+    external
+}
+
+/// Runs the batch through `server`'s poller: the bucket is on `external`
+/// ([`external_store`]), which `server` was started to use ([`external_flags`]).
+pub async fn measure_polled(server: &Process, external: &Process, probe: &[u8]) -> Bulk {
+    let digest = crate::upload(server.addr, probe).await;
+    let definition = serde_json::json!({
+        "name": "polled", "module": digest, "log_level": "CRITICAL", "poll_interval": 1,
+        "input": [{"storage_provider": "minio", "path": format!("{BUCKET}/in")}],
+        "output": [{"storage_provider": "minio", "path": format!("{BUCKET}/out")}],
+    });
+    let (status, body) = crate::post(
+        server.addr,
+        "/system/services",
+        Bytes::from(definition.to_string()),
+    )
+    .await;
+    assert_eq!(status, 201, "create: {}", String::from_utf8_lossy(&body));
+    let store = store(external.s3);
+    first_round(server.addr, &store).await;
+    batch(server, &store, "polled").await
+}
+
+/// Waits until the poller has had its first round (which only takes note of what is there):
+/// warm-up files are put, one every 2 s, until one of them is processed.
+async fn first_round(addr: SocketAddr, store: &object_store::aws::AmazonS3) {
+    let started = Instant::now();
+    for n in 0.. {
+        let body = format!("output warm-{n}.txt warm\n");
+        store
+            .put(&ObjectPath::from(format!("in/warm-{n}.txt")), body.into())
+            .await
+            .expect("upload");
+        for _ in 0..100 {
+            if crate::cluster::jobs_with_status(addr, "Succeeded").await > 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the poller never started"
+        );
+    }
+}
+
+/// Uploads [`FILES`] files to `store`'s input folder and waits until `server` has processed
+/// them all (as `label` in its log line).
+async fn batch(server: &Process, store: &object_store::aws::AmazonS3, label: &str) -> Bulk {
     let before = crate::cluster::jobs_with_status(server.addr, "Succeeded").await;
     let cpu = server.cpu_time();
     let started = Instant::now();
@@ -91,9 +183,9 @@ pub async fn measure(server: &Process, probe: &[u8]) -> Bulk {
     }
     let processed = started.elapsed();
     let server_cpu = (server.cpu_time() - cpu) / u32::try_from(FILES).unwrap_or(u32::MAX);
-    check(server.addr, &store, before).await;
+    check(server.addr, store, before).await;
     eprintln!(
-        "bulk: {FILES} files uploaded in {uploaded:?}, processed in {processed:?}, server CPU {server_cpu:?}/file"
+        "{label}: {FILES} files uploaded in {uploaded:?}, processed in {processed:?}, server CPU {server_cpu:?}/file"
     );
     Bulk {
         files: FILES,
@@ -111,7 +203,11 @@ async fn check(addr: SocketAddr, store: &object_store::aws::AmazonS3, before: us
         .try_collect()
         .await
         .expect("list outputs");
-    assert_eq!(outputs.len(), FILES, "outputs in {BUCKET}/out");
+    let batch_outputs = outputs
+        .iter()
+        .filter(|o| o.location.as_ref().starts_with("out/f"))
+        .count();
+    assert_eq!(batch_outputs, FILES, "outputs in {BUCKET}/out");
     assert_eq!(
         crate::cluster::jobs_with_status(addr, "Succeeded").await,
         before + FILES,

@@ -1,8 +1,8 @@
 //! Cluster mode's cost next to local mode: the same server alone, then as the member of a
 //! cluster on one NATS server (JetStream on loopback, file storage): POST /run under `wrk`, and
 //! a batch of jobs (how long POST /job takes to answer 201, how fast the batch drains, the
-//! CPU time the server and NATS spend per job), and a bulk batch of files through a bucket
-//! ([`crate::bulk`]).
+//! CPU time the server and NATS spend per job), and bulk batches of files through a bucket of
+//! the embedded store and through the poller of an external one ([`crate::bulk`]).
 
 use crate::scale::Setup;
 use crate::server::{Process, cpu_time, wait_for_port};
@@ -24,8 +24,10 @@ pub struct Mode {
     pub run: Vec<(usize, wrk::Figures, Duration)>,
     /// The batch of jobs.
     pub jobs: Jobs,
-    /// The bulk batch of files.
+    /// The bulk batch of files through the embedded store.
     pub bulk: crate::bulk::Bulk,
+    /// The bulk batch of files through the poller of an external store.
+    pub polled: crate::bulk::Bulk,
 }
 
 /// A batch of jobs' figures.
@@ -95,24 +97,14 @@ pub fn measure(
     for name in ["local", "cluster"] {
         let nats = (name == "cluster").then(|| Nats::start(nats_bin));
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut extra = vec![
-            "--max-concurrency",
-            "64",
-            "--max-pending-jobs",
-            "5000",
-            "--max-pending-total",
-            "5000",
-            // Room for every finished job of both batches: their counts are the measure.
-            "--max-jobs",
-            "25000",
-            "--store-access-key",
-            crate::bulk::ACCESS_KEY,
-            "--store-secret-key",
-            crate::bulk::SECRET_KEY,
-        ];
-        if let Some(nats) = &nats {
-            extra.extend(["--cluster", nats.url.as_str()]);
-        }
+        let mut extra = flags(nats.as_ref());
+        extra.extend([
+            "--store-access-key".into(),
+            crate::bulk::ACCESS_KEY.into(),
+            "--store-secret-key".into(),
+            crate::bulk::SECRET_KEY.into(),
+        ]);
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
         let server = Process::oscar(setup.server_bin, &dir.path().join("data"), &extra);
         rt.block_on(deploy(server.addr, setup.wasm, "upper"));
         let (status, answer) = rt.block_on(post(server.addr, "/run/upper", setup.body.clone()));
@@ -143,14 +135,61 @@ pub fn measure(
         );
         let bulk = rt.block_on(crate::bulk::measure(&server, probe));
         server.stop();
+        let polled = polled(rt, setup, nats.as_ref(), probe);
         modes.push(Mode {
             name,
             run,
             jobs,
             bulk,
+            polled,
         });
     }
     modes
+}
+
+/// The servers' flags in either mode: room for every job of a batch, whose count is the
+/// measure.
+fn flags(nats: Option<&Nats>) -> Vec<String> {
+    let mut flags: Vec<String> = [
+        "--max-concurrency",
+        "64",
+        "--max-pending-jobs",
+        "5000",
+        "--max-pending-total",
+        "5000",
+        "--max-jobs",
+        "25000",
+    ]
+    .map(String::from)
+    .to_vec();
+    if let Some(nats) = nats {
+        flags.extend(["--cluster".into(), nats.url.clone()]);
+    }
+    flags
+}
+
+/// The bulk batch through the poller: a fresh server using another's embedded store as its
+/// external one.
+fn polled(
+    rt: &tokio::runtime::Runtime,
+    setup: &Setup<'_>,
+    nats: Option<&Nats>,
+    probe: &[u8],
+) -> crate::bulk::Bulk {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let external = rt.block_on(crate::bulk::external_store(
+        setup.server_bin,
+        &dir.path().join("external"),
+        probe,
+    ));
+    let mut extra = flags(nats);
+    extra.extend(crate::bulk::external_flags(&external));
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let server = Process::oscar(setup.server_bin, &dir.path().join("data"), &extra);
+    let polled = rt.block_on(crate::bulk::measure_polled(&server, &external, probe));
+    server.stop();
+    external.stop();
+    polled
 }
 
 /// Submits [`JOBS`] jobs from [`SUBMITTERS`] clients and waits until all succeeded.

@@ -425,6 +425,22 @@ impl Report {
                 b.server_cpu.as_secs_f64() / a.server_cpu.as_secs_f64()
             ),
         );
+        let (a, b) = (&local.polled, &cluster.polled);
+        row(
+            "bulk through the poller of an external store (poll_interval 1 s): files per second, first upload to last output",
+            format!("{:.0}", a.rate()),
+            format!("{:.0}", b.rate()),
+            format!("{:.2}", b.rate() / a.rate()),
+        );
+        row(
+            "bulk through the poller: server CPU per file (the external store's not counted)",
+            us(a.server_cpu),
+            us(b.server_cpu),
+            format!(
+                "{:.1}",
+                b.server_cpu.as_secs_f64() / a.server_cpu.as_secs_f64()
+            ),
+        );
     }
 
     /// Jobs and bulk files against issue 29's targets.

@@ -565,10 +565,10 @@ pub fn wait_jobs(
     })
 }
 
-/// Every listed job of `service`, by name.
+/// Every listed job of `service` (up to 1,000: one page of the largest size), by name.
 pub fn list_jobs(server: &Server, service: &str) -> serde_json::Map<String, serde_json::Value> {
     let body: serde_json::Value = client()
-        .get(server.url(&format!("/system/logs/{service}")))
+        .get(server.url(&format!("/system/logs/{service}?limit=1000")))
         .send()
         .unwrap()
         .json()

@@ -525,8 +525,8 @@ impl Deployer {
             .await
     }
 
-    /// The job of an object created in the embedded store: kept whatever the pending limits
-    /// (see [`crate::jobs::Admission::Always`]).
+    /// The job of an object stored in a bucket (created in the embedded store, or found by a
+    /// poller): kept whatever the pending limits (see [`crate::jobs::Admission::Always`]).
     pub async fn submit_stored_object(
         &self,
         service: &str,

@@ -9,6 +9,15 @@ use std::collections::{BTreeSet, HashMap};
 /// A record's place in its service's age order: oldest first, ties by name.
 type Age = (u64, String);
 
+/// The object version a poller's job was made for: bucket, key, version.
+type Version = (String, String, String);
+
+fn version(record: &JobRecord) -> Option<Version> {
+    let trigger = record.trigger.as_ref()?;
+    let version = trigger.version.clone()?;
+    Some((trigger.bucket.clone(), trigger.key.clone(), version))
+}
+
 fn age(record: &JobRecord) -> Age {
     (record.created_ms, record.name.clone())
 }
@@ -29,6 +38,9 @@ pub struct ServiceJobs {
     /// Unfinished jobs and their bytes (the pending limits).
     unfinished: usize,
     unfinished_bytes: u64,
+    /// Jobs made by a poller, by the object version they were made for: how many of each
+    /// (the poller asks whether a version has its job without walking the records).
+    versions: HashMap<Version, usize>,
 }
 
 impl ServiceJobs {
@@ -37,8 +49,17 @@ impl ServiceJobs {
         (self.unfinished, self.unfinished_bytes)
     }
 
+    /// Whether a job was made for this version of `bucket/key`.
+    pub fn has_version(&self, bucket: &str, key: &str, version: &str) -> bool {
+        self.versions
+            .contains_key(&(bucket.to_string(), key.to_string(), version.to_string()))
+    }
+
     fn add(&mut self, record: JobRecord) {
         let key = age(&record);
+        if let Some(version) = version(&record) {
+            *self.versions.entry(version).or_default() += 1;
+        }
         if record.origin == Origin::Job {
             self.jobs += 1;
             self.job_bytes = self.job_bytes.saturating_add(record.bytes);
@@ -58,6 +79,14 @@ impl ServiceJobs {
     fn take(&mut self, name: &str) -> Option<JobRecord> {
         let record = self.records.remove(name)?;
         let key = age(&record);
+        if let Some(version) = version(&record)
+            && let Some(count) = self.versions.get_mut(&version)
+        {
+            *count -= 1;
+            if *count == 0 {
+                self.versions.remove(&version);
+            }
+        }
         if record.origin == Origin::Job {
             self.jobs -= 1;
             self.job_bytes = self.job_bytes.saturating_sub(record.bytes);
@@ -238,6 +267,38 @@ mod tests {
         assert_eq!(index.remove_service("b").len(), 1);
         assert_eq!(index.unfinished_total(), 0);
         assert_eq!(index.counts().get(&Status::Running), Some(&0));
+    }
+
+    #[test]
+    fn object_versions_are_counted_until_their_last_job_goes() {
+        let polled = |name: &str, version: &str| {
+            let mut r = record("p", name, 1, Origin::Job, Status::Pending);
+            let mut event = crate::storage::minio_event("b", "in/x.txt");
+            event.version = Some(version.into());
+            r.trigger = Some(event);
+            r
+        };
+        let mut index = Index::default();
+        index.put(polled("p-1", "v1"));
+        index.put(polled("p-2", "v1"));
+        index.put(polled("p-3", "v2"));
+        let has =
+            |index: &Index, v: &str| index.service("p").unwrap().has_version("b", "in/x.txt", v);
+        assert!(has(&index, "v1") && has(&index, "v2"));
+        assert!(
+            !index
+                .service("p")
+                .unwrap()
+                .has_version("b", "in/y.txt", "v1")
+        );
+        // A record replaced (its status changed) is counted once.
+        let mut done = polled("p-1", "v1");
+        done.status = Status::Succeeded;
+        index.put(done);
+        index.remove("p", "p-1");
+        assert!(has(&index, "v1"), "p-2 still holds v1");
+        index.remove("p", "p-2");
+        assert!(!has(&index, "v1") && has(&index, "v2"));
     }
 
     #[test]

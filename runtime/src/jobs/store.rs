@@ -35,9 +35,11 @@ pub struct Retention {
 pub enum Admission {
     /// Refused past them (POST /job: its client is told to retry).
     Limited,
-    /// Always kept: the job of an object already stored in the embedded store, which no one
-    /// would send again (its uploader may be this server delivering another service's
-    /// outputs, which must never wait on a worker it holds).
+    /// Always kept: the job of an object already stored in a bucket. From the embedded
+    /// store, no one would send it again (its uploader may be this server delivering another
+    /// service's outputs, which must never wait on a worker it holds); from a poller, holding
+    /// it back would pace a bulk upload at one pending limit per poll interval. The bucket
+    /// itself is the backlog either way, as it is for OSCAR.
     Always,
 }
 
@@ -459,6 +461,13 @@ impl JobStore {
     /// A service's records, oldest first.
     pub fn list(&self, service: &str) -> Vec<JobRecord> {
         self.lock().list(service)
+    }
+
+    /// Whether `service` has a job made for this version of `bucket/key` (by the poller).
+    pub fn has_version(&self, service: &str, bucket: &str, key: &str, version: &str) -> bool {
+        self.lock()
+            .service(service)
+            .is_some_and(|jobs| jobs.has_version(bucket, key, version))
     }
 
     /// Jobs (failed synchronous runs not counted) by status, all services together.

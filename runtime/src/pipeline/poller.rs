@@ -11,7 +11,7 @@
 
 use crate::deployer::Deployer;
 use crate::jobs::record::JobRecord;
-use crate::jobs::{CreateError, JobInput, Jobs};
+use crate::jobs::{CreateError, Jobs};
 use crate::registry::Registry;
 use crate::storage::Storage;
 use crate::storage::event::ObjectEvent;
@@ -56,11 +56,12 @@ pub enum PollError {
 
 /// Where new objects become jobs: the deployer, or a stand-in in tests.
 pub trait Submit: Send + Sync + 'static {
-    /// Accepts a job for `service`.
+    /// Accepts the job of an object found in `service`'s input, whatever the pending limits
+    /// (the object is stored: see [`crate::jobs::Admission::Always`]).
     fn submit(
         &self,
         service: &str,
-        input: JobInput,
+        event: ObjectEvent,
     ) -> impl std::future::Future<Output = Result<JobRecord, CreateError>> + Send;
 }
 
@@ -68,9 +69,9 @@ impl Submit for Deployer {
     fn submit(
         &self,
         service: &str,
-        input: JobInput,
+        event: ObjectEvent,
     ) -> impl std::future::Future<Output = Result<JobRecord, CreateError>> + Send {
-        self.submit_job(service, input)
+        self.submit_stored_object(service, event)
     }
 }
 
@@ -170,38 +171,7 @@ async fn poll_service<S: Submit>(
         let Some(provider) = app.storage.provider(spec, &input.provider) else {
             continue;
         };
-        let store =
-            (app.open_bucket)(provider, &input.bucket).map_err(|source| PollError::Client {
-                provider: provider.reference.clone(),
-                source,
-            })?;
-        let prefix = (!input.folder.is_empty())
-            .then(|| object_store::path::Path::from(input.folder.as_str()));
-        let mut listing = store.list(prefix.as_ref());
-        while let Some(meta) = listing.next().await {
-            let meta = meta.map_err(|source| PollError::List {
-                provider: provider.reference.clone(),
-                bucket: input.bucket.clone(),
-                folder: input.folder.clone(),
-                source,
-            })?;
-            let key = meta.location.to_string();
-            let version = meta
-                .e_tag
-                .clone()
-                .unwrap_or_else(|| meta.last_modified.to_rfc3339());
-            let id = format!("{}/{key}", input.bucket);
-            if seen.objects.get(&id) == Some(&version) {
-                continue;
-            }
-            changed = true;
-            if seen.baseline && !already_queued(app, service, &input.bucket, &key, &version) {
-                let mut event = crate::storage::minio_event(&input.bucket, &key);
-                event.time = meta.last_modified.to_rfc3339();
-                enqueue(app, service, event, &version).await?;
-            }
-            seen.objects.insert(id, version);
-        }
+        changed |= poll_input(app, service, provider, input, seen).await?;
     }
     if !seen.baseline || changed {
         if !seen.baseline {
@@ -219,6 +189,110 @@ async fn poll_service<S: Submit>(
     Ok(())
 }
 
+/// New objects whose jobs are stored at once: enough to keep the job store's group commits
+/// full (one fsync covers them all), few enough to bound the poller's memory.
+const SUBMITS: usize = 64;
+
+/// A new object found by listing: its job's event, its `bucket/key` and its version.
+type Found = (ObjectEvent, String, String);
+
+/// Lists one input folder: each new object (or new version) becomes a job, and what the
+/// folder no longer holds is forgotten (so that the state tracks the folder, not every object
+/// it ever held, and an object deleted and written again is new). Whether `seen` changed.
+async fn poll_input<S: Submit>(
+    app: &PollerParts<S>,
+    service: &str,
+    provider: &Provider,
+    input: &crate::storage::spec::StoragePath,
+    seen: &mut Seen,
+) -> Result<bool, PollError> {
+    let store = (app.open_bucket)(provider, &input.bucket).map_err(|source| PollError::Client {
+        provider: provider.reference.clone(),
+        source,
+    })?;
+    let prefix =
+        (!input.folder.is_empty()).then(|| object_store::path::Path::from(input.folder.as_str()));
+    let mut listing = store.list(prefix.as_ref());
+    let mut changed = false;
+    let mut listed = std::collections::HashSet::new();
+    let mut found: Vec<Found> = Vec::new();
+    while let Some(meta) = listing.next().await {
+        let meta = meta.map_err(|source| PollError::List {
+            provider: provider.reference.clone(),
+            bucket: input.bucket.clone(),
+            folder: input.folder.clone(),
+            source,
+        })?;
+        let key = meta.location.to_string();
+        let version = meta
+            .e_tag
+            .clone()
+            .unwrap_or_else(|| meta.last_modified.to_rfc3339());
+        let id = format!("{}/{key}", input.bucket);
+        listed.insert(id.clone());
+        if seen.objects.get(&id) == Some(&version) {
+            continue;
+        }
+        changed = true;
+        if seen.baseline && !already_queued(app, service, &input.bucket, &key, &version) {
+            let mut event = crate::storage::minio_event(&input.bucket, &key);
+            event.time = meta.last_modified.to_rfc3339();
+            found.push((event, id, version));
+            if found.len() == SUBMITS {
+                enqueue_all(app, service, &mut found, seen).await?;
+            }
+        } else {
+            seen.objects.insert(id, version);
+        }
+    }
+    enqueue_all(app, service, &mut found, seen).await?;
+    let folder = match input.folder.as_str() {
+        "" => format!("{}/", input.bucket),
+        folder => format!("{}/{}/", input.bucket, folder.trim_end_matches('/')),
+    };
+    let gone: Vec<String> = seen
+        .objects
+        .range(folder.clone()..)
+        .map(|(id, _)| id)
+        .take_while(|id| id.starts_with(&folder))
+        .filter(|id| !listed.contains(*id))
+        .cloned()
+        .collect();
+    for id in &gone {
+        seen.objects.remove(id);
+    }
+    Ok(changed || !gone.is_empty())
+}
+
+/// Stores the jobs of `found` concurrently and notes each stored one as seen; the first
+/// failure is returned once the others are done (the objects it left out are found again
+/// next round).
+async fn enqueue_all<S: Submit>(
+    app: &PollerParts<S>,
+    service: &str,
+    found: &mut Vec<Found>,
+    seen: &mut Seen,
+) -> Result<(), PollError> {
+    let results: Vec<Result<(String, String), PollError>> = futures::stream::iter(found.drain(..))
+        .map(|(event, id, version)| async move {
+            enqueue(app, service, event, &version).await?;
+            Ok((id, version))
+        })
+        .buffer_unordered(SUBMITS)
+        .collect()
+        .await;
+    let mut failure = None;
+    for result in results {
+        match result {
+            Ok((id, version)) => {
+                seen.objects.insert(id, version);
+            }
+            Err(e) => failure = failure.or(Some(e)),
+        }
+    }
+    failure.map_or(Ok(()), Err)
+}
+
 /// Whether a job for this version of the object exists (enqueued just before a crash).
 fn already_queued<S>(
     app: &PollerParts<S>,
@@ -227,11 +301,7 @@ fn already_queued<S>(
     key: &str,
     version: &str,
 ) -> bool {
-    app.jobs.store.list(service).iter().any(|record| {
-        record.trigger.as_ref().is_some_and(|t| {
-            t.bucket == bucket && t.key == key && t.version.as_deref() == Some(version)
-        })
-    })
+    app.jobs.store.has_version(service, bucket, key, version)
 }
 
 async fn enqueue<S: Submit>(
@@ -241,7 +311,7 @@ async fn enqueue<S: Submit>(
     version: &str,
 ) -> Result<(), PollError> {
     event.version = Some(version.to_string());
-    let record = app.submit.submit(service, JobInput::Event(event)).await?;
+    let record = app.submit.submit(service, event).await?;
     tracing::info!(service = %service, job = %record.name, "new object found by polling: job accepted");
     Ok(())
 }
@@ -256,8 +326,14 @@ mod tests {
     struct Store(Arc<Jobs>);
 
     impl Submit for Store {
-        async fn submit(&self, service: &str, input: JobInput) -> Result<JobRecord, CreateError> {
-            self.0.accept(service, input).await
+        async fn submit(
+            &self,
+            service: &str,
+            event: ObjectEvent,
+        ) -> Result<JobRecord, CreateError> {
+            let input = crate::jobs::JobInput::Event(event);
+            let always = crate::jobs::Admission::Always;
+            self.0.accept_with(service, input, None, always).await
         }
     }
 
@@ -358,6 +434,41 @@ mod tests {
             keys(&parts),
             ["in/after.txt", "in/after.txt", "in/third.txt"]
         );
+    }
+
+    #[tokio::test]
+    async fn a_round_enqueues_every_new_object_and_forgets_deleted_ones() {
+        let Setup {
+            dir: _dir,
+            bucket,
+            parts,
+        } = setup().await;
+        let spec = spec();
+        let mut seen = Seen::default();
+        put(&bucket, "elsewhere/kept.txt", b"not an input").await;
+        poll_service(&parts, "poll", &spec, &mut seen)
+            .await
+            .unwrap();
+        // More new objects than are stored at once.
+        let n = SUBMITS * 3 + 5;
+        for i in 0..n {
+            put(&bucket, &format!("in/f{i:04}.txt"), b"x").await;
+        }
+        poll_service(&parts, "poll", &spec, &mut seen)
+            .await
+            .unwrap();
+        assert_eq!(keys(&parts).len(), n);
+        assert_eq!(seen.objects.len(), n);
+        bucket
+            .delete(&object_store::path::Path::from("in/f0000.txt"))
+            .await
+            .unwrap();
+        poll_service(&parts, "poll", &spec, &mut seen)
+            .await
+            .unwrap();
+        assert_eq!(seen.objects.len(), n - 1, "a deleted object is forgotten");
+        assert!(!seen.objects.contains_key("inbox/in/f0000.txt"));
+        assert_eq!(keys(&parts).len(), n, "and nothing enqueued again");
     }
 
     fn seen_copy(seen: &Seen) -> Seen {
