@@ -100,7 +100,12 @@ impl JobBackend for NatsJobs {
         false
     }
 
-    async fn create(&self, record: &JobRecord, input: Option<&[u8]>) -> Result<(), StoreError> {
+    async fn create(
+        &self,
+        record: &JobRecord,
+        input: Option<&[u8]>,
+        log: &str,
+    ) -> Result<(), StoreError> {
         if let Some(input) = input {
             objects::write(
                 &self.files.store,
@@ -108,6 +113,11 @@ impl JobBackend for NatsJobs {
                 input,
             )
             .await?;
+        }
+        if !log.is_empty() {
+            // A new job has no log yet: written whole, not read and appended to.
+            let name = file(&record.service, &record.name, "log");
+            objects::write(&self.files.store, &name, log.as_bytes()).await?;
         }
         self.put(record).await
     }

@@ -84,15 +84,49 @@ impl JobBackend for LocalJobs {
         self.0.exclusive()
     }
 
-    async fn create(&self, record: &JobRecord, input: Option<&[u8]>) -> Result<(), StoreError> {
+    async fn create(
+        &self,
+        record: &JobRecord,
+        input: Option<&[u8]>,
+        log: &str,
+    ) -> Result<(), StoreError> {
         let this = self.0.clone();
         let record = record.clone();
         let input = input.map(<[u8]>::to_vec);
+        let log = log.to_string();
         blocking(move || {
-            this.create(&record, input.as_deref())
+            this.create(&record, input.as_deref(), &log)
                 .map_err(StoreError::from)
         })
         .await
+    }
+
+    async fn finish(
+        &self,
+        record: &mut JobRecord,
+        outputs: Option<&[OutputFile]>,
+        log: &[(u64, String)],
+    ) -> Result<(), StoreError> {
+        let this = self.0.clone();
+        let mut finished = record.clone();
+        let outputs = outputs.map(<[OutputFile]>::to_vec);
+        let mut log = log.to_vec();
+        // One blocking task for the whole ending (it was four: outputs, log, size, record).
+        let finished = blocking(move || {
+            if let Some(files) = &outputs
+                && let Err(e) = this.write_outputs(&finished.service, &finished.name, files)
+            {
+                log.push(super::store::outputs_lost(&e));
+            }
+            let text = super::store::log_text(&log);
+            this.append_log(&finished.service, &finished.name, &text)?;
+            finished.bytes = this.measure(&finished.service, &finished.name);
+            this.save(&finished)?;
+            Ok(finished)
+        })
+        .await?;
+        *record = finished;
+        Ok(())
     }
 
     async fn save(&self, record: &JobRecord) -> Result<(), StoreError> {
@@ -263,7 +297,7 @@ impl Files {
         true
     }
 
-    fn create(&self, record: &JobRecord, input: Option<&[u8]>) -> io::Result<()> {
+    fn create(&self, record: &JobRecord, input: Option<&[u8]>, log: &str) -> io::Result<()> {
         fsutil::create_private_dir(&self.root.join(&record.service))?;
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create_new(true);
@@ -274,13 +308,16 @@ impl Files {
             Some(input) if input.len() > frames::LARGE => {
                 file.write_all(&frames::frame(Kind::Input, input)?)?;
                 self.group.sync()?;
-                file.write_all(&frames::frame(Kind::Record, &json)?)?;
+                let mut bytes = log_frames(log)?;
+                frames::push_frame(&mut bytes, Kind::Record, &json)?;
+                file.write_all(&bytes)?;
             }
             _ => {
                 let mut bytes = Vec::new();
                 if let Some(input) = input {
                     frames::push_frame(&mut bytes, Kind::Input, input)?;
                 }
+                bytes.extend(log_frames(log)?);
                 frames::push_frame(&mut bytes, Kind::Record, &json)?;
                 file.write_all(&bytes)?;
             }
@@ -300,14 +337,8 @@ impl Files {
     }
 
     fn append_log(&self, service: &str, job: &str, text: &str) -> io::Result<()> {
-        // Synced with the next record saved, which it precedes in the file; in frames of at most
-        // `LARGE` bytes, which are checked whole when the file is opened (a large one would be
-        // taken on its header, and needs a sync before anything follows it).
-        let mut bytes = Vec::with_capacity(text.len() + frames::HEADER);
-        for chunk in text.as_bytes().chunks(frames::LARGE) {
-            frames::push_frame(&mut bytes, Kind::Log, chunk)?;
-        }
-        self.append(service, job, &bytes)
+        // Synced with the next record saved, which it precedes in the file.
+        self.append(service, job, &log_frames(text)?)
     }
 
     fn read_log(&self, service: &str, job: &str) -> io::Result<String> {
@@ -377,6 +408,17 @@ impl Files {
     }
 }
 
+/// Log text as frames of at most `LARGE` bytes, which are checked whole when the file is
+/// opened (a large one would be taken on its header, and need a sync before anything follows
+/// it).
+fn log_frames(text: &str) -> io::Result<Vec<u8>> {
+    let mut bytes = Vec::with_capacity(text.len() + frames::HEADER);
+    for chunk in text.as_bytes().chunks(frames::LARGE) {
+        frames::push_frame(&mut bytes, Kind::Log, chunk)?;
+    }
+    Ok(bytes)
+}
+
 /// The record of the job file at `path`, its torn tail cut off first (so that the next append
 /// starts a frame of its own); `None` when it has no whole record, or an unfinished job's
 /// record without the input it names.
@@ -428,7 +470,7 @@ mod tests {
         let data = tempfile::tempdir().unwrap();
         let jobs = LocalJobs::open(data.path()).unwrap();
         let mut job = record("svc-1", Status::Pending, 2);
-        jobs.0.create(&job, Some(b"in")).unwrap();
+        jobs.0.create(&job, Some(b"in"), "").unwrap();
         jobs.0.append_log("svc", "svc-1", "1 accepted\n").unwrap();
         job.status = Status::Running;
         jobs.0.save(&job).unwrap();
@@ -474,7 +516,7 @@ mod tests {
         let data = tempfile::tempdir().unwrap();
         let jobs = LocalJobs::open(data.path()).unwrap();
         let mut job = record("svc-1", Status::Pending, 2);
-        jobs.0.create(&job, Some(b"in")).unwrap();
+        jobs.0.create(&job, Some(b"in"), "").unwrap();
         job.status = Status::Running;
         job.attempts = 1;
         jobs.0.save(&job).unwrap();
@@ -499,7 +541,7 @@ mod tests {
         let data = tempfile::tempdir().unwrap();
         let jobs = LocalJobs::open(data.path()).unwrap();
         jobs.0
-            .create(&record("svc-whole", Status::Pending, 3), Some(b"123"))
+            .create(&record("svc-whole", Status::Pending, 3), Some(b"123"), "")
             .unwrap();
         let dir = data.path().join("jobs/svc");
         // Its record never reached the disk whole.
@@ -545,7 +587,7 @@ mod tests {
         let jobs = LocalJobs::open(data.path()).unwrap();
         let big = vec![3u8; frames::LARGE * 3];
         let job = record("svc-big", Status::Pending, big.len() as u64);
-        jobs.0.create(&job, Some(&big)).unwrap();
+        jobs.0.create(&job, Some(&big), "").unwrap();
         let files = vec![OutputFile {
             path: "big.bin".into(),
             bytes: big.clone(),

@@ -199,13 +199,6 @@ impl Jobs {
     }
 
     async fn queue_new(&self, record: &JobRecord) -> Result<(), StoreError> {
-        self.store
-            .append_log(
-                &record.service,
-                &record.name,
-                &[(record.created_ms, "Job accepted".into())],
-            )
-            .await?;
         self.queue.push(&record.service, &record.name).await
     }
 
@@ -322,33 +315,21 @@ impl Jobs {
         result
     }
 
-    /// Records how a job ended: its output files (fsynced), its log, then its record, in that
-    /// order, so that a record saying Succeeded always has its outputs. A job deleted meanwhile
-    /// is left alone.
+    /// Records how a job ended: its output files, its log, then its record, in that order
+    /// and in one step of the store, so that a record saying Succeeded always has its
+    /// outputs. A job deleted meanwhile is left alone.
     pub async fn finish(&self, mut record: JobRecord, ending: Ending) -> Result<(), StoreError> {
-        let (service, job) = (record.service.clone(), record.name.clone());
-        let mut lines = ending.lines;
-        if let Some(files) = &ending.files {
-            match self.store.write_outputs(&service, &job, files).await {
-                Ok(true) => {}
-                Ok(false) => return Ok(()),
-                Err(e) => lines.push((
-                    crate::clock::now_ms(),
-                    format!("Output files could not be kept: {e}"),
-                )),
-            }
-        }
-        if self.store.get(&service, &job).is_none() {
-            return Ok(());
-        }
-        self.store.append_log(&service, &job, &lines).await?;
         record.status = ending.status;
         record.outcome = Some(ending.outcome);
         record.finished_ms = Some(crate::clock::now_ms());
-        record.bytes = self.store.measure(&service, &job).await;
-        self.store.update(&record).await?;
-        self.store.enforce_retention(&service).await;
-        self.refresh_gauge();
+        let kept = self
+            .store
+            .finish(&mut record, ending.files.as_deref(), &ending.lines)
+            .await?;
+        if kept {
+            self.store.enforce_retention(&record.service).await;
+            self.refresh_gauge();
+        }
         Ok(())
     }
 

@@ -87,6 +87,22 @@ pub enum RecordChange {
     },
 }
 
+/// Log lines (`(unix ms, text)`) as stored: `<unix ms> <text>` per line.
+pub fn log_text(lines: &[(u64, String)]) -> String {
+    let mut text = String::new();
+    for (ms, line) in lines {
+        for part in line.split('\n') {
+            text.push_str(&format!("{ms} {part}\n"));
+        }
+    }
+    text
+}
+
+/// The log line of a job whose output files could not be kept.
+pub fn outputs_lost(e: &dyn std::fmt::Display) -> (u64, String) {
+    (now_ms(), format!("Output files could not be kept: {e}"))
+}
+
 /// Where jobs are kept (see [`crate::stores`]). Job and service names are
 /// validated before they get here.
 #[async_trait::async_trait]
@@ -96,8 +112,13 @@ pub trait JobBackend: Send + Sync {
     /// Whether this server is the only one running the backend's jobs, so that a job found
     /// Running at start-up was interrupted by this server's stop.
     fn exclusive(&self) -> bool;
-    /// Stores a new job: its input, then its record, durably.
-    async fn create(&self, record: &JobRecord, input: Option<&[u8]>) -> Result<(), StoreError>;
+    /// Stores a new job: its input and first `log` text, then its record, durably.
+    async fn create(
+        &self,
+        record: &JobRecord,
+        input: Option<&[u8]>,
+        log: &str,
+    ) -> Result<(), StoreError>;
     /// Saves a changed record.
     async fn save(&self, record: &JobRecord) -> Result<(), StoreError>;
     /// Appends text (whole lines) to the job's log: durable no later than the job's next
@@ -133,6 +154,26 @@ pub trait JobBackend: Send + Sync {
     }
     /// Bytes kept for a job.
     async fn measure(&self, service: &str, job: &str) -> u64;
+    /// Records how a job ended: `outputs` (replacing an earlier attempt's; a failure to keep
+    /// them becomes a line of its log instead), the `log` lines, then `record` with its
+    /// `bytes` measured, durably. One step where the backend can take it in one.
+    async fn finish(
+        &self,
+        record: &mut JobRecord,
+        outputs: Option<&[OutputFile]>,
+        log: &[(u64, String)],
+    ) -> Result<(), StoreError> {
+        let (service, job) = (record.service.clone(), record.name.clone());
+        let mut log = log.to_vec();
+        if let Some(files) = outputs
+            && let Err(e) = self.write_outputs(&service, &job, files).await
+        {
+            log.push(outputs_lost(&e));
+        }
+        self.append_log(&service, &job, &log_text(&log)).await?;
+        record.bytes = self.measure(&service, &job).await;
+        self.save(record).await
+    }
     /// A record as stored now, for one the index may not have seen yet (a shared backend's);
     /// `None` from a backend the index always knows in full.
     async fn fetch(&self, _service: &str, _job: &str) -> Result<Option<JobRecord>, StoreError> {
@@ -294,7 +335,12 @@ impl JobStore {
             }
             index.put(record.clone());
         }
-        if let Err(e) = self.backend.create(&record, input).await {
+        // A job's log starts with its acceptance, written with it (one step, one sync).
+        let log = match origin {
+            Origin::Job => log_text(&[(record.created_ms, "Job accepted".into())]),
+            Origin::Run => String::new(),
+        };
+        if let Err(e) = self.backend.create(&record, input, &log).await {
             self.lock().remove(service, &record.name);
             self.backend.remove(service, &record.name).await;
             return Err(e.into());
@@ -335,6 +381,12 @@ impl JobStore {
             return Ok(false);
         }
         self.backend.save(record).await?;
+        Ok(self.saved(record).await)
+    }
+
+    /// Puts a record just saved into the index, unless its job was deleted meanwhile: then
+    /// its stored files are removed again, and `false`.
+    async fn saved(&self, record: &JobRecord) -> bool {
         let gone = {
             let mut index = self.lock();
             let known = index.get(&record.service, &record.name).is_some();
@@ -345,9 +397,9 @@ impl JobStore {
         };
         if gone {
             self.backend.remove(&record.service, &record.name).await;
-            return Ok(false);
+            return false;
         }
-        Ok(true)
+        true
     }
 
     /// Appends lines (`(unix ms, text)`) to the job's log.
@@ -357,13 +409,24 @@ impl JobStore {
         job: &str,
         lines: &[(u64, String)],
     ) -> Result<(), StoreError> {
-        let mut text = String::new();
-        for (ms, line) in lines {
-            for part in line.split('\n') {
-                text.push_str(&format!("{ms} {part}\n"));
-            }
+        self.backend
+            .append_log(service, job, &log_text(lines))
+            .await
+    }
+
+    /// Records how a job ended (see [`JobBackend::finish`]); `false` when the job was
+    /// deleted meanwhile.
+    pub async fn finish(
+        &self,
+        record: &mut JobRecord,
+        outputs: Option<&[OutputFile]>,
+        log: &[(u64, String)],
+    ) -> Result<bool, StoreError> {
+        if self.get(&record.service, &record.name).is_none() {
+            return Ok(false);
         }
-        self.backend.append_log(service, job, &text).await
+        self.backend.finish(record, outputs, log).await?;
+        Ok(self.saved(record).await)
     }
 
     /// The job's log text; with `timestamps`, each line starts with its RFC 3339 time.
@@ -702,8 +765,9 @@ mod tests {
     async fn logs_keep_lines_and_times() {
         let dir = tempfile::tempdir().unwrap();
         let (store, _) = open_store(dir.path(), KEEP).await.unwrap();
+        // A run: a job's log would start with its acceptance.
         let r = store
-            .create("svc", Origin::Job, None, None, None)
+            .create("svc", Origin::Run, None, None, None)
             .await
             .unwrap();
         store

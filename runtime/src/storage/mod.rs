@@ -117,25 +117,36 @@ impl Storage {
         let staged = self
             .staging
             .join(format!("{}-download", uuid::Uuid::new_v4().simple()));
-        if let Err(e) = tokio::fs::create_dir_all(&self.staging).await {
-            let fail = ObjectError::maker("downloading", provider, &event.bucket, &event.key);
-            return Err(fail(format!("creating {}: {e}", self.staging.display())));
-        }
         let copied = match &self.embedded_buckets {
             Some(root) if provider.reference == DEFAULT_PROVIDER => {
                 let fail = ObjectError::maker("reading", provider, &event.bucket, &event.key);
-                let (root, bucket, key, to) = (
+                let (root, bucket, key, to, staging) = (
                     root.clone(),
                     event.bucket.clone(),
                     event.key.clone(),
                     staged.clone(),
+                    self.staging.clone(),
                 );
-                tokio::task::spawn_blocking(move || copy_object(&root, &bucket, &key, &to))
+                // The staging folder is made (again, if it went) in the same blocking task as the
+                // copy: one hop to the blocking pool per job, not two.
+                let copy = move || {
+                    std::fs::create_dir_all(&staging)
+                        .map_err(|e| format!("creating {}: {e}", staging.display()))?;
+                    copy_object(&root, &bucket, &key, &to).map_err(|e| e.to_string())
+                };
+                tokio::task::spawn_blocking(copy)
                     .await
                     .map_err(|e| fail(e.to_string()))
-                    .and_then(|copied| copied.map_err(|e| fail(e.to_string())))
+                    .and_then(|copied| copied.map_err(fail))
             }
-            _ => objects::download(provider, &event.bucket, &event.key, &staged).await,
+            _ => {
+                if let Err(e) = tokio::fs::create_dir_all(&self.staging).await {
+                    let fail =
+                        ObjectError::maker("downloading", provider, &event.bucket, &event.key);
+                    return Err(fail(format!("creating {}: {e}", self.staging.display())));
+                }
+                objects::download(provider, &event.bucket, &event.key, &staged).await
+            }
         };
         match copied {
             Ok(size) => Ok((
