@@ -298,11 +298,19 @@ impl Files {
     }
 
     fn create(&self, record: &JobRecord, input: Option<&[u8]>, log: &str) -> io::Result<()> {
-        fsutil::create_private_dir(&self.root.join(&record.service))?;
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create_new(true);
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(self.path(&record.service, &record.name))?;
+        let path = self.path(&record.service, &record.name);
+        // The service's folder is made by its first job only: making it (a chmod) for every
+        // job serialized concurrent creations on the folder's inode lock.
+        let mut file = match options.open(&path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fsutil::create_private_dir(&self.root.join(&record.service))?;
+                options.open(&path)?
+            }
+            opened => opened?,
+        };
         let json = serde_json::to_vec(record).map_err(io::Error::other)?;
         match input {
             Some(input) if input.len() > frames::LARGE => {
