@@ -222,6 +222,32 @@ pub fn encode_outputs(files: &[OutputFile]) -> Vec<u8> {
 
 /// The files of [`encode_outputs`]; every length is checked against what is left first.
 pub fn decode_outputs(payload: &[u8]) -> io::Result<Vec<OutputFile>> {
+    let mut files = Vec::new();
+    walk_outputs(payload, |path, bytes| {
+        files.push(OutputFile {
+            path: path.to_string(),
+            bytes: bytes.to_vec(),
+        });
+        false
+    })?;
+    Ok(files)
+}
+
+/// One file of [`encode_outputs`] by its path, only its bytes copied.
+pub fn find_output(payload: &[u8], wanted: &str) -> io::Result<Option<Vec<u8>>> {
+    let mut found = None;
+    walk_outputs(payload, |path, bytes| {
+        if path == wanted {
+            found = Some(bytes.to_vec());
+        }
+        found.is_some()
+    })?;
+    Ok(found)
+}
+
+/// Calls `visit` with each file of [`encode_outputs`] (path, bytes) until it returns `true`;
+/// every length is checked against what is left first.
+fn walk_outputs(payload: &[u8], mut visit: impl FnMut(&str, &[u8]) -> bool) -> io::Result<()> {
     let bad = || {
         io::Error::new(
             io::ErrorKind::InvalidData,
@@ -238,15 +264,16 @@ pub fn decode_outputs(payload: &[u8]) -> io::Result<Vec<OutputFile>> {
         Ok(head)
     };
     let count = u32::from_le_bytes(take(4)?.try_into().map_err(|_| bad())?);
-    let mut files = Vec::new();
     for _ in 0..count {
         let path_len = u32::from_le_bytes(take(4)?.try_into().map_err(|_| bad())?) as usize;
-        let path = String::from_utf8(take(path_len)?.to_vec()).map_err(|_| bad())?;
+        let path = std::str::from_utf8(take(path_len)?).map_err(|_| bad())?;
         let len = u64::from_le_bytes(take(8)?.try_into().map_err(|_| bad())?);
-        let bytes = take(usize::try_from(len).map_err(|_| bad())?)?.to_vec();
-        files.push(OutputFile { path, bytes });
+        let bytes = take(usize::try_from(len).map_err(|_| bad())?)?;
+        if visit(path, bytes) {
+            break;
+        }
     }
-    Ok(files)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -335,7 +362,13 @@ mod tests {
         ];
         let payload = encode_outputs(&files);
         assert_eq!(decode_outputs(&payload).unwrap(), files);
+        assert_eq!(
+            find_output(&payload, "dir/b.bin").unwrap(),
+            Some(vec![0, 1, 2])
+        );
+        assert_eq!(find_output(&payload, "dir").unwrap(), None);
         assert!(decode_outputs(&payload[..payload.len() - 1]).is_err());
+        assert!(find_output(&payload[..payload.len() - 1], "nope").is_err());
         // A count or length far past the payload allocates nothing.
         let mut lying = u32::MAX.to_le_bytes().to_vec();
         lying.extend_from_slice(&9u32.to_le_bytes());

@@ -391,12 +391,16 @@ impl Files {
         let Some(wanted) = path.to_str() else {
             return Ok(None);
         };
-        let found = match self.output_files(service, job) {
-            Ok(files) => files.into_iter().find(|f| f.path == wanted),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        let (mut file, scan) = match self.scan(service, job) {
+            Ok(found) => found,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
-        Ok(found.map(|f| f.bytes))
+        match scan.last(&mut file, Kind::Outputs)? {
+            // Only the file asked for is copied out of the frame.
+            Some(payload) => frames::find_output(&payload, wanted),
+            None => Ok(None),
+        }
     }
 
     fn remove(&self, service: &str, job: &str) {
