@@ -44,6 +44,14 @@ pub struct Jobs {
     pub nats_cpu: Option<Duration>,
 }
 
+impl Jobs {
+    /// The POST /job round trip at quantile `q` (0.5 for the median).
+    pub fn accept_percentile(&self, q: f64) -> Duration {
+        let i = ((self.accept.len() as f64 - 1.0) * q).round() as usize;
+        self.accept.get(i).copied().unwrap_or_default()
+    }
+}
+
 /// A NATS server with JetStream in a temporary folder, stopped on drop.
 struct Nats {
     child: Child,

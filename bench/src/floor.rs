@@ -90,6 +90,10 @@ async fn run(
                         errors += 1;
                     }
                 }
+                // A driver that never waits would run several invocations before another
+                // task is polled (the guests run on the workers): its tail would be its own,
+                // not the server's. An HTTP client waits on its socket between requests.
+                tokio::task::yield_now().await;
             }
             (latencies, errors)
         }));

@@ -363,10 +363,7 @@ impl Report {
                 );
             }
         }
-        let pct = |jobs: &crate::cluster::Jobs, q: f64| {
-            let i = ((jobs.accept.len() as f64 - 1.0) * q).round() as usize;
-            jobs.accept.get(i).copied().unwrap_or_default()
-        };
+        let pct = crate::cluster::Jobs::accept_percentile;
         let (a, b) = (&local.jobs, &cluster.jobs);
         row(
             "POST /job answered (201): p50 / p99",
@@ -454,9 +451,7 @@ impl Report {
                 "≥ 2000",
                 rate(&local.jobs) >= 2000.0,
             );
-            let accept = &local.jobs.accept;
-            let i = ((accept.len() as f64 - 1.0) * 0.99).round() as usize;
-            let p99 = accept.get(i).copied().unwrap_or_default();
+            let p99 = local.jobs.accept_percentile(0.99);
             row(
                 "POST /job p99, local, during that batch",
                 ms(p99),

@@ -282,6 +282,8 @@ async fn run_guest(
         app_dir,
         mount,
     } = prepared;
+    let (input_dir, output_dir) = (scratch.input.clone(), scratch.output.clone());
+    let held = Held(Some(scratch));
     let spec = &deployed.service.spec;
     let mut log = opening_lines(spec, linked, &staged, request_id);
     let env: std::borrow::Cow<[(String, String)]> = if staged.env.is_empty() {
@@ -298,9 +300,9 @@ async fn run_guest(
         linked,
         program: &spec.name,
         env: &env,
-        input_dir: &scratch.input,
+        input_dir: &input_dir,
         input_file: &staged.name,
-        output_dir: &scratch.output,
+        output_dir: &output_dir,
         memory_limit: spec.memory_limit.unwrap_or(settings.default_memory),
         deadline: deadline(started, timeout),
         output_capacity: settings.max_log_bytes,
@@ -324,6 +326,11 @@ async fn run_guest(
     log.push(exit_line(&run.exit, elapsed, timeout, budget));
     trace_exit(&spec.name, &run.exit, elapsed);
     log.extend(truncation_line(run.output_dropped, settings.max_log_bytes));
+    let Some(scratch) = held.release() else {
+        return Err(InvokeError::Host(
+            "the run's scratch folder was released twice".into(),
+        ));
+    };
     let (exit, files) = match run.exit {
         limit @ Exit::Limit(_) => {
             // What it wrote past the limit is not returned, and may be large to remove.
@@ -346,6 +353,31 @@ async fn run_guest(
         log,
         meters,
     })
+}
+
+/// A run's scratch folder while its guest runs. Dropped with its call (the client went away,
+/// or its job was deleted), it is emptied on the blocking pool, as what the guest wrote may be
+/// large (up to the output caps); taken back ([`Held::release`]) when the run ends.
+struct Held(Option<scratch::Scratch>);
+
+impl Held {
+    fn release(mut self) -> Option<scratch::Scratch> {
+        self.0.take()
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let Some(scratch) = self.0.take() else {
+            return;
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn_blocking(move || drop(scratch));
+            }
+            Err(_) => drop(scratch),
+        }
+    }
 }
 
 /// The outputs in `scratch`, read (and the scratch emptied) on the worker when they are
