@@ -56,12 +56,12 @@ impl Jobs {
 struct Nats {
     child: Child,
     url: String,
-    _dir: tempfile::TempDir,
+    _dir: std::sync::Arc<tempfile::TempDir>,
 }
 
 impl Nats {
     fn start(bin: &Path) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = crate::workdir();
         let addr = free_addr();
         let child = Command::new(bin)
             .args([
@@ -104,7 +104,7 @@ pub fn measure(
     let mut modes = Vec::new();
     for name in ["local", "cluster"] {
         let nats = (name == "cluster").then(|| Nats::start(nats_bin));
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = crate::workdir();
         let mut extra = flags(nats.as_ref());
         extra.extend([
             "--store-access-key".into(),
@@ -187,7 +187,7 @@ fn polled(
     nats: Option<&Nats>,
     probe: &[u8],
 ) -> crate::bulk::Bulk {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = crate::workdir();
     let external = rt.block_on(crate::bulk::external_store(
         setup.server_bin,
         &dir.path().join("external"),

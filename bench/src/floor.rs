@@ -24,7 +24,7 @@ pub fn measure(
     warmup: Duration,
     duration: Duration,
 ) -> Vec<(usize, Stats)> {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = crate::workdir();
     let data = dir.path().join("data");
     let args = Args::parse_from([
         "floor",

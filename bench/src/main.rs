@@ -78,6 +78,25 @@ struct Args {
     commit: String,
 }
 
+/// Every phase's temporary folder, removed when the benchmark ends rather than when its phase
+/// does: removing tens of thousands of files (10,000 services, 20,000 objects) right before
+/// the next phase made that phase's file creations slow on this machine's journal-less ext4,
+/// which skips inodes deleted in the last 30 s when it allocates one (a profile of the jobs
+/// batch after the scale phase had most of its kernel time in `find_inode_bit`), so the next
+/// phase measured the previous one's clean-up.
+static WORKDIRS: std::sync::Mutex<Vec<std::sync::Arc<tempfile::TempDir>>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// A temporary folder kept until the benchmark ends (see [`WORKDIRS`]).
+pub fn workdir() -> std::sync::Arc<tempfile::TempDir> {
+    let dir = std::sync::Arc::new(tempfile::tempdir().expect("tempdir"));
+    WORKDIRS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(dir.clone());
+    dir
+}
+
 /// Connections per HTTP load level.
 const CONCURRENCIES: [usize; 4] = [1, 4, 16, 64];
 
@@ -105,7 +124,7 @@ fn main() {
 
     // 1. POST /run over HTTP.
     {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = crate::workdir();
         let server = Process::oscar(
             &args.server_bin,
             &dir.path().join("data"),
@@ -144,7 +163,7 @@ fn main() {
     // 4. wasmtime serve with a wasi-http component doing the same upper-casing, and the same
     // component as an HTTP service on our exposed route.
     if let (Some(wasmtime), Some(module)) = (&args.wasmtime, &args.http_module) {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = crate::workdir();
         let path = dir.path().join("http-upper.wasm");
         let http_component = component(module);
         std::fs::write(&path, &http_component).expect("write component");
@@ -180,7 +199,7 @@ fn main() {
 
     // 6. Upload to first answer, every example module, then restart to first answer.
     {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = crate::workdir();
         let data = dir.path().join("data");
         let server = Process::oscar(&args.server_bin, &data, &[]);
         for (name, wasm) in modules(&args.guests) {
@@ -247,6 +266,8 @@ fn main() {
         report.cluster = cluster::measure(&rt, &setup, nats, &probe);
     }
 
+    // The phases' folders go only now (see `workdir`).
+    WORKDIRS.lock().unwrap_or_else(|e| e.into_inner()).clear();
     let text = report.render(&args.commit, duration);
     std::fs::write(&args.output, &text).expect("write report");
     println!("{text}");
@@ -263,7 +284,7 @@ fn exposed(
     warmup: Duration,
     duration: Duration,
 ) -> Vec<(usize, wrk::Figures, Duration)> {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = crate::workdir();
     let server = Process::oscar(
         &args.server_bin,
         &dir.path().join("data"),

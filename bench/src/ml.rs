@@ -31,7 +31,7 @@ pub fn measure(rt: &tokio::runtime::Runtime, server_bin: &Path, guests: &Path) -
     let wasm = std::fs::read(guests.join("digits.wasm")).ok()?;
     let sample = std::fs::read(guests.join("../digits/samples/7.png")).ok()?;
     let body = Bytes::from(base64::engine::general_purpose::STANDARD.encode(&sample));
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = crate::workdir();
     let server = Process::oscar(server_bin, &dir.path().join("data"), &[]);
     rt.block_on(crate::deploy(server.addr, &wasm, "digits"));
     rt.block_on(crate::wait_optimized(server.addr));

@@ -41,7 +41,7 @@ pub struct Setup<'a> {
 
 /// Runs every step in `steps` (ascending), growing one data folder.
 pub fn measure(rt: &tokio::runtime::Runtime, setup: &Setup<'_>, steps: &[usize]) -> Vec<Step> {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = crate::workdir();
     let data = dir.path().join("data");
     let extra = ["--max-concurrency", "64"];
     let mut server = Process::oscar(setup.server_bin, &data, &extra);

@@ -61,7 +61,7 @@ pub struct Setup<'a> {
 
 /// Runs the section on one new server.
 pub fn measure(rt: &tokio::runtime::Runtime, setup: &Setup<'_>) -> Scripts {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = crate::workdir();
     let runtimes = setup.runtimes_dir.to_str().expect("runtimes dir");
     let server = Process::oscar(
         setup.server_bin,
