@@ -52,14 +52,19 @@ pub async fn measure(server: &Process, probe: &[u8]) -> Bulk {
         "input": [{"storage_provider": "minio", "path": format!("{BUCKET}/in")}],
         "output": [{"storage_provider": "minio.default", "path": format!("{BUCKET}/out")}],
     });
+    create(server.addr, definition).await;
+    batch(server, &store(server.s3), "bulk").await
+}
+
+/// Creates a service from `definition` on the server at `addr`.
+async fn create(addr: SocketAddr, definition: serde_json::Value) {
     let (status, body) = crate::post(
-        server.addr,
+        addr,
         "/system/services",
         Bytes::from(definition.to_string()),
     )
     .await;
     assert_eq!(status, 201, "create: {}", String::from_utf8_lossy(&body));
-    batch(server, &store(server.s3), "bulk").await
 }
 
 /// Flags that make a server use `external`'s embedded store as its `minio.default`.
@@ -93,13 +98,7 @@ pub async fn external_store(bin: &std::path::Path, dir: &std::path::Path, probe:
         "name": "holder", "module": digest,
         "output": [{"storage_provider": "minio.default", "path": format!("{BUCKET}/out")}],
     });
-    let (status, body) = crate::post(
-        external.addr,
-        "/system/services",
-        Bytes::from(definition.to_string()),
-    )
-    .await;
-    assert_eq!(status, 201, "create: {}", String::from_utf8_lossy(&body));
+    create(external.addr, definition).await;
     external
 }
 
@@ -112,13 +111,7 @@ pub async fn measure_polled(server: &Process, external: &Process, probe: &[u8]) 
         "input": [{"storage_provider": "minio", "path": format!("{BUCKET}/in")}],
         "output": [{"storage_provider": "minio", "path": format!("{BUCKET}/out")}],
     });
-    let (status, body) = crate::post(
-        server.addr,
-        "/system/services",
-        Bytes::from(definition.to_string()),
-    )
-    .await;
-    assert_eq!(status, 201, "create: {}", String::from_utf8_lossy(&body));
+    create(server.addr, definition).await;
     let store = store(external.s3);
     first_round(server.addr, &store).await;
     batch(server, &store, "polled").await
